@@ -1,0 +1,120 @@
+"""Parallel anchor sets (image, caption) and their cached encodings.
+
+An anchor set is the bridge between two modalities: row i of the image side and row i of the text
+side describe the same thing. Encoding it is the slowest part of a build, so each encoder's
+vectors are cached as Parquet under a key made of the set's content hash and the encoder spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .arrowio import dense_column, dense_from_column, sha256_file, write_parquet_atomic
+from .encoders.base import Encoder
+from .errors import InputError
+from .tables import rows_from
+
+CACHE_VERSION = "1"
+
+
+def default_cache_dir() -> str:
+    """``$RETRIEVAL_CACHE`` if set, else ``~/.cache/retrieval``."""
+    return os.environ.get("RETRIEVAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "retrieval")
+
+
+@dataclass
+class AnchorSet:
+    """Parallel anchors: ``images[i]`` and ``captions[i]`` show the same concept."""
+
+    images: List[str]
+    captions: List[str]
+    source: str = ""
+    content_hash: str = field(default="")
+
+    def __post_init__(self):
+        if len(self.images) != len(self.captions):
+            raise InputError(f"expected as many anchor captions as images, got {len(self.captions)} captions "
+                             f"for {len(self.images)} images")
+        if not self.images:
+            raise InputError(f"expected at least one anchor pair in {self.source or 'the anchor set'}, got none")
+        empty = [i for i, c in enumerate(self.captions) if c is None or not str(c).strip()]
+        if empty:
+            shown = ", ".join(f"row {i} ({Path(self.images[i]).name})" for i in empty[:5])
+            raise InputError(f"expected a non-empty caption for every anchor, got {len(empty)} empty: {shown}"
+                             f"{' …' if len(empty) > 5 else ''}")
+        missing = [p for p in self.images if not os.path.isfile(p)]
+        if missing:
+            raise InputError(f"expected every anchor image to exist, got {len(missing)} missing, "
+                             f"e.g. {missing[0]!r}")
+        if not self.content_hash:
+            self.content_hash = self._hash()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _hash(self) -> str:
+        # Content, not paths: moving the folder keeps the cache; editing a caption or a pixel does not.
+        h = hashlib.sha256(b"anchors-v1\n")
+        for img, cap in zip(self.images, self.captions):
+            h.update(sha256_file(img).encode())
+            h.update(b"\t" + cap.strip().encode("utf-8") + b"\n")
+        return h.hexdigest()
+
+
+def load_anchor_set(path) -> AnchorSet:
+    """Read anchors from a Parquet/CSV table (image + caption columns) or a folder with sidecar .txt.
+
+    >>> anchors = load_anchor_set("data/anchors.parquet")  # doctest: +SKIP
+    """
+    rows = rows_from(path, caption_required=True, what="anchor")
+    return AnchorSet([r["image"] for r in rows], [r["caption"] for r in rows], source=str(path))
+
+
+def _cache_key(anchors: AnchorSet, encoder: Encoder, modality: str) -> str:
+    raw = f"{CACHE_VERSION}|{anchors.content_hash}|{modality}|{encoder.name}|{encoder.dim}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def encode_anchors(anchors: AnchorSet, encoder: Encoder, modality: str, *, cache_dir: Optional[str] = None,
+                   batch_size: int = 32, show_progress_bar: Optional[bool] = None) -> np.ndarray:
+    """Vectors of one side of the anchor set, from the cache when this set and encoder were seen before.
+
+    ``cache_dir=""`` disables the cache.
+    """
+    if modality not in ("image", "text"):
+        raise InputError(f"expected modality 'image' or 'text', got {modality!r}")
+    inputs = anchors.images if modality == "image" else anchors.captions
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    key = _cache_key(anchors, encoder, modality)
+    path = os.path.join(cache_dir, f"anchors-{key}.parquet") if cache_dir else None
+    if path and os.path.isfile(path):
+        cached = _read_cache(path, key, len(inputs), encoder.dim)
+        if cached is not None:
+            return cached
+    vecs = encoder.encode(inputs, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    if path:
+        table = pa.table({"vector": dense_column(vecs)})
+        write_parquet_atomic(table, path, {"retrieval.cache_key": key, "retrieval.encoder": encoder.name,
+                                           "retrieval.modality": modality})
+    return vecs
+
+
+def _read_cache(path: str, key: str, n: int, dim: int) -> Optional[np.ndarray]:
+    try:
+        table = pq.read_table(path)
+        meta = table.schema.metadata or {}
+        if meta.get(b"retrieval.cache_key", b"").decode() != key or table.num_rows != n:
+            raise ValueError("key or row count differs")
+        return dense_from_column(table.column("vector"), dim)
+    except Exception as exc:  # a damaged cache entry is re-encoded, never trusted
+        warnings.warn(f"ignoring unusable anchor cache {path}: {exc}")
+        return None

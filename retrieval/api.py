@@ -1,0 +1,219 @@
+"""The facade: the Python API that the CLI (and later the server) call. One object, one collection.
+
+>>> from retrieval import Collection
+>>> col = Collection.open("indexes/demo")                       # doctest: +SKIP
+>>> col.search("an emoji of a red apple", k=5)[0].path           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from .arrowio import dense_from_column, sparse_from_columns
+from .build import build_collection
+from .classify import DEFAULT_TEMPLATES, ZeroShotClassifier
+from .collection import read_manifest, read_parquet
+from .encoders import Encoder, load_encoder
+from .errors import InputError
+from .images import ImageLike
+from .index import ExactIndex, Hits, make_index
+from .planner import Plan, plan
+from .relative import RelativeProjector, cosine_relative
+
+
+@dataclass
+class Hit:
+    """One search result. ``secondary`` is the dense relative cosine used to break ties (NaN if unused)."""
+
+    rank: int
+    id: int
+    score: float
+    secondary: float
+    kind: str                      # "image" or "text"
+    path: Optional[str] = None     # image results
+    caption: Optional[str] = None
+    label: Optional[str] = None
+    source: Optional[str] = None   # text results: "corpus" caption or "anchor" caption
+    item_id: Optional[int] = None  # text results from a corpus caption: the image it describes
+
+    def to_dict(self) -> Dict:
+        d = asdict(self)
+        d["secondary"] = None if np.isnan(self.secondary) else float(self.secondary)
+        return {k: v for k, v in d.items() if v is not None}
+
+
+class _Side:
+    """Everything the collection holds for one modality: rows, vectors, relative vectors, index."""
+
+    def __init__(self, modality, meta, abs_vecs, rel, index_spec, folder, stem):
+        self.modality, self.meta, self.abs = modality, meta, abs_vecs
+        self.rel = rel
+        self.index = make_index(index_spec).load(str(folder), stem, rel)
+        self._abs_index: Optional[ExactIndex] = None
+
+    def abs_index(self) -> ExactIndex:
+        if self._abs_index is None:
+            self._abs_index = ExactIndex().add(self.abs)
+        return self._abs_index
+
+
+class Collection:
+    """A built collection, opened read-only. Encoders load lazily, on the first query that needs them."""
+
+    def __init__(self, folder: Path, manifest: Dict, *, device: str = "cpu",
+                 encoders: Optional[Dict[str, Union[str, Encoder]]] = None):
+        self.folder, self.manifest, self.device = Path(folder), manifest, device
+        self._encoders: Dict[str, Encoder] = {}
+        for modality, enc in (encoders or {}).items():
+            self._check_encoder(modality, enc)
+        anchors = read_parquet(self.folder, "anchors.parquet")
+        dims = {m: manifest["encoders"][m]["dim"] for m in ("image", "text")}
+        self.anchor_vectors = {m: dense_from_column(anchors.column(f"{m}_vector"), dims[m]) for m in dims}
+        self.anchor_captions = anchors.column("caption").to_pylist()
+        params = manifest["projector"]
+        self.projectors = {m: RelativeProjector(**params).fit(v) for m, v in self.anchor_vectors.items()}
+        items, texts = read_parquet(self.folder, "items.parquet"), read_parquet(self.folder, "texts.parquet")
+        self.items = {c: items.column(c).to_pylist() for c in ("path", "caption", "label")}
+        self.texts = {c: texts.column(c).to_pylist() for c in ("text", "source", "item_id")}
+        self.sides = {}
+        for m, table, stem in (("image", items, "image_relative"), ("text", texts, "text_relative")):
+            vecs = dense_from_column(table.column(f"{m}_vector"), dims[m])
+            if params["kind"] == "asif":
+                rel = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(self.anchor_captions))
+            else:
+                rel = self.projectors[m].transform(vecs)
+            self.sides[m] = _Side(m, table, vecs, rel, manifest["indexes"][stem], self.folder, stem)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder, *, device: str = "cpu", image_encoder: Optional[Union[str, Encoder]] = None,
+             text_encoder: Optional[Union[str, Encoder]] = None, verify: bool = True) -> "Collection":
+        """Open a collection folder after checking its manifest and checksums.
+
+        ``image_encoder`` / ``text_encoder`` override how queries are encoded; they must be the
+        manifest's encoders (same spec and width), or the vectors would not be comparable.
+        """
+        manifest = read_manifest(Path(folder), verify=verify)
+        encoders = {m: e for m, e in (("image", image_encoder), ("text", text_encoder)) if e is not None}
+        return cls(Path(folder), manifest, device=device, encoders=encoders)
+
+    @classmethod
+    def build(cls, corpus, anchors, out, **kwargs) -> "Collection":
+        """Build (see :func:`retrieval.build.build_collection` for options) and open the result."""
+        return cls.open(build_collection(corpus, anchors, out, **kwargs), device=kwargs.get("device", "cpu"))
+
+    def _check_encoder(self, modality: str, enc: Union[str, Encoder]) -> None:
+        want = self.manifest["encoders"][modality]
+        spec = enc if isinstance(enc, str) else enc.name
+        if spec != want["spec"]:
+            raise InputError(f"expected the {modality} encoder this collection was built with ({want['spec']!r}), "
+                             f"got {spec!r}; rebuild the collection to use another encoder")
+        if isinstance(enc, Encoder):
+            if enc.dim != want["dim"] or enc.modality != modality:
+                raise InputError(f"expected a {modality} encoder of dimension {want['dim']}, got {enc.modality} "
+                                 f"encoder {enc.name!r} of dimension {enc.dim}")
+            self._encoders[modality] = enc
+
+    def encoder(self, modality: str) -> Encoder:
+        if modality not in self._encoders:
+            want = self.manifest["encoders"][modality]
+            enc = load_encoder(want["spec"], modality, device=self.device)
+            if enc.dim != want["dim"]:
+                raise InputError(f"expected encoder {want['spec']!r} to give {want['dim']}-d vectors as when the "
+                                 f"collection was built, got {enc.dim}-d; the model changed, rebuild the collection")
+            self._encoders[modality] = enc
+        return self._encoders[modality]
+
+    # ---- search -------------------------------------------------------------------------------
+    def plan(self, query_modality: str, target: str = "image", route: Optional[str] = None) -> Plan:
+        spaces = {m: e["spec"] for m, e in self.manifest["encoders"].items()}
+        return plan(query_modality, target, spaces, ["image", "text"], route=route)
+
+    def search(self, query: Union[str, ImageLike], *, k: int = 10, modality: Optional[str] = None,
+               target: str = "image", route: Optional[str] = None) -> List[Hit]:
+        """Search with one query: a string is text, a path to an existing image file or a PIL image is an image.
+
+        >>> col.search("a red apple", k=3)                      # doctest: +SKIP
+        >>> col.search("query.png", target="text", k=3)         # doctest: +SKIP
+        """
+        return self.search_many([query], k=k, modality=modality or _guess_modality(query), target=target, route=route)[0]
+
+    def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: str = "image",
+                    route: Optional[str] = None, batch_size: int = 32,
+                    show_progress_bar: Optional[bool] = None) -> List[List[Hit]]:
+        """Answer many queries of one modality with one encoder load and one batched encode."""
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"expected k >= 1, got {k!r}")
+        if target not in self.sides:
+            raise InputError(f"expected target 'image' or 'text', got {target!r}")
+        p = self.plan(modality, target, route)
+        q = self.encoder(modality).encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
+        side = self.sides[target]
+        if p.route == "absolute":
+            hits = side.abs_index().search(q, k)
+        else:
+            q_rel = self.projectors[modality].transform(q)
+            q_dense = cosine_relative(q, self.anchor_vectors[modality])
+            t_anchors = self.anchor_vectors[target]
+
+            def secondary(row: int, cand: np.ndarray) -> np.ndarray:
+                return cosine_relative(side.abs[cand], t_anchors) @ q_dense[row]
+
+            hits = side.index.search(q_rel, k, secondary)
+        return [self._hits(h, target) for h in hits]
+
+    def _hits(self, h: Hits, target: str) -> List[Hit]:
+        out = []
+        for rank, (i, s, s2) in enumerate(zip(h.ids.tolist(), h.scores.tolist(), h.secondary.tolist()), 1):
+            if target == "image":
+                out.append(Hit(rank, i, s, s2, "image", path=self.items["path"][i], caption=self.items["caption"][i],
+                               label=self.items["label"][i]))
+            else:
+                item = self.texts["item_id"][i]
+                out.append(Hit(rank, i, s, s2, "text", caption=self.texts["text"][i], source=self.texts["source"][i],
+                               item_id=None if item < 0 else item,
+                               path=self.items["path"][item] if item >= 0 else None))
+        return out
+
+    # ---- classification -----------------------------------------------------------------------
+    def classifier(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotClassifier:
+        """An ASIF zero-shot classifier over ``labels``, prompts averaged over ``templates``."""
+        return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"),
+                                  text_anchors=self.anchor_vectors["text"], image_anchors=self.anchor_vectors["image"],
+                                  projector_params=self.manifest["projector"])
+
+    def classify(self, images: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
+                 templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5, batch_size: int = 32,
+                 show_progress_bar: Optional[bool] = None):
+        """Top-k labels for each image; ``images=None`` classifies the collection's own items
+        (from their stored vectors, no re-encoding)."""
+        clf = self.classifier(labels, templates)
+        if images is None:
+            vecs = self.sides["image"].abs
+        else:
+            vecs = self.encoder("image").encode(list(images), batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return clf.predict(vecs, k=k)
+
+    # ---- description --------------------------------------------------------------------------
+    def info(self) -> Dict:
+        m = self.manifest
+        size = sum(f["bytes"] for f in m["files"].values())
+        return {"path": str(self.folder), "created": m["created"], "format_version": m["format_version"],
+                "encoders": m["encoders"], "anchors": m["anchors"], "projector": m["projector"],
+                "indexes": m["indexes"], "counts": m["counts"], "bytes_on_disk": size,
+                "versions": m.get("versions", {}), "corpus": m.get("corpus", {}),
+                "skipped": m.get("skipped", [])}
+
+
+def _guess_modality(query) -> str:
+    if isinstance(query, str):
+        # A string naming an existing image file is an image query; anything else is text.
+        from .images import is_image_path
+
+        return "image" if is_image_path(query) and os.path.isfile(query) else "text"
+    return "image"

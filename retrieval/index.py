@@ -1,0 +1,211 @@
+"""Search backends behind one short contract, all checked by one conformance test suite.
+
+``add(vectors)``, ``search(queries, k, secondary=None) -> list[Hits]``, ``len()``,
+``save(folder, stem) -> [file names]``, ``load(folder, stem, vectors)``.
+
+* ``exact``: brute force. CSR vectors (relative) use a sparse product, dense vectors a GEMM. The
+  default: it is exact and, at the sizes of this release, fast.
+* ``faiss``: a FAISS index (factory string, default ``"Flat"``, inner product) over the densified
+  vectors, on GPU when the installed faiss sees one. Ties beyond its candidate list cannot be
+  re-ranked, so it asks FAISS for ``k + TIE_MARGIN`` candidates.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import InputError, UnknownNameError
+from .ranking import rank_candidates, topk_with_ties
+
+TIE_MARGIN = 256
+# Queries scored at once by the exact backend: bounds the (queries x items) score block.
+QUERY_BLOCK = 256
+
+
+@dataclass
+class Hits:
+    """One query's ranked results: row ids into the indexed vectors, primary and secondary scores."""
+    ids: np.ndarray
+    scores: np.ndarray
+    secondary: np.ndarray
+
+
+Secondary = Optional[Callable[[int, np.ndarray], np.ndarray]]  # (query row, candidate ids) -> scores
+
+
+def _as_matrix(x):
+    if sp.issparse(x):
+        return sp.csr_matrix(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise InputError(f"expected a 2-D array of vectors, got shape {x.shape}")
+    return x
+
+
+class Index:
+    name = ""
+
+    def __init__(self):
+        self.dim: Optional[int] = None
+
+    def _check(self, x) -> None:
+        if self.dim is not None and x.shape[1] != self.dim:
+            raise InputError(f"expected vectors of width {self.dim} for this index, got width {x.shape[1]}")
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def spec(self) -> Dict:
+        return {"backend": self.name}
+
+
+class ExactIndex(Index):
+    """Exact inner-product search over CSR or dense vectors."""
+
+    name = "exact"
+
+    def __init__(self):
+        super().__init__()
+        self._x = None
+
+    def add(self, vectors) -> "ExactIndex":
+        x = _as_matrix(vectors)
+        self._check(x)
+        self.dim = x.shape[1]
+        if self._x is None:
+            self._x = x
+        elif sp.issparse(self._x) or sp.issparse(x):
+            self._x = sp.vstack([sp.csr_matrix(self._x), sp.csr_matrix(x)], format="csr")
+        else:
+            self._x = np.vstack([self._x, x])
+        return self
+
+    def __len__(self) -> int:
+        return 0 if self._x is None else self._x.shape[0]
+
+    def scores(self, queries) -> np.ndarray:
+        q = _as_matrix(queries)
+        self._check(q)
+        if len(self) == 0:
+            return np.zeros((q.shape[0], 0), np.float32)
+        s = self._x @ q.T  # (items, queries): sparse x sparse stays sparse, densified below
+        s = s.toarray() if sp.issparse(s) else np.asarray(s)
+        return np.ascontiguousarray(s.T, dtype=np.float32)
+
+    def search(self, queries, k: int, secondary: Secondary = None) -> List[Hits]:
+        q = _as_matrix(queries)
+        out: List[Hits] = []
+        for start in range(0, q.shape[0], QUERY_BLOCK):
+            block = self.scores(q[start:start + QUERY_BLOCK])
+            for j, row in enumerate(block):
+                sec = None if secondary is None else (lambda c, r=start + j: secondary(r, c))
+                out.append(Hits(*topk_with_ties(row, k, sec)))
+        return out
+
+    def save(self, folder: str, stem: str) -> List[str]:
+        return []  # vectors live in the collection's Parquet files; nothing else to write
+
+    def load(self, folder: str, stem: str, vectors) -> "ExactIndex":
+        self.__init__()
+        return self.add(vectors)
+
+
+class FaissIndex(Index):
+    """A FAISS inner-product index built from a factory string (``"Flat"``, ``"HNSW32"``, …)."""
+
+    name = "faiss"
+
+    def __init__(self, factory: str = "Flat", use_gpu: Optional[bool] = None):
+        super().__init__()
+        self.factory, self.use_gpu, self._index = factory, use_gpu, None
+
+    @staticmethod
+    def _faiss():
+        try:
+            import faiss
+        except ImportError as exc:
+            raise InputError("the 'faiss' backend needs faiss; pip install faiss-cpu (or faiss-gpu)") from exc
+        return faiss
+
+    def _dense(self, x) -> np.ndarray:
+        x = x.toarray() if sp.issparse(x) else x
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _maybe_gpu(self, index):
+        faiss = self._faiss()
+        n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+        if self.use_gpu is False or n_gpus == 0:
+            if self.use_gpu:
+                raise InputError("use_gpu=True but the installed faiss sees no GPU; install faiss-gpu or drop use_gpu")
+            return index
+        return faiss.index_cpu_to_all_gpus(index)
+
+    def add(self, vectors) -> "FaissIndex":
+        faiss = self._faiss()
+        x = self._dense(_as_matrix(vectors))
+        self._check(x)
+        if self._index is None:
+            self.dim = x.shape[1]
+            try:
+                cpu = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+            except RuntimeError as exc:
+                raise InputError(f"expected a FAISS factory string such as 'Flat' or 'HNSW32', got {self.factory!r}: {exc}") from exc
+            if not cpu.is_trained:
+                cpu.train(x)
+            self._index = self._maybe_gpu(cpu)
+        self._index.add(x)
+        return self
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    def search(self, queries, k: int, secondary: Secondary = None) -> List[Hits]:
+        q = self._dense(_as_matrix(queries))
+        self._check(q)
+        if len(self) == 0:
+            return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)) for _ in q]
+        kk = min(len(self), k + TIE_MARGIN)
+        scores, ids = self._index.search(q, kk)
+        out = []
+        for r in range(q.shape[0]):
+            keep = ids[r] >= 0
+            sec = None if secondary is None else (lambda c, r=r: secondary(r, c))
+            out.append(Hits(*rank_candidates(ids[r][keep], scores[r][keep], k, sec)))
+        return out
+
+    def spec(self) -> Dict:
+        return {"backend": self.name, "factory": self.factory}
+
+    def save(self, folder: str, stem: str) -> List[str]:
+        faiss = self._faiss()
+        index = self._index
+        if hasattr(faiss, "index_gpu_to_cpu") and type(index).__name__.startswith("Gpu"):
+            index = faiss.index_gpu_to_cpu(index)
+        fname = f"{stem}.faiss"
+        faiss.write_index(index, os.path.join(folder, fname))
+        return [fname]
+
+    def load(self, folder: str, stem: str, vectors) -> "FaissIndex":
+        # Only called after the collection's manifest and checksums were verified.
+        faiss = self._faiss()
+        cpu = faiss.read_index(os.path.join(folder, f"{stem}.faiss"))
+        self.dim, self._index = cpu.d, self._maybe_gpu(cpu)
+        return self
+
+
+BACKENDS = {"exact": ExactIndex, "faiss": FaissIndex}
+
+
+def make_index(spec: Dict) -> Index:
+    """Build an empty index from its manifest spec, e.g. ``{"backend": "faiss", "factory": "Flat"}``."""
+    backend = spec.get("backend")
+    if backend not in BACKENDS:
+        raise UnknownNameError(f"unknown index backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend == "faiss":
+        return FaissIndex(spec.get("factory", "Flat"), spec.get("use_gpu"))
+    return ExactIndex()

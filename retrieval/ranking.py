@@ -1,0 +1,52 @@
+"""Top-k selection with a meaningful tie-break.
+
+ASIF scores tie a lot: with small k many items share no anchor with the query and all score exactly
+0. Ordering those by storage position would be arbitrary (and flatter the evaluation when the target
+happens to come first), so ties on the primary score are broken by a secondary score, the dense
+cosine relative similarity.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+# Primary scores closer than this count as tied (float32 sums of different orders differ by ~1e-7).
+TIE_EPS = 1e-6
+
+
+def topk_with_ties(scores: np.ndarray, k: int,
+                   secondary: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the k best entries of a 1-D score array, ties resolved by ``secondary(candidates)``.
+
+    Every item tied with the k-th best is a candidate, so the result is exact whatever the storage
+    order. Returns (ids, primary scores, secondary scores); secondary is NaN when not computed.
+
+    >>> ids, s, _ = topk_with_ties(np.array([0.0, 0.5, 0.0, 0.9]), 2)
+    >>> ids.tolist()
+    [3, 1]
+    """
+    n = scores.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        empty = np.zeros(0)
+        return empty.astype(np.int64), empty.astype(np.float32), empty.astype(np.float32)
+    kth = np.partition(scores, n - k)[n - k]
+    cand = np.flatnonzero(scores >= kth - TIE_EPS)
+    return rank_candidates(cand, scores[cand], k, secondary)
+
+
+def rank_candidates(cand: np.ndarray, primary: np.ndarray, k: int,
+                    secondary: Optional[Callable[[np.ndarray], np.ndarray]] = None):
+    """Sort candidates by (primary rounded to TIE_EPS, secondary, id) descending/ascending id; keep k."""
+    cand = np.asarray(cand, dtype=np.int64)
+    primary = np.asarray(primary, dtype=np.float64)
+    if secondary is not None and len(cand):
+        sec = np.asarray(secondary(cand), dtype=np.float64)
+    else:
+        sec = np.full(len(cand), np.nan)
+    bucket = np.round(primary / TIE_EPS)
+    # lexsort: last key is the primary key; ids ascending make the order fully deterministic.
+    order = np.lexsort((cand, -np.nan_to_num(sec, nan=-np.inf), -bucket))[:k]
+    return cand[order], primary[order].astype(np.float32), sec[order].astype(np.float32)

@@ -1,0 +1,119 @@
+"""Relative representations: re-express vectors by their similarities to a set of anchors.
+
+Two kinds (the ``kind`` parameter):
+
+* ``"asif"`` (Norelli et al., 2023): cosine similarity to each anchor, keep the top ``k``, clamp
+  negatives to 0, raise to the power ``p``, L2-normalise; a sparse CSR matrix with ``k`` non-zeros
+  a row. Two vectors from different modalities become comparable when their anchors are parallel.
+* ``"cosine"`` (Moschella et al., 2023): the full vector of cosine similarities, L2-normalised;
+  dense. Used as an option and as the engine's secondary (tie-breaking) score.
+
+The maths is in module functions; :class:`RelativeProjector` is a thin scikit-learn style wrapper.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import InputError
+
+KINDS = ("asif", "cosine")
+# Rows per block: bounds the dense similarity block at BLOCK x n_anchors floats.
+BLOCK = 2048
+
+
+def asif_topk(sims: np.ndarray, k: int, p: float) -> sp.csr_matrix:
+    """ASIF sparsification of a dense similarity block (rows = inputs, columns = anchors).
+
+    Keeps each row's ``k`` largest entries, clamps them at 0, raises to ``p``, L2-normalises.
+    Rows whose kept similarities are all <= 0 become all-zero rows (they match nothing).
+
+    >>> asif_topk(np.array([[0.9, 0.1, 0.5]], np.float32), k=2, p=1.0).toarray().round(3)
+    array([[0.874, 0.   , 0.486]], dtype=float32)
+    """
+    n, m = sims.shape
+    if not 1 <= k <= m:
+        raise InputError(f"expected 1 <= k <= number of anchors ({m}), got k={k}")
+    if k == m:
+        cols = np.broadcast_to(np.arange(m), (n, m))
+    else:
+        cols = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(sims, cols, axis=1).astype(np.float32)
+    np.maximum(vals, 0.0, out=vals)
+    vals = vals ** np.float32(p)
+    norms = np.linalg.norm(vals, axis=1, keepdims=True)
+    vals = np.divide(vals, norms, out=np.zeros_like(vals), where=norms > 0)
+    order = np.argsort(cols, axis=1)  # CSR wants sorted column indices
+    cols = np.take_along_axis(cols, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
+    out = sp.csr_matrix((vals.ravel(), cols.ravel().astype(np.int32), indptr), shape=(n, m))
+    out.eliminate_zeros()
+    return out
+
+
+def cosine_relative(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Dense relative representation: cosine similarities to the anchors, L2-normalised per row."""
+    sims = np.asarray(x, np.float32) @ np.asarray(anchors, np.float32).T
+    norms = np.linalg.norm(sims, axis=1, keepdims=True)
+    return np.divide(sims, norms, out=np.zeros_like(sims), where=norms > 0)
+
+
+class RelativeProjector:
+    """Project vectors of one modality onto that modality's anchors.
+
+    ``fit`` stores the anchors (unit rows); ``transform`` returns CSR for ``kind="asif"`` and a
+    dense array for ``kind="cosine"``.
+
+    >>> proj = RelativeProjector(k=2, p=1.0).fit(np.eye(3, dtype=np.float32))
+    >>> proj.transform(np.array([[1.0, 0.5, 0.0]], np.float32)).nnz
+    2
+    """
+
+    def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif"):
+        self.k, self.p, self.kind = k, p, kind
+
+    def _check_params(self, n_anchors: int) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"expected kind in {KINDS}, got {self.kind!r}")
+        if not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise InputError(f"expected an integer k >= 1, got {self.k!r}")
+        if self.kind == "asif" and self.k > n_anchors:
+            raise InputError(f"expected k <= number of anchors ({n_anchors}), got k={self.k}; "
+                             f"lower k or add anchors")
+        if not np.isfinite(self.p) or self.p <= 0:
+            raise InputError(f"expected a finite power p > 0, got p={self.p!r}")
+
+    def fit(self, anchors: np.ndarray) -> "RelativeProjector":
+        anchors = np.asarray(anchors, dtype=np.float32)
+        if anchors.ndim != 2 or anchors.shape[0] == 0:
+            raise InputError(f"expected anchors as a non-empty 2-D array, got shape {anchors.shape}")
+        self._check_params(anchors.shape[0])
+        norms = np.linalg.norm(anchors, axis=1, keepdims=True)
+        self.anchors_ = anchors / np.maximum(norms, 1e-12)
+        self.n_anchors_, self.dim_ = anchors.shape
+        return self
+
+    def transform(self, x: np.ndarray, *, block: Optional[int] = None):
+        if not hasattr(self, "anchors_"):
+            raise InputError("this RelativeProjector is not fitted yet; call fit(anchor_vectors) first")
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim_:
+            raise InputError(f"expected vectors of width {self.dim_} (the anchors' width), got shape {x.shape}; "
+                             f"were they made by the same encoder as the anchors?")
+        if self.kind == "cosine":
+            return cosine_relative(x, self.anchors_)
+        block = block or BLOCK
+        parts = [asif_topk(x[i:i + block] @ self.anchors_.T, self.k, self.p) for i in range(0, len(x), block)]
+        if not parts:
+            return sp.csr_matrix((0, self.n_anchors_), dtype=np.float32)
+        return sp.vstack(parts, format="csr").astype(np.float32)
+
+    def fit_transform(self, anchors: np.ndarray, x: np.ndarray):
+        return self.fit(anchors).transform(x)
+
+    def get_params(self) -> dict:
+        return {"kind": self.kind, "k": int(self.k), "p": float(self.p)}
