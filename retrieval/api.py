@@ -157,8 +157,9 @@ class Collection:
         if p.route == "absolute":
             hits = side.abs_index().search(q, k)
         else:
-            q_rel = self.projectors[modality].transform(q)
-            q_dense = cosine_relative(q, self.anchor_vectors[modality])
+            proj, a_q = self.projectors[modality], self.anchor_vectors[modality]
+            q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
+            q_dense = np.vstack([cosine_relative(q[i:i + 1], a_q) for i in range(len(q))])
             t_anchors = self.anchor_vectors[target]
 
             def secondary(row: int, cand: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ class ZeroShotClassifier:
 
     def scores(self, image_vectors: np.ndarray) -> np.ndarray:
         """(n_images, n_labels) ASIF similarities."""
-        rel = self.image_proj.transform(image_vectors)
+        rel = self.image_proj.transform_rows(image_vectors)
         s = rel @ self.class_rel.T
         return np.asarray(s.toarray() if hasattr(s, "toarray") else s, np.float32)
 

@@ -40,15 +40,19 @@ def asif_topk(sims: np.ndarray, k: int, p: float) -> sp.csr_matrix:
     if k == m:
         cols = np.broadcast_to(np.arange(m), (n, m))
     else:
-        cols = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        # Anchors tied with the k-th similarity are taken lowest index first, so a vector's
+        # representation never depends on which other vectors share its batch (argpartition's
+        # choice among ties does). np.nonzero yields exactly k sorted columns a row, as CSR wants.
+        kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1:k]
+        above, tied = sims > kth, sims == kth
+        need = k - above.sum(1, keepdims=True)
+        keep = above | (tied & (np.cumsum(tied, axis=1) <= need))
+        cols = np.nonzero(keep)[1].reshape(n, k)
     vals = np.take_along_axis(sims, cols, axis=1).astype(np.float32)
     np.maximum(vals, 0.0, out=vals)
     vals = vals ** np.float32(p)
     norms = np.linalg.norm(vals, axis=1, keepdims=True)
     vals = np.divide(vals, norms, out=np.zeros_like(vals), where=norms > 0)
-    order = np.argsort(cols, axis=1)  # CSR wants sorted column indices
-    cols = np.take_along_axis(cols, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
     indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
     out = sp.csr_matrix((vals.ravel(), cols.ravel().astype(np.int32), indptr), shape=(n, m))
     out.eliminate_zeros()
@@ -111,6 +115,18 @@ class RelativeProjector:
         if not parts:
             return sp.csr_matrix((0, self.n_anchors_), dtype=np.float32)
         return sp.vstack(parts, format="csr").astype(np.float32)
+
+    def transform_rows(self, x: np.ndarray):
+        """Like :meth:`transform`, but each row is computed alone, in the same shape every time.
+
+        A batched GEMM and a single-row product differ by ~1e-8, enough to flip anchors that tie in
+        theory; queries go through here so that an answer never depends on its batch-mates.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or len(x) == 0:
+            return self.transform(x)
+        rows = [self.transform(x[i:i + 1]) for i in range(len(x))]
+        return sp.vstack(rows, format="csr").astype(np.float32) if self.kind == "asif" else np.vstack(rows)
 
     def fit_transform(self, anchors: np.ndarray, x: np.ndarray):
         return self.fit(anchors).transform(x)

@@ -1,0 +1,229 @@
+"""Command line: a thin caller of the Python API. ``retrieval --help`` lists the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from .errors import RetrievalError
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _short(s: Optional[str], width: int) -> str:
+    s = "" if s is None else str(s)
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _table(hits, target: str) -> str:
+    lines = [f"  {'rank':>4}  {'score':>7}  {'tiebrk':>7}  {'id':>6}  " + ("path / caption" if target == "image" else "caption (source)")]
+    for h in hits:
+        sec = "" if h.secondary != h.secondary else f"{h.secondary:7.4f}"  # NaN check
+        what = (f"{_short(h.path, 60)}  {_short(h.caption, 40)}" if target == "image"
+                else f"{_short(h.caption, 70)}  ({h.source})")
+        lines.append(f"  {h.rank:>4}  {h.score:7.4f}  {sec:>7}  {h.id:>6}  {what}")
+    return "\n".join(lines)
+
+
+def cmd_build(a) -> int:
+    from .build import build_collection
+
+    path = build_collection(a.corpus, a.anchors, a.out, image_encoder=a.image_encoder, text_encoder=a.text_encoder,
+                            k=a.k, p=a.p, kind=a.kind, index=a.index, overwrite=a.overwrite, cache_dir=a.cache_dir,
+                            batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device)
+    from .collection import read_manifest
+
+    m = read_manifest(path, verify=False)
+    c = m["counts"]
+    print(f"built {path}: {c['items']} images, {c['texts']} texts, {c['anchors']} anchors, "
+          f"{c['skipped']} skipped (k={m['projector']['k']}, p={m['projector']['p']})")
+    for s in m.get("skipped", [])[:10]:
+        print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    return 0
+
+
+def _targets(a, modality: str) -> List[str]:
+    if a.target != "auto":
+        return [a.target]
+    return ["image"] if modality == "text" else ["image", "text"]
+
+
+def cmd_search(a) -> int:
+    from .api import Collection
+    from .errors import InputError
+
+    given = [x for x in (a.query, a.image, a.queries) if x is not None]
+    if len(given) != 1:
+        raise InputError(f"expected exactly one of: a text QUERY, --image PATH, --queries FILE; got {len(given)}")
+    col = Collection.open(a.index, device=a.device)
+    if a.queries is not None:
+        try:
+            with open(a.queries, encoding="utf-8") as f:
+                queries = [line.strip() for line in f if line.strip()]
+        except OSError as exc:
+            raise InputError(f"expected a readable queries file (one query a line), got {a.queries!r}: {exc}") from exc
+        if not queries:
+            raise InputError(f"expected at least one query in {a.queries!r}, found none")
+        modality = "text"
+    else:
+        queries, modality = ([a.query], "text") if a.query is not None else ([a.image], "image")
+    results: Dict[str, list] = {}
+    for target in _targets(a, modality):
+        results[target] = col.search_many(queries, k=a.k, modality=modality, target=target, route=a.route,
+                                          show_progress_bar=a.progress)
+    for qi, q in enumerate(queries):
+        if a.json or a.queries is not None:
+            _print_json({"query": q, "modality": modality,
+                         "results": {t: [h.to_dict() for h in r[qi]] for t, r in results.items()}})
+        else:
+            for t, r in results.items():
+                print(f"{modality} -> {t}: {q}")
+                print(_table(r[qi], t))
+    return 0
+
+
+def cmd_classify(a) -> int:
+    from .api import Collection
+    from .classify import DEFAULT_TEMPLATES, accuracy, read_labels
+
+    col = Collection.open(a.index, device=a.device)
+    labels = read_labels(a.labels)
+    templates = a.template or list(DEFAULT_TEMPLATES)
+    images = a.images or None
+    preds = col.classify(images, labels, templates=templates, k=a.k, show_progress_bar=a.progress)
+    names = a.images if images else col.items["path"]
+    for name, p in zip(names, preds):
+        if a.json:
+            _print_json({"image": name, **p.to_dict()})
+        else:
+            print(f"{_short(name, 60):60}  " + ", ".join(f"{lab} ({s:.3f})" for lab, s in zip(p.labels, p.scores)))
+    if images is None:
+        truth = col.items["label"]
+        known = [t for t in truth if t is not None]
+        top1, topk = accuracy(preds, truth, 1), accuracy(preds, truth, a.k)
+        if top1 is not None:
+            inside = sum(t in labels for t in known)
+            summary = {"items_with_label": len(known), "labels_in_file": inside, "top1": top1, f"top{a.k}": topk,
+                       "chance_top1": 1.0 / len(labels)}
+            if a.json:
+                _print_json({"summary": summary})
+            else:
+                print(f"accuracy on {len(known)} labelled items: top-1 {top1:.3f}, top-{a.k} {topk:.3f} "
+                      f"(chance top-1 {1.0 / len(labels):.3f})")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from .api import Collection
+
+    info = Collection.open(a.index, verify=not a.no_verify).info()
+    if a.json:
+        _print_json(info)
+        return 0
+    c, e, pr = info["counts"], info["encoders"], info["projector"]
+    print(f"collection   {info['path']} (format v{info['format_version']}, created {info['created']})")
+    print(f"encoders     image {e['image']['spec']} ({e['image']['dim']}-d), text {e['text']['spec']} ({e['text']['dim']}-d)")
+    print(f"anchors      {info['anchors']['count']} pairs from {info['anchors']['source']} (sha256 {info['anchors']['content_hash'][:12]}…)")
+    print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']}")
+    print(f"indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
+    print(f"counts       {c['items']} images, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
+    print(f"size         {info['bytes_on_disk'] / 1e6:.1f} MB on disk")
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=a.out, data=a.data, limit=a.limit, show_progress_bar=a.progress)
+
+
+def parser() -> argparse.ArgumentParser:
+    from .build import DEFAULT_K, DEFAULT_P
+    from .encoders import DEFAULT_ENCODERS
+    from .encoders.registry import describe
+
+    p = argparse.ArgumentParser(prog="retrieval", description="Cross-modal retrieval with encoders never trained together.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, device=True):
+        sp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: when stderr is a terminal)")
+        if device:
+            sp.add_argument("--device", default="cpu", help="torch device for encoders: cpu, cuda, auto (default cpu)")
+
+    b = sub.add_parser("build", help="build a collection from a corpus and an anchor set",
+                       epilog=f"encoder specs: {describe()}")
+    b.add_argument("--corpus", required=True, help="folder of images (recursive) or .parquet/.csv with an image column")
+    b.add_argument("--anchors", required=True, help="parallel anchors: .parquet/.csv with image + caption, or folder with sidecar .txt")
+    b.add_argument("--out", required=True, help="output collection folder, e.g. indexes/NAME")
+    b.add_argument("--image-encoder", default=DEFAULT_ENCODERS["image"])
+    b.add_argument("--text-encoder", default=DEFAULT_ENCODERS["text"])
+    b.add_argument("-k", "--k", type=int, default=DEFAULT_K, help=f"anchors kept per vector (default {DEFAULT_K})")
+    b.add_argument("-p", "--p", type=float, default=DEFAULT_P, help=f"power applied to kept similarities (default {DEFAULT_P})")
+    b.add_argument("--kind", choices=["asif", "cosine"], default="asif", help="relative representation (default asif)")
+    b.add_argument("--index", default="exact", help="exact (default), faiss, or faiss:FACTORY such as faiss:HNSW32")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
+    b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
+    b.add_argument("--batch-size", type=int, default=32)
+    common(b)
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("search", help="search a collection with text, an image, or a file of queries")
+    s.add_argument("index", help="collection folder")
+    s.add_argument("query", nargs="?", help="text query")
+    s.add_argument("--image", help="image query (path)")
+    s.add_argument("--queries", help="file with one text query a line; prints JSON Lines")
+    s.add_argument("-k", "--k", type=int, default=10)
+    s.add_argument("--target", choices=["auto", "image", "text"], default="auto",
+                   help="what to return: images, texts (corpus and anchor captions); auto = images for text queries, both for image queries")
+    s.add_argument("--route", choices=["absolute", "relative"], default=None, help="force a route (default: the planner's)")
+    s.add_argument("--json", action="store_true", help="one JSON object per query")
+    common(s)
+    s.set_defaults(func=cmd_search)
+
+    c = sub.add_parser("classify", help="ASIF zero-shot classification of images (or of the collection's items)")
+    c.add_argument("index")
+    c.add_argument("images", nargs="*", help="image files; none = classify the collection's own items and score their labels")
+    c.add_argument("--labels", required=True, help="text file, one label a line")
+    c.add_argument("--template", action="append", help="prompt template with {} (repeatable); default: a few generic ones")
+    c.add_argument("-k", "--k", type=int, default=5)
+    c.add_argument("--json", action="store_true")
+    common(c)
+    c.set_defaults(func=cmd_classify)
+
+    i = sub.add_parser("info", help="what a collection was built with, and its sizes")
+    i.add_argument("index")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--no-verify", action="store_true", help="skip checksum verification (faster on large collections)")
+    i.set_defaults(func=cmd_info)
+
+    d = sub.add_parser("demo", help="build the embedded emoji demo offline and run a few queries")
+    d.add_argument("--out", default="indexes/emoji-demo")
+    d.add_argument("--data", default="indexes/.emoji-data", help="where the rendered demo data goes")
+    d.add_argument("--limit", type=int, default=None, help="use only N concepts (quick look)")
+    common(d, device=False)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except RetrievalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written to the output", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

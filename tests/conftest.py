@@ -1,0 +1,114 @@
+"""Shared fixtures: tiny real-looking data on disk and cheap deterministic encoders.
+
+The fake encoders are registered in the encoder registry for the duration of a test, so the whole
+build / open / search path runs exactly as with real models, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach for the hub
+
+from retrieval.encoders import registry  # noqa: E402
+from retrieval.encoders.base import ImageEncoder, TextEncoder  # noqa: E402
+from retrieval.images import load_rgb  # noqa: E402
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
+           "purple": (140, 40, 160), "orange": (240, 140, 20), "black": (10, 10, 10), "grey": (128, 128, 128)}
+
+
+class FakeImageEncoder(ImageEncoder):
+    """Colour histogram of the non-white pixels: images of the same colour land close together."""
+
+    dim = 24
+
+    def __init__(self, name="fake-image", device="cpu"):
+        self.name, self.device, self.calls = name, device, 0
+
+    def _encode_batch(self, batch):
+        self.calls += len(batch)
+        out = []
+        for x in batch:
+            a = np.asarray(load_rgb(x).resize((16, 16)), np.float32).reshape(-1, 3)
+            a = a[a.min(1) < 240]  # ignore the white background, as a real encoder mostly would
+            hist = [np.histogram(a[:, c], bins=8, range=(0, 256))[0] for c in range(3)]
+            out.append(np.concatenate(hist).astype(np.float32) + 0.01)
+        return np.stack(out)
+
+
+class FakeTextEncoder(TextEncoder):
+    """Hashed bag of words: texts sharing words land close together."""
+
+    dim = 32
+
+    def __init__(self, name="fake-text", device="cpu"):
+        self.name, self.device, self.calls = name, device, 0
+
+    def _encode_batch(self, batch):
+        self.calls += len(batch)
+        out = np.full((len(batch), self.dim), 0.01, np.float32)
+        for i, t in enumerate(batch):
+            for w in t.lower().split():
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1.0
+        return out
+
+
+@pytest.fixture
+def fake_encoders(monkeypatch):
+    made = {}
+
+    def factory(cls):
+        def make(arg, *, name, device, modality):
+            made[name] = cls(name=name, device=device)
+            return made[name]
+        return make
+
+    reg = dict(registry.REGISTRY)
+    reg["fake-image"] = registry.Backend(("image",), False, True, "test colour histogram", factory(FakeImageEncoder))
+    reg["fake-text"] = registry.Backend(("text",), False, True, "test bag of words", factory(FakeTextEncoder))
+    monkeypatch.setattr(registry, "REGISTRY", reg)
+    return made
+
+
+def solid(path, colour, size=32, shape=True):
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    if shape:
+        img.paste(Image.new("RGB", (size - 8, size - 8), COLOURS[colour]), (4, 4))
+    img.save(path)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    """Anchors: one square per colour, captioned; corpus: other squares of those colours (different size)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "anchors").mkdir()
+    (tmp_path / "corpus").mkdir()
+    names = list(COLOURS)
+    anchors = [solid(tmp_path / "anchors" / f"{c}.png", c, size=40) for c in names]
+    pq.write_table(pa.table({"image": [f"anchors/{c}.png" for c in names],
+                             "caption": [f"a {c} square" for c in names]}), tmp_path / "anchors.parquet")
+    corpus = []
+    for c in names:
+        p = solid(tmp_path / "corpus" / f"{c}.png", c, size=24)
+        (tmp_path / "corpus" / f"{c}.txt").write_text(f"{c} box", encoding="utf-8")
+        corpus.append(p)
+    return {"root": tmp_path, "anchors": str(tmp_path / "anchors.parquet"), "corpus": str(tmp_path / "corpus"),
+            "colours": names, "anchor_images": anchors, "corpus_images": corpus}
+
+
+@pytest.fixture
+def tiny_collection(tiny_data, fake_encoders, tmp_path):
+    from retrieval import build_collection
+
+    out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "col", image_encoder="fake-image",
+                           text_encoder="fake-text", k=3, p=2.0, cache_dir=str(tmp_path / "cache"))
+    return out

@@ -1,0 +1,189 @@
+"""Build, open, search and classify a small collection with the fake encoders; bad input and atomicity."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from retrieval import Collection, build_collection
+from retrieval.errors import CollectionFormatError, InputError
+
+from .conftest import FakeTextEncoder, solid
+
+FAKE = dict(image_encoder="fake-image", text_encoder="fake-text")
+
+
+def test_manifest_records_what_built_it(tiny_collection, tiny_data):
+    m = json.loads((tiny_collection / "manifest.json").read_text())
+    assert m["format"] == "retrieval-collection" and m["format_version"] == 1
+    assert m["encoders"] == {"image": {"spec": "fake-image", "dim": 24}, "text": {"spec": "fake-text", "dim": 32}}
+    assert m["projector"] == {"kind": "asif", "k": 3, "p": 2.0}
+    assert m["counts"]["items"] == 8 and m["counts"]["anchors"] == 8 and m["counts"]["corpus_captions"] == 8
+    assert set(m["files"]) == {"items.parquet", "texts.parquet", "anchors.parquet"}
+    assert len(m["anchors"]["content_hash"]) == 64
+
+
+def test_text_to_image_finds_the_matching_colour(tiny_collection, tiny_data):
+    col = Collection.open(tiny_collection)
+    for colour in tiny_data["colours"]:
+        hits = col.search(f"a {colour} square", k=3)
+        assert os.path.basename(hits[0].path) == f"{colour}.png"
+        assert [h.rank for h in hits] == [1, 2, 3]
+        assert hits[0].score >= hits[1].score
+
+
+def test_image_queries_use_the_absolute_route_for_images_and_relative_for_texts(tiny_collection, tiny_data):
+    col = Collection.open(tiny_collection)
+    query = tiny_data["anchor_images"][0]  # a red square of another size
+    assert col.plan("image", "image").route == "absolute"
+    assert col.plan("image", "text").route == "relative"
+    assert os.path.basename(col.search(query, k=1)[0].path) == "red.png"
+    texts = col.search(query, k=16, target="text")
+    assert {h.source for h in texts} == {"corpus", "anchor"}
+    assert "red" in texts[0].caption
+    corpus_hit = next(h for h in texts if h.source == "corpus")
+    assert corpus_hit.item_id is not None and corpus_hit.path.endswith(".png")
+
+
+def test_search_many_equals_single_searches(tiny_collection):
+    col = Collection.open(tiny_collection)
+    qs = ["a red square", "a blue square", "green"]
+    many = col.search_many(qs, k=4)
+    for q, hits in zip(qs, many):
+        assert [h.id for h in hits] == [h.id for h in col.search(q, k=4)]
+
+
+def test_faiss_backend_gives_the_same_answers(tiny_data, fake_encoders, tmp_path):
+    a = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "a", k=3, p=2.0,
+                                         cache_dir="", **FAKE))
+    b = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "b", k=3, p=2.0,
+                                         cache_dir="", index="faiss", **FAKE))
+    assert "image_relative.faiss" in b.manifest["files"]
+    for q in ["a red square", "a purple square", "orange box"]:
+        assert [h.id for h in a.search(q, k=5)] == [h.id for h in b.search(q, k=5)]
+
+
+def test_zero_shot_classification(tiny_collection, tiny_data):
+    col = Collection.open(tiny_collection)
+    preds = col.classify(tiny_data["anchor_images"], tiny_data["colours"], templates=["a {} square"], k=2)
+    assert [p.labels[0] for p in preds] == tiny_data["colours"]
+    own = col.classify(None, tiny_data["colours"], templates=["a {} square"], k=1)
+    assert len(own) == 8
+    with pytest.raises(InputError, match="distinct labels"):
+        col.classify(None, ["red", "red"])
+    with pytest.raises(InputError, match="containing"):
+        col.classify(None, ["red"], templates=["no placeholder"])
+
+
+def test_corrupt_images_are_skipped_counted_and_named(tiny_data, fake_encoders, tmp_path):
+    (tmp_path / "corpus2").mkdir()
+    solid(tmp_path / "corpus2" / "ok.png", "red")
+    (tmp_path / "corpus2" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    good = tmp_path / "corpus2" / "trunc.jpg"
+    solid(good, "blue", size=64)
+    good.write_bytes(good.read_bytes()[:100])
+    out = build_collection(tmp_path / "corpus2", tiny_data["anchors"], tmp_path / "c2", k=3, cache_dir="", **FAKE)
+    info = Collection.open(out).info()
+    assert info["counts"]["items"] == 1 and info["counts"]["skipped"] == 2
+    assert {os.path.basename(s["path"]) for s in info["skipped"]} == {"broken.png", "trunc.jpg"}
+    assert all("expected a readable image" in s["reason"] for s in info["skipped"])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(corpus="missing-folder"), "does not exist"),
+    (dict(k=50), r"k <= number of anchors \(8\), got k=50"),
+    (dict(index="annoy"), "expected an index spec"),
+    (dict(image_encoder="minilm"), "encodes text, not image"),
+    (dict(image_encoder="nope"), "unknown encoder 'nope'"),
+])
+def test_bad_build_input_writes_nothing(bad, match, tiny_data, fake_encoders, tmp_path):
+    kwargs = dict(corpus=tiny_data["corpus"], anchors=tiny_data["anchors"], out=tmp_path / "out", k=3, cache_dir="",
+                  **FAKE)
+    kwargs.update(bad)
+    with pytest.raises(Exception, match=match):
+        build_collection(**kwargs)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_failed_rebuild_never_damages_the_existing_collection(tiny_collection, tiny_data, fake_encoders, monkeypatch):
+    before = {p.name: p.read_bytes() for p in tiny_collection.iterdir()}
+    with pytest.raises(InputError, match="exists"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], tiny_collection, k=3, **FAKE)
+
+    import retrieval.build as build_mod
+
+    def boom(*a, **kw):
+        raise RuntimeError("disk full while writing")
+
+    monkeypatch.setattr(build_mod, "dense_column", boom)  # fails inside the temporary folder
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], tiny_collection, k=3, overwrite=True, cache_dir="",
+                         **FAKE)
+    assert {p.name: p.read_bytes() for p in tiny_collection.iterdir()} == before
+    assert [p.name for p in tiny_collection.parent.iterdir() if p.name.startswith(".col.")] == []
+
+
+def test_overwrite_replaces_atomically(tiny_collection, tiny_data, fake_encoders):
+    build_collection(tiny_data["corpus"], tiny_data["anchors"], tiny_collection, k=2, overwrite=True, cache_dir="",
+                     **FAKE)
+    assert Collection.open(tiny_collection).manifest["projector"]["k"] == 2
+    assert [p.name for p in tiny_collection.parent.iterdir() if p.name.startswith(".col.")] == []
+
+
+def _edit_manifest(folder, **changes):
+    m = json.loads((folder / "manifest.json").read_text())
+    m.update(changes)
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def test_foreign_newer_and_damaged_collections_are_refused(tiny_collection, tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        Collection.open(tmp_path / "nothing")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(CollectionFormatError, match="no manifest.json"):
+        Collection.open(tmp_path / "other")
+    (tmp_path / "other" / "manifest.json").write_text('{"format": "something-else"}')
+    with pytest.raises(CollectionFormatError, match="written by something else"):
+        Collection.open(tmp_path / "other")
+    (tmp_path / "other" / "manifest.json").write_text("not json")
+    with pytest.raises(CollectionFormatError, match="expected JSON"):
+        Collection.open(tmp_path / "other")
+
+    _edit_manifest(tiny_collection, format_version=99)
+    with pytest.raises(CollectionFormatError, match="expected format_version 1..1 .* got 99"):
+        Collection.open(tiny_collection)
+    _edit_manifest(tiny_collection, format_version=1)
+    items = tiny_collection / "items.parquet"
+    data = bytearray(items.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    items.write_bytes(bytes(data))
+    with pytest.raises(CollectionFormatError, match="checksum of 'items.parquet'"):
+        Collection.open(tiny_collection)
+
+
+def test_query_encoder_must_match_the_manifest(tiny_collection):
+    with pytest.raises(InputError, match=r"built with \('fake-text'\), got 'minilm'"):
+        Collection.open(tiny_collection, text_encoder="minilm")
+
+    class Wider(FakeTextEncoder):
+        dim = 48
+
+    with pytest.raises(InputError, match="dimension 32, got text encoder 'fake-text' of dimension 48"):
+        Collection.open(tiny_collection, text_encoder=Wider())
+    col = Collection.open(tiny_collection, text_encoder=FakeTextEncoder())
+    assert col.search("a red square", k=1)[0].path.endswith("red.png")
+    with pytest.raises(InputError, match="k >= 1"):
+        col.search("a red square", k=0)
+    with pytest.raises(InputError, match="route 'absolute' is impossible"):
+        col.search("a red square", route="absolute")
+
+
+def test_cosine_kind_builds_and_searches(tiny_data, fake_encoders, tmp_path):
+    out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "cos", kind="cosine", cache_dir="",
+                           **FAKE)
+    col = Collection.open(out)
+    assert col.manifest["projector"]["kind"] == "cosine"
+    assert col.search("a green square", k=1)[0].path.endswith("green.png")
+    assert np.isfinite(col.search("a green square", k=1)[0].score)

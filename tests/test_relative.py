@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from retrieval.errors import InputError
+from retrieval.relative import RelativeProjector, asif_topk, cosine_relative
+
+
+def reference_asif(x, anchors, k, p):
+    """Brute force, one row at a time, straight from the ASIF recipe."""
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    a = anchors / np.linalg.norm(anchors, axis=1, keepdims=True)
+    out = np.zeros((len(x), len(a)))
+    for i, row in enumerate(x @ a.T):
+        keep = np.argsort(-row, kind="stable")[:k]
+        v = np.zeros(len(a))
+        v[keep] = np.maximum(row[keep], 0) ** p
+        n = np.linalg.norm(v)
+        out[i] = v / n if n > 0 else v
+    return out
+
+
+@pytest.mark.parametrize("k,p", [(1, 1.0), (5, 3.0), (16, 8.0), (40, 2.0)])
+def test_asif_matches_bruteforce_reference(k, p):
+    rng = np.random.default_rng(0)
+    anchors, x = rng.normal(size=(40, 12)), rng.normal(size=(25, 12))
+    got = RelativeProjector(k=k, p=p).fit(anchors).transform(x)
+    assert sp.isspmatrix_csr(got) and got.dtype == np.float32
+    np.testing.assert_allclose(got.toarray(), reference_asif(x, anchors, k, p), atol=1e-5)
+    assert (np.diff(got.indptr) <= k).all()
+
+
+def test_tied_anchors_do_not_depend_on_the_batch():
+    anchors = np.eye(4, dtype=np.float32)
+    x = np.array([[0.8, 0.4, 0.4, 0.2]], np.float32)  # anchors 1 and 2 tie for the 2nd place
+    others = np.random.default_rng(3).normal(size=(50, 4)).astype(np.float32)
+    proj = RelativeProjector(k=2, p=1.0).fit(anchors)
+    alone = proj.transform(x).toarray()
+    batched = proj.transform(np.vstack([others, x, others])).toarray()[50]
+    np.testing.assert_array_equal(alone[0], batched)
+    assert alone[0, 1] > 0 and alone[0, 2] == 0  # the lower anchor index wins the tie
+    rowwise = proj.transform_rows(np.vstack([others, x]))
+    np.testing.assert_array_equal(rowwise[50].toarray()[0], alone[0])
+    np.testing.assert_array_equal(rowwise[:50].toarray(), np.vstack([proj.transform(o[None]).toarray() for o in others]))
+
+
+def test_blocked_transform_equals_single_block():
+    rng = np.random.default_rng(1)
+    proj = RelativeProjector(k=7, p=4.0).fit(rng.normal(size=(30, 8)))
+    x = rng.normal(size=(101, 8)).astype(np.float32)
+    np.testing.assert_allclose(proj.transform(x, block=10).toarray(), proj.transform(x, block=1000).toarray(), atol=1e-6)
+
+
+def test_negative_similarities_are_clamped_to_zero_rows():
+    anchors = np.eye(3, dtype=np.float32)
+    out = asif_topk(-np.ones((1, 3), np.float32), k=2, p=1.0)
+    assert out.nnz == 0  # nothing positive: the row matches nothing rather than becoming NaN
+    assert RelativeProjector(k=3, p=1.0).fit(anchors).transform(np.array([[-1.0, -1.0, -1.0]])).nnz == 0
+
+
+def test_cosine_kind_is_dense_normalised_similarity():
+    rng = np.random.default_rng(2)
+    anchors, x = rng.normal(size=(10, 5)), rng.normal(size=(4, 5))
+    got = RelativeProjector(k=1, kind="cosine").fit(anchors).transform(x)
+    a = anchors / np.linalg.norm(anchors, axis=1, keepdims=True)
+    ref = x @ a.T
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    np.testing.assert_allclose(cosine_relative(x, a), ref, atol=1e-5)
+
+
+def test_errors_say_expected_and_received():
+    with pytest.raises(InputError, match=r"k <= number of anchors \(3\), got k=4"):
+        RelativeProjector(k=4).fit(np.eye(3))
+    with pytest.raises(InputError, match="width 3"):
+        RelativeProjector(k=2).fit(np.eye(3)).transform(np.ones((2, 5)))
+    with pytest.raises(InputError, match="not fitted"):
+        RelativeProjector().transform(np.ones((1, 3)))
+    with pytest.raises(InputError, match="power p > 0"):
+        RelativeProjector(k=1, p=0).fit(np.eye(3))
+    with pytest.raises(InputError, match="kind"):
+        RelativeProjector(kind="nope").fit(np.eye(3))
