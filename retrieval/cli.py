@@ -212,9 +212,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_model_loading() -> None:
+    """transformers draws a bar for every checkpoint it loads; the CLI shows its own bars instead."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command in ("build", "search", "classify", "demo") and not args.verbose:
+        _quiet_model_loading()
     try:
         return args.func(args)
     except RetrievalError as exc:

@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tempfile  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach for the hub
+# Tests get their own anchor cache: never read or fill the user's ~/.cache/retrieval.
+os.environ["RETRIEVAL_CACHE"] = tempfile.mkdtemp(prefix="retrieval-test-cache-")
 
 from retrieval.encoders import registry  # noqa: E402
 from retrieval.encoders.base import ImageEncoder, TextEncoder  # noqa: E402

