@@ -42,9 +42,9 @@ class Hit:
     item_id: Optional[int] = None  # text results from a corpus caption: the image it describes
 
     def to_dict(self) -> Dict:
-        d = asdict(self)
+        d = asdict(self)  # every key always present (null when not applicable): a stable schema
         d["secondary"] = None if np.isnan(self.secondary) else float(self.secondary)
-        return {k: v for k, v in d.items() if v is not None}
+        return d
 
 
 class _Side:
@@ -212,9 +212,14 @@ class Collection:
 
 
 def _guess_modality(query) -> str:
+    """A string ending in an image extension is an image path; other strings are text; the rest images."""
+    if isinstance(query, os.PathLike):
+        return "image"
     if isinstance(query, str):
-        # A string naming an existing image file is an image query; anything else is text.
         from .images import is_image_path
 
-        return "image" if is_image_path(query) and os.path.isfile(query) else "text"
+        if is_image_path(query) and not os.path.isfile(query):
+            raise InputError(f"expected an existing image file, got {query!r}, which does not exist; "
+                             f"pass modality='text' to search this string as text")
+        return "image" if is_image_path(query) else "text"
     return "image"

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from .anchors import AnchorSet, encode_anchors, load_anchor_set
-from .arrowio import dense_column, sparse_columns
+from .arrowio import dense_column, sparse_columns, write_parquet_atomic
 from .collection import FORMAT, FORMAT_VERSION, library_versions, now_iso, write_atomically
 from .encoders import DEFAULT_ENCODERS, load_encoder
 from .errors import InputError
@@ -69,8 +69,7 @@ def build_collection(corpus, anchors, out, *, image_encoder: str = DEFAULT_ENCOD
         raise InputError(f"expected a new output folder, got {str(out)!r}, which exists; pass --overwrite to replace it")
     index_spec = parse_index_spec(index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
-    projector_params = RelativeProjector(k=k, p=p, kind=kind)
-    projector_params._check_params(len(anchor_set))
+    RelativeProjector(k=k, p=p, kind=kind).check_params(len(anchor_set))
     rows = rows_from(corpus, caption_required=False, what="corpus")
     rows, skipped = readable_images(rows, show_progress_bar)
     if skipped:
@@ -99,8 +98,6 @@ def build_collection(corpus, anchors, out, *, image_encoder: str = DEFAULT_ENCOD
     item_rel, text_rel = img_proj.transform(item_vecs), txt_proj.transform(text_vecs)
 
     def fill(tmp: Path) -> Dict:
-        from .arrowio import write_parquet_atomic
-
         items = {"id": pa.array(np.arange(len(rows)), pa.int64()),
                  "path": pa.array([r["image"] for r in rows], pa.string()),
                  "caption": pa.array([r["caption"] for r in rows], pa.string()),

@@ -52,7 +52,7 @@ def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], anch
     """
     if query_modality not in spaces:
         raise InputError(f"expected a query in one of this collection's spaces {sorted(spaces)}, "
-                         f"got a {query_modality} query")
+                         f"got a query in {query_modality!r}")
     if target_modality not in spaces:
         raise InputError(f"expected a target among this collection's spaces {sorted(spaces)}, got {target_modality!r}")
     if route is not None and route not in ROUTES:

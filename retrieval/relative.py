@@ -80,7 +80,8 @@ class RelativeProjector:
     def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif"):
         self.k, self.p, self.kind = k, p, kind
 
-    def _check_params(self, n_anchors: int) -> None:
+    def check_params(self, n_anchors: int) -> None:
+        """Raise InputError unless the parameters suit ``n_anchors`` anchors (call before costly encoding)."""
         if self.kind not in KINDS:
             raise InputError(f"expected kind in {KINDS}, got {self.kind!r}")
         if not isinstance(self.k, (int, np.integer)) or self.k < 1:
@@ -95,7 +96,7 @@ class RelativeProjector:
         anchors = np.asarray(anchors, dtype=np.float32)
         if anchors.ndim != 2 or anchors.shape[0] == 0:
             raise InputError(f"expected anchors as a non-empty 2-D array, got shape {anchors.shape}")
-        self._check_params(anchors.shape[0])
+        self.check_params(anchors.shape[0])
         norms = np.linalg.norm(anchors, axis=1, keepdims=True)
         self.anchors_ = anchors / np.maximum(norms, 1e-12)
         self.n_anchors_, self.dim_ = anchors.shape

@@ -176,6 +176,9 @@ def test_query_encoder_must_match_the_manifest(tiny_collection):
     assert col.search("a red square", k=1)[0].path.endswith("red.png")
     with pytest.raises(InputError, match="k >= 1"):
         col.search("a red square", k=0)
+    with pytest.raises(InputError, match="pass modality='text'"):
+        col.search("missing.png")
+    assert col.search("missing.png", modality="text", k=1)  # the string, searched as text
     with pytest.raises(InputError, match="route 'absolute' is impossible"):
         col.search("a red square", route="absolute")
 
