@@ -23,7 +23,7 @@ from .errors import InputError
 from .images import ImageLike
 from .index import ExactIndex, Hits, make_index
 from .planner import Plan, plan
-from .relative import RelativeProjector, cosine_relative
+from .relative import RelativeProjector
 
 
 @dataclass
@@ -157,13 +157,12 @@ class Collection:
         if p.route == "absolute":
             hits = side.abs_index().search(q, k)
         else:
-            proj, a_q = self.projectors[modality], self.anchor_vectors[modality]
+            proj, t_proj = self.projectors[modality], self.projectors[target]
             q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
-            q_dense = np.vstack([cosine_relative(q[i:i + 1], a_q) for i in range(len(q))])
-            t_anchors = self.anchor_vectors[target]
+            q_dense = np.vstack([proj.dense(q[i:i + 1]) for i in range(len(q))])
 
             def secondary(row: int, cand: np.ndarray) -> np.ndarray:
-                return cosine_relative(side.abs[cand], t_anchors) @ q_dense[row]
+                return t_proj.dense(side.abs[cand]) @ q_dense[row]
 
             hits = side.index.search(q_rel, k, secondary)
         return [self._hits(h, target) for h in hits]

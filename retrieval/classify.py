@@ -16,7 +16,7 @@ import numpy as np
 from .encoders.base import Encoder, l2_normalise
 from .errors import InputError
 from .ranking import topk_with_ties
-from .relative import RelativeProjector, cosine_relative
+from .relative import RelativeProjector
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "an emoji of {}", "an image of {}")
 
@@ -57,10 +57,9 @@ class ZeroShotClassifier:
         prompts = [t.format(lab) for lab in labels for t in self.templates]
         vecs = text_encoder.encode(prompts).reshape(len(labels), len(self.templates), -1)
         class_vecs = l2_normalise(vecs.mean(1))
-        self.class_rel = RelativeProjector(**projector_params).fit(text_anchors).transform(class_vecs)
-        self.class_dense = cosine_relative(class_vecs, text_anchors)
+        text_proj = RelativeProjector(**projector_params).fit(text_anchors)
+        self.class_rel, self.class_dense = text_proj.transform(class_vecs), text_proj.dense(class_vecs)
         self.image_proj = RelativeProjector(**projector_params).fit(image_anchors)
-        self.image_anchors = image_anchors
 
     def scores(self, image_vectors: np.ndarray) -> np.ndarray:
         """(n_images, n_labels) ASIF similarities."""
@@ -72,7 +71,7 @@ class ZeroShotClassifier:
         if k < 1:
             raise InputError(f"expected k >= 1, got {k}")
         scores = self.scores(image_vectors)
-        dense = cosine_relative(image_vectors, self.image_anchors) @ self.class_dense.T
+        dense = self.image_proj.dense(image_vectors) @ self.class_dense.T
         out = []
         for row, d in zip(scores, dense):
             ids, s, _ = topk_with_ties(row, k, lambda c, d=d: d[c])

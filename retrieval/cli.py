@@ -34,7 +34,7 @@ def cmd_build(a) -> int:
     from .build import build_collection
 
     path = build_collection(a.corpus, a.anchors, a.out, image_encoder=a.image_encoder, text_encoder=a.text_encoder,
-                            k=a.k, p=a.p, kind=a.kind, index=a.index, overwrite=a.overwrite, cache_dir=a.cache_dir,
+                            k=a.k, p=a.p, kind=a.kind, center=a.center, index=a.index, overwrite=a.overwrite, cache_dir=a.cache_dir,
                             batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device)
     from .collection import read_manifest
 
@@ -129,10 +129,19 @@ def cmd_info(a) -> int:
     print(f"collection   {info['path']} (format v{info['format_version']}, created {info['created']})")
     print(f"encoders     image {e['image']['spec']} ({e['image']['dim']}-d), text {e['text']['spec']} ({e['text']['dim']}-d)")
     print(f"anchors      {info['anchors']['count']} pairs from {info['anchors']['source']} (sha256 {info['anchors']['content_hash'][:12]}…)")
-    print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']}")
+    print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}")
     print(f"indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
     print(f"counts       {c['items']} images, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
     print(f"size         {info['bytes_on_disk'] / 1e6:.1f} MB on disk")
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from .evaluation import run_suite
+
+    folder, _ = run_suite(a.suite, a.out, show_progress_bar=a.progress,
+                          command=f"retrieval eval --suite {a.suite}" + (f" --out {a.out}" if a.out != "results" else ""))
+    print(f"wrote {folder / 'README.md'}")
     return 0
 
 
@@ -143,7 +152,7 @@ def cmd_demo(a) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .build import DEFAULT_K, DEFAULT_P
+    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
     from .encoders import DEFAULT_ENCODERS
     from .encoders.registry import describe
 
@@ -164,9 +173,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="output collection folder, e.g. indexes/NAME")
     b.add_argument("--image-encoder", default=DEFAULT_ENCODERS["image"])
     b.add_argument("--text-encoder", default=DEFAULT_ENCODERS["text"])
-    b.add_argument("-k", "--k", type=int, default=DEFAULT_K, help=f"anchors kept per vector (default {DEFAULT_K})")
+    b.add_argument("-k", "--k", type=int, default=None,
+                   help=f"anchors kept per vector (default {DEFAULT_K}, or the number of anchors if fewer)")
     b.add_argument("-p", "--p", type=float, default=DEFAULT_P, help=f"power applied to kept similarities (default {DEFAULT_P})")
     b.add_argument("--kind", choices=["asif", "cosine"], default="asif", help="relative representation (default asif)")
+    b.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULT_CENTER,
+                   help=f"centre embeddings on their anchors' mean before cosine (default {DEFAULT_CENTER})")
     b.add_argument("--index", default="exact", help="exact (default), faiss, or faiss:FACTORY such as faiss:HNSW32")
     b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
     b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
@@ -203,6 +215,15 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--no-verify", action="store_true", help="skip checksum verification (faster on large collections)")
     i.set_defaults(func=cmd_info)
 
+    from .evaluation.suites import SUITES
+
+    e = sub.add_parser("eval", help="run an evaluation suite on real offline data; writes results/NAME/",
+                       epilog="suites: " + "; ".join(f"{k}: {v}" for k, v in SUITES.items()))
+    e.add_argument("--suite", required=True, help="one of: " + ", ".join(SUITES))
+    e.add_argument("--out", default="results", help="results folder (default results/)")
+    common(e, device=False)
+    e.set_defaults(func=cmd_eval)
+
     d = sub.add_parser("demo", help="build the embedded emoji demo offline and run a few queries")
     d.add_argument("--out", default="indexes/emoji-demo")
     d.add_argument("--data", default="indexes/.emoji-data", help="where the rendered demo data goes")
@@ -225,7 +246,7 @@ def _quiet_model_loading() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if args.command in ("build", "search", "classify", "demo") and not args.verbose:
+    if args.command in ("build", "search", "classify", "demo", "eval") and not args.verbose:
         _quiet_model_loading()
     try:
         return args.func(args)

@@ -77,8 +77,8 @@ class RelativeProjector:
     2
     """
 
-    def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif"):
-        self.k, self.p, self.kind = k, p, kind
+    def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False):
+        self.k, self.p, self.kind, self.center = k, p, kind, center
 
     def check_params(self, n_anchors: int) -> None:
         """Raise InputError unless the parameters suit ``n_anchors`` anchors (call before costly encoding)."""
@@ -97,22 +97,41 @@ class RelativeProjector:
         if anchors.ndim != 2 or anchors.shape[0] == 0:
             raise InputError(f"expected anchors as a non-empty 2-D array, got shape {anchors.shape}")
         self.check_params(anchors.shape[0])
-        norms = np.linalg.norm(anchors, axis=1, keepdims=True)
-        self.anchors_ = anchors / np.maximum(norms, 1e-12)
+        anchors = anchors / np.maximum(np.linalg.norm(anchors, axis=1, keepdims=True), 1e-12)
+        # Centring on the anchors' mean: embeddings of one encoder share a large common direction
+        # (EfficientNet features are all positive), which makes every cosine high and alike.
+        self.mean_ = anchors.mean(0) if self.center else np.zeros(anchors.shape[1], np.float32)
+        self.anchors_ = self._prepare(anchors)
         self.n_anchors_, self.dim_ = anchors.shape
         return self
 
-    def transform(self, x: np.ndarray, *, block: Optional[int] = None):
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        if not self.center:
+            return x
+        x = x - self.mean_
+        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def _check_input(self, x) -> np.ndarray:
         if not hasattr(self, "anchors_"):
             raise InputError("this RelativeProjector is not fitted yet; call fit(anchor_vectors) first")
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim_:
             raise InputError(f"expected vectors of width {self.dim_} (the anchors' width), got shape {x.shape}; "
                              f"were they made by the same encoder as the anchors?")
+        return x
+
+    def dense(self, x: np.ndarray) -> np.ndarray:
+        """The dense cosine relative representation after the same preprocessing (the secondary score)."""
+        return cosine_relative(self._prepare(self._check_input(x)), self.anchors_)
+
+    def transform(self, x: np.ndarray, *, block: Optional[int] = None):
+        x = self._check_input(x)
         if self.kind == "cosine":
-            return cosine_relative(x, self.anchors_)
+            return self.dense(x)
         block = block or BLOCK
-        parts = [asif_topk(x[i:i + block] @ self.anchors_.T, self.k, self.p) for i in range(0, len(x), block)]
+        parts = [asif_topk(self._prepare(x[i:i + block]) @ self.anchors_.T, self.k, self.p)
+                 for i in range(0, len(x), block)]
         if not parts:
             return sp.csr_matrix((0, self.n_anchors_), dtype=np.float32)
         return sp.vstack(parts, format="csr").astype(np.float32)
@@ -133,4 +152,4 @@ class RelativeProjector:
         return self.fit(anchors).transform(x)
 
     def get_params(self) -> dict:
-        return {"kind": self.kind, "k": int(self.k), "p": float(self.p)}
+        return {"kind": self.kind, "k": int(self.k), "p": float(self.p), "center": bool(self.center)}

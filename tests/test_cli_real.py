@@ -37,7 +37,7 @@ def test_info(emoji_subset, capsys):
     code, out, _ = run(capsys, "info", emoji_subset["out"], "--json")
     info = json.loads(out)
     assert info["counts"]["items"] == info["counts"]["anchors"] >= 100
-    assert info["projector"] == {"kind": "asif", "k": 32, "p": 8.0}
+    assert info["projector"] == {"kind": "asif", "k": 32, "p": 4.0, "center": True}
 
 
 def test_text_search_table_and_json(emoji_subset, capsys):

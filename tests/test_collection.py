@@ -18,7 +18,7 @@ def test_manifest_records_what_built_it(tiny_collection, tiny_data):
     m = json.loads((tiny_collection / "manifest.json").read_text())
     assert m["format"] == "retrieval-collection" and m["format_version"] == 1
     assert m["encoders"] == {"image": {"spec": "fake-image", "dim": 24}, "text": {"spec": "fake-text", "dim": 32}}
-    assert m["projector"] == {"kind": "asif", "k": 3, "p": 2.0}
+    assert m["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True}
     assert m["counts"]["items"] == 8 and m["counts"]["anchors"] == 8 and m["counts"]["corpus_captions"] == 8
     assert set(m["files"]) == {"items.parquet", "texts.parquet", "anchors.parquet"}
     assert len(m["anchors"]["content_hash"]) == 64
@@ -190,3 +190,13 @@ def test_cosine_kind_builds_and_searches(tiny_data, fake_encoders, tmp_path):
     assert col.manifest["projector"]["kind"] == "cosine"
     assert col.search("a green square", k=1)[0].path.endswith("green.png")
     assert np.isfinite(col.search("a green square", k=1)[0].score)
+
+
+def test_default_k_is_capped_by_the_anchor_count_but_explicit_k_is_not(tiny_data, fake_encoders, tmp_path):
+    from retrieval.build import DEFAULT_K
+
+    assert DEFAULT_K > 8
+    out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", cache_dir="", **FAKE)
+    assert Collection.open(out).manifest["projector"]["k"] == 8  # the tiny set has 8 anchors
+    with pytest.raises(InputError, match="got k=9"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "e", k=9, cache_dir="", **FAKE)

@@ -80,3 +80,24 @@ def test_errors_say_expected_and_received():
         RelativeProjector(k=1, p=0).fit(np.eye(3))
     with pytest.raises(InputError, match="kind"):
         RelativeProjector(kind="nope").fit(np.eye(3))
+
+
+def test_centring_subtracts_the_anchor_mean_before_cosine():
+    rng = np.random.default_rng(4)
+    anchors = rng.random((30, 6)) + 2.0  # all-positive with a big shared direction, like CNN features
+    x = rng.random((5, 6)) + 2.0
+    proj = RelativeProjector(k=30, p=1.0, kind="cosine", center=True).fit(anchors)
+    unit = anchors / np.linalg.norm(anchors, axis=1, keepdims=True)
+    mu = unit.mean(0)
+
+    def prep(v):
+        v = v / np.linalg.norm(v, axis=1, keepdims=True) - mu
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    ref = prep(x) @ prep(anchors).T
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(proj.transform(x), ref, atol=1e-5)
+    np.testing.assert_allclose(proj.dense(x), ref, atol=1e-5)
+    asif = RelativeProjector(k=5, p=3.0, center=True).fit(anchors).transform(x)
+    np.testing.assert_allclose(asif.toarray(), reference_asif(prep(x), prep(anchors), 5, 3.0), atol=1e-5)
+    assert proj.get_params()["center"] is True

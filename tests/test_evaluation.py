@@ -1,0 +1,95 @@
+"""The evaluation machinery. Quality itself is measured on real data by `retrieval eval` (results/);
+these tests check that the harness measures what it says, on cases whose answer is known."""
+
+import numpy as np
+import pytest
+
+from retrieval.cli import main
+from retrieval.evaluation import methods as M
+from retrieval.evaluation.report import Report
+from retrieval.evaluation.suites import EmojiTask, choose, emoji_splits
+from retrieval.metrics import retrieval_metrics
+
+
+class Parallel:
+    """Two 'modalities' that are noisy linear images of the same latent concepts."""
+
+    def __init__(self, n=300, seed=0, noise=0.05):
+        rng = np.random.default_rng(seed)
+        z = rng.normal(size=(n, 16))
+        self.names = np.array([f"concept {i}" for i in range(n)])
+        self.texts = {"an emoji of {}": (z @ rng.normal(size=(16, 24)) + noise * rng.normal(size=(n, 24))).astype(np.float32)}
+        w = rng.normal(size=(16, 40))
+        self.images = {"noto": (z @ w + noise * rng.normal(size=(n, 40))).astype(np.float32),
+                       "twemoji": (z @ w + noise * rng.normal(size=(n, 40))).astype(np.float32)}
+
+
+def test_splits_are_disjoint_stable_and_cover_everything():
+    names = [f"name {i}" for i in range(500)]
+    s, again = emoji_splits(names), emoji_splits(names)
+    assert not set(s["anchor"]) & set(s["query"])
+    assert sorted(np.concatenate([s["anchor"], s["query"]]).tolist()) == list(range(500))
+    held_out = np.concatenate([q for _, q in s["folds"]])
+    assert sorted(held_out.tolist()) == sorted(s["anchor"].tolist())
+    for (a, q), (a2, q2) in zip(s["folds"], again["folds"]):
+        assert not set(a) & set(q) and a.tolist() == a2.tolist() and q.tolist() == q2.tolist()
+
+
+@pytest.mark.parametrize("direction", ["t2i", "i2t"])
+def test_every_method_retrieves_parallel_concepts_far_above_chance(direction):
+    data = Parallel()
+    s = emoji_splits(data.names)
+    task = EmojiTask(data, s["anchor"], s["query"], direction=direction)
+    chance = 10 / len(s["query"])
+    for fn, kw in ((M.asif, dict(k=32, p=2.0, center=True)), (M.cosine_relative, {}), (M.translate, {}),
+                   (M.translate, dict(method="affine")), (M.csls, dict(k=32, p=2.0))):
+        assert task.evaluate(fn, **kw)["R@10"] > 5 * chance, fn.__name__
+
+
+def test_choose_prefers_the_better_configuration_across_folds():
+    data = Parallel(noise=0.3)
+    s = emoji_splits(data.names)
+    tasks = [EmojiTask(data, a, q) for a, q in s["folds"]]
+    best, m = choose(tasks, center=True)
+    scores = {k: np.mean([t.evaluate(M.asif, k=k, p=best["p"], center=True)["R@10"] for t in tasks])
+              for k in (8, 16, 32, 64) if k <= min(len(t.aq) for t in tasks)}
+    assert m["R@10"] == pytest.approx(scores[best["k"]]) and m["R@10"] >= max(scores.values()) - 1e-12
+
+
+def test_fusion_ranks_and_anchor_selection():
+    a = np.array([[3.0, 1.0, 2.0]])
+    assert M.ranks(a).tolist() == [[0, 2, 1]]
+    fused = M.rrf(a, np.array([[2.0, 3.0, 1.0]]))
+    assert fused.argmax() == 0 and fused[0, 2] < fused[0, 1]  # ranks (1st, 2nd) > (3rd, 1st) > (2nd, 3rd)
+    np.testing.assert_allclose(fused[0], [1 / 61 + 1 / 62, 1 / 63 + 1 / 61, 1 / 62 + 1 / 63])
+    x = np.random.default_rng(0).normal(size=(60, 5))
+    for sel in (M.farthest_point, M.kmeans_select):
+        picked = sel(x, 10, seed=0)
+        assert len(set(picked.tolist())) == 10 and picked.max() < 60
+
+
+def test_report_writes_markdown_and_plots(tmp_path):
+    r = Report("suite", "Title", "retrieval eval --suite suite", {"image": "img", "text": "txt"})
+    r.table("t", ["a", "b"], [["x", 0.12345]])
+    r.plot("p.png", "curve", "x", "y", {"s": ([1, 2], [0.1, 0.2])}, hline=0.05)
+    out = r.write(tmp_path)
+    text = (out / "README.md").read_text()
+    assert "`retrieval eval --suite suite`" in text and "| x | 0.123 |" in text and "![curve](p.png)" in text
+    assert (out / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_unknown_suite_lists_the_known_ones(capsys):
+    assert main(["eval", "--suite", "imagenet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown suite 'imagenet'" in err and "emoji-xstyle" in err and "digits" in err
+
+
+def test_metrics_on_engine_order_have_no_spurious_ties():
+    data = Parallel()
+    s = emoji_splits(data.names)
+    task = EmojiTask(data, s["anchor"], s["query"])
+    primary = retrieval_metrics(M.asif(task.aq, task.ag, task.q, task.g, k=4, p=8.0, engine=False),
+                                np.arange(len(task.q)))
+    engine = retrieval_metrics(M.asif(task.aq, task.ag, task.q, task.g, k=4, p=8.0), np.arange(len(task.q)))
+    assert engine["tied"] <= primary["tied"]

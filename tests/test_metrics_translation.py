@@ -1,0 +1,79 @@
+import itertools
+
+import numpy as np
+import pytest
+from scipy.linalg import orthogonal_procrustes
+
+from retrieval.errors import InputError
+from retrieval.metrics import lexicographic, retrieval_metrics
+from retrieval.translation import Translator
+
+
+def brute_expected(scores, targets, k):
+    """Average over every order of the tied items, literally."""
+    rec, rr = [], []
+    for row, t in zip(scores, targets):
+        tied = [i for i in range(len(row)) if row[i] == row[t]]
+        greater = sum(v > row[t] for v in row)
+        ranks = []
+        for perm in itertools.permutations(tied):
+            ranks.append(greater + perm.index(t) + 1)
+        rec.append(np.mean([r <= k for r in ranks]))
+        rr.append(np.mean([1 / r for r in ranks]))
+    return np.mean(rec), np.mean(rr)
+
+
+def test_fair_ties_match_averaging_over_all_orders():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, size=(30, 7)).astype(float)  # lots of ties
+    targets = rng.integers(0, 7, size=30)
+    for k in (1, 2, 5):
+        got = retrieval_metrics(scores, targets, ks=(k,))
+        want_r, want_mrr = brute_expected(scores, targets, k)
+        assert got[f"R@{k}"] == pytest.approx(want_r)
+        assert got["MRR"] == pytest.approx(want_mrr)
+
+
+def test_all_tied_is_chance_not_perfect():
+    m = retrieval_metrics(np.zeros((4, 100)), [0, 5, 50, 99], ks=(10,))
+    assert m["R@10"] == pytest.approx(0.10) and m["tied"] == 1.0
+
+
+def test_lexicographic_orders_like_the_engine():
+    primary = np.array([0.5, 0.5, 0.7, 0.0])
+    secondary = np.array([0.1, 0.9, -1.0, 1.0])
+    assert np.argsort(-lexicographic(primary, secondary)).tolist() == [2, 1, 0, 3]
+
+
+def test_orthogonal_recovers_a_rotation_and_agrees_with_scipy():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 6))
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    t = Translator("orthogonal", standardize=False).fit(x, x @ q)
+    np.testing.assert_allclose(t.weight_, q, atol=1e-8)
+    y = rng.normal(size=(200, 6))
+    r, _ = orthogonal_procrustes(x, y)
+    np.testing.assert_allclose(Translator("orthogonal", standardize=False).fit(x, y).weight_, r, atol=1e-8)
+
+
+def test_different_widths_zero_padding_and_affine_recovers_affine_map():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 4))
+    w, b = rng.normal(size=(4, 9)), rng.normal(size=9)
+    y = x @ w + b
+    for method in ("linear", "affine"):
+        t = Translator(method).fit(x, y)
+        np.testing.assert_allclose(t.transform(x), y, atol=1e-4)
+    t = Translator("orthogonal").fit(x, y)
+    assert t.transform(x[:3]).shape == (3, 9)
+
+
+def test_translator_errors():
+    with pytest.raises(InputError, match="translation method"):
+        Translator("magic").fit(np.ones((3, 2)), np.ones((3, 2)))
+    with pytest.raises(InputError, match="same number"):
+        Translator().fit(np.ones((3, 2)), np.ones((4, 2)))
+    with pytest.raises(InputError, match="not fitted"):
+        Translator().transform(np.ones((1, 2)))
+    with pytest.raises(InputError, match="width 2"):
+        Translator().fit(np.random.rand(5, 2), np.random.rand(5, 3)).transform(np.ones((1, 4)))
