@@ -93,3 +93,14 @@ def test_metrics_on_engine_order_have_no_spurious_ties():
                                 np.arange(len(task.q)))
     engine = retrieval_metrics(M.asif(task.aq, task.ag, task.q, task.g, k=4, p=8.0), np.arange(len(task.q)))
     assert engine["tied"] <= primary["tied"]
+
+
+def test_product_of_invariances_retrieves_parallel_concepts():
+    data = Parallel()
+    s = emoji_splits(data.names)
+    task = EmojiTask(data, s["anchor"], s["query"])
+    poi = M.product_of_invariances(task.aq, task.ag, task.q, task.g, sims=("cosine",))
+    assert retrieval_metrics(poi, np.arange(len(task.q)))["R@10"] > 0.5
+    full = task.evaluate(M.product_of_invariances)
+    assert full["R@10"] > 5 * 10 / len(task.q)
+    assert task.evaluate(M.asif_product_of_invariances, k=16, p=2.0)["R@10"] > 5 * 10 / len(task.q)

@@ -113,6 +113,61 @@ def emoji_concepts() -> List[Concept]:
     return out
 
 
+OPENMOJI_VERSION = "17.0.0"
+
+
+def openmoji_svg_dir(cache: Path) -> Path:
+    """The colour SVGs of the npm package ``openmoji``, fetched with ``npm pack`` into ``cache`` once."""
+    import subprocess
+    import tarfile
+
+    folder = cache / f"openmoji-{OPENMOJI_VERSION}"
+    svgs = folder / "package" / "color" / "svg"
+    if svgs.is_dir():
+        return svgs
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["npm", "pack", f"openmoji@{OPENMOJI_VERSION}", "--silent", "--pack-destination", str(cache)],
+                       check=True, capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InputError(f"the OpenMoji style needs the npm package openmoji@{OPENMOJI_VERSION} "
+                         f"('npm pack' failed: {exc}); install Node.js/npm or skip this style") from exc
+    tmp = cache / f".openmoji-{OPENMOJI_VERSION}.tmp"
+    with tarfile.open(cache / f"openmoji-{OPENMOJI_VERSION}.tgz") as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith("package/color/svg/") and m.isfile()
+                   and m.name.endswith(".svg") and ".." not in m.name]
+        tar.extractall(tmp, members=members)
+    os.replace(tmp, folder)
+    return svgs
+
+
+def render_openmoji(concepts: List[Concept], out: Path, cache: Path, size: int = 128) -> Dict[str, str]:
+    """PNG renderings (on white) of the concepts OpenMoji draws; key -> path. Needs cairosvg."""
+    import io
+
+    try:
+        import cairosvg
+    except ImportError as exc:
+        raise InputError("the OpenMoji style needs cairosvg; pip install cairosvg") from exc
+    from PIL import Image
+
+    svgs = {p.stem.lower().replace("-fe0f", ""): p for p in openmoji_svg_dir(cache).glob("*.svg")}
+    out.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for c in concepts:
+        if c.key not in svgs:
+            continue
+        path = out / f"{c.key}.png"
+        if not path.is_file():
+            png = cairosvg.svg2png(url=str(svgs[c.key]), output_width=size, output_height=size)
+            img = Image.open(io.BytesIO(png)).convert("RGBA")
+            canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+            canvas.alpha_composite(img)
+            canvas.convert("RGB").save(path)
+        done[c.key] = str(path)
+    return done
+
+
 def stable_hash(name: str) -> float:
     """A number in [0, 1) from the name alone, the same on every machine and run."""
     return int(hashlib.sha1(name.encode("utf-8")).hexdigest()[:8], 16) / 2 ** 32

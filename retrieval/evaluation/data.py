@@ -29,6 +29,7 @@ class EmojiData:
     subgroups: np.ndarray
     images: Dict[str, np.ndarray]                              # style -> (n, d) image embeddings
     texts: Dict[str, np.ndarray] = field(default_factory=dict)  # template -> (n, d) text embeddings
+    has: Dict[str, np.ndarray] = field(default_factory=dict)    # style -> bool mask of concepts it draws
 
 
 def data_dir(name: str) -> Path:
@@ -36,7 +37,7 @@ def data_dir(name: str) -> Path:
 
 
 def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[str],
-               show_progress_bar: Optional[bool] = None) -> EmojiData:
+               show_progress_bar: Optional[bool] = None, openmoji: bool = False) -> EmojiData:
     import pyarrow.parquet as pq
 
     from ..datasets import emoji
@@ -53,12 +54,24 @@ def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[st
     styles = {"noto": [str(folder / r["image"]) for r in a], "twemoji": [r["image"] for r in c]}
     images = {s: encode_anchors(AnchorSet(paths, names, source=s), image_encoder, "image", **kw)
               for s, paths in styles.items()}
+    has = {s: np.ones(len(names), bool) for s in styles}
+    if openmoji:
+        rendered = emoji.render_openmoji([c for c in emoji.emoji_concepts() if c.name in set(names)],
+                                         folder / "openmoji", data_dir("npm"))
+        keys = [Path(r["image"]).stem for r in a]
+        has["openmoji"] = np.array([k in rendered for k in keys])
+        paths = [rendered[k] for k in keys if k in rendered]
+        vecs = encode_anchors(AnchorSet(paths, [n for n, k in zip(names, keys) if k in rendered], source="openmoji"),
+                              image_encoder, "image", **kw)
+        full = np.zeros((len(names), vecs.shape[1]), np.float32)
+        full[has["openmoji"]] = vecs
+        images["openmoji"] = full
     texts = {}
     for t in templates:
         caps = [t.format(n) for n in names]
         texts[t] = encode_anchors(AnchorSet(styles["noto"], caps, source=t), text_encoder, "text", **kw)
     return EmojiData(np.array(names), np.array([str(r["label"]) for r in c]),
-                     np.array([str(r["subgroup"]) for r in c]), images, texts)
+                     np.array([str(r["subgroup"]) for r in c]), images, texts, has)
 
 
 def _mnist_file() -> str:

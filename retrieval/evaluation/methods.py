@@ -93,3 +93,56 @@ def kmeans_select(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
                 picked.append(int(i))
                 break
     return np.array(picked)
+
+
+SIMILARITIES = ("cosine", "euclidean", "l1", "linf")
+
+
+def _similarities(x: np.ndarray, anchors: np.ndarray, sim: str) -> np.ndarray:
+    """Row-standardised similarities of x to the anchors under one similarity function.
+
+    Inputs are unit vectors centred on the anchor mean and *not* renormalised: on unit vectors the
+    Euclidean distance would only re-express the cosine.
+    """
+    from scipy.spatial.distance import cdist
+
+    if sim == "cosine":
+        xn = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+        an = anchors / (np.linalg.norm(anchors, axis=1, keepdims=True) + 1e-12)
+        s = xn @ an.T
+    else:
+        s = -cdist(x, anchors, {"euclidean": "euclidean", "l1": "cityblock", "linf": "chebyshev"}[sim])
+    return (s - s.mean(1, keepdims=True)) / (s.std(1, keepdims=True) + 1e-12)
+
+
+def _centred(a: np.ndarray, x: np.ndarray):
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    mu = a.mean(0)
+    return a - mu, x - mu
+
+
+def product_of_invariances(aq, ag, q, g, *, sims=SIMILARITIES) -> np.ndarray:
+    """Dense relative vectors under several similarity functions, concatenated, compared by cosine
+    (the thesis's product of invariances, aggregated by concatenation)."""
+    aq_c, q_c = _centred(aq, q)
+    ag_c, g_c = _centred(ag, g)
+    rq = np.hstack([_similarities(q_c, aq_c, s) for s in sims])
+    rg = np.hstack([_similarities(g_c, ag_c, s) for s in sims])
+    rq /= np.linalg.norm(rq, axis=1, keepdims=True) + 1e-12
+    rg /= np.linalg.norm(rg, axis=1, keepdims=True) + 1e-12
+    return rq @ rg.T
+
+
+def asif_product_of_invariances(aq, ag, q, g, *, k=64, p=4.0, sims=SIMILARITIES) -> np.ndarray:
+    """ASIF sparsification (top k, power p) of each similarity function's standardised relative
+    vector; the scores of the different functions are summed."""
+    from ..relative import asif_topk
+
+    aq_c, q_c = _centred(aq, q)
+    ag_c, g_c = _centred(ag, g)
+    total = 0.0
+    for s in sims:
+        total = total + (asif_topk(_similarities(q_c, aq_c, s), k, p)
+                         @ asif_topk(_similarities(g_c, ag_c, s), k, p).T).toarray()
+    return total

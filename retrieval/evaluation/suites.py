@@ -13,7 +13,7 @@ import numpy as np
 
 from ..datasets.emoji import stable_hash
 from ..encoders import DEFAULT_ENCODERS, load_encoder
-from ..errors import UnknownNameError
+from ..errors import InputError, UnknownNameError
 from ..metrics import retrieval_metrics
 from . import methods as M
 from .report import Report
@@ -40,9 +40,12 @@ class EmojiTask:
 
     def __init__(self, data, anchors, queries, *, anchor_style="noto", gallery_style="twemoji", direction="t2i",
                  template=CAPTION, pooled=False):
-        T, Ia, Ig = data.texts[template], data.images[anchor_style], data.images[gallery_style]
-        a_img = np.vstack([Ia[anchors], Ig[anchors]]) if pooled else Ia[anchors]
-        a_txt = np.vstack([T[anchors], T[anchors]]) if pooled else T[anchors]
+        # anchor_style may be a tuple of styles: their drawings of the anchor concepts are pooled
+        styles = (anchor_style if isinstance(anchor_style, tuple)
+                  else (anchor_style, gallery_style) if pooled else (anchor_style,))
+        T, Ig = data.texts[template], data.images[gallery_style]
+        a_img = np.vstack([data.images[st][anchors] for st in styles])
+        a_txt = np.vstack([T[anchors]] * len(styles))
         if direction == "t2i":
             self.aq, self.ag, self.q, self.g = a_txt, a_img, T[queries], Ig[queries]
         else:
@@ -125,6 +128,9 @@ dense relative cosine) unless marked "primary only".""")
                 row(f"ASIF engine default, k={chosen_default['k']} p={chosen_default['p']:g} "
                     f"centred={chosen_default['center']}", task.evaluate(M.asif, **chosen_default)),
                 row("ASIF centred + CSLS", task.evaluate(M.csls, **chosen)),
+                row("product of invariances, dense (cosine, L2, L1, Linf)", task.evaluate(M.product_of_invariances)),
+                row(f"product of invariances, ASIF k={chosen_default['k']} p={chosen_default['p']:g}",
+                    task.evaluate(M.asif_product_of_invariances, k=chosen_default["k"], p=chosen_default["p"])),
                 row("fusion (RRF): ASIF centred + Procrustes",
                     retrieval_metrics(M.rrf(M.asif(task.aq, task.ag, task.q, task.g, **chosen),
                                             M.translate(task.aq, task.ag, task.q, task.g)), np.arange(len(task.q))))]
@@ -144,6 +150,11 @@ dense relative cosine) unless marked "primary only".""")
                 report.table(f"{label}, {regime}: anchors {a_style}, gallery {g_style}", ["method"] + METRIC_COLS, rows)
                 headline[(a_style, direction, regime)] = rows
 
+    if "openmoji" in data.images:
+        held_out_style(report, data, s, chosen_default, chosen_pooled)
+    else:
+        report.text("The held-out third style (OpenMoji) was not available in this run (needs npm and cairosvg).")
+
     # Sweeps on the test split (reported for the curve's shape; nothing below is used to choose).
     task = EmojiTask(data, s["anchor"], s["query"])
     ks = [k for k in KS if k <= task.n_anchors]
@@ -160,8 +171,12 @@ dense relative cosine) unless marked "primary only".""")
                                ("k-means", M.kmeans_select)):
         ys = []
         for n in sizes:
-            picks = ([np.random.default_rng(seed).choice(len(s["anchor"]), n, replace=False) for seed in range(3)]
-                     if selector is None else [selector(pool_img, n, seed=0)])
+            if n == len(s["anchor"]):  # all anchors: nothing to select
+                picks = [np.arange(n)]
+            elif selector is None:
+                picks = [np.random.default_rng(seed).choice(len(s["anchor"]), n, replace=False) for seed in range(3)]
+            else:
+                picks = [selector(pool_img, n, seed=0)]
             vals = []
             for pick in picks:
                 t = EmojiTask(data, s["anchor"][pick], s["query"])
@@ -182,6 +197,33 @@ dense relative cosine) unless marked "primary only".""")
     report.table("Caption template (same template for anchor captions and queries; centred ASIF)",
                  ["template", "mean val R@10", "test R@1", "test R@10"], rows)
     return {"chosen": chosen, "chosen_pooled": chosen_pooled, "chosen_default": chosen_default, "headline": headline}
+
+
+def held_out_style(report: Report, data, s, chosen_default: Dict, chosen_pooled: Dict) -> None:
+    """A clean test of the choices above: OpenMoji was never looked at while choosing them."""
+    has = data.has["openmoji"]
+    query = s["query"][has[s["query"]]]
+    report.text(f"""
+#### Held-out style: OpenMoji gallery
+
+OpenMoji (npm `openmoji`, colour SVGs rendered with cairosvg) draws {int(has.sum())} of the
+{len(has)} concepts. Its drawings were not used for any choice above: the rows below reuse the
+configurations already chosen (engine default k={chosen_default['k']} p={chosen_default['p']:g}
+centred={chosen_default['center']}; pooled k={chosen_pooled['k']} p={chosen_pooled['p']:g}). Gallery:
+the {len(query)} query concepts OpenMoji draws; text -> image.""")
+    for regime, anchors in (("unseen", s["anchor"]), ("seen", s["all"])):
+        def t(style):
+            return EmojiTask(data, anchors, query, anchor_style=style, gallery_style="openmoji")
+
+        rows = [row("chance", chance(len(query))),
+                row("Noto anchors, ASIF k=64 p=8 raw", t("noto").evaluate(M.asif, k=64, p=8)),
+                row("Noto anchors, Procrustes", t("noto").evaluate(M.translate)),
+                row("Noto anchors, engine default", t("noto").evaluate(M.asif, **chosen_default)),
+                row("Twemoji anchors, engine default", t("twemoji").evaluate(M.asif, **chosen_default)),
+                row("Noto + Twemoji anchors pooled, engine default", t(("noto", "twemoji")).evaluate(M.asif, **chosen_default)),
+                row(f"Noto + Twemoji anchors pooled, k={chosen_pooled['k']} p={chosen_pooled['p']:g} centred",
+                    t(("noto", "twemoji")).evaluate(M.asif, **chosen_pooled))]
+        report.table(f"text -> image, {regime}: anchors as named, gallery OpenMoji", ["method"] + METRIC_COLS, rows)
 
 
 def emoji_groups(report: Report, data, text_encoder) -> Dict:
@@ -277,6 +319,12 @@ def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bo
     else:
         from .data import load_emoji
 
-        data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar)
+        try:
+            data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar, openmoji=name == "emoji-xstyle")
+        except InputError as exc:  # the third style is optional: report without it
+            import warnings
+
+            warnings.warn(f"OpenMoji style unavailable, continuing without it: {exc}")
+            data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar)
         summary = (emoji_xstyle(report, data) if name == "emoji-xstyle" else emoji_groups(report, data, text_enc))
     return report.write(out), summary
