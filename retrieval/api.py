@@ -22,8 +22,10 @@ from .encoders import Encoder, load_encoder
 from .errors import InputError
 from .images import ImageLike
 from .index import ExactIndex, Hits, make_index
-from .planner import Plan, plan
+from .planner import Bridge, Plan, plan
+from .ranking import rank_candidates
 from .relative import RelativeProjector
+from .translation import load_translator
 
 
 @dataclass
@@ -88,6 +90,15 @@ class Collection:
             else:
                 rel = self.projectors[m].transform(vecs)
             self.sides[m] = _Side(m, table, vecs, rel, manifest["indexes"][stem], self.folder, stem)
+        # Collections from before translators existed have only the anchor bridge.
+        self.bridges = [Bridge("anchors", ("image", "text"), manifest["anchors"].get("source", ""))]
+        self.translators = {}
+        for b in manifest.get("bridges", []):
+            if b.get("kind") == "translator":
+                src, dst = b["modalities"]
+                self.translators[(src, dst)] = load_translator(str(self.folder / b["file"]))
+                self.bridges.append(Bridge("translator", (src, dst), b.get("name", "")))
+        self._scaled: Dict[str, ExactIndex] = {}
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -131,8 +142,12 @@ class Collection:
 
     # ---- search -------------------------------------------------------------------------------
     def plan(self, query_modality: str, target: str = "image", route: Optional[str] = None) -> Plan:
+        """The route a query would take, with every alternative's estimates (``.explain()`` prints it)."""
         spaces = {m: e["spec"] for m, e in self.manifest["encoders"].items()}
-        return plan(query_modality, target, spaces, ["image", "text"], route=route)
+        sizes = {"items": len(self.sides[target].abs) if target in self.sides else 0,
+                 "anchors": self.manifest["anchors"]["count"], "k": self.manifest["projector"]["k"],
+                 **{f"dim_{m}": e["dim"] for m, e in self.manifest["encoders"].items()}}
+        return plan(query_modality, target, spaces, self.bridges, route=route, sizes=sizes)
 
     def search(self, query: Union[str, ImageLike], *, k: int = 10, modality: Optional[str] = None,
                target: str = "image", route: Optional[str] = None) -> List[Hit]:
@@ -156,16 +171,49 @@ class Collection:
         side = self.sides[target]
         if p.route == "absolute":
             hits = side.abs_index().search(q, k)
+        elif p.route == "relative":
+            hits = self._relative(q, modality, target, k)
+        elif p.route == "translation":
+            hits = self._translated(q, modality, target, k)
         else:
-            proj, t_proj = self.projectors[modality], self.projectors[target]
-            q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
-            q_dense = np.vstack([proj.dense(q[i:i + 1]) for i in range(len(q))])
-
-            def secondary(row: int, cand: np.ndarray) -> np.ndarray:
-                return t_proj.dense(side.abs[cand]) @ q_dense[row]
-
-            hits = side.index.search(q_rel, k, secondary)
+            hits = self._fused(q, modality, target, k)
         return [self._hits(h, target) for h in hits]
+
+    def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0) -> List[Hits]:
+        side = self.sides[target]
+        proj, t_proj = self.projectors[modality], self.projectors[target]
+        q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
+        q_dense = np.vstack([proj.dense(q[i:i + 1]) for i in range(len(q))])
+
+        def secondary(row: int, cand: np.ndarray) -> np.ndarray:
+            return t_proj.dense(side.abs[cand]) @ q_dense[row]
+
+        return side.index.search(q_rel, k + extra, secondary)
+
+    def _translated(self, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+        """Translate into the target space; cosine there in the anchors' standard-scaled coordinates,
+        as the translator was fitted (and as the evaluation measured it)."""
+        t = self.translators[(modality, target)]
+        if target not in self._scaled:
+            g = (self.sides[target].abs - t.y_mean_) / t.y_std_
+            self._scaled[target] = ExactIndex().add(g / (np.linalg.norm(g, axis=1, keepdims=True) + 1e-12))
+        qt = (t.transform(q) - t.y_mean_) / t.y_std_
+        qt /= np.linalg.norm(qt, axis=1, keepdims=True) + 1e-12
+        return self._scaled[target].search(qt.astype(np.float32), k)
+
+    def _fused(self, q: np.ndarray, modality: str, target: str, k: int, c: float = 60.0) -> List[Hits]:
+        """Reciprocal-rank fusion over the union of both routes' top lists (depth 4k, at least 100);
+        an item missing from one list counts as ranked just past its end."""
+        depth = max(4 * k, 100)
+        out = []
+        for rel, tr in zip(self._relative(q, modality, target, depth), self._translated(q, modality, target, depth)):
+            ranks_r = {int(i): r for r, i in enumerate(rel.ids)}
+            ranks_t = {int(i): r for r, i in enumerate(tr.ids)}
+            cand = np.array(sorted(set(ranks_r) | set(ranks_t)), np.int64)
+            fused = np.array([1 / (c + 1 + ranks_r.get(i, len(rel.ids))) + 1 / (c + 1 + ranks_t.get(i, len(tr.ids)))
+                              for i in cand.tolist()])
+            out.append(Hits(*rank_candidates(cand, fused, k)))
+        return out
 
     def _hits(self, h: Hits, target: str) -> List[Hit]:
         out = []

@@ -19,6 +19,7 @@ from .index import make_index
 from .progress import progress
 from .relative import RelativeProjector
 from .tables import rows_from
+from .translation import Translator, save_translator
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,12 @@ def build_collection(corpus, anchors, out, *, image_encoder: str = DEFAULT_ENCOD
                 cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
             idx = make_index(index_spec).add(rel)
             indexes[stem] = dict(idx.spec(), files=idx.save(str(tmp), stem))
+        # Direct translators both ways, fitted on the same anchors: the planner's translation route.
+        bridges = [{"kind": "anchors", "modalities": ["image", "text"], "name": anchor_set.source}]
+        for src, dst, xs, ys in (("text", "image", a_txt, a_img), ("image", "text", a_img, a_txt)):
+            fname = f"translator-{src}-{dst}.parquet"
+            save_translator(Translator("orthogonal").fit(xs, ys), str(tmp / fname))
+            bridges.append({"kind": "translator", "modalities": [src, dst], "name": "orthogonal", "file": fname})
         write_parquet_atomic(pa.table(items), str(tmp / "items.parquet"))
         write_parquet_atomic(pa.table(text_cols), str(tmp / "texts.parquet"))
         write_parquet_atomic(pa.table({"image": pa.array(anchor_set.images, pa.string()),
@@ -129,6 +136,7 @@ def build_collection(corpus, anchors, out, *, image_encoder: str = DEFAULT_ENCOD
             "projector": img_proj.get_params(),
             "corpus": {"source": str(corpus)},
             "indexes": indexes,
+            "bridges": bridges,
             "counts": {"items": len(rows), "texts": len(texts), "corpus_captions": len(captioned),
                        "anchors": len(anchor_set), "skipped": len(skipped)},
             "skipped": skipped[:MAX_SKIPPED_LISTED],

@@ -87,6 +87,26 @@ def cmd_search(a) -> int:
     return 0
 
 
+def cmd_explain(a) -> int:
+    from .api import Collection
+    from .errors import InputError
+
+    if (a.query is None) == (a.image is None):
+        raise InputError("expected exactly one of: a text QUERY or --image PATH")
+    col = Collection.open(a.index)
+    modality = "text" if a.query is not None else "image"
+    for target in _targets(a, modality):
+        p = col.plan(modality, target, a.route)
+        if a.json:
+            _print_json({"query": a.query or a.image, "modality": modality, "target": target, "route": p.route,
+                         "steps": list(p.steps),
+                         "alternatives": [{"route": r.route, "est_quality": r.quality, "est_cost": r.cost}
+                                          for r in p.alternatives]})
+        else:
+            print(p.explain())
+    return 0
+
+
 def cmd_classify(a) -> int:
     from .api import Collection
     from .classify import DEFAULT_TEMPLATES, accuracy, read_labels
@@ -153,6 +173,7 @@ def cmd_demo(a) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
+    from .planner import ROUTES
     from .encoders import DEFAULT_ENCODERS
     from .encoders.registry import describe
 
@@ -194,10 +215,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-k", "--k", type=int, default=10)
     s.add_argument("--target", choices=["auto", "image", "text"], default="auto",
                    help="what to return: images, texts (corpus and anchor captions); auto = images for text queries, both for image queries")
-    s.add_argument("--route", choices=["absolute", "relative"], default=None, help="force a route (default: the planner's)")
+    s.add_argument("--route", choices=list(ROUTES), default=None,
+                   help="force a route (default: the planner's choice; see 'retrieval explain')")
     s.add_argument("--json", action="store_true", help="one JSON object per query")
     common(s)
     s.set_defaults(func=cmd_search)
+
+    x = sub.add_parser("explain", help="show the route a query would take and the alternatives, without running it")
+    x.add_argument("index")
+    x.add_argument("query", nargs="?", help="text query (only its modality matters)")
+    x.add_argument("--image", help="image query (path)")
+    x.add_argument("--target", choices=["auto", "image", "text"], default="auto")
+    x.add_argument("--route", choices=list(ROUTES), default=None, help="explain a forced route")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=cmd_explain)
 
     c = sub.add_parser("classify", help="ASIF zero-shot classification of images (or of the collection's items)")
     c.add_argument("index")

@@ -84,3 +84,44 @@ class Translator:
 
     def get_params(self) -> Dict:
         return {"method": self.method, "standardize": self.standardize}
+
+
+ARRAYS = ("weight_", "x_mean_", "x_std_", "y_mean_", "y_std_")
+
+
+def save_translator(t: Translator, path: str) -> None:
+    """Write a fitted translator as one-row Parquet: arrays as float64 lists, parameters in metadata."""
+    import json
+
+    import pyarrow as pa
+
+    from .arrowio import write_parquet_atomic
+
+    if not hasattr(t, "weight_"):
+        raise InputError("expected a fitted Translator, got an unfitted one")
+    cols = {name: pa.array([np.asarray(getattr(t, name), np.float64).ravel()], pa.list_(pa.float64())) for name in ARRAYS}
+    meta = {"retrieval.translator": json.dumps({**t.get_params(), "dim_in": t.dim_in_, "dim_out": t.dim_out_,
+                                                "weight_shape": list(t.weight_.shape)})}
+    write_parquet_atomic(pa.table(cols), path, meta)
+
+
+def load_translator(path: str) -> Translator:
+    """Read a translator written by :func:`save_translator` (checked shapes; no code is executed)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(b"retrieval.translator")
+    if raw is None or table.num_rows != 1 or set(table.column_names) != set(ARRAYS):
+        raise InputError(f"expected a translator file written by retrieval, got {path!r}")
+    meta = json.loads(raw)
+    t = Translator(meta["method"], meta["standardize"])
+    t.dim_in_, t.dim_out_ = int(meta["dim_in"]), int(meta["dim_out"])
+    for name in ARRAYS:
+        setattr(t, name, np.asarray(table.column(name)[0].as_py(), np.float64))
+    t.weight_ = t.weight_.reshape(meta["weight_shape"])
+    want_rows = t.width_ if t.method == "orthogonal" else t.dim_in_ + (t.method == "affine")
+    if t.weight_.shape[0] != want_rows or t.x_mean_.shape != (t.dim_in_,) or t.y_mean_.shape != (t.dim_out_,):
+        raise InputError(f"translator file {path!r} has inconsistent shapes; rebuild the collection")
+    return t

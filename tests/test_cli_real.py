@@ -78,6 +78,20 @@ def test_image_query_returns_images_and_texts(emoji_subset, capsys):
     assert any("apple" in h["caption"] for h in res["text"])               # image -> text
 
 
+def test_explain_and_forced_routes(emoji_subset, capsys):
+    code, out, _ = run(capsys, "explain", emoji_subset["out"], "an emoji of a red apple")
+    assert code == 0 and "route relative" in out and "<- chosen" in out and "translation" in out
+    code, out, _ = run(capsys, "explain", emoji_subset["out"], "--image", "x.png", "--json")
+    plans = [json.loads(line) for line in out.splitlines()]
+    assert [(p["target"], p["route"]) for p in plans] == [("image", "absolute"), ("text", "relative")]
+    for route in ("translation", "fusion"):
+        code, out, _ = run(capsys, "search", emoji_subset["out"], "an emoji of a red apple", "-k", "5",
+                           "--route", route, "--json")
+        assert code == 0 and len(json.loads(out)["results"]["image"]) == 5
+    code, _, err = run(capsys, "search", emoji_subset["out"], "apple", "--route", "absolute")
+    assert code == 2 and "route 'absolute' is impossible" in err
+
+
 def test_classify_own_items_and_given_images(emoji_subset, capsys):
     code, out, _ = run(capsys, "classify", emoji_subset["out"], "--labels", emoji_subset["labels"], "-k", "3",
                        "--json", "--template", "an emoji of {}")

@@ -20,7 +20,10 @@ def test_manifest_records_what_built_it(tiny_collection, tiny_data):
     assert m["encoders"] == {"image": {"spec": "fake-image", "dim": 24}, "text": {"spec": "fake-text", "dim": 32}}
     assert m["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True}
     assert m["counts"]["items"] == 8 and m["counts"]["anchors"] == 8 and m["counts"]["corpus_captions"] == 8
-    assert set(m["files"]) == {"items.parquet", "texts.parquet", "anchors.parquet"}
+    assert set(m["files"]) == {"items.parquet", "texts.parquet", "anchors.parquet",
+                               "translator-text-image.parquet", "translator-image-text.parquet"}
+    assert [(b["kind"], b["modalities"]) for b in m["bridges"]] == [
+        ("anchors", ["image", "text"]), ("translator", ["text", "image"]), ("translator", ["image", "text"])]
     assert len(m["anchors"]["content_hash"]) == 64
 
 
@@ -200,3 +203,36 @@ def test_default_k_is_capped_by_the_anchor_count_but_explicit_k_is_not(tiny_data
     assert Collection.open(out).manifest["projector"]["k"] == 8  # the tiny set has 8 anchors
     with pytest.raises(InputError, match="got k=9"):
         build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "e", k=9, cache_dir="", **FAKE)
+
+
+@pytest.mark.parametrize("route", ["relative", "translation", "fusion"])
+def test_every_cross_modal_route_runs_and_ranks_sensibly(tiny_collection, route):
+    col = Collection.open(tiny_collection)
+    assert col.plan("text", "image", route=route).route == route
+    hits = col.search("a red square", k=8, route=route)
+    assert len(hits) == 8 and len({h.id for h in hits}) == 8
+    assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True)
+    texts = col.search(str(next(tiny_collection.parent.glob("anchors/*.png"))), k=3, target="text", route=route)
+    assert len(texts) == 3
+
+
+def test_explain_lists_alternatives_and_marks_the_choice(tiny_collection):
+    col = Collection.open(tiny_collection)
+    text = col.plan("text", "image").explain()
+    assert "route relative" in text and "<- chosen" in text
+    for r in ("relative", "translation", "fusion"):
+        assert r in text
+
+
+def test_collection_without_translators_still_opens(tiny_collection):
+    """A collection written before translators existed: only the anchor bridge, no translation route."""
+    m = json.loads((tiny_collection / "manifest.json").read_text())
+    for b in m.pop("bridges"):
+        if "file" in b:
+            (tiny_collection / b["file"]).unlink()
+            m["files"].pop(b["file"])
+    (tiny_collection / "manifest.json").write_text(json.dumps(m))
+    col = Collection.open(tiny_collection)
+    assert col.search("a red square", k=1)[0].path.endswith("red.png")
+    with pytest.raises(InputError, match="route 'translation' is impossible"):
+        col.search("a red square", route="translation")

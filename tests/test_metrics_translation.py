@@ -77,3 +77,27 @@ def test_translator_errors():
         Translator().transform(np.ones((1, 2)))
     with pytest.raises(InputError, match="width 2"):
         Translator().fit(np.random.rand(5, 2), np.random.rand(5, 3)).transform(np.ones((1, 4)))
+
+
+@pytest.mark.parametrize("method", ["orthogonal", "linear", "affine"])
+def test_saved_and_loaded_translators_give_identical_outputs(method, tmp_path):
+    from retrieval.translation import load_translator, save_translator
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(80, 5)), rng.normal(size=(80, 7))
+    t = Translator(method).fit(x, y)
+    save_translator(t, str(tmp_path / "t.parquet"))
+    again = load_translator(str(tmp_path / "t.parquet"))
+    np.testing.assert_array_equal(t.transform(x[:10]), again.transform(x[:10]))
+    assert again.get_params() == t.get_params()
+
+
+def test_loading_something_else_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retrieval.translation import load_translator
+
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "x.parquet")
+    with pytest.raises(InputError, match="translator file written by retrieval"):
+        load_translator(str(tmp_path / "x.parquet"))

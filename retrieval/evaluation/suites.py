@@ -131,8 +131,8 @@ dense relative cosine) unless marked "primary only".""")
                 row("product of invariances, dense (cosine, L2, L1, Linf)", task.evaluate(M.product_of_invariances)),
                 row(f"product of invariances, ASIF k={chosen_default['k']} p={chosen_default['p']:g}",
                     task.evaluate(M.asif_product_of_invariances, k=chosen_default["k"], p=chosen_default["p"])),
-                row("fusion (RRF): ASIF centred + Procrustes",
-                    retrieval_metrics(M.rrf(M.asif(task.aq, task.ag, task.q, task.g, **chosen),
+                row("fusion (RRF): engine default + Procrustes (the planner's fusion route)",
+                    retrieval_metrics(M.rrf(M.asif(task.aq, task.ag, task.q, task.g, **chosen_default),
                                             M.translate(task.aq, task.ag, task.q, task.g)), np.arange(len(task.q))))]
         if pooled_task is not None:
             rows.append(row(f"ASIF centred, anchors pooled from both styles, k={chosen_pooled['k']} p={chosen_pooled['p']:g}",
