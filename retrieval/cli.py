@@ -20,11 +20,17 @@ def _short(s: Optional[str], width: int) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
+def _short_path(s: Optional[str], width: int) -> str:
+    """Paths keep their end, where the file name is."""
+    s = "" if s is None else str(s)
+    return s if len(s) <= width else "…" + s[-(width - 1):]
+
+
 def _table(hits, target: str) -> str:
     lines = [f"  {'rank':>4}  {'score':>7}  {'tiebrk':>7}  {'id':>6}  " + ("path / caption" if target == "image" else "caption (source)")]
     for h in hits:
         sec = "" if h.secondary != h.secondary else f"{h.secondary:7.4f}"  # NaN check
-        what = (f"{_short(h.path, 60)}  {_short(h.caption, 40)}" if target == "image"
+        what = (f"{_short_path(h.path, 50)}  {_short(h.caption, 40)}" if target == "image"
                 else f"{_short(h.caption, 70)}  ({h.source})")
         lines.append(f"  {h.rank:>4}  {h.score:7.4f}  {sec:>7}  {h.id:>6}  {what}")
     return "\n".join(lines)
