@@ -85,9 +85,11 @@ def build_collection(corpus, anchors, out, *, image_encoder: str = DEFAULT_ENCOD
     img_enc = load_encoder(image_encoder, "image", device=device)
     txt_enc = load_encoder(text_encoder, "text", device=device)
     enc_kw = dict(cache_dir=cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    log.info("encoding %d anchor pairs (cached by content hash)", len(anchor_set))
     a_img = encode_anchors(anchor_set, img_enc, "image", **enc_kw)
     a_txt = encode_anchors(anchor_set, txt_enc, "text", **enc_kw)
 
+    log.info("encoding %d corpus images", len(rows))
     item_vecs = img_enc.encode([r["image"] for r in rows], batch_size=batch_size, show_progress_bar=show_progress_bar)
     captioned = [i for i, r in enumerate(rows) if r["caption"] and r["caption"].strip()]
     cap_vecs = txt_enc.encode([rows[i]["caption"] for i in captioned], batch_size=batch_size,
@@ -97,6 +99,7 @@ def build_collection(corpus, anchors, out, *, image_encoder: str = DEFAULT_ENCOD
     text_source = ["corpus"] * len(captioned) + ["anchor"] * len(anchor_set)
     text_item = captioned + [-1] * len(anchor_set)
 
+    log.info("relativising (k=%d, p=%g, centred=%s) and writing %s", k, p, center, out)
     img_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_img)
     txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_txt)
     item_rel, text_rel = img_proj.transform(item_vecs), txt_proj.transform(text_vecs)
