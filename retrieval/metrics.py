@@ -12,7 +12,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-TIE_EPS = 1e-6
+from .ranking import TIE_EPS  # the engine's notion of a tie, so metrics and search agree
 
 
 def greater_and_tied(scores: np.ndarray, targets: np.ndarray, eps: float = TIE_EPS):
