@@ -54,8 +54,7 @@ class _Side:
 
     def __init__(self, modality, meta, abs_vecs, rel, index_spec, folder, stem):
         self.modality, self.meta, self.abs = modality, meta, abs_vecs
-        self.rel = rel
-        self.index = make_index(index_spec).load(str(folder), stem, rel)
+        self.index = make_index(index_spec).load(str(folder), stem, rel)  # the index holds the relative vectors
         self._abs_index: Optional[ExactIndex] = None
 
     def abs_index(self) -> ExactIndex:
@@ -195,11 +194,8 @@ class Collection:
         as the translator was fitted (and as the evaluation measured it)."""
         t = self.translators[(modality, target)]
         if target not in self._scaled:
-            g = (self.sides[target].abs - t.y_mean_) / t.y_std_
-            self._scaled[target] = ExactIndex().add(g / (np.linalg.norm(g, axis=1, keepdims=True) + 1e-12))
-        qt = (t.transform(q) - t.y_mean_) / t.y_std_
-        qt /= np.linalg.norm(qt, axis=1, keepdims=True) + 1e-12
-        return self._scaled[target].search(qt.astype(np.float32), k)
+            self._scaled[target] = ExactIndex().add(t.scale_target(self.sides[target].abs))
+        return self._scaled[target].search(t.transform_scaled(q), k)
 
     def _fused(self, q: np.ndarray, modality: str, target: str, k: int, c: float = 60.0) -> List[Hits]:
         """Reciprocal-rank fusion over the union of both routes' top lists (depth 4k, at least 100);

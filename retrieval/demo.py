@@ -22,6 +22,10 @@ QUERIES = ("an emoji of a red apple", "an emoji of a dog face", "an emoji of a r
 
 def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Optional[int] = None,
              show_progress_bar: Optional[bool] = None) -> int:
+    if limit is not None and limit < 1:
+        from .errors import InputError
+
+        raise InputError(f"expected --limit >= 1 (number of emoji concepts), got {limit}")
     t0 = time.perf_counter()
     must = ["red apple"] + (["dog face", "rocket", "birthday cake", "flag: Japan"] if limit else [])
     print(f"[1/4] rendering Noto anchors and collecting Twemoji corpus into {data} …", flush=True)

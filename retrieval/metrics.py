@@ -12,7 +12,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from .ranking import TIE_EPS  # the engine's notion of a tie, so metrics and search agree
+from .ranking import TIE_EPS, tie_bucket  # the engine's notion of a tie, so metrics and search agree
 
 
 def greater_and_tied(scores: np.ndarray, targets: np.ndarray, eps: float = TIE_EPS):
@@ -56,5 +56,4 @@ def lexicographic(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
 
     Secondary scores lie in [-1, 1]; they are squeezed below one primary bucket.
     """
-    bucket = np.round(np.asarray(primary, np.float64) / TIE_EPS)
-    return bucket + 0.25 * (np.asarray(secondary, np.float64) + 1.0)
+    return tie_bucket(primary) + 0.25 * (np.asarray(secondary, np.float64) + 1.0)

@@ -16,6 +16,11 @@ import numpy as np
 TIE_EPS = 1e-6
 
 
+def tie_bucket(primary: np.ndarray) -> np.ndarray:
+    """Primary scores rounded to TIE_EPS: equal buckets are ties, broken by the secondary score."""
+    return np.round(np.asarray(primary, np.float64) / TIE_EPS)
+
+
 def topk_with_ties(scores: np.ndarray, k: int,
                    secondary: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of the k best entries of a 1-D score array, ties resolved by ``secondary(candidates)``.
@@ -46,7 +51,7 @@ def rank_candidates(cand: np.ndarray, primary: np.ndarray, k: int,
         sec = np.asarray(secondary(cand), dtype=np.float64)
     else:
         sec = np.full(len(cand), np.nan)
-    bucket = np.round(primary / TIE_EPS)
+    bucket = tie_bucket(primary)
     # lexsort: last key is the primary key; ids ascending make the order fully deterministic.
     order = np.lexsort((cand, -np.nan_to_num(sec, nan=-np.inf), -bucket))[:k]
     return cand[order], primary[order].astype(np.float32), sec[order].astype(np.float32)

@@ -82,6 +82,16 @@ class Translator:
         y = (xs @ self.weight_)[:, : self.dim_out_]
         return (y * self.y_std_ + self.y_mean_).astype(np.float32)
 
+    def scale_target(self, y: np.ndarray) -> np.ndarray:
+        """Unit rows of target-space vectors in the anchors' standard-scaled coordinates: where
+        translated queries are compared with the target's items (cosine)."""
+        ys = (np.asarray(y, np.float64) - self.y_mean_) / self.y_std_
+        return (ys / (np.linalg.norm(ys, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+
+    def transform_scaled(self, x: np.ndarray) -> np.ndarray:
+        """Translate, then express in the same coordinates as :meth:`scale_target`."""
+        return self.scale_target(self.transform(x))
+
     def get_params(self) -> Dict:
         return {"method": self.method, "standardize": self.standardize}
 

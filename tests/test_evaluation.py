@@ -104,3 +104,16 @@ def test_product_of_invariances_retrieves_parallel_concepts():
     full = task.evaluate(M.product_of_invariances)
     assert full["R@10"] > 5 * 10 / len(task.q)
     assert task.evaluate(M.asif_product_of_invariances, k=16, p=2.0)["R@10"] > 5 * 10 / len(task.q)
+
+
+def test_eval_and_demo_bad_arguments_exit_2(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = Report("suite", "T", "cmd", {})
+    from retrieval.errors import InputError
+
+    with pytest.raises(InputError, match="writable results folder"):
+        r.write(blocker)
+    assert main(["demo", "--limit", "0", "--out", str(tmp_path / "d"), "--data", str(tmp_path / "e")]) == 2
+    assert "expected --limit >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()

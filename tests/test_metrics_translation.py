@@ -101,3 +101,12 @@ def test_loading_something_else_is_refused(tmp_path):
     pq.write_table(pa.table({"a": [1]}), tmp_path / "x.parquet")
     with pytest.raises(InputError, match="translator file written by retrieval"):
         load_translator(str(tmp_path / "x.parquet"))
+
+
+def test_scaled_coordinates_are_unit_rows_of_the_standardised_target():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(60, 4)), rng.normal(size=(60, 6)) * 3 + 1
+    t = Translator("orthogonal").fit(x, y)
+    ys = (y - y.mean(0)) / (y.std(0) + 1e-8)
+    np.testing.assert_allclose(t.scale_target(y), ys / np.linalg.norm(ys, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(t.transform_scaled(x[:5]), t.scale_target(t.transform(x[:5])), atol=1e-6)

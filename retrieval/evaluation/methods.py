@@ -32,11 +32,7 @@ def cosine_relative(aq, ag, q, g, *, center=False) -> np.ndarray:
 def translate(aq, ag, q, g, *, method="orthogonal") -> np.ndarray:
     """Translate queries into the gallery space; cosine there, in the anchors' standard-scaled coordinates."""
     t = Translator(method).fit(aq, ag)
-    qt = (t.transform(q) - t.y_mean_) / t.y_std_
-    gs = (np.asarray(g, np.float64) - t.y_mean_) / t.y_std_
-    qt /= np.linalg.norm(qt, axis=1, keepdims=True) + 1e-12
-    gs /= np.linalg.norm(gs, axis=1, keepdims=True) + 1e-12
-    return qt @ gs.T
+    return t.transform_scaled(q) @ t.scale_target(g).T
 
 
 def csls(aq, ag, q, g, *, k=64, p=8.0, center=True, neighbours=10) -> np.ndarray:

@@ -72,7 +72,12 @@ class Report:
 
     def write(self, out_dir) -> Path:
         out = Path(out_dir) / self.name
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from ..errors import InputError
+
+            raise InputError(f"expected a writable results folder, got {str(out)!r}: {exc}") from exc
         import matplotlib.pyplot as plt
 
         for fname, fig in self.figures.items():
