@@ -1,7 +1,7 @@
-"""Parallel anchor sets (image, caption) and their cached encodings.
+"""Parallel anchor sets (media file, caption) and their cached encodings.
 
-An anchor set is the bridge between two modalities: row i of the image side and row i of the text
-side describe the same thing. Encoding it is the slowest part of a build, so each encoder's
+An anchor set is the bridge between two modalities: row i of the media side (images or sounds) and
+row i of the text side describe the same thing. Encoding it is the slowest part of a build, so each encoder's
 vectors are cached as Parquet under a key made of the set's content hash and the encoder spec.
 """
 
@@ -33,50 +33,60 @@ def default_cache_dir() -> str:
 
 @dataclass
 class AnchorSet:
-    """Parallel anchors: ``images[i]`` and ``captions[i]`` show the same concept."""
+    """Parallel anchors: ``paths[i]`` (an image or a sound) and ``captions[i]`` show the same concept."""
 
-    images: List[str]
+    paths: List[str]
     captions: List[str]
     source: str = ""
     content_hash: str = field(default="")
+    modality: str = "image"
 
     def __post_init__(self):
-        if len(self.images) != len(self.captions):
-            raise InputError(f"expected as many anchor captions as images, got {len(self.captions)} captions "
-                             f"for {len(self.images)} images")
-        if not self.images:
+        if self.modality not in ("image", "audio"):
+            raise InputError(f"expected anchors of modality 'image' or 'audio' (paired with text), got {self.modality!r}")
+        if len(self.paths) != len(self.captions):
+            raise InputError(f"expected as many anchor captions as {self.modality} files, got {len(self.captions)} "
+                             f"captions for {len(self.paths)} files")
+        if not self.paths:
             raise InputError(f"expected at least one anchor pair in {self.source or 'the anchor set'}, got none")
         empty = [i for i, c in enumerate(self.captions) if c is None or not str(c).strip()]
         if empty:
-            shown = ", ".join(f"row {i} ({Path(self.images[i]).name})" for i in empty[:5])
+            shown = ", ".join(f"row {i} ({Path(self.paths[i]).name})" for i in empty[:5])
             raise InputError(f"expected a non-empty caption for every anchor, got {len(empty)} empty: {shown}"
                              f"{' …' if len(empty) > 5 else ''}")
-        missing = [p for p in self.images if not os.path.isfile(p)]
+        missing = [p for p in self.paths if not os.path.isfile(p)]
         if missing:
-            raise InputError(f"expected every anchor image to exist, got {len(missing)} missing, "
+            raise InputError(f"expected every anchor {self.modality} file to exist, got {len(missing)} missing, "
                              f"e.g. {missing[0]!r}")
         if not self.content_hash:
             self.content_hash = self._hash()
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.paths)
+
+    @property
+    def modalities(self):
+        """The two modalities this set links, media first: ``("image", "text")`` or ``("audio", "text")``."""
+        return (self.modality, "text")
 
     def _hash(self) -> str:
         # Content, not paths: moving the folder keeps the cache; editing a caption or a pixel does not.
-        h = hashlib.sha256(b"anchors-v1\n")
-        for img, cap in zip(self.images, self.captions):
+        # Image sets keep the original prefix so caches and manifests written before audio stay valid.
+        h = hashlib.sha256(b"anchors-v1\n" if self.modality == "image" else f"anchors-v1-{self.modality}\n".encode())
+        for img, cap in zip(self.paths, self.captions):
             h.update(sha256_file(img).encode())
             h.update(b"\t" + cap.strip().encode("utf-8") + b"\n")
         return h.hexdigest()
 
 
-def load_anchor_set(path) -> AnchorSet:
-    """Read anchors from a Parquet/CSV table (image + caption columns) or a folder with sidecar .txt.
+def load_anchor_set(path, modality: Optional[str] = None) -> AnchorSet:
+    """Read anchors from a Parquet/CSV table (an image or audio column + a caption column) or a folder
+    of images or sounds with sidecar .txt captions.
 
     >>> anchors = load_anchor_set("data/anchors.parquet")  # doctest: +SKIP
     """
-    rows = rows_from(path, caption_required=True, what="anchor")
-    return AnchorSet([r["image"] for r in rows], [r["caption"] for r in rows], source=str(path))
+    modality, rows = rows_from(path, caption_required=True, what="anchor", modality=modality)
+    return AnchorSet([r["path"] for r in rows], [r["caption"] for r in rows], source=str(path), modality=modality)
 
 
 def _cache_key(anchors: AnchorSet, encoder: Encoder, modality: str) -> str:
@@ -90,9 +100,9 @@ def encode_anchors(anchors: AnchorSet, encoder: Encoder, modality: str, *, cache
 
     ``cache_dir=""`` disables the cache.
     """
-    if modality not in ("image", "text"):
-        raise InputError(f"expected modality 'image' or 'text', got {modality!r}")
-    inputs = anchors.images if modality == "image" else anchors.captions
+    if modality not in anchors.modalities:
+        raise InputError(f"expected a modality of this anchor set {list(anchors.modalities)}, got {modality!r}")
+    inputs = anchors.captions if modality == "text" else anchors.paths
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     key = _cache_key(anchors, encoder, modality)
     path = os.path.join(cache_dir, f"anchors-{key}.parquet") if cache_dir else None

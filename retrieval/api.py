@@ -24,7 +24,7 @@ from .images import ImageLike
 from .index import ExactIndex, Hits, make_index
 from .planner import Bridge, Plan, plan
 from .ranking import rank_candidates
-from .relative import RelativeProjector
+from .relative import RelativeProjector, pivot
 from .translation import load_translator
 
 
@@ -36,12 +36,12 @@ class Hit:
     id: int
     score: float
     secondary: float
-    kind: str                      # "image" or "text"
-    path: Optional[str] = None     # image results
+    kind: str                      # the target modality: "image", "audio" or "text"
+    path: Optional[str] = None     # item results (an image or a sound file)
     caption: Optional[str] = None
     label: Optional[str] = None
     source: Optional[str] = None   # text results: "corpus" caption or "anchor" caption
-    item_id: Optional[int] = None  # text results from a corpus caption: the image it describes
+    item_id: Optional[int] = None  # text results from a corpus caption: the item it describes
 
     def to_dict(self) -> Dict:
         d = asdict(self)  # every key always present (null when not applicable): a stable schema
@@ -64,25 +64,38 @@ class _Side:
 
 
 class Collection:
-    """A built collection, opened read-only. Encoders load lazily, on the first query that needs them."""
+    """A built collection, opened read-only. Encoders load lazily, on the first query that needs them.
+
+    ``modality`` is what the items are (``"image"`` or ``"audio"``); texts (corpus and anchor
+    captions) are the other searchable side.
+    """
 
     def __init__(self, folder: Path, manifest: Dict, *, device: str = "cpu",
                  encoders: Optional[Dict[str, Union[str, Encoder]]] = None):
         self.folder, self.manifest, self.device = Path(folder), manifest, device
+        self.modality: str = manifest["items"]["modality"]
         self._encoders: Dict[str, Encoder] = {}
         for modality, enc in (encoders or {}).items():
             self._check_encoder(modality, enc)
         anchors = read_parquet(self.folder, "anchors.parquet")
-        dims = {m: manifest["encoders"][m]["dim"] for m in ("image", "text")}
-        self.anchor_vectors = {m: dense_from_column(anchors.column(f"{m}_vector"), dims[m]) for m in dims}
+        dims = {m: e["dim"] for m, e in manifest["encoders"].items()}
+        self.anchor_vectors = {m: dense_from_column(anchors.column(f"{m}_vector"), dims[m])
+                               for m in (self.modality, "text")}
         self.anchor_captions = anchors.column("caption").to_pylist()
         params = manifest["projector"]
         self.projectors = {m: RelativeProjector(**params).fit(v) for m, v in self.anchor_vectors.items()}
+        # Pivot sets: (projector over the set's own-modality side, the set's text side as the landing space).
+        self.pivots: Dict[str, tuple] = {}
+        for pv in manifest.get("pivots", []):
+            m = pv["modalities"][0]
+            table = read_parquet(self.folder, pv["file"])
+            own, land = (dense_from_column(table.column(f"{x}_vector"), dims[x]) for x in (m, "text"))
+            self.pivots[m] = (RelativeProjector(**dict(params, k=pv["k"])).fit(own), land)
         items, texts = read_parquet(self.folder, "items.parquet"), read_parquet(self.folder, "texts.parquet")
         self.items = {c: items.column(c).to_pylist() for c in ("path", "caption", "label")}
         self.texts = {c: texts.column(c).to_pylist() for c in ("text", "source", "item_id")}
         self.sides = {}
-        for m, table, stem in (("image", items, "image_relative"), ("text", texts, "text_relative")):
+        for m, table, stem in ((self.modality, items, f"{self.modality}_relative"), ("text", texts, "text_relative")):
             vecs = dense_from_column(table.column(f"{m}_vector"), dims[m])
             if params["kind"] == "asif":
                 rel = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(self.anchor_captions))
@@ -90,7 +103,9 @@ class Collection:
                 rel = self.projectors[m].transform(vecs)
             self.sides[m] = _Side(m, table, vecs, rel, manifest["indexes"][stem], self.folder, stem)
         # Collections from before translators existed have only the anchor bridge.
-        self.bridges = [Bridge("anchors", ("image", "text"), manifest["anchors"].get("source", ""))]
+        self.bridges = [Bridge("anchors", (self.modality, "text"), manifest["anchors"].get("source", ""))]
+        self.bridges += [Bridge("anchors", tuple(pv["modalities"]), pv.get("source", ""), indexed=False)
+                         for pv in manifest.get("pivots", [])]
         self.translators = {}
         for b in manifest.get("bridges", []):
             if b.get("kind") == "translator":
@@ -102,14 +117,16 @@ class Collection:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def open(cls, folder, *, device: str = "cpu", image_encoder: Optional[Union[str, Encoder]] = None,
-             text_encoder: Optional[Union[str, Encoder]] = None, verify: bool = True) -> "Collection":
+             text_encoder: Optional[Union[str, Encoder]] = None, audio_encoder: Optional[Union[str, Encoder]] = None,
+             verify: bool = True) -> "Collection":
         """Open a collection folder after checking its manifest and checksums.
 
-        ``image_encoder`` / ``text_encoder`` override how queries are encoded; they must be the
-        manifest's encoders (same spec and width), or the vectors would not be comparable.
+        ``image_encoder`` / ``text_encoder`` / ``audio_encoder`` override how queries are encoded; they
+        must be the manifest's encoders (same spec and width), or the vectors would not be comparable.
         """
         manifest = read_manifest(Path(folder), verify=verify)
-        encoders = {m: e for m, e in (("image", image_encoder), ("text", text_encoder)) if e is not None}
+        given = (("image", image_encoder), ("text", text_encoder), ("audio", audio_encoder))
+        encoders = {m: e for m, e in given if e is not None}
         return cls(Path(folder), manifest, device=device, encoders=encoders)
 
     @classmethod
@@ -118,6 +135,9 @@ class Collection:
         return cls.open(build_collection(corpus, anchors, out, **kwargs), device=kwargs.get("device", "cpu"))
 
     def _check_encoder(self, modality: str, enc: Union[str, Encoder]) -> None:
+        if modality not in self.manifest["encoders"]:
+            raise InputError(f"expected an encoder for one of this collection's modalities "
+                             f"{sorted(self.manifest['encoders'])}, got one for {modality!r}")
         want = self.manifest["encoders"][modality]
         spec = enc if isinstance(enc, str) else enc.name
         if spec != want["spec"]:
@@ -130,6 +150,9 @@ class Collection:
             self._encoders[modality] = enc
 
     def encoder(self, modality: str) -> Encoder:
+        if modality not in self.manifest["encoders"]:
+            raise InputError(f"expected a query in one of this collection's modalities {sorted(self.manifest['encoders'])}, "
+                             f"got {modality!r}; add {modality}-text anchors with 'retrieval build --pivot-anchors'")
         if modality not in self._encoders:
             want = self.manifest["encoders"][modality]
             enc = load_encoder(want["spec"], modality, device=self.device)
@@ -140,43 +163,62 @@ class Collection:
         return self._encoders[modality]
 
     # ---- search -------------------------------------------------------------------------------
-    def plan(self, query_modality: str, target: str = "image", route: Optional[str] = None) -> Plan:
-        """The route a query would take, with every alternative's estimates (``.explain()`` prints it)."""
+    def _target(self, target: Optional[str]) -> str:
+        target = self.modality if target in (None, "items") else target
+        if target not in self.sides:
+            raise InputError(f"expected a target among {sorted(self.sides)} (or 'items'), got {target!r}")
+        return target
+
+    def plan(self, query_modality: str, target: Optional[str] = None, route: Optional[str] = None) -> Plan:
+        """The route a query would take, with every alternative's estimates (``.explain()`` prints it).
+        ``target`` defaults to the collection's items."""
+        target = self._target(target)
         spaces = {m: e["spec"] for m, e in self.manifest["encoders"].items()}
-        sizes = {"items": len(self.sides[target].abs) if target in self.sides else 0,
-                 "anchors": self.manifest["anchors"]["count"], "k": self.manifest["projector"]["k"],
-                 **{f"dim_{m}": e["dim"] for m, e in self.manifest["encoders"].items()}}
+        sizes = {"items": len(self.sides[target].abs), "anchors": self.manifest["anchors"]["count"],
+                 "k": self.manifest["projector"]["k"],
+                 **{f"dim_{m}": e["dim"] for m, e in self.manifest["encoders"].items()},
+                 **{f"anchors_{pv['modalities'][0]}_text": pv["count"] for pv in self.manifest.get("pivots", [])}}
         return plan(query_modality, target, spaces, self.bridges, route=route, sizes=sizes)
 
     def search(self, query: Union[str, ImageLike], *, k: int = 10, modality: Optional[str] = None,
-               target: str = "image", route: Optional[str] = None) -> List[Hit]:
-        """Search with one query: a string is text, a path to an existing image file or a PIL image is an image.
+               target: Optional[str] = None, route: Optional[str] = None) -> List[Hit]:
+        """Search with one query: a path to an existing image or sound file is that, a PIL image an
+        image, any other string text. ``target`` defaults to the collection's items.
 
         >>> col.search("a red apple", k=3)                      # doctest: +SKIP
         >>> col.search("query.png", target="text", k=3)         # doctest: +SKIP
+        >>> col.search("dog-bark.wav", k=3)                     # doctest: +SKIP
         """
         return self.search_many([query], k=k, modality=modality or _guess_modality(query), target=target, route=route)[0]
 
-    def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: str = "image",
+    def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
                     route: Optional[str] = None, batch_size: int = 32,
                     show_progress_bar: Optional[bool] = None) -> List[List[Hit]]:
         """Answer many queries of one modality with one encoder load and one batched encode."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"expected k >= 1, got {k!r}")
-        if target not in self.sides:
-            raise InputError(f"expected target 'image' or 'text', got {target!r}")
+        target = self._target(target)
+        encoder = self.encoder(modality)  # first: its error says how to add a modality
         p = self.plan(modality, target, route)
-        q = self.encoder(modality).encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
-        side = self.sides[target]
-        if p.route == "absolute":
-            hits = side.abs_index().search(q, k)
-        elif p.route == "relative":
-            hits = self._relative(q, modality, target, k)
-        elif p.route == "translation":
-            hits = self._translated(q, modality, target, k)
-        else:
-            hits = self._fused(q, modality, target, k)
+        q = encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
+        if p.route == "pivot":
+            q, modality = self._pivot(q, modality), p.via
+        hits = self._run(p.then if p.route == "pivot" else p.route, q, modality, target, k)
         return [self._hits(h, target) for h in hits]
+
+    def _run(self, route: str, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+        if route == "absolute":
+            return self.sides[target].abs_index().search(q, k)
+        if route == "relative":
+            return self._relative(q, modality, target, k)
+        if route == "translation":
+            return self._translated(q, modality, target, k)
+        return self._fused(q, modality, target, k)
+
+    def _pivot(self, q: np.ndarray, modality: str) -> np.ndarray:
+        """Carry queries through a pivot anchor set into text (see :func:`retrieval.relative.pivot`)."""
+        proj, land = self.pivots[modality]
+        return pivot(proj, land, q)
 
     def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0) -> List[Hits]:
         side = self.sides[target]
@@ -214,8 +256,8 @@ class Collection:
     def _hits(self, h: Hits, target: str) -> List[Hit]:
         out = []
         for rank, (i, s, s2) in enumerate(zip(h.ids.tolist(), h.scores.tolist(), h.secondary.tolist()), 1):
-            if target == "image":
-                out.append(Hit(rank, i, s, s2, "image", path=self.items["path"][i], caption=self.items["caption"][i],
+            if target != "text":
+                out.append(Hit(rank, i, s, s2, target, path=self.items["path"][i], caption=self.items["caption"][i],
                                label=self.items["label"][i]))
             else:
                 item = self.texts["item_id"][i]
@@ -226,21 +268,24 @@ class Collection:
 
     # ---- classification -----------------------------------------------------------------------
     def classifier(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotClassifier:
-        """An ASIF zero-shot classifier over ``labels``, prompts averaged over ``templates``."""
+        """An ASIF zero-shot classifier of this collection's modality over ``labels``, prompts
+        averaged over ``templates``."""
         return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"),
-                                  text_anchors=self.anchor_vectors["text"], image_anchors=self.anchor_vectors["image"],
+                                  text_anchors=self.anchor_vectors["text"],
+                                  image_anchors=self.anchor_vectors[self.modality],
                                   projector_params=self.manifest["projector"])
 
-    def classify(self, images: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
+    def classify(self, inputs: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5, batch_size: int = 32,
                  show_progress_bar: Optional[bool] = None):
-        """Top-k labels for each image; ``images=None`` classifies the collection's own items
-        (from their stored vectors, no re-encoding)."""
+        """Top-k labels for each input (images, or sounds in an audio collection); ``inputs=None``
+        classifies the collection's own items (from their stored vectors, no re-encoding)."""
         clf = self.classifier(labels, templates)
-        if images is None:
-            vecs = self.sides["image"].abs
+        if inputs is None:
+            vecs = self.sides[self.modality].abs
         else:
-            vecs = self.encoder("image").encode(list(images), batch_size=batch_size, show_progress_bar=show_progress_bar)
+            vecs = self.encoder(self.modality).encode(list(inputs), batch_size=batch_size,
+                                                      show_progress_bar=show_progress_bar)
         return clf.predict(vecs, k=k)
 
     # ---- description --------------------------------------------------------------------------
@@ -248,21 +293,25 @@ class Collection:
         m = self.manifest
         size = sum(f["bytes"] for f in m["files"].values())
         return {"path": str(self.folder), "created": m["created"], "format_version": m["format_version"],
-                "encoders": m["encoders"], "anchors": m["anchors"], "projector": m["projector"],
+                "modality": self.modality, "encoders": m["encoders"], "anchors": m["anchors"],
+                "pivots": m.get("pivots", []), "projector": m["projector"],
                 "indexes": m["indexes"], "counts": m["counts"], "bytes_on_disk": size,
                 "versions": m.get("versions", {}), "corpus": m.get("corpus", {}),
                 "skipped": m.get("skipped", [])}
 
 
 def _guess_modality(query) -> str:
-    """A string ending in an image extension is an image path; other strings are text; the rest images."""
-    if isinstance(query, os.PathLike):
-        return "image"
-    if isinstance(query, str):
-        from .images import is_image_path
+    """A string ending in an image or sound extension is such a file; other strings are text; the rest images."""
+    if isinstance(query, os.PathLike):  # a path object is a file, never text
+        from .tables import media_modality
 
-        if is_image_path(query) and not os.path.isfile(query):
-            raise InputError(f"expected an existing image file, got {query!r}, which does not exist; "
+        return media_modality(os.fspath(query)) or "image"
+    if isinstance(query, str):
+        from .tables import media_modality
+
+        kind = media_modality(query)
+        if kind and not os.path.isfile(query):
+            raise InputError(f"expected an existing {kind} file, got {query!r}, which does not exist; "
                              f"pass modality='text' to search this string as text")
-        return "image" if is_image_path(query) else "text"
+        return kind or "text"
     return "image"

@@ -1,16 +1,17 @@
-"""Building a collection: read corpus and anchors, encode, relativise, index, write atomically."""
+"""Building a collection: read corpus and anchor sets, encode, relativise, index, write atomically."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 
 from .anchors import AnchorSet, encode_anchors, load_anchor_set
 from .arrowio import dense_column, sparse_columns, write_parquet_atomic
+from .audio import load_audio
 from .collection import FORMAT, FORMAT_VERSION, library_versions, now_iso, write_atomically
 from .encoders import DEFAULT_ENCODERS, load_encoder
 from .errors import InputError
@@ -42,26 +43,41 @@ def parse_index_spec(spec: str) -> Dict:
     raise InputError(f"expected an index spec 'exact', 'faiss' or 'faiss:FACTORY' (e.g. faiss:HNSW32), got {spec!r}")
 
 
-def readable_images(rows: List[Dict], show_progress_bar: Optional[bool]) -> Tuple[List[Dict], List[Dict]]:
-    """Split corpus rows into decodable images and skipped ones (with the reason), never stopping mid-way."""
+def readable_media(rows: List[Dict], modality: str,
+                   show_progress_bar: Optional[bool]) -> Tuple[List[Dict], List[Dict]]:
+    """Split corpus rows into decodable files and skipped ones (with the reason), never stopping mid-way."""
     ok, skipped = [], []
-    for row in progress(rows, total=len(rows), desc="check images", show=show_progress_bar):
+    for row in progress(rows, total=len(rows), desc=f"check {modality} files", show=show_progress_bar):
         try:
-            load_rgb(row["image"])
+            if modality == "image":
+                load_rgb(row["path"])
+            else:
+                load_audio(row["path"], sr=None, max_seconds=1.0)  # decodes the header and first second
             ok.append(row)
         except InputError as exc:
-            skipped.append({"path": row["image"], "reason": str(exc)})
+            skipped.append({"path": row["path"], "reason": str(exc)})
     return ok, skipped
 
 
-def build_collection(corpus, anchors, out, *, image_encoder: str = DEFAULT_ENCODERS["image"],
-                     text_encoder: str = DEFAULT_ENCODERS["text"], k: Optional[int] = None, p: float = DEFAULT_P,
-                     kind: str = "asif", center: bool = DEFAULT_CENTER, index: str = "exact", overwrite: bool = False,
-                     cache_dir: Optional[str] = None, batch_size: int = 32,
-                     show_progress_bar: Optional[bool] = None, device: str = "cpu") -> Path:
-    """Build a collection folder from a corpus of images and a parallel anchor set; return its path.
+def _anchor_table(anchor_set: AnchorSet, media_vecs: np.ndarray, text_vecs: np.ndarray) -> pa.Table:
+    m = anchor_set.modality
+    return pa.table({m: pa.array(anchor_set.paths, pa.string()), "caption": pa.array(anchor_set.captions, pa.string()),
+                     f"{m}_vector": dense_column(media_vecs), "text_vector": dense_column(text_vecs)})
 
-    Corrupt or unreadable corpus images are skipped, counted and named in the manifest
+
+def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encoder: str = DEFAULT_ENCODERS["image"],
+                     text_encoder: str = DEFAULT_ENCODERS["text"], audio_encoder: str = DEFAULT_ENCODERS["audio"],
+                     k: Optional[int] = None, p: float = DEFAULT_P, kind: str = "asif", center: bool = DEFAULT_CENTER,
+                     index: str = "exact", overwrite: bool = False, cache_dir: Optional[str] = None,
+                     batch_size: int = 32, show_progress_bar: Optional[bool] = None, device: str = "cpu") -> Path:
+    """Build a collection folder from a corpus and a parallel anchor set; return its path.
+
+    The anchors pair the corpus's modality (images or sounds) with text: an image corpus needs
+    (image, caption) anchors, a sound corpus (audio, caption) anchors. ``pivots`` are further anchor
+    sets linking another modality with text (e.g. sounds and their names for an image collection):
+    they let queries of that modality reach the collection through text (the planner's pivot route).
+
+    Corrupt or unreadable corpus files are skipped, counted and named in the manifest
     (``skipped``); anchor problems are errors, because a dropped anchor would break the pairing.
 
     >>> build_collection("corpus/", "anchors.parquet", "indexes/demo")  # doctest: +SKIP
@@ -72,71 +88,87 @@ def build_collection(corpus, anchors, out, *, image_encoder: str = DEFAULT_ENCOD
         raise InputError(f"expected a new output folder, got {str(out)!r}, which exists; pass --overwrite to replace it")
     index_spec = parse_index_spec(index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
+    modality = anchor_set.modality
+    pivot_sets = [pv if isinstance(pv, AnchorSet) else load_anchor_set(pv) for pv in pivots]
+    for pv in pivot_sets:
+        if pv.modality == modality or any(o is not pv and o.modality == pv.modality for o in pivot_sets):
+            raise InputError(f"expected pivot anchors of a modality other than the collection's ({modality}) and "
+                             f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
     k = min(DEFAULT_K, len(anchor_set)) if k is None else k
     RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(len(anchor_set))
-    rows = rows_from(corpus, caption_required=False, what="corpus")
-    rows, skipped = readable_images(rows, show_progress_bar)
+    _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
+    rows, skipped = readable_media(rows, modality, show_progress_bar)
     if skipped:
-        log.warning("skipping %d unreadable corpus image(s), e.g. %s", len(skipped), skipped[0]["path"])
+        log.warning("skipping %d unreadable corpus file(s), e.g. %s", len(skipped), skipped[0]["path"])
     if not rows:
-        raise InputError(f"expected at least one readable image in the corpus {str(corpus)!r}, "
+        raise InputError(f"expected at least one readable {modality} file in the corpus {str(corpus)!r}, "
                          f"all {len(skipped)} failed, e.g. {skipped[0]['reason']}")
 
-    img_enc = load_encoder(image_encoder, "image", device=device)
-    txt_enc = load_encoder(text_encoder, "text", device=device)
+    specs = {"image": image_encoder, "text": text_encoder, "audio": audio_encoder}
+    needed = ["text", modality] + [pv.modality for pv in pivot_sets]
+    encoders = {m: load_encoder(specs[m], m, device=device) for m in needed}
     enc_kw = dict(cache_dir=cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
     log.info("encoding %d anchor pairs (cached by content hash)", len(anchor_set))
-    a_img = encode_anchors(anchor_set, img_enc, "image", **enc_kw)
-    a_txt = encode_anchors(anchor_set, txt_enc, "text", **enc_kw)
+    a_med = encode_anchors(anchor_set, encoders[modality], modality, **enc_kw)
+    a_txt = encode_anchors(anchor_set, encoders["text"], "text", **enc_kw)
+    pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
+                   encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
 
-    log.info("encoding %d corpus images", len(rows))
-    item_vecs = img_enc.encode([r["image"] for r in rows], batch_size=batch_size, show_progress_bar=show_progress_bar)
+    log.info("encoding %d corpus %s files", len(rows), modality)
+    item_vecs = encoders[modality].encode([r["path"] for r in rows], batch_size=batch_size,
+                                          show_progress_bar=show_progress_bar)
     captioned = [i for i, r in enumerate(rows) if r["caption"] and r["caption"].strip()]
-    cap_vecs = txt_enc.encode([rows[i]["caption"] for i in captioned], batch_size=batch_size,
-                              show_progress_bar=show_progress_bar)
+    cap_vecs = encoders["text"].encode([rows[i]["caption"] for i in captioned], batch_size=batch_size,
+                                       show_progress_bar=show_progress_bar)
     text_vecs = np.vstack([cap_vecs, a_txt]) if len(captioned) else a_txt
     texts = [rows[i]["caption"] for i in captioned] + list(anchor_set.captions)
     text_source = ["corpus"] * len(captioned) + ["anchor"] * len(anchor_set)
     text_item = captioned + [-1] * len(anchor_set)
 
     log.info("relativising (k=%d, p=%g, centred=%s) and writing %s", k, p, center, out)
-    img_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_img)
+    med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_med)
     txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_txt)
-    item_rel, text_rel = img_proj.transform(item_vecs), txt_proj.transform(text_vecs)
+    item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
 
     def fill(tmp: Path) -> Dict:
         items = {"id": pa.array(np.arange(len(rows)), pa.int64()),
-                 "path": pa.array([r["image"] for r in rows], pa.string()),
+                 "path": pa.array([r["path"] for r in rows], pa.string()),
                  "caption": pa.array([r["caption"] for r in rows], pa.string()),
                  "label": pa.array([r["label"] for r in rows], pa.string()),
-                 "image_vector": dense_column(item_vecs)}
+                 f"{modality}_vector": dense_column(item_vecs)}
         text_cols = {"id": pa.array(np.arange(len(texts)), pa.int64()), "text": pa.array(texts, pa.string()),
                      "source": pa.array(text_source, pa.string()), "item_id": pa.array(text_item, pa.int64()),
                      "text_vector": dense_column(text_vecs)}
         indexes = {}
-        for stem, cols, rel in (("image_relative", items, item_rel), ("text_relative", text_cols, text_rel)):
+        for stem, cols, rel in ((f"{modality}_relative", items, item_rel), ("text_relative", text_cols, text_rel)):
             if kind == "asif":
                 cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
             idx = make_index(index_spec).add(rel)
             indexes[stem] = dict(idx.spec(), files=idx.save(str(tmp), stem))
         # Direct translators both ways, fitted on the same anchors: the planner's translation route.
-        bridges = [{"kind": "anchors", "modalities": ["image", "text"], "name": anchor_set.source}]
-        for src, dst, xs, ys in (("text", "image", a_txt, a_img), ("image", "text", a_img, a_txt)):
+        bridges = [{"kind": "anchors", "modalities": [modality, "text"], "name": anchor_set.source}]
+        for src, dst, xs, ys in (("text", modality, a_txt, a_med), (modality, "text", a_med, a_txt)):
             fname = f"translator-{src}-{dst}.parquet"
             save_translator(Translator("orthogonal").fit(xs, ys), str(tmp / fname))
             bridges.append({"kind": "translator", "modalities": [src, dst], "name": "orthogonal", "file": fname})
+        pivot_meta = []
+        for pv, (pm, pt) in zip(pivot_sets, pivot_vecs):
+            fname = f"anchors-{pv.modality}.parquet"
+            write_parquet_atomic(_anchor_table(pv, pm, pt), str(tmp / fname))
+            pivot_meta.append({"modalities": [pv.modality, "text"], "source": pv.source,
+                               "content_hash": pv.content_hash, "count": len(pv), "file": fname,
+                               "k": min(k, len(pv))})
         write_parquet_atomic(pa.table(items), str(tmp / "items.parquet"))
         write_parquet_atomic(pa.table(text_cols), str(tmp / "texts.parquet"))
-        write_parquet_atomic(pa.table({"image": pa.array(anchor_set.images, pa.string()),
-                                       "caption": pa.array(anchor_set.captions, pa.string()),
-                                       "image_vector": dense_column(a_img), "text_vector": dense_column(a_txt)}),
-                             str(tmp / "anchors.parquet"))
+        write_parquet_atomic(_anchor_table(anchor_set, a_med, a_txt), str(tmp / "anchors.parquet"))
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(),
-            "encoders": {"image": {"spec": img_enc.name, "dim": img_enc.dim},
-                         "text": {"spec": txt_enc.name, "dim": txt_enc.dim}},
-            "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash, "count": len(anchor_set)},
-            "projector": img_proj.get_params(),
+            "items": {"modality": modality},
+            "encoders": {m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
+            "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash, "count": len(anchor_set),
+                        "modalities": [modality, "text"]},
+            "pivots": pivot_meta,
+            "projector": med_proj.get_params(),
             "corpus": {"source": str(corpus)},
             "indexes": indexes,
             "bridges": bridges,

@@ -27,10 +27,11 @@ def _short_path(s: Optional[str], width: int) -> str:
 
 
 def _table(hits, target: str) -> str:
-    lines = [f"  {'rank':>4}  {'score':>7}  {'tiebrk':>7}  {'id':>6}  " + ("path / caption" if target == "image" else "caption (source)")]
+    items = target != "text"
+    lines = [f"  {'rank':>4}  {'score':>7}  {'tiebrk':>7}  {'id':>6}  " + ("path / caption" if items else "caption (source)")]
     for h in hits:
         sec = "" if h.secondary != h.secondary else f"{h.secondary:7.4f}"  # NaN check
-        what = (f"{_short_path(h.path, 50)}  {_short(h.caption, 40)}" if target == "image"
+        what = (f"{_short_path(h.path, 50)}  {_short(h.caption, 40)}" if items
                 else f"{_short(h.caption, 70)}  ({h.source})")
         lines.append(f"  {h.rank:>4}  {h.score:7.4f}  {sec:>7}  {h.id:>6}  {what}")
     return "\n".join(lines)
@@ -39,47 +40,60 @@ def _table(hits, target: str) -> str:
 def cmd_build(a) -> int:
     from .build import build_collection
 
-    path = build_collection(a.corpus, a.anchors, a.out, image_encoder=a.image_encoder, text_encoder=a.text_encoder,
-                            k=a.k, p=a.p, kind=a.kind, center=a.center, index=a.index, overwrite=a.overwrite, cache_dir=a.cache_dir,
+    path = build_collection(a.corpus, a.anchors, a.out, pivots=a.pivot_anchors or (), image_encoder=a.image_encoder,
+                            text_encoder=a.text_encoder, audio_encoder=a.audio_encoder, k=a.k, p=a.p, kind=a.kind, center=a.center, index=a.index, overwrite=a.overwrite, cache_dir=a.cache_dir,
                             batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device)
     from .collection import read_manifest
 
     m = read_manifest(path, verify=False)
     c = m["counts"]
-    print(f"built {path}: {c['items']} images, {c['texts']} texts, {c['anchors']} anchors, "
-          f"{c['skipped']} skipped (k={m['projector']['k']}, p={m['projector']['p']})")
+    pivots = "".join(f", {pv['count']} {pv['modalities'][0]}-text pivot anchors" for pv in m.get("pivots", []))
+    print(f"built {path}: {c['items']} {m['items']['modality']} items, {c['texts']} texts, {c['anchors']} anchors"
+          f"{pivots}, {c['skipped']} skipped (k={m['projector']['k']}, p={m['projector']['p']})")
     for s in m.get("skipped", [])[:10]:
         print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
     return 0
 
 
-def _targets(a, modality: str) -> List[str]:
+def _targets(a, col, modality: str) -> List[str]:
+    """auto: items for text queries and queries from a pivot modality; items and texts for queries
+    of the items' own modality."""
     if a.target != "auto":
-        return [a.target]
-    return ["image"] if modality == "text" else ["image", "text"]
+        return [col.modality if a.target == "items" else a.target]
+    return [col.modality, "text"] if modality == col.modality else [col.modality]
+
+
+def _one_query(a, allow_file: bool):
+    """(queries, modality) from exactly one of QUERY, --image, --audio (and --queries for search)."""
+    from .errors import InputError
+
+    given = {"text": a.query, "image": a.image, "audio": a.audio}
+    if allow_file:
+        given["file"] = a.queries
+    present = [m for m, v in given.items() if v is not None]
+    if len(present) != 1:
+        names = "a text QUERY, --image PATH, --audio PATH" + (", --queries FILE" if allow_file else "")
+        raise InputError(f"expected exactly one of: {names}; got {len(present)}")
+    m = present[0]
+    if m != "file":
+        return [given[m]], m
+    try:
+        with open(a.queries, encoding="utf-8") as f:
+            queries = [line.strip() for line in f if line.strip()]
+    except OSError as exc:
+        raise InputError(f"expected a readable queries file (one query a line), got {a.queries!r}: {exc}") from exc
+    if not queries:
+        raise InputError(f"expected at least one query in {a.queries!r}, found none")
+    return queries, "text"
 
 
 def cmd_search(a) -> int:
     from .api import Collection
-    from .errors import InputError
 
-    given = [x for x in (a.query, a.image, a.queries) if x is not None]
-    if len(given) != 1:
-        raise InputError(f"expected exactly one of: a text QUERY, --image PATH, --queries FILE; got {len(given)}")
+    queries, modality = _one_query(a, allow_file=True)
     col = Collection.open(a.index, device=a.device)
-    if a.queries is not None:
-        try:
-            with open(a.queries, encoding="utf-8") as f:
-                queries = [line.strip() for line in f if line.strip()]
-        except OSError as exc:
-            raise InputError(f"expected a readable queries file (one query a line), got {a.queries!r}: {exc}") from exc
-        if not queries:
-            raise InputError(f"expected at least one query in {a.queries!r}, found none")
-        modality = "text"
-    else:
-        queries, modality = ([a.query], "text") if a.query is not None else ([a.image], "image")
     results: Dict[str, list] = {}
-    for target in _targets(a, modality):
+    for target in _targets(a, col, modality):
         results[target] = col.search_many(queries, k=a.k, modality=modality, target=target, route=a.route,
                                           show_progress_bar=a.progress)
     for qi, q in enumerate(queries):
@@ -95,19 +109,16 @@ def cmd_search(a) -> int:
 
 def cmd_explain(a) -> int:
     from .api import Collection
-    from .errors import InputError
 
-    if (a.query is None) == (a.image is None):
-        raise InputError("expected exactly one of: a text QUERY or --image PATH")
+    (query,), modality = _one_query(a, allow_file=False)
     col = Collection.open(a.index)
-    modality = "text" if a.query is not None else "image"
-    for target in _targets(a, modality):
+    for target in _targets(a, col, modality):
         p = col.plan(modality, target, a.route)
         if a.json:
-            _print_json({"query": a.query or a.image, "modality": modality, "target": target, "route": p.route,
-                         "steps": list(p.steps),
-                         "alternatives": [{"route": r.route, "est_quality": r.quality, "est_cost": r.cost}
-                                          for r in p.alternatives]})
+            _print_json({"query": query, "modality": modality, "target": target, "route": p.route,
+                         "via": p.via, "then": p.then, "steps": list(p.steps),
+                         "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
+                                           "est_cost": r.cost} for r in p.alternatives]})
         else:
             print(p.explain())
     return 0
@@ -120,15 +131,15 @@ def cmd_classify(a) -> int:
     col = Collection.open(a.index, device=a.device)
     labels = read_labels(a.labels)
     templates = a.template or list(DEFAULT_TEMPLATES)
-    images = a.images or None
-    preds = col.classify(images, labels, templates=templates, k=a.k, show_progress_bar=a.progress)
-    names = a.images if images else col.items["path"]
+    files = a.files or None
+    preds = col.classify(files, labels, templates=templates, k=a.k, show_progress_bar=a.progress)
+    names = a.files if files else col.items["path"]
     for name, p in zip(names, preds):
         if a.json:
-            _print_json({"image": name, **p.to_dict()})
+            _print_json({"path": name, **p.to_dict()})
         else:
             print(f"{_short(name, 60):60}  " + ", ".join(f"{lab} ({s:.3f})" for lab, s in zip(p.labels, p.scores)))
-    if images is None:
+    if files is None:
         truth = col.items["label"]
         known = [t for t in truth if t is not None]
         top1, topk = accuracy(preds, truth, 1), accuracy(preds, truth, a.k)
@@ -153,11 +164,14 @@ def cmd_info(a) -> int:
         return 0
     c, e, pr = info["counts"], info["encoders"], info["projector"]
     print(f"collection   {info['path']} (format v{info['format_version']}, created {info['created']})")
-    print(f"encoders     image {e['image']['spec']} ({e['image']['dim']}-d), text {e['text']['spec']} ({e['text']['dim']}-d)")
-    print(f"anchors      {info['anchors']['count']} pairs from {info['anchors']['source']} (sha256 {info['anchors']['content_hash'][:12]}…)")
+    print(f"encoders     " + ", ".join(f"{m} {x['spec']} ({x['dim']}-d)" for m, x in e.items()))
+    print(f"anchors      {info['anchors']['count']} {info['modality']}-text pairs from {info['anchors']['source']} "
+          f"(sha256 {info['anchors']['content_hash'][:12]}…)")
+    for pv in info["pivots"]:
+        print(f"pivot        {pv['count']} {'-'.join(pv['modalities'])} pairs from {pv['source']} (k={pv['k']})")
     print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}")
     print(f"indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
-    print(f"counts       {c['items']} images, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
+    print(f"counts       {c['items']} {info['modality']} items, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
     print(f"size         {info['bytes_on_disk'] / 1e6:.1f} MB on disk")
     return 0
 
@@ -195,11 +209,18 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build a collection from a corpus and an anchor set",
                        epilog=f"encoder specs: {describe()}")
-    b.add_argument("--corpus", required=True, help="folder of images (recursive) or .parquet/.csv with an image column")
-    b.add_argument("--anchors", required=True, help="parallel anchors: .parquet/.csv with image + caption, or folder with sidecar .txt")
+    b.add_argument("--corpus", required=True,
+                   help="folder of images or sounds (recursive) or .parquet/.csv with an image/audio/path column")
+    b.add_argument("--anchors", required=True,
+                   help="parallel anchors pairing the corpus's modality with text: .parquet/.csv with image (or audio) "
+                        "+ caption columns, or a folder with sidecar .txt captions")
+    b.add_argument("--pivot-anchors", action="append", metavar="PATH",
+                   help="anchors pairing another modality with text (e.g. sounds and their names for an image "
+                        "collection): queries of that modality then reach the collection through text (repeatable)")
     b.add_argument("--out", required=True, help="output collection folder, e.g. indexes/NAME")
     b.add_argument("--image-encoder", default=DEFAULT_ENCODERS["image"])
     b.add_argument("--text-encoder", default=DEFAULT_ENCODERS["text"])
+    b.add_argument("--audio-encoder", default=DEFAULT_ENCODERS["audio"])
     b.add_argument("-k", "--k", type=int, default=None,
                    help=f"anchors kept per vector (default {DEFAULT_K}, or the number of anchors if fewer)")
     b.add_argument("-p", "--p", type=float, default=DEFAULT_P, help=f"power applied to kept similarities (default {DEFAULT_P})")
@@ -213,14 +234,17 @@ def parser() -> argparse.ArgumentParser:
     common(b)
     b.set_defaults(func=cmd_build)
 
-    s = sub.add_parser("search", help="search a collection with text, an image, or a file of queries")
+    targets = ["auto", "items", "image", "audio", "text"]
+    s = sub.add_parser("search", help="search a collection with text, an image, a sound, or a file of queries")
     s.add_argument("index", help="collection folder")
     s.add_argument("query", nargs="?", help="text query")
     s.add_argument("--image", help="image query (path)")
+    s.add_argument("--audio", help="sound query (path: wav, mp3, ogg, flac, ...)")
     s.add_argument("--queries", help="file with one text query a line; prints JSON Lines")
     s.add_argument("-k", "--k", type=int, default=10)
-    s.add_argument("--target", choices=["auto", "image", "text"], default="auto",
-                   help="what to return: images, texts (corpus and anchor captions); auto = images for text queries, both for image queries")
+    s.add_argument("--target", choices=targets, default="auto",
+                   help="what to return: the collection's items, or texts (corpus and anchor captions); auto = items, "
+                        "plus texts for a query of the items' own modality")
     s.add_argument("--route", choices=list(ROUTES), default=None,
                    help="force a route (default: the planner's choice; see 'retrieval explain')")
     s.add_argument("--json", action="store_true", help="one JSON object per query")
@@ -231,14 +255,16 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("index")
     x.add_argument("query", nargs="?", help="text query (only its modality matters)")
     x.add_argument("--image", help="image query (path)")
-    x.add_argument("--target", choices=["auto", "image", "text"], default="auto")
+    x.add_argument("--audio", help="sound query (path)")
+    x.add_argument("--target", choices=targets, default="auto")
     x.add_argument("--route", choices=list(ROUTES), default=None, help="explain a forced route")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=cmd_explain)
 
-    c = sub.add_parser("classify", help="ASIF zero-shot classification of images (or of the collection's items)")
+    c = sub.add_parser("classify", help="ASIF zero-shot classification of images or sounds (or of the collection's items)")
     c.add_argument("index")
-    c.add_argument("images", nargs="*", help="image files; none = classify the collection's own items and score their labels")
+    c.add_argument("files", nargs="*", help="files of the collection's modality (images or sounds); none = classify "
+                                             "the collection's own items and score their labels")
     c.add_argument("--labels", required=True, help="text file, one label a line")
     c.add_argument("--template", action="append", help="prompt template with {} (repeatable); default: a few generic ones")
     c.add_argument("-k", "--k", type=int, default=5)

@@ -1,12 +1,15 @@
 """A collection on disk: a self-describing folder, written atomically, verified before it is read.
 
-Format (version 1; documented for users in ``indexes/README.md``)::
+Format (version 2; documented for users in ``indexes/README.md``). M is the items' modality
+(``image`` or ``audio``, ``manifest["items"]["modality"]``; version 1 collections are all image)::
 
     NAME/
       manifest.json     what built it: encoders, anchors hash, projector, indexes, counts, checksums
-      items.parquet     id, path, caption, label, image_vector, rel_indices, rel_values
+      items.parquet     id, path, caption, label, M_vector, rel_indices, rel_values
       texts.parquet     id, text, source (corpus|anchor), item_id, text_vector, rel_indices, rel_values
-      anchors.parquet   image, caption, image_vector, text_vector
+      anchors.parquet   M, caption, M_vector, text_vector
+      anchors-P.parquet pivot anchor sets linking another modality P with text (P, caption, P_vector, text_vector)
+      translator-*.parquet  fitted translators between text and M
       *.faiss           FAISS index files, when an index uses the faiss backend
 
 Nothing in the folder is pickled. Every file is listed with its SHA-256 in the manifest and checked
@@ -32,7 +35,7 @@ from .arrowio import sha256_file
 from .errors import CollectionFormatError, InputError
 
 FORMAT = "retrieval-collection"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: items of any media modality, pivot anchor sets; 1 is still read
 MANIFEST = "manifest.json"
 
 
@@ -122,6 +125,9 @@ def read_manifest(folder: Path, *, verify: bool = True) -> Dict:
         if verify and sha256_file(str(f)) != meta.get("sha256"):
             raise CollectionFormatError(f"checksum of {name!r} does not match the manifest: the collection is "
                                         f"damaged or was modified; rebuild it")
+    # Version 1 collections hold images and one image-text anchor set: say so in version 2 terms.
+    manifest.setdefault("items", {"modality": "image"})
+    manifest.setdefault("pivots", [])
     return manifest
 
 

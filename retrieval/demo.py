@@ -3,6 +3,10 @@
 Anchors are Noto Color Emoji drawings captioned "an emoji of NAME"; the corpus is the Twemoji
 drawings of the same concepts. No picture is on both sides: the engine has to get from a sentence
 to a Twemoji image only through the Noto pictures and their captions.
+
+Sounds (Debian's scratch and freedesktop sound effects, captioned from their names) join in two
+ways: as pivot anchors of the emoji collection, so that a sound finds pictures through text, and as
+a small sound collection searched with text.
 """
 
 from __future__ import annotations
@@ -14,10 +18,16 @@ from typing import Optional
 from .api import Collection
 from .build import build_collection
 from .classify import accuracy, read_labels
-from .datasets import emoji
+from .datasets import emoji, sounds
+from .errors import InputError
 
 QUERIES = ("an emoji of a red apple", "an emoji of a dog face", "an emoji of a rocket",
            "an emoji of a birthday cake", "an emoji of the flag of Japan")
+# Sounds held out of the pivot anchors and used as queries, fixed before looking at any result.
+# Their twins (Dog2, Trumpet2) stay among the anchors: this shows the seen regime of results/sounds.
+SOUND_QUERIES = ("Dog1", "Rooster", "BellToll", "Trumpet1")
+SOUND_TEXT_QUERIES = ("the sound of a bell", "the sound of a camera shutter", "the sound of a phone ringing")
+STEPS = 6
 
 
 def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Optional[int] = None,
@@ -28,24 +38,56 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
         raise InputError(f"expected --limit >= 1 (number of emoji concepts), got {limit}")
     t0 = time.perf_counter()
     must = ["red apple"] + (["dog face", "rocket", "birthday cake", "flag: Japan"] if limit else [])
-    print(f"[1/4] rendering Noto anchors and collecting Twemoji corpus into {data} …", flush=True)
+    must += [sounds.EMOJI_OF[s] for s in SOUND_QUERIES] if limit else []
+    print(f"[1/{STEPS}] rendering Noto anchors and collecting Twemoji corpus into {data} …", flush=True)
     paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar)
-    print(f"[2/4] building {out} (EfficientNet-Lite0 images + MiniLM text, ASIF relative vectors) …", flush=True)
-    build_collection(paths["corpus"], paths["anchors"], out, overwrite=True, show_progress_bar=show_progress_bar)
+    try:
+        sound_paths = sounds.prepare(Path(data) / "sounds", exclude=SOUND_QUERIES)
+        scratch = {s.name: s.path for s in sounds.find_sounds(("scratch",))}
+    except InputError as exc:  # the sound part is optional: the image demo still runs
+        print(f"      (sounds skipped: {exc})")
+        sound_paths, scratch = None, {}
+    print(f"[2/{STEPS}] building {out} (EfficientNet-Lite0 images + MiniLM text, ASIF relative vectors"
+          f"{'; aiSFX sounds as pivot anchors' if sound_paths else ''}) …", flush=True)
+    build_collection(paths["corpus"], paths["anchors"], out, overwrite=True, show_progress_bar=show_progress_bar,
+                     pivots=[sound_paths["sounds"]] if sound_paths else ())
     col = Collection.open(out)
     info = col.info()
     print(f"      {info['counts']['items']} Twemoji images, {info['counts']['anchors']} Noto anchors, "
-          f"k={info['projector']['k']}, p={info['projector']['p']}")
-    print("[3/4] text -> image search (top 5; caption shown is the corpus image's own name):", flush=True)
+          f"k={info['projector']['k']}, p={info['projector']['p']}"
+          + "".join(f"; {pv['count']} sound anchors" for pv in info["pivots"]))
+    print(f"[3/{STEPS}] text -> image search (top 5; caption shown is the corpus image's own name):", flush=True)
     for q, hits in zip(QUERIES, col.search_many(list(QUERIES), k=5)):
         print(f"  {q!r}")
         for h in hits:
             print(f"     {h.rank}. {h.score:.3f}  {h.caption}")
-    print("[4/4] ASIF zero-shot classification of the corpus into Unicode emoji groups:", flush=True)
+    print(f"[4/{STEPS}] ASIF zero-shot classification of the corpus into Unicode emoji groups:", flush=True)
     labels = read_labels(paths["labels"])
     preds = col.classify(None, labels, templates=["an emoji of {}", "an emoji from the category {}"])
     top1, top3 = accuracy(preds, col.items["label"], 1), accuracy(preds, col.items["label"], 3)
     print(f"  {len(labels)} groups, {len(preds)} images: top-1 {top1:.3f}, top-3 {top3:.3f} "
           f"(chance top-1 {1 / len(labels):.3f})")
+    if sound_paths:
+        _sound_demo(col, scratch, Path(data), out, show_progress_bar)
     print(f"done in {time.perf_counter() - t0:.0f} s. Try: retrieval search {out} \"an emoji of a cat\" -k 5")
     return 0
+
+
+def _sound_demo(col: Collection, scratch, data: Path, out: str, show_progress_bar) -> None:
+    print(f"[5/{STEPS}] sound -> image through text (planner route: {col.plan('audio').route}, "
+          f"via {col.plan('audio').via}); each sound was left out of the anchors:", flush=True)
+    queries = [scratch[s] for s in SOUND_QUERIES]
+    for name, q, hits in zip(SOUND_QUERIES, queries, col.search_many(queries, k=5, modality="audio")):
+        want = sounds.EMOJI_OF[name]
+        full = col.search(q, k=len(col.items["path"]), modality="audio")
+        rank = next((h.rank for h in full if h.caption == emoji.CAPTION.format(want)), None)
+        print(f"  {Path(q).name} (the {want} emoji is at rank {rank}):  " + ", ".join(
+            h.caption.replace("an emoji of ", "") for h in hits))
+    snd_out = str(Path(out).with_name(Path(out).name + "-sounds"))
+    print(f"[6/{STEPS}] text -> sound: {snd_out}, the freedesktop event sounds searched through "
+          f"scratch's named sounds as anchors:", flush=True)
+    table = sounds.write_table(sounds.find_sounds(("scratch",)), data / "sounds" / "scratch.csv")
+    build_collection(sounds.FREEDESKTOP_DIR, table, snd_out, overwrite=True, show_progress_bar=show_progress_bar)
+    snd = Collection.open(snd_out)
+    for q, hits in zip(SOUND_TEXT_QUERIES, snd.search_many(list(SOUND_TEXT_QUERIES), k=3)):
+        print(f"  {q!r} ({snd.plan('text').route}): " + ", ".join(Path(h.path).stem for h in hits))

@@ -153,3 +153,25 @@ class RelativeProjector:
 
     def get_params(self) -> dict:
         return {"kind": self.kind, "k": int(self.k), "p": float(self.p), "center": bool(self.center)}
+
+
+def pivot(projector: RelativeProjector, landing: np.ndarray, x: np.ndarray, *,
+          center: Optional[bool] = None) -> np.ndarray:
+    """Carry vectors into another space through parallel anchors: relativise ``x`` against the
+    anchors ``projector`` was fitted on, then take the same weights over ``landing``, the anchors'
+    other side (row i of both describes one thing), and L2-normalise.
+
+    With ASIF weights this is a weighted mean of the anchors ``x`` resembles most: a sound of a dog
+    lands near the captions of the dog-like sounds. ``center`` (default: as the projector) first
+    removes the landing anchors' mean: every caption of a sound set says "the sound of …", and a
+    weighted mean of many of them is mostly that shared phrase, which then finds loudspeakers and
+    ears instead of dogs. Rows are computed alone (batch-independent).
+    """
+    landing = np.asarray(landing, np.float32)
+    if landing.ndim != 2 or len(landing) != projector.n_anchors_:
+        raise InputError(f"expected one landing vector per anchor ({projector.n_anchors_}), got shape {landing.shape}")
+    if projector.center if center is None else center:
+        landing = landing - landing.mean(0)
+    w = projector.transform_rows(x)
+    out = np.asarray(w @ landing, np.float32)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach for the 
 os.environ["RETRIEVAL_CACHE"] = tempfile.mkdtemp(prefix="retrieval-test-cache-")
 
 from retrieval.encoders import registry  # noqa: E402
-from retrieval.encoders.base import ImageEncoder, TextEncoder  # noqa: E402
+from retrieval.encoders.base import AudioEncoder, ImageEncoder, TextEncoder  # noqa: E402
 from retrieval.images import load_rgb  # noqa: E402
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
@@ -63,6 +63,45 @@ class FakeTextEncoder(TextEncoder):
         return out
 
 
+class FakeAudioEncoder(AudioEncoder):
+    """Spectrum of the first 0.25 s in 100 Hz bins: tones of the same pitch land close together."""
+
+    dim = 40
+
+    def __init__(self, name="fake-audio", device="cpu"):
+        self.name, self.device, self.calls = name, device, 0
+
+    def _encode_batch(self, batch):
+        import wave
+
+        self.calls += len(batch)
+        out = []
+        for path in batch:
+            with wave.open(str(path)) as w:
+                rate, y = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32)
+            spec = np.abs(np.fft.rfft(y[: rate // 4], n=rate // 4))
+            freqs = np.fft.rfftfreq(rate // 4, 1 / rate)
+            out.append(np.histogram(freqs, bins=self.dim, range=(0, 4000), weights=spec)[0] + 0.01)
+        return np.stack(out)
+
+
+def tone(path, hz, seconds=0.5, rate=8000, amplitude=0.5):
+    """A sine tone as 16-bit mono WAV (standard library only)."""
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    y = (amplitude * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(y.tobytes())
+    return str(path)
+
+
+PITCH = {c: 200 * (i + 1) for i, c in enumerate(COLOURS)}  # one pitch per colour, 200..1600 Hz
+
+
 @pytest.fixture
 def fake_encoders(monkeypatch):
     made = {}
@@ -76,6 +115,7 @@ def fake_encoders(monkeypatch):
     reg = dict(registry.REGISTRY)
     reg["fake-image"] = registry.Backend(("image",), False, True, "test colour histogram", factory(FakeImageEncoder))
     reg["fake-text"] = registry.Backend(("text",), False, True, "test bag of words", factory(FakeTextEncoder))
+    reg["fake-audio"] = registry.Backend(("audio",), False, True, "test tone spectrum", factory(FakeAudioEncoder))
     monkeypatch.setattr(registry, "REGISTRY", reg)
     return made
 
@@ -116,3 +156,17 @@ def tiny_collection(tiny_data, fake_encoders, tmp_path):
     out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "col", image_encoder="fake-image",
                            text_encoder="fake-text", k=3, p=2.0, cache_dir=str(tmp_path / "cache"))
     return out
+
+
+@pytest.fixture
+def tone_data(tmp_path):
+    """Sound anchors: one tone per colour captioned "a red noise"; sound queries: the same pitches,
+    longer and quieter, captioned "red beep"."""
+    (tmp_path / "sound-anchors").mkdir()
+    (tmp_path / "sounds").mkdir()
+    for c, hz in PITCH.items():
+        tone(tmp_path / "sound-anchors" / f"{c}.wav", hz, seconds=0.4)
+        (tmp_path / "sound-anchors" / f"{c}.txt").write_text(f"a {c} noise", encoding="utf-8")
+        tone(tmp_path / "sounds" / f"{c}.wav", hz, seconds=0.6, amplitude=0.3)
+        (tmp_path / "sounds" / f"{c}.txt").write_text(f"{c} beep", encoding="utf-8")
+    return {"anchors": str(tmp_path / "sound-anchors"), "corpus": str(tmp_path / "sounds"), "pitch": PITCH}

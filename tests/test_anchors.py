@@ -23,14 +23,14 @@ def test_parquet_csv_and_folder_give_the_same_anchor_set(tiny_data, tmp_path):
     assert from_parquet.content_hash == from_csv.content_hash
     # the folder pairs each image with its own sidecar caption
     assert set(from_folder.captions) == set(from_parquet.captions)
-    for img, cap in zip(from_folder.images, from_folder.captions):
+    for img, cap in zip(from_folder.paths, from_folder.captions):
         assert cap == f"a {img.rsplit('/', 1)[-1][:-4]} square"
 
 
 def test_mismatched_columns_name_what_was_found(tmp_path):
     path = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"picture": ["a.png"], "words": ["x"]}), path)
-    with pytest.raises(InputError, match=r"image path column named one of .* got columns \['picture', 'words'\]"):
+    with pytest.raises(InputError, match=r"media path column named one of .* got columns \['picture', 'words'\]"):
         load_anchor_set(path)
 
 
@@ -72,7 +72,7 @@ def test_changed_caption_or_damaged_cache_re_encodes(tiny_data, tmp_path):
     anchors = load_anchor_set(tiny_data["anchors"])
     enc = FakeTextEncoder()
     encode_anchors(anchors, enc, "text", cache_dir=str(tmp_path))
-    edited = AnchorSet(anchors.images, anchors.captions[:-1] + ["another caption"])
+    edited = AnchorSet(anchors.paths, anchors.captions[:-1] + ["another caption"])
     assert edited.content_hash != anchors.content_hash
     encode_anchors(edited, enc, "text", cache_dir=str(tmp_path))
     assert enc.calls == 2 * len(anchors)

@@ -3,7 +3,7 @@
 import pytest
 
 from retrieval.errors import InputError
-from retrieval.planner import QUALITY_PRIOR, Bridge, plan
+from retrieval.planner import PAIR_PRIOR, QUALITY_PRIOR, Bridge, plan
 
 SPACES = {"image": "efficientnet-lite0", "text": "minilm"}
 ANCHORS = Bridge("anchors", ("image", "text"), "emoji")
@@ -58,3 +58,56 @@ def test_impossible_or_unknown_forced_route():
 def test_quality_priors_prefer_the_measured_best_single_route():
     # never worse than the best single route: fusion is not chosen over relative
     assert QUALITY_PRIOR["relative"] >= max(QUALITY_PRIOR["translation"], QUALITY_PRIOR["fusion"])
+
+
+AUDIO_SPACES = {"image": "efficientnet-lite0", "text": "minilm", "audio": "aisfx"}
+SOUNDS = Bridge("anchors", ("audio", "text"), "sounds", indexed=False)
+PIVOT_SIZES = dict(SIZES, dim_audio=512, anchors_audio_text=114)
+
+
+def test_pivot_route_goes_through_a_third_space():
+    p = plan("audio", "image", AUDIO_SPACES, [ANCHORS, T2I, SOUNDS], sizes=PIVOT_SIZES)
+    assert (p.route, p.via, p.then) == ("pivot", "text", "relative")
+    assert [r.route for r in p.alternatives] == ["pivot"]
+    assert p.steps[0] == "encode query with aisfx"
+    assert "relativise against the audio side of anchors sounds" in p.steps[1]
+    assert p.steps[2].startswith("pivot into text (minilm)")
+    assert p.steps[3].startswith("then relativise against the text side of anchors emoji")
+    # its estimate is the hop factor times the continuation's, and it costs more than the continuation
+    direct = plan("text", "image", AUDIO_SPACES, [ANCHORS, T2I], sizes=PIVOT_SIZES)
+    assert p.alternatives[0].quality < direct.alternatives[0].quality
+    assert p.alternatives[0].cost > direct.alternatives[0].cost
+    assert "pivot(text, relative)" in p.explain()
+
+
+def test_pivot_to_the_pivot_space_itself_ends_with_a_plain_search():
+    p = plan("audio", "text", AUDIO_SPACES, [ANCHORS, SOUNDS], sizes=PIVOT_SIZES)
+    assert (p.route, p.via, p.then) == ("pivot", "text", "absolute")
+
+
+def test_a_pivot_set_gives_no_direct_relative_route():
+    # the collection's texts are relativised against the image-text anchors, not the sound-text ones
+    p = plan("audio", "text", AUDIO_SPACES, [ANCHORS, SOUNDS])
+    assert p.route == "pivot"
+
+
+def test_no_pivot_when_a_direct_route_exists():
+    p = plan("text", "image", AUDIO_SPACES, [ANCHORS, SOUNDS])
+    assert p.route == "relative" and "pivot" not in {r.route for r in p.alternatives}
+    with pytest.raises(InputError, match=r"route 'pivot' is impossible from text to image; possible: \['relative'\]"):
+        plan("text", "image", AUDIO_SPACES, [ANCHORS, SOUNDS], route="pivot")
+
+
+def test_no_pivot_without_a_route_onwards():
+    # audio links to text, but nothing links text to image: no route at all, and the error says what exists
+    with pytest.raises(InputError, match=r"no route from audio \(aisfx\) to image .*'anchors <-> audio/text \(pivot\)'"):
+        plan("audio", "image", AUDIO_SPACES, [SOUNDS])
+
+
+def test_measured_pair_priors_override_the_defaults():
+    spaces = {"audio": "aisfx", "text": "minilm"}
+    bridges = [Bridge("anchors", ("audio", "text")), Bridge("translator", ("text", "audio")),
+               Bridge("translator", ("audio", "text"))]
+    t2a, a2t = plan("text", "audio", spaces, bridges), plan("audio", "text", spaces, bridges)
+    assert (t2a.route, a2t.route) == ("translation", "fusion")
+    assert {r.route: r.quality for r in t2a.alternatives}["translation"] == PAIR_PRIOR[("text", "audio")]["translation"]

@@ -1,7 +1,7 @@
 """Unimodal encoders behind one contract; see :mod:`retrieval.encoders.base`."""
 
-from .base import Encoder, ImageEncoder, TextEncoder, l2_normalise
+from .base import AudioEncoder, Encoder, ImageEncoder, TextEncoder, l2_normalise
 from .registry import DEFAULT_ENCODERS, REGISTRY, load_encoder, parse_spec
 
-__all__ = ["Encoder", "ImageEncoder", "TextEncoder", "l2_normalise", "DEFAULT_ENCODERS", "REGISTRY",
+__all__ = ["AudioEncoder", "Encoder", "ImageEncoder", "TextEncoder", "l2_normalise", "DEFAULT_ENCODERS", "REGISTRY",
            "load_encoder", "parse_spec"]

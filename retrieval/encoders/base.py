@@ -95,3 +95,15 @@ class TextEncoder(Encoder):
 
 class ImageEncoder(Encoder):
     modality = "image"
+
+
+class AudioEncoder(Encoder):
+    """Inputs are paths to sound files; decoding errors name the file (see :mod:`retrieval.audio`)."""
+
+    modality = "audio"
+
+    def _batch_order(self, items):
+        for i, a in enumerate(items):
+            if not isinstance(a, (str, bytes)) and not hasattr(a, "__fspath__"):
+                raise InputError(f"expected a path to a sound file, got {type(a).__name__} at position {i}")
+        return np.arange(len(items))

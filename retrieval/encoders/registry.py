@@ -14,7 +14,7 @@ from typing import Callable, Dict, Optional, Tuple
 from ..errors import InputError, UnknownNameError
 from .base import Encoder, resolve_device
 
-DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0"}
+DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0", "audio": "aisfx"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,12 @@ def _effnet(variant):
 
         return EfficientNetLiteEncoder(variant, name=name, device=device)
     return make
+
+
+def _aisfx(arg, *, name, device, modality):
+    from .audio import AisfxAudioEncoder
+
+    return AisfxAudioEncoder(name=name, device=device)
 
 
 def _hf_text(arg, *, name, device, modality):
@@ -77,6 +83,8 @@ REGISTRY: Dict[str, Backend] = {
                                   "EfficientNet-Lite0 ImageNet features, 1280-d, 224 px, packaged", _effnet("efficientnet-lite0")),
     "efficientnet-lite2": Backend(("image",), False, True,
                                   "EfficientNet-Lite2 ImageNet features, 1280-d, 260 px, packaged", _effnet("efficientnet-lite2")),
+    "aisfx": Backend(("audio",), False, True,
+                     "aiSFX sound-effects CNN, 512-d, mean over ~2.3 s blocks, packaged in aisfx 0.1.2", _aisfx),
     "hf": Backend(("text",), True, False, "transformers text model (hub name or folder), masked mean pooling", _hf_text),
     "st": Backend(("text",), True, False, "sentence-transformers model (hub name or folder)", _st),
     "hf-image": Backend(("image",), True, False, "transformers vision model (hub name or folder)", _hf_image),

@@ -126,3 +126,26 @@ def load_digits(image_encoder: Encoder, text_encoder: Encoder, caption_template:
     sk_set = AnchorSet(sk_paths, sk_caps, source="sklearn-digits")
     return DigitsData(mnist, labels, encode_anchors(sk_set, image_encoder, "image", **kw), sk.target,
                       encode_anchors(sk_set, text_encoder, "text", **kw), caption_template)
+
+
+@dataclass
+class SoundData:
+    names: np.ndarray           # file stems
+    words: np.ndarray           # "horse gallop"
+    audio: np.ndarray           # (n, 512) audio embeddings
+    captions: np.ndarray        # (n, d_text) embeddings of "the sound of WORDS"
+    caption_template: str
+    sources: np.ndarray         # "scratch" or "freedesktop"
+
+
+def load_sounds(audio_encoder: Encoder, text_encoder: Encoder, caption_template: str,
+                show_progress_bar: Optional[bool] = None) -> SoundData:
+    from ..datasets.sounds import find_sounds
+
+    sounds = find_sounds()
+    caps = [caption_template.format(s.words) for s in sounds]
+    kw = dict(batch_size=16, show_progress_bar=show_progress_bar)
+    sset = AnchorSet([s.path for s in sounds], caps, source="debian-sounds", modality="audio")
+    return SoundData(np.array([s.name for s in sounds]), np.array([s.words for s in sounds]),
+                     encode_anchors(sset, audio_encoder, "audio", **kw), encode_anchors(sset, text_encoder, "text", **kw),
+                     caption_template, np.array([s.source for s in sounds]))

@@ -1,0 +1,98 @@
+"""Audio encoders: the packaged aiSFX sound-effects CNN (PyPI ``aisfx`` 0.1.2, 512-d).
+
+aiSFX embeds ~2.3 s blocks of a 96-band log-mel spectrogram; a clip's vector is the mean of its
+blocks' vectors (blocks overlap by half, as in the package). Clips shorter than one block are padded
+with silence rather than refused: many sound effects (a pop, a snap) last a fraction of a second.
+
+Loading its checkpoint safely. The package's own loader calls ``torch.load`` in full-pickle mode,
+which fails on torch >= 2.6 and would run arbitrary code from the file. We never do that: the
+file's SHA-256 is checked against the one published in aisfx 0.1.2, then it is read with
+``weights_only=True`` and an allowlist of exactly the three numpy types its metadata uses.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from ..arrowio import sha256_file
+from ..audio import load_audio
+from ..errors import InputError
+from .base import AudioEncoder
+
+AISFX_CHECKPOINT_SHA256 = "499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5"
+# Spectrogram and blocking parameters of aisfx.inference (SAMPLE_RATE, SPEC_*, MEL_BINS, F_*, EMB_BLOCK_LENGTH).
+SAMPLE_RATE, WIN, HOP, MELS, F_MIN, F_MAX = 44100.0, 2048, 1024, 96, 0.0, 22050.0
+BLOCK, BLOCK_HOP = 100, 50
+SPEC_MAX = 9.457798957824707  # aisfx's "original" min-max normalisation (min 0)
+
+
+def aisfx_spectrogram(y: np.ndarray) -> np.ndarray:
+    """(frames, 96) normalised log-mel spectrogram, computed as aisfx's librosa path does."""
+    import warnings
+
+    import librosa
+
+    peak = float(np.max(np.abs(y)))
+    y = y / (peak if peak > 0 else 1.0)
+    with warnings.catch_warnings():  # "n_fft too large" for clips under 46 ms: they are padded, as in aisfx
+        warnings.simplefilter("ignore", UserWarning)
+        spec = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_mels=MELS, norm=1.0, fmin=F_MIN, fmax=F_MAX,
+                                              htk=True, power=2.0, hop_length=HOP, win_length=WIN)
+    return (np.log10(spec * 10000.0 + 1) / SPEC_MAX).T.astype(np.float32)
+
+
+def blocks_of(spec: np.ndarray) -> np.ndarray:
+    """Overlapping (BLOCK, 96) windows; a short clip becomes one block padded with silence (zeros)."""
+    if len(spec) < BLOCK:
+        spec = np.vstack([spec, np.zeros((BLOCK - len(spec), spec.shape[1]), np.float32)])
+    starts = range(0, len(spec) - BLOCK + 1, BLOCK_HOP)
+    return np.stack([spec[s:s + BLOCK] for s in starts])
+
+
+def load_aisfx_model(device: str):
+    try:
+        import aisfx.inference as inference
+        from aisfx.models.cnn2d import CrossNet, EmbeddingNet
+    except ImportError as exc:
+        raise InputError("the 'aisfx' encoder needs PyPI aisfx 0.1.2 (install with --no-deps: it pins old numpy) "
+                         "plus librosa and soundfile: pip install --no-deps aisfx==0.1.2 && pip install librosa "
+                         "soundfile") from exc
+    import torch
+
+    path = inference.get_path_modelWeights()
+    digest = sha256_file(path)
+    if digest != AISFX_CHECKPOINT_SHA256:
+        raise InputError(f"expected the aisfx 0.1.2 checkpoint (sha256 {AISFX_CHECKPOINT_SHA256[:12]}…) at {path}, "
+                         f"got sha256 {digest[:12]}…; reinstall aisfx==0.1.2")
+    from numpy._core.multiarray import scalar
+
+    allowed = [(scalar, "numpy.core.multiarray.scalar"), np.dtype, type(np.dtype("int64"))]
+    with torch.serialization.safe_globals(allowed):
+        weights, datasets = torch.load(path, map_location="cpu", weights_only=True)
+    model = CrossNet(EmbeddingNet("max", 3, 1, 64), datasets, "cpu")
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+class AisfxAudioEncoder(AudioEncoder):
+    """Mean over ~2.3 s blocks of aiSFX's 512-d block embeddings."""
+
+    def __init__(self, *, name: str, device: str = "cpu"):
+        import torch
+
+        self.model = load_aisfx_model(device)
+        self.name, self.device, self.dim, self._torch = name, device, 512, torch
+
+    def _encode_batch(self, batch: List) -> np.ndarray:
+        clips = [blocks_of(aisfx_spectrogram(load_audio(path, SAMPLE_RATE))) for path in batch]
+        sizes = [len(c) for c in clips]
+        with self._torch.inference_mode():
+            x = self._torch.from_numpy(np.concatenate(clips)).to(self.device)
+            emb = self.model.get_embedding(x).float().cpu().numpy()
+        out, start = [], 0
+        for n in sizes:
+            out.append(emb[start:start + n].mean(0))
+            start += n
+        return np.stack(out)
