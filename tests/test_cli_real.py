@@ -99,7 +99,7 @@ def test_classify_own_items_and_given_images(emoji_subset, capsys):
     summary = lines[-1]["summary"]
     assert code == 0 and summary["items_with_label"] >= 100
     assert summary["top1"] > summary["chance_top1"]  # real signal on real data, not a fixed number
-    img = lines[0]["image"]
+    img = lines[0]["path"]
     code, out, _ = run(capsys, "classify", emoji_subset["out"], img, "--labels", emoji_subset["labels"])
     assert code == 0 and img[:40] in out
 
