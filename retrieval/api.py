@@ -94,6 +94,9 @@ class Collection:
         items, texts = read_parquet(self.folder, "items.parquet"), read_parquet(self.folder, "texts.parquet")
         self.items = {c: items.column(c).to_pylist() for c in ("path", "caption", "label")}
         self.texts = {c: texts.column(c).to_pylist() for c in ("text", "source", "item_id")}
+        # Stable ids (ascending; they survive additions and deletions), not row numbers.
+        self.item_ids = items.column("id").to_numpy().astype(np.int64)
+        self.text_ids = texts.column("id").to_numpy().astype(np.int64)
         self.sides = {}
         for m, table, stem in ((self.modality, items, f"{self.modality}_relative"), ("text", texts, "text_relative")):
             vecs = dense_from_column(table.column(f"{m}_vector"), dims[m])
@@ -133,6 +136,24 @@ class Collection:
     def build(cls, corpus, anchors, out, **kwargs) -> "Collection":
         """Build (see :func:`retrieval.build.build_collection` for options) and open the result."""
         return cls.open(build_collection(corpus, anchors, out, **kwargs), device=kwargs.get("device", "cpu"))
+
+    def add(self, corpus, **kwargs) -> "Collection":
+        """Append the files of ``corpus`` (see :func:`retrieval.update.add_items`); returns the
+        collection re-opened, with the new items searchable. Only the new files are encoded."""
+        from .update import add_items
+
+        add_items(self.folder, corpus, device=self.device, **kwargs)
+        return Collection.open(self.folder, device=self.device, **self._given_encoders())
+
+    def delete(self, ids) -> "Collection":
+        """Remove items by id (see :func:`retrieval.update.delete_items`); returns the collection re-opened."""
+        from .update import delete_items
+
+        delete_items(self.folder, ids)
+        return Collection.open(self.folder, device=self.device, **self._given_encoders())
+
+    def _given_encoders(self) -> Dict:
+        return {f"{m}_encoder": e for m, e in self._encoders.items()}
 
     def _check_encoder(self, modality: str, enc: Union[str, Encoder]) -> None:
         if modality not in self.manifest["encoders"]:
@@ -224,10 +245,11 @@ class Collection:
         side = self.sides[target]
         proj, t_proj = self.projectors[modality], self.projectors[target]
         q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
-        q_dense = np.vstack([proj.dense(q[i:i + 1]) for i in range(len(q))])
+        q_dense = np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
 
         def secondary(row: int, cand: np.ndarray) -> np.ndarray:
-            return t_proj.dense(side.abs[cand]) @ q_dense[row]
+            # float64: the same candidate gets the same score whichever other candidates a backend passes
+            return t_proj.dense(side.abs[cand], np.float64) @ q_dense[row]
 
         return side.index.search(q_rel, k + extra, secondary)
 
@@ -257,14 +279,21 @@ class Collection:
         out = []
         for rank, (i, s, s2) in enumerate(zip(h.ids.tolist(), h.scores.tolist(), h.secondary.tolist()), 1):
             if target != "text":
-                out.append(Hit(rank, i, s, s2, target, path=self.items["path"][i], caption=self.items["caption"][i],
-                               label=self.items["label"][i]))
+                out.append(Hit(rank, int(self.item_ids[i]), s, s2, target, path=self.items["path"][i],
+                               caption=self.items["caption"][i], label=self.items["label"][i]))
             else:
                 item = self.texts["item_id"][i]
-                out.append(Hit(rank, i, s, s2, "text", caption=self.texts["text"][i], source=self.texts["source"][i],
-                               item_id=None if item < 0 else item,
-                               path=self.items["path"][item] if item >= 0 else None))
+                out.append(Hit(rank, int(self.text_ids[i]), s, s2, "text", caption=self.texts["text"][i],
+                               source=self.texts["source"][i], item_id=None if item < 0 else item,
+                               path=self.items["path"][self.item_row(item)] if item >= 0 else None))
         return out
+
+    def item_row(self, item_id: int) -> int:
+        """Row of an item id (ids are kept ascending, so this is a binary search)."""
+        row = int(np.searchsorted(self.item_ids, item_id))
+        if row >= len(self.item_ids) or self.item_ids[row] != item_id:
+            raise InputError(f"expected an item id of this collection, got {item_id} (deleted or never added)")
+        return row
 
     # ---- classification -----------------------------------------------------------------------
     def classifier(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotClassifier:

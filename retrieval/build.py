@@ -34,13 +34,17 @@ MAX_SKIPPED_LISTED = 100
 
 
 def parse_index_spec(spec: str) -> Dict:
-    """``"exact"``, ``"faiss"`` (Flat) or ``"faiss:FACTORY"`` such as ``"faiss:HNSW32"``."""
-    name, _, factory = (spec or "").partition(":")
-    if name == "exact" and not factory:
+    """``"exact"``, ``"inverted"`` (float16 weights) or ``"inverted:float32"``, ``"faiss"`` (Flat) or
+    ``"faiss:FACTORY"`` such as ``"faiss:HNSW32"``."""
+    name, _, arg = (spec or "").partition(":")
+    if name == "exact" and not arg:
         return {"backend": "exact"}
+    if name == "inverted" and arg in ("", "float16", "float32"):
+        return {"backend": "inverted", "dtype": arg or "float16"}
     if name == "faiss":
-        return {"backend": "faiss", "factory": factory or "Flat"}
-    raise InputError(f"expected an index spec 'exact', 'faiss' or 'faiss:FACTORY' (e.g. faiss:HNSW32), got {spec!r}")
+        return {"backend": "faiss", "factory": arg or "Flat"}
+    raise InputError(f"expected an index spec 'exact', 'inverted', 'inverted:float32', 'faiss' or 'faiss:FACTORY' "
+                     f"(e.g. faiss:HNSW32), got {spec!r}")
 
 
 def readable_media(rows: List[Dict], modality: str,
@@ -57,6 +61,59 @@ def readable_media(rows: List[Dict], modality: str,
         except InputError as exc:
             skipped.append({"path": row["path"], "reason": str(exc)})
     return ok, skipped
+
+
+def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool]) -> Tuple[List[Dict], List[Dict]]:
+    """Readable corpus rows and the skipped ones; an error if none is readable."""
+    _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
+    rows, skipped = readable_media(rows, modality, show_progress_bar)
+    if skipped:
+        log.warning("skipping %d unreadable corpus file(s), e.g. %s", len(skipped), skipped[0]["path"])
+    if not rows:
+        raise InputError(f"expected at least one readable {modality} file in the corpus {str(corpus)!r}, "
+                         f"all {len(skipped)} failed, e.g. {skipped[0]['reason']}")
+    return rows, skipped
+
+
+def encode_corpus(rows: List[Dict], modality: str, encoders: Dict, *, batch_size: int,
+                  show_progress_bar: Optional[bool]) -> Tuple[np.ndarray, List[int], np.ndarray]:
+    """(item vectors, row numbers that have a caption, caption vectors)."""
+    log.info("encoding %d corpus %s files", len(rows), modality)
+    item_vecs = encoders[modality].encode([r["path"] for r in rows], batch_size=batch_size,
+                                          show_progress_bar=show_progress_bar)
+    captioned = [i for i, r in enumerate(rows) if r["caption"] and r["caption"].strip()]
+    cap_vecs = encoders["text"].encode([rows[i]["caption"] for i in captioned], batch_size=batch_size,
+                                       show_progress_bar=show_progress_bar)
+    return item_vecs, captioned, cap_vecs
+
+
+def items_table(ids, rows: List[Dict], modality: str, vecs: np.ndarray, rel, kind: str) -> pa.Table:
+    cols = {"id": pa.array(np.asarray(ids, np.int64), pa.int64()),
+            "path": pa.array([r["path"] for r in rows], pa.string()),
+            "caption": pa.array([r["caption"] for r in rows], pa.string()),
+            "label": pa.array([r["label"] for r in rows], pa.string()),
+            f"{modality}_vector": dense_column(vecs)}
+    if kind == "asif":
+        cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
+    return pa.table(cols)
+
+
+def texts_table(ids, texts: List[str], sources: List[str], item_ids, vecs: np.ndarray, rel, kind: str) -> pa.Table:
+    cols = {"id": pa.array(np.asarray(ids, np.int64), pa.int64()), "text": pa.array(texts, pa.string()),
+            "source": pa.array(sources, pa.string()), "item_id": pa.array(np.asarray(item_ids, np.int64), pa.int64()),
+            "text_vector": dense_column(vecs)}
+    if kind == "asif":
+        cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
+    return pa.table(cols)
+
+
+def write_indexes(tmp: Path, index_spec: Dict, relatives: Dict) -> Dict:
+    """Build and save one index per ``{stem: relative vectors}``; return their manifest specs."""
+    out = {}
+    for stem, rel in relatives.items():
+        idx = make_index(index_spec).add(rel)
+        out[stem] = dict(idx.spec(), files=idx.save(str(tmp), stem))
+    return out
 
 
 def _anchor_table(anchor_set: AnchorSet, media_vecs: np.ndarray, text_vecs: np.ndarray) -> pa.Table:
@@ -96,13 +153,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
                              f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
     k = min(DEFAULT_K, len(anchor_set)) if k is None else k
     RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(len(anchor_set))
-    _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
-    rows, skipped = readable_media(rows, modality, show_progress_bar)
-    if skipped:
-        log.warning("skipping %d unreadable corpus file(s), e.g. %s", len(skipped), skipped[0]["path"])
-    if not rows:
-        raise InputError(f"expected at least one readable {modality} file in the corpus {str(corpus)!r}, "
-                         f"all {len(skipped)} failed, e.g. {skipped[0]['reason']}")
+    rows, skipped = load_corpus(corpus, modality, show_progress_bar)
 
     specs = {"image": image_encoder, "text": text_encoder, "audio": audio_encoder}
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]
@@ -114,12 +165,8 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
 
-    log.info("encoding %d corpus %s files", len(rows), modality)
-    item_vecs = encoders[modality].encode([r["path"] for r in rows], batch_size=batch_size,
-                                          show_progress_bar=show_progress_bar)
-    captioned = [i for i, r in enumerate(rows) if r["caption"] and r["caption"].strip()]
-    cap_vecs = encoders["text"].encode([rows[i]["caption"] for i in captioned], batch_size=batch_size,
-                                       show_progress_bar=show_progress_bar)
+    item_vecs, captioned, cap_vecs = encode_corpus(rows, modality, encoders, batch_size=batch_size,
+                                                   show_progress_bar=show_progress_bar)
     text_vecs = np.vstack([cap_vecs, a_txt]) if len(captioned) else a_txt
     texts = [rows[i]["caption"] for i in captioned] + list(anchor_set.captions)
     text_source = ["corpus"] * len(captioned) + ["anchor"] * len(anchor_set)
@@ -131,20 +178,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
 
     def fill(tmp: Path) -> Dict:
-        items = {"id": pa.array(np.arange(len(rows)), pa.int64()),
-                 "path": pa.array([r["path"] for r in rows], pa.string()),
-                 "caption": pa.array([r["caption"] for r in rows], pa.string()),
-                 "label": pa.array([r["label"] for r in rows], pa.string()),
-                 f"{modality}_vector": dense_column(item_vecs)}
-        text_cols = {"id": pa.array(np.arange(len(texts)), pa.int64()), "text": pa.array(texts, pa.string()),
-                     "source": pa.array(text_source, pa.string()), "item_id": pa.array(text_item, pa.int64()),
-                     "text_vector": dense_column(text_vecs)}
-        indexes = {}
-        for stem, cols, rel in ((f"{modality}_relative", items, item_rel), ("text_relative", text_cols, text_rel)):
-            if kind == "asif":
-                cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
-            idx = make_index(index_spec).add(rel)
-            indexes[stem] = dict(idx.spec(), files=idx.save(str(tmp), stem))
+        indexes = write_indexes(tmp, index_spec, {f"{modality}_relative": item_rel, "text_relative": text_rel})
         # Direct translators both ways, fitted on the same anchors: the planner's translation route.
         bridges = [{"kind": "anchors", "modalities": [modality, "text"], "name": anchor_set.source}]
         for src, dst, xs, ys in (("text", modality, a_txt, a_med), (modality, "text", a_med, a_txt)):
@@ -158,8 +192,10 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
             pivot_meta.append({"modalities": [pv.modality, "text"], "source": pv.source,
                                "content_hash": pv.content_hash, "count": len(pv), "file": fname,
                                "k": min(k, len(pv))})
-        write_parquet_atomic(pa.table(items), str(tmp / "items.parquet"))
-        write_parquet_atomic(pa.table(text_cols), str(tmp / "texts.parquet"))
+        write_parquet_atomic(items_table(np.arange(len(rows)), rows, modality, item_vecs, item_rel, kind),
+                             str(tmp / "items.parquet"))
+        write_parquet_atomic(texts_table(np.arange(len(texts)), texts, text_source, text_item, text_vecs, text_rel, kind),
+                             str(tmp / "texts.parquet"))
         write_parquet_atomic(_anchor_table(anchor_set, a_med, a_txt), str(tmp / "anchors.parquet"))
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(),
@@ -174,6 +210,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
             "bridges": bridges,
             "counts": {"items": len(rows), "texts": len(texts), "corpus_captions": len(captioned),
                        "anchors": len(anchor_set), "skipped": len(skipped)},
+            "next_ids": {"items": len(rows), "texts": len(texts)},
             "skipped": skipped[:MAX_SKIPPED_LISTED],
         }
 

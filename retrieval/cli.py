@@ -55,6 +55,24 @@ def cmd_build(a) -> int:
     return 0
 
 
+def cmd_add(a) -> int:
+    from .update import add_items
+
+    res = add_items(a.index, a.corpus, batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device)
+    ids = res["ids"]
+    print(f"added {res['added']} items to {a.index} (ids {ids[0]}..{ids[-1]}), {len(res['skipped'])} skipped")
+    for s in res["skipped"][:10]:
+        print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    return 0
+
+
+def cmd_delete(a) -> int:
+    from .update import delete_items
+
+    print(f"deleted {delete_items(a.index, a.ids)['deleted']} items from {a.index}")
+    return 0
+
+
 def _targets(a, col, modality: str) -> List[str]:
     """auto: items for text queries and queries from a pivot modality; items and texts for queries
     of the items' own modality."""
@@ -227,12 +245,24 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--kind", choices=["asif", "cosine"], default="asif", help="relative representation (default asif)")
     b.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULT_CENTER,
                    help=f"centre embeddings on their anchors' mean before cosine (default {DEFAULT_CENTER})")
-    b.add_argument("--index", default="exact", help="exact (default), faiss, or faiss:FACTORY such as faiss:HNSW32")
+    b.add_argument("--index", default="exact", help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")
     b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
     b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
     b.add_argument("--batch-size", type=int, default=32)
     common(b)
     b.set_defaults(func=cmd_build)
+
+    ad = sub.add_parser("add", help="encode new files and append them to a collection (existing items are not re-encoded)")
+    ad.add_argument("index", help="collection folder")
+    ad.add_argument("--corpus", required=True, help="folder or .parquet/.csv of new files, of the collection's modality")
+    ad.add_argument("--batch-size", type=int, default=32)
+    common(ad)
+    ad.set_defaults(func=cmd_add)
+
+    de = sub.add_parser("delete", help="remove items (and their captions) from a collection by id")
+    de.add_argument("index", help="collection folder")
+    de.add_argument("ids", nargs="+", type=int, help="item ids, as search prints them")
+    de.set_defaults(func=cmd_delete)
 
     targets = ["auto", "items", "image", "audio", "text"]
     s = sub.add_parser("search", help="search a collection with text, an image, a sound, or a file of queries")
@@ -309,7 +339,7 @@ def _quiet_model_loading() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if args.command in ("build", "search", "classify", "demo", "eval") and not args.verbose:
+    if args.command in ("build", "add", "search", "classify", "demo", "eval") and not args.verbose:
         _quiet_model_loading()
     try:
         return args.func(args)

@@ -5,6 +5,8 @@
 
 * ``exact``: brute force. CSR vectors (relative) use a sparse product, dense vectors a GEMM. The
   default: it is exact and, at the sizes of this release, fast.
+* ``inverted``: postings per anchor for sparse relative vectors (:mod:`retrieval.inverted`): exact,
+  and its cost grows with the items that share an anchor with the query, not with the collection.
 * ``faiss``: a FAISS index (factory string, default ``"Flat"``, inner product) over the densified
   vectors, on GPU when the installed faiss sees one. Ties beyond its candidate list cannot be
   re-ranked, so it asks FAISS for ``k + TIE_MARGIN`` candidates.
@@ -198,7 +200,9 @@ class FaissIndex(Index):
         return self
 
 
-BACKENDS = {"exact": ExactIndex, "faiss": FaissIndex}
+from .inverted import InvertedIndex  # noqa: E402  (it imports Hits from here)
+
+BACKENDS = {"exact": ExactIndex, "faiss": FaissIndex, "inverted": InvertedIndex}
 
 
 def make_index(spec: Dict) -> Index:
@@ -208,4 +212,6 @@ def make_index(spec: Dict) -> Index:
         raise UnknownNameError(f"unknown index backend {backend!r}; known: {', '.join(BACKENDS)}")
     if backend == "faiss":
         return FaissIndex(spec.get("factory", "Flat"), spec.get("use_gpu"))
+    if backend == "inverted":
+        return InvertedIndex(spec.get("dtype", "float16"), items=spec.get("items"))
     return ExactIndex()

@@ -14,6 +14,8 @@ import numpy as np
 
 # Primary scores closer than this count as tied (float32 sums of different orders differ by ~1e-7).
 TIE_EPS = 1e-6
+# Secondary scores (computed in float64) closer than this count as tied, and fall back to the id.
+SECONDARY_EPS = 1e-12
 
 
 def tie_bucket(primary: np.ndarray) -> np.ndarray:
@@ -52,6 +54,7 @@ def rank_candidates(cand: np.ndarray, primary: np.ndarray, k: int,
     else:
         sec = np.full(len(cand), np.nan)
     bucket = tie_bucket(primary)
+    sec_bucket = np.round(np.nan_to_num(sec, nan=-np.inf) / SECONDARY_EPS)
     # lexsort: last key is the primary key; ids ascending make the order fully deterministic.
-    order = np.lexsort((cand, -np.nan_to_num(sec, nan=-np.inf), -bucket))[:k]
+    order = np.lexsort((cand, -sec_bucket, -bucket))[:k]
     return cand[order], primary[order].astype(np.float32), sec[order].astype(np.float32)

@@ -21,6 +21,11 @@ import scipy.sparse as sp
 from .errors import InputError
 
 KINDS = ("asif", "cosine")
+# How the top k anchors are selected: "numpy" (dense block + partition; ties at the k-th go to the
+# lowest anchor number), "faiss" (exact flat search, GEMM fused with k-selection; ties in FAISS's
+# order), "auto" (faiss from FAISS_MIN_ANCHORS anchors, where selection cost starts to dominate).
+SELECTS = ("auto", "numpy", "faiss")
+FAISS_MIN_ANCHORS = 8192
 # Rows per block: bounds the dense similarity block at BLOCK x n_anchors floats.
 BLOCK = 2048
 
@@ -48,7 +53,14 @@ def asif_topk(sims: np.ndarray, k: int, p: float) -> sp.csr_matrix:
         need = k - above.sum(1, keepdims=True)
         keep = above | (tied & (np.cumsum(tied, axis=1) <= need))
         cols = np.nonzero(keep)[1].reshape(n, k)
-    vals = np.take_along_axis(sims, cols, axis=1).astype(np.float32)
+    return asif_weights(cols, np.take_along_axis(sims, cols, axis=1), m, p)
+
+
+def asif_weights(cols: np.ndarray, vals: np.ndarray, m: int, p: float) -> sp.csr_matrix:
+    """CSR rows from each row's k kept anchors (``cols``, ascending) and their similarities:
+    clamp at 0, raise to ``p``, L2-normalise."""
+    n, k = cols.shape
+    vals = np.array(vals, dtype=np.float32)
     np.maximum(vals, 0.0, out=vals)
     vals = vals ** np.float32(p)
     norms = np.linalg.norm(vals, axis=1, keepdims=True)
@@ -59,9 +71,13 @@ def asif_topk(sims: np.ndarray, k: int, p: float) -> sp.csr_matrix:
     return out
 
 
-def cosine_relative(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """Dense relative representation: cosine similarities to the anchors, L2-normalised per row."""
-    sims = np.asarray(x, np.float32) @ np.asarray(anchors, np.float32).T
+def cosine_relative(x: np.ndarray, anchors: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Dense relative representation: cosine similarities to the anchors, L2-normalised per row.
+
+    ``dtype=np.float64`` is for tie-breaking: a float32 GEMM's result for one row depends on the
+    other rows in the batch by ~1e-8, enough to reorder near-identical items; in float64 that noise
+    is ~1e-16, below the tolerance ranking uses."""
+    sims = np.asarray(x, dtype) @ np.asarray(anchors, dtype).T
     norms = np.linalg.norm(sims, axis=1, keepdims=True)
     return np.divide(sims, norms, out=np.zeros_like(sims), where=norms > 0)
 
@@ -77,8 +93,9 @@ class RelativeProjector:
     2
     """
 
-    def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False):
-        self.k, self.p, self.kind, self.center = k, p, kind, center
+    def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False,
+                 select: str = "auto"):
+        self.k, self.p, self.kind, self.center, self.select = k, p, kind, center, select
 
     def check_params(self, n_anchors: int) -> None:
         """Raise InputError unless the parameters suit ``n_anchors`` anchors (call before costly encoding)."""
@@ -91,6 +108,8 @@ class RelativeProjector:
                              f"lower k or add anchors")
         if not np.isfinite(self.p) or self.p <= 0:
             raise InputError(f"expected a finite power p > 0, got p={self.p!r}")
+        if self.select not in SELECTS:
+            raise InputError(f"expected select in {SELECTS}, got {self.select!r}")
 
     def fit(self, anchors: np.ndarray) -> "RelativeProjector":
         anchors = np.asarray(anchors, dtype=np.float32)
@@ -103,6 +122,18 @@ class RelativeProjector:
         self.mean_ = anchors.mean(0) if self.center else np.zeros(anchors.shape[1], np.float32)
         self.anchors_ = self._prepare(anchors)
         self.n_anchors_, self.dim_ = anchors.shape
+        self._flat = None
+        use_faiss = self.select == "faiss" or (self.select == "auto" and self.n_anchors_ >= FAISS_MIN_ANCHORS
+                                               and self.kind == "asif" and self.k < self.n_anchors_)
+        if use_faiss:
+            try:
+                import faiss
+            except ImportError as exc:
+                if self.select == "faiss":
+                    raise InputError("select='faiss' needs faiss; pip install faiss-cpu") from exc
+            else:
+                self._flat = faiss.IndexFlatIP(self.dim_)
+                self._flat.add(np.ascontiguousarray(self.anchors_, np.float32))
         return self
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
@@ -121,20 +152,31 @@ class RelativeProjector:
                              f"were they made by the same encoder as the anchors?")
         return x
 
-    def dense(self, x: np.ndarray) -> np.ndarray:
+    def dense(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
         """The dense cosine relative representation after the same preprocessing (the secondary score)."""
-        return cosine_relative(self._prepare(self._check_input(x)), self.anchors_)
+        return cosine_relative(self._prepare(self._check_input(x)), self.anchors_, dtype)
 
     def transform(self, x: np.ndarray, *, block: Optional[int] = None):
         x = self._check_input(x)
         if self.kind == "cosine":
             return self.dense(x)
         block = block or BLOCK
-        parts = [asif_topk(self._prepare(x[i:i + block]) @ self.anchors_.T, self.k, self.p)
-                 for i in range(0, len(x), block)]
+        if getattr(self, "_flat", None) is not None:
+            parts = [self._faiss_topk(self._prepare(x[i:i + block])) for i in range(0, len(x), block)]
+        else:
+            parts = [asif_topk(self._prepare(x[i:i + block]) @ self.anchors_.T, self.k, self.p)
+                     for i in range(0, len(x), block)]
         if not parts:
             return sp.csr_matrix((0, self.n_anchors_), dtype=np.float32)
         return sp.vstack(parts, format="csr").astype(np.float32)
+
+    def _faiss_topk(self, x: np.ndarray) -> sp.csr_matrix:
+        """FAISS's exact flat search fuses the GEMM with a per-row heap of the k best, so the
+        similarity block never has to be scanned again (issue: selection cost, not GEMM, dominated)."""
+        sims, cols = self._flat.search(np.ascontiguousarray(x, np.float32), self.k)
+        order = np.argsort(cols, axis=1, kind="stable")  # CSR wants ascending anchor numbers
+        return asif_weights(np.take_along_axis(cols, order, 1), np.take_along_axis(sims, order, 1),
+                            self.n_anchors_, self.p)
 
     def transform_rows(self, x: np.ndarray):
         """Like :meth:`transform`, but each row is computed alone, in the same shape every time.

@@ -57,14 +57,19 @@ def test_search_many_equals_single_searches(tiny_collection):
         assert [h.id for h in hits] == [h.id for h in col.search(q, k=4)]
 
 
-def test_faiss_backend_gives_the_same_answers(tiny_data, fake_encoders, tmp_path):
+@pytest.mark.parametrize("index,file", [("faiss", "image_relative.faiss"),
+                                        ("inverted:float32", "image_relative.ids.npy"),
+                                        ("inverted", "image_relative.weights.npy")])
+def test_every_backend_gives_the_same_answers(tiny_data, fake_encoders, tmp_path, index, file):
     a = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "a", k=3, p=2.0,
                                          cache_dir="", **FAKE))
     b = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "b", k=3, p=2.0,
-                                         cache_dir="", index="faiss", **FAKE))
-    assert "image_relative.faiss" in b.manifest["files"]
+                                         cache_dir="", index=index, **FAKE))
+    assert file in b.manifest["files"]
     for q in ["a red square", "a purple square", "orange box"]:
         assert [h.id for h in a.search(q, k=5)] == [h.id for h in b.search(q, k=5)]
+    for img in tiny_data["anchor_images"][:3]:
+        assert [h.id for h in a.search(img, k=5, target="text")] == [h.id for h in b.search(img, k=5, target="text")]
 
 
 def test_zero_shot_classification(tiny_collection, tiny_data):

@@ -101,3 +101,15 @@ def test_centring_subtracts_the_anchor_mean_before_cosine():
     asif = RelativeProjector(k=5, p=3.0, center=True).fit(anchors).transform(x)
     np.testing.assert_allclose(asif.toarray(), reference_asif(prep(x), prep(anchors), 5, 3.0), atol=1e-5)
     assert proj.get_params()["center"] is True
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_faiss_selection_equals_numpy_selection(center):
+    rng = np.random.default_rng(3)
+    anchors, x = rng.normal(size=(3000, 48)).astype(np.float32), rng.normal(size=(500, 48)).astype(np.float32)
+    a = RelativeProjector(k=40, p=4.0, center=center, select="numpy").fit(anchors).transform(x)
+    b = RelativeProjector(k=40, p=4.0, center=center, select="faiss").fit(anchors).transform(x)
+    assert (a.indices == b.indices).all() and (a.indptr == b.indptr).all()
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match="select in"):
+        RelativeProjector(select="gpu").fit(anchors)

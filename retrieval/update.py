@@ -1,0 +1,146 @@
+"""Adding items to a collection and deleting them, without re-encoding what is already there.
+
+Only the new files are encoded and relativised (against the collection's stored anchor vectors,
+with its stored projector settings); existing rows keep their vectors. The tables are rewritten
+with the new rows appended (or the deleted ones dropped) and the indexes rebuilt from the stored
+relative vectors, which costs seconds where encoding costs minutes. Files that do not change
+(anchors, translators, pivot sets) are hard-linked into the new version. Everything goes through
+the same temporary folder and rename as a build: a failed update leaves the collection as it was.
+
+Item and text ids are stable: new items get ids after the largest ever given (``next_ids`` in the
+manifest), so a deleted id is never reused and never comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from .arrowio import sparse_from_columns, write_parquet_atomic
+from .build import (MAX_SKIPPED_LISTED, encode_corpus, items_table, load_corpus, texts_table,
+                    write_indexes)
+from .collection import FORMAT_VERSION, now_iso, read_parquet, write_atomically
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+CHANGING = ("items.parquet", "texts.parquet", "manifest.json")
+
+
+def _relative(col, table: pa.Table, modality: str):
+    """The stored relative vectors of a table (recomputed from its embeddings for kind 'cosine')."""
+    if col.manifest["projector"]["kind"] == "asif":
+        return sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(col.anchor_captions))
+    return col.projectors[modality].transform(col.sides[modality].abs)
+
+
+def _next_ids(col) -> Dict[str, int]:
+    given = col.manifest.get("next_ids")
+    if given:
+        return dict(given)
+    return {"items": int(col.item_ids.max(initial=-1)) + 1, "texts": int(col.text_ids.max(initial=-1)) + 1}
+
+
+def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes: Dict) -> Path:
+    folder, manifest, modality = col.folder, col.manifest, col.modality
+    index_spec = {k: v for k, v in manifest["indexes"][f"{modality}_relative"].items() if k not in ("files", "items")}
+    index_files = {f for spec in manifest["indexes"].values() for f in spec.get("files", [])}
+
+    def fill(tmp: Path) -> Dict:
+        for name in manifest["files"]:
+            if name in CHANGING or name in index_files:
+                continue
+            try:  # unchanged files: a hard link costs nothing, and files are never modified in place
+                os.link(folder / name, tmp / name)
+            except OSError:
+                shutil.copy2(folder / name, tmp / name)
+        write_parquet_atomic(items, str(tmp / "items.parquet"))
+        write_parquet_atomic(texts, str(tmp / "texts.parquet"))
+        indexes = write_indexes(tmp, index_spec, {f"{modality}_relative": item_rel, "text_relative": text_rel})
+        out = {k: v for k, v in manifest.items() if k != "files"}
+        out["format_version"] = FORMAT_VERSION  # a version 1 collection is written back as version 2
+        captions = int(np.sum(np.asarray(texts.column("source").to_pylist()) == "corpus"))
+        out.update(indexes=indexes, next_ids=changes.pop("next_ids"),
+                   counts=dict(manifest["counts"], items=items.num_rows, texts=texts.num_rows, corpus_captions=captions,
+                               skipped=manifest["counts"].get("skipped", 0) + len(changes.get("skipped", []))),
+                   skipped=(manifest.get("skipped", []) + changes.pop("skipped", []))[:MAX_SKIPPED_LISTED],
+                   updates=manifest.get("updates", []) + [dict(changes, time=now_iso())])
+        return out
+
+    return write_atomically(folder, fill, overwrite=True)
+
+
+def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
+              device: str = "cpu") -> Dict:
+    """Encode the files of ``corpus`` (folder or table, as for a build) and append them to the
+    collection at ``folder``; returns ``{"added": n, "ids": [...], "skipped": [...]}``.
+
+    >>> add_items("indexes/photos", "new-photos/")  # doctest: +SKIP
+    """
+    from .api import Collection
+
+    col = Collection.open(folder, device=device)
+    modality = col.modality
+    rows, skipped = load_corpus(corpus, modality, show_progress_bar)
+    encoders = {modality: col.encoder(modality), "text": col.encoder("text")}
+    vecs, captioned, cap_vecs = encode_corpus(rows, modality, encoders, batch_size=batch_size,
+                                              show_progress_bar=show_progress_bar)
+    kind = col.manifest["projector"]["kind"]
+    rel = col.projectors[modality].transform(vecs)
+    cap_rel = col.projectors["text"].transform(cap_vecs)
+    nxt = _next_ids(col)
+    ids = nxt["items"] + np.arange(len(rows))
+    text_ids = nxt["texts"] + np.arange(len(captioned))
+    old_items, old_texts = read_parquet(col.folder, "items.parquet"), read_parquet(col.folder, "texts.parquet")
+    items = pa.concat_tables([old_items, items_table(ids, rows, modality, vecs, rel, kind).select(old_items.column_names)])
+    new_texts = texts_table(text_ids, [rows[i]["caption"] for i in captioned], ["corpus"] * len(captioned),
+                            ids[captioned], cap_vecs, cap_rel, kind)
+    texts = pa.concat_tables([old_texts, new_texts.select(old_texts.column_names)])
+    import scipy.sparse as sp
+
+    item_rel = sp.vstack([_relative(col, old_items, modality), rel], format="csr") if kind == "asif" else None
+    text_rel = sp.vstack([_relative(col, old_texts, "text"), cap_rel], format="csr") if kind == "asif" else None
+    if kind != "asif":  # dense relative vectors are not stored: recompute from all embeddings
+        item_rel = col.projectors[modality].transform(np.vstack([col.sides[modality].abs, vecs]))
+        text_rel = col.projectors["text"].transform(np.vstack([col.sides["text"].abs, cap_vecs]))
+    _rewrite(col, items, texts, item_rel, text_rel,
+             {"op": "add", "source": str(corpus), "items": len(rows), "skipped": skipped,
+              "next_ids": {"items": int(nxt["items"] + len(rows)), "texts": int(nxt["texts"] + len(captioned))}})
+    log.info("added %d items to %s", len(rows), folder)
+    return {"added": len(rows), "ids": ids.tolist(), "skipped": skipped}
+
+
+def delete_items(folder, ids: Iterable[int]) -> Dict:
+    """Remove items (and their corpus captions) by id; returns ``{"deleted": n}``. Unknown ids are
+    an error that names them, and nothing is changed."""
+    from .api import Collection
+
+    col = Collection.open(folder)
+    want = np.unique(np.asarray(list(ids), dtype=np.int64))
+    if want.size == 0:
+        raise InputError("expected at least one item id to delete, got none")
+    unknown = want[~np.isin(want, col.item_ids)]
+    if unknown.size:
+        raise InputError(f"expected ids of items in {str(folder)!r}, got {unknown.size} unknown: "
+                         f"{unknown[:10].tolist()}{' …' if unknown.size > 10 else ''}")
+    if want.size == col.item_ids.size:
+        raise InputError(f"expected to keep at least one item; deleting all {want.size} would leave an empty "
+                         f"collection (delete the folder instead)")
+    old_items, old_texts = read_parquet(col.folder, "items.parquet"), read_parquet(col.folder, "texts.parquet")
+    keep_items = ~np.isin(col.item_ids, want)
+    text_item = np.asarray(old_texts.column("item_id").to_pylist(), np.int64)
+    keep_texts = ~np.isin(text_item, want)
+    modality = col.modality
+    item_rel = _relative(col, old_items, modality)[np.flatnonzero(keep_items)]
+    text_rel = _relative(col, old_texts, "text")[np.flatnonzero(keep_texts)]
+    items = old_items.filter(pa.array(keep_items))
+    texts = old_texts.filter(pa.array(keep_texts))
+    _rewrite(col, items, texts, item_rel, text_rel,
+             {"op": "delete", "items": int(want.size), "ids": want[:MAX_SKIPPED_LISTED].tolist(),
+              "next_ids": _next_ids(col)})
+    return {"deleted": int(want.size)}
