@@ -82,7 +82,9 @@ class Collection:
         self.anchor_vectors = {m: dense_from_column(anchors.column(f"{m}_vector"), dims[m])
                                for m in (self.modality, "text")}
         self.anchor_captions = anchors.column("caption").to_pylist()
-        params = manifest["projector"]
+        params = dict(manifest["projector"])
+        if str(device).startswith("cuda"):  # queries are relativised on the GPU too
+            params.update(select="torch", device=device)
         self.projectors = {m: RelativeProjector(**params).fit(v) for m, v in self.anchor_vectors.items()}
         # Pivot sets: (projector over the set's own-modality side, the set's text side as the landing space).
         self.pivots: Dict[str, tuple] = {}

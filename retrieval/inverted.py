@@ -72,17 +72,60 @@ def _kernels():
 
         @njit(inline="always")
         def from_half_bits(w, lut):
-            # numba has no float16: weights arrive as their bit patterns (uint16), decoded by a
-            # 65,536-entry table (256 KB) that stays in cache
-            return lut[w]
+            # numba has no float16: weights arrive as their bit patterns (uint16). A normal half is
+            # (1024 + mantissa) x 2^(exponent - 25), with the 32 powers of two in ``lut`` (in L1
+            # cache; a full 65,536-entry table was slower); subnormals are mantissa x 2^-24.
+            e = (w >> 10) & 0x1F
+            mant = np.float32(w & 0x3FF)
+            v = mant * np.float32(5.9604645e-08) if e == 0 else (np.float32(1024.0) + mant) * lut[e]
+            return -v if w & 0x8000 else v
 
-        _KERNELS = {"float32": make(as_is), "float16": make(from_half_bits)}
+        @njit(nogil=True, cache=True)
+        def select(acc, touched, n_touched, k, eps, heap, cand_ids, cand_scores):
+            """The k-th best touched score (a size-k min-heap: most items fail one comparison), then
+            every touched item within ``eps`` of it or above; returns (k-th score, candidates)."""
+            size = 0
+            for j in range(n_touched):
+                v = acc[touched[j]]
+                if size < k:  # sift up
+                    pos = size
+                    size += 1
+                    while pos > 0:
+                        parent = (pos - 1) >> 1
+                        if heap[parent] <= v:
+                            break
+                        heap[pos] = heap[parent]
+                        pos = parent
+                    heap[pos] = v
+                elif v > heap[0]:  # replace the minimum, sift down
+                    pos = 0
+                    while True:
+                        child = 2 * pos + 1
+                        if child >= k:
+                            break
+                        if child + 1 < k and heap[child + 1] < heap[child]:
+                            child += 1
+                        if heap[child] >= v:
+                            break
+                        heap[pos] = heap[child]
+                        pos = child
+                    heap[pos] = v
+            kth = heap[0]
+            n_cand = 0
+            for j in range(n_touched):
+                i = touched[j]
+                if acc[i] >= kth - eps:
+                    cand_ids[n_cand] = i
+                    cand_scores[n_cand] = acc[i]
+                    n_cand += 1
+            return kth, n_cand
+
+        _KERNELS = {"float32": make(as_is), "float16": make(from_half_bits), "select": select}
     return _KERNELS
 
 
 _KERNELS = None
-# float16 bit pattern -> float32 value, for the kernel
-HALF_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+HALF_TABLE = (2.0 ** (np.arange(32) - 25)).astype(np.float32)  # 2^(e-25) for each float16 exponent e
 NO_TABLE = np.zeros(0, np.float32)
 
 
@@ -91,8 +134,11 @@ class _Workspace:
 
     def __init__(self, n: int):
         self.acc = np.zeros(n, np.float32)
-        self.stamp = np.zeros(n, np.int64)
+        self.stamp = np.zeros(n, np.int32)  # 4 bytes: the random accesses are what costs
         self.touched = np.empty(n, np.int32)
+        self.cand_ids = np.empty(n, np.int64)
+        self.cand_scores = np.empty(n, np.float32)
+        self.heap = np.empty(0, np.float32)
         self.tag = 0
 
 
@@ -166,19 +212,23 @@ class InvertedIndex:
     def _one(self, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary) -> tuple:
         ws = self._workspace()
         ws.tag += 1
+        if ws.tag == np.iinfo(np.int32).max:  # stamps would wrap: start over
+            ws.stamp[:] = 0
+            ws.tag = 1
         half = self.weights.dtype == np.float16
         weights, lut = (self.weights.view(np.uint16), HALF_TABLE) if half else (self.weights, NO_TABLE)
         t = _kernels()["float16" if half else "float32"](self.indptr, self.ids, weights, lut, q_idx, q_val, ws.acc, ws.stamp, ws.tag, ws.touched)
-        touched = ws.touched[:t].astype(np.int64)
-        scores = ws.acc[touched]
         k = min(k, self.n)
         if t >= k and t > 0:
-            kth = np.partition(scores, t - k)[t - k]
+            if len(ws.heap) < k:
+                ws.heap = np.empty(k, np.float32)
+            kth, n_cand = _kernels()["select"](ws.acc, ws.touched, t, k, np.float32(TIE_EPS), ws.heap,
+                                               ws.cand_ids, ws.cand_scores)
             if t == self.n or kth > TIE_EPS:  # untouched items (score 0), if any, can neither enter nor tie
-                keep = scores >= kth - TIE_EPS
-                return rank_candidates(touched[keep], scores[keep], k, secondary)
+                return rank_candidates(ws.cand_ids[:n_cand].copy(), ws.cand_scores[:n_cand].copy(), k, secondary)
+        touched = ws.touched[:t]
         full = np.zeros(self.n, np.float32)  # the slow, always-correct path: every score is known
-        full[touched] = scores
+        full[touched] = ws.acc[touched]
         return topk_with_ties(full, k, secondary)
 
     def search(self, queries, k: int, secondary=None) -> List:

@@ -21,11 +21,15 @@ import scipy.sparse as sp
 from .errors import InputError
 
 KINDS = ("asif", "cosine")
-# How the top k anchors are selected: "numpy" (dense block + partition; ties at the k-th go to the
-# lowest anchor number), "faiss" (exact flat search, GEMM fused with k-selection; ties in FAISS's
-# order), "auto" (faiss from FAISS_MIN_ANCHORS anchors, where selection cost starts to dominate).
-SELECTS = ("auto", "numpy", "faiss")
-FAISS_MIN_ANCHORS = 8192
+# How the top k anchors are selected: "numpy" (dense block + partition), "heap" (dense block + a
+# one-pass parallel heap, retrieval/topk.py), both keeping the lowest anchor number among ties;
+# "faiss" (exact flat search; ties in FAISS's order; measured slower here, kept for comparison);
+# "auto" = heap from HEAP_MIN_ANCHORS anchors, where selection starts to cost more than the GEMM.
+# "torch" runs the similarity GEMM and torch.topk on ``device`` (a CUDA GPU when there is one;
+# ties at the k-th go in torch's order).
+SELECTS = ("auto", "numpy", "heap", "faiss", "torch")
+HEAP_MIN_ANCHORS = 4096
+HEAP_BLOCK, HEAP_COLS = 1024, 32768  # heap path: rows x anchors a block (128 MB of similarities; measured best)
 # Rows per block: bounds the dense similarity block at BLOCK x n_anchors floats.
 BLOCK = 2048
 
@@ -94,8 +98,8 @@ class RelativeProjector:
     """
 
     def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False,
-                 select: str = "auto"):
-        self.k, self.p, self.kind, self.center, self.select = k, p, kind, center, select
+                 select: str = "auto", device: str = "cpu"):
+        self.k, self.p, self.kind, self.center, self.select, self.device = k, p, kind, center, select, device
 
     def check_params(self, n_anchors: int) -> None:
         """Raise InputError unless the parameters suit ``n_anchors`` anchors (call before costly encoding)."""
@@ -123,14 +127,25 @@ class RelativeProjector:
         self.anchors_ = self._prepare(anchors)
         self.n_anchors_, self.dim_ = anchors.shape
         self._flat = None
-        use_faiss = self.select == "faiss" or (self.select == "auto" and self.n_anchors_ >= FAISS_MIN_ANCHORS
-                                               and self.kind == "asif" and self.k < self.n_anchors_)
-        if use_faiss:
+        self._heap = self.kind == "asif" and self.k < self.n_anchors_ and (
+            self.select == "heap" or (self.select == "auto" and self.n_anchors_ >= HEAP_MIN_ANCHORS))
+        if self._heap:
+            try:
+                import numba  # noqa: F401
+            except ImportError:
+                if self.select == "heap":
+                    raise InputError("select='heap' needs numba; pip install numba")
+                self._heap = False
+        self._torch_anchors = None
+        if self.select == "torch" and self.kind == "asif":
+            import torch
+
+            self._torch_anchors = torch.from_numpy(np.ascontiguousarray(self.anchors_)).to(self.device)
+        if self.select == "faiss":
             try:
                 import faiss
             except ImportError as exc:
-                if self.select == "faiss":
-                    raise InputError("select='faiss' needs faiss; pip install faiss-cpu") from exc
+                raise InputError("select='faiss' needs faiss; pip install faiss-cpu") from exc
             else:
                 self._flat = faiss.IndexFlatIP(self.dim_)
                 self._flat.add(np.ascontiguousarray(self.anchors_, np.float32))
@@ -163,6 +178,27 @@ class RelativeProjector:
         block = block or BLOCK
         if getattr(self, "_flat", None) is not None:
             parts = [self._faiss_topk(self._prepare(x[i:i + block])) for i in range(0, len(x), block)]
+        elif getattr(self, "_torch_anchors", None) is not None:
+            import torch
+
+            parts = []
+            for i in range(0, len(x), block):
+                xb = torch.from_numpy(np.ascontiguousarray(self._prepare(x[i:i + block]))).to(self.device)
+                vals, cols = torch.topk(xb @ self._torch_anchors.T, self.k, dim=1)
+                cols, order = torch.sort(cols, dim=1)
+                vals = torch.gather(vals, 1, order)
+                parts.append(asif_weights(cols.cpu().numpy(), vals.cpu().numpy(), self.n_anchors_, self.p))
+        elif getattr(self, "_heap", False):
+            from .topk import TopK
+
+            parts = []
+            for i in range(0, len(x), HEAP_BLOCK):
+                xb = self._prepare(x[i:i + HEAP_BLOCK])
+                top = TopK(len(xb), self.k)
+                for c in range(0, self.n_anchors_, HEAP_COLS):
+                    top.push(xb @ self.anchors_[c:c + HEAP_COLS].T, c)
+                cols, vals = top.result()
+                parts.append(asif_weights(cols, vals, self.n_anchors_, self.p))
         else:
             parts = [asif_topk(self._prepare(x[i:i + block]) @ self.anchors_.T, self.k, self.p)
                      for i in range(0, len(x), block)]

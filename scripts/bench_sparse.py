@@ -9,8 +9,8 @@ ASIF-like weights (similarities in [0.2, 0.6] raised to p = 4, L2-normalised).
     python scripts/bench_sparse.py                       # 1M items, 100k anchors, k=64, 1,000 queries
     python scripts/bench_sparse.py --items 200000 --out results/bench/sparse-200k.md
 
-Prints one table: queries per second in batch, single-query latency, index memory, and each
-path's ratio to the torch.sparse.mm baseline. Every path's top-10 ids are checked against the
+Prints one table: queries per second in batch (best of --repeat runs), single-query latency, index
+memory, and each path's ratio to the torch.sparse.mm baseline. Every path's top-10 ids are checked against the
 float32 exact answer (recall@10).
 """
 
@@ -61,6 +61,16 @@ def topk_ids(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+def best_of(fn, repeat: int) -> float:
+    """The least disturbed of ``repeat`` wall times: these machines are shared and noisy."""
+    best = np.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def recall_at(got: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(g.tolist()) & set(t.tolist())) / len(t) for g, t in zip(got, truth)]))
 
@@ -71,10 +81,11 @@ def main(argv=None) -> int:
     ap.add_argument("--anchors", type=int, default=100_000)
     ap.add_argument("-k", type=int, default=64, help="anchors kept per vector")
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--baseline-queries", type=int, default=200,
+    ap.add_argument("--baseline-queries", type=int, default=400,
                     help="queries timed for the slow baselines (their QPS is per query, so fewer suffice)")
     ap.add_argument("--alpha", type=float, default=0.8, help="power-law exponent of anchor popularity")
     ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per path; the best is reported")
     ap.add_argument("--out", default=None, help="also write the table as Markdown here")
     a = ap.parse_args(argv)
 
@@ -96,30 +107,33 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     xt = x.T.tocsr()  # anchors x items, so that a query's product touches only its anchors' rows
     truth = []
-    for s in range(0, nb, 50):
-        sc = (q[s:s + 50] @ xt).toarray()
+    for s in range(0, nb, 200):
+        sc = (q[s:s + 200] @ xt).toarray()
         truth.append(topk_ids(sc, a.top))
     truth = np.vstack(truth)
     scipy_s = time.perf_counter() - t
-    rows.append(["scipy.sparse CSR product + argpartition (50 queries a batch)", nb / scipy_s, None, None, 1.0])
+    rows.append(["scipy.sparse CSR x CSR product + argpartition (200 queries a batch; the reference answer)",
+                 nb / scipy_s, None, None, 1.0])
 
-    # ---- baseline: torch.sparse.mm + topk, as ASIF's reference code --------------------------------
+    # ---- baseline: torch.sparse.mm + topk, as ASIF's reference code ------------------------------
+    # The stronger of torch's layouts: CSR items times a dense block of queries (COO was 5x slower
+    # here), 200 queries a product.
     torch.set_num_threads(os.cpu_count() or 1)
     coo = x.tocoo()
     xs = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, size=x.shape,
-                                 check_invariants=False).coalesce()
-    t = time.perf_counter()
+                                 check_invariants=False).coalesce().to_sparse_csr()
+    del coo
+    def torch_run():
+        got.clear()
+        for s in range(0, nb, 200):
+            qd = torch.from_numpy(q[s:s + 200].toarray().T.copy())  # (anchors, batch)
+            got.append(torch.topk(torch.sparse.mm(xs, qd), a.top, dim=0).indices.T.numpy())
+
     got = []
-    for s in range(0, nb, 50):
-        qd = torch.from_numpy(q[s:s + 50].toarray().T.copy())  # (anchors, batch), dense as in ASIF's code
-        sims = torch.sparse.mm(xs, qd)  # (items, batch)
-        got.append(torch.topk(sims, a.top, dim=0).indices.T.numpy())
-    torch_s = time.perf_counter() - t
-    torch_qps = nb / torch_s
-    rows.append(["torch.sparse.mm + topk (ASIF reference approach, 50 queries a batch)", torch_qps, None, None,
-                 recall_at(np.vstack(got), truth)])
-    rows[0][4] = 1.0
-    del xs, coo
+    torch_qps = nb / best_of(torch_run, a.repeat)
+    rows.append(["torch.sparse.mm (CSR) + topk, the ASIF reference approach, 200 queries a batch", torch_qps, None,
+                 None, recall_at(np.vstack(got), truth)])
+    del xs
 
     # ---- ours ---------------------------------------------------------------------------------------
     for dtype in ("float16", "float32"):
@@ -127,9 +141,8 @@ def main(argv=None) -> int:
         idx = InvertedIndex(dtype).add(x)
         build_s = time.perf_counter() - t
         idx.search(q[:2], a.top)  # compile / warm the kernel outside the timing
-        t = time.perf_counter()
         hits = idx.search(q, a.top)
-        batch_s = time.perf_counter() - t
+        batch_s = best_of(lambda: idx.search(q, a.top), a.repeat)
         lat = []
         for r in range(min(200, a.queries)):
             t = time.perf_counter()

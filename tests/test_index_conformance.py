@@ -8,7 +8,8 @@ from retrieval.errors import InputError, UnknownNameError
 from retrieval.index import BACKENDS, ExactIndex, FaissIndex, make_index
 from retrieval.relative import RelativeProjector
 
-SPECS = [{"backend": "exact"}, {"backend": "faiss", "factory": "Flat"}, {"backend": "inverted", "dtype": "float32"}]
+SPECS = [{"backend": "exact"}, {"backend": "faiss", "factory": "Flat"}, {"backend": "inverted", "dtype": "float32"},
+         {"backend": "torch", "device": "cpu"}]
 IDS = [s["backend"] for s in SPECS]
 
 
@@ -142,3 +143,26 @@ def test_inverted_with_fewer_touched_items_than_k_falls_back_to_every_score():
     secondary = np.array([0.1, 0.9, 0.5, 0.7])
     got = InvertedIndex("float32").add(x).search(q, 3, lambda r, c: secondary[c])[0]
     assert got.ids.tolist() == [2, 1, 3]  # the only match, then the untouched ones by secondary score
+
+
+def test_inverted_decodes_every_float16_weight_exactly():
+    from retrieval.inverted import InvertedIndex
+
+    vals = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    vals = vals[np.isfinite(vals) & (vals != 0)]  # every finite non-zero half: normals, subnormals, both signs
+    x = sp.csr_matrix((vals, (np.arange(len(vals)), np.zeros(len(vals), int))), shape=(len(vals), 2))
+    hits = InvertedIndex("float16").add(x).search(sp.csr_matrix(np.array([[1.0, 0.0]], np.float32)), len(vals))[0]
+    np.testing.assert_array_equal(np.sort(hits.scores), np.sort(vals))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["sparse", "dense"])
+def test_torch_on_cuda_matches_exact(kind):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    from retrieval.index import TorchIndex
+
+    x, q = data(kind, n=5000, m=50)
+    for a, b in zip(ExactIndex().add(x).search(q, 10), TorchIndex("cuda").add(x).search(q, 10)):
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)

@@ -104,12 +104,37 @@ def test_centring_subtracts_the_anchor_mean_before_cosine():
 
 
 @pytest.mark.parametrize("center", [False, True])
-def test_faiss_selection_equals_numpy_selection(center):
+@pytest.mark.parametrize("select", ["heap", "faiss", "torch"])
+def test_fused_selections_equal_numpy_selection(center, select):
     rng = np.random.default_rng(3)
     anchors, x = rng.normal(size=(3000, 48)).astype(np.float32), rng.normal(size=(500, 48)).astype(np.float32)
     a = RelativeProjector(k=40, p=4.0, center=center, select="numpy").fit(anchors).transform(x)
-    b = RelativeProjector(k=40, p=4.0, center=center, select="faiss").fit(anchors).transform(x)
+    b = RelativeProjector(k=40, p=4.0, center=center, select=select).fit(anchors).transform(x)
     assert (a.indices == b.indices).all() and (a.indptr == b.indptr).all()
     np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-6)
+
+
+def test_heap_selection_keeps_the_lowest_anchor_among_ties():
+    # duplicated anchors tie exactly; like the numpy path, the heap keeps the lowest numbers
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(50, 16)).astype(np.float32)
+    anchors = np.vstack([base, base, base])
+    x = rng.normal(size=(30, 16)).astype(np.float32)
+    for k in (1, 7, 50, 149):
+        a = RelativeProjector(k=k, p=2.0, select="numpy").fit(anchors).transform(x)
+        b = RelativeProjector(k=k, p=2.0, select="heap").fit(anchors).transform(x)
+        assert (a.indices == b.indices).all(), k
     with pytest.raises(InputError, match="select in"):
         RelativeProjector(select="gpu").fit(anchors)
+
+
+@pytest.mark.gpu
+def test_torch_selection_on_cuda_equals_cpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    rng = np.random.default_rng(3)
+    anchors, x = rng.normal(size=(20000, 384)).astype(np.float32), rng.normal(size=(500, 384)).astype(np.float32)
+    a = RelativeProjector(k=64, p=4.0, select="numpy").fit(anchors).transform(x)
+    b = RelativeProjector(k=64, p=4.0, select="torch", device="cuda").fit(anchors).transform(x)
+    assert np.mean(a.indices == b.indices) > 0.999
