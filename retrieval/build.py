@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -153,11 +154,14 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
                              f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
     k = min(DEFAULT_K, len(anchor_set)) if k is None else k
     RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(len(anchor_set))
+    clock = _Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
+    clock.lap("check_files")
 
     specs = {"image": image_encoder, "text": text_encoder, "audio": audio_encoder}
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]
     encoders = {m: load_encoder(specs[m], m, device=device) for m in needed}
+    clock.lap("load_models")
     enc_kw = dict(cache_dir=cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
     log.info("encoding %d anchor pairs (cached by content hash)", len(anchor_set))
     a_med = encode_anchors(anchor_set, encoders[modality], modality, **enc_kw)
@@ -165,8 +169,10 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
 
+    clock.lap("encode_anchors")
     item_vecs, captioned, cap_vecs = encode_corpus(rows, modality, encoders, batch_size=batch_size,
                                                    show_progress_bar=show_progress_bar)
+    clock.lap("encode_corpus")
     text_vecs = np.vstack([cap_vecs, a_txt]) if len(captioned) else a_txt
     texts = [rows[i]["caption"] for i in captioned] + list(anchor_set.captions)
     text_source = ["corpus"] * len(captioned) + ["anchor"] * len(anchor_set)
@@ -176,6 +182,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_med)
     txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_txt)
     item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
+    clock.lap("relativise")
 
     def fill(tmp: Path) -> Dict:
         indexes = write_indexes(tmp, index_spec, {f"{modality}_relative": item_rel, "text_relative": text_rel})
@@ -212,6 +219,20 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
                        "anchors": len(anchor_set), "skipped": len(skipped)},
             "next_ids": {"items": len(rows), "texts": len(texts)},
             "skipped": skipped[:MAX_SKIPPED_LISTED],
+            # seconds per stage (write = indexes, tables and translators; checksums come after)
+            "timings": dict(clock.laps, write=round(time.perf_counter() - clock.last, 3)),
         }
 
     return write_atomically(out, fill, overwrite=overwrite)
+
+
+class _Clock:
+    """Wall time per build stage, recorded in the manifest: where a build's minutes go."""
+
+    def __init__(self):
+        self.last, self.laps = time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now

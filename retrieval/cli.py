@@ -52,6 +52,9 @@ def cmd_build(a) -> int:
           f"{pivots}, {c['skipped']} skipped (k={m['projector']['k']}, p={m['projector']['p']})")
     for s in m.get("skipped", [])[:10]:
         print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    t = m.get("timings", {})
+    if t:
+        print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
     return 0
 
 
