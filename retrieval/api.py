@@ -73,6 +73,7 @@ class Collection:
     def __init__(self, folder: Path, manifest: Dict, *, device: str = "cpu",
                  encoders: Optional[Dict[str, Union[str, Encoder]]] = None):
         self.folder, self.manifest, self.device = Path(folder), manifest, device
+        self.timer = None  # optional callable(stage, seconds): per-stage query timings (encode, relativise, search)
         self.modality: str = manifest["items"]["modality"]
         self._encoders: Dict[str, Encoder] = {}
         for modality, enc in (encoders or {}).items():
@@ -222,20 +223,61 @@ class Collection:
             raise InputError(f"expected k >= 1, got {k!r}")
         target = self._target(target)
         encoder = self.encoder(modality)  # first: its error says how to add a modality
+        self.plan(modality, target, route)  # fail on an impossible route before encoding
+        with self._stage("encode"):
+            q = encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return self.search_vectors(q, k=k, modality=modality, target=target, route=route)
+
+    def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
+                       route: Optional[str] = None) -> List[List[Hit]]:
+        """Search with embeddings already made by this collection's ``modality`` encoder (rows are
+        L2-normalised here)."""
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"expected k >= 1, got {k!r}")
+        target = self._target(target)
+        if modality not in self.manifest["encoders"]:
+            raise InputError(f"expected vectors of one of this collection's modalities "
+                             f"{sorted(self.manifest['encoders'])}, got {modality!r}")
+        dim = self.manifest["encoders"][modality]["dim"]
+        q = np.asarray(vectors, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != dim or not np.all(np.isfinite(q)):
+            raise InputError(f"expected finite {modality} vectors of width {dim} (the {self.manifest['encoders'][modality]['spec']} "
+                             f"encoder's), got an array of shape {q.shape}")
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
         p = self.plan(modality, target, route)
-        q = encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
         if p.route == "pivot":
-            q, modality = self._pivot(q, modality), p.via
+            with self._stage("relativise"):
+                q, modality = self._pivot(q, modality), p.via
         hits = self._run(p.then if p.route == "pivot" else p.route, q, modality, target, k)
         return [self._hits(h, target) for h in hits]
 
+    def _stage(self, name: str):
+        """Times a stage of a query for ``self.timer(stage, seconds)``, when one is set (the server's metrics)."""
+        import contextlib
+        import time
+
+        timer = getattr(self, "timer", None)
+        if timer is None:
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def timed():
+            t = time.perf_counter()
+            try:
+                yield
+            finally:
+                timer(name, time.perf_counter() - t)
+        return timed()
+
     def _run(self, route: str, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
         if route == "absolute":
-            return self.sides[target].abs_index().search(q, k)
+            with self._stage("search"):
+                return self.sides[target].abs_index().search(q, k)
         if route == "relative":
             return self._relative(q, modality, target, k)
         if route == "translation":
-            return self._translated(q, modality, target, k)
+            with self._stage("search"):
+                return self._translated(q, modality, target, k)
         return self._fused(q, modality, target, k)
 
     def _pivot(self, q: np.ndarray, modality: str) -> np.ndarray:
@@ -246,14 +288,16 @@ class Collection:
     def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0) -> List[Hits]:
         side = self.sides[target]
         proj, t_proj = self.projectors[modality], self.projectors[target]
-        q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
-        q_dense = np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
+        with self._stage("relativise"):
+            q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
+            q_dense = np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
 
         def secondary(row: int, cand: np.ndarray) -> np.ndarray:
             # float64: the same candidate gets the same score whichever other candidates a backend passes
             return t_proj.dense(side.abs[cand], np.float64) @ q_dense[row]
 
-        return side.index.search(q_rel, k + extra, secondary)
+        with self._stage("search"):
+            return side.index.search(q_rel, k + extra, secondary)
 
     def _translated(self, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
         """Translate into the target space; cosine there in the anchors' standard-scaled coordinates,

@@ -76,6 +76,17 @@ def cmd_delete(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    from .server import serve
+
+    if a.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {a.host}: anyone who can reach this address can query the collections",
+              file=sys.stderr)
+    serve(a.index, host=a.host, port=a.port, device=a.device,
+          limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k})
+    return 0
+
+
 def _targets(a, col, modality: str) -> List[str]:
     """auto: items for text queries and queries from a pivot modality; items and texts for queries
     of the items' own modality."""
@@ -267,6 +278,15 @@ def parser() -> argparse.ArgumentParser:
     de.add_argument("ids", nargs="+", type=int, help="item ids, as search prints them")
     de.set_defaults(func=cmd_delete)
 
+    sv = sub.add_parser("serve", help="HTTP API and web page over one or more collections (FastAPI)")
+    sv.add_argument("index", nargs="+", help="collection folders; each is served under its folder name")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-body-mb", type=int, default=10, help="largest request body or upload (default 10 MB)")
+    sv.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
+    common(sv)
+    sv.set_defaults(func=cmd_serve)
+
     targets = ["auto", "items", "image", "audio", "text"]
     s = sub.add_parser("search", help="search a collection with text, an image, a sound, or a file of queries")
     s.add_argument("index", help="collection folder")
@@ -342,7 +362,7 @@ def _quiet_model_loading() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if args.command in ("build", "add", "search", "classify", "demo", "eval") and not args.verbose:
+    if args.command in ("build", "add", "search", "classify", "demo", "eval", "serve") and not args.verbose:
         _quiet_model_loading()
     try:
         return args.func(args)

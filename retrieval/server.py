@@ -1,0 +1,298 @@
+"""HTTP API and web page over the same facade as the CLI (FastAPI; ``retrieval serve``).
+
+Safe by default: it binds to 127.0.0.1 unless told otherwise; request bodies, query lengths, k and
+image sizes are bounded; uploads are decoded with limits (Pillow's decompression-bomb guard at
+``max_image_pixels``); every error is JSON ``{"error": "..."}`` with a 4xx status and no stack
+trace. Files are served only as items of a collection, by id: no request names a path, and an item
+whose file resolves (through symlinks) outside its own folder is refused.
+
+Models and indexes load once, at start-up. Prometheus metrics count requests and time them per
+endpoint, and time the query stages (encode, relativise, search) per collection.
+"""
+
+# No "from __future__ import annotations" here: FastAPI reads the endpoint annotations at run time,
+# and they name types imported inside create_app (fastapi is an optional dependency).
+import io
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .errors import InputError, RetrievalError
+
+DEFAULT_LIMITS = {"max_body_bytes": 10 * 1024 * 1024, "max_query_chars": 1000, "max_k": 100,
+                  "max_image_pixels": 40_000_000, "max_labels": 1000}
+
+
+def _deps():
+    try:
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        raise InputError("the server needs the 'serve' extra: pip install 'retrieval[serve]' "
+                         "(fastapi, uvicorn, python-multipart, prometheus-client)") from exc
+
+
+def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
+               warm: bool = True):
+    """A FastAPI app serving ``{name: collection folder}``.
+
+    >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
+    """
+    _deps()
+    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+    from pydantic import BaseModel, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from .api import Collection
+
+    lim = dict(DEFAULT_LIMITS, **(limits or {}))
+    if not collections:
+        raise InputError("expected at least one collection folder to serve, got none")
+    cols: Dict[str, Collection] = {}
+    registry = CollectorRegistry()
+    requests = Counter("retrieval_requests_total", "HTTP requests", ["endpoint", "status"], registry=registry)
+    latency = Histogram("retrieval_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
+    stages = Histogram("retrieval_stage_seconds", "query stage latency", ["collection", "stage"], registry=registry)
+    for name, folder in collections.items():
+        col = Collection.open(folder, device=device)
+        col.timer = (lambda stage, s, name=name: stages.labels(name, stage).observe(s))
+        if warm:
+            for m in col.manifest["encoders"]:
+                col.encoder(m)
+        cols[name] = col
+    lock = threading.Lock()  # encoders are not guaranteed thread-safe; queries are short
+
+    app = FastAPI(title="retrieval", version="1",
+                  description="Cross-modal search with encoders never trained together (ASIF relative "
+                              "representations). Every error is JSON {\"error\": message}.")
+
+    def error(status: int, message: str):
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(RetrievalError)
+    async def _bad_input(request, exc):
+        return error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc):
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        return error(422, "invalid request: " + "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc):
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc):  # never a stack trace to the client
+        import logging
+
+        logging.getLogger(__name__).exception("unexpected error on %s", request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.middleware("http")
+    async def _guard_and_measure(request: Request, call_next):
+        route = request.scope.get("path", "")
+        endpoint = route.split("/")[1] if route.count("/") else route
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > lim["max_body_bytes"]):
+            resp = error(413, f"expected a request body of at most {lim['max_body_bytes']} bytes, got {length}")
+        elif length is None and request.method in ("POST", "PUT") and request.headers.get("transfer-encoding"):
+            resp = error(411, "expected a Content-Length header (chunked uploads are not accepted)")
+        else:
+            t = time.perf_counter()
+            resp = await call_next(request)
+            latency.labels(endpoint).observe(time.perf_counter() - t)
+        requests.labels(endpoint, str(resp.status_code)).inc()
+        return resp
+
+    def collection(name: str) -> Collection:
+        if name not in cols:
+            raise StarletteHTTPException(404, f"unknown collection {name!r}; serving: {sorted(cols)}")
+        return cols[name]
+
+    def check_k(k: int) -> int:
+        if not 1 <= k <= lim["max_k"]:
+            raise InputError(f"expected 1 <= k <= {lim['max_k']}, got {k}")
+        return k
+
+    def hits_json(col_name: str, hits) -> List[Dict]:
+        out = []
+        for h in hits:
+            d = h.to_dict()
+            if h.path is not None:
+                item = h.item_id if h.kind == "text" else h.id
+                d["url"] = f"/collections/{col_name}/items/{item}/file"
+            out.append(d)
+        return out
+
+    class SearchBody(BaseModel):
+        query: Optional[str] = Field(None, description="text query")
+        vector: Optional[List[float]] = Field(None, description="an embedding from the collection's encoder of `modality`")
+        modality: str = Field("text", description="modality of `vector` (text queries are always text)")
+        k: int = 10
+        target: Optional[str] = Field(None, description="items (default), image, audio or text")
+        route: Optional[str] = Field(None, description="force a route: absolute, relative, translation, fusion, pivot")
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "collections": sorted(cols)}
+
+    @app.get("/collections")
+    def list_collections():
+        return {name: c.info() for name, c in cols.items()}
+
+    @app.get("/collections/{name}")
+    def describe(name: str):
+        return collection(name).info()
+
+    @app.post("/collections/{name}/search")
+    def search(name: str, body: SearchBody):
+        col, k = collection(name), check_k(body.k)
+        if (body.query is None) == (body.vector is None):
+            raise InputError("expected exactly one of 'query' (text) or 'vector'")
+        with lock:
+            if body.query is not None:
+                if not body.query.strip():
+                    raise InputError("expected a non-empty text query")
+                if len(body.query) > lim["max_query_chars"]:
+                    raise InputError(f"expected a query of at most {lim['max_query_chars']} characters, "
+                                     f"got {len(body.query)}")
+                hits = col.search_many([body.query], k=k, modality="text", target=body.target, route=body.route)[0]
+                modality = "text"
+            else:
+                hits = col.search_vectors([body.vector], k=k, modality=body.modality, target=body.target,
+                                          route=body.route)[0]
+                modality = body.modality
+            plan = col.plan(modality, body.target, body.route)
+        return {"query": body.query, "modality": modality, "route": plan.route, "results": hits_json(name, hits)}
+
+    async def read_upload(file: UploadFile) -> bytes:
+        data = await file.read(lim["max_body_bytes"] + 1)
+        if not data:
+            raise InputError(f"expected a non-empty file upload, got an empty {file.filename!r}")
+        if len(data) > lim["max_body_bytes"]:
+            raise StarletteHTTPException(413, f"expected a file of at most {lim['max_body_bytes']} bytes")
+        return data
+
+    def as_query(data: bytes, filename: str):
+        """(query object, modality): an image decoded with limits, or a sound in a temporary file."""
+        from .tables import media_modality
+
+        kind = media_modality(filename or "")
+        if kind == "audio":
+            suffix = Path(filename).suffix.lower()
+            tmp = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
+            tmp.write(data)
+            tmp.close()
+            return tmp.name, "audio"
+        from PIL import Image, UnidentifiedImageError
+
+        import warnings
+
+        Image.MAX_IMAGE_PIXELS = lim["max_image_pixels"]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
+                img = Image.open(io.BytesIO(data))
+            with img:
+                if img.width * img.height > lim["max_image_pixels"]:
+                    raise InputError(f"expected an image of at most {lim['max_image_pixels']} pixels, "
+                                     f"got {img.width}x{img.height}")
+                img.load()
+                return img.copy(), "image"
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InputError(f"expected an image of at most {lim['max_image_pixels']} pixels: {exc}") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"expected an image (png, jpg, webp, ...) or a sound file (wav, mp3, ogg, flac), "
+                             f"got {filename!r}, which could not be decoded: {exc}") from exc
+
+    @app.post("/collections/{name}/search/file")
+    async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10),
+                          target: Optional[str] = Form(None), route: Optional[str] = Form(None)):
+        col, k = collection(name), check_k(k)
+        query, modality = as_query(await read_upload(file), file.filename)
+        try:
+            with lock:
+                hits = col.search_many([query], k=k, modality=modality, target=target, route=route)[0]
+                plan = col.plan(modality, target, route)
+        finally:
+            if modality == "audio":
+                os.unlink(query)
+        return {"query": file.filename, "modality": modality, "route": plan.route, "results": hits_json(name, hits)}
+
+    @app.post("/collections/{name}/classify")
+    async def classify(name: str, file: UploadFile = File(...), labels: str = Form(...), k: int = Form(5),
+                       template: Optional[str] = Form(None)):
+        col, k = collection(name), check_k(k)
+        names = [x.strip() for x in labels.replace(",", "\n").splitlines() if x.strip()]
+        if not names or len(names) > lim["max_labels"]:
+            raise InputError(f"expected 1 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
+        if template is not None and "{}" not in template:
+            raise InputError(f"expected a template containing {{}}, got {template!r}")
+        query, modality = as_query(await read_upload(file), file.filename)
+        if modality != col.modality:
+            raise InputError(f"expected a {col.modality} file to classify in this collection, got a {modality} file")
+        from .classify import DEFAULT_TEMPLATES
+
+        try:
+            with lock:
+                pred = col.classify([query], names, templates=[template] if template else DEFAULT_TEMPLATES,
+                                    k=min(k, len(names)))[0]
+        finally:
+            if modality == "audio":
+                os.unlink(query)
+        return {"file": file.filename, **pred.to_dict()}
+
+    @app.get("/collections/{name}/explain")
+    def explain(name: str, modality: str = Query("text"), target: Optional[str] = None, route: Optional[str] = None):
+        p = collection(name).plan(modality, target, route)
+        return {"route": p.route, "via": p.via, "then": p.then, "steps": list(p.steps), "text": p.explain(),
+                "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
+                                  "est_cost": r.cost} for r in p.alternatives]}
+
+    @app.get("/collections/{name}/items/{item_id}/file")
+    def item_file(name: str, item_id: int):
+        col = collection(name)
+        try:
+            row = col.item_row(item_id)
+        except InputError as exc:
+            raise StarletteHTTPException(404, str(exc))
+        recorded = Path(col.items["path"][row])
+        real = Path(os.path.realpath(recorded))
+        # a symlink that leads out of the item's own folder is not served
+        if not real.is_file() or os.path.commonpath([str(real), os.path.realpath(recorded.parent)]) != \
+                os.path.realpath(recorded.parent):
+            raise StarletteHTTPException(403, f"item {item_id}'s file is not a regular file inside its folder")
+        return FileResponse(str(real))
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page():
+        return (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
+
+    app.state.collections = cols
+    return app
+
+
+def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
+          limits: Optional[Dict] = None) -> None:
+    """Start the server (blocking). Collections are named by their folder names."""
+    import uvicorn
+
+    names: Dict[str, str] = {}
+    for f in folders:
+        name = Path(f).name
+        if name in names:
+            raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
+        names[name] = str(f)
+    app = create_app(names, device=device, limits=limits)
+    uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=64)

@@ -1,0 +1,145 @@
+"""The HTTP API over the fake-encoder collections: every endpoint, and bad input of every kind gets
+a JSON error with the right 4xx status (never a stack trace)."""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from retrieval import build_collection  # noqa: E402
+from retrieval.server import create_app  # noqa: E402
+
+FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", audio_encoder="fake-audio", cache_dir="",
+            k=3, p=2.0)
+
+
+@pytest.fixture
+def client(tiny_data, tone_data, fake_encoders, tmp_path):
+    img = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "squares",
+                           pivots=[tone_data["anchors"]], **FAKE)
+    snd = build_collection(tone_data["corpus"], tone_data["anchors"], tmp_path / "tones", **FAKE)
+    app = create_app({"squares": str(img), "tones": str(snd)}, limits={"max_body_bytes": 200_000, "max_k": 20,
+                                                                         "max_image_pixels": 1_000_000})
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.data = {"tiny": tiny_data, "tones": tone_data, "folder": img}
+        yield c
+
+
+def png_bytes(colour=(220, 30, 30), size=24):
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_health_collections_and_page(client):
+    assert client.get("/health").json() == {"status": "ok", "collections": ["squares", "tones"]}
+    info = client.get("/collections").json()
+    assert info["squares"]["modality"] == "image" and info["tones"]["modality"] == "audio"
+    assert client.get("/collections/tones").json()["counts"]["items"] == 8
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>retrieval</title>" in page.text and "http" not in page.text.split("<script>")[0].lower().replace("http-equiv", "")
+    assert "openapi" in client.get("/openapi.json").json()
+
+
+def test_search_by_text_vector_and_file(client):
+    r = client.post("/collections/squares/search", json={"query": "a red square", "k": 3}).json()
+    assert r["route"] == "relative" and len(r["results"]) == 3 and r["results"][0]["label"] is None
+    top = r["results"][0]
+    assert Path(top["path"]).stem == "red" and top["url"] == f"/collections/squares/items/{top['id']}/file"
+    assert client.get(top["url"]).content == Path(top["path"]).read_bytes()
+    # by vector: the same text's embedding gives the same answer
+    from retrieval import Collection
+
+    vec = Collection.open(client.data["folder"]).encoder("text").encode(["a red square"])[0].tolist()
+    r2 = client.post("/collections/squares/search", json={"vector": vec, "modality": "text", "k": 3}).json()
+    assert [h["id"] for h in r2["results"]] == [h["id"] for h in r["results"]]
+    # by uploaded image and by uploaded sound (the pivot route)
+    r3 = client.post("/collections/squares/search/file", files={"file": ("q.png", png_bytes(), "image/png")},
+                     data={"k": "2"}).json()
+    assert r3["modality"] == "image" and Path(r3["results"][0]["path"]).stem == "red"
+    wav = Path(client.data["tones"]["corpus"]) / "blue.wav"
+    r4 = client.post("/collections/squares/search/file", files={"file": ("blue.wav", wav.read_bytes(), "audio/wav")}).json()
+    assert r4["route"] == "pivot" and Path(r4["results"][0]["path"]).stem == "blue"
+    r5 = client.post("/collections/tones/search", json={"query": "a yellow noise", "k": 1}).json()
+    assert Path(r5["results"][0]["path"]).stem == "yellow"
+
+
+def test_classify_and_explain(client):
+    r = client.post("/collections/squares/classify", files={"file": ("q.png", png_bytes((30, 40, 220)), "image/png")},
+                    data={"labels": "red, green, blue", "template": "a {} square", "k": "2"}).json()
+    assert r["labels"][0] == "blue" and len(r["labels"]) == 2
+    e = client.get("/collections/squares/explain", params={"modality": "audio"}).json()
+    assert e["route"] == "pivot" and e["via"] == "text" and "pivot into text" in e["text"]
+
+
+def test_metrics_count_requests_and_stages(client):
+    client.post("/collections/squares/search", json={"query": "a red square"})
+    text = client.get("/metrics").text
+    assert 'retrieval_requests_total{endpoint="collections",status="200"}' in text
+    assert 'retrieval_stage_seconds_count{collection="squares",stage="encode"}' in text
+    assert 'stage="relativise"' in text and 'stage="search"' in text
+
+
+@pytest.mark.parametrize("method,url,kwargs,status,message", [
+    ("post", "/collections/squares/search", {"json": {"query": ""}}, 400, "non-empty text query"),
+    ("post", "/collections/squares/search", {"json": {"query": "x" * 1001}}, 400, "at most 1000 characters"),
+    ("post", "/collections/squares/search", {"json": {"query": "a", "k": 0}}, 400, "1 <= k <= 20"),
+    ("post", "/collections/squares/search", {"json": {"query": "a", "k": 21}}, 400, "1 <= k <= 20"),
+    ("post", "/collections/squares/search", {"json": {"query": "a", "k": "many"}}, 422, "invalid request"),
+    ("post", "/collections/squares/search", {"json": {}}, 400, "exactly one of"),
+    ("post", "/collections/squares/search", {"json": {"vector": [1.0, 2.0]}}, 400, "width 32"),
+    ("post", "/collections/squares/search", {"json": {"query": "a", "route": "teleport"}}, 400, "expected a route"),
+    ("post", "/collections/squares/search", {"json": {"query": "a", "target": "smell"}}, 400, "expected a target"),
+    ("post", "/collections/nope/search", {"json": {"query": "a"}}, 404, "unknown collection 'nope'"),
+    ("post", "/collections/squares/search", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "invalid request"),
+    ("get", "/collections/squares/items/999/file", {}, 404, "expected an item id"),
+    ("get", "/collections/squares/items/..%2F..%2Fetc%2Fpasswd/file", {}, 404, "Not Found"),
+    ("get", "/collections/squares/items/%2E%2E/file", {}, 422, "invalid request"),
+    ("get", "/collections/..%2F..%2Fetc/items/0/file", {}, 404, "Not Found"),
+    ("get", "/collections/squares/items/-1/file", {}, 404, "expected an item id"),
+    ("get", "/collections/squares/explain?modality=smell", {}, 400, "got a query in 'smell'"),
+])
+def test_bad_requests_get_json_errors(client, method, url, kwargs, status, message):
+    r = getattr(client, method)(url, **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"] and "Traceback" not in r.text
+
+
+def test_bad_uploads(client):
+    url = "/collections/squares/search/file"
+    r = client.post(url, files={"file": ("notes.txt", b"just text", "text/plain")})
+    assert r.status_code == 400 and "could not be decoded" in r.json()["error"]
+    truncated = png_bytes(size=64)[:60]
+    r = client.post(url, files={"file": ("cut.png", truncated, "image/png")})
+    assert r.status_code == 400 and "could not be decoded" in r.json()["error"]
+    r = client.post(url, files={"file": ("empty.png", b"", "image/png")})
+    assert r.status_code == 400 and "non-empty file" in r.json()["error"]
+    big = io.BytesIO()
+    Image.new("L", (2000, 1000)).save(big, "PNG")  # 2 Mpx of black compresses to a few kB: a small bomb
+    r = client.post(url, files={"file": ("bomb.png", big.getvalue(), "image/png")})
+    assert r.status_code == 400 and "at most 1000000 pixels" in r.json()["error"]
+    r = client.post(url, files={"file": ("huge.png", b"\0" * 300_000, "image/png")})
+    assert r.status_code == 413 and "at most 200000 bytes" in r.json()["error"]
+    r = client.post("/collections/tones/classify", files={"file": ("q.png", png_bytes(), "image/png")},
+                    data={"labels": "a, b"})
+    assert r.status_code == 400 and "expected a audio file" in r.json()["error"]
+
+
+def test_symlinks_out_of_the_corpus_are_not_served(client, tmp_path):
+    from retrieval import Collection
+
+    col = Collection.open(client.data["folder"])
+    victim = Path(col.items["path"][0])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for you")
+    victim.unlink()
+    os.symlink(secret, victim)  # the corpus file now points outside its folder
+    r = client.get(f"/collections/squares/items/{col.item_ids[0]}/file")
+    assert r.status_code == 403 and "not for you" not in r.text
