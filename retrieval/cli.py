@@ -83,7 +83,7 @@ def cmd_serve(a) -> int:
         print(f"warning: serving on {a.host}: anyone who can reach this address can query the collections",
               file=sys.stderr)
     serve(a.index, host=a.host, port=a.port, device=a.device,
-          limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k})
+          limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout})
     return 0
 
 
@@ -284,6 +284,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--max-body-mb", type=int, default=10, help="largest request body or upload (default 10 MB)")
     sv.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
+    sv.add_argument("--timeout", type=float, default=30.0, help="seconds before a request is answered 503 (default 30)")
     common(sv)
     sv.set_defaults(func=cmd_serve)
 

@@ -12,6 +12,7 @@ endpoint, and time the query stages (encode, relativise, search) per collection.
 
 # No "from __future__ import annotations" here: FastAPI reads the endpoint annotations at run time,
 # and they name types imported inside create_app (fastapi is an optional dependency).
+import asyncio
 import io
 import os
 import tempfile
@@ -23,7 +24,7 @@ from typing import Dict, List, Optional, Sequence
 from .errors import InputError, RetrievalError
 
 DEFAULT_LIMITS = {"max_body_bytes": 10 * 1024 * 1024, "max_query_chars": 1000, "max_k": 100,
-                  "max_image_pixels": 40_000_000, "max_labels": 1000}
+                  "max_image_pixels": 40_000_000, "max_labels": 1000, "request_timeout_s": 30.0}
 
 
 def _deps():
@@ -106,7 +107,11 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             resp = error(411, "expected a Content-Length header (chunked uploads are not accepted)")
         else:
             t = time.perf_counter()
-            resp = await call_next(request)
+            try:
+                resp = await asyncio.wait_for(call_next(request), lim["request_timeout_s"])
+            except asyncio.TimeoutError:
+                resp = error(503, f"the request took longer than {lim['request_timeout_s']} s; try a smaller k "
+                                  f"or a shorter clip")
             latency.labels(endpoint).observe(time.perf_counter() - t)
         requests.labels(endpoint, str(resp.status_code)).inc()
         return resp

@@ -102,6 +102,23 @@ def test_transformers_vision_backend_on_tiny_random_model(tmp_path):
     check_contract(enc, imgs, "image")
 
 
+def test_transformers_audio_backend_on_tiny_random_model(tmp_path):
+    pytest.importorskip("librosa")
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from .conftest import tone
+
+    cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                         conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_feat_extract_layers=2,
+                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    Wav2Vec2Model(cfg).save_pretrained(tmp_path / "m")
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(tmp_path / "m")
+    enc = load_encoder(f"hf-audio:{tmp_path / 'm'}", "audio")
+    assert enc.dim == 16
+    clips = [tone(tmp_path / f"{hz}.wav", hz, seconds=0.3) for hz in (220, 440, 880)]
+    check_contract(enc, clips, "audio")
+
+
 def test_timm_backend_on_tiny_random_model():
     pytest.importorskip("timm", reason="timm needs torchvision, which does not install beside the CPU torch wheel here")
     # pretrained=False: the registry path asks the hub for weights; the adapter is what is tested here.

@@ -143,3 +143,11 @@ def test_symlinks_out_of_the_corpus_are_not_served(client, tmp_path):
     os.symlink(secret, victim)  # the corpus file now points outside its folder
     r = client.get(f"/collections/squares/items/{col.item_ids[0]}/file")
     assert r.status_code == 403 and "not for you" not in r.text
+
+
+def test_slow_requests_time_out_with_a_json_503(tiny_data, fake_encoders, tmp_path):
+    col = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", **FAKE)
+    app = create_app({"c": str(col)}, limits={"request_timeout_s": 1e-6})
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/collections/c/search", json={"query": "a red square"})
+    assert r.status_code == 503 and "took longer than" in r.json()["error"]

@@ -96,3 +96,31 @@ class AisfxAudioEncoder(AudioEncoder):
             out.append(emb[start:start + n].mean(0))
             start += n
         return np.stack(out)
+
+
+class TransformersAudioEncoder(AudioEncoder):
+    """A transformers audio model (wav2vec 2.0, HuBERT, AST, CLAP's audio tower…) by hub name or
+    local folder: its own feature extractor at its own sampling rate, then the mean of
+    ``last_hidden_state`` over time. Clips are encoded one at a time (no padding to mix in)."""
+
+    def __init__(self, model: str, *, name: str, device: str = "cpu"):
+        import torch
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        self.extractor = AutoFeatureExtractor.from_pretrained(model)
+        self.model = AutoModel.from_pretrained(model).to(device).eval()
+        self.sr = float(getattr(self.extractor, "sampling_rate", 16000))
+        dim = getattr(self.model.config, "hidden_size", None)
+        if dim is None:
+            raise InputError(f"cannot tell the feature width of {model!r}: its config has no hidden_size")
+        self.name, self.device, self.dim, self._torch = name, device, int(dim), torch
+
+    def _encode_batch(self, batch: List) -> np.ndarray:
+        out = []
+        for path in batch:
+            inputs = self.extractor(load_audio(path, self.sr), sampling_rate=int(self.sr), return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            with self._torch.inference_mode():
+                hidden = self.model(**inputs).last_hidden_state
+            out.append(hidden.mean(1)[0].float().cpu().numpy())
+        return np.stack(out)

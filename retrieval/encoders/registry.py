@@ -2,7 +2,7 @@
 
 A spec is ``NAME`` for a packaged model or ``BACKEND:ARGUMENT`` for a family, e.g.
 ``minilm``, ``efficientnet-lite0``, ``st:/models/my-sbert``, ``hf:sentence-transformers/all-MiniLM-L6-v2``,
-``hf-image:facebook/dinov2-small``, ``timm:resnet50.a1_in1k``, ``open_clip:ViT-B-32@laion2b_s34b_b79k``.
+``hf-image:facebook/dinov2-small``, ``hf-audio:facebook/wav2vec2-base``, ``timm:resnet50.a1_in1k``, ``open_clip:ViT-B-32@laion2b_s34b_b79k``.
 The spec is stored in a collection's manifest and rebuilds the same encoder at query time.
 """
 
@@ -44,6 +44,12 @@ def _aisfx(arg, *, name, device, modality):
     from .audio import AisfxAudioEncoder
 
     return AisfxAudioEncoder(name=name, device=device)
+
+
+def _hf_audio(arg, *, name, device, modality):
+    from .audio import TransformersAudioEncoder
+
+    return TransformersAudioEncoder(arg, name=name, device=device)
 
 
 def _hf_text(arg, *, name, device, modality):
@@ -88,6 +94,8 @@ REGISTRY: Dict[str, Backend] = {
     "hf": Backend(("text",), True, False, "transformers text model (hub name or folder), masked mean pooling", _hf_text),
     "st": Backend(("text",), True, False, "sentence-transformers model (hub name or folder)", _st),
     "hf-image": Backend(("image",), True, False, "transformers vision model (hub name or folder)", _hf_image),
+    "hf-audio": Backend(("audio",), True, False, "transformers audio model (hub name or folder), mean over time",
+                        _hf_audio),
     "timm": Backend(("image",), True, False, "timm model by name, pretrained, classifier removed", _timm),
     "open_clip": Backend(("image", "text"), True, False, "one tower of an open_clip model: ARCH@PRETRAINED", _open_clip),
 }
