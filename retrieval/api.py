@@ -52,14 +52,18 @@ class Hit:
 class _Side:
     """Everything the collection holds for one modality: rows, vectors, relative vectors, index."""
 
-    def __init__(self, modality, meta, abs_vecs, rel, index_spec, folder, stem):
+    def __init__(self, modality, meta, abs_vecs, rel, index_spec, folder, stem, dense_spec=None):
         self.modality, self.meta, self.abs = modality, meta, abs_vecs
         self.index = make_index(index_spec).load(str(folder), stem, rel)  # the index holds the relative vectors
-        self._abs_index: Optional[ExactIndex] = None
+        self._abs_index = None
+        self._dense = (dense_spec, folder, f"{modality}_absolute")
 
-    def abs_index(self) -> ExactIndex:
+    def abs_index(self):
+        """The absolute route's index: a built FAISS index when the collection has one, else exact."""
         if self._abs_index is None:
-            self._abs_index = ExactIndex().add(self.abs)
+            spec, folder, stem = self._dense
+            self._abs_index = (make_index(spec).load(str(folder), stem, self.abs) if spec
+                               else ExactIndex().add(self.abs))
         return self._abs_index
 
 
@@ -107,7 +111,8 @@ class Collection:
                 rel = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(self.anchor_captions))
             else:
                 rel = self.projectors[m].transform(vecs)
-            self.sides[m] = _Side(m, table, vecs, rel, manifest["indexes"][stem], self.folder, stem)
+            dense = manifest.get("dense_indexes", {}).get(f"{m}_absolute")
+            self.sides[m] = _Side(m, table, vecs, rel, manifest["indexes"][stem], self.folder, stem, dense)
         # Collections from before translators existed have only the anchor bridge.
         self.bridges = [Bridge("anchors", (self.modality, "text"), manifest["anchors"].get("source", ""))]
         self.bridges += [Bridge("anchors", tuple(pv["modalities"]), pv.get("source", ""), indexed=False)
@@ -304,7 +309,9 @@ class Collection:
         as the translator was fitted (and as the evaluation measured it)."""
         t = self.translators[(modality, target)]
         if target not in self._scaled:
-            self._scaled[target] = ExactIndex().add(t.scale_target(self.sides[target].abs))
+            spec = self.manifest.get("dense_indexes", {}).get(f"{target}_translated")
+            self._scaled[target] = (make_index(spec).load(str(self.folder), f"{target}_translated", None) if spec
+                                    else ExactIndex().add(t.scale_target(self.sides[target].abs)))
         return self._scaled[target].search(t.transform_scaled(q), k)
 
     def _fused(self, q: np.ndarray, modality: str, target: str, k: int, c: float = 60.0) -> List[Hits]:

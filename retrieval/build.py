@@ -32,6 +32,7 @@ DEFAULT_K = 256
 DEFAULT_P = 4.0
 DEFAULT_CENTER = True
 MAX_SKIPPED_LISTED = 100
+DENSE_TIE_MARGIN = 16
 
 
 def parse_index_spec(spec: str) -> Dict:
@@ -117,6 +118,42 @@ def write_indexes(tmp: Path, index_spec: Dict, relatives: Dict) -> Dict:
     return out
 
 
+def dense_spec(dense_index: Optional[str], n: int, d: int, max_memory=None,
+               max_query_ms: Optional[float] = None) -> Optional[Dict]:
+    """The FAISS spec for the items' dense routes: None (exact, the default), ``"auto"`` (chosen by
+    :func:`retrieval.budget.plan_dense` under the budgets) or an explicit factory string."""
+    if dense_index in (None, "", "exact"):
+        if max_memory is not None or max_query_ms is not None:
+            raise InputError("expected --dense-index auto (or a FAISS factory) with --max-memory/--max-query-ms, "
+                             f"got dense index {dense_index!r}")
+        return None
+    if dense_index == "auto":
+        from .budget import plan_dense
+
+        plan = plan_dense(n, d, max_memory=max_memory, max_query_ms=max_query_ms)
+        return {"backend": "faiss", "factory": plan.chosen.factory, "params": plan.chosen.params,
+                "estimate": {"bytes": plan.chosen.est_bytes, "ms_per_query": round(plan.chosen.est_ms, 4),
+                             "max_memory": max_memory, "max_query_ms": max_query_ms}}
+    return {"backend": "faiss", "factory": dense_index}
+
+
+def write_dense_indexes(tmp: Path, spec: Optional[Dict], modality: str, item_vecs: np.ndarray,
+                        translator: Translator) -> Dict:
+    """FAISS indexes for the dense routes into the items' space: the items' own embeddings (absolute
+    route) and the same in the text->item translator's scaled coordinates (translation route)."""
+    if spec is None:
+        return {}
+    out = {}
+    # Dense embeddings rarely tie (unlike sparse relative vectors at 0): a small candidate margin
+    # keeps approximate indexes fast.
+    build = dict({k: v for k, v in spec.items() if k != "estimate"}, tie_margin=DENSE_TIE_MARGIN)
+    for stem, vecs in ((f"{modality}_absolute", item_vecs), (f"{modality}_translated", translator.scale_target(item_vecs))):
+        idx = make_index(build).add(np.ascontiguousarray(vecs, np.float32))
+        out[stem] = dict(idx.spec(), files=idx.save(str(tmp), stem), **({"estimate": spec["estimate"]}
+                                                                         if "estimate" in spec else {}))
+    return out
+
+
 def _anchor_table(anchor_set: AnchorSet, media_vecs: np.ndarray, text_vecs: np.ndarray) -> pa.Table:
     m = anchor_set.modality
     return pa.table({m: pa.array(anchor_set.paths, pa.string()), "caption": pa.array(anchor_set.captions, pa.string()),
@@ -126,7 +163,8 @@ def _anchor_table(anchor_set: AnchorSet, media_vecs: np.ndarray, text_vecs: np.n
 def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encoder: str = DEFAULT_ENCODERS["image"],
                      text_encoder: str = DEFAULT_ENCODERS["text"], audio_encoder: str = DEFAULT_ENCODERS["audio"],
                      k: Optional[int] = None, p: float = DEFAULT_P, kind: str = "asif", center: bool = DEFAULT_CENTER,
-                     index: str = "exact", overwrite: bool = False, cache_dir: Optional[str] = None,
+                     index: str = "exact", dense_index: Optional[str] = None, max_memory=None,
+                     max_query_ms: Optional[float] = None, overwrite: bool = False, cache_dir: Optional[str] = None,
                      batch_size: int = 32, show_progress_bar: Optional[bool] = None, device: str = "cpu") -> Path:
     """Build a collection folder from a corpus and a parallel anchor set; return its path.
 
@@ -134,6 +172,10 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     (image, caption) anchors, a sound corpus (audio, caption) anchors. ``pivots`` are further anchor
     sets linking another modality with text (e.g. sounds and their names for an image collection):
     they let queries of that modality reach the collection through text (the planner's pivot route).
+
+    ``dense_index`` (``"auto"`` under ``max_memory`` / ``max_query_ms``, or a FAISS factory) builds
+    FAISS indexes for the dense routes into the items (absolute and translation); by default those
+    routes search exactly.
 
     Corrupt or unreadable corpus files are skipped, counted and named in the manifest
     (``skipped``); anchor problems are errors, because a dropped anchor would break the pairing.
@@ -161,6 +203,15 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     specs = {"image": image_encoder, "text": text_encoder, "audio": audio_encoder}
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]
     encoders = {m: load_encoder(specs[m], m, device=device) for m in needed}
+    dspec = dense_spec(dense_index, len(rows), encoders[modality].dim, max_memory, max_query_ms)  # fails before encoding
+    if dspec is not None:
+        import faiss
+
+        try:
+            faiss.index_factory(encoders[modality].dim, dspec["factory"], faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise InputError(f"expected a FAISS factory string for --dense-index, such as 'HNSW32' or "
+                             f"'IVF1024,Flat', got {dspec['factory']!r}: {exc}") from exc
     clock.lap("load_models")
     enc_kw = dict(cache_dir=cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
     log.info("encoding %d anchor pairs (cached by content hash)", len(anchor_set))
@@ -188,10 +239,13 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
         indexes = write_indexes(tmp, index_spec, {f"{modality}_relative": item_rel, "text_relative": text_rel})
         # Direct translators both ways, fitted on the same anchors: the planner's translation route.
         bridges = [{"kind": "anchors", "modalities": [modality, "text"], "name": anchor_set.source}]
+        translators = {}
         for src, dst, xs, ys in (("text", modality, a_txt, a_med), (modality, "text", a_med, a_txt)):
             fname = f"translator-{src}-{dst}.parquet"
-            save_translator(Translator("orthogonal").fit(xs, ys), str(tmp / fname))
+            translators[src, dst] = Translator("orthogonal").fit(xs, ys)
+            save_translator(translators[src, dst], str(tmp / fname))
             bridges.append({"kind": "translator", "modalities": [src, dst], "name": "orthogonal", "file": fname})
+        dense = write_dense_indexes(tmp, dspec, modality, item_vecs, translators["text", modality])
         pivot_meta = []
         for pv, (pm, pt) in zip(pivot_sets, pivot_vecs):
             fname = f"anchors-{pv.modality}.parquet"
@@ -214,6 +268,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
             "projector": med_proj.get_params(),
             "corpus": {"source": str(corpus)},
             "indexes": indexes,
+            **({"dense_indexes": dense} if dense else {}),
             "bridges": bridges,
             "counts": {"items": len(rows), "texts": len(texts), "corpus_captions": len(captioned),
                        "anchors": len(anchor_set), "skipped": len(skipped)},

@@ -41,7 +41,9 @@ def cmd_build(a) -> int:
     from .build import build_collection
 
     path = build_collection(a.corpus, a.anchors, a.out, pivots=a.pivot_anchors or (), image_encoder=a.image_encoder,
-                            text_encoder=a.text_encoder, audio_encoder=a.audio_encoder, k=a.k, p=a.p, kind=a.kind, center=a.center, index=a.index, overwrite=a.overwrite, cache_dir=a.cache_dir,
+                            text_encoder=a.text_encoder, audio_encoder=a.audio_encoder, k=a.k, p=a.p, kind=a.kind,
+                            center=a.center, index=a.index, dense_index=a.dense_index, max_memory=a.max_memory,
+                            max_query_ms=a.max_query_ms, overwrite=a.overwrite, cache_dir=a.cache_dir,
                             batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device)
     from .collection import read_manifest
 
@@ -260,6 +262,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULT_CENTER,
                    help=f"centre embeddings on their anchors' mean before cosine (default {DEFAULT_CENTER})")
     b.add_argument("--index", default="exact", help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")
+    b.add_argument("--dense-index", default=None, metavar="auto|FACTORY",
+                   help="FAISS index for the dense routes into the items (image->image, translation): 'auto' picks "
+                        "the most exact of Flat / HNSW32 / IVF,Flat / IVF,PQ within --max-memory and --max-query-ms; "
+                        "default: exact search")
+    b.add_argument("--max-memory", default=None, help="memory budget for --dense-index auto, e.g. 4G or 500M")
+    b.add_argument("--max-query-ms", type=float, default=None, help="latency budget for --dense-index auto (ms)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
     b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
     b.add_argument("--batch-size", type=int, default=32)

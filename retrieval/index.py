@@ -124,9 +124,21 @@ class FaissIndex(Index):
 
     name = "faiss"
 
-    def __init__(self, factory: str = "Flat", use_gpu: Optional[bool] = None):
+    def __init__(self, factory: str = "Flat", use_gpu: Optional[bool] = None, params: str = "",
+                 tie_margin: int = TIE_MARGIN):
         super().__init__()
-        self.factory, self.use_gpu, self._index = factory, use_gpu, None
+        self.factory, self.use_gpu, self.params, self._index = factory, use_gpu, params or "", None
+        self.tie_margin = int(tie_margin)
+
+    def _apply_params(self) -> None:
+        """Search parameters such as ``"efSearch=128"`` or ``"nprobe=32"`` (comma separated)."""
+        if self.params and self._index is not None:
+            faiss = self._faiss()
+            try:
+                faiss.ParameterSpace().set_index_parameters(self._index, self.params)
+            except RuntimeError as exc:
+                raise InputError(f"expected FAISS search parameters for {self.factory!r} such as 'nprobe=32' "
+                                 f"or 'efSearch=128', got {self.params!r}: {exc}") from exc
 
     @staticmethod
     def _faiss():
@@ -162,6 +174,7 @@ class FaissIndex(Index):
             if not cpu.is_trained:
                 cpu.train(x)
             self._index = self._maybe_gpu(cpu)
+            self._apply_params()
         self._index.add(x)
         return self
 
@@ -173,7 +186,7 @@ class FaissIndex(Index):
         self._check(q)
         if len(self) == 0:
             return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)) for _ in q]
-        kk = min(len(self), k + TIE_MARGIN)
+        kk = min(len(self), k + self.tie_margin)
         scores, ids = self._index.search(q, kk)
         out = []
         for r in range(q.shape[0]):
@@ -183,7 +196,10 @@ class FaissIndex(Index):
         return out
 
     def spec(self) -> Dict:
-        return {"backend": self.name, "factory": self.factory}
+        extra = {"params": self.params} if self.params else {}
+        if self.tie_margin != TIE_MARGIN:
+            extra["tie_margin"] = self.tie_margin
+        return {"backend": self.name, "factory": self.factory, **extra}
 
     def save(self, folder: str, stem: str) -> List[str]:
         faiss = self._faiss()
@@ -199,6 +215,7 @@ class FaissIndex(Index):
         faiss = self._faiss()
         cpu = faiss.read_index(os.path.join(folder, f"{stem}.faiss"))
         self.dim, self._index = cpu.d, self._maybe_gpu(cpu)
+        self._apply_params()
         return self
 
 
@@ -289,7 +306,8 @@ def make_index(spec: Dict) -> Index:
     if backend not in BACKENDS:
         raise UnknownNameError(f"unknown index backend {backend!r}; known: {', '.join(BACKENDS)}")
     if backend == "faiss":
-        return FaissIndex(spec.get("factory", "Flat"), spec.get("use_gpu"))
+        return FaissIndex(spec.get("factory", "Flat"), spec.get("use_gpu"), spec.get("params", ""),
+                          spec.get("tie_margin", TIE_MARGIN))
     if backend == "inverted":
         return InvertedIndex(spec.get("dtype", "float16"), items=spec.get("items"))
     if backend == "torch":

@@ -22,9 +22,9 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 import pyarrow as pa
 
-from .arrowio import sparse_from_columns, write_parquet_atomic
+from .arrowio import dense_from_column, sparse_from_columns, write_parquet_atomic
 from .build import (MAX_SKIPPED_LISTED, encode_corpus, items_table, load_corpus, texts_table,
-                    write_indexes)
+                    write_dense_indexes, write_indexes)
 from .collection import FORMAT_VERSION, now_iso, read_parquet, write_atomically
 from .errors import InputError
 
@@ -49,7 +49,12 @@ def _next_ids(col) -> Dict[str, int]:
 def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes: Dict) -> Path:
     folder, manifest, modality = col.folder, col.manifest, col.modality
     index_spec = {k: v for k, v in manifest["indexes"][f"{modality}_relative"].items() if k not in ("files", "items")}
-    index_files = {f for spec in manifest["indexes"].values() for f in spec.get("files", [])}
+    dense = manifest.get("dense_indexes", {})
+    index_files = {f for spec in list(manifest["indexes"].values()) + list(dense.values()) for f in spec.get("files", [])}
+    dense_spec = None
+    if dense:  # rebuilt like the relative indexes, with the same factory and parameters
+        first = dense[f"{modality}_absolute"]
+        dense_spec = {k: v for k, v in first.items() if k not in ("files",)}
 
     def fill(tmp: Path) -> Dict:
         for name in manifest["files"]:
@@ -63,6 +68,10 @@ def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes:
         write_parquet_atomic(texts, str(tmp / "texts.parquet"))
         indexes = write_indexes(tmp, index_spec, {f"{modality}_relative": item_rel, "text_relative": text_rel})
         out = {k: v for k, v in manifest.items() if k != "files"}
+        if dense_spec is not None:
+            vecs = dense_from_column(items.column(f"{modality}_vector"), manifest["encoders"][modality]["dim"])
+            out["dense_indexes"] = write_dense_indexes(tmp, dense_spec, modality, vecs,
+                                                       col.translators[("text", modality)])
         out["format_version"] = FORMAT_VERSION  # a version 1 collection is written back as version 2
         captions = int(np.sum(np.asarray(texts.column("source").to_pylist()) == "corpus"))
         out.update(indexes=indexes, next_ids=changes.pop("next_ids"),

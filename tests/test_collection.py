@@ -241,3 +241,37 @@ def test_collection_without_translators_still_opens(tiny_collection):
     assert col.search("a red square", k=1)[0].path.endswith("red.png")
     with pytest.raises(InputError, match="route 'translation' is impossible"):
         col.search("a red square", route="translation")
+
+
+@pytest.mark.parametrize("dense", ["Flat", "HNSW32", "auto"])
+def test_dense_routes_through_a_built_faiss_index(tiny_data, fake_encoders, tmp_path, dense):
+    exact = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "e", k=3, p=2.0,
+                                             cache_dir="", **FAKE))
+    built = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", k=3, p=2.0,
+                                             cache_dir="", dense_index=dense, max_memory="1G" if dense == "auto" else None,
+                                             **FAKE))
+    spec = built.manifest["dense_indexes"]["image_absolute"]
+    assert spec["backend"] == "faiss" and "image_absolute.faiss" in built.manifest["files"]
+    assert "image_translated.faiss" in built.manifest["files"]
+    if dense == "auto":  # 8 vectors fit any budget: the exact structure is chosen
+        assert spec["factory"] == "Flat" and spec["estimate"]["max_memory"] == "1G"
+    for img in tiny_data["anchor_images"][:4]:  # image -> image (absolute route)
+        assert [h.id for h in exact.search(img, k=3)] == [h.id for h in built.search(img, k=3)]
+    for q in ["a red square", "a blue square"]:
+        assert ([h.id for h in exact.search(q, k=3, route="translation")]
+                == [h.id for h in built.search(q, k=3, route="translation")])
+    # updates rebuild the dense indexes too
+    grown = built.add(tiny_data["anchors"])
+    assert grown.manifest["dense_indexes"]["image_absolute"]["factory"] == spec["factory"]
+    assert len(grown.sides["image"].abs_index()) == 16
+
+
+def test_dense_budgets_that_nothing_fits_fail_before_encoding(tiny_data, fake_encoders, tmp_path):
+    with pytest.raises(InputError, match="none fits by estimate"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "x", dense_index="auto",
+                         max_memory="10", **FAKE)
+    with pytest.raises(InputError, match="FAISS factory string for --dense-index"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "x", dense_index="Bogus7", **FAKE)
+    with pytest.raises(InputError, match="expected --dense-index auto"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "x", max_query_ms=5, **FAKE)
+    assert fake_encoders["fake-image"].calls == 0

@@ -1,0 +1,77 @@
+"""Dense routes: each structure the budget planner can choose, against exact search, in one run.
+
+Vectors are derived from real encodings (MiniLM 384-d texts of the emoji names, perturbed), as in
+bench_relativise.py; queries are other perturbations of the same real vectors. For each option of
+`retrieval.budget.options` (Flat, HNSW32, IVF-Flat, IVF-PQ) it reports recall@10 against the exact
+answer, batch queries/s and the ratio to exact (Flat) queries/s, build time, and what the planner
+estimated, through the engine's own FaissIndex (candidate margin as for dense routes).
+
+    python scripts/bench_dense.py --out results/bench/dense.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--items", type=int, default=200_000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_relativise import real_vectors
+
+    from retrieval.budget import options, plan_dense
+    from retrieval.build import DENSE_TIE_MARGIN
+    from retrieval.index import FaissIndex
+
+    rng = np.random.default_rng(0)
+    x = real_vectors(a.dim, a.items, rng)
+    q = real_vectors(a.dim, a.queries, rng)
+    lines = [f"Dense routes: {a.items:,} vectors of width {a.dim} derived from real encodings, {a.queries} queries, "
+             f"top-10 through FaissIndex (candidate margin {DENSE_TIE_MARGIN}); {os.cpu_count()} CPU cores.", "",
+             f"Command: `python scripts/bench_dense.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), "",
+             "| index | params | build s | queries/s | x exact | recall@10 vs exact | est. MB | est. ms/query |",
+             "|---|---|---|---|---|---|---|---|"]
+    truth, exact_qps = None, None
+    for o in options(a.items, a.dim):
+        t = time.perf_counter()
+        idx = FaissIndex(o.factory, params=o.params, tie_margin=DENSE_TIE_MARGIN).add(x)
+        build_s = time.perf_counter() - t
+        idx.search(q[:10], 10)
+        best = np.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            hits = idx.search(q, 10)
+            best = min(best, time.perf_counter() - t)
+        ids = np.vstack([h.ids for h in hits])
+        if truth is None:
+            truth, exact_qps = ids, a.queries / best
+        recall = float(np.mean([len(set(g) & set(e)) / 10 for g, e in zip(ids.tolist(), truth.tolist())]))
+        qps = a.queries / best
+        lines.append(f"| {o.factory} | {o.params} | {build_s:.1f} | {qps:,.0f} | {qps / exact_qps:.1f} | {recall:.3f} | "
+                     f"{o.est_bytes / 2**20:.0f} | {o.est_ms:.3f} |")
+        print(lines[-1], flush=True)
+    for budget in ({"max_query_ms": 1.0}, {"max_memory": "100M"}):
+        p = plan_dense(a.items, a.dim, **budget)
+        lines.append(f"\nWith {budget}, the planner chooses {p.chosen.factory} ({p.chosen.params or 'no parameters'}).")
+    text = "\n".join(lines)
+    print(text)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
