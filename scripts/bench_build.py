@@ -17,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from benchlib import report  # noqa: E402
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,11 +53,7 @@ def main(argv=None) -> int:
                          f"{tm['check_files']:.1f} | {tm['relativise']:.2f} | {write_all:.2f} | "
                          f"{overhead / encode:.1%} |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
+    report(lines, a.out)
     return 0
 
 

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from benchlib import report  # noqa: E402
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -28,7 +31,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from bench_relativise import real_vectors
 
     from retrieval.budget import options, plan_dense
@@ -65,11 +67,7 @@ def main(argv=None) -> int:
     for budget in ({"max_query_ms": 1.0}, {"max_memory": "100M"}):
         p = plan_dense(a.items, a.dim, **budget)
         lines.append(f"\nWith {budget}, the planner chooses {p.chosen.factory} ({p.chosen.params or 'no parameters'}).")
-    text = "\n".join(lines)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
+    report(lines, a.out)
     return 0
 
 

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from benchlib import report  # noqa: E402
+
 
 def real_vectors(d: int, n: int, rng) -> np.ndarray:
     """n unit vectors of width d around real encodings (cached anchor vectors of the emoji data)."""
@@ -100,11 +103,7 @@ def main(argv=None) -> int:
             rate = a.vectors / secs
             lines.append(f"| {d} | {name} | {rate:,.0f} | {flops / secs / sgemm:.0%} | {base_s / secs:.2f} | "
                          f"{'' if agree is None else f'{agree:.4f}'} |")
-    text = "\n".join(lines)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
+    report(lines, a.out)
     return 0
 
 

@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchlib import report  # noqa: E402
 import scipy.sparse as sp
 
 
@@ -165,11 +168,7 @@ def main(argv=None) -> int:
     for name, qps, lat, mem, rec in rows:
         mem_s = "" if mem is None else f"{mem:,} ({mem / budget:.2f} x items*k*6)"
         lines.append(f"| {name} | {qps:,.1f} | {lat or ''} | {mem_s} | {rec:.3f} | {qps / torch_qps:.1f} |")
-    text = "\n".join(lines)
-    print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
+    report(lines, a.out)
     return 0
 
 

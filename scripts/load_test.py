@@ -18,6 +18,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from benchlib import report  # noqa: E402
+
 QUERIES = ["an emoji of a red apple", "an emoji of a dog face", "an emoji of a rocket", "an emoji of a birthday cake",
            "an emoji of the flag of Japan", "an emoji of a cat", "an emoji of a smiling face", "an emoji of a tree",
            "an emoji of a car", "an emoji of a musical note", "an emoji of rain", "an emoji of a heart"]
@@ -75,12 +78,9 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|---|---|---|",
         f"| {len(lat)} | {len(errors)} | {statuses} | {len(lat) / wall:.1f} | {np.percentile(ms, 50):.0f} | "
         f"{np.percentile(ms, 90):.0f} | {np.percentile(ms, 99):.0f} | {ms.max():.0f} |"])
-    print(text)
+    report([text], a.out)
     for e in errors[:5]:
         print("error:", e, file=sys.stderr)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
     return 1 if errors else 0
 
 
