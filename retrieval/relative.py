@@ -27,7 +27,9 @@ KINDS = ("asif", "cosine")
 # "auto" = heap from HEAP_MIN_ANCHORS anchors, where selection starts to cost more than the GEMM.
 # "torch" runs the similarity GEMM and torch.topk on ``device`` (a CUDA GPU when there is one;
 # ties at the k-th go in torch's order).
-SELECTS = ("auto", "numpy", "heap", "faiss", "torch")
+# "hnsw" is approximate: an HNSW graph over the anchors (FAISS, M=32, efSearch=ef) finds most of the
+# true top k for anchor sets in the millions; its recall is measured by scripts/bench_relativise.py.
+SELECTS = ("auto", "numpy", "heap", "faiss", "torch", "hnsw")
 HEAP_MIN_ANCHORS = 4096
 HEAP_BLOCK, HEAP_COLS = 1024, 32768  # heap path: rows x anchors a block (128 MB of similarities; measured best)
 # Rows per block: bounds the dense similarity block at BLOCK x n_anchors floats.
@@ -98,8 +100,9 @@ class RelativeProjector:
     """
 
     def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False,
-                 select: str = "auto", device: str = "cpu"):
+                 select: str = "auto", device: str = "cpu", ef: int = 256):
         self.k, self.p, self.kind, self.center, self.select, self.device = k, p, kind, center, select, device
+        self.ef = ef
 
     def check_params(self, n_anchors: int) -> None:
         """Raise InputError unless the parameters suit ``n_anchors`` anchors (call before costly encoding)."""
@@ -141,14 +144,18 @@ class RelativeProjector:
             import torch
 
             self._torch_anchors = torch.from_numpy(np.ascontiguousarray(self.anchors_)).to(self.device)
-        if self.select == "faiss":
+        if self.select in ("faiss", "hnsw"):
             try:
                 import faiss
             except ImportError as exc:
-                raise InputError("select='faiss' needs faiss; pip install faiss-cpu") from exc
+                raise InputError(f"select={self.select!r} needs faiss; pip install faiss-cpu") from exc
+            if self.select == "hnsw":
+                self._flat = faiss.IndexHNSWFlat(self.dim_, 32, faiss.METRIC_INNER_PRODUCT)
+                self._flat.hnsw.efConstruction = 80
+                self._flat.hnsw.efSearch = max(int(self.ef), int(self.k))
             else:
                 self._flat = faiss.IndexFlatIP(self.dim_)
-                self._flat.add(np.ascontiguousarray(self.anchors_, np.float32))
+            self._flat.add(np.ascontiguousarray(self.anchors_, np.float32))
         return self
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:

@@ -138,3 +138,13 @@ def test_torch_selection_on_cuda_equals_cpu():
     a = RelativeProjector(k=64, p=4.0, select="numpy").fit(anchors).transform(x)
     b = RelativeProjector(k=64, p=4.0, select="torch", device="cuda").fit(anchors).transform(x)
     assert np.mean(a.indices == b.indices) > 0.999
+
+
+def test_hnsw_selection_finds_most_of_the_true_top_k():
+    rng = np.random.default_rng(5)
+    anchors, x = rng.normal(size=(5000, 32)).astype(np.float32), rng.normal(size=(200, 32)).astype(np.float32)
+    exact = RelativeProjector(k=20, p=4.0, select="numpy").fit(anchors).transform(x)
+    approx = RelativeProjector(k=20, p=4.0, select="hnsw").fit(anchors).transform(x)
+    recall = np.mean([len(set(exact[i].indices) & set(approx[i].indices)) / 20 for i in range(200)])
+    assert 0.9 <= recall <= 1.0
+    assert (np.diff(approx.indptr) == 20).all() and np.all(np.diff(approx.indices.reshape(200, 20), axis=1) > 0)
