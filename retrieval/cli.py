@@ -198,13 +198,13 @@ def cmd_info(a) -> int:
         return 0
     c, e, pr = info["counts"], info["encoders"], info["projector"]
     print(f"collection   {info['path']} (format v{info['format_version']}, created {info['created']})")
-    print(f"encoders     " + ", ".join(f"{m} {x['spec']} ({x['dim']}-d)" for m, x in e.items()))
+    print("encoders     " + ", ".join(f"{m} {x['spec']} ({x['dim']}-d)" for m, x in e.items()))
     print(f"anchors      {info['anchors']['count']} {info['modality']}-text pairs from {info['anchors']['source']} "
           f"(sha256 {info['anchors']['content_hash'][:12]}…)")
     for pv in info["pivots"]:
         print(f"pivot        {pv['count']} {'-'.join(pv['modalities'])} pairs from {pv['source']} (k={pv['k']})")
     print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}")
-    print(f"indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
+    print("indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
     print(f"counts       {c['items']} {info['modality']} items, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
     print(f"size         {info['bytes_on_disk'] / 1e6:.1f} MB on disk")
     return 0

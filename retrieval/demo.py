@@ -33,8 +33,6 @@ STEPS = 6
 def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Optional[int] = None,
              show_progress_bar: Optional[bool] = None) -> int:
     if limit is not None and limit < 1:
-        from .errors import InputError
-
         raise InputError(f"expected --limit >= 1 (number of emoji concepts), got {limit}")
     t0 = time.perf_counter()
     must = ["red apple"] + (["dog face", "rocket", "birthday cake", "flag: Japan"] if limit else [])

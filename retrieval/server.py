@@ -200,7 +200,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
         import warnings
 
-        Image.MAX_IMAGE_PIXELS = lim["max_image_pixels"]
+        Image.MAX_IMAGE_PIXELS = lim["max_image_pixels"]  # process-wide: this process only serves
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
@@ -240,12 +240,12 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             raise InputError(f"expected 1 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
         if template is not None and "{}" not in template:
             raise InputError(f"expected a template containing {{}}, got {template!r}")
-        query, modality = as_query(await read_upload(file), file.filename)
-        if modality != col.modality:
-            raise InputError(f"expected a {col.modality} file to classify in this collection, got a {modality} file")
         from .classify import DEFAULT_TEMPLATES
 
-        try:
+        query, modality = as_query(await read_upload(file), file.filename)
+        try:  # the refusal below is inside the try: an uploaded sound's temporary file is removed either way
+            if modality != col.modality:
+                raise InputError(f"expected a {col.modality} file to classify in this collection, got a {modality} file")
             with lock:
                 pred = col.classify([query], names, templates=[template] if template else DEFAULT_TEMPLATES,
                                     k=min(k, len(names)))[0]

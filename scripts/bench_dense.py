@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
+from benchlib import best_of, recall_at, report  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -51,15 +51,11 @@ def main(argv=None) -> int:
         idx = FaissIndex(o.factory, params=o.params, tie_margin=DENSE_TIE_MARGIN).add(x)
         build_s = time.perf_counter() - t
         idx.search(q[:10], 10)
-        best = np.inf
-        for _ in range(3):
-            t = time.perf_counter()
-            hits = idx.search(q, 10)
-            best = min(best, time.perf_counter() - t)
+        best, hits = best_of(lambda: idx.search(q, 10))
         ids = np.vstack([h.ids for h in hits])
         if truth is None:
             truth, exact_qps = ids, a.queries / best
-        recall = float(np.mean([len(set(g) & set(e)) / 10 for g, e in zip(ids.tolist(), truth.tolist())]))
+        recall = recall_at(ids, truth)
         qps = a.queries / best
         lines.append(f"| {o.factory} | {o.params} | {build_s:.1f} | {qps:,.0f} | {qps / exact_qps:.1f} | {recall:.3f} | "
                      f"{o.est_bytes / 2**20:.0f} | {o.est_ms:.3f} |")

@@ -21,13 +21,12 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
+from benchlib import best_of, recall_at, report  # noqa: E402
 
 
 def real_vectors(d: int, n: int, rng) -> np.ndarray:
@@ -54,16 +53,6 @@ def real_vectors(d: int, n: int, rng) -> np.ndarray:
     return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
 
 
-def timed(fn, repeat: int = 3) -> float:
-    """Best of ``repeat`` wall times (the machine is shared; the best is the least disturbed)."""
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--vectors", type=int, default=2000)
@@ -87,12 +76,12 @@ def main(argv=None) -> int:
     for d in [int(v) for v in a.dims.split(",")]:
         x, anchors = real_vectors(d, a.vectors, rng), real_vectors(d, a.anchors, rng)
         flops = 2.0 * a.vectors * d * a.anchors
-        gemm_s = timed(lambda: x @ anchors.T)
+        gemm_s = best_of(lambda: x @ anchors.T)[0]
         sgemm = flops / gemm_s
         lines.append(f"| {d} | SGEMM alone (numpy / BLAS): {sgemm / 1e9:.0f} GFLOP/s | {a.vectors / gemm_s:,.0f} | 100% | | |")
 
         xt, at = torch.from_numpy(x), torch.from_numpy(anchors)
-        base_s = timed(lambda: torch.topk(torch.einsum("nd,ad->na", xt, at), a.k, dim=1))
+        base_s = best_of(lambda: torch.topk(torch.einsum("nd,ad->na", xt, at), a.k, dim=1))[0]
         ref = RelativeProjector(k=a.k, p=4.0, select="numpy").fit(anchors)
         ref_out = ref.transform(x)
         rows = [("torch.einsum + torch.topk (ASIF reference approach)", base_s, None)]
@@ -101,8 +90,8 @@ def main(argv=None) -> int:
             proj = RelativeProjector(k=a.k, p=4.0, select=select).fit(anchors)
             out = proj.transform(x)
             got = out.indices.reshape(-1, a.k)
-            agree = float(np.mean([len(set(g) & set(t)) / a.k for g, t in zip(got.tolist(), truth.tolist())]))
-            rows.append((f"RelativeProjector(select={select!r}) (this project)", timed(lambda: proj.transform(x)), agree))
+            agree = recall_at(got, truth)
+            rows.append((f"RelativeProjector(select={select!r}) (this project)", best_of(lambda: proj.transform(x))[0], agree))
         for name, secs, agree in rows:
             rate = a.vectors / secs
             lines.append(f"| {d} | {name} | {rate:,.0f} | {flops / secs / sgemm:.0%} | {base_s / secs:.2f} | "

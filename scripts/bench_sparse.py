@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
-import scipy.sparse as sp
+from benchlib import best_of, recall_at, report  # noqa: E402
 
 
 def power_law_rows(n: int, anchors: int, k: int, alpha: float, rng, chunk: int = 50_000) -> sp.csr_matrix:
@@ -62,20 +62,6 @@ def topk_ids(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
-
-
-def best_of(fn, repeat: int) -> float:
-    """The least disturbed of ``repeat`` wall times: these machines are shared and noisy."""
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def recall_at(got: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(g.tolist()) & set(t.tolist())) / len(t) for g, t in zip(got, truth)]))
 
 
 def main(argv=None) -> int:
@@ -119,13 +105,14 @@ def main(argv=None) -> int:
                  nb / scipy_s, None, None, 1.0])
 
     # ---- baseline: torch.sparse.mm + topk, as ASIF's reference code ------------------------------
-    # The stronger of torch's layouts: CSR items times a dense block of queries (COO was 5x slower
+    # The stronger of torch's layouts: CSR items times a dense block of queries (COO was ~5x slower
     # here), 200 queries a product.
     torch.set_num_threads(os.cpu_count() or 1)
     coo = x.tocoo()
     xs = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, size=x.shape,
                                  check_invariants=False).coalesce().to_sparse_csr()
     del coo
+
     def torch_run():
         got.clear()
         for s in range(0, nb, 200):
@@ -133,10 +120,10 @@ def main(argv=None) -> int:
             got.append(torch.topk(torch.sparse.mm(xs, qd), a.top, dim=0).indices.T.numpy())
 
     got = []
-    torch_qps = nb / best_of(torch_run, a.repeat)
+    torch_qps = nb / best_of(torch_run, a.repeat)[0]
     rows.append(["torch.sparse.mm (CSR) + topk, the ASIF reference approach, 200 queries a batch", torch_qps, None,
                  None, recall_at(np.vstack(got), truth)])
-    del xs
+    xs = None  # free the baseline's copy of the items before building ours
 
     # ---- ours ---------------------------------------------------------------------------------------
     for dtype in ("float16", "float32"):
@@ -145,7 +132,7 @@ def main(argv=None) -> int:
         build_s = time.perf_counter() - t
         idx.search(q[:2], a.top)  # compile / warm the kernel outside the timing
         hits = idx.search(q, a.top)
-        batch_s = best_of(lambda: idx.search(q, a.top), a.repeat)
+        batch_s = best_of(lambda: idx.search(q, a.top), a.repeat)[0]
         lat = []
         for r in range(min(200, a.queries)):
             t = time.perf_counter()

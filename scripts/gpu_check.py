@@ -16,22 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
-
-def best_of(fn, repeat=3):
-    out, best = None, np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
-
-def overlap(a, b) -> float:
-    return float(np.mean([len(set(x.tolist()) & set(y.tolist())) / max(1, len(x)) for x, y in zip(a, b)]))
+sys.path.insert(0, str(Path(__file__).parent))
+from benchlib import best_of, recall_at  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -77,7 +67,7 @@ def main(argv=None) -> int:
     t_gpu, h_gpu = best_of(lambda: (tix.search(q, 10), sync())[0])
     err = max(float(np.abs(c.scores - g.scores).max()) for c, g in zip(h_cpu, h_gpu))
     rows.append(("exact sparse top-10: TorchIndex on device vs inverted index on CPU",
-                 overlap([h.ids for h in h_cpu], [h.ids for h in h_gpu]), err, t_cpu / t_gpu))
+                 recall_at([h.ids for h in h_cpu], [h.ids for h in h_gpu]), err, t_cpu / t_gpu))
 
     try:
         import faiss
@@ -91,7 +81,7 @@ def main(argv=None) -> int:
         t_cpu, h_cpu = best_of(lambda: fc.search(qd, 10))
         t_gpu, h_gpu = best_of(lambda: fg.search(qd, 10))
         err = max(float(np.abs(c.scores - g.scores).max()) for c, g in zip(h_cpu, h_gpu))
-        rows.append(("dense Flat top-10: faiss GPU vs faiss CPU", overlap([h.ids for h in h_cpu], [h.ids for h in h_gpu]),
+        rows.append(("dense Flat top-10: faiss GPU vs faiss CPU", recall_at([h.ids for h in h_cpu], [h.ids for h in h_gpu]),
                      err, t_cpu / t_gpu))
     else:
         rows.append(("dense Flat top-10: faiss GPU vs CPU", float("nan"), float("nan"), float("nan")))

@@ -130,6 +130,15 @@ def test_bad_uploads(client):
     r = client.post("/collections/tones/classify", files={"file": ("q.png", png_bytes(), "image/png")},
                     data={"labels": "a, b"})
     assert r.status_code == 400 and "expected a audio file" in r.json()["error"]
+    # a sound sent to an image collection's classifier is refused, and its temporary copy removed
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    wav = Path(client.data["tones"]["corpus"]) / "red.wav"
+    r = client.post("/collections/squares/classify", files={"file": ("red.wav", wav.read_bytes(), "audio/wav")},
+                    data={"labels": "a, b"})
+    assert r.status_code == 400 and "expected a image file" in r.json()["error"]
+    assert not [f for f in set(os.listdir(tempfile.gettempdir())) - before if f.endswith(".wav")]
 
 
 def test_symlinks_out_of_the_corpus_are_not_served(client, tmp_path):
