@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from .arrowio import dense_from_column, sparse_from_columns
 from .build import build_collection
 from .classify import DEFAULT_TEMPLATES, ZeroShotClassifier
-from .collection import read_manifest, read_parquet
+from .collection import open_vectors, read_manifest, read_parquet, vectors_file
 from .encoders import Encoder, load_encoder
 from .errors import InputError
 from .images import ImageLike
@@ -47,6 +48,17 @@ class Hit:
         d = asdict(self)  # every key always present (null when not applicable): a stable schema
         d["secondary"] = None if np.isnan(self.secondary) else float(self.secondary)
         return d
+
+
+class _RowMap:
+    """Rows of ``base`` through ``fn``, computed when indexed (``view[ids]``): a derived copy of the
+    vectors without holding it."""
+
+    def __init__(self, base, fn):
+        self.base, self.fn, self.shape = base, fn, base.shape
+
+    def __getitem__(self, ids):
+        return self.fn(self.base[ids])
 
 
 class _Side:
@@ -98,21 +110,36 @@ class Collection:
             table = read_parquet(self.folder, pv["file"])
             own, land = (dense_from_column(table.column(f"{x}_vector"), dims[x]) for x in (m, "text"))
             self.pivots[m] = (RelativeProjector(**dict(params, k=pv["k"])).fit(own), land)
-        items, texts = read_parquet(self.folder, "items.parquet"), read_parquet(self.folder, "texts.parquet")
+        # What is read into memory: the tables' text columns and ids. Embeddings (format 3) are
+        # memory-mapped; relative vectors are read only for backends that need them in memory
+        # (the inverted index maps its own postings).
+        files = manifest["files"]
+        self.sides = {}
+        tables = {}
+        for m, name, stem in ((self.modality, "items.parquet", f"{self.modality}_relative"),
+                              ("text", "texts.parquet", "text_relative")):
+            spec = manifest["indexes"][stem]
+            in_npy = vectors_file(m) in files
+            skip = ({"rel_indices", "rel_values"} if spec.get("backend") == "inverted" and params["kind"] == "asif"
+                    else set()) | ({f"{m}_vector"} if in_npy else set())
+            cols = [c for c in pq.read_schema(self.folder / name).names if c not in skip]
+            table = tables[m] = read_parquet(self.folder, name, columns=cols)
+            vecs = (open_vectors(self.folder, m, table.num_rows, dims[m]) if in_npy
+                    else dense_from_column(table.column(f"{m}_vector"), dims[m]))
+            if params["kind"] != "asif":
+                rel = self.projectors[m].transform(vecs)
+            elif "rel_indices" in cols:
+                rel = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(self.anchor_captions))
+            else:
+                rel = vecs  # the inverted index takes only the item count from it
+            dense = manifest.get("dense_indexes", {}).get(f"{m}_absolute")
+            self.sides[m] = _Side(m, table, vecs, rel, spec, self.folder, stem, dense)
+        items, texts = tables[self.modality], tables["text"]
         self.items = {c: items.column(c).to_pylist() for c in ("path", "caption", "label")}
         self.texts = {c: texts.column(c).to_pylist() for c in ("text", "source", "item_id")}
         # Stable ids (ascending; they survive additions and deletions), not row numbers.
         self.item_ids = items.column("id").to_numpy().astype(np.int64)
         self.text_ids = texts.column("id").to_numpy().astype(np.int64)
-        self.sides = {}
-        for m, table, stem in ((self.modality, items, f"{self.modality}_relative"), ("text", texts, "text_relative")):
-            vecs = dense_from_column(table.column(f"{m}_vector"), dims[m])
-            if params["kind"] == "asif":
-                rel = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(self.anchor_captions))
-            else:
-                rel = self.projectors[m].transform(vecs)
-            dense = manifest.get("dense_indexes", {}).get(f"{m}_absolute")
-            self.sides[m] = _Side(m, table, vecs, rel, manifest["indexes"][stem], self.folder, stem, dense)
         # Collections from before translators existed have only the anchor bridge.
         self.bridges = [Bridge("anchors", (self.modality, "text"), manifest["anchors"].get("source", ""))]
         self.bridges += [Bridge("anchors", tuple(pv["modalities"]), pv.get("source", ""), indexed=False)
@@ -310,7 +337,10 @@ class Collection:
         t = self.translators[(modality, target)]
         if target not in self._scaled:
             spec = self.manifest.get("dense_indexes", {}).get(f"{target}_translated")
-            self._scaled[target] = (make_index(spec).load(str(self.folder), f"{target}_translated", None) if spec
+            # A re-ranking index scores its candidates in the scaled coordinates, computed per
+            # candidate from the stored embeddings rather than held as a second copy of them.
+            scaled = _RowMap(self.sides[target].abs, t.scale_target)
+            self._scaled[target] = (make_index(spec).load(str(self.folder), f"{target}_translated", scaled) if spec
                                     else ExactIndex().add(t.scale_target(self.sides[target].abs)))
         return self._scaled[target].search(t.transform_scaled(q), k)
 

@@ -3,7 +3,10 @@
 ``plan_dense(n, d, max_memory="4G", max_query_ms=10)`` returns the most exact structure whose
 estimated memory and single-query time fit: ``Flat`` (exact), then ``HNSW32``, then
 ``IVF{nlist},Flat``, then ``IVF{nlist},PQ{m}``, as FAISS factory strings with their search
-parameters. The estimates are rough on purpose (bytes from the structures' layouts, time from
+parameters. The compressed option (IVF-PQ) comes with an exact re-rank: FAISS returns RERANK times
+the candidates, which are re-scored against the full embeddings, memory-mapped from the collection's
+folder and so not counted against the memory budget (only the rows a query touches are read).
+The estimates are rough on purpose (bytes from the structures' layouts, time from
 multiply-adds at ``gflops``); ``scripts/bench_dense.py`` measures what the choices really do.
 """
 
@@ -19,6 +22,9 @@ from .errors import InputError
 # Effective rate of one query's distance computations on these 2-core machines (a single query
 # cannot use a GEMM's full speed); see results/bench/README.md.
 SINGLE_QUERY_GFLOPS = 20.0
+# Candidates re-scored exactly per result wanted, for the compressed (PQ) option; measured in
+# results/bench/dense.md: PQ codes alone kept 0.31 of the exact top 10.
+RERANK = 8
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30,
           "T": 1 << 40, "TB": 1 << 40}
 
@@ -44,6 +50,7 @@ class DenseOption:
     exact: bool
     est_bytes: int
     est_ms: float
+    rerank: int = 0         # candidates re-scored exactly, per result wanted (0 = none)
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,11 @@ class DensePlan:
     options: Tuple[DenseOption, ...] = field(default_factory=tuple)
 
     def explain(self) -> str:
-        lines = [f"{'index':<22} {'params':<14} {'exact':>5} {'est. memory':>12} {'est. ms/query':>14}"]
+        lines = [f"{'index':<22} {'params':<14} {'exact':>5} {'re-rank':>7} {'est. memory':>12} {'est. ms/query':>14}"]
         for o in self.options:
             mark = "  <- chosen" if o == self.chosen else ""
-            lines.append(f"{o.factory:<22} {o.params:<14} {str(o.exact):>5} {o.est_bytes / 2**20:>10.1f}MB "
+            rr = f"x{o.rerank}" if o.rerank else "-"
+            lines.append(f"{o.factory:<22} {o.params:<14} {str(o.exact):>5} {rr:>7} {o.est_bytes / 2**20:>10.1f}MB "
                          f"{o.est_ms:>14.3f}{mark}")
         return "\n".join(lines)
 
@@ -84,7 +92,8 @@ def options(n: int, d: int, gflops: float = SINGLE_QUERY_GFLOPS) -> List[DenseOp
         DenseOption(f"IVF{nlist},Flat", f"nprobe={nprobe}", nprobe == nlist, n * (4 * d + 8) + 4 * nlist * d,
                     ms(2.0 * nlist * d + 2.0 * n * d * nprobe / nlist)),
         DenseOption(f"IVF{nlist},PQ{m}", f"nprobe={nprobe}", False, n * (m + 8) + 4 * nlist * d + 4 * 256 * d,
-                    ms(2.0 * nlist * d + 2.0 * 256 * d + 1.0 * n * m * nprobe / nlist)),
+                    ms(2.0 * nlist * d + 2.0 * 256 * d + 1.0 * n * m * nprobe / nlist + 2.0 * d * RERANK * 26),
+                    RERANK),
     ]
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 from .anchors import AnchorSet, encode_anchors, load_anchor_set
 from .arrowio import dense_column, sparse_columns, write_parquet_atomic
 from .audio import load_audio
-from .collection import FORMAT, FORMAT_VERSION, library_versions, now_iso, write_atomically
+from .collection import FORMAT, FORMAT_VERSION, library_versions, now_iso, write_atomically, write_vectors
 from .encoders import DEFAULT_ENCODERS, load_encoder
 from .errors import InputError
 from .images import load_rgb
@@ -89,21 +89,20 @@ def encode_corpus(rows: List[Dict], modality: str, encoders: Dict, *, batch_size
     return item_vecs, captioned, cap_vecs
 
 
-def items_table(ids, rows: List[Dict], modality: str, vecs: np.ndarray, rel, kind: str) -> pa.Table:
+def items_table(ids, rows: List[Dict], rel, kind: str) -> pa.Table:
+    """The items' rows; their embeddings go to a .npy file beside it (collection.write_vectors)."""
     cols = {"id": pa.array(np.asarray(ids, np.int64), pa.int64()),
             "path": pa.array([r["path"] for r in rows], pa.string()),
             "caption": pa.array([r["caption"] for r in rows], pa.string()),
-            "label": pa.array([r["label"] for r in rows], pa.string()),
-            f"{modality}_vector": dense_column(vecs)}
+            "label": pa.array([r["label"] for r in rows], pa.string())}
     if kind == "asif":
         cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
     return pa.table(cols)
 
 
-def texts_table(ids, texts: List[str], sources: List[str], item_ids, vecs: np.ndarray, rel, kind: str) -> pa.Table:
+def texts_table(ids, texts: List[str], sources: List[str], item_ids, rel, kind: str) -> pa.Table:
     cols = {"id": pa.array(np.asarray(ids, np.int64), pa.int64()), "text": pa.array(texts, pa.string()),
-            "source": pa.array(sources, pa.string()), "item_id": pa.array(np.asarray(item_ids, np.int64), pa.int64()),
-            "text_vector": dense_column(vecs)}
+            "source": pa.array(sources, pa.string()), "item_id": pa.array(np.asarray(item_ids, np.int64), pa.int64())}
     if kind == "asif":
         cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
     return pa.table(cols)
@@ -119,9 +118,13 @@ def write_indexes(tmp: Path, index_spec: Dict, relatives: Dict) -> Dict:
 
 
 def dense_spec(dense_index: Optional[str], n: int, d: int, max_memory=None,
-               max_query_ms: Optional[float] = None) -> Optional[Dict]:
+               max_query_ms: Optional[float] = None, rerank: Optional[int] = None) -> Optional[Dict]:
     """The FAISS spec for the items' dense routes: None (exact, the default), ``"auto"`` (chosen by
-    :func:`retrieval.budget.plan_dense` under the budgets) or an explicit factory string."""
+    :func:`retrieval.budget.plan_dense` under the budgets) or an explicit factory string, whose
+    candidates are re-scored exactly when ``rerank`` (candidates per result) is given."""
+    if rerank is not None and (dense_index in (None, "", "exact", "auto") or int(rerank) < 0):
+        raise InputError(f"expected --dense-rerank (a whole number >= 0) with an explicit FAISS factory "
+                         f"('auto' sets it itself), got rerank={rerank!r} with dense index {dense_index!r}")
     if dense_index in (None, "", "exact"):
         if max_memory is not None or max_query_ms is not None:
             raise InputError("expected --dense-index auto (or a FAISS factory) with --max-memory/--max-query-ms, "
@@ -132,9 +135,10 @@ def dense_spec(dense_index: Optional[str], n: int, d: int, max_memory=None,
 
         plan = plan_dense(n, d, max_memory=max_memory, max_query_ms=max_query_ms)
         return {"backend": "faiss", "factory": plan.chosen.factory, "params": plan.chosen.params,
+                **({"rerank": plan.chosen.rerank} if plan.chosen.rerank else {}),
                 "estimate": {"bytes": plan.chosen.est_bytes, "ms_per_query": round(plan.chosen.est_ms, 4),
                              "max_memory": max_memory, "max_query_ms": max_query_ms}}
-    return {"backend": "faiss", "factory": dense_index}
+    return {"backend": "faiss", "factory": dense_index, **({"rerank": int(rerank)} if rerank else {})}
 
 
 def write_dense_indexes(tmp: Path, spec: Optional[Dict], modality: str, item_vecs: np.ndarray,
@@ -164,7 +168,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
                      text_encoder: str = DEFAULT_ENCODERS["text"], audio_encoder: str = DEFAULT_ENCODERS["audio"],
                      k: Optional[int] = None, p: float = DEFAULT_P, kind: str = "asif", center: bool = DEFAULT_CENTER,
                      index: str = "exact", dense_index: Optional[str] = None, max_memory=None,
-                     max_query_ms: Optional[float] = None, overwrite: bool = False, cache_dir: Optional[str] = None,
+                     max_query_ms: Optional[float] = None, dense_rerank: Optional[int] = None, overwrite: bool = False, cache_dir: Optional[str] = None,
                      batch_size: int = 32, show_progress_bar: Optional[bool] = None, device: str = "cpu") -> Path:
     """Build a collection folder from a corpus and a parallel anchor set; return its path.
 
@@ -175,7 +179,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
 
     ``dense_index`` (``"auto"`` under ``max_memory`` / ``max_query_ms``, or a FAISS factory) builds
     FAISS indexes for the dense routes into the items (absolute and translation); by default those
-    routes search exactly.
+    routes search exactly. ``dense_rerank`` re-scores an explicit factory's candidates exactly.
 
     Corrupt or unreadable corpus files are skipped, counted and named in the manifest
     (``skipped``); anchor problems are errors, because a dropped anchor would break the pairing.
@@ -203,7 +207,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     specs = {"image": image_encoder, "text": text_encoder, "audio": audio_encoder}
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]
     encoders = {m: load_encoder(specs[m], m, device=device) for m in needed}
-    dspec = dense_spec(dense_index, len(rows), encoders[modality].dim, max_memory, max_query_ms)  # fails before encoding
+    dspec = dense_spec(dense_index, len(rows), encoders[modality].dim, max_memory, max_query_ms, dense_rerank)  # fails before encoding
     if dspec is not None:
         import faiss
 
@@ -253,10 +257,11 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
             pivot_meta.append({"modalities": [pv.modality, "text"], "source": pv.source,
                                "content_hash": pv.content_hash, "count": len(pv), "file": fname,
                                "k": min(k, len(pv))})
-        write_parquet_atomic(items_table(np.arange(len(rows)), rows, modality, item_vecs, item_rel, kind),
-                             str(tmp / "items.parquet"))
-        write_parquet_atomic(texts_table(np.arange(len(texts)), texts, text_source, text_item, text_vecs, text_rel, kind),
+        write_parquet_atomic(items_table(np.arange(len(rows)), rows, item_rel, kind), str(tmp / "items.parquet"))
+        write_parquet_atomic(texts_table(np.arange(len(texts)), texts, text_source, text_item, text_rel, kind),
                              str(tmp / "texts.parquet"))
+        write_vectors(tmp, modality, item_vecs)
+        write_vectors(tmp, "text", text_vecs)
         write_parquet_atomic(_anchor_table(anchor_set, a_med, a_txt), str(tmp / "anchors.parquet"))
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(),

@@ -43,6 +43,7 @@ def cmd_build(a) -> int:
     path = build_collection(a.corpus, a.anchors, a.out, pivots=a.pivot_anchors or (), image_encoder=a.image_encoder,
                             text_encoder=a.text_encoder, audio_encoder=a.audio_encoder, k=a.k, p=a.p, kind=a.kind,
                             center=a.center, index=a.index, dense_index=a.dense_index, max_memory=a.max_memory,
+                            dense_rerank=a.dense_rerank,
                             max_query_ms=a.max_query_ms, overwrite=a.overwrite, cache_dir=a.cache_dir,
                             batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device)
     from .collection import read_manifest
@@ -268,6 +269,9 @@ def parser() -> argparse.ArgumentParser:
                         "default: exact search")
     b.add_argument("--max-memory", default=None, help="memory budget for --dense-index auto, e.g. 4G or 500M")
     b.add_argument("--max-query-ms", type=float, default=None, help="latency budget for --dense-index auto (ms)")
+    b.add_argument("--dense-rerank", type=int, default=None, metavar="R",
+                   help="with an explicit --dense-index FACTORY: ask it for R x the candidates and re-score them "
+                        "exactly against the stored embeddings (auto does this for IVF-PQ)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
     b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
     b.add_argument("--batch-size", type=int, default=32)

@@ -1,16 +1,23 @@
 """A collection on disk: a self-describing folder, written atomically, verified before it is read.
 
-Format (version 2; documented for users in ``indexes/README.md``). M is the items' modality
+Format (version 3; documented for users in ``indexes/README.md``). M is the items' modality
 (``image`` or ``audio``, ``manifest["items"]["modality"]``; version 1 collections are all image)::
 
     NAME/
       manifest.json     what built it: encoders, anchors hash, projector, indexes, counts, checksums
-      items.parquet     id, path, caption, label, M_vector, rel_indices, rel_values
-      texts.parquet     id, text, source (corpus|anchor), item_id, text_vector, rel_indices, rel_values
+      items.parquet     id, path, caption, label, rel_indices, rel_values
+      M_vectors.npy     the items' embeddings, float32, one row per items.parquet row (memory-mapped)
+      texts.parquet     id, text, source (corpus|anchor), item_id, rel_indices, rel_values
+      text_vectors.npy  the texts' embeddings, float32, one row per texts.parquet row (memory-mapped)
       anchors.parquet   M, caption, M_vector, text_vector
       anchors-P.parquet pivot anchor sets linking another modality P with text (P, caption, P_vector, text_vector)
       translator-*.parquet  fitted translators between text and M
       *.faiss           FAISS index files, when an index uses the faiss backend
+
+Versions 1 and 2 kept the embeddings in the tables (``M_vector``, ``text_vector`` columns); they
+are still read, and an update rewrites them as version 3. Embeddings moved to ``.npy`` files so
+that a collection larger than memory opens without reading them: they are memory-mapped and only
+the rows a query touches are paged in.
 
 Nothing in the folder is pickled. Every file is listed with its SHA-256 in the manifest and checked
 before use, so a folder that another program wrote, or that was damaged, is refused rather than
@@ -28,6 +35,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Dict
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from . import __version__
@@ -35,7 +43,9 @@ from .arrowio import sha256_file
 from .errors import CollectionFormatError, InputError
 
 FORMAT = "retrieval-collection"
-FORMAT_VERSION = 2  # 2: items of any media modality, pivot anchor sets; 1 is still read
+# 2: items of any media modality, pivot anchor sets; 3: embeddings in memory-mapped .npy files.
+# 1 and 2 are still read.
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 
 
@@ -131,5 +141,46 @@ def read_manifest(folder: Path, *, verify: bool = True) -> Dict:
     return manifest
 
 
-def read_parquet(folder: Path, name: str):
-    return pq.read_table(Path(folder) / name)
+def read_parquet(folder: Path, name: str, columns=None):
+    return pq.read_table(Path(folder) / name, columns=columns)
+
+
+def vectors_file(modality: str) -> str:
+    return f"{modality}_vectors.npy"
+
+
+VECTOR_CHUNK = 65536  # rows copied at a time: an update never holds a whole side's embeddings
+
+
+def write_vectors(folder: Path, modality: str, *parts) -> str:
+    """Save one side's embeddings (float32) inside a folder being written; returns the file name.
+
+    Each part is an array (memory-mapped ones included) or ``(array, rows)`` to take only those
+    rows; parts are copied in chunks, so an update of a collection larger than memory streams."""
+    name = vectors_file(modality)
+    parts = [p if isinstance(p, tuple) else (p, None) for p in parts]
+    dims = {int(a.shape[1]) for a, _ in parts}
+    if len(dims) != 1:
+        raise InputError(f"expected embeddings of one width for {modality}, got widths {sorted(dims)}")
+    total = sum(len(a) if r is None else len(r) for a, r in parts)
+    out = np.lib.format.open_memmap(Path(folder) / name, mode="w+", dtype=np.float32, shape=(total, dims.pop()))
+    at = 0
+    for a, rows in parts:
+        n = len(a) if rows is None else len(rows)
+        for i in range(0, n, VECTOR_CHUNK):
+            block = a[i:i + VECTOR_CHUNK] if rows is None else a[np.asarray(rows[i:i + VECTOR_CHUNK])]
+            out[at:at + len(block)] = block
+            at += len(block)
+    out.flush()
+    del out
+    return name
+
+
+def open_vectors(folder: Path, modality: str, rows: int, dim: int) -> np.ndarray:
+    """Memory-map one side's embeddings, read-only (after the manifest was verified); the shape and
+    dtype are checked against the tables and the encoder."""
+    x = np.load(Path(folder) / vectors_file(modality), mmap_mode="r", allow_pickle=False)
+    if x.dtype != np.float32 or x.shape != (rows, dim):
+        raise CollectionFormatError(f"expected {vectors_file(modality)} of float32 shape {(rows, dim)}, got "
+                                    f"{x.dtype} {x.shape}: the collection is damaged; rebuild it")
+    return x

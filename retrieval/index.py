@@ -11,7 +11,9 @@
   faiss-gpu. Like ``faiss``, it re-ranks ``k + TIE_MARGIN`` candidates.
 * ``faiss``: a FAISS index (factory string, default ``"Flat"``, inner product) over the densified
   vectors, on GPU when the installed faiss sees one. Ties beyond its candidate list cannot be
-  re-ranked, so it asks FAISS for ``k + TIE_MARGIN`` candidates.
+  re-ranked, so it asks FAISS for ``k + TIE_MARGIN`` candidates. With ``rerank=R`` it asks for R
+  times as many and scores them exactly against the stored vectors (which may be memory-mapped):
+  the candidate stage of a compressed index (IVF-PQ) followed by an exact re-rank.
 """
 
 from __future__ import annotations
@@ -125,10 +127,14 @@ class FaissIndex(Index):
     name = "faiss"
 
     def __init__(self, factory: str = "Flat", use_gpu: Optional[bool] = None, params: str = "",
-                 tie_margin: int = TIE_MARGIN):
+                 tie_margin: int = TIE_MARGIN, rerank: int = 0):
         super().__init__()
         self.factory, self.use_gpu, self.params, self._index = factory, use_gpu, params or "", None
         self.tie_margin = int(tie_margin)
+        if not isinstance(rerank, (int, np.integer)) or rerank < 0:
+            raise InputError(f"expected rerank as a whole number >= 0 (0 = off), got {rerank!r}")
+        self.rerank = int(rerank)
+        self._exact = None  # the exact vectors, kept only when re-ranking
 
     def _apply_params(self) -> None:
         """Search parameters such as ``"efSearch=128"`` or ``"nprobe=32"`` (comma separated)."""
@@ -172,10 +178,16 @@ class FaissIndex(Index):
             except RuntimeError as exc:
                 raise InputError(f"expected a FAISS factory string such as 'Flat' or 'HNSW32', got {self.factory!r}: {exc}") from exc
             if not cpu.is_trained:
-                cpu.train(x)
+                try:
+                    cpu.train(x)
+                except RuntimeError as exc:  # e.g. fewer vectors than an IVF or PQ has centroids
+                    raise InputError(f"expected enough vectors to train FAISS index {self.factory!r}, got {len(x)}: "
+                                     f"{str(exc).splitlines()[-1]}; pick a smaller factory or 'Flat'") from exc
             self._index = self._maybe_gpu(cpu)
             self._apply_params()
         self._index.add(x)
+        if self.rerank:
+            self._exact = x if self._exact is None else np.vstack([self._exact, x])
         return self
 
     def __len__(self) -> int:
@@ -186,19 +198,25 @@ class FaissIndex(Index):
         self._check(q)
         if len(self) == 0:
             return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)) for _ in q]
-        kk = min(len(self), k + self.tie_margin)
+        kk = min(len(self), (k + self.tie_margin) * max(1, self.rerank))
         scores, ids = self._index.search(q, kk)
         out = []
         for r in range(q.shape[0]):
             keep = ids[r] >= 0
+            cand, cand_scores = ids[r][keep], scores[r][keep]
+            if self.rerank:  # exact scores for the candidates (sorted ids: sequential reads of a memmap)
+                cand = np.sort(cand)
+                cand_scores = np.asarray(self._exact[cand], np.float32) @ q[r]
             sec = None if secondary is None else (lambda c, r=r: secondary(r, c))
-            out.append(Hits(*rank_candidates(ids[r][keep], scores[r][keep], k, sec)))
+            out.append(Hits(*rank_candidates(cand, cand_scores, k, sec)))
         return out
 
     def spec(self) -> Dict:
         extra = {"params": self.params} if self.params else {}
         if self.tie_margin != TIE_MARGIN:
             extra["tie_margin"] = self.tie_margin
+        if self.rerank:
+            extra["rerank"] = self.rerank
         return {"backend": self.name, "factory": self.factory, **extra}
 
     def save(self, folder: str, stem: str) -> List[str]:
@@ -216,6 +234,11 @@ class FaissIndex(Index):
         cpu = faiss.read_index(os.path.join(folder, f"{stem}.faiss"))
         self.dim, self._index = cpu.d, self._maybe_gpu(cpu)
         self._apply_params()
+        if self.rerank:
+            if vectors is None or getattr(vectors, "shape", (0,))[0] != cpu.ntotal:
+                raise InputError(f"expected the {cpu.ntotal} exact vectors to re-rank with (rerank={self.rerank}), "
+                                 f"got {None if vectors is None else getattr(vectors, 'shape', '?')}")
+            self._exact = vectors if not sp.issparse(vectors) else self._dense(vectors)
         return self
 
 
@@ -307,7 +330,7 @@ def make_index(spec: Dict) -> Index:
         raise UnknownNameError(f"unknown index backend {backend!r}; known: {', '.join(BACKENDS)}")
     if backend == "faiss":
         return FaissIndex(spec.get("factory", "Flat"), spec.get("use_gpu"), spec.get("params", ""),
-                          spec.get("tie_margin", TIE_MARGIN))
+                          spec.get("tie_margin", TIE_MARGIN), spec.get("rerank", 0))
     if backend == "inverted":
         return InvertedIndex(spec.get("dtype", "float16"), items=spec.get("items"))
     if backend == "torch":

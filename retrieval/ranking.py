@@ -38,7 +38,7 @@ def topk_with_ties(scores: np.ndarray, k: int,
     k = min(k, n)
     if k <= 0:
         empty = np.zeros(0)
-        return empty.astype(np.int64), empty.astype(np.float32), empty.astype(np.float32)
+        return empty.astype(np.int64), empty.astype(np.float64), empty.astype(np.float64)
     kth = np.partition(scores, n - k)[n - k]
     cand = np.flatnonzero(scores >= kth - TIE_EPS)
     return rank_candidates(cand, scores[cand], k, secondary)
@@ -46,7 +46,11 @@ def topk_with_ties(scores: np.ndarray, k: int,
 
 def rank_candidates(cand: np.ndarray, primary: np.ndarray, k: int,
                     secondary: Optional[Callable[[np.ndarray], np.ndarray]] = None):
-    """Sort candidates by (primary rounded to TIE_EPS, secondary, id) descending/ascending id; keep k."""
+    """Sort candidates by (primary rounded to TIE_EPS, secondary, id) descending/ascending id; keep k.
+
+    Scores come back in float64, as they were compared: results merged from several searches (the
+    shards of a sharded collection) are re-ranked by this same function, and a float32 copy would
+    move ~5% of scores into a neighbouring TIE_EPS bucket and reorder them."""
     cand = np.asarray(cand, dtype=np.int64)
     primary = np.asarray(primary, dtype=np.float64)
     if secondary is not None and len(cand):
@@ -57,4 +61,4 @@ def rank_candidates(cand: np.ndarray, primary: np.ndarray, k: int,
     sec_bucket = np.round(np.nan_to_num(sec, nan=-np.inf) / SECONDARY_EPS)
     # lexsort: last key is the primary key; ids ascending make the order fully deterministic.
     order = np.lexsort((cand, -sec_bucket, -bucket))[:k]
-    return cand[order], primary[order].astype(np.float32), sec[order].astype(np.float32)
+    return cand[order], primary[order], sec[order]

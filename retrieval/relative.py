@@ -13,6 +13,7 @@ The maths is in module functions; :class:`RelativeProjector` is a thin scikit-le
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import numpy as np
@@ -31,7 +32,12 @@ KINDS = ("asif", "cosine")
 # true top k for anchor sets in the millions; its recall is measured by scripts/bench_relativise.py.
 SELECTS = ("auto", "numpy", "heap", "faiss", "torch", "hnsw")
 HEAP_MIN_ANCHORS = 4096
-HEAP_BLOCK, HEAP_COLS = 1024, 32768  # heap path: rows x anchors a block (128 MB of similarities; measured best)
+# Heap path: each core takes HEAP_BLOCK rows at a time and walks the anchors HEAP_COLS at a time,
+# one single-threaded GEMM into a 4 MB buffer (its L2 cache) then the serial heap kernel over it.
+# Measured (scripts/bench_relativise.py): a 2-thread GEMM followed by a 2-thread numba selection
+# lost 20-40% to the two thread pools spinning against each other and to re-reading 128 MB blocks
+# from memory; a thread per core keeps both the cores and the caches busy with one thing.
+HEAP_BLOCK, HEAP_COLS = 1024, 1024
 # Rows per block: bounds the dense similarity block at BLOCK x n_anchors floats.
 BLOCK = 2048
 
@@ -196,22 +202,43 @@ class RelativeProjector:
                 vals = torch.gather(vals, 1, order)
                 parts.append(asif_weights(cols.cpu().numpy(), vals.cpu().numpy(), self.n_anchors_, self.p))
         elif getattr(self, "_heap", False):
-            from .topk import TopK
-
-            parts = []
-            for i in range(0, len(x), HEAP_BLOCK):
-                xb = self._prepare(x[i:i + HEAP_BLOCK])
-                top = TopK(len(xb), self.k)
-                for c in range(0, self.n_anchors_, HEAP_COLS):
-                    top.push(xb @ self.anchors_[c:c + HEAP_COLS].T, c)
-                cols, vals = top.result()
-                parts.append(asif_weights(cols, vals, self.n_anchors_, self.p))
+            parts = self._heap_topk(x)
         else:
             parts = [asif_topk(self._prepare(x[i:i + block]) @ self.anchors_.T, self.k, self.p)
                      for i in range(0, len(x), block)]
         if not parts:
             return sp.csr_matrix((0, self.n_anchors_), dtype=np.float32)
         return sp.vstack(parts, format="csr").astype(np.float32)
+
+    def _heap_topk(self, x: np.ndarray) -> list:
+        """Exact top-k by a thread per core over blocks of rows (see HEAP_BLOCK)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        from .topk import TopK
+
+        def one(i: int) -> sp.csr_matrix:
+            xb = np.ascontiguousarray(self._prepare(x[i:i + HEAP_BLOCK]))
+            top, buf = TopK(len(xb), self.k), np.empty((len(xb), HEAP_COLS), np.float32)
+            for c in range(0, self.n_anchors_, HEAP_COLS):
+                block = self.anchors_[c:c + HEAP_COLS]
+                if len(block) == HEAP_COLS:
+                    np.matmul(xb, block.T, out=buf)
+                    top.push(buf, c, serial=True)
+                else:
+                    top.push(xb @ block.T, c, serial=True)
+            cols, vals = top.result()
+            return asif_weights(cols, vals, self.n_anchors_, self.p)
+
+        starts = range(0, len(x), HEAP_BLOCK)
+        workers = min(len(starts), os.cpu_count() or 1)
+        if workers <= 1:  # one block (a query, a small batch): BLAS may use its own threads
+            return [one(i) for i in starts]
+        # BLAS at one thread for the duration: the parallelism is ours, one block per core. The
+        # limit is process-wide while it lasts (threadpoolctl), so it is held only inside this call.
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(one, starts))
 
     def _faiss_topk(self, x: np.ndarray) -> sp.csr_matrix:
         """FAISS's exact flat search fuses the GEMM with a per-row heap of the k best, so the

@@ -22,14 +22,24 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 import pyarrow as pa
 
-from .arrowio import dense_from_column, sparse_from_columns, write_parquet_atomic
+from .arrowio import sparse_from_columns, write_parquet_atomic
 from .build import (MAX_SKIPPED_LISTED, encode_corpus, items_table, load_corpus, texts_table,
                     write_dense_indexes, write_indexes)
-from .collection import FORMAT_VERSION, now_iso, read_parquet, write_atomically
+from .collection import FORMAT_VERSION, open_vectors, read_parquet, vectors_file, now_iso, write_atomically, write_vectors
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 CHANGING = ("items.parquet", "texts.parquet", "manifest.json")
+
+
+def _tables(col):
+    """The stored tables without the embedding columns of formats 1 and 2 (format 3 keeps them in
+    .npy files, written by _rewrite)."""
+    out = []
+    for name, m in (("items.parquet", col.modality), ("texts.parquet", "text")):
+        t = read_parquet(col.folder, name)
+        out.append(t.drop_columns([f"{m}_vector"]) if f"{m}_vector" in t.column_names else t)
+    return out
 
 
 def _relative(col, table: pa.Table, modality: str):
@@ -46,7 +56,8 @@ def _next_ids(col) -> Dict[str, int]:
     return {"items": int(col.item_ids.max(initial=-1)) + 1, "texts": int(col.text_ids.max(initial=-1)) + 1}
 
 
-def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes: Dict) -> Path:
+def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes: Dict, item_vecs, text_vecs) -> Path:
+    """``item_vecs`` / ``text_vecs``: the new embeddings as parts for :func:`write_vectors`."""
     folder, manifest, modality = col.folder, col.manifest, col.modality
     index_spec = {k: v for k, v in manifest["indexes"][f"{modality}_relative"].items() if k not in ("files", "items")}
     dense = manifest.get("dense_indexes", {})
@@ -58,7 +69,7 @@ def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes:
 
     def fill(tmp: Path) -> Dict:
         for name in manifest["files"]:
-            if name in CHANGING or name in index_files:
+            if name in CHANGING or name in index_files or name in (vectors_file(modality), vectors_file("text")):
                 continue
             try:  # unchanged files: a hard link costs nothing, and files are never modified in place
                 os.link(folder / name, tmp / name)
@@ -66,13 +77,15 @@ def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes:
                 shutil.copy2(folder / name, tmp / name)
         write_parquet_atomic(items, str(tmp / "items.parquet"))
         write_parquet_atomic(texts, str(tmp / "texts.parquet"))
+        write_vectors(tmp, modality, *item_vecs)
+        write_vectors(tmp, "text", *text_vecs)
         indexes = write_indexes(tmp, index_spec, {f"{modality}_relative": item_rel, "text_relative": text_rel})
         out = {k: v for k, v in manifest.items() if k != "files"}
         if dense_spec is not None:
-            vecs = dense_from_column(items.column(f"{modality}_vector"), manifest["encoders"][modality]["dim"])
+            vecs = open_vectors(tmp, modality, items.num_rows, manifest["encoders"][modality]["dim"])
             out["dense_indexes"] = write_dense_indexes(tmp, dense_spec, modality, vecs,
                                                        col.translators[("text", modality)])
-        out["format_version"] = FORMAT_VERSION  # a version 1 collection is written back as version 2
+        out["format_version"] = FORMAT_VERSION  # a version 1 or 2 collection is written back as version 3
         captions = int(np.sum(np.asarray(texts.column("source").to_pylist()) == "corpus"))
         out.update(indexes=indexes, next_ids=changes.pop("next_ids"),
                    counts=dict(manifest["counts"], items=items.num_rows, texts=texts.num_rows, corpus_captions=captions,
@@ -105,10 +118,10 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
     nxt = _next_ids(col)
     ids = nxt["items"] + np.arange(len(rows))
     text_ids = nxt["texts"] + np.arange(len(captioned))
-    old_items, old_texts = read_parquet(col.folder, "items.parquet"), read_parquet(col.folder, "texts.parquet")
-    items = pa.concat_tables([old_items, items_table(ids, rows, modality, vecs, rel, kind).select(old_items.column_names)])
+    old_items, old_texts = _tables(col)
+    items = pa.concat_tables([old_items, items_table(ids, rows, rel, kind).select(old_items.column_names)])
     new_texts = texts_table(text_ids, [rows[i]["caption"] for i in captioned], ["corpus"] * len(captioned),
-                            ids[captioned], cap_vecs, cap_rel, kind)
+                            ids[captioned], cap_rel, kind)
     texts = pa.concat_tables([old_texts, new_texts.select(old_texts.column_names)])
     import scipy.sparse as sp
 
@@ -119,7 +132,8 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
         text_rel = col.projectors["text"].transform(np.vstack([col.sides["text"].abs, cap_vecs]))
     _rewrite(col, items, texts, item_rel, text_rel,
              {"op": "add", "source": str(corpus), "items": len(rows), "skipped": skipped,
-              "next_ids": {"items": int(nxt["items"] + len(rows)), "texts": int(nxt["texts"] + len(captioned))}})
+              "next_ids": {"items": int(nxt["items"] + len(rows)), "texts": int(nxt["texts"] + len(captioned))}},
+             [col.sides[modality].abs, vecs], [col.sides["text"].abs, cap_vecs])
     log.info("added %d items to %s", len(rows), folder)
     return {"added": len(rows), "ids": ids.tolist(), "skipped": skipped}
 
@@ -140,7 +154,7 @@ def delete_items(folder, ids: Iterable[int]) -> Dict:
     if want.size == col.item_ids.size:
         raise InputError(f"expected to keep at least one item; deleting all {want.size} would leave an empty "
                          f"collection (delete the folder instead)")
-    old_items, old_texts = read_parquet(col.folder, "items.parquet"), read_parquet(col.folder, "texts.parquet")
+    old_items, old_texts = _tables(col)
     keep_items = ~np.isin(col.item_ids, want)
     text_item = np.asarray(old_texts.column("item_id").to_pylist(), np.int64)
     keep_texts = ~np.isin(text_item, want)
@@ -151,5 +165,6 @@ def delete_items(folder, ids: Iterable[int]) -> Dict:
     texts = old_texts.filter(pa.array(keep_texts))
     _rewrite(col, items, texts, item_rel, text_rel,
              {"op": "delete", "items": int(want.size), "ids": want[:MAX_SKIPPED_LISTED].tolist(),
-              "next_ids": _next_ids(col)})
+              "next_ids": _next_ids(col)},
+             [(col.sides[modality].abs, np.flatnonzero(keep_items))], [(col.sides["text"].abs, np.flatnonzero(keep_texts))])
     return {"deleted": int(want.size)}

@@ -19,6 +19,21 @@ def best_of(fn: Callable, repeat: int = 3) -> Tuple[float, object]:
     return best, out
 
 
+def paired(base: Callable, fn: Callable, repeat: int = 7) -> Tuple[float, float, float]:
+    """(median, lowest, highest) of ``repeat`` ratios base time / fn time, each from a run of
+    ``base`` and a run of ``fn`` back to back. The host's load drifts over seconds; a ratio taken
+    from neighbouring runs cancels most of that drift, where two separate best-ofs do not."""
+    ratios = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        base()
+        tb = time.perf_counter() - t
+        t = time.perf_counter()
+        fn()
+        ratios.append(tb / (time.perf_counter() - t))
+    return float(np.median(ratios)), float(min(ratios)), float(max(ratios))
+
+
 def recall_at(got: Sequence, truth: Sequence) -> float:
     """Mean share of each row of ``truth`` (exact ids) that ``got`` also contains."""
     return float(np.mean([len(set(np.asarray(g).tolist()) & set(np.asarray(t).tolist())) / max(1, len(t))

@@ -16,12 +16,13 @@ FAKE = dict(image_encoder="fake-image", text_encoder="fake-text")
 
 def test_manifest_records_what_built_it(tiny_collection, tiny_data):
     m = json.loads((tiny_collection / "manifest.json").read_text())
-    assert m["format"] == "retrieval-collection" and m["format_version"] == 2
+    assert m["format"] == "retrieval-collection" and m["format_version"] == 3
     assert m["encoders"] == {"image": {"spec": "fake-image", "dim": 24}, "text": {"spec": "fake-text", "dim": 32}}
     assert m["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True}
     assert m["counts"]["items"] == 8 and m["counts"]["anchors"] == 8 and m["counts"]["corpus_captions"] == 8
     assert set(m["files"]) == {"items.parquet", "texts.parquet", "anchors.parquet",
-                               "translator-text-image.parquet", "translator-image-text.parquet"}
+                               "translator-text-image.parquet", "translator-image-text.parquet",
+                               "image_vectors.npy", "text_vectors.npy"}
     assert [(b["kind"], b["modalities"]) for b in m["bridges"]] == [
         ("anchors", ["image", "text"]), ("translator", ["text", "image"]), ("translator", ["image", "text"])]
     assert len(m["anchors"]["content_hash"]) == 64
@@ -160,7 +161,7 @@ def test_foreign_newer_and_damaged_collections_are_refused(tiny_collection, tmp_
         Collection.open(tmp_path / "other")
 
     _edit_manifest(tiny_collection, format_version=99)
-    with pytest.raises(CollectionFormatError, match="expected format_version 1..2 .* got 99"):
+    with pytest.raises(CollectionFormatError, match="expected format_version 1..3 .* got 99"):
         Collection.open(tiny_collection)
     _edit_manifest(tiny_collection, format_version=1)
     items = tiny_collection / "items.parquet"

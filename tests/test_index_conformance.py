@@ -9,8 +9,10 @@ from retrieval.index import BACKENDS, ExactIndex, FaissIndex, make_index
 from retrieval.relative import RelativeProjector
 
 SPECS = [{"backend": "exact"}, {"backend": "faiss", "factory": "Flat"}, {"backend": "inverted", "dtype": "float32"},
-         {"backend": "torch", "device": "cpu"}]
-IDS = [s["backend"] for s in SPECS]
+         {"backend": "torch", "device": "cpu"},
+         # a compressed candidate stage whose candidates are re-scored exactly
+         {"backend": "faiss", "factory": "PQ4x2", "rerank": 4}]
+IDS = [s["backend"] + ("-" + s["factory"] if s.get("factory", "Flat") != "Flat" else "") for s in SPECS]
 
 
 def data(kind, n=300, m=20, dim=16, seed=0):
@@ -166,3 +168,23 @@ def test_torch_on_cuda_matches_exact(kind):
     x, q = data(kind, n=5000, m=50)
     for a, b in zip(ExactIndex().add(x).search(q, 10), TorchIndex("cuda").add(x).search(q, 10)):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_rerank_turns_compressed_candidates_into_exact_scores():
+    faiss = pytest.importorskip("faiss")  # noqa: F841
+    x, q = data("dense", n=2000, m=30, dim=32, seed=2)
+    ref = brute(x, q)
+    truth = [set(np.argsort(-ref[r])[:10].tolist()) for r in range(len(q))]
+    recall = {}
+    for rerank in (0, 32):
+        idx = make_index({"backend": "faiss", "factory": "PQ8x4", "tie_margin": 0, "rerank": rerank}).add(x)
+        hits = idx.search(q, 10)
+        recall[rerank] = np.mean([len(truth[r] & set(h.ids.tolist())) / 10 for r, h in enumerate(hits)])
+        if rerank:  # the scores reported are the exact inner products
+            for r, h in enumerate(hits):
+                np.testing.assert_allclose(h.scores, ref[r][h.ids], atol=1e-5)
+    assert recall[32] > recall[0] and recall[32] >= 0.9, recall
+    with pytest.raises(InputError, match="rerank"):
+        FaissIndex("PQ4x4", rerank=-1)
+    with pytest.raises(InputError, match="enough vectors to train"):
+        FaissIndex("PQ4x8").add(x[:10])

@@ -114,6 +114,21 @@ def test_fused_selections_equal_numpy_selection(center, select):
     np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-6)
 
 
+def test_heap_path_over_many_row_blocks_on_threads_equals_numpy(monkeypatch):
+    # small blocks so that rows spread over worker threads and columns end in a partial block
+    import retrieval.relative as rel
+
+    monkeypatch.setattr(rel, "HEAP_BLOCK", 37)
+    monkeypatch.setattr(rel, "HEAP_COLS", 256)
+    monkeypatch.setattr(rel.os, "cpu_count", lambda: 3)
+    rng = np.random.default_rng(5)
+    anchors, x = rng.normal(size=(1000, 32)).astype(np.float32), rng.normal(size=(200, 32)).astype(np.float32)
+    a = RelativeProjector(k=20, p=4.0, select="numpy").fit(anchors).transform(x)
+    b = RelativeProjector(k=20, p=4.0, select="heap").fit(anchors).transform(x)
+    assert b.shape == a.shape and (a.indices == b.indices).all() and (a.indptr == b.indptr).all()
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-6)
+
+
 def test_heap_selection_keeps_the_lowest_anchor_among_ties():
     # duplicated anchors tie exactly; like the numpy path, the heap keeps the lowest numbers
     rng = np.random.default_rng(4)

@@ -96,3 +96,46 @@ def test_cli_add_and_delete(tiny_collection, tmp_path, fake_encoders, capsys):
     assert "deleted 1 items" in capsys.readouterr().out
     assert main(["delete", str(tiny_collection), "8"]) == 2
     assert "unknown: [8]" in capsys.readouterr().err
+
+
+def _as_format_2(folder: Path) -> None:
+    """Rewrite a collection as format 2 wrote it: embeddings as table columns, no .npy files."""
+    from retrieval.arrowio import dense_column, sha256_file
+
+    m = json.loads((folder / "manifest.json").read_text())
+    for table, side in (("items.parquet", m["items"]["modality"]), ("texts.parquet", "text")):
+        vecs = np.load(folder / f"{side}_vectors.npy")
+        t = pq.read_table(folder / table)
+        pq.write_table(t.add_column(4, f"{side}_vector", dense_column(vecs)), folder / table)
+        (folder / f"{side}_vectors.npy").unlink()
+        del m["files"][f"{side}_vectors.npy"]
+        m["files"][table] = {"sha256": sha256_file(str(folder / table)), "bytes": (folder / table).stat().st_size}
+    m["format_version"] = 2
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def test_format_2_collections_open_and_update_into_format_3(tiny_data, split, fake_encoders, tmp_path):
+    new = build_collection(split["a"], tiny_data["anchors"], tmp_path / "new", **FAKE)
+    old = shutil.copytree(new, tmp_path / "old")
+    _as_format_2(old)
+    assert not list(Path(old).glob("*.npy"))
+    a, b = Collection.open(new), Collection.open(old)
+    assert isinstance(a.sides["image"].abs, np.memmap) and not isinstance(b.sides["image"].abs, np.memmap)
+    np.testing.assert_array_equal(a.sides["image"].abs, b.sides["image"].abs)
+    for q in QUERIES:
+        assert [h.id for h in a.search(q, k=5)] == [h.id for h in b.search(q, k=5)]
+    for folder in (new, old):
+        assert main(["add", str(folder), "--corpus", split["b"]]) == 0
+    a, b = Collection.open(new), Collection.open(old)
+    assert b.manifest["format_version"] == 3 and (Path(old) / "image_vectors.npy").is_file()
+    assert "image_vector" not in pq.read_schema(Path(old) / "items.parquet").names
+    for q in QUERIES:
+        assert [h.id for h in a.search(q, k=8)] == [h.id for h in b.search(q, k=8)]
+
+
+def test_inverted_collections_open_without_reading_vectors_into_memory(tiny_data, split, fake_encoders, tmp_path):
+    col = Collection.open(build_collection(split["all"], tiny_data["anchors"], tmp_path / "c", index="inverted", **FAKE))
+    for side in col.sides.values():
+        assert isinstance(side.abs, np.memmap)  # embeddings: paged in on use
+        assert "rel_indices" not in side.meta.column_names  # relative vectors: the index maps its own postings
+    assert col.search("a red square", k=1)[0].label == "red"
