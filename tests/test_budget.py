@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.budget import options, parse_size, plan_dense
+from retrieval.budget import RERANK, options, parse_size, plan_dense
 from retrieval.errors import InputError
 
 
@@ -34,3 +34,9 @@ def test_nothing_fits_lists_every_option():
         plan_dense(1_000_000, 384, max_memory="1M", max_query_ms=0.001)
     with pytest.raises(InputError, match="max_query_ms > 0"):
         plan_dense(10, 4, max_query_ms=0)
+
+
+def test_only_the_compressed_option_re_ranks():
+    opts = options(1_000_000, 384)
+    assert [o.rerank for o in opts] == [0, 0, 0, RERANK] and RERANK > 1
+    assert f"x{RERANK}" in plan_dense(1_000_000, 384, max_memory="100M").explain()

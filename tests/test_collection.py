@@ -244,14 +244,15 @@ def test_collection_without_translators_still_opens(tiny_collection):
         col.search("a red square", route="translation")
 
 
-@pytest.mark.parametrize("dense", ["Flat", "HNSW32", "auto"])
-def test_dense_routes_through_a_built_faiss_index(tiny_data, fake_encoders, tmp_path, dense):
+@pytest.mark.parametrize("dense, rerank", [("Flat", None), ("HNSW32", None), ("auto", None), ("PQ4x2", 8)])
+def test_dense_routes_through_a_built_faiss_index(tiny_data, fake_encoders, tmp_path, dense, rerank):
     exact = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "e", k=3, p=2.0,
                                              cache_dir="", **FAKE))
     built = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", k=3, p=2.0,
                                              cache_dir="", dense_index=dense, max_memory="1G" if dense == "auto" else None,
-                                             **FAKE))
+                                             dense_rerank=rerank, **FAKE))
     spec = built.manifest["dense_indexes"]["image_absolute"]
+    assert spec.get("rerank") == rerank  # a compressed index re-scores its candidates from image_vectors.npy
     assert spec["backend"] == "faiss" and "image_absolute.faiss" in built.manifest["files"]
     assert "image_translated.faiss" in built.manifest["files"]
     if dense == "auto":  # 8 vectors fit any budget: the exact structure is chosen
@@ -275,4 +276,6 @@ def test_dense_budgets_that_nothing_fits_fail_before_encoding(tiny_data, fake_en
         build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "x", dense_index="Bogus7", **FAKE)
     with pytest.raises(InputError, match="expected --dense-index auto"):
         build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "x", max_query_ms=5, **FAKE)
+    with pytest.raises(InputError, match="expected --dense-rerank .* with an explicit FAISS factory"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "x", dense_rerank=4, **FAKE)
     assert fake_encoders["fake-image"].calls == 0
