@@ -162,6 +162,10 @@ class Collection:
         ``image_encoder`` / ``text_encoder`` / ``audio_encoder`` override how queries are encoded; they
         must be the manifest's encoders (same spec and width), or the vectors would not be comparable.
         """
+        from .distributed import ShardedCollection, is_sharded
+
+        if is_sharded(folder):  # a distributed build's shards, searched as one (same search API)
+            return ShardedCollection.open(folder, device=device, verify=verify)
         manifest = read_manifest(Path(folder), verify=verify)
         given = (("image", image_encoder), ("text", text_encoder), ("audio", audio_encoder))
         encoders = {m: e for m, e in given if e is not None}
@@ -370,6 +374,10 @@ class Collection:
                                source=self.texts["source"][i], item_id=None if item < 0 else item,
                                path=self.items["path"][self.item_row(item)] if item >= 0 else None))
         return out
+
+    def item_path(self, item_id: int) -> str:
+        """The file an item was built from (as recorded at build time)."""
+        return self.items["path"][self.item_row(item_id)]
 
     def item_row(self, item_id: int) -> int:
         """Row of an item id (ids are kept ascending, so this is a binary search)."""

@@ -228,16 +228,48 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     item_vecs, captioned, cap_vecs = encode_corpus(rows, modality, encoders, batch_size=batch_size,
                                                    show_progress_bar=show_progress_bar)
     clock.lap("encode_corpus")
+    return write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
+                            anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=list(zip(pivot_sets, pivot_vecs)),
+                            encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
+                            k=k, p=p, kind=kind, center=center, index_spec=index_spec, dspec=dspec,
+                            corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite)
+
+
+def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,
+                     anchor_set: AnchorSet, anchor_vecs, pivots=(), encoders: Dict, k: int, p: float, kind: str,
+                     center: bool, index_spec: Dict, dspec: Optional[Dict] = None, corpus: str = "",
+                     skipped: Sequence[Dict] = (), clock: Optional["_Clock"] = None, overwrite: bool = False,
+                     ids=None, rel=None, extra: Optional[Dict] = None) -> Path:
+    """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
+    index and write a collection from embeddings already made: the second half of a build, shared
+    by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
+
+    ``ids`` are the items' stable ids (default 0..n-1); ``extra`` is merged into the manifest.
+    """
+    clock = clock or _Clock()
+    a_med, a_txt = anchor_vecs
+    modality = anchor_set.modality
+    skipped = list(skipped)
+    ids = np.arange(len(rows)) if ids is None else np.asarray(ids, np.int64)
     text_vecs = np.vstack([cap_vecs, a_txt]) if len(captioned) else a_txt
     texts = [rows[i]["caption"] for i in captioned] + list(anchor_set.captions)
     text_source = ["corpus"] * len(captioned) + ["anchor"] * len(anchor_set)
-    text_item = captioned + [-1] * len(anchor_set)
+    text_item = [int(ids[i]) for i in captioned] + [-1] * len(anchor_set)
 
     log.info("relativising (k=%d, p=%g, centred=%s) and writing %s", k, p, center, out)
     med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_med)
     txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_txt)
-    item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
+    if rel is None:
+        item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
+    else:  # made elsewhere (a distributed build's workers); the anchor captions' are made here
+        import scipy.sparse as sp
+
+        item_rel = rel[0]
+        text_rel = sp.vstack([rel[1], txt_proj.transform(a_txt)], format="csr") if kind == "asif" else \
+            txt_proj.transform(text_vecs)
     clock.lap("relativise")
+    pivot_sets = [pv for pv, _ in pivots]
+    pivot_vecs = [v for _, v in pivots]
 
     def fill(tmp: Path) -> Dict:
         indexes = write_indexes(tmp, index_spec, {f"{modality}_relative": item_rel, "text_relative": text_rel})
@@ -257,7 +289,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
             pivot_meta.append({"modalities": [pv.modality, "text"], "source": pv.source,
                                "content_hash": pv.content_hash, "count": len(pv), "file": fname,
                                "k": min(k, len(pv))})
-        write_parquet_atomic(items_table(np.arange(len(rows)), rows, item_rel, kind), str(tmp / "items.parquet"))
+        write_parquet_atomic(items_table(ids, rows, item_rel, kind), str(tmp / "items.parquet"))
         write_parquet_atomic(texts_table(np.arange(len(texts)), texts, text_source, text_item, text_rel, kind),
                              str(tmp / "texts.parquet"))
         write_vectors(tmp, modality, item_vecs)
@@ -266,21 +298,22 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(),
             "items": {"modality": modality},
-            "encoders": {m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
+            "encoders": encoders,
             "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash, "count": len(anchor_set),
                         "modalities": [modality, "text"]},
             "pivots": pivot_meta,
             "projector": med_proj.get_params(),
-            "corpus": {"source": str(corpus)},
+            "corpus": {"source": corpus},
             "indexes": indexes,
             **({"dense_indexes": dense} if dense else {}),
             "bridges": bridges,
             "counts": {"items": len(rows), "texts": len(texts), "corpus_captions": len(captioned),
                        "anchors": len(anchor_set), "skipped": len(skipped)},
-            "next_ids": {"items": len(rows), "texts": len(texts)},
+            "next_ids": {"items": int(ids.max(initial=-1)) + 1, "texts": len(texts)},
             "skipped": skipped[:MAX_SKIPPED_LISTED],
             # seconds per stage (write = indexes, tables and translators; checksums come after)
             "timings": dict(clock.laps, write=round(time.perf_counter() - clock.last, 3)),
+            **(extra or {}),
         }
 
     return write_atomically(out, fill, overwrite=overwrite)

