@@ -205,6 +205,8 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
         raise InputError(f"expected a new output folder, got {str(out)!r}, which exists; pass --overwrite to replace it")
     if not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
         raise InputError(f"expected a shard size >= 1, got {shard_size!r}")
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise InputError(f"expected workers >= 1 (encoding actors), got {workers!r}")
     index_spec = parse_index_spec(index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
     modality = anchor_set.modality
@@ -250,7 +252,7 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     # 1. which files decode: in parallel, as Ray tasks; decides the items' ids, as a one-process build does
     checked = (ray.data.from_items([{"row": i, "path": r["path"]} for i, r in enumerate(rows)])
                .map_batches(_Check, fn_constructor_kwargs={"modality": modality, "setup": worker_setup},
-                            batch_size=max(1, batch_size), concurrency=_pool(ray, workers), batch_format="numpy"))
+                            batch_size=max(1, batch_size), compute=_pool(ray, workers), batch_format="numpy"))
     reasons = [""] * len(rows)
     for b in checked.iter_batches(batch_size=None, batch_format="numpy"):
         for r, why in zip(b["row"].tolist(), b["reason"].tolist()):
@@ -286,7 +288,7 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
         encoded = ds.map_batches(_Encode, fn_constructor_kwargs={
             "modality": modality, "specs": specs, "anchors": anchors_ref, "projector": projector,
             "batch_size": batch_size, "device": device, "setup": worker_setup},
-            batch_size=max(1, batch_size), concurrency=_pool(ray, workers), batch_format="numpy",
+            batch_size=max(1, batch_size), compute=_pool(ray, workers), batch_format="numpy",
             **_resources(ray))
         buf: Dict[str, List[np.ndarray]] = {}
         held = 0  # rows in buf
@@ -362,13 +364,16 @@ def _write_shard(folder: Path, got: Dict[str, np.ndarray], rows: List[Dict], lo:
     log.info("wrote %s (%d items)", folder.name, len(shard_rows))
 
 
-def _pool(ray, workers: Optional[int]) -> int:
+def _pool(ray, workers: Optional[int]):
+    """A fixed pool of actors: ``workers``, or one per GPU of the cluster, else one per CPU."""
     if workers is not None:
         if workers < 1:
             raise InputError(f"expected workers >= 1, got {workers}")
-        return int(workers)
-    res = ray.cluster_resources()
-    return max(1, int(res.get("GPU", 0)) or int(res.get("CPU", 1)))
+        size = int(workers)
+    else:
+        res = ray.cluster_resources()
+        size = max(1, int(res.get("GPU", 0)) or int(res.get("CPU", 1)))
+    return ray.data.ActorPoolStrategy(size=size)
 
 
 def _resources(ray) -> Dict:

@@ -14,6 +14,7 @@ endpoint, and time the query stages (encode, relativise, search) per collection.
 # and they name types imported inside create_app (fastapi is an optional dependency).
 import asyncio
 import io
+import json
 import os
 import tempfile
 import threading
@@ -37,8 +38,10 @@ def _deps():
 
 
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
-               warm: bool = True):
-    """A FastAPI app serving ``{name: collection folder}``.
+               warm: bool = True, shard_actors: Optional[str] = None):
+    """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
+    are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
+    cluster) by Ray actors that each hold one shard.
 
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
@@ -61,7 +64,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     latency = Histogram("retrieval_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
     stages = Histogram("retrieval_stage_seconds", "query stage latency", ["collection", "stage"], registry=registry)
     for name, folder in collections.items():
-        col = Collection.open(folder, device=device)
+        col = _open(folder, device, shard_actors)
         col.timer = (lambda stage, s, name=name: stages.labels(name, stage).observe(s))
         if warm:
             for m in col.manifest["encoders"]:
@@ -287,8 +290,18 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     return app
 
 
+def _open(folder: str, device: str, shard_actors: Optional[str]):
+    from .api import Collection
+    from .distributed import ShardedCollection, is_sharded
+
+    if shard_actors is not None and is_sharded(folder):
+        m = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+        return ShardedCollection.open(folder, device=device, actors=len(m["shards"]), address=shard_actors or None)
+    return Collection.open(folder, device=device)
+
+
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-          limits: Optional[Dict] = None) -> None:
+          limits: Optional[Dict] = None, shard_actors: Optional[str] = None) -> None:
     """Start the server (blocking). Collections are named by their folder names."""
     import uvicorn
 
@@ -298,5 +311,5 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
         if name in names:
             raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
         names[name] = str(f)
-    app = create_app(names, device=device, limits=limits)
+    app = create_app(names, device=device, limits=limits, shard_actors=shard_actors)
     uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=64)

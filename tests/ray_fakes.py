@@ -6,12 +6,12 @@ import os
 import time
 
 
-def register_fakes():
+def register_fakes(delay=None):
     from retrieval.encoders import registry
 
     from tests.conftest import FakeImageEncoder, FakeTextEncoder
 
-    delay = float(os.environ.get("RETRIEVAL_TEST_ENCODE_DELAY", "0"))
+    delay = float(os.environ.get("RETRIEVAL_TEST_ENCODE_DELAY", "0") if delay is None else delay)
 
     def factory(cls):
         def make(arg, *, name, device, modality):

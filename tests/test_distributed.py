@@ -61,8 +61,8 @@ def corpus(tiny_data, tmp_path):
 def sharded(corpus, anchors, out, **kw):
     from retrieval.distributed import build_sharded
 
-    return build_sharded(corpus, anchors, out, worker_setup=register_fakes, show_progress_bar=False,
-                         **dict(FAKE, **kw))
+    kw = {**FAKE, "worker_setup": register_fakes, **kw}
+    return build_sharded(corpus, anchors, out, show_progress_bar=False, **kw)
 
 
 def shard_items(folder: Path):
@@ -128,6 +128,23 @@ def test_cli_searches_a_sharded_collection(cluster, tiny_data, corpus, fake_enco
     assert "shards       4 (up to 4 items each)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("actors", [None, ""])
+def test_server_serves_a_sharded_collection(cluster, tiny_data, corpus, fake_encoders, tmp_path, actors):
+    from fastapi.testclient import TestClient
+
+    from retrieval.server import create_app
+
+    one = Collection.open(build_collection(corpus, tiny_data["anchors"], tmp_path / "one", **FAKE))
+    out = sharded(corpus, tiny_data["anchors"], tmp_path / "many", shard_size=6, workers=1)
+    client = TestClient(create_app({"many": str(out)}, shard_actors=actors))
+    r = client.post("/collections/many/search", json={"query": "a blue square", "k": 5})
+    assert r.status_code == 200, r.text
+    got = r.json()["results"]
+    assert [h["id"] for h in got] == [h.id for h in one.search("a blue square", k=5)]
+    f = client.get(got[0]["url"])
+    assert f.status_code == 200 and f.content[:4] == b"\x89PNG"
+
+
 def test_a_killed_build_resumes_without_losing_or_duplicating(cluster, tiny_data, corpus, fake_encoders, tmp_path):
     out, work = tmp_path / "many", tmp_path / "many.partial"
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r});\n"
@@ -164,6 +181,37 @@ def test_a_killed_build_resumes_without_losing_or_duplicating(cluster, tiny_data
     many = Collection.open(out)
     for q in QUERIES:
         assert [h.id for h in one.search(q, k=6)] == [h.id for h in many.search(q, k=6)]
+
+
+def test_a_killed_worker_is_replaced_and_the_build_completes(cluster, tiny_data, corpus, fake_encoders, tmp_path):
+    import functools
+    import threading
+
+    out, result = tmp_path / "many", {}
+
+    def build():
+        try:
+            result["out"] = sharded(corpus, tiny_data["anchors"], out, shard_size=4, workers=2, batch_size=1,
+                                    worker_setup=functools.partial(register_fakes, delay=0.3))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    t = threading.Thread(target=build)
+    t.start()
+    killed, deadline = None, time.time() + 120
+    while killed is None and time.time() < deadline and t.is_alive():
+        res = subprocess.run(["pgrep", "-f", "MapBatches\\(_Encode\\)"], capture_output=True, text=True)
+        pids = [int(x) for x in res.stdout.split()]
+        if pids and list((tmp_path / "many.partial").glob("shard-*")):
+            os.kill(pids[0], signal.SIGKILL)  # an encoding actor dies after the first shard is written
+            killed = pids[0]
+        time.sleep(0.1)
+    t.join(300)
+    assert killed is not None, f"no encoding actor was found to kill ({result})"
+    assert "error" not in result, result.get("error")
+    ids, _, _, _ = shard_items(out)
+    one = Collection.open(build_collection(corpus, tiny_data["anchors"], tmp_path / "one", **FAKE))
+    assert ids.tolist() == one.item_ids.tolist()
 
 
 def test_restart_discards_a_partial_build_of_other_settings(cluster, tiny_data, corpus, fake_encoders, tmp_path):
