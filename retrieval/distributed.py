@@ -192,10 +192,9 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
 
     >>> build_sharded("corpus/", "anchors.parquet", "indexes/big", address="auto")  # doctest: +SKIP
     """
-    from .anchors import AnchorSet, encode_anchors, load_anchor_set
-    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, _Clock, parse_index_spec, write_collection
-    from .encoders import DEFAULT_ENCODERS, load_encoder
-    from .progress import progress
+    from .anchors import AnchorSet, load_anchor_set
+    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, parse_index_spec
+    from .encoders import DEFAULT_ENCODERS
     from .relative import RelativeProjector
     from .tables import rows_from
 
@@ -242,21 +241,48 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     ray = connect(address, **(ray_init or {}))
     import ray.data  # noqa: F401  (Ray Data is part of the extra)
 
-    clock = _Clock()
     ctx = ray.data.DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order,
+             {a: getattr(ctx, a) for a in ("enable_progress_bars", "enable_operator_progress_bars") if hasattr(ctx, a)})
     ctx.execution_options.preserve_order = True  # shards are contiguous runs of the corpus
-    for attr in ("enable_progress_bars", "enable_operator_progress_bars"):
-        if show_progress_bar is False and hasattr(ctx, attr):
+    for attr in saved[1]:
+        if show_progress_bar is False:
             setattr(ctx, attr, False)
+    try:
+        return _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, specs, projector,
+                    index_spec, shard_size, workers, batch_size, device, cache_dir, show_progress_bar, worker_setup)
+    finally:  # Ray's data context is process-wide: leave it as it was
+        ctx.execution_options.preserve_order = saved[0]
+        for attr, value in saved[1].items():
+            setattr(ctx, attr, value)
 
-    # 1. which files decode: in parallel, as Ray tasks; decides the items' ids, as a one-process build does
-    checked = (ray.data.from_items([{"row": i, "path": r["path"]} for i, r in enumerate(rows)])
-               .map_batches(_Check, fn_constructor_kwargs={"modality": modality, "setup": worker_setup},
-                            batch_size=max(1, batch_size), compute=_pool(ray, workers), batch_format="numpy"))
-    reasons = [""] * len(rows)
-    for b in checked.iter_batches(batch_size=None, batch_format="numpy"):
-        for r, why in zip(b["row"].tolist(), b["reason"].tolist()):
-            reasons[r] = why
+
+def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, specs, projector, index_spec,
+         shard_size, workers, batch_size, device, cache_dir, show_progress_bar, worker_setup) -> Path:
+    """The build itself, once settings are checked and the work folder is claimed."""
+    from .anchors import encode_anchors
+    from .build import _Clock, write_collection
+    from .encoders import load_encoder
+    from .progress import progress
+
+    clock = _Clock()
+
+    # 1. which files decode: in parallel on the workers; decides the items' ids, as a one-process
+    # build does. Kept in the work folder, so that a resumed build does not decode everything again.
+    checked_file = work / "checked.json"
+    if checked_file.is_file():
+        reasons = json.loads(checked_file.read_text(encoding="utf-8"))
+    else:
+        checked = (ray.data.from_items([{"row": i, "path": r["path"]} for i, r in enumerate(rows)])
+                   .map_batches(_Check, fn_constructor_kwargs={"modality": modality, "setup": worker_setup},
+                                batch_size=max(1, batch_size), compute=_pool(ray, workers), batch_format="numpy"))
+        reasons = [""] * len(rows)
+        for b in checked.iter_batches(batch_size=None, batch_format="numpy"):
+            for r, why in zip(b["row"].tolist(), b["reason"].tolist()):
+                reasons[r] = why
+        tmp = checked_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(reasons), encoding="utf-8")
+        os.replace(tmp, checked_file)
     skipped = [{"path": rows[i]["path"], "reason": why} for i, why in enumerate(reasons) if why]
     rows = [r for r, why in zip(rows, reasons) if not why]
     if not rows:
@@ -285,11 +311,12 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     if pending_rows:
         ds = ray.data.from_items([{"row": i, "path": rows[i]["path"], "caption": rows[i]["caption"] or ""}
                                   for i in pending_rows])
+        resources = _resources(ray)
         encoded = ds.map_batches(_Encode, fn_constructor_kwargs={
             "modality": modality, "specs": specs, "anchors": anchors_ref, "projector": projector,
-            "batch_size": batch_size, "device": device, "setup": worker_setup},
-            batch_size=max(1, batch_size), compute=_pool(ray, workers), batch_format="numpy",
-            **_resources(ray))
+            "batch_size": batch_size, "device": "cuda" if "num_gpus" in resources else device,
+            "setup": worker_setup},
+            batch_size=max(1, batch_size), compute=_pool(ray, workers), batch_format="numpy", **resources)
         buf: Dict[str, List[np.ndarray]] = {}
         held = 0  # rows in buf
         queue = list(todo)
@@ -337,6 +364,7 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
                 "skipped": skipped[:100], "timings": dict(clock.laps)}
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     run_file.unlink()
+    (work / "checked.json").unlink()
     if out.exists():
         old = out.parent / f".{out.name}.old"
         shutil.rmtree(old, ignore_errors=True)

@@ -21,6 +21,8 @@ def test_bench_sparse_small(tmp_path):
     assert res.returncode == 0, res.stderr
     rows = [line for line in out.read_text().splitlines() if line.startswith("| inverted")]
     assert len(rows) == 2
+    mapped = [line for line in out.read_text().splitlines() if "memory-mapped" in line]
+    assert len(mapped) == 1 and float(mapped[0].split("|")[5]) >= 0.99  # opened from disk: the same answers
     recalls = [float(r.split("|")[5]) for r in rows]
     assert min(recalls) >= 0.99  # float16 weights may reorder a near-tie; float32 must be exact
     ratio = float(rows[0].split("(")[2].split(" x")[0])  # "7,720,008 (1.01 x items*k*6)"
@@ -40,3 +42,15 @@ def test_bench_relativise_small(tmp_path):
     assert res.returncode == 0, res.stderr
     heap = [line for line in out.read_text().splitlines() if "select='heap'" in line][0]
     assert heap.rstrip(" |").endswith("1.0000")  # the heap path keeps exactly the numpy path's anchors
+
+
+@pytest.mark.slow
+def test_bench_ray_small(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "ray.md"
+    res = run("scripts/bench_ray.py", "--items", "24", "--workers", "1", "--shard-size", "10", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = out.read_text()
+    assert "Same items in both: True" in text  # the sharded build holds what the one-process build holds
+    rows = [line for line in text.splitlines() if line.startswith("| local Ray")]
+    assert len(rows) == 1 and float(rows[0].split("|")[3]) > 0
