@@ -160,3 +160,20 @@ def test_packaged_encoders_on_cuda_match_cpu():
         cpu = load_encoder(spec, modality, device="cpu").encode(inputs)
         gpu = load_encoder(spec, modality, device="cuda").encode(inputs)
         np.testing.assert_allclose(cpu, gpu, atol=2e-3)
+
+
+def test_encoding_on_cuda_turns_tf32_off_and_restores_it():
+    # TF32 convolutions made GPU image embeddings differ from the CPU's by 2.6e-3 (results/bench/gpu.md)
+    torch = pytest.importorskip("torch")
+    from retrieval.encoders.base import full_precision
+
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        with full_precision("cuda:0"):
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        with full_precision("cpu"):  # nothing to change off the GPU
+            assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
