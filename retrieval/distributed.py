@@ -476,7 +476,7 @@ class ShardedCollection:
         self.first = Collection.open(folders[0], device=device, verify=verify)
         self.modality = self.first.modality
         self.first_ids = np.array([s["first_id"] for s in manifest["shards"]], np.int64)
-        self._holders, self._local = None, None
+        self._holders, self._local, self._paths = None, None, {}
         if actors:
             ray = connect(address)
             groups = [folders[i::actors] for i in range(min(actors, len(folders)))]
@@ -563,15 +563,22 @@ class ShardedCollection:
         return out
 
     def item_path(self, item_id: int) -> str:
+        """The file an item was built from: looked up in its shard's id range (only that shard's
+        ids and paths are read, once, when the shards live in Ray actors)."""
         s = int(np.searchsorted(self.first_ids, item_id, side="right")) - 1
         if s < 0:
             raise InputError(f"expected an item id of this collection, got {item_id}")
-        col = self._local[s] if self._local is not None else None
-        if col is None:
-            from .api import Collection
+        if self._local is not None:
+            return self._local[s].item_path(item_id)
+        if s not in self._paths:
+            import pyarrow.parquet as pq
 
-            col = Collection.open(self.folder / self.sharded_manifest["shards"][s]["name"], verify=False)
-        return col.item_path(item_id)
+            t = pq.read_table(self.folder / self.sharded_manifest["shards"][s]["name"] / "items.parquet",
+                              columns=["id", "path"])
+            self._paths[s] = dict(zip(t.column("id").to_pylist(), t.column("path").to_pylist()))
+        if item_id not in self._paths[s]:
+            raise InputError(f"expected an item id of this collection, got {item_id}")
+        return self._paths[s][item_id]
 
     def info(self) -> Dict:
         """The first shard's description with the whole collection's counts and size."""
