@@ -56,21 +56,29 @@ def _ray():
 
 def connect(address: Optional[str] = None, **init_kwargs):
     """Join the Ray cluster at ``address`` (``"auto"``: the one this machine belongs to), or start a
-    local one (``None``), unless this process is already connected."""
+    local one (``None``), unless this process is already connected. Ray's usage statistics, which
+    it would otherwise try to send over the internet, are off unless the environment says so."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray = _ray()
     if not ray.is_initialized():
-        if address in (None, "", "local"):
-            init_kwargs.setdefault("include_dashboard", False)
-            ray.init(**init_kwargs)
-        else:
-            ray.init(address=address, **init_kwargs)
+        try:
+            if address in (None, "", "local"):
+                init_kwargs.setdefault("include_dashboard", False)
+                ray.init(**init_kwargs)
+            else:
+                ray.init(address=address, **init_kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = "a local Ray cluster" if address in (None, "", "local") else f"the Ray cluster at {address!r}"
+            raise InputError(f"expected to reach {where}, but Ray said: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                             f"start one with 'ray start --head' (then --ray auto), or give --ray no address for "
+                             f"a local cluster") from exc
     return ray
 
 
 # ---- the workers' side ---------------------------------------------------------------------------
 
 class _Check:
-    """Ray task body: which corpus rows decode (the build's readability check, in parallel)."""
+    """Ray actor body: which corpus rows decode (the build's readability check, on the workers)."""
 
     def __init__(self, modality: str, setup: Optional[Callable] = None):
         if setup is not None:
@@ -81,7 +89,7 @@ class _Check:
         from .build import readable_media
 
         rows = [{"path": str(p), "caption": None, "label": None} for p in batch["path"]]
-        ok, skipped = readable_media(rows, self.modality, show_progress_bar=False)
+        _, skipped = readable_media(rows, self.modality, show_progress_bar=False)
         reasons = {s["path"]: s["reason"] for s in skipped}
         return {"row": batch["row"], "reason": np.array([reasons.get(r["path"], "") for r in rows], dtype=object)}
 
@@ -104,15 +112,20 @@ class _Encode:
         self.encoders = {m: load_encoder(specs[m], m, device=device) for m in (modality, "text")}
         self.projectors = {m: RelativeProjector(**projector).fit(anchors[m]) for m in (modality, "text")}
 
-    def _rel(self, m: str, x: np.ndarray):
+    def _rel(self, m: str, x: np.ndarray, rows: Optional[np.ndarray] = None):
         """Relative vectors as fixed-width (n, k) columns, padded with anchor -1 (rows can hold
-        fewer than k non-zeros when similarities clamp to 0)."""
-        rel = self.projectors[m].transform(x)
-        idx = np.full((len(x), self.k), -1, np.int32)
-        val = np.zeros((len(x), self.k), np.float32)
-        for r in range(len(x)):
-            a, b = rel.indptr[r], rel.indptr[r + 1]
-            idx[r, :b - a], val[r, :b - a] = rel.indices[a:b], rel.data[a:b]
+        fewer than k non-zeros when similarities clamp to 0). Only ``rows`` (a mask) are computed;
+        the others stay empty."""
+        n = len(x)
+        idx = np.full((n, self.k), -1, np.int32)
+        val = np.zeros((n, self.k), np.float32)
+        rows = np.ones(n, bool) if rows is None else rows
+        if rows.any():
+            rel = self.projectors[m].transform(x[rows])
+            counts = np.diff(rel.indptr)
+            r = np.repeat(np.flatnonzero(rows), counts)
+            pos = np.arange(rel.nnz) - np.repeat(rel.indptr[:-1], counts)
+            idx[r, pos], val[r, pos] = rel.indices, rel.data
         return idx, val
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -126,7 +139,7 @@ class _Encode:
             cap[has] = self.encoders["text"].encode([c for c, h in zip(captions, has) if h],
                                                     batch_size=self.batch_size, show_progress_bar=False)
         ri, rv = self._rel(self.modality, vecs)
-        ci, cv = self._rel("text", cap)
+        ci, cv = self._rel("text", cap, has)  # rows without a caption are not relativised
         return {"row": batch["row"], "vec": vecs.astype(np.float32), "rel_idx": ri, "rel_val": rv,
                 "has_caption": has, "cap": cap, "cap_idx": ci, "cap_val": cv}
 
@@ -223,13 +236,21 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
                 "anchors": anchor_set.content_hash, "encoders": specs, "projector": projector, "index": index_spec,
                 "shard_size": int(shard_size)}
     run_id = _digest(settings)
+    ray = connect(address, **(ray_init or {}))  # before the work folder: a cluster not reached leaves nothing
+    import ray.data  # noqa: F401  (Ray Data is part of the extra)
+
     if restart and work.exists():
         shutil.rmtree(work)
+    fresh = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     run_file = work / RUN_FILE
     if run_file.is_file():
-        previous = json.loads(run_file.read_text(encoding="utf-8"))
-        if previous.get("run") != run_id:
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"expected {str(run_file)!r} to be the JSON a partial build writes, it is damaged "
+                             f"({exc}); pass restart=True (--restart) to start over") from exc
+        if not isinstance(previous, dict) or previous.get("run") != run_id:
             raise InputError(f"expected {str(work)!r} to hold a partial build of the same settings, but it was "
                              f"started with other ones (corpus, anchors, encoders, k, p, index or shard size "
                              f"differ); pass restart=True (--restart) to discard it")
@@ -237,9 +258,6 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     else:
         run_file.write_text(json.dumps({"run": run_id, "started": _now(), "corpus": str(corpus)}, indent=2),
                             encoding="utf-8")
-
-    ray = connect(address, **(ray_init or {}))
-    import ray.data  # noqa: F401  (Ray Data is part of the extra)
 
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.execution_options.preserve_order,
@@ -251,6 +269,10 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     try:
         return _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, specs, projector,
                     index_spec, shard_size, workers, batch_size, device, cache_dir, show_progress_bar, worker_setup)
+    except InputError:
+        if fresh and not any(work.glob("shard-*")):  # nothing worth resuming: leave no litter
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:  # Ray's data context is process-wide: leave it as it was
         ctx.execution_options.preserve_order = saved[0]
         for attr, value in saved[1].items():
@@ -507,8 +529,12 @@ class ShardedCollection:
     def plan(self, modality: str, target: Optional[str] = None, route: Optional[str] = None):
         return self.first.plan(modality, self._target(target), route)
 
-    def classify(self, *args, **kwargs):
-        return self.first.classify(*args, **kwargs)
+    def classify(self, inputs, labels, **kwargs):
+        """Classify files (the anchors are the same in every shard, so the first shard answers)."""
+        if inputs is None:
+            raise InputError("expected files to classify: a sharded collection's own items live in its shards; "
+                             "classify a shard folder (NAME/shard-00000, ...) to label its items")
+        return self.first.classify(inputs, labels, **kwargs)
 
     def _target(self, target: Optional[str]) -> str:
         target = target or "items"

@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 CHANGING = ("items.parquet", "texts.parquet", "manifest.json")
 
 
+def _not_sharded(folder, what: str) -> None:
+    from .distributed import is_sharded
+
+    if is_sharded(folder):
+        raise InputError(f"expected a collection folder to {what}, got the sharded collection {str(folder)!r}; "
+                         f"sharded collections are not updated in place yet: rebuild it with --ray")
+
+
 def _tables(col):
     """The stored tables without the embedding columns of formats 1 and 2 (format 3 keeps them in
     .npy files, written by _rewrite)."""
@@ -106,6 +114,7 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
     """
     from .api import Collection
 
+    _not_sharded(folder, "add to")
     col = Collection.open(folder, device=device)
     modality = col.modality
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
@@ -143,6 +152,7 @@ def delete_items(folder, ids: Iterable[int]) -> Dict:
     an error that names them, and nothing is changed."""
     from .api import Collection
 
+    _not_sharded(folder, "delete from")
     col = Collection.open(folder)
     want = np.unique(np.asarray(list(ids), dtype=np.int64))
     if want.size == 0:

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     from retrieval import Collection, build_collection
     from retrieval.anchors import encode_anchors, load_anchor_set
     from retrieval.datasets import emoji
-    from retrieval.distributed import build_sharded
+    from retrieval.distributed import build_sharded, connect
     from retrieval.encoders import DEFAULT_ENCODERS, load_encoder
 
     paths = emoji.prepare(a.data, show_progress_bar=False)
@@ -63,8 +63,8 @@ def main(argv=None) -> int:
     one = build_collection(corpus, paths["anchors"], tmp / "one", cache_dir=cache, show_progress_bar=False)
     one_s = time.perf_counter() - t
 
-    ray.init(num_cpus=a.workers, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # one core per actor, as a cluster gives it
+    connect(None, num_cpus=a.workers, _node_ip_address="127.0.0.1", log_to_driver=False,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # one core per actor, as a cluster gives it
     t = time.perf_counter()
     many = build_sharded(corpus, paths["anchors"], tmp / "many", workers=a.workers, shard_size=a.shard_size,
                          cache_dir=cache, show_progress_bar=False)

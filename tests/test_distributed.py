@@ -34,7 +34,9 @@ QUERIES = ["a red square", "a blue square", "green box", "orange", "black box", 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One local Ray cluster for the module: 2 CPUs, bound to 127.0.0.1, workers see this repository."""
+    """One local Ray cluster for the module: 2 CPUs, bound to 127.0.0.1, workers see this repository;
+    Ray's usage statistics (an upload to the internet) off."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              object_store_memory=200 * 2**20, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     yield ray.get_runtime_context().gcs_address
@@ -222,6 +224,22 @@ def test_restart_discards_a_partial_build_of_other_settings(cluster, tiny_data, 
         sharded(corpus, tiny_data["anchors"], tmp_path / "many", shard_size=8)
     out = sharded(corpus, tiny_data["anchors"], tmp_path / "many", shard_size=8, restart=True)
     assert json.loads((out / "manifest.json").read_text())["counts"]["shards"] == 2
+
+
+def test_sharded_collections_refuse_what_they_cannot_do(cluster, tiny_data, corpus, fake_encoders, tmp_path,
+                                                        capsys):
+    out = sharded(corpus, tiny_data["anchors"], tmp_path / "many", shard_size=8, workers=1)
+    before = sorted(p.name for p in out.rglob("*"))
+    assert main(["add", str(out), "--corpus", corpus]) == 2
+    assert "not updated in place" in capsys.readouterr().err
+    assert main(["delete", str(out), "3"]) == 2
+    assert "not updated in place" in capsys.readouterr().err
+    (tmp_path / "labels.txt").write_text("red\nblue\n")
+    assert main(["classify", str(out), "--labels", str(tmp_path / "labels.txt")]) == 2
+    assert "expected files to classify" in capsys.readouterr().err
+    with pytest.raises(InputError, match="expected files to classify"):
+        Collection.open(out).classify(None, ["red", "blue"])
+    assert sorted(p.name for p in out.rglob("*")) == before  # nothing was touched
 
 
 def test_without_ray_nothing_imports_it(tmp_path, capsys):
