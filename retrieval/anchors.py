@@ -40,6 +40,9 @@ class AnchorSet:
     source: str = ""
     content_hash: str = field(default="")
     modality: str = "image"
+    # concepts[i] names what row i shows; rows sharing a concept are views of one anchor, merged at
+    # build time (retrieval/style.py). None, or no concept repeated: every row is its own anchor.
+    concepts: Optional[List[str]] = None
 
     def __post_init__(self):
         if self.modality not in ("image", "audio"):
@@ -58,6 +61,13 @@ class AnchorSet:
         if missing:
             raise InputError(f"expected every anchor {self.modality} file to exist, got {len(missing)} missing, "
                              f"e.g. {missing[0]!r}")
+        if self.concepts is not None:
+            if len(self.concepts) != len(self.paths) or any(c is None or not str(c).strip() for c in self.concepts):
+                raise InputError(f"expected a concept for every anchor row or for none, got "
+                                 f"{sum(c is not None and bool(str(c).strip()) for c in self.concepts)} of "
+                                 f"{len(self.paths)} rows with one in {self.source or 'the anchor set'}")
+            if len(set(self.concepts)) == len(self.concepts):
+                self.concepts = None  # nothing to merge: the same set (and hash) as without the column
         if not self.content_hash:
             self.content_hash = self._hash()
 
@@ -73,10 +83,17 @@ class AnchorSet:
         # Content, not paths: moving the folder keeps the cache; editing a caption or a pixel does not.
         # Image sets keep the original prefix so caches and manifests written before audio stay valid.
         h = hashlib.sha256(b"anchors-v1\n" if self.modality == "image" else f"anchors-v1-{self.modality}\n".encode())
-        for img, cap in zip(self.paths, self.captions):
+        for i, (img, cap) in enumerate(zip(self.paths, self.captions)):
             h.update(sha256_file(img).encode())
             h.update(b"\t" + cap.strip().encode("utf-8") + b"\n")
+            if self.concepts is not None:  # only sets with views: older hashes stay valid
+                h.update(b"concept\t" + str(self.concepts[i]).encode("utf-8") + b"\n")
         return h.hexdigest()
+
+    @property
+    def has_views(self) -> bool:
+        """Whether some concept has more than one row (then rows are merged at build time)."""
+        return self.concepts is not None
 
 
 def load_anchor_set(path, modality: Optional[str] = None) -> AnchorSet:
@@ -86,7 +103,9 @@ def load_anchor_set(path, modality: Optional[str] = None) -> AnchorSet:
     >>> anchors = load_anchor_set("data/anchors.parquet")  # doctest: +SKIP
     """
     modality, rows = rows_from(path, caption_required=True, what="anchor", modality=modality)
-    return AnchorSet([r["path"] for r in rows], [r["caption"] for r in rows], source=str(path), modality=modality)
+    concepts = [r.get("concept") for r in rows]
+    return AnchorSet([r["path"] for r in rows], [r["caption"] for r in rows], source=str(path), modality=modality,
+                     concepts=None if all(c is None for c in concepts) else concepts)
 
 
 def _cache_key(anchors: AnchorSet, encoder: Encoder, modality: str) -> str:

@@ -26,6 +26,7 @@ from .index import ExactIndex, Hits, make_index
 from .planner import Bridge, Plan, plan
 from .ranking import rank_candidates
 from .relative import RelativeProjector, pivot
+from .style import load_style
 from .translation import load_translator
 
 
@@ -102,7 +103,11 @@ class Collection:
         params = dict(manifest["projector"])
         if str(device).startswith("cuda"):  # queries are relativised on the GPU too
             params.update(select="torch", device=device)
-        self.projectors = {m: RelativeProjector(**params).fit(v) for m, v in self.anchor_vectors.items()}
+        # A style normaliser (learned from anchors drawn several ways) applies to the items' modality.
+        st = manifest.get("style")
+        self.style = load_style(self.folder, st, dims[st["modality"]]) if st else None
+        self.projectors = {m: RelativeProjector(**params, style=self.style if st and m == st["modality"] else None).fit(v)
+                           for m, v in self.anchor_vectors.items()}
         # Pivot sets: (projector over the set's own-modality side, the set's text side as the landing space).
         self.pivots: Dict[str, tuple] = {}
         for pv in manifest.get("pivots", []):
@@ -393,7 +398,7 @@ class Collection:
         return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"),
                                   text_anchors=self.anchor_vectors["text"],
                                   image_anchors=self.anchor_vectors[self.modality],
-                                  projector_params=self.manifest["projector"])
+                                  projector_params=self.manifest["projector"], style=self.style)
 
     def classify(self, inputs: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5, batch_size: int = 32,

@@ -20,6 +20,7 @@ from .images import load_rgb
 from .index import make_index
 from .progress import progress
 from .relative import RelativeProjector
+from .style import StyleNormaliser, prepare_views, save_style
 from .tables import rows_from
 from .translation import Translator, save_translator
 
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 DEFAULT_K = 256
 DEFAULT_P = 4.0
 DEFAULT_CENTER = True
+# Anchor tables that draw each concept several ways (a style normaliser is learned, retrieval/style.py)
+# were chosen for separately, by the same validation: sparser, flatter vectors did best there.
+DEFAULT_VIEWS_K = 32
+DEFAULT_VIEWS_P = 2.0
 MAX_SKIPPED_LISTED = 100
 DENSE_TIE_MARGIN = 16
 
@@ -166,7 +171,7 @@ def _anchor_table(anchor_set: AnchorSet, media_vecs: np.ndarray, text_vecs: np.n
 
 def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encoder: str = DEFAULT_ENCODERS["image"],
                      text_encoder: str = DEFAULT_ENCODERS["text"], audio_encoder: str = DEFAULT_ENCODERS["audio"],
-                     k: Optional[int] = None, p: float = DEFAULT_P, kind: str = "asif", center: bool = DEFAULT_CENTER,
+                     k: Optional[int] = None, p: Optional[float] = None, kind: str = "asif", center: bool = DEFAULT_CENTER,
                      index: str = "exact", dense_index: Optional[str] = None, max_memory=None,
                      max_query_ms: Optional[float] = None, dense_rerank: Optional[int] = None, overwrite: bool = False, cache_dir: Optional[str] = None,
                      batch_size: int = 32, show_progress_bar: Optional[bool] = None, device: str = "cpu") -> Path:
@@ -198,8 +203,10 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
         if pv.modality == modality or any(o is not pv and o.modality == pv.modality for o in pivot_sets):
             raise InputError(f"expected pivot anchors of a modality other than the collection's ({modality}) and "
                              f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
-    k = min(DEFAULT_K, len(anchor_set)) if k is None else k
-    RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(len(anchor_set))
+    n_anchors = len(set(anchor_set.concepts)) if anchor_set.has_views else len(anchor_set)
+    k = min(DEFAULT_VIEWS_K if anchor_set.has_views else DEFAULT_K, n_anchors) if k is None else k
+    p = (DEFAULT_VIEWS_P if anchor_set.has_views else DEFAULT_P) if p is None else p
+    RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(n_anchors)
     clock = _Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     clock.lap("check_files")
@@ -221,6 +228,8 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     log.info("encoding %d anchor pairs (cached by content hash)", len(anchor_set))
     a_med = encode_anchors(anchor_set, encoders[modality], modality, **enc_kw)
     a_txt = encode_anchors(anchor_set, encoders["text"], "text", **enc_kw)
+    views = len(anchor_set)
+    anchor_set, a_med, a_txt, style = prepare_views(anchor_set, a_med, a_txt)
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
 
@@ -232,19 +241,24 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=list(zip(pivot_sets, pivot_vecs)),
                             encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
                             k=k, p=p, kind=kind, center=center, index_spec=index_spec, dspec=dspec,
-                            corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite)
+                            corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
+                            style=style, anchor_views=views)
 
 
 def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,
                      anchor_set: AnchorSet, anchor_vecs, pivots=(), encoders: Dict, k: int, p: float, kind: str,
                      center: bool, index_spec: Dict, dspec: Optional[Dict] = None, corpus: str = "",
                      skipped: Sequence[Dict] = (), clock: Optional["_Clock"] = None, overwrite: bool = False,
-                     ids=None, rel=None, extra: Optional[Dict] = None) -> Path:
+                     ids=None, rel=None, extra: Optional[Dict] = None, style: Optional[StyleNormaliser] = None,
+                     anchor_views: Optional[int] = None) -> Path:
     """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
     index and write a collection from embeddings already made: the second half of a build, shared
     by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
 
     ``ids`` are the items' stable ids (default 0..n-1); ``extra`` is merged into the manifest.
+    ``style`` (learned from anchors drawn several ways, retrieval/style.py) is applied to the items'
+    modality before relativising and saved with the collection; ``anchor_views`` is the number of
+    anchor rows before their views were merged.
     """
     clock = clock or _Clock()
     a_med, a_txt = anchor_vecs
@@ -257,7 +271,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     text_item = [int(ids[i]) for i in captioned] + [-1] * len(anchor_set)
 
     log.info("relativising (k=%d, p=%g, centred=%s) and writing %s", k, p, center, out)
-    med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_med)
+    med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, style=style).fit(a_med)
     txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_txt)
     if rel is None:
         item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
@@ -295,12 +309,15 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
         write_vectors(tmp, modality, item_vecs)
         write_vectors(tmp, "text", text_vecs)
         write_parquet_atomic(_anchor_table(anchor_set, a_med, a_txt), str(tmp / "anchors.parquet"))
+        style_meta = save_style(style, tmp, modality) if style is not None else None
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(),
             "items": {"modality": modality},
             "encoders": encoders,
             "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash, "count": len(anchor_set),
-                        "modalities": [modality, "text"]},
+                        "modalities": [modality, "text"],
+                        **({"views": int(anchor_views)} if anchor_views and anchor_views != len(anchor_set) else {})},
+            **({"style": style_meta} if style_meta else {}),
             "pivots": pivot_meta,
             "projector": med_proj.get_params(),
             "corpus": {"source": corpus},

@@ -44,7 +44,7 @@ def read_labels(path) -> List[str]:
 
 class ZeroShotClassifier:
     def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder,
-                 text_anchors: np.ndarray, image_anchors: np.ndarray, projector_params: Dict):
+                 text_anchors: np.ndarray, image_anchors: np.ndarray, projector_params: Dict, style=None):
         labels = [str(lab).strip() for lab in labels]
         if not labels or any(not lab for lab in labels):
             raise InputError(f"expected non-empty labels, got {labels[:5]!r}")
@@ -59,7 +59,8 @@ class ZeroShotClassifier:
         class_vecs = l2_normalise(vecs.mean(1))
         text_proj = RelativeProjector(**projector_params).fit(text_anchors)
         self.class_rel, self.class_dense = text_proj.transform(class_vecs), text_proj.dense(class_vecs)
-        self.image_proj = RelativeProjector(**projector_params).fit(image_anchors)
+        # style: the collection's normaliser of its items' modality (retrieval/style.py), if any
+        self.image_proj = RelativeProjector(**projector_params, style=style).fit(image_anchors)
 
     def scores(self, image_vectors: np.ndarray) -> np.ndarray:
         """(n_images, n_labels) ASIF similarities."""

@@ -221,6 +221,10 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
         raise InputError(f"expected workers >= 1 (encoding actors), got {workers!r}")
     index_spec = parse_index_spec(index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
+    if anchor_set.has_views:
+        raise InputError(f"expected one row per concept in the anchors for a --ray build, got repeated concepts in "
+                         f"{anchor_set.source!r} (views of one concept, merged with a style normaliser by a "
+                         f"one-process build); build without --ray, or drop the 'concept' column")
     modality = anchor_set.modality
     k = min(DEFAULT_K, len(anchor_set)) if k is None else k
     p = DEFAULT_P if p is None else p

@@ -106,9 +106,11 @@ class RelativeProjector:
     """
 
     def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False,
-                 select: str = "auto", device: str = "cpu", ef: int = 256):
+                 select: str = "auto", device: str = "cpu", ef: int = 256, style=None):
         self.k, self.p, self.kind, self.center, self.select, self.device = k, p, kind, center, select, device
-        self.ef = ef
+        # style: an optional retrieval.style.StyleNormaliser, applied to anchors and inputs alike
+        # before anything else (it is learned from anchors drawn several ways; not a parameter).
+        self.ef, self.style = ef, style
 
     def check_params(self, n_anchors: int) -> None:
         """Raise InputError unless the parameters suit ``n_anchors`` anchors (call before costly encoding)."""
@@ -129,10 +131,10 @@ class RelativeProjector:
         if anchors.ndim != 2 or anchors.shape[0] == 0:
             raise InputError(f"expected anchors as a non-empty 2-D array, got shape {anchors.shape}")
         self.check_params(anchors.shape[0])
-        anchors = anchors / np.maximum(np.linalg.norm(anchors, axis=1, keepdims=True), 1e-12)
+        styled = self._styled(anchors)
         # Centring on the anchors' mean: embeddings of one encoder share a large common direction
         # (EfficientNet features are all positive), which makes every cosine high and alike.
-        self.mean_ = anchors.mean(0) if self.center else np.zeros(anchors.shape[1], np.float32)
+        self.mean_ = styled.mean(0) if self.center else np.zeros(anchors.shape[1], np.float32)
         self.anchors_ = self._prepare(anchors)
         self.n_anchors_, self.dim_ = anchors.shape
         self._flat = None
@@ -164,8 +166,15 @@ class RelativeProjector:
             self._flat.add(np.ascontiguousarray(self.anchors_, np.float32))
         return self
 
-    def _prepare(self, x: np.ndarray) -> np.ndarray:
+    def _styled(self, x: np.ndarray) -> np.ndarray:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        if self.style is None:
+            return x
+        x = self.style.transform(x)
+        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        x = self._styled(x)
         if not self.center:
             return x
         x = x - self.mean_

@@ -24,6 +24,8 @@ NAMED_COLUMNS = {"image": ("image", "image_path"), "audio": ("audio", "audio_pat
 GENERIC_COLUMNS = ("path", "file", "filepath")
 CAPTION_COLUMNS = ("caption", "text", "title")
 LABEL_COLUMNS = ("label", "class", "category")
+# Anchor tables only: rows sharing a concept are views of one anchor (retrieval/style.py).
+CONCEPT_COLUMN = "concept"
 
 
 def read_table(path: Path) -> pa.Table:
@@ -85,15 +87,18 @@ def table_rows(path: Path, *, caption_required: bool,
     paths = table.column(path_col).to_pylist()
     caps = table.column(cap_col).to_pylist() if cap_col else [None] * len(paths)
     labels = table.column(lab_col).to_pylist() if lab_col else [None] * len(paths)
+    concepts = (table.column(CONCEPT_COLUMN).to_pylist() if CONCEPT_COLUMN in table.column_names
+                else [None] * len(paths))
     rows = []
-    for i, (media, cap, lab) in enumerate(zip(paths, caps, labels)):
+    for i, (media, cap, lab, con) in enumerate(zip(paths, caps, labels, concepts)):
         if media is None or not str(media).strip():
             raise InputError(f"expected a file path in row {i} of {str(path)!r}, got an empty value")
         p = Path(str(media))
         if not p.is_absolute():
             p = path.parent / p
         rows.append({"path": str(p), "caption": None if cap is None else str(cap),
-                     "label": None if lab is None else str(lab)})
+                     "label": None if lab is None else str(lab),
+                     "concept": None if con is None or not str(con).strip() else str(con)})
     if modality is None:  # a generic "path" column: judge by the files' extensions
         kinds = Counter(media_modality(r["path"]) for r in rows)
         modality = "audio" if kinds.get("audio", 0) > kinds.get("image", 0) else "image"

