@@ -422,7 +422,7 @@ class Collection:
                 "pivots": m.get("pivots", []), "projector": m["projector"],
                 "indexes": m["indexes"], "counts": m["counts"], "bytes_on_disk": size,
                 "versions": m.get("versions", {}), "corpus": m.get("corpus", {}),
-                "skipped": m.get("skipped", [])}
+                "skipped": m.get("skipped", []), **({"style": m["style"]} if m.get("style") else {})}
 
 
 def _guess_modality(query) -> str:

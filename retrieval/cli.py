@@ -228,6 +228,10 @@ def cmd_info(a) -> int:
     print("encoders     " + ", ".join(f"{m} {x['spec']} ({x['dim']}-d)" for m, x in e.items()))
     print(f"anchors      {info['anchors']['count']} {info['modality']}-text pairs from {info['anchors']['source']} "
           f"(sha256 {info['anchors']['content_hash'][:12]}…)")
+    style = info.get("style")
+    if style:
+        print(f"style        {style['method']} (lambda {style['lambda']:g}) learned from {style['views']} views of "
+              f"{style['concepts']} concepts; applied to {style['modality']} before relativising")
     for pv in info["pivots"]:
         print(f"pivot        {pv['count']} {'-'.join(pv['modalities'])} pairs from {pv['source']} (k={pv['k']})")
     print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}")
@@ -255,7 +259,7 @@ def cmd_demo(a) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
+    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
     from .planner import ROUTES
     from .encoders import DEFAULT_ENCODERS
     from .encoders.registry import describe
@@ -285,8 +289,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--text-encoder", default=DEFAULT_ENCODERS["text"])
     b.add_argument("--audio-encoder", default=DEFAULT_ENCODERS["audio"])
     b.add_argument("-k", "--k", type=int, default=None,
-                   help=f"anchors kept per vector (default {DEFAULT_K}, or the number of anchors if fewer)")
-    b.add_argument("-p", "--p", type=float, default=DEFAULT_P, help=f"power applied to kept similarities (default {DEFAULT_P})")
+                   help=f"anchors kept per vector (default {DEFAULT_K}, or {DEFAULT_VIEWS_K} when the anchors draw "
+                        f"concepts several ways; at most the number of anchors)")
+    b.add_argument("-p", "--p", type=float, default=None,
+                   help=f"power applied to kept similarities (default {DEFAULT_P}, or {DEFAULT_VIEWS_P} with views)")
     b.add_argument("--kind", choices=["asif", "cosine"], default="asif", help="relative representation (default asif)")
     b.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULT_CENTER,
                    help=f"centre embeddings on their anchors' mean before cosine (default {DEFAULT_CENTER})")

@@ -110,7 +110,9 @@ class _Encode:
             anchors = ray.get(anchors)
         self.modality, self.batch_size, self.k = modality, batch_size, int(projector["k"])
         self.encoders = {m: load_encoder(specs[m], m, device=device) for m in (modality, "text")}
-        self.projectors = {m: RelativeProjector(**projector).fit(anchors[m]) for m in (modality, "text")}
+        style = anchors.get("style")  # the driver's style normaliser (views), applied to the items' modality
+        self.projectors = {m: RelativeProjector(**projector, style=style if m == modality else None).fit(anchors[m])
+                           for m in (modality, "text")}
 
     def _rel(self, m: str, x: np.ndarray, rows: Optional[np.ndarray] = None):
         """Relative vectors as fixed-width (n, k) columns, padded with anchor -1 (rows can hold
@@ -206,7 +208,7 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     >>> build_sharded("corpus/", "anchors.parquet", "indexes/big", address="auto")  # doctest: +SKIP
     """
     from .anchors import AnchorSet, load_anchor_set
-    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, parse_index_spec
+    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, parse_index_spec
     from .encoders import DEFAULT_ENCODERS
     from .relative import RelativeProjector
     from .tables import rows_from
@@ -221,16 +223,14 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
         raise InputError(f"expected workers >= 1 (encoding actors), got {workers!r}")
     index_spec = parse_index_spec(index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
-    if anchor_set.has_views:
-        raise InputError(f"expected one row per concept in the anchors for a --ray build, got repeated concepts in "
-                         f"{anchor_set.source!r} (views of one concept, merged with a style normaliser by a "
-                         f"one-process build); build without --ray, or drop the 'concept' column")
     modality = anchor_set.modality
-    k = min(DEFAULT_K, len(anchor_set)) if k is None else k
-    p = DEFAULT_P if p is None else p
+    # views of one concept (a 'concept' column with repeats) become one anchor, as in a one-process build
+    n_anchors = len(set(anchor_set.concepts)) if anchor_set.has_views else len(anchor_set)
+    k = min(DEFAULT_VIEWS_K if anchor_set.has_views else DEFAULT_K, n_anchors) if k is None else k
+    p = (DEFAULT_VIEWS_P if anchor_set.has_views else DEFAULT_P) if p is None else p
     center = DEFAULT_CENTER if center is None else center
     projector = {"kind": "asif", "k": k, "p": p, "center": center}
-    RelativeProjector(**projector).check_params(len(anchor_set))
+    RelativeProjector(**projector).check_params(n_anchors)
     specs = {"image": image_encoder or DEFAULT_ENCODERS["image"], "text": text_encoder or DEFAULT_ENCODERS["text"],
              "audio": audio_encoder or DEFAULT_ENCODERS["audio"]}
     specs = {m: specs[m] for m in (modality, "text")}
@@ -288,6 +288,7 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
     """The build itself, once settings are checked and the work folder is claimed."""
     from .anchors import encode_anchors
     from .build import _Clock, write_collection
+    from .style import prepare_views
     from .encoders import load_encoder
     from .progress import progress
 
@@ -323,9 +324,11 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
     encoders = {m: load_encoder(specs[m], m, device=device) for m in (modality, "text")}
     a_med = encode_anchors(anchor_set, encoders[modality], modality, **enc_kw)
     a_txt = encode_anchors(anchor_set, encoders["text"], "text", **enc_kw)
+    views = len(anchor_set)
+    anchor_set, a_med, a_txt, style = prepare_views(anchor_set, a_med, a_txt)  # fitted once, here
     enc_meta = {m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()}
     del encoders
-    anchors_ref = ray.put({modality: a_med, "text": a_txt})
+    anchors_ref = ray.put({modality: a_med, "text": a_txt, "style": style})
     clock.lap("encode_anchors")
 
     # 3. shards still to write; encode their rows through the actor pool, in corpus order
@@ -362,7 +365,7 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
                     raise RuntimeError(f"shard {s}: rows arrived out of order; nothing of it was written")
                 _write_shard(work / _shard_name(s), {key: v[:n] for key, v in got.items()}, rows, lo,
                              anchor_set, (a_med, a_txt), enc_meta, projector, index_spec, str(corpus), run_id, s,
-                             write_collection)
+                             write_collection, style, views)
                 buf, held = {key: [v[n:]] for key, v in got.items()}, held - n
         if bar is not None:
             bar.close()
@@ -384,7 +387,8 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
     manifest = {"format": SHARDED_FORMAT, "format_version": SHARDED_VERSION, "created": _now(), "run": run_id,
                 "items": {"modality": modality}, "encoders": enc_meta, "projector": projector,
                 "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash,
-                            "count": len(anchor_set)},
+                            "count": len(anchor_set), **({"views": views} if style is not None else {})},
+                **({"style": dict(style.meta(), modality=modality)} if style is not None else {}),
                 "corpus": {"source": str(corpus)}, "shard_size": int(shard_size), "shards": shards_meta,
                 "counts": {"items": len(rows), "shards": n_shards, "skipped": len(skipped)},
                 "skipped": skipped[:100], "timings": dict(clock.laps)}
@@ -403,7 +407,8 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
 
 
 def _write_shard(folder: Path, got: Dict[str, np.ndarray], rows: List[Dict], lo: int, anchor_set, anchor_vecs,
-                 enc_meta, projector, index_spec, corpus, run_id, number, write_collection) -> None:
+                 enc_meta, projector, index_spec, corpus, run_id, number, write_collection, style=None,
+                 views=None) -> None:
     n_anchors = len(anchor_set)
     shard_rows = rows[lo:lo + len(got["row"])]
     has = got["has_caption"].astype(bool)
@@ -414,7 +419,7 @@ def _write_shard(folder: Path, got: Dict[str, np.ndarray], rows: List[Dict], lo:
                      ids=np.arange(lo, lo + len(shard_rows)),
                      rel=(_csr(got["rel_idx"], got["rel_val"], n_anchors), _csr(got["cap_idx"][has], got["cap_val"][has],
                                                                                n_anchors)),
-                     extra={"shard": {"run": run_id, "number": number}})
+                     extra={"shard": {"run": run_id, "number": number}}, style=style, anchor_views=views)
     log.info("wrote %s (%d items)", folder.name, len(shard_rows))
 
 

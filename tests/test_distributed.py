@@ -99,6 +99,29 @@ def test_sharded_build_equals_one_process_build(cluster, tiny_data, corpus, fake
                                atol=1e-6)
 
 
+def test_views_and_their_style_normaliser_shard_like_a_one_process_build(cluster, tiny_data, corpus, fake_encoders,
+                                                                        tmp_path):
+    from .test_style import _two_style_anchors
+
+    anchors = _two_style_anchors(tmp_path)
+    kw = {k: v for k, v in FAKE.items() if k not in ("k", "p")}  # the views defaults, in both builds
+    one = Collection.open(build_collection(corpus, anchors, tmp_path / "one", **kw))
+    out = sharded(corpus, anchors, tmp_path / "many", shard_size=6, workers=2, k=None, p=None)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["style"]["method"] == "wccn" and m["anchors"] == {k: v for k, v in one.manifest["anchors"].items() if k != "modalities"}
+    assert m["anchors"]["count"] == 8 and m["anchors"]["views"] == 16
+    assert m["projector"] == one.manifest["projector"]
+    _, _, vecs, rel = shard_items(out)
+    from retrieval.arrowio import sparse_from_columns
+
+    t = pq.read_table(one.folder / "items.parquet")
+    np.testing.assert_allclose(rel, sparse_from_columns(t.column("rel_indices"), t.column("rel_values"), 8).toarray(),
+                               atol=1e-5)
+    many = Collection.open(out)
+    for q in QUERIES:
+        assert [h.id for h in one.search(q, k=5)] == [h.id for h in many.search(q, k=5)], q
+
+
 @pytest.mark.parametrize("actors", [None, 2])
 def test_sharded_search_equals_unsharded_search(cluster, tiny_data, corpus, fake_encoders, tmp_path, actors):
     from retrieval.distributed import ShardedCollection

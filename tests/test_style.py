@@ -100,6 +100,7 @@ def test_a_build_with_views_merges_them_learns_a_style_and_carries_it(tiny_data,
     assert "image_style.npy" in m["files"]
     col = Collection.open(out)
     assert col.style is not None and len(col.anchor_captions) == 8
+    assert col.info()["style"]["views"] == 16 and col.info()["projector"]["k"] == 3
     for colour in tiny_data["colours"]:
         assert col.search(f"a {colour} square", k=1)[0].path.endswith(f"{colour}.png")
     # the stored relative vectors are what the reopened collection's projector computes
@@ -142,11 +143,3 @@ def test_a_concept_on_some_rows_only_is_refused(tiny_data):
     s = load_anchor_set(tiny_data["anchors"])
     with pytest.raises(InputError, match="a concept for every anchor row or for none"):
         AnchorSet(s.paths, s.captions, concepts=["a", "a"] + [None] * (len(s.paths) - 2))
-
-
-def test_ray_builds_refuse_views_before_any_work(tiny_data, fake_encoders, tmp_path):
-    from retrieval.distributed import build_sharded
-
-    with pytest.raises(InputError, match="one row per concept"):
-        build_sharded(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "sharded", **FAKE)
-    assert not (tmp_path / "sharded").exists() and not (tmp_path / "sharded.partial").exists()
