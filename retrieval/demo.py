@@ -1,8 +1,10 @@
 """The embedded default demo: real emoji data, offline, end to end in a few minutes on 2 CPU cores.
 
-Anchors are Noto Color Emoji drawings captioned "an emoji of NAME"; the corpus is the Twemoji
-drawings of the same concepts. No picture is on both sides: the engine has to get from a sentence
-to a Twemoji image only through the Noto pictures and their captions.
+Anchors are Noto Color Emoji and OpenMoji drawings captioned "an emoji of NAME" (the two drawings of
+a concept are merged into one anchor, and a style normaliser is learned from them; Noto alone when
+npm or cairosvg is missing); the corpus is the Twemoji drawings of the same concepts. No picture is
+on both sides, and Twemoji's style is not among the anchors: the engine has to get from a sentence
+to a Twemoji image only through the other pictures and their captions.
 
 Sounds (Debian's scratch and freedesktop sound effects, captioned from their names) join in two
 ways: as pivot anchors of the emoji collection, so that a sound finds pictures through text, and as
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .anchors import default_cache_dir
 from .api import Collection
 from .build import build_collection
 from .classify import accuracy, read_labels
@@ -37,21 +40,29 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
     t0 = time.perf_counter()
     must = ["red apple"] + (["dog face", "rocket", "birthday cake", "flag: Japan"] if limit else [])
     must += [sounds.EMOJI_OF[s] for s in SOUND_QUERIES] if limit else []
-    print(f"[1/{STEPS}] rendering Noto anchors and collecting Twemoji corpus into {data} …", flush=True)
-    paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar)
+    print(f"[1/{STEPS}] rendering Noto and OpenMoji anchors and collecting Twemoji corpus into {data} …", flush=True)
+    try:
+        paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar,
+                              views_cache=Path(default_cache_dir()) / "data" / "npm")
+    except InputError as exc:  # OpenMoji (npm + cairosvg) is optional: Noto anchors alone still work
+        print(f"      (OpenMoji views skipped, Noto anchors only: {exc})")
+        paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar)
+    anchors = paths.get("anchors_views", paths["anchors"])
     try:
         sound_paths = sounds.prepare(Path(data) / "sounds", exclude=SOUND_QUERIES)
         scratch = {s.name: s.path for s in sounds.find_sounds(("scratch",))}
     except InputError as exc:  # the sound part is optional: the image demo still runs
         print(f"      (sounds skipped: {exc})")
         sound_paths, scratch = None, {}
-    print(f"[2/{STEPS}] building {out} (EfficientNet-Lite0 images + MiniLM text, ASIF relative vectors"
+    print(f"[2/{STEPS}] building {out} (EfficientNet-Lite0 at two depths + MiniLM text, ASIF relative vectors"
           f"{'; aiSFX sounds as pivot anchors' if sound_paths else ''}) …", flush=True)
-    build_collection(paths["corpus"], paths["anchors"], out, overwrite=True, show_progress_bar=show_progress_bar,
+    build_collection(paths["corpus"], anchors, out, overwrite=True, show_progress_bar=show_progress_bar,
                      pivots=[sound_paths["sounds"]] if sound_paths else ())
     col = Collection.open(out)
     info = col.info()
-    print(f"      {info['counts']['items']} Twemoji images, {info['counts']['anchors']} Noto anchors, "
+    views = (f" (Noto + OpenMoji drawings of each, {info['anchors']['views']} images, merged; style normaliser "
+             f"learned from them)" if info["anchors"].get("views") else " (Noto)")
+    print(f"      {info['counts']['items']} Twemoji images, {info['counts']['anchors']} anchors{views}, "
           f"k={info['projector']['k']}, p={info['projector']['p']}"
           + "".join(f"; {pv['count']} sound anchors" for pv in info["pivots"]))
     print(f"[3/{STEPS}] text -> image search (top 5; caption shown is the corpus image's own name):", flush=True)

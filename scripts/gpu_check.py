@@ -10,8 +10,9 @@ Rows:
 * relativisation: RelativeProjector(select="torch", device=GPU) vs select="heap" on the CPU;
 * exact sparse search: TorchIndex(GPU) vs InvertedIndex (CPU) over ASIF relative vectors;
 * dense search: FaissIndex(use_gpu=True) vs FaissIndex(use_gpu=False) when faiss sees a GPU;
-* image encoder: the packaged EfficientNet-Lite0 on the device vs on the CPU (agreement: the
-  smallest cosine between the two embeddings of an image), when its package is installed.
+* image encoders: the packaged EfficientNet-Lite0, single- and two-depth readouts, on the device vs
+  on the CPU (agreement: the smallest cosine between the two embeddings of an image), when its
+  package is installed.
 """
 
 from __future__ import annotations
@@ -96,11 +97,12 @@ def main(argv=None) -> int:
 
         imgs = [Image.new("RGB", (90, 70), c) for c in ("red", "teal", "black")]
         imgs += [Image.effect_noise((96, 96), 60 + 10 * i).convert("RGB") for i in range(61)]
-        enc_cpu, enc_dev = (load_encoder("efficientnet-lite0", "image", device=d) for d in ("cpu", a.device))
-        t_cpu, e_cpu = best_of(lambda: enc_cpu.encode(imgs))
-        t_gpu, e_gpu = best_of(lambda: enc_dev.encode(imgs))
-        rows.append(("image encoder: efficientnet-lite0 on device vs CPU (min cosine)",
-                     float((e_cpu * e_gpu).sum(1).min()), float(np.abs(e_cpu - e_gpu).max()), t_cpu / t_gpu))
+        for spec in ("efficientnet-lite0", "efficientnet-lite0-multi"):  # the old and the current default
+            enc_cpu, enc_dev = (load_encoder(spec, "image", device=d) for d in ("cpu", a.device))
+            t_cpu, e_cpu = best_of(lambda: enc_cpu.encode(imgs))
+            t_gpu, e_gpu = best_of(lambda: enc_dev.encode(imgs))
+            rows.append((f"image encoder: {spec} on device vs CPU (min cosine)",
+                         float((e_cpu * e_gpu).sum(1).min()), float(np.abs(e_cpu - e_gpu).max()), t_cpu / t_gpu))
     except Exception as exc:  # noqa: BLE001 - the packaged model is optional here
         print(f"(image encoder row skipped: {exc})")
 

@@ -3,6 +3,7 @@ packaged encoders. Also the full demo collection and its headline query."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -33,7 +34,7 @@ def run(capsys, *argv):
 
 def test_info(emoji_subset, capsys):
     code, out, _ = run(capsys, "info", emoji_subset["out"])
-    assert code == 0 and "efficientnet-lite0 (1280-d)" in out and "minilm (384-d)" in out and "k=32" in out
+    assert code == 0 and "efficientnet-lite0-multi (1472-d)" in out and "minilm (384-d)" in out and "k=32" in out
     code, out, _ = run(capsys, "info", emoji_subset["out"], "--json")
     info = json.loads(out)
     assert info["counts"]["items"] == info["counts"]["anchors"] >= 100
@@ -141,3 +142,7 @@ def test_full_demo_finds_the_apple(tmp_path, capsys):
     assert col.info()["counts"]["items"] > 1500
     top5 = [h.caption for h in col.search("an emoji of a red apple", k=5)]
     assert "an emoji of red apple" in top5
+    if shutil.which("npm"):  # OpenMoji drawings became second views of the anchors: a style normaliser
+        info = col.info()
+        assert col.style is not None and info["anchors"]["views"] > info["counts"]["anchors"] > 1500
+        assert info["projector"]["k"] == 32 and "Noto + OpenMoji drawings" in printed

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.encoders import load_encoder, parse_spec
+from retrieval.encoders import DEFAULT_ENCODERS, load_encoder, parse_spec
 from retrieval.encoders.registry import REGISTRY
 from retrieval.errors import InputError, UnknownNameError
 
@@ -146,7 +146,15 @@ def test_packaged_default_encoders_are_real_and_normalised():
     assert out[0] @ out[1] > out[0] @ out[2]  # a real model, not random weights
     image = load_encoder("efficientnet-lite0", "image")
     assert image.dim == 1280
-    check_contract(image, [Image.new("RGB", (72, 72), "red"), Image.new("RGBA", (300, 200), (0, 0, 255, 128))], "image")
+    imgs = [Image.new("RGB", (72, 72), "red"), Image.new("RGBA", (300, 200), (0, 0, 255, 128))]
+    plain = check_contract(image, imgs, "image")
+    # the default image encoder: the same network read at two depths, each part unit length
+    multi = load_encoder(DEFAULT_ENCODERS["image"], "image")
+    assert DEFAULT_ENCODERS["image"] == "efficientnet-lite0-multi" and multi.dim == 1280 + 192
+    both = check_contract(multi, imgs, "image")
+    head, stage = both[:, :1280], both[:, 1280:]
+    np.testing.assert_allclose(np.linalg.norm(head, axis=1), np.linalg.norm(stage, axis=1), atol=1e-5)
+    np.testing.assert_allclose(head / np.linalg.norm(head, axis=1, keepdims=True), plain, atol=1e-5)
 
 
 @pytest.mark.gpu
@@ -156,7 +164,8 @@ def test_packaged_encoders_on_cuda_match_cpu():
         pytest.skip("no CUDA device")
     imgs = [Image.new("RGB", (90, 70), c) for c in ("red", "teal", "black")]
     texts = ["an emoji of a red apple", "a dog"]
-    for spec, modality, inputs in (("minilm", "text", texts), ("efficientnet-lite0", "image", imgs)):
+    for spec, modality, inputs in (("minilm", "text", texts), ("efficientnet-lite0", "image", imgs),
+                                   ("efficientnet-lite0-multi", "image", imgs)):
         cpu = load_encoder(spec, modality, device="cpu").encode(inputs)
         gpu = load_encoder(spec, modality, device="cuda").encode(inputs)
         np.testing.assert_allclose(cpu, gpu, atol=2e-3)
@@ -177,3 +186,11 @@ def test_encoding_on_cuda_turns_tf32_off_and_restores_it():
             assert torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_unknown_efficientnet_readout_is_refused():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from retrieval.encoders.image import EfficientNetLiteEncoder
+
+    with pytest.raises(InputError, match=r"readout in \('avg', 'multi'\)"):
+        EfficientNetLiteEncoder("efficientnet-lite0", name="x", readout="max")

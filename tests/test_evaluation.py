@@ -117,3 +117,33 @@ def test_eval_and_demo_bad_arguments_exit_2(capsys, tmp_path):
     assert main(["demo", "--limit", "0", "--out", str(tmp_path / "d"), "--data", str(tmp_path / "e")]) == 2
     assert "expected --limit >= 1" in capsys.readouterr().err
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_views_task_computes_what_a_styled_engine_projector_computes():
+    """EmojiTask(views=...) pre-applies the style normaliser; the engine applies it inside
+    RelativeProjector. Both must give the same scores, or the suite would not measure the engine."""
+    from retrieval.relative import RelativeProjector
+    from retrieval.style import StyleNormaliser, merge_views
+
+    data = Parallel(noise=0.2)
+    rng = np.random.default_rng(1)
+    data.images["openmoji"] = data.images["noto"] + 3.0 * rng.normal(size=(1, 40)).astype(np.float32)
+    s = emoji_splits(data.names)
+    task = EmojiTask(data, s["anchor"], s["query"], views=("noto", "openmoji"))
+    got = M.asif(task.aq, task.ag, task.q, task.g, k=16, p=3.0, center=True, engine=False)
+
+    a = s["anchor"]
+    raw = np.vstack([data.images["noto"][a], data.images["openmoji"][a]])
+    concepts = np.concatenate([a, a])
+    norm = StyleNormaliser.fit(raw, concepts)
+    _, proto, _ = merge_views(concepts, raw, np.vstack([data.texts["an emoji of {}"][a]] * 2))
+    img = RelativeProjector(k=16, p=3.0, center=True, style=norm).fit(proto)
+    txt = RelativeProjector(k=16, p=3.0, center=True).fit(data.texts["an emoji of {}"][a])
+    q, g = data.texts["an emoji of {}"][s["query"]], data.images["twemoji"][s["query"]]
+    primary = (txt.transform(q) @ img.transform(g).T).toarray()
+    np.testing.assert_allclose(got, primary, atol=1e-5)  # the primary (sparse ASIF) scores
+    # and the secondary (dense relative cosine) scores that break its ties
+    tq = RelativeProjector(k=16, p=3.0, center=True).fit(task.aq)
+    tg = RelativeProjector(k=16, p=3.0, center=True).fit(task.ag)
+    np.testing.assert_allclose(tq.dense(task.q) @ tg.dense(task.g).T, txt.dense(q) @ img.dense(g).T, atol=1e-5)
+    assert task.evaluate(M.asif, k=16, p=3.0, center=True)["R@10"] > 5 * 10 / len(s["query"])

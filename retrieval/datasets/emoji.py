@@ -159,7 +159,10 @@ def render_openmoji(concepts: List[Concept], out: Path, cache: Path, size: int =
             continue
         path = out / f"{c.key}.png"
         if not path.is_file():
-            png = cairosvg.svg2png(url=str(svgs[c.key]), output_width=size, output_height=size)
+            try:
+                png = cairosvg.svg2png(url=str(svgs[c.key]), output_width=size, output_height=size)
+            except Exception:  # noqa: BLE001 - cairosvg fails on a few SVG features: that concept has no drawing
+                continue
             img = Image.open(io.BytesIO(png)).convert("RGBA")
             canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
             canvas.alpha_composite(img)
@@ -195,11 +198,16 @@ def render_noto(char: str, font=None, size: int = 128):
 
 
 def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[int] = None,
-            show_progress_bar: Optional[bool] = None) -> Dict[str, str]:
+            show_progress_bar: Optional[bool] = None, views_cache: Optional[Path] = None) -> Dict[str, str]:
     """Write an emoji anchor set (Noto, captioned) and corpus (Twemoji, captioned, labelled by group).
 
     ``names`` keeps only those concepts; ``limit`` keeps the first N by stable hash (plus ``names``).
     Returns {"anchors": table path, "corpus": table path, "labels": group labels file}.
+
+    With ``views_cache`` (where the npm package is kept), also ``"anchors_views"``: the Noto rows
+    plus OpenMoji's drawings of the same concepts, rows sharing a ``concept`` (a build merges them
+    and learns a style normaliser, retrieval/style.py). Needs npm and cairosvg; raises InputError
+    without them, after the other tables are written.
     """
     from PIL import ImageFont
 
@@ -240,5 +248,14 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
     write_parquet_atomic(corpus, str(out / "corpus.parquet"))
     groups = sorted({c.group for c, _ in rows if c.group})
     (out / "groups.txt").write_text("".join(g + "\n" for g in groups), encoding="utf-8")
-    return {"anchors": str(out / "anchors.parquet"), "corpus": str(out / "corpus.parquet"),
+    made = {"anchors": str(out / "anchors.parquet"), "corpus": str(out / "corpus.parquet"),
             "labels": str(out / "groups.txt")}
+    if views_cache is not None:
+        drawn = render_openmoji([c for c, _ in rows], out / "openmoji", Path(views_cache))
+        extra = [(c, drawn[c.key]) for c, _ in rows if c.key in drawn]
+        views = pa.table({"image": anchors.column("image").to_pylist() + [str(Path(p).relative_to(out)) for _, p in extra],
+                          "caption": anchors.column("caption").to_pylist() + [CAPTION.format(c.name) for c, _ in extra],
+                          "concept": anchors.column("concept").to_pylist() + [c.name for c, _ in extra]})
+        write_parquet_atomic(views, str(out / "anchors-views.parquet"))
+        made["anchors_views"] = str(out / "anchors-views.parquet")
+    return made

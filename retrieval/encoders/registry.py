@@ -14,7 +14,7 @@ from typing import Callable, Dict, Optional, Tuple
 from ..errors import InputError, UnknownNameError
 from .base import Encoder, resolve_device
 
-DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0", "audio": "aisfx"}
+DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0-multi", "audio": "aisfx"}
 
 
 @dataclass(frozen=True)

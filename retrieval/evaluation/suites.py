@@ -16,6 +16,7 @@ from ..encoders import DEFAULT_ENCODERS, load_encoder
 from ..errors import InputError, UnknownNameError
 from ..metrics import retrieval_metrics
 from . import methods as M
+from ..style import StyleNormaliser, merge_views
 from .report import Report
 
 CAPTION = "an emoji of {}"
@@ -39,13 +40,33 @@ class EmojiTask:
     """One retrieval setting: anchors, queries, styles, direction, caption template, pooling."""
 
     def __init__(self, data, anchors, queries, *, anchor_style="noto", gallery_style="twemoji", direction="t2i",
-                 template=CAPTION, pooled=False):
-        # anchor_style may be a tuple of styles: their drawings of the anchor concepts are pooled
+                 template=CAPTION, pooled=False, views: Optional[Tuple[str, ...]] = None, lam: float = 1.0,
+                 normalise: bool = True):
+        # anchor_style may be a tuple of styles: their drawings of the anchor concepts are pooled.
+        # views: styles whose drawings of each anchor concept are merged into one prototype anchor, with
+        # a style normaliser learned from them applied to every image, exactly as a build does with an
+        # anchor table whose rows share concepts (retrieval/style.py).
         styles = (anchor_style if isinstance(anchor_style, tuple)
                   else (anchor_style, gallery_style) if pooled else (anchor_style,))
         T, Ig = data.texts[template], data.images[gallery_style]
-        a_img = np.vstack([data.images[st][anchors] for st in styles])
-        a_txt = np.vstack([T[anchors]] * len(styles))
+        queries = np.asarray(queries)
+        has = getattr(data, "has", {})
+        queries = queries[has[gallery_style][queries]] if gallery_style in has else queries
+        self.queries = queries
+        if views:
+            anchors = np.asarray(anchors)
+            anchors = anchors[np.all([has[st][anchors] for st in views if st in has], axis=0)] if has else anchors
+            concepts = np.concatenate([anchors] * len(views))
+            raw = np.vstack([data.images[st][anchors] for st in views])
+            norm = StyleNormaliser.fit(raw, concepts, lam)
+            _, proto, _ = merge_views(concepts, raw, np.vstack([T[anchors]] * len(views)))
+            # unit(x) @ W here, then the methods' own normalising and centring: what the engine's
+            # RelativeProjector(style=...) computes (tests/test_evaluation.py checks the two agree)
+            a_img, a_txt = (norm.transform(proto), T[anchors]) if normalise else (proto, T[anchors])
+            Ig = norm.transform(Ig) if normalise else Ig
+        else:
+            a_img = np.vstack([data.images[st][anchors] for st in styles])
+            a_txt = np.vstack([T[anchors]] * len(styles))
         if direction == "t2i":
             self.aq, self.ag, self.q, self.g = a_txt, a_img, T[queries], Ig[queries]
         else:
@@ -81,7 +102,7 @@ def row(name, m):
     return [name] + [m[c] for c in METRIC_COLS]
 
 
-def emoji_xstyle(report: Report, data) -> Dict:
+def emoji_xstyle(report: Report, data, data_multi=None) -> Dict:
     s = emoji_splits(data.names)
     n_q = len(s["query"])
     report.text(f"""
@@ -93,7 +114,9 @@ each held out in turn as queries (about {len(s['folds'][0][1])}) against the oth
 concepts in the other style. Captions: "{CAPTION}". Gallery: the {n_q} query concepts. Ties are
 counted fairly (expected rank under a random order of tied items); `tied` is the share of queries
 whose target tied with another item. ASIF rows order items as the engine does (ties broken by the
-dense relative cosine) unless marked "primary only".""")
+dense relative cosine) unless marked "primary only". The tables up to the views section use the
+image encoder the project started with (`efficientnet-lite0`) and one drawing style as anchors; the
+engine's current default is measured in the views section.""")
 
     val = [EmojiTask(data, a, q) for a, q in s["folds"]]
     val_pooled = [EmojiTask(data, a, q, pooled=True) for a, q in s["folds"]]
@@ -111,7 +134,7 @@ dense relative cosine) unless marked "primary only".""")
                   ["ASIF, centred", chosen["k"], chosen["p"], True, val_m["R@1"], val_m["R@10"]],
                   ["ASIF, centred, pooled styles", chosen_pooled["k"], chosen_pooled["p"], True, val_pm["R@1"],
                    val_pm["R@10"]],
-                  ["engine default: seen + unseen validation", chosen_default["k"], chosen_default["p"],
+                  ["engine default without views: seen + unseen validation", chosen_default["k"], chosen_default["p"],
                    chosen_default["center"], val_dm["R@1"], val_dm["R@10"]]])
 
     def method_rows(task: EmojiTask, pooled_task: Optional[EmojiTask]):
@@ -125,13 +148,13 @@ dense relative cosine) unless marked "primary only".""")
                 row("translation: linear", task.evaluate(M.translate, method="linear")),
                 row("translation: affine", task.evaluate(M.translate, method="affine")),
                 row(f"ASIF centred, k={chosen['k']} p={chosen['p']:g}", task.evaluate(M.asif, **chosen)),
-                row(f"ASIF engine default, k={chosen_default['k']} p={chosen_default['p']:g} "
+                row(f"ASIF engine default without views, k={chosen_default['k']} p={chosen_default['p']:g} "
                     f"centred={chosen_default['center']}", task.evaluate(M.asif, **chosen_default)),
                 row("ASIF centred + CSLS", task.evaluate(M.csls, **chosen)),
                 row("product of invariances, dense (cosine, L2, L1, Linf)", task.evaluate(M.product_of_invariances)),
                 row(f"product of invariances, ASIF k={chosen_default['k']} p={chosen_default['p']:g}",
                     task.evaluate(M.asif_product_of_invariances, k=chosen_default["k"], p=chosen_default["p"])),
-                row("fusion (RRF): engine default + Procrustes (the planner's fusion route)",
+                row("fusion (RRF): default without views + Procrustes (the planner's fusion route)",
                     retrieval_metrics(M.rrf(M.asif(task.aq, task.ag, task.q, task.g, **chosen_default),
                                             M.translate(task.aq, task.ag, task.q, task.g)), np.arange(len(task.q))))]
         if pooled_task is not None:
@@ -152,6 +175,8 @@ dense relative cosine) unless marked "primary only".""")
 
     if "openmoji" in data.images:
         held_out_style(report, data, s, chosen_default, chosen_pooled)
+        views_section(report, {"efficientnet-lite0": data, **({MULTI: data_multi} if data_multi is not None else {})},
+                      s, chosen_default, headline)
     else:
         report.text("The held-out third style (OpenMoji) was not available in this run (needs npm and cairosvg).")
 
@@ -199,6 +224,84 @@ dense relative cosine) unless marked "primary only".""")
     return {"chosen": chosen, "chosen_pooled": chosen_pooled, "chosen_default": chosen_default, "headline": headline}
 
 
+MULTI = "efficientnet-lite0-multi"
+LAMBDAS = (0.3, 1.0, 3.0)
+
+
+def views_section(report: Report, datas: Dict, s, chosen_default: Dict, headline: Dict) -> None:
+    """Anchor concepts drawn in two styles other than the gallery's, merged into prototypes, with a
+    style normaliser learned from the pairs (retrieval/style.py); chosen on validation like the rest."""
+    report.text("""
+#### Anchors drawn several ways: prototypes and a style normaliser
+
+Each anchor concept is drawn in two styles *other than the gallery's* (its *views*). A build given
+such an anchor table (rows sharing a `concept`) merges the views of a concept into one prototype
+anchor (the mean of the unit views) and learns a style normaliser from them: within-class
+covariance normalisation (WCCN), which shrinks the directions in which a concept's two drawings
+differ, applied to every image before it is compared with the anchors. The gallery's style is never
+among the views. `efficientnet-lite0-multi` is the same network read out at two depths (final
+features + the stage before, each unit length). Configurations are chosen on the validation folds
+(seen + unseen, as the engine default above); test rows use them unchanged. The engine's defaults
+are the last configuration (`efficientnet-lite0-multi`, WCCN): `retrieval build` uses them for
+anchor tables with views (build.DEFAULT_VIEWS_K / DEFAULT_VIEWS_P), and k=256 p=4 without.""")
+    by_gallery = {"twemoji": ("noto", "openmoji"), "openmoji": ("noto", "twemoji"), "noto": ("twemoji", "openmoji")}
+    chosen = {}
+    choice_rows = []
+    for enc, data in datas.items():
+        # one style (Noto) as anchors, no views: what a build without a concept column uses
+        val = [EmojiTask(data, a, q) for a, q in s["folds"]]
+        val_seen = [EmojiTask(data, s["anchor"], q) for _, q in s["folds"]]
+        c, m = choose(val + val_seen, center=True)
+        mk = [t.evaluate(M.asif, k=chosen_default["k"], p=chosen_default["p"], center=True) for t in val + val_seen]
+        choice_rows.append([enc, "none (Noto only)", c["k"], c["p"], m["R@1"], m["R@10"]])
+        choice_rows.append([enc, f"none (Noto only), at k={chosen_default['k']} p={chosen_default['p']:g}",
+                            chosen_default["k"], chosen_default["p"], float(np.mean([x["R@1"] for x in mk])),
+                            float(np.mean([x["R@10"] for x in mk]))])
+        for normalise in (False, True):
+            key = (enc, normalise)
+            val = [EmojiTask(data, a, q, views=by_gallery["twemoji"], normalise=normalise) for a, q in s["folds"]]
+            val_seen = [EmojiTask(data, s["anchor"], q, views=by_gallery["twemoji"], normalise=normalise)
+                        for _, q in s["folds"]]
+            chosen[key], m = choose(val + val_seen, center=True)
+            choice_rows.append([enc, "WCCN" if normalise else "prototypes only", chosen[key]["k"], chosen[key]["p"],
+                                m["R@1"], m["R@10"]])
+    report.table("Configurations chosen on validation (views Noto + OpenMoji, gallery Twemoji; seen + unseen folds)",
+                 ["image encoder", "views", "k", "p", "mean val R@1", "mean val R@10"], choice_rows)
+    # lambda: validation only, at the chosen k, p of the last (multi, WCCN) configuration
+    enc, data = list(datas.items())[-1]
+    lam_rows = []
+    for lam in LAMBDAS:
+        ms = [EmojiTask(data, a, q, views=by_gallery["twemoji"], lam=lam).evaluate(M.asif, **chosen[(enc, True)])
+              for a, q in s["folds"]]
+        lam_rows.append([lam, float(np.mean([m["R@1"] for m in ms])), float(np.mean([m["R@10"] for m in ms]))])
+    report.table(f"WCCN regulariser lambda (validation, unseen folds, {enc})", ["lambda", "mean val R@1", "mean val R@10"],
+                 lam_rows)
+    for g_style, views in by_gallery.items():
+        directions = (("t2i", "text -> image"), ("i2t", "image -> text")) if g_style == "twemoji" else (("t2i", "text -> image"),)
+        for direction, label in directions:
+            for regime, anchors in (("unseen", s["anchor"]), ("seen", s["all"])):
+                rows = []
+                for enc, data in datas.items():
+                    single = views[0]
+                    t = EmojiTask(data, anchors, s["query"], anchor_style=single, gallery_style=g_style, direction=direction)
+                    rows.append(row(f"{enc}: {single} anchors only, default without views "
+                                    f"(k={chosen_default['k']} p={chosen_default['p']:g})", t.evaluate(M.asif, **chosen_default)))
+                    for normalise in (False, True):
+                        c = chosen[(enc, normalise)]
+                        t = EmojiTask(data, anchors, s["query"], gallery_style=g_style, direction=direction, views=views,
+                                      normalise=normalise)
+                        what = "prototypes + WCCN" if normalise else "prototypes only"
+                        rows.append(row(f"{enc}: views {' + '.join(views)}, {what}, k={c['k']} p={c['p']:g}",
+                                        t.evaluate(M.asif, **c)))
+                        if normalise:
+                            rows.append(row(f"{enc}: views {' + '.join(views)}, WCCN, Procrustes translation",
+                                            t.evaluate(M.translate)))
+                report.table(f"{label}, {regime}: views {' + '.join(views)}, gallery {g_style}",
+                             ["method"] + METRIC_COLS, [row("chance", chance(len(t.q)))] + rows)
+                headline[("views", g_style, direction, regime)] = rows
+    headline["views_chosen"] = {f"{e}|{'wccn' if n else 'proto'}": c for (e, n), c in chosen.items()}
+
+
 def held_out_style(report: Report, data, s, chosen_default: Dict, chosen_pooled: Dict) -> None:
     """A clean test of the choices above: OpenMoji was never looked at while choosing them."""
     has = data.has["openmoji"]
@@ -208,7 +311,7 @@ def held_out_style(report: Report, data, s, chosen_default: Dict, chosen_pooled:
 
 OpenMoji (npm `openmoji`, colour SVGs rendered with cairosvg) draws {int(has.sum())} of the
 {len(has)} concepts. Its drawings were not used for any choice above: the rows below reuse the
-configurations already chosen (engine default k={chosen_default['k']} p={chosen_default['p']:g}
+configurations already chosen (default without views k={chosen_default['k']} p={chosen_default['p']:g}
 centred={chosen_default['center']}; pooled k={chosen_pooled['k']} p={chosen_pooled['p']:g}). Gallery:
 the {len(query)} query concepts OpenMoji draws; text -> image.""")
     for regime, anchors in (("unseen", s["anchor"]), ("seen", s["all"])):
@@ -218,9 +321,10 @@ the {len(query)} query concepts OpenMoji draws; text -> image.""")
         rows = [row("chance", chance(len(query))),
                 row("Noto anchors, ASIF k=64 p=8 raw", t("noto").evaluate(M.asif, k=64, p=8)),
                 row("Noto anchors, Procrustes", t("noto").evaluate(M.translate)),
-                row("Noto anchors, engine default", t("noto").evaluate(M.asif, **chosen_default)),
-                row("Twemoji anchors, engine default", t("twemoji").evaluate(M.asif, **chosen_default)),
-                row("Noto + Twemoji anchors pooled, engine default", t(("noto", "twemoji")).evaluate(M.asif, **chosen_default)),
+                row("Noto anchors, default without views", t("noto").evaluate(M.asif, **chosen_default)),
+                row("Twemoji anchors, default without views", t("twemoji").evaluate(M.asif, **chosen_default)),
+                row("Noto + Twemoji anchors pooled, default without views",
+                    t(("noto", "twemoji")).evaluate(M.asif, **chosen_default)),
                 row(f"Noto + Twemoji anchors pooled, k={chosen_pooled['k']} p={chosen_pooled['p']:g} centred",
                     t(("noto", "twemoji")).evaluate(M.asif, **chosen_pooled))]
         report.table(f"text -> image, {regime}: anchors as named, gallery OpenMoji", ["method"] + METRIC_COLS, rows)
@@ -246,16 +350,29 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
                 {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, False),
                ("ASIF default, anchors pooled from both styles",
                 {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, True)]
+    if "openmoji" in data.images:  # what a build does with an anchor table of Noto + OpenMoji views
+        from ..build import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
+
+        configs.append((f"ASIF views default (k={DEFAULT_VIEWS_K} p={DEFAULT_VIEWS_P:g}), views Noto + OpenMoji "
+                        f"(prototypes + WCCN; gallery style not among them)",
+                        {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}, "views"))
     rows = []
     for level, truth in (("group", data.groups), ("subgroup", data.subgroups)):
         labels_all = sorted({str(x) for x in truth[evaluated]})
         pretty = {lab: lab.replace("-", " ") for lab in labels_all}
         for name, params, pooled in configs:
             T, In, It = data.texts[CAPTION], data.images["noto"], data.images["twemoji"]
-            a_img = np.vstack([In[anchors], It[anchors]]) if pooled else In[anchors]
-            a_txt = np.vstack([T[anchors], T[anchors]]) if pooled else T[anchors]
+            style = None
+            if pooled == "views":
+                a = anchors[data.has["openmoji"][anchors]]
+                raw, concepts = np.vstack([In[a], data.images["openmoji"][a]]), np.concatenate([a, a])
+                style = StyleNormaliser.fit(raw, concepts)
+                _, a_img, a_txt = merge_views(concepts, raw, np.vstack([T[a], T[a]]))
+            else:
+                a_img = np.vstack([In[anchors], It[anchors]]) if pooled else In[anchors]
+                a_txt = np.vstack([T[anchors], T[anchors]]) if pooled else T[anchors]
             clf = ZeroShotClassifier([pretty[x] for x in labels_all], templates, text_encoder=text_encoder,
-                                     text_anchors=a_txt, image_anchors=a_img, projector_params=params)
+                                     text_anchors=a_txt, image_anchors=a_img, projector_params=params, style=style)
             preds = clf.predict(It[evaluated], k=5)
             y = [pretty[str(x)] for x in truth[evaluated]]
             top1 = float(np.mean([p.labels[0] == t for p, t in zip(preds, y)]))
@@ -458,7 +575,9 @@ def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bo
     if name not in SUITES:
         raise UnknownNameError(f"unknown suite {name!r}; known: " + "; ".join(f"{k} ({v})" for k, v in SUITES.items()))
     np.random.seed(0)
-    image_enc = load_encoder(DEFAULT_ENCODERS["image"], "image")
+    # emoji-xstyle keeps the pre-project encoder for its baseline tables (the issue's starting point);
+    # its views section adds the multi-depth readout.
+    image_enc = load_encoder("efficientnet-lite0" if name == "emoji-xstyle" else DEFAULT_ENCODERS["image"], "image")
     text_enc = load_encoder(DEFAULT_ENCODERS["text"], "text")
     encoders = {"image": image_enc.name, "text": text_enc.name}
     if name == "sounds":
@@ -479,11 +598,19 @@ def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bo
         from .data import load_emoji
 
         try:
-            data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar, openmoji=name == "emoji-xstyle")
+            data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar, openmoji=True)
         except InputError as exc:  # the third style is optional: report without it
             import warnings
 
             warnings.warn(f"OpenMoji style unavailable, continuing without it: {exc}")
             data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar)
-        summary = (emoji_xstyle(report, data) if name == "emoji-xstyle" else emoji_groups(report, data, text_enc))
+        if name == "emoji-xstyle":
+            multi = None
+            if "openmoji" in data.images:  # the views section needs the third style
+                multi_enc = load_encoder(MULTI, "image")
+                encoders["image (views section)"] = multi_enc.name
+                multi = load_emoji(multi_enc, text_enc, [CAPTION], show_progress_bar, openmoji=True)
+            summary = emoji_xstyle(report, data, multi)
+        else:
+            summary = emoji_groups(report, data, text_enc)
     return report.write(out), summary
