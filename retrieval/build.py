@@ -204,6 +204,9 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
             raise InputError(f"expected pivot anchors of a modality other than the collection's ({modality}) and "
                              f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
     n_anchors = len(set(anchor_set.concepts)) if anchor_set.has_views else len(anchor_set)
+    # Pivot sets are plain anchor sets: unless k / p were given, they keep the plain defaults even
+    # when the main set's views call for others.
+    pivot_kp = (DEFAULT_K if k is None else k, DEFAULT_P if p is None else p)
     k = min(DEFAULT_VIEWS_K if anchor_set.has_views else DEFAULT_K, n_anchors) if k is None else k
     p = (DEFAULT_VIEWS_P if anchor_set.has_views else DEFAULT_P) if p is None else p
     RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(n_anchors)
@@ -242,7 +245,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
                             encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
                             k=k, p=p, kind=kind, center=center, index_spec=index_spec, dspec=dspec,
                             corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
-                            style=style, anchor_views=views)
+                            style=style, anchor_views=views, pivot_kp=pivot_kp)
 
 
 def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,
@@ -250,7 +253,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                      center: bool, index_spec: Dict, dspec: Optional[Dict] = None, corpus: str = "",
                      skipped: Sequence[Dict] = (), clock: Optional["_Clock"] = None, overwrite: bool = False,
                      ids=None, rel=None, extra: Optional[Dict] = None, style: Optional[StyleNormaliser] = None,
-                     anchor_views: Optional[int] = None) -> Path:
+                     anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None) -> Path:
     """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
     index and write a collection from embeddings already made: the second half of a build, shared
     by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
@@ -258,7 +261,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     ``ids`` are the items' stable ids (default 0..n-1); ``extra`` is merged into the manifest.
     ``style`` (learned from anchors drawn several ways, retrieval/style.py) is applied to the items'
     modality before relativising and saved with the collection; ``anchor_views`` is the number of
-    anchor rows before their views were merged.
+    anchor rows before their views were merged. ``pivot_kp``: (k, p) for pivot sets (default: k, p).
     """
     clock = clock or _Clock()
     a_med, a_txt = anchor_vecs
@@ -302,7 +305,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
             write_parquet_atomic(_anchor_table(pv, pm, pt), str(tmp / fname))
             pivot_meta.append({"modalities": [pv.modality, "text"], "source": pv.source,
                                "content_hash": pv.content_hash, "count": len(pv), "file": fname,
-                               "k": min(k, len(pv))})
+                               "k": min((pivot_kp or (k, p))[0], len(pv)), "p": float((pivot_kp or (k, p))[1])})
         write_parquet_atomic(items_table(ids, rows, item_rel, kind), str(tmp / "items.parquet"))
         write_parquet_atomic(texts_table(np.arange(len(texts)), texts, text_source, text_item, text_rel, kind),
                              str(tmp / "texts.parquet"))

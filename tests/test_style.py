@@ -143,3 +143,22 @@ def test_a_concept_on_some_rows_only_is_refused(tiny_data):
     s = load_anchor_set(tiny_data["anchors"])
     with pytest.raises(InputError, match="a concept for every anchor row or for none"):
         AnchorSet(s.paths, s.captions, concepts=["a", "a"] + [None] * (len(s.paths) - 2))
+
+
+def test_pivot_sets_keep_the_plain_defaults_beside_views(tiny_data, tone_data, fake_encoders, tmp_path):
+    from retrieval.build import DEFAULT_P
+
+    kw = dict(FAKE, audio_encoder="fake-audio", pivots=[tone_data["anchors"]])
+    out = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "a", **kw)
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["pivots"][0]["k"], m["pivots"][0]["p"]) == (8, DEFAULT_P)  # 8 tones: all of them, plain p
+    assert m["projector"]["p"] == 2.0  # the views' own default
+    col = Collection.open(out)
+    proj = col.pivots["audio"][0]
+    assert (proj.k, proj.p) == (8, DEFAULT_P)
+    red = str(tmp_path / "sounds" / "red.wav")
+    assert col.search(red, k=1)[0].path.endswith("red.png")
+    (tmp_path / "b").mkdir()
+    given = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path / "b"), tmp_path / "c", k=3, p=3.0, **kw)
+    m = json.loads((given / "manifest.json").read_text())
+    assert (m["pivots"][0]["k"], m["pivots"][0]["p"]) == (3, 3.0)  # given k / p apply to every set
