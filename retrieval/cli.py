@@ -233,7 +233,8 @@ def cmd_info(a) -> int:
         print(f"style        {style['method']} (lambda {style['lambda']:g}) learned from {style['views']} views of "
               f"{style['concepts']} concepts; applied to {style['modality']} before relativising")
     for pv in info["pivots"]:
-        print(f"pivot        {pv['count']} {'-'.join(pv['modalities'])} pairs from {pv['source']} (k={pv['k']})")
+        print(f"pivot        {pv['count']} {'-'.join(pv['modalities'])} pairs from {pv['source']} "
+              f"(k={pv['k']}, p={pv.get('p', info['projector']['p'])})")
     print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}")
     print("indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
     print(f"counts       {c['items']} {info['modality']} items, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
