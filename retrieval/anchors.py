@@ -91,6 +91,11 @@ class AnchorSet:
         return h.hexdigest()
 
     @property
+    def n_anchors(self) -> int:
+        """Anchors a build makes of this set: one per concept when views are merged, else one per row."""
+        return len(set(self.concepts)) if self.concepts is not None else len(self.paths)
+
+    @property
     def has_views(self) -> bool:
         """Whether some concept has more than one row (then rows are merged at build time)."""
         return self.concepts is not None

@@ -40,6 +40,16 @@ MAX_SKIPPED_LISTED = 100
 DENSE_TIE_MARGIN = 16
 
 
+def default_k_p(anchor_set: AnchorSet, k: Optional[int], p: Optional[float]) -> Tuple[int, float]:
+    """k and p where not given: the views defaults for a set with views, else the plain ones; k at
+    most the number of anchors."""
+    if k is None:
+        k = min(DEFAULT_VIEWS_K if anchor_set.has_views else DEFAULT_K, anchor_set.n_anchors)
+    if p is None:
+        p = DEFAULT_VIEWS_P if anchor_set.has_views else DEFAULT_P
+    return k, p
+
+
 def parse_index_spec(spec: str) -> Dict:
     """``"exact"``, ``"inverted"`` (float16 weights) or ``"inverted:float32"``, ``"faiss"`` (Flat) or
     ``"faiss:FACTORY"`` such as ``"faiss:HNSW32"``."""
@@ -203,13 +213,11 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
         if pv.modality == modality or any(o is not pv and o.modality == pv.modality for o in pivot_sets):
             raise InputError(f"expected pivot anchors of a modality other than the collection's ({modality}) and "
                              f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
-    n_anchors = len(set(anchor_set.concepts)) if anchor_set.has_views else len(anchor_set)
     # Pivot sets are plain anchor sets: unless k / p were given, they keep the plain defaults even
     # when the main set's views call for others.
     pivot_kp = (DEFAULT_K if k is None else k, DEFAULT_P if p is None else p)
-    k = min(DEFAULT_VIEWS_K if anchor_set.has_views else DEFAULT_K, n_anchors) if k is None else k
-    p = (DEFAULT_VIEWS_P if anchor_set.has_views else DEFAULT_P) if p is None else p
-    RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(n_anchors)
+    k, p = default_k_p(anchor_set, k, p)
+    RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(anchor_set.n_anchors)
     clock = _Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     clock.lap("check_files")

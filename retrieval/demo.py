@@ -2,8 +2,8 @@
 
 Anchors are Noto Color Emoji and OpenMoji drawings captioned "an emoji of NAME" (the two drawings of
 a concept are merged into one anchor, and a style normaliser is learned from them; Noto alone when
-npm or cairosvg is missing); the corpus is the Twemoji drawings of the same concepts. No picture is
-on both sides, and Twemoji's style is not among the anchors: the engine has to get from a sentence
+the OpenMoji package that setup installs, or cairosvg, is missing); the corpus is the Twemoji
+drawings of the same concepts. No picture is on both sides, and Twemoji's style is not among the anchors: the engine has to get from a sentence
 to a Twemoji image only through the other pictures and their captions.
 
 Sounds (Debian's scratch and freedesktop sound effects, captioned from their names) join in two
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .anchors import default_cache_dir
 from .api import Collection
 from .build import build_collection
 from .classify import accuracy, read_labels
@@ -41,12 +40,10 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
     must = ["red apple"] + (["dog face", "rocket", "birthday cake", "flag: Japan"] if limit else [])
     must += [sounds.EMOJI_OF[s] for s in SOUND_QUERIES] if limit else []
     print(f"[1/{STEPS}] rendering Noto and OpenMoji anchors and collecting Twemoji corpus into {data} …", flush=True)
-    try:
-        paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar,
-                              views_cache=Path(default_cache_dir()) / "data" / "npm")
-    except InputError as exc:  # OpenMoji (npm + cairosvg) is optional: Noto anchors alone still work
-        print(f"      (OpenMoji views skipped, Noto anchors only: {exc})")
-        paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar)
+    paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar,
+                          views=True)
+    if "views_skipped" in paths:  # OpenMoji (installed by setup) is optional: Noto anchors alone still work
+        print(f"      (OpenMoji views skipped, Noto anchors only: {paths['views_skipped']})")
     anchors = paths.get("anchors_views", paths["anchors"])
     try:
         sound_paths = sounds.prepare(Path(data) / "sounds", exclude=SOUND_QUERIES)

@@ -208,7 +208,7 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     >>> build_sharded("corpus/", "anchors.parquet", "indexes/big", address="auto")  # doctest: +SKIP
     """
     from .anchors import AnchorSet, load_anchor_set
-    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, parse_index_spec
+    from .build import DEFAULT_CENTER, default_k_p, parse_index_spec
     from .encoders import DEFAULT_ENCODERS
     from .relative import RelativeProjector
     from .tables import rows_from
@@ -225,12 +225,10 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
     modality = anchor_set.modality
     # views of one concept (a 'concept' column with repeats) become one anchor, as in a one-process build
-    n_anchors = len(set(anchor_set.concepts)) if anchor_set.has_views else len(anchor_set)
-    k = min(DEFAULT_VIEWS_K if anchor_set.has_views else DEFAULT_K, n_anchors) if k is None else k
-    p = (DEFAULT_VIEWS_P if anchor_set.has_views else DEFAULT_P) if p is None else p
+    k, p = default_k_p(anchor_set, k, p)
     center = DEFAULT_CENTER if center is None else center
     projector = {"kind": "asif", "k": k, "p": p, "center": center}
-    RelativeProjector(**projector).check_params(n_anchors)
+    RelativeProjector(**projector).check_params(anchor_set.n_anchors)
     specs = {"image": image_encoder or DEFAULT_ENCODERS["image"], "text": text_encoder or DEFAULT_ENCODERS["text"],
              "audio": audio_encoder or DEFAULT_ENCODERS["audio"]}
     specs = {m: specs[m] for m in (modality, "text")}

@@ -167,11 +167,10 @@ class RelativeProjector:
         return self
 
     def _styled(self, x: np.ndarray) -> np.ndarray:
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        if self.style is None:
-            return x
-        x = self.style.transform(x)
-        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        """Unit rows, after the style normaliser when there is one (it unit-normalises its input)."""
+        if self.style is not None:
+            x = self.style.transform(x)
+        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32, copy=False)
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         x = self._styled(x)

@@ -48,26 +48,25 @@ class StyleNormaliser:
         """WCCN from the views of concepts with two or more views; ``groups[i]`` names row i's concept.
 
         The within-concept covariance is regularised by ``lam`` times its mean eigenvalue, so that
-        directions no view pair varies in are scaled alike rather than blown up.
+        directions no view pair varies in are scaled alike rather than blown up. Views that never
+        differ (the same file twice) teach nothing: the normaliser is then the identity.
         """
         x = _unit(vectors)
-        g = np.asarray(groups, dtype=object)
-        if len(g) != len(x):
-            raise InputError(f"expected one concept per anchor vector, got {len(g)} concepts for {len(x)} vectors")
+        if len(groups) != len(x):
+            raise InputError(f"expected one concept per anchor vector, got {len(groups)} concepts for {len(x)} vectors")
         if not np.isfinite(lam) or lam <= 0:
             raise InputError(f"expected a style regulariser lambda > 0, got {lam!r}")
-        _, inverse, counts = np.unique(g.astype(str), return_inverse=True, return_counts=True)
-        multi = counts[inverse] >= 2
+        _, index, counts = _group(groups)
+        multi = counts[index] >= 2
         if not multi.any():
             raise InputError("expected at least one concept with two or more views to learn a style normaliser, got none")
         means = np.zeros((len(counts), x.shape[1]))
-        np.add.at(means, inverse, x)
+        np.add.at(means, index, x)
         means /= counts[:, None]
-        diff = (x - means[inverse])[multi]
-        cov = diff.T @ diff / len(diff)
-        w, v = np.linalg.eigh(cov)
+        diff = (x - means[index])[multi]
+        w, v = np.linalg.eigh(diff.T @ diff / len(diff))
         w = np.maximum(w, 0.0)
-        matrix = (v / np.sqrt(w + lam * w.mean())) @ v.T
+        matrix = (v / np.sqrt(w + lam * w.mean())) @ v.T if w.mean() > 1e-12 else np.eye(x.shape[1])
         return cls(matrix.astype(np.float32), float(lam), int(multi.sum()), int((counts >= 2).sum()))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
@@ -81,6 +80,17 @@ class StyleNormaliser:
         return {"method": "wccn", "lambda": self.lam, "views": self.views, "concepts": self.groups}
 
 
+def _group(concepts: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first row of each concept, in order of first appearance; each row's concept number in that
+    order; rows per concept)."""
+    _, first, inverse, counts = np.unique(np.asarray([str(c) for c in concepts]), return_index=True,
+                                          return_inverse=True, return_counts=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()], counts[order]
+
+
 def merge_views(concepts: Optional[Sequence[str]], media: np.ndarray, text: np.ndarray
                 ) -> Tuple[List[int], np.ndarray, np.ndarray]:
     """Rows of one concept become one anchor: returns (the first row of each concept, in order of
@@ -88,19 +98,21 @@ def merge_views(concepts: Optional[Sequence[str]], media: np.ndarray, text: np.n
     every view counts alike whatever its norm."""
     if concepts is None:
         return list(range(len(media))), media, text
-    keys = [str(c) for c in concepts]
-    first, index = {}, np.empty(len(keys), np.int64)
-    for i, c in enumerate(keys):
-        index[i] = first.setdefault(c, len(first))
-    rows = [0] * len(first)
-    for i in range(len(keys) - 1, -1, -1):
-        rows[index[i]] = i
+    first, index, _ = _group(concepts)
     out = []
     for x in (media, text):
         sums = np.zeros((len(first), x.shape[1]))
         np.add.at(sums, index, _unit(x))
         out.append(_unit(sums).astype(np.float32))
-    return rows, out[0], out[1]
+    return first.tolist(), out[0], out[1]
+
+
+def fit_views(concepts: Sequence, media: np.ndarray, text: np.ndarray, lam: float = DEFAULT_LAMBDA):
+    """(StyleNormaliser, first row of each concept, media prototypes, text prototypes): what a build
+    does with an anchor table whose rows share concepts (the evaluation calls it too)."""
+    style = StyleNormaliser.fit(media, concepts, lam)
+    rows, med, txt = merge_views(concepts, media, text)
+    return style, rows, med, txt
 
 
 def prepare_views(anchor_set, media: np.ndarray, text: np.ndarray, lam: float = DEFAULT_LAMBDA):
@@ -108,10 +120,9 @@ def prepare_views(anchor_set, media: np.ndarray, text: np.ndarray, lam: float = 
     None) from an anchor set and its encoded rows. A set without views comes back unchanged."""
     from .anchors import AnchorSet
 
-    if not getattr(anchor_set, "has_views", False):
+    if not anchor_set.has_views:
         return anchor_set, media, text, None
-    style = StyleNormaliser.fit(media, anchor_set.concepts, lam)
-    rows, med, txt = merge_views(anchor_set.concepts, media, text)
+    style, rows, med, txt = fit_views(anchor_set.concepts, media, text, lam)
     merged = AnchorSet([anchor_set.paths[i] for i in rows], [anchor_set.captions[i] for i in rows],
                        source=anchor_set.source, content_hash=anchor_set.content_hash, modality=anchor_set.modality)
     return merged, med, txt, style

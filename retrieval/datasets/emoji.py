@@ -116,15 +116,28 @@ def emoji_concepts() -> List[Concept]:
 OPENMOJI_VERSION = "17.0.0"
 
 
-def openmoji_svg_dir(cache: Path) -> Path:
-    """The colour SVGs of the npm package ``openmoji``, fetched with ``npm pack`` into ``cache`` once."""
+def installed_openmoji_dir() -> Path:
+    """Where ``scripts/setup.sh`` puts the npm package (inside the environment), so that the demo and
+    the tests never fetch anything at run time."""
+    import sys
+
+    return Path(sys.prefix) / "share" / "retrieval-data"
+
+
+def openmoji_svg_dir(cache: Path, download: bool = True) -> Path:
+    """The colour SVGs of the npm package ``openmoji``: the copy setup installed, else one in
+    ``cache``, fetched there with ``npm pack`` once (only with ``download``)."""
     import subprocess
     import tarfile
 
+    for base in (installed_openmoji_dir(), Path(cache)):
+        svgs = base / f"openmoji-{OPENMOJI_VERSION}" / "package" / "color" / "svg"
+        if svgs.is_dir():
+            return svgs
+    if not download:
+        raise InputError(f"expected the npm package openmoji@{OPENMOJI_VERSION} installed under "
+                         f"{installed_openmoji_dir()} (bash scripts/setup.sh puts it there), found none")
     folder = cache / f"openmoji-{OPENMOJI_VERSION}"
-    svgs = folder / "package" / "color" / "svg"
-    if svgs.is_dir():
-        return svgs
     cache.mkdir(parents=True, exist_ok=True)
     try:
         subprocess.run(["npm", "pack", f"openmoji@{OPENMOJI_VERSION}", "--silent", "--pack-destination", str(cache)],
@@ -141,7 +154,8 @@ def openmoji_svg_dir(cache: Path) -> Path:
     return svgs
 
 
-def render_openmoji(concepts: List[Concept], out: Path, cache: Path, size: int = 128) -> Dict[str, str]:
+def render_openmoji(concepts: List[Concept], out: Path, cache: Path, size: int = 128,
+                    download: bool = True) -> Dict[str, str]:
     """PNG renderings (on white) of the concepts OpenMoji draws; key -> path. Needs cairosvg."""
     import io
 
@@ -151,7 +165,7 @@ def render_openmoji(concepts: List[Concept], out: Path, cache: Path, size: int =
         raise InputError("the OpenMoji style needs cairosvg; pip install cairosvg") from exc
     from PIL import Image
 
-    svgs = {p.stem.lower().replace("-fe0f", ""): p for p in openmoji_svg_dir(cache).glob("*.svg")}
+    svgs = {p.stem.lower().replace("-fe0f", ""): p for p in openmoji_svg_dir(cache, download).glob("*.svg")}
     out.mkdir(parents=True, exist_ok=True)
     done = {}
     for c in concepts:
@@ -198,16 +212,16 @@ def render_noto(char: str, font=None, size: int = 128):
 
 
 def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[int] = None,
-            show_progress_bar: Optional[bool] = None, views_cache: Optional[Path] = None) -> Dict[str, str]:
+            show_progress_bar: Optional[bool] = None, views: bool = False) -> Dict[str, str]:
     """Write an emoji anchor set (Noto, captioned) and corpus (Twemoji, captioned, labelled by group).
 
     ``names`` keeps only those concepts; ``limit`` keeps the first N by stable hash (plus ``names``).
     Returns {"anchors": table path, "corpus": table path, "labels": group labels file}.
 
-    With ``views_cache`` (where the npm package is kept), also ``"anchors_views"``: the Noto rows
-    plus OpenMoji's drawings of the same concepts, rows sharing a ``concept`` (a build merges them
-    and learns a style normaliser, retrieval/style.py). Needs npm and cairosvg; raises InputError
-    without them, after the other tables are written.
+    With ``views``, also ``"anchors_views"``: the Noto rows plus OpenMoji's drawings of the same
+    concepts, rows sharing a ``concept`` (a build merges them and learns a style normaliser,
+    retrieval/style.py). It needs the OpenMoji package that setup installs and cairosvg; nothing is
+    downloaded. Without them there is ``"views_skipped"`` (the reason) instead.
     """
     from PIL import ImageFont
 
@@ -250,8 +264,12 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
     (out / "groups.txt").write_text("".join(g + "\n" for g in groups), encoding="utf-8")
     made = {"anchors": str(out / "anchors.parquet"), "corpus": str(out / "corpus.parquet"),
             "labels": str(out / "groups.txt")}
-    if views_cache is not None:
-        drawn = render_openmoji([c for c, _ in rows], out / "openmoji", Path(views_cache))
+    if views:
+        try:
+            drawn = render_openmoji([c for c, _ in rows], out / "openmoji", installed_openmoji_dir(), download=False)
+        except InputError as exc:
+            made["views_skipped"] = str(exc)
+            return made
         extra = [(c, drawn[c.key]) for c, _ in rows if c.key in drawn]
         views = pa.table({"image": anchors.column("image").to_pylist() + [str(Path(p).relative_to(out)) for _, p in extra],
                           "caption": anchors.column("caption").to_pylist() + [CAPTION.format(c.name) for c, _ in extra],
@@ -259,3 +277,8 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
         write_parquet_atomic(views, str(out / "anchors-views.parquet"))
         made["anchors_views"] = str(out / "anchors-views.parquet")
     return made
+
+
+def install_openmoji() -> Path:
+    """Fetch the OpenMoji npm package into :func:`installed_openmoji_dir` (run by scripts/setup.sh)."""
+    return openmoji_svg_dir(installed_openmoji_dir(), download=True)

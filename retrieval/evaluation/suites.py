@@ -16,7 +16,7 @@ from ..encoders import DEFAULT_ENCODERS, load_encoder
 from ..errors import InputError, UnknownNameError
 from ..metrics import retrieval_metrics
 from . import methods as M
-from ..style import StyleNormaliser, merge_views
+from ..style import fit_views
 from .report import Report
 
 CAPTION = "an emoji of {}"
@@ -56,10 +56,9 @@ class EmojiTask:
         if views:
             anchors = np.asarray(anchors)
             anchors = anchors[np.all([has[st][anchors] for st in views if st in has], axis=0)] if has else anchors
-            concepts = np.concatenate([anchors] * len(views))
-            raw = np.vstack([data.images[st][anchors] for st in views])
-            norm = StyleNormaliser.fit(raw, concepts, lam)
-            _, proto, _ = merge_views(concepts, raw, np.vstack([T[anchors]] * len(views)))
+            norm, _, proto, _ = fit_views(np.concatenate([anchors] * len(views)),
+                                          np.vstack([data.images[st][anchors] for st in views]),
+                                          np.vstack([T[anchors]] * len(views)), lam)
             # unit(x) @ W here, then the methods' own normalising and centring: what the engine's
             # RelativeProjector(style=...) computes (tests/test_evaluation.py checks the two agree)
             a_img, a_txt = (norm.transform(proto), T[anchors]) if normalise else (proto, T[anchors])
@@ -365,9 +364,8 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
             style = None
             if pooled == "views":
                 a = anchors[data.has["openmoji"][anchors]]
-                raw, concepts = np.vstack([In[a], data.images["openmoji"][a]]), np.concatenate([a, a])
-                style = StyleNormaliser.fit(raw, concepts)
-                _, a_img, a_txt = merge_views(concepts, raw, np.vstack([T[a], T[a]]))
+                style, _, a_img, a_txt = fit_views(np.concatenate([a, a]), np.vstack([In[a], data.images["openmoji"][a]]),
+                                                   np.vstack([T[a], T[a]]))
             else:
                 a_img = np.vstack([In[anchors], It[anchors]]) if pooled else In[anchors]
                 a_txt = np.vstack([T[anchors], T[anchors]]) if pooled else T[anchors]
