@@ -110,3 +110,26 @@ def test_scaled_coordinates_are_unit_rows_of_the_standardised_target():
     ys = (y - y.mean(0)) / (y.std(0) + 1e-8)
     np.testing.assert_allclose(t.scale_target(y), ys / np.linalg.norm(ys, axis=1, keepdims=True), atol=1e-5)
     np.testing.assert_allclose(t.transform_scaled(x[:5]), t.scale_target(t.transform(x[:5])), atol=1e-6)
+
+
+@pytest.mark.parametrize("widths", [(6, 3), (3, 6)])
+def test_orthogonal_map_keeps_only_the_block_it_uses(widths, tmp_path):
+    """The map is fitted between zero-padded square spaces; only its dim_in x dim_out block can touch a
+    padded input or a cut output, so that is all it keeps (and files of the full square still load)."""
+    from retrieval.translation import load_translator, save_translator
+
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(40, widths[0])), rng.normal(size=(40, widths[1]))
+    t = Translator("orthogonal").fit(x, y)
+    assert t.weight_.shape == widths
+    w = max(widths)
+    xs = np.pad((x - x.mean(0)) / (x.std(0) + 1e-8), ((0, 0), (0, w - widths[0])))
+    ys = np.pad((y - y.mean(0)) / (y.std(0) + 1e-8), ((0, 0), (0, w - widths[1])))
+    u, _, vt = np.linalg.svd(xs.T @ ys)
+    full = (xs[:5] @ (u @ vt))[:, : widths[1]] * (y.std(0) + 1e-8) + y.mean(0)
+    np.testing.assert_allclose(t.transform(x[:5]), full, atol=1e-5)
+    t.weight_ = u @ vt  # as collections wrote it before
+    save_translator(t, str(tmp_path / "old.parquet"))
+    old = load_translator(str(tmp_path / "old.parquet"))
+    assert old.weight_.shape == widths
+    np.testing.assert_allclose(old.transform(x[:5]), full, atol=1e-5)
