@@ -36,17 +36,22 @@ DEFAULT_CENTER = True
 # were chosen for separately, by the same validation: sparser, flatter vectors did best there.
 DEFAULT_VIEWS_K = 32
 DEFAULT_VIEWS_P = 2.0
+# Encoders whose views defaults the same validation chose differently (the opt-in pair of networks).
+VIEWS_K_P_BY_ENCODER = {"efficientnet-lite0-lite2-multi": (64, 2.0)}
 MAX_SKIPPED_LISTED = 100
 DENSE_TIE_MARGIN = 16
 
 
-def default_k_p(anchor_set: AnchorSet, k: Optional[int], p: Optional[float]) -> Tuple[int, float]:
-    """k and p where not given: the views defaults for a set with views, else the plain ones; k at
-    most the number of anchors."""
+def default_k_p(anchor_set: AnchorSet, k: Optional[int], p: Optional[float],
+                encoder: Optional[str] = None) -> Tuple[int, float]:
+    """k and p where not given: the views defaults for a set with views (those validated for
+    ``encoder``, the anchors' encoder spec, where they differ), else the plain ones; k at most the
+    number of anchors."""
+    views_k, views_p = VIEWS_K_P_BY_ENCODER.get(encoder, (DEFAULT_VIEWS_K, DEFAULT_VIEWS_P))
     if k is None:
-        k = min(DEFAULT_VIEWS_K if anchor_set.has_views else DEFAULT_K, anchor_set.n_anchors)
+        k = min(views_k if anchor_set.has_views else DEFAULT_K, anchor_set.n_anchors)
     if p is None:
-        p = DEFAULT_VIEWS_P if anchor_set.has_views else DEFAULT_P
+        p = views_p if anchor_set.has_views else DEFAULT_P
     return k, p
 
 
@@ -216,13 +221,13 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     # Pivot sets are plain anchor sets: unless k / p were given, they keep the plain defaults even
     # when the main set's views call for others.
     pivot_kp = (DEFAULT_K if k is None else k, DEFAULT_P if p is None else p)
-    k, p = default_k_p(anchor_set, k, p)
+    specs = {"image": image_encoder, "text": text_encoder, "audio": audio_encoder}
+    k, p = default_k_p(anchor_set, k, p, specs[modality])
     RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(anchor_set.n_anchors)
     clock = _Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     clock.lap("check_files")
 
-    specs = {"image": image_encoder, "text": text_encoder, "audio": audio_encoder}
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]
     encoders = {m: load_encoder(specs[m], m, device=device) for m in needed}
     dspec = dense_spec(dense_index, len(rows), encoders[modality].dim, max_memory, max_query_ms, dense_rerank)  # fails before encoding

@@ -225,12 +225,12 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
     modality = anchor_set.modality
     # views of one concept (a 'concept' column with repeats) become one anchor, as in a one-process build
-    k, p = default_k_p(anchor_set, k, p)
+    specs = {"image": image_encoder or DEFAULT_ENCODERS["image"], "text": text_encoder or DEFAULT_ENCODERS["text"],
+             "audio": audio_encoder or DEFAULT_ENCODERS["audio"]}
+    k, p = default_k_p(anchor_set, k, p, specs[modality])
     center = DEFAULT_CENTER if center is None else center
     projector = {"kind": "asif", "k": k, "p": p, "center": center}
     RelativeProjector(**projector).check_params(anchor_set.n_anchors)
-    specs = {"image": image_encoder or DEFAULT_ENCODERS["image"], "text": text_encoder or DEFAULT_ENCODERS["text"],
-             "audio": audio_encoder or DEFAULT_ENCODERS["audio"]}
     specs = {m: specs[m] for m in (modality, "text")}
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
 

