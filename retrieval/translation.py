@@ -53,8 +53,12 @@ class Translator:
             # only ever meet the dim_in x dim_out block of that square map, and (for full-rank anchors)
             # the block is U V^T of the thin SVD of the unpadded cross-covariance: a 2960 x 384 SVD
             # instead of a 2960 x 2960 one, and a 7.7x smaller map to store.
-            u, _, vt = np.linalg.svd(xs.T @ ys, full_matrices=False)
-            self.weight_ = u @ vt
+            u, sv, vt = np.linalg.svd(xs.T @ ys, full_matrices=False)
+            # With fewer anchors than dimensions the cross-covariance is rank-deficient and the
+            # rotation of its null directions is arbitrary (LAPACK's choice); drop them instead, so
+            # that directions the anchors never constrain map to zero, the same on every machine.
+            r = int((sv > sv[0] * max(xs.shape[1], ys.shape[1]) * np.finfo(np.float64).eps).sum()) if len(sv) else 0
+            self.weight_ = u[:, :r] @ vt[:r]
         else:
             a = np.hstack([xs, np.ones((len(xs), 1))]) if self.method == "affine" else xs
             self.weight_ = np.linalg.lstsq(a, ys, rcond=None)[0]

@@ -133,3 +133,17 @@ def test_orthogonal_map_keeps_only_the_block_it_uses(widths, tmp_path):
     old = load_translator(str(tmp_path / "old.parquet"))
     assert old.weight_.shape == widths
     np.testing.assert_allclose(old.transform(x[:5]), full, atol=1e-5)
+
+
+def test_orthogonal_map_with_fewer_anchors_than_dimensions_is_determined_by_the_anchors():
+    """Rank-deficient anchors leave some directions unconstrained; they map to zero instead of to a
+    rotation LAPACK happens to pick, and the anchors' own span is still mapped isometrically."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(10, 30)), rng.normal(size=(10, 20))
+    t = Translator("orthogonal").fit(x, y)
+    xs = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    null = np.linalg.svd(xs)[2][10:]  # directions no (centred) anchor has any component along
+    np.testing.assert_allclose(null @ t.weight_, 0, atol=1e-8)
+    sv = np.linalg.svd(t.weight_, compute_uv=False)
+    assert np.sum(sv > 0.5) == np.linalg.matrix_rank(xs.T @ ((y - y.mean(0)) / (y.std(0) + 1e-8)))
+    np.testing.assert_allclose(sv[sv > 0.5], 1, atol=1e-8)
