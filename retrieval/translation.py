@@ -132,7 +132,7 @@ def load_translator(path: str) -> Translator:
     t.dim_in_, t.dim_out_ = int(meta["dim_in"]), int(meta["dim_out"])
     for name in ARRAYS:
         # the list's flat values straight into numpy: .as_py() builds a Python float per entry
-        setattr(t, name, np.asarray(table.column(name).combine_chunks().values.to_numpy(zero_copy_only=False),
+        setattr(t, name, np.asarray(table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False),
                                     np.float64))
     shape = tuple(meta["weight_shape"])
     if t.weight_.size != int(np.prod(shape)):

@@ -362,37 +362,39 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
 {templates}, averaged per class. Subgroup names have '-' replaced by spaces.""")
     from ..build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
 
-    configs = [("ASIF k=64 p=8, raw", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, False),
+    # (row name, projector parameters, anchors: "noto", "pooled" (Noto + Twemoji) or "views" (Noto +
+    # OpenMoji merged, with WCCN), the embeddings to use)
+    configs = [("ASIF k=64 p=8, raw", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, "noto", data),
                (f"ASIF default (k={DEFAULT_K} p={DEFAULT_P:g} centred={DEFAULT_CENTER})",
-                {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, False),
+                {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, "noto", data),
                ("ASIF default, anchors pooled from both styles",
-                {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, True)]
+                {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, "pooled", data)]
     if "openmoji" in data.images:  # what a build does with an anchor table of Noto + OpenMoji views
         from ..build import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
 
         configs.append((f"ASIF views default (k={DEFAULT_VIEWS_K} p={DEFAULT_VIEWS_P:g}), views Noto + OpenMoji "
                         f"(prototypes + WCCN; gallery style not among them)",
-                        {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}, "views"))
+                        {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER},
+                        "views", data))
     # the same with another image encoder (the opt-in pair), at the k, p its views section chose
-    extra = {name: (d, kp) for name, (d, kp) in (more or {}).items() if "openmoji" in d.images}
-    for name, (_, kp) in extra.items():
-        configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views Noto + OpenMoji",
-                        {"kind": "asif", "k": kp["k"], "p": kp["p"], "center": DEFAULT_CENTER}, "views:" + name))
+    for name, (d, kp) in (more or {}).items():
+        if "openmoji" in d.images:
+            configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views Noto + OpenMoji",
+                            {"kind": "asif", "k": kp["k"], "p": kp["p"], "center": DEFAULT_CENTER}, "views", d))
     rows = []
     for level, truth in (("group", data.groups), ("subgroup", data.subgroups)):
         labels_all = sorted({str(x) for x in truth[evaluated]})
         pretty = {lab: lab.replace("-", " ") for lab in labels_all}
-        for name, params, pooled in configs:
-            d = extra[pooled[6:]][0] if isinstance(pooled, str) and pooled.startswith("views:") else data
+        for name, params, kind, d in configs:
             T, In, It = d.texts[CAPTION], d.images["noto"], d.images["twemoji"]
             style = None
-            if isinstance(pooled, str) and pooled.startswith("views"):
+            if kind == "views":
                 a = anchors[d.has["openmoji"][anchors]]
                 style, _, a_img, a_txt = fit_views(np.concatenate([a, a]), np.vstack([In[a], d.images["openmoji"][a]]),
                                                    np.vstack([T[a], T[a]]))
             else:
-                a_img = np.vstack([In[anchors], It[anchors]]) if pooled else In[anchors]
-                a_txt = np.vstack([T[anchors], T[anchors]]) if pooled else T[anchors]
+                a_img = np.vstack([In[anchors], It[anchors]]) if kind == "pooled" else In[anchors]
+                a_txt = np.vstack([T[anchors], T[anchors]]) if kind == "pooled" else T[anchors]
             clf = ZeroShotClassifier([pretty[x] for x in labels_all], templates, text_encoder=text_encoder,
                                      text_anchors=a_txt, image_anchors=a_img, projector_params=params, style=style)
             preds = clf.predict(It[evaluated], k=5)
