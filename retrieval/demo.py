@@ -1,8 +1,9 @@
 """The embedded default demo: real emoji data, offline, end to end in a few minutes on 2 CPU cores.
 
-Anchors are Noto Color Emoji and OpenMoji drawings captioned "an emoji of NAME" (the two drawings of
-a concept are merged into one anchor, and a style normaliser is learned from them; Noto alone when
-the OpenMoji package that setup installs, or cairosvg, is missing); the corpus is the Twemoji
+Anchors are Noto Color Emoji, OpenMoji and Fluent Emoji drawings captioned "an emoji of NAME" (the
+drawings of a concept are merged into one anchor, and a style normaliser is learned from them; a
+style whose npm package setup did not install is left out, and Noto alone is used when none is, or
+cairosvg is missing); the corpus is the Twemoji
 drawings of the same concepts. No picture is on both sides, and Twemoji's style is not among the anchors: the engine has to get from a sentence
 to a Twemoji image only through the other pictures and their captions.
 
@@ -39,11 +40,11 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
     t0 = time.perf_counter()
     must = ["red apple"] + (["dog face", "rocket", "birthday cake", "flag: Japan"] if limit else [])
     must += [sounds.EMOJI_OF[s] for s in SOUND_QUERIES] if limit else []
-    print(f"[1/{STEPS}] rendering Noto and OpenMoji anchors and collecting Twemoji corpus into {data} …", flush=True)
+    print(f"[1/{STEPS}] rendering Noto, OpenMoji and Fluent Emoji anchors and collecting Twemoji corpus into {data} …", flush=True)
     paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar,
                           views=True)
-    if "views_skipped" in paths:  # OpenMoji (installed by setup) is optional: Noto anchors alone still work
-        print(f"      (OpenMoji views skipped, Noto anchors only: {paths['views_skipped']})")
+    if "views_skipped" in paths:  # the npm drawings (installed by setup) are optional: Noto alone still works
+        print(f"      (views skipped: {paths['views_skipped']})")
     anchors = paths.get("anchors_views", paths["anchors"])
     try:
         sound_paths = sounds.prepare(Path(data) / "sounds", exclude=SOUND_QUERIES)
@@ -57,7 +58,7 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
                      pivots=[sound_paths["sounds"]] if sound_paths else ())
     col = Collection.open(out)
     info = col.info()
-    views = (f" (Noto + OpenMoji drawings of each, {info['anchors']['views']} images, merged; style normaliser "
+    views = (f" ({paths.get('views_styles')} drawings of each, {info['anchors']['views']} images, merged; style normaliser "
              f"learned from them)" if info["anchors"].get("views") else " (Noto)")
     print(f"      {info['counts']['items']} Twemoji images, {info['counts']['anchors']} anchors{views}, "
           f"k={info['projector']['k']}, p={info['projector']['p']}"

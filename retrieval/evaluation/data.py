@@ -32,12 +32,18 @@ class EmojiData:
     has: Dict[str, np.ndarray] = field(default_factory=dict)    # style -> bool mask of concepts it draws
 
 
+STYLE_SOURCES = {"fluent": "fluent-emoji-flat"}  # anchor-cache source names (part of the cache key)
+
+
 def data_dir(name: str) -> Path:
     return Path(default_cache_dir()) / "data" / name
 
 
 def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[str],
-               show_progress_bar: Optional[bool] = None, openmoji: bool = False) -> EmojiData:
+               show_progress_bar: Optional[bool] = None, svg_styles: bool = False) -> EmojiData:
+    """Noto and Twemoji drawings of every concept, caption embeddings per template, and with
+    ``svg_styles`` the npm styles (OpenMoji, Fluent Emoji) where they draw a concept; a style that
+    cannot be had (no npm, no cairosvg) is left out with a warning."""
     import pyarrow.parquet as pq
 
     from ..datasets import emoji
@@ -55,17 +61,23 @@ def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[st
     images = {s: encode_anchors(AnchorSet(paths, names, source=s), image_encoder, "image", **kw)
               for s, paths in styles.items()}
     has = {s: np.ones(len(names), bool) for s in styles}
-    if openmoji:
-        rendered = emoji.render_openmoji([c for c in emoji.emoji_concepts() if c.name in set(names)],
-                                         folder / "openmoji", data_dir("npm"))
-        keys = [Path(r["image"]).stem for r in a]
-        has["openmoji"] = np.array([k in rendered for k in keys])
+    keys = [Path(r["image"]).stem for r in a]
+    for style in emoji.SVG_STYLES if svg_styles else ():
+        try:
+            rendered = emoji.render_style(style, [c for c in emoji.emoji_concepts() if c.name in set(names)],
+                                          folder / style, data_dir("npm"))
+        except InputError as exc:
+            import warnings
+
+            warnings.warn(f"{style} style unavailable, continuing without it: {exc}")
+            continue
+        has[style] = np.array([k in rendered for k in keys])
         paths = [rendered[k] for k in keys if k in rendered]
-        vecs = encode_anchors(AnchorSet(paths, [n for n, k in zip(names, keys) if k in rendered], source="openmoji"),
-                              image_encoder, "image", **kw)
+        vecs = encode_anchors(AnchorSet(paths, [n for n, k in zip(names, keys) if k in rendered],
+                                        source=STYLE_SOURCES.get(style, style)), image_encoder, "image", **kw)
         full = np.zeros((len(names), vecs.shape[1]), np.float32)
-        full[has["openmoji"]] = vecs
-        images["openmoji"] = full
+        full[has[style]] = vecs
+        images[style] = full
     texts = {}
     for t in templates:
         caps = [t.format(n) for n in names]

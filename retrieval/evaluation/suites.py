@@ -36,6 +36,21 @@ def emoji_splits(names) -> Dict:
     return {"anchor": anchor, "query": query, "folds": folds, "all": np.arange(len(names))}
 
 
+def view_anchors(data, anchors, views: Tuple[str, ...], template: str = CAPTION, lam: float = 1.0):
+    """(anchor concepts kept, StyleNormaliser, image prototypes, text prototypes) from every drawing
+    each anchor concept has among the ``views`` styles, as a build merges an anchor table's rows: a
+    concept drawn in fewer styles has fewer views; one drawn in none drops out."""
+    has = getattr(data, "has", {})
+    anchors = np.asarray(anchors)
+    drawn = [has[st][anchors] if st in has else np.ones(len(anchors), bool) for st in views]
+    anchors = anchors[np.any(drawn, axis=0)]
+    rows = [(a, st) for a in anchors for st in views if st not in has or has[st][a]]
+    concept = np.array([a for a, _ in rows])
+    norm, _, proto, txt = fit_views(concept, np.vstack([data.images[st][a] for a, st in rows]),
+                                    data.texts[template][concept], lam)
+    return anchors, norm, proto, txt
+
+
 class EmojiTask:
     """One retrieval setting: anchors, queries, styles, direction, caption template, pooling."""
 
@@ -54,11 +69,7 @@ class EmojiTask:
         queries = queries[has[gallery_style][queries]] if gallery_style in has else queries
         self.queries = queries
         if views:
-            anchors = np.asarray(anchors)
-            anchors = anchors[np.all([has[st][anchors] for st in views if st in has], axis=0)] if has else anchors
-            norm, _, proto, _ = fit_views(np.concatenate([anchors] * len(views)),
-                                          np.vstack([data.images[st][anchors] for st in views]),
-                                          np.vstack([T[anchors]] * len(views)), lam)
+            anchors, norm, proto, _ = view_anchors(data, anchors, views, template, lam)
             # unit(x) @ W here, then the methods' own normalising and centring: what the engine's
             # RelativeProjector(style=...) computes (tests/test_evaluation.py checks the two agree)
             a_img, a_txt = (norm.transform(proto), T[anchors]) if normalise else (proto, T[anchors])
@@ -229,36 +240,54 @@ LITE_PAIR = "efficientnet-lite0-lite2-multi"  # both packaged networks: measured
 def _lite_pair_views_kp() -> Dict:
     """What a build uses for LITE_PAIR with views (chosen by this suite's views section, which says so
     if a rerun chooses otherwise); emoji-groups classifies with them."""
-    from ..build import VIEWS_K_P_BY_ENCODER
+    from ..build import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, VIEWS_K_P_BY_ENCODER
 
-    k, p = VIEWS_K_P_BY_ENCODER[LITE_PAIR]
+    k, p = VIEWS_K_P_BY_ENCODER.get(LITE_PAIR, (DEFAULT_VIEWS_K, DEFAULT_VIEWS_P))
     return {"k": k, "p": p}
 
 
 LAMBDAS = (0.3, 1.0, 3.0)
 
 
+STYLE_ORDER = ("noto", "twemoji", "openmoji", "fluent")
+TWO_STYLES = {"twemoji": ("noto", "openmoji"), "openmoji": ("noto", "twemoji"), "noto": ("twemoji", "openmoji")}
+
+
+def anchor_views(data, gallery: str) -> Tuple[str, ...]:
+    """Every style the data has except the gallery's: the views of each anchor concept."""
+    return tuple(st for st in STYLE_ORDER if st in data.images and st != gallery)
+
+
 def views_section(report: Report, datas: Dict, s, chosen_default: Dict, headline: Dict) -> None:
-    """Anchor concepts drawn in two styles other than the gallery's, merged into prototypes, with a
-    style normaliser learned from the pairs (retrieval/style.py); chosen on validation like the rest."""
-    report.text("""
+    """Anchor concepts drawn in styles other than the gallery's, merged into prototypes, with a
+    style normaliser learned from them (retrieval/style.py); chosen on validation like the rest."""
+    first = next(iter(datas.values()))
+    by_gallery = {g: anchor_views(first, g) for g in ("twemoji", "openmoji", "noto")}
+    report.text(f"""
 #### Anchors drawn several ways: prototypes and a style normaliser
 
-Each anchor concept is drawn in two styles *other than the gallery's* (its *views*). A build given
-such an anchor table (rows sharing a `concept`) merges the views of a concept into one prototype
-anchor (the mean of the unit views) and learns a style normaliser from them: within-class
-covariance normalisation (WCCN), which shrinks the directions in which a concept's two drawings
-differ, applied to every image before it is compared with the anchors. The gallery's style is never
-among the views. `efficientnet-lite0-multi` is the same network read out at two depths (final
-features + the stage before, each unit length). `efficientnet-lite0-lite2-multi` runs that and
-EfficientNet-Lite2 read the same way, side by side (about 3x the encoding time); it is an option
-(`--image-encoder`), not the default. Configurations are chosen on the validation folds (seen +
-unseen, as the engine default above); test rows use them unchanged. The engine's defaults are
-`efficientnet-lite0-multi` with WCCN: `retrieval build` uses them for anchor tables with views
-(build.DEFAULT_VIEWS_K / DEFAULT_VIEWS_P), and k=256 p=4 without.""")
-    by_gallery = {"twemoji": ("noto", "openmoji"), "openmoji": ("noto", "twemoji"), "noto": ("twemoji", "openmoji")}
+Each anchor concept is drawn in the styles *other than the gallery's* (its *views*; for a Twemoji
+gallery: {' + '.join(by_gallery['twemoji'])}), wherever that style draws it (Fluent Emoji draws
+{int(first.has['fluent'].sum()) if 'fluent' in first.has else 0} of the {len(first.names)} concepts, OpenMoji
+{int(first.has['openmoji'].sum()) if 'openmoji' in first.has else 0}). A build given such an anchor
+table (rows sharing a `concept`) merges the views of a concept into one prototype anchor (the mean
+of the unit views) and learns a style normaliser from them: within-class covariance normalisation
+(WCCN), which shrinks the directions in which drawings of one concept differ, applied to every image
+before it is compared with the anchors. The gallery's style is never among the views. Rows marked
+"two styles" use only the first two views (the demo's anchors before Fluent Emoji was added).
+`efficientnet-lite0-multi` is the same network read out at two depths (final features + the stage
+before, each unit length). `efficientnet-lite0-lite2-multi` runs that and EfficientNet-Lite2 read
+the same way, side by side (about 3x the encoding time); it is an option (`--image-encoder`), not
+the default. Configurations are chosen on the validation folds (seen + unseen, as the engine
+default above); test rows use them unchanged. The engine's defaults are `efficientnet-lite0-multi`
+with WCCN: `retrieval build` uses them for anchor tables with views (build.DEFAULT_VIEWS_K /
+DEFAULT_VIEWS_P), and k=256 p=4 without.""")
     chosen = {}
     choice_rows = []
+    views = by_gallery["twemoji"]
+    settings = [("two", TWO_STYLES["twemoji"], True), ("proto", views, False), ("wccn", views, True)]
+    if views == TWO_STYLES["twemoji"]:  # no third style in this run: the "two styles" rows would repeat
+        settings = settings[1:]
     for enc, data in datas.items():
         # one style (Noto) as anchors, no views: what a build without a concept column uses
         val = [EmojiTask(data, a, q) for a, q in s["folds"]]
@@ -269,32 +298,32 @@ unseen, as the engine default above); test rows use them unchanged. The engine's
         choice_rows.append([enc, f"none (Noto only), at k={chosen_default['k']} p={chosen_default['p']:g}",
                             chosen_default["k"], chosen_default["p"], float(np.mean([x["R@1"] for x in mk])),
                             float(np.mean([x["R@10"] for x in mk]))])
-        for normalise in (False, True):
-            key = (enc, normalise)
-            val = [EmojiTask(data, a, q, views=by_gallery["twemoji"], normalise=normalise) for a, q in s["folds"]]
-            val_seen = [EmojiTask(data, s["anchor"], q, views=by_gallery["twemoji"], normalise=normalise)
-                        for _, q in s["folds"]]
-            chosen[key], m = choose(val + val_seen, center=True)
-            choice_rows.append([enc, "WCCN" if normalise else "prototypes only", chosen[key]["k"], chosen[key]["p"],
+        for key, vs, normalise in settings:
+            val = [EmojiTask(data, a, q, views=vs, normalise=normalise) for a, q in s["folds"]]
+            val_seen = [EmojiTask(data, s["anchor"], q, views=vs, normalise=normalise) for _, q in s["folds"]]
+            chosen[(enc, key)], m = choose(val + val_seen, center=True)
+            what = {"two": "WCCN, two styles", "proto": "prototypes only", "wccn": "WCCN"}[key]
+            choice_rows.append([enc, f"{' + '.join(vs)}: {what}", chosen[(enc, key)]["k"], chosen[(enc, key)]["p"],
                                 m["R@1"], m["R@10"]])
-    report.table("Configurations chosen on validation (views Noto + OpenMoji, gallery Twemoji; seen + unseen folds)",
+    report.table("Configurations chosen on validation (gallery Twemoji; seen + unseen folds)",
                  ["image encoder", "views", "k", "p", "mean val R@1", "mean val R@10"], choice_rows)
-    pair_kp = chosen.get((LITE_PAIR, True))
+    pair_kp = chosen.get((LITE_PAIR, "wccn"))
     if pair_kp is not None and {"k": pair_kp["k"], "p": pair_kp["p"]} != _lite_pair_views_kp():
-        report.text(f"**Stale:** build.VIEWS_K_P_BY_ENCODER gives {LITE_PAIR} {_lite_pair_views_kp()}, but "
-                    f"validation chose k={pair_kp['k']} p={pair_kp['p']:g} with WCCN; update it.")
+        report.text(f"**Stale:** the build's views defaults give {LITE_PAIR} {_lite_pair_views_kp()}, but "
+                    f"validation chose k={pair_kp['k']} p={pair_kp['p']:g} with WCCN; update build.VIEWS_K_P_BY_ENCODER.")
     # lambda: validation only, at the chosen k, p of the default (multi, WCCN) configuration
     enc = MULTI if MULTI in datas else list(datas)[-1]
     data = datas[enc]
     lam_rows = []
     for lam in LAMBDAS:
-        ms = [EmojiTask(data, a, q, views=by_gallery["twemoji"], lam=lam).evaluate(M.asif, **chosen[(enc, True)])
+        ms = [EmojiTask(data, a, q, views=views, lam=lam).evaluate(M.asif, **chosen[(enc, "wccn")])
               for a, q in s["folds"]]
         lam_rows.append([lam, float(np.mean([m["R@1"] for m in ms])), float(np.mean([m["R@10"] for m in ms]))])
     report.table(f"WCCN regulariser lambda (validation, unseen folds, {enc})", ["lambda", "mean val R@1", "mean val R@10"],
                  lam_rows)
     for g_style, views in by_gallery.items():
         directions = (("t2i", "text -> image"), ("i2t", "image -> text")) if g_style == "twemoji" else (("t2i", "text -> image"),)
+        two = TWO_STYLES[g_style]
         for direction, label in directions:
             for regime, anchors in (("unseen", s["anchor"]), ("seen", s["all"])):
                 rows = []
@@ -303,20 +332,22 @@ unseen, as the engine default above); test rows use them unchanged. The engine's
                     t = EmojiTask(data, anchors, s["query"], anchor_style=single, gallery_style=g_style, direction=direction)
                     rows.append(row(f"{enc}: {single} anchors only, default without views "
                                     f"(k={chosen_default['k']} p={chosen_default['p']:g})", t.evaluate(M.asif, **chosen_default)))
-                    for normalise in (False, True):
-                        c = chosen[(enc, normalise)]
-                        t = EmojiTask(data, anchors, s["query"], gallery_style=g_style, direction=direction, views=views,
+                    for key, vs, normalise in ([("two", two, True)] if two != views else []) + [("proto", views, False),
+                                                                                                 ("wccn", views, True)]:
+                        c = chosen[(enc, key)]
+                        t = EmojiTask(data, anchors, s["query"], gallery_style=g_style, direction=direction, views=vs,
                                       normalise=normalise)
-                        what = "prototypes + WCCN" if normalise else "prototypes only"
-                        rows.append(row(f"{enc}: views {' + '.join(views)}, {what}, k={c['k']} p={c['p']:g}",
+                        what = {"two": "prototypes + WCCN, two styles", "proto": "prototypes only",
+                                "wccn": "prototypes + WCCN"}[key]
+                        rows.append(row(f"{enc}: views {' + '.join(vs)}, {what}, k={c['k']} p={c['p']:g}",
                                         t.evaluate(M.asif, **c)))
-                        if normalise:
-                            rows.append(row(f"{enc}: views {' + '.join(views)}, WCCN, Procrustes translation",
+                        if key == "wccn":
+                            rows.append(row(f"{enc}: views {' + '.join(vs)}, WCCN, Procrustes translation",
                                             t.evaluate(M.translate)))
                 report.table(f"{label}, {regime}: views {' + '.join(views)}, gallery {g_style}",
                              ["method"] + METRIC_COLS, [row("chance", chance(len(t.q)))] + rows)
                 headline[("views", g_style, direction, regime)] = rows
-    headline["views_chosen"] = {f"{e}|{'wccn' if n else 'proto'}": c for (e, n), c in chosen.items()}
+    headline["views_chosen"] = {f"{e}|{key}": c for (e, key), c in chosen.items()}
 
 
 def held_out_style(report: Report, data, s, chosen_default: Dict, chosen_pooled: Dict) -> None:
@@ -362,25 +393,28 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
 {templates}, averaged per class. Subgroup names have '-' replaced by spaces.""")
     from ..build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
 
-    # (row name, projector parameters, anchors: "noto", "pooled" (Noto + Twemoji) or "views" (Noto +
-    # OpenMoji merged, with WCCN), the embeddings to use)
+    # (row name, projector parameters, anchors: "noto", "pooled" (Noto + Twemoji) or a tuple of view
+    # styles (merged, with WCCN), the embeddings to use)
     configs = [("ASIF k=64 p=8, raw", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, "noto", data),
                (f"ASIF default (k={DEFAULT_K} p={DEFAULT_P:g} centred={DEFAULT_CENTER})",
                 {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, "noto", data),
                ("ASIF default, anchors pooled from both styles",
                 {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_P, "center": DEFAULT_CENTER}, "pooled", data)]
-    if "openmoji" in data.images:  # what a build does with an anchor table of Noto + OpenMoji views
-        from ..build import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
+    from ..build import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
 
-        configs.append((f"ASIF views default (k={DEFAULT_VIEWS_K} p={DEFAULT_VIEWS_P:g}), views Noto + OpenMoji "
-                        f"(prototypes + WCCN; gallery style not among them)",
-                        {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER},
-                        "views", data))
+    views_kp = {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}
+    all_views = anchor_views(data, "twemoji")
+    # what a build does with an anchor table of views (the gallery's style never among them)
+    for views in ((("noto", "openmoji"), all_views) if all_views != ("noto", "openmoji") else (all_views,)):
+        if len(views) > 1 and all(v in data.images for v in views):
+            configs.append((f"ASIF views default (k={DEFAULT_VIEWS_K} p={DEFAULT_VIEWS_P:g}), views "
+                            f"{' + '.join(views)} (prototypes + WCCN)", views_kp, views, data))
     # the same with another image encoder (the opt-in pair), at the k, p its views section chose
     for name, (d, kp) in (more or {}).items():
-        if "openmoji" in d.images:
-            configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views Noto + OpenMoji",
-                            {"kind": "asif", "k": kp["k"], "p": kp["p"], "center": DEFAULT_CENTER}, "views", d))
+        views = anchor_views(d, "twemoji")
+        if len(views) > 1:
+            configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views {' + '.join(views)}",
+                            {"kind": "asif", "k": kp["k"], "p": kp["p"], "center": DEFAULT_CENTER}, views, d))
     rows = []
     for level, truth in (("group", data.groups), ("subgroup", data.subgroups)):
         labels_all = sorted({str(x) for x in truth[evaluated]})
@@ -388,10 +422,8 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
         for name, params, kind, d in configs:
             T, In, It = d.texts[CAPTION], d.images["noto"], d.images["twemoji"]
             style = None
-            if kind == "views":
-                a = anchors[d.has["openmoji"][anchors]]
-                style, _, a_img, a_txt = fit_views(np.concatenate([a, a]), np.vstack([In[a], d.images["openmoji"][a]]),
-                                                   np.vstack([T[a], T[a]]))
+            if isinstance(kind, tuple):
+                _, style, a_img, a_txt = view_anchors(d, anchors, kind)
             else:
                 a_img = np.vstack([In[anchors], It[anchors]]) if kind == "pooled" else In[anchors]
                 a_txt = np.vstack([T[anchors], T[anchors]]) if kind == "pooled" else T[anchors]
@@ -632,27 +664,23 @@ def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bo
     else:
         from .data import load_emoji
 
-        try:
-            data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar, openmoji=True)
-        except InputError as exc:  # the third style is optional: report without it
-            import warnings
-
-            warnings.warn(f"OpenMoji style unavailable, continuing without it: {exc}")
-            data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar)
+        # the npm styles (OpenMoji, Fluent Emoji) are optional: sections that need them say so
+        data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar, svg_styles=True)
+        views_possible = len(anchor_views(data, "twemoji")) > 1
         if name == "emoji-xstyle":
             more = {}
-            if "openmoji" in data.images:  # the views section needs the third style
+            if views_possible:  # the views section needs a style besides Noto and Twemoji
                 names = [MULTI] + ([LITE_PAIR] if _lite_pair_available() else [])
                 for enc_name in names:
                     more[enc_name] = load_emoji(load_encoder(enc_name, "image"), text_enc, [CAPTION],
-                                                show_progress_bar, openmoji=True)
+                                                show_progress_bar, svg_styles=True)
                 encoders["image (views section)"] = ", ".join(names)
             summary = emoji_xstyle(report, data, more)
         else:
             more = {}
-            if "openmoji" in data.images and _lite_pair_available():
+            if views_possible and _lite_pair_available():
                 pair_data = load_emoji(load_encoder(LITE_PAIR, "image"), text_enc, [CAPTION], show_progress_bar,
-                                       openmoji=True)
+                                       svg_styles=True)
                 more[LITE_PAIR] = (pair_data, _lite_pair_views_kp())
                 encoders["image (last row)"] = LITE_PAIR
             summary = emoji_groups(report, data, text_enc, more)
