@@ -182,7 +182,7 @@ def test_demo_data_never_downloads_the_openmoji_drawings(tmp_path, monkeypatch):
         emoji.noto_font_path()
     except InputError:
         pytest.skip("no Noto emoji font")
-    monkeypatch.setattr(emoji, "installed_openmoji_dir", lambda: tmp_path / "nothing-installed")
+    monkeypatch.setattr(emoji, "installed_styles_dir", lambda: tmp_path / "nothing-installed")
 
     def no_network(*a, **k):
         raise AssertionError(f"tried to run {a}")
@@ -198,7 +198,7 @@ def test_demo_data_with_the_installed_drawings_has_two_views_a_concept(tmp_path)
 
     pytest.importorskip("cairosvg")
     try:
-        emoji.openmoji_svg_dir(tmp_path, download=False)
+        emoji.style_svg_dir("openmoji", tmp_path, download=False)
         emoji.noto_font_path()
     except InputError as exc:
         pytest.skip(f"not set up here: {exc}")

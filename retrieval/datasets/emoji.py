@@ -142,7 +142,7 @@ SVG_STYLES = {
 }
 
 
-def installed_openmoji_dir() -> Path:
+def installed_styles_dir() -> Path:
     """Where ``scripts/setup.sh`` puts the npm packages of :data:`SVG_STYLES` (inside the
     environment), so that the demo and the tests never fetch anything at run time."""
     import sys
@@ -157,13 +157,13 @@ def style_svg_dir(style: str, cache: Path, download: bool = True) -> Path:
     import tarfile
 
     st = SVG_STYLES[style]
-    for base in (installed_openmoji_dir(), Path(cache)):
+    for base in (installed_styles_dir(), Path(cache)):
         svgs = base / st.folder / st.svg_dir
         if svgs.is_dir():
             return svgs
     if not download:
         raise InputError(f"expected the npm package {st.package} installed under "
-                         f"{installed_openmoji_dir()} (bash scripts/setup.sh puts it there), found none")
+                         f"{installed_styles_dir()} (bash scripts/setup.sh puts it there), found none")
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     try:
@@ -181,20 +181,11 @@ def style_svg_dir(style: str, cache: Path, download: bool = True) -> Path:
     return cache / st.folder / st.svg_dir
 
 
-def openmoji_svg_dir(cache: Path, download: bool = True) -> Path:
-    return style_svg_dir("openmoji", cache, download)
-
-
 def render_style(style: str, concepts: List[Concept], out: Path, cache: Path, size: int = 128,
                  download: bool = True) -> Dict[str, str]:
     """PNG renderings (on white) of the concepts one of :data:`SVG_STYLES` draws; key -> path."""
     return render_svgs(style_svg_dir(style, cache, download), concepts, out, size,
                        what=f"the {SVG_STYLES[style].title} style")
-
-
-def render_openmoji(concepts: List[Concept], out: Path, cache: Path, size: int = 128,
-                    download: bool = True) -> Dict[str, str]:
-    return render_style("openmoji", concepts, out, cache, size, download)
 
 
 def render_svgs(svg_dir: Path, concepts: List[Concept], out: Path, size: int = 128,
@@ -316,7 +307,7 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
         skipped, titles = [], ["Noto"]
         for style in SVG_STYLES:
             try:
-                drawn = render_style(style, [c for c, _ in rows], out / style, installed_openmoji_dir(), download=False)
+                drawn = render_style(style, [c for c, _ in rows], out / style, installed_styles_dir(), download=False)
             except InputError as exc:
                 skipped.append(str(exc))
                 continue
@@ -336,14 +327,14 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
 
 
 def install_svg_styles() -> List[Path]:
-    """Fetch the npm packages of :data:`SVG_STYLES` into :func:`installed_openmoji_dir` (run by
+    """Fetch the npm packages of :data:`SVG_STYLES` into :func:`installed_styles_dir` (run by
     scripts/setup.sh). Each is optional: one that fails is reported and the others still install."""
     import sys
 
     done = []
     for style in SVG_STYLES:
         try:
-            done.append(style_svg_dir(style, installed_openmoji_dir(), download=True))
+            done.append(style_svg_dir(style, installed_styles_dir(), download=True))
         except InputError as exc:
             print(f"{exc}; the demo will do without it", file=sys.stderr)
     return done

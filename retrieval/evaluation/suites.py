@@ -16,7 +16,7 @@ from ..encoders import DEFAULT_ENCODERS, load_encoder
 from ..errors import InputError, UnknownNameError
 from ..metrics import retrieval_metrics
 from . import methods as M
-from ..style import fit_views
+from ..style import DEFAULT_LAMBDA, fit_views
 from .report import Report
 
 CAPTION = "an emoji of {}"
@@ -36,7 +36,7 @@ def emoji_splits(names) -> Dict:
     return {"anchor": anchor, "query": query, "folds": folds, "all": np.arange(len(names))}
 
 
-def view_anchors(data, anchors, views: Tuple[str, ...], template: str = CAPTION, lam: float = 1.0):
+def view_anchors(data, anchors, views: Tuple[str, ...], template: str = CAPTION, lam: float = DEFAULT_LAMBDA):
     """(anchor concepts kept, StyleNormaliser, image prototypes, text prototypes) from every drawing
     each anchor concept has among the ``views`` styles, as a build merges an anchor table's rows: a
     concept drawn in fewer styles has fewer views; one drawn in none drops out."""
@@ -55,7 +55,7 @@ class EmojiTask:
     """One retrieval setting: anchors, queries, styles, direction, caption template, pooling."""
 
     def __init__(self, data, anchors, queries, *, anchor_style="noto", gallery_style="twemoji", direction="t2i",
-                 template=CAPTION, pooled=False, views: Optional[Tuple[str, ...]] = None, lam: float = 1.0,
+                 template=CAPTION, pooled=False, views: Optional[Tuple[str, ...]] = None, lam: float = DEFAULT_LAMBDA,
                  normalise: bool = True):
         # anchor_style may be a tuple of styles: their drawings of the anchor concepts are pooled.
         # views: styles whose drawings of each anchor concept are merged into one prototype anchor, with
