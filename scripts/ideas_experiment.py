@@ -175,7 +175,7 @@ def late_fusion(ts, **kp):
 def openmoji_tags() -> dict:
     """key -> CLDR keywords from openmoji.json in the npm tarball setup fetched (or None)."""
     for base in (E.installed_styles_dir(), data_dir("npm")):
-        tgz = base / f"openmoji-{E.OPENMOJI_VERSION}.tgz"
+        tgz = base / E.SVG_STYLES["openmoji"].tarball
         if tgz.is_file():
             with tarfile.open(tgz) as tar:
                 rows = json.load(tar.extractfile("package/data/openmoji.json"))

@@ -32,9 +32,6 @@ class EmojiData:
     has: Dict[str, np.ndarray] = field(default_factory=dict)    # style -> bool mask of concepts it draws
 
 
-STYLE_SOURCES = {"fluent": "fluent-emoji-flat"}  # anchor-cache source names (part of the cache key)
-
-
 def data_dir(name: str) -> Path:
     return Path(default_cache_dir()) / "data" / name
 
@@ -62,10 +59,11 @@ def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[st
               for s, paths in styles.items()}
     has = {s: np.ones(len(names), bool) for s in styles}
     keys = [Path(r["image"]).stem for r in a]
+    wanted = set(names)
+    concepts = [c for c in emoji.emoji_concepts() if c.name in wanted] if svg_styles else []
     for style in emoji.SVG_STYLES if svg_styles else ():
         try:
-            rendered = emoji.render_style(style, [c for c in emoji.emoji_concepts() if c.name in set(names)],
-                                          folder / style, data_dir("npm"))
+            rendered = emoji.render_style(style, concepts, folder / style, data_dir("npm"))
         except InputError as exc:
             import warnings
 
@@ -74,7 +72,7 @@ def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[st
         has[style] = np.array([k in rendered for k in keys])
         paths = [rendered[k] for k in keys if k in rendered]
         vecs = encode_anchors(AnchorSet(paths, [n for n, k in zip(names, keys) if k in rendered],
-                                        source=STYLE_SOURCES.get(style, style)), image_encoder, "image", **kw)
+                                        source=style), image_encoder, "image", **kw)
         full = np.zeros((len(names), vecs.shape[1]), np.float32)
         full[has[style]] = vecs
         images[style] = full
