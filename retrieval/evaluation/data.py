@@ -39,7 +39,7 @@ def data_dir(name: str) -> Path:
 def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[str],
                show_progress_bar: Optional[bool] = None, svg_styles: bool = False) -> EmojiData:
     """Noto and Twemoji drawings of every concept, caption embeddings per template, and with
-    ``svg_styles`` the npm styles (OpenMoji, Fluent Emoji) where they draw a concept; a style that
+    ``svg_styles`` the npm styles (emoji.SVG_STYLES) where they draw a concept; a style that
     cannot be had (no npm, no cairosvg) is left out with a warning."""
     import pyarrow.parquet as pq
 

@@ -249,8 +249,14 @@ def _lite_pair_views_kp() -> Dict:
 LAMBDAS = (0.3, 1.0, 3.0)
 
 
-STYLE_ORDER = ("noto", "twemoji", "openmoji", "fluent")
-TWO_STYLES = {"twemoji": ("noto", "openmoji"), "openmoji": ("noto", "twemoji"), "noto": ("twemoji", "openmoji")}
+STYLE_ORDER = ("noto", "twemoji", "openmoji", "fluent", "emojione", "emojione-v1")
+FEWER = {2: "two styles", 3: "three styles"}  # the demo's anchors before Fluent Emoji, before EmojiOne
+
+
+def fewer_views(views: Tuple[str, ...]) -> List[Tuple[int, Tuple[str, ...]]]:
+    """The first two and three of ``views`` (where shorter than all): the earlier defaults' views,
+    measured beside all of them."""
+    return [(n, views[:n]) for n in FEWER if n < len(views)]
 
 
 def anchor_views(data, gallery: str) -> Tuple[str, ...]:
@@ -261,20 +267,23 @@ def anchor_views(data, gallery: str) -> Tuple[str, ...]:
 def views_section(report: Report, datas: Dict, s, chosen_default: Dict, headline: Dict) -> None:
     """Anchor concepts drawn in styles other than the gallery's, merged into prototypes, with a
     style normaliser learned from them (retrieval/style.py); chosen on validation like the rest."""
+    from ..datasets.emoji import SVG_STYLES
+
     first = next(iter(datas.values()))
     by_gallery = {g: anchor_views(first, g) for g in ("twemoji", "openmoji", "noto")}
+    drawn = ", ".join(f"{SVG_STYLES[st].title} {int(first.has[st].sum())}" for st in SVG_STYLES if st in first.has)
     report.text(f"""
 #### Anchors drawn several ways: prototypes and a style normaliser
 
 Each anchor concept is drawn in the styles *other than the gallery's* (its *views*; for a Twemoji
-gallery: {' + '.join(by_gallery['twemoji'])}), wherever that style draws it (Fluent Emoji draws
-{int(first.has['fluent'].sum()) if 'fluent' in first.has else 0} of the {len(first.names)} concepts, OpenMoji
-{int(first.has['openmoji'].sum()) if 'openmoji' in first.has else 0}). A build given such an anchor
+gallery: {' + '.join(by_gallery['twemoji'])}), wherever that style draws it (of the {len(first.names)}
+concepts, these styles draw: {drawn or 'none installed'}). A build given such an anchor
 table (rows sharing a `concept`) merges the views of a concept into one prototype anchor (the mean
 of the unit views) and learns a style normaliser from them: within-class covariance normalisation
 (WCCN), which shrinks the directions in which drawings of one concept differ, applied to every image
 before it is compared with the anchors. The gallery's style is never among the views. Rows marked
-"two styles" use only the first two views (the demo's anchors before Fluent Emoji was added).
+"two styles" / "three styles" use only the first two / three views (the demo's anchors before
+Fluent Emoji / EmojiOne were added).
 `efficientnet-lite0-multi` is the same network read out at two depths (final features + the stage
 before, each unit length). `efficientnet-lite0-lite2-multi` runs that and EfficientNet-Lite2 read
 the same way, side by side (about 3x the encoding time); it is an option (`--image-encoder`), not
@@ -285,9 +294,7 @@ DEFAULT_VIEWS_P), and k=256 p=4 without.""")
     chosen = {}
     choice_rows = []
     views = by_gallery["twemoji"]
-    settings = [("two", TWO_STYLES["twemoji"], True), ("proto", views, False), ("wccn", views, True)]
-    if views == TWO_STYLES["twemoji"]:  # no third style in this run: the "two styles" rows would repeat
-        settings = settings[1:]
+    settings = [(n, vs, True) for n, vs in fewer_views(views)] + [("proto", views, False), ("wccn", views, True)]
     for enc, data in datas.items():
         # one style (Noto) as anchors, no views: what a build without a concept column uses
         val = [EmojiTask(data, a, q) for a, q in s["folds"]]
@@ -302,7 +309,7 @@ DEFAULT_VIEWS_P), and k=256 p=4 without.""")
             val = [EmojiTask(data, a, q, views=vs, normalise=normalise) for a, q in s["folds"]]
             val_seen = [EmojiTask(data, s["anchor"], q, views=vs, normalise=normalise) for _, q in s["folds"]]
             chosen[(enc, key)], m = choose(val + val_seen, center=True)
-            what = {"two": "WCCN, two styles", "proto": "prototypes only", "wccn": "WCCN"}[key]
+            what = f"WCCN, {FEWER[key]}" if key in FEWER else {"proto": "prototypes only", "wccn": "WCCN"}[key]
             choice_rows.append([enc, f"{' + '.join(vs)}: {what}", chosen[(enc, key)]["k"], chosen[(enc, key)]["p"],
                                 m["R@1"], m["R@10"]])
     report.table("Configurations chosen on validation (gallery Twemoji; seen + unseen folds)",
@@ -323,7 +330,6 @@ DEFAULT_VIEWS_P), and k=256 p=4 without.""")
                  lam_rows)
     for g_style, views in by_gallery.items():
         directions = (("t2i", "text -> image"), ("i2t", "image -> text")) if g_style == "twemoji" else (("t2i", "text -> image"),)
-        two = TWO_STYLES[g_style]
         for direction, label in directions:
             for regime, anchors in (("unseen", s["anchor"]), ("seen", s["all"])):
                 rows = []
@@ -332,13 +338,13 @@ DEFAULT_VIEWS_P), and k=256 p=4 without.""")
                     t = EmojiTask(data, anchors, s["query"], anchor_style=single, gallery_style=g_style, direction=direction)
                     rows.append(row(f"{enc}: {single} anchors only, default without views "
                                     f"(k={chosen_default['k']} p={chosen_default['p']:g})", t.evaluate(M.asif, **chosen_default)))
-                    for key, vs, normalise in ([("two", two, True)] if two != views else []) + [("proto", views, False),
-                                                                                                 ("wccn", views, True)]:
+                    for key, vs, normalise in ([(n, vs, True) for n, vs in fewer_views(views)]
+                                               + [("proto", views, False), ("wccn", views, True)]):
                         c = chosen[(enc, key)]
                         t = EmojiTask(data, anchors, s["query"], gallery_style=g_style, direction=direction, views=vs,
                                       normalise=normalise)
-                        what = {"two": "prototypes + WCCN, two styles", "proto": "prototypes only",
-                                "wccn": "prototypes + WCCN"}[key]
+                        what = (f"prototypes + WCCN, {FEWER[key]}" if key in FEWER
+                                else {"proto": "prototypes only", "wccn": "prototypes + WCCN"}[key])
                         rows.append(row(f"{enc}: views {' + '.join(vs)}, {what}, k={c['k']} p={c['p']:g}",
                                         t.evaluate(M.asif, **c)))
                         if key == "wccn":
@@ -405,7 +411,7 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
     views_kp = {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}
     all_views = anchor_views(data, "twemoji")
     # what a build does with an anchor table of views (the gallery's style never among them)
-    for views in ((("noto", "openmoji"), all_views) if all_views != ("noto", "openmoji") else (all_views,)):
+    for views in [vs for _, vs in fewer_views(all_views)] + [all_views]:
         if len(views) > 1 and all(v in data.images for v in views):
             configs.append((f"ASIF views default (k={DEFAULT_VIEWS_K} p={DEFAULT_VIEWS_P:g}), views "
                             f"{' + '.join(views)} (prototypes + WCCN)", views_kp, views, data))
@@ -664,7 +670,7 @@ def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bo
     else:
         from .data import load_emoji
 
-        # the npm styles (OpenMoji, Fluent Emoji) are optional: sections that need them say so
+        # the npm styles (OpenMoji, Fluent Emoji, EmojiOne...) are optional: sections that need them say so
         data = load_emoji(image_enc, text_enc, list(TEMPLATES), show_progress_bar, svg_styles=True)
         views_possible = len(anchor_views(data, "twemoji")) > 1
         if name == "emoji-xstyle":
