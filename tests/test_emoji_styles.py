@@ -30,14 +30,17 @@ def test_iconify_names_cover_the_spellings_icon_sets_use():
 def test_iconify_svgs_match_by_name_follow_plain_aliases_and_skip_transformed_ones(tmp_path):
     icons = {"prefix": "t", "width": 16, "height": 16,
              "icons": {"grinning-face": {"body": RED}, "flag-for-andorra": {"body": BLUE, "width": 32}},
-             "aliases": {"red-apple": {"parent": "grinning-face"},
+             "aliases": {"red-apple": {"parent": "apple"}, "apple": {"parent": "grinning-face"},
+                         "loop-a": {"parent": "loop-b"}, "loop-b": {"parent": "loop-a"},
                          "green-apple": {"parent": "grinning-face", "hFlip": True}}}
     path = tmp_path / "icons.json"
     path.write_text(json.dumps(icons))
     cs = [_concept("1f600", "grinning face"), _concept("1f1e6-1f1e9", "flag: Andorra"),
-          _concept("1f34e", "red apple"), _concept("1f34f", "green apple"), _concept("1f431", "cat face")]
+          _concept("1f34e", "red apple"), _concept("1f34f", "green apple"), _concept("1f431", "cat face"),
+          _concept("1f501", "loop a")]
     svgs = emoji.iconify_svgs(path, cs)
-    assert set(svgs) == {"1f600", "1f1e6-1f1e9", "1f34e"}  # a flipped alias is not the concept's drawing
+    # an alias of an alias is followed; a flipped alias is not the concept's drawing; a cycle draws nothing
+    assert set(svgs) == {"1f600", "1f1e6-1f1e9", "1f34e"}
     assert b'viewBox="0 0 32 16"' in svgs["1f1e6-1f1e9"] and RED.encode() in svgs["1f34e"]
 
 

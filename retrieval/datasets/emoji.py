@@ -243,7 +243,7 @@ def iconify_names(name: str) -> List[str]:
 
 def iconify_svgs(icons_json: Path, concepts: List[Concept]) -> Dict[str, bytes]:
     """key -> SVG document for the concepts an Iconify icon set draws, matched by name
-    (:func:`iconify_names`). An alias is followed to its icon unless it also flips or rotates it."""
+    (:func:`iconify_names`). Aliases are followed to their icon unless one also flips or rotates it."""
     import json
 
     data = json.loads(Path(icons_json).read_text(encoding="utf-8"))
@@ -251,7 +251,9 @@ def iconify_svgs(icons_json: Path, concepts: List[Concept]) -> Dict[str, bytes]:
     out = {}
     for c in concepts:
         for name in iconify_names(c.name):
-            if name in aliases and set(aliases[name]) == {"parent"}:
+            for _ in range(8):  # an alias of an alias; a cycle in a broken set gives up
+                if name not in aliases or set(aliases[name]) != {"parent"}:
+                    break
                 name = aliases[name]["parent"]
             if name in icons:
                 icon = icons[name]
