@@ -37,8 +37,8 @@ DEFAULT_CENTER = True
 DEFAULT_VIEWS_K = 32
 DEFAULT_VIEWS_P = 2.0
 # Encoders whose views defaults the same validation chose differently. None at present: with the
-# demo's three drawing styles as views, validation chose k=32 p=2 for the opt-in pair of networks
-# too (it chose k=64 with two styles); the emoji-xstyle suite says "Stale" if that changes.
+# demo's three and five drawing styles as views, validation chose k=32 p=2 for the opt-in pair of
+# networks too (it chose k=64 with two styles); the emoji-xstyle suite says "Stale" if that changes.
 VIEWS_K_P_BY_ENCODER: Dict[str, Tuple[int, float]] = {}
 MAX_SKIPPED_LISTED = 100
 DENSE_TIE_MARGIN = 16

@@ -26,6 +26,7 @@ import numpy as np
 from retrieval.anchors import AnchorSet, encode_anchors
 from retrieval.datasets import emoji as E
 from retrieval.encoders import load_encoder
+from retrieval.errors import InputError
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.data import data_dir, load_emoji
 from retrieval.evaluation.report import Report
@@ -77,8 +78,11 @@ def main(argv=None):
     missing = [st for st in E.SVG_STYLES if st not in data.images]
     if missing:
         raise SystemExit(f"expected the engine's styles {list(E.SVG_STYLES)}; missing {missing} (bash scripts/setup.sh)")
-    for st in CANDIDATES:
-        add_style(data, st, image)
+    try:
+        for st in CANDIDATES:
+            add_style(data, st, image)
+    except InputError as exc:  # no npm, or the registry unreachable: say which package
+        raise SystemExit(f"styles_experiment: {exc}") from exc
     titles = {**{k: v.title for k, v in E.SVG_STYLES.items()}, **{c.name: c.title for c in CANDIDATES}, "noto": "Noto"}
     s = emoji_splits(data.names)
     rows = []

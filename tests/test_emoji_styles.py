@@ -94,6 +94,22 @@ def test_an_iconify_style_is_fetched_once_and_only_its_icons_json_extracted(tmp_
     assert emoji.iconify_svgs(src, [_concept("1f431", "cat face")]).keys() == {"1f431"}
 
 
+def test_a_broken_or_wrong_package_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import subprocess
+
+    st = SvgStyle("t", "Test", "@iconify-json/t@1.0.0", "iconify-json-t-1.0.0.tgz", "package/icons.json", "MIT")
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(emoji, "installed_styles_dir", lambda: tmp_path / "nothing-installed")
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: (cache / st.tarball).write_bytes(b"\x1f\x8b truncated"))
+    with pytest.raises(InputError, match=r"(?s)expected a readable npm tarball .*run again"):
+        emoji.style_source(st, cache)
+    assert sorted(p.name for p in cache.iterdir()) == []  # neither the broken tarball nor a half folder stays
+    _npm_fake(tmp_path, monkeypatch, st, {"package/index.js": "x"})  # a package without the icons
+    with pytest.raises(InputError, match="expected package/icons.json inside the npm package @iconify-json/t@1.0.0"):
+        emoji.style_source(st, cache)
+    assert not (cache / st.folder).exists() and not (cache / f".{st.folder}.tmp").exists()
+
+
 def test_unknown_and_missing_styles_say_what_was_expected(tmp_path, monkeypatch):
     monkeypatch.setattr(emoji, "installed_styles_dir", lambda: tmp_path / "nothing-installed")
     with pytest.raises(InputError, match="unknown emoji style 'comic'; known: openmoji, fluent, emojione"):

@@ -195,10 +195,19 @@ def style_source(style, cache: Path, download: bool = True) -> Path:
                          f"('npm pack' failed: {exc}); install Node.js/npm or skip this style") from exc
     tmp = cache / f".{st.folder}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)  # left by an extraction that crashed: start clean
-    with tarfile.open(cache / st.tarball) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and ".." not in m.name
-                   and (m.name == st.svg_dir if st.iconify else m.name.startswith(st.svg_dir) and m.name.endswith(".svg"))]
-        tar.extractall(tmp, members=members)
+    try:
+        with tarfile.open(cache / st.tarball) as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and ".." not in m.name
+                       and (m.name == st.svg_dir if st.iconify else m.name.startswith(st.svg_dir) and m.name.endswith(".svg"))]
+            tar.extractall(tmp, members=members)
+    except (OSError, tarfile.TarError) as exc:  # a truncated download: say so, keep nothing of it
+        shutil.rmtree(tmp, ignore_errors=True)
+        (cache / st.tarball).unlink(missing_ok=True)
+        raise InputError(f"expected a readable npm tarball {cache / st.tarball} for {st.package}, got: {exc}; "
+                         f"run again to fetch it anew") from exc
+    if not members:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"expected {st.svg_dir} inside the npm package {st.package}, found none")
     os.replace(tmp, cache / st.folder)
     return cache / st.folder / st.svg_dir
 
@@ -337,8 +346,9 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
     With ``views``, also ``"anchors_views"``: the Noto rows plus each :data:`SVG_STYLES` style's
     drawings of the same concepts (where it draws them), rows sharing a ``concept`` (a build merges
     them and learns a style normaliser, retrieval/style.py), and ``"views_styles"`` naming the
-    styles in it. It needs the npm packages that setup installs and cairosvg; nothing is downloaded. A style that is missing is named in
-    ``"views_skipped"`` (the reason); without any, there is no ``"anchors_views"``.
+    styles in it. It needs the npm packages that setup installs and cairosvg; nothing is downloaded.
+    A style that is missing is named in ``"views_skipped"`` (the reason); without any, there is no
+    ``"anchors_views"``.
     """
     from PIL import ImageFont
 

@@ -16,6 +16,7 @@ from ..encoders import DEFAULT_ENCODERS, load_encoder
 from ..errors import InputError, UnknownNameError
 from ..metrics import retrieval_metrics
 from . import methods as M
+from ..datasets.emoji import SVG_STYLES
 from ..style import DEFAULT_LAMBDA, fit_views
 from .report import Report
 
@@ -249,7 +250,7 @@ def _lite_pair_views_kp() -> Dict:
 LAMBDAS = (0.3, 1.0, 3.0)
 
 
-STYLE_ORDER = ("noto", "twemoji", "openmoji", "fluent", "emojione", "emojione-v1")
+STYLE_ORDER = ("noto", "twemoji", *SVG_STYLES)  # the npm styles in the order a build's anchor table lists them
 FEWER = {2: "two styles", 3: "three styles"}  # the demo's anchors before Fluent Emoji, before EmojiOne
 
 
@@ -267,8 +268,6 @@ def anchor_views(data, gallery: str) -> Tuple[str, ...]:
 def views_section(report: Report, datas: Dict, s, chosen_default: Dict, headline: Dict) -> None:
     """Anchor concepts drawn in styles other than the gallery's, merged into prototypes, with a
     style normaliser learned from them (retrieval/style.py); chosen on validation like the rest."""
-    from ..datasets.emoji import SVG_STYLES
-
     first = next(iter(datas.values()))
     by_gallery = {g: anchor_views(first, g) for g in ("twemoji", "openmoji", "noto")}
     drawn = ", ".join(f"{SVG_STYLES[st].title} {int(first.has[st].sum())}" for st in SVG_STYLES if st in first.has)
