@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from typing import Dict, Optional
 
 import numpy as np
@@ -56,8 +56,9 @@ def write_parquet_atomic(table: pa.Table, path: str, metadata: Optional[Dict[str
         table = table.replace_schema_metadata(meta)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
-    os.close(fd)
+    # Not mkstemp: its files are 0600 whatever the umask, and the collection would keep that mode.
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)

@@ -11,9 +11,10 @@ import numpy as np
 import pyarrow as pa
 
 from .anchors import AnchorSet, encode_anchors, load_anchor_set
-from .arrowio import dense_column, sparse_columns, write_parquet_atomic
+from .arrowio import dense_column, sha256_file, sparse_columns, write_parquet_atomic
 from .audio import load_audio
-from .collection import FORMAT, FORMAT_VERSION, library_versions, now_iso, write_atomically, write_vectors
+from .collection import (FORMAT, FORMAT_VERSION, check_output, library_versions, now_iso, write_atomically,
+                         write_vectors)
 from .encoders import DEFAULT_ENCODERS, load_encoder
 from .errors import InputError
 from .images import load_rgb
@@ -41,6 +42,7 @@ DEFAULT_VIEWS_P = 2.0
 # networks too (it chose k=64 with two styles); the emoji-xstyle suite says "Stale" if that changes.
 VIEWS_K_P_BY_ENCODER: Dict[str, Tuple[int, float]] = {}
 MAX_SKIPPED_LISTED = 100
+HASH_COLUMN = "sha256"  # items.parquet: each item file's SHA-256, how 'add' recognises files it already has
 DENSE_TIE_MARGIN = 16
 
 
@@ -91,6 +93,8 @@ def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool]) -> Tup
     """Readable corpus rows and the skipped ones; an error if none is readable."""
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
     rows, skipped = readable_media(rows, modality, show_progress_bar)
+    for r in rows:  # content hashes: 'add' recognises a file that is already in the collection
+        r["sha256"] = sha256_file(r["path"])
     if skipped:
         log.warning("skipping %d unreadable corpus file(s), e.g. %s", len(skipped), skipped[0]["path"])
     if not rows:
@@ -117,6 +121,8 @@ def items_table(ids, rows: List[Dict], rel, kind: str) -> pa.Table:
             "path": pa.array([r["path"] for r in rows], pa.string()),
             "caption": pa.array([r["caption"] for r in rows], pa.string()),
             "label": pa.array([r["label"] for r in rows], pa.string())}
+    if rows and all(r.get("sha256") for r in rows):
+        cols[HASH_COLUMN] = pa.array([r["sha256"] for r in rows], pa.string())
     if kind == "asif":
         cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
     return pa.table(cols)
@@ -209,9 +215,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     >>> build_collection("corpus/", "anchors.parquet", "indexes/demo")  # doctest: +SKIP
     PosixPath('indexes/demo')
     """
-    out = Path(out)
-    if out.exists() and not overwrite:  # fail before minutes of encoding, not after
-        raise InputError(f"expected a new output folder, got {str(out)!r}, which exists; pass --overwrite to replace it")
+    out = check_output(out, overwrite)  # fail before minutes of encoding, not after
     index_spec = parse_index_spec(index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
     modality = anchor_set.modality

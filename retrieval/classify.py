@@ -8,6 +8,7 @@ best, ties broken by the dense relative cosine.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -28,6 +29,27 @@ class Prediction:
 
     def to_dict(self) -> Dict:
         return {"labels": self.labels, "scores": [round(float(s), 6) for s in self.scores]}
+
+
+def check_template(template) -> str:
+    """A prompt template must hold exactly one ``{}`` (where the label goes) and no other field;
+    literal braces are written ``{{`` and ``}}``. Returns it, or raises an InputError that says why.
+
+    >>> check_template("a photo of a {}")
+    'a photo of a {}'
+    """
+    if not isinstance(template, str) or not template.strip():
+        raise InputError(f"expected a prompt template such as 'a photo of a {{}}', got {template!r}")
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:  # "{}{", "}" alone...
+        raise InputError(f"expected a prompt template with exactly one {{}} where the label goes (literal braces "
+                         f"as {{{{ and }}}}), got {template!r}: {exc}") from None
+    if fields != [("", "", None)]:
+        raise InputError(f"expected a prompt template with exactly one {{}} where the label goes and no other "
+                         f"field, got {template!r} with {len(fields)} field(s)"
+                         f"{': ' + ', '.join(repr('{' + f + ('!' + c if c else '') + (':' + sp if sp else '') + '}') for f, sp, c in fields) if fields else ''}")
+    return template
 
 
 def read_labels(path) -> List[str]:
@@ -51,8 +73,10 @@ class ZeroShotClassifier:
         if len(set(labels)) != len(labels):
             dup = sorted({lab for lab in labels if labels.count(lab) > 1})
             raise InputError(f"expected distinct labels, got duplicates {dup[:5]}")
-        if not templates or any("{}" not in t for t in templates):
-            raise InputError(f"expected prompt templates containing '{{}}', got {list(templates)!r}")
+        if isinstance(templates, str) or not templates:
+            raise InputError(f"expected a list of prompt templates, each with one {{}}, got {templates!r}")
+        for t in templates:
+            check_template(t)
         self.labels, self.templates = labels, list(templates)
         prompts = [t.format(lab) for lab in labels for t in self.templates]
         vecs = text_encoder.encode(prompts).reshape(len(labels), len(self.templates), -1)

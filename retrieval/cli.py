@@ -69,7 +69,9 @@ def cmd_build(a) -> int:
 def cmd_add(a) -> int:
     from .update import add_items
 
-    res = add_items(a.index, a.corpus, batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device)
+    duplicates = "allow" if a.allow_duplicates else "skip" if a.skip_duplicates else "refuse"
+    res = add_items(a.index, a.corpus, batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device,
+                    duplicates=duplicates)
     ids = res["ids"]
     print(f"added {res['added']} items to {a.index} (ids {ids[0]}..{ids[-1]}), {len(res['skipped'])} skipped")
     for s in res["skipped"][:10]:
@@ -187,11 +189,11 @@ def cmd_explain(a) -> int:
 
 def cmd_classify(a) -> int:
     from .api import Collection
-    from .classify import DEFAULT_TEMPLATES, accuracy, read_labels
+    from .classify import DEFAULT_TEMPLATES, accuracy, check_template, read_labels
 
-    col = Collection.open(a.index, device=a.device)
     labels = read_labels(a.labels)
-    templates = a.template or list(DEFAULT_TEMPLATES)
+    templates = [check_template(t) for t in a.template] if a.template else list(DEFAULT_TEMPLATES)
+    col = Collection.open(a.index, device=a.device)
     files = a.files or None
     preds = col.classify(files, labels, templates=templates, k=a.k, show_progress_bar=a.progress)
     names = a.files if files else col.items["path"]
@@ -325,6 +327,12 @@ def parser() -> argparse.ArgumentParser:
     ad.add_argument("index", help="collection folder")
     ad.add_argument("--corpus", required=True, help="folder or .parquet/.csv of new files, of the collection's modality")
     ad.add_argument("--batch-size", type=int, default=32)
+    dup = ad.add_mutually_exclusive_group()
+    dup.add_argument("--skip-duplicates", action="store_true",
+                     help="add only the files whose content the collection does not have yet (default: refuse "
+                          "the whole add when any file is already there)")
+    dup.add_argument("--allow-duplicates", action="store_true",
+                     help="add files even when the collection already has their content")
     common(ad)
     ad.set_defaults(func=cmd_add)
 
@@ -418,8 +426,23 @@ def _quiet_model_loading() -> None:
         pass
 
 
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse a command line; positional arguments may come after options (``classify IDX --labels
+    L a.png b.png``): argparse alone stops filling a ``FILES...`` argument at the first option and
+    calls the rest unrecognised, so a subcommand with arguments left over is parsed again intermixed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+        again = sub.parse_intermixed_args(argv[argv.index(args.command) + 1:])
+        again.verbose, again.command = args.verbose, args.command
+        args = again
+    return args
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if args.command in ("build", "add", "search", "classify", "demo", "eval", "serve") and not args.verbose:
         _quiet_model_loading()

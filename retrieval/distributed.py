@@ -40,7 +40,8 @@ from .errors import CollectionFormatError, InputError
 log = logging.getLogger(__name__)
 
 SHARDED_FORMAT = "retrieval-sharded-collection"
-SHARDED_VERSION = 1
+# 2: the manifest checksums its own content (manifest_sha256); 1 is still read.
+SHARDED_VERSION = 2
 DEFAULT_SHARD_SIZE = 100_000
 RUN_FILE = "run.json"
 
@@ -213,10 +214,10 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
     from .relative import RelativeProjector
     from .tables import rows_from
 
-    out = Path(out)
+    from .collection import check_output
+
+    out = check_output(out, overwrite)
     work = out.parent / f"{out.name}.partial"
-    if out.exists() and not overwrite:
-        raise InputError(f"expected a new output folder, got {str(out)!r}, which exists; pass --overwrite to replace it")
     if not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
         raise InputError(f"expected a shard size >= 1, got {shard_size!r}")
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
@@ -374,7 +375,7 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
     # 4. the top-level manifest, then the folder into place
     shards_meta = []
     from .arrowio import sha256_file
-    from .collection import read_manifest
+    from .collection import read_manifest, write_manifest
 
     for s in range(n_shards):
         folder = work / _shard_name(s)
@@ -390,7 +391,7 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
                 "corpus": {"source": str(corpus)}, "shard_size": int(shard_size), "shards": shards_meta,
                 "counts": {"items": len(rows), "shards": n_shards, "skipped": len(skipped)},
                 "skipped": skipped[:100], "timings": dict(clock.laps)}
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(work / "manifest.json", manifest)
     run_file.unlink()
     (work / "checked.json").unlink()
     if out.exists():
@@ -452,10 +453,16 @@ def read_sharded_manifest(folder: Path) -> Dict:
         m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise CollectionFormatError(f"expected a readable manifest.json in {str(folder)!r}: {exc}") from exc
-    if m.get("format") != SHARDED_FORMAT or m.get("format_version", 99) > SHARDED_VERSION:
+    if not isinstance(m, dict) or m.get("format") != SHARDED_FORMAT or m.get("format_version", 99) > SHARDED_VERSION:
+        got = m.get("format") if isinstance(m, dict) else type(m).__name__
         raise CollectionFormatError(f"expected a {SHARDED_FORMAT} version <= {SHARDED_VERSION} in {str(folder)!r}, "
-                                    f"got {m.get('format')!r} version {m.get('format_version')!r}")
+                                    f"got {got!r} version {m.get('format_version') if isinstance(m, dict) else None!r}")
     from .arrowio import sha256_file
+    from .collection import manifest_checksum
+
+    if m["format_version"] >= 2 and m.get("manifest_sha256") != manifest_checksum(m):
+        raise CollectionFormatError(f"expected the sharded manifest in {str(folder)!r} to match its own checksum "
+                                    f"(manifest_sha256), it does not: it was edited or damaged; rebuild it")
 
     for s in m["shards"]:
         f = folder / s["name"] / "manifest.json"

@@ -85,12 +85,21 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc):
-        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        errs = exc.errors()
+        bad_json = [e for e in errs if e.get("type") == "json_invalid"]
+        if bad_json:
+            ctx = bad_json[0].get("ctx", {}).get("error", "")
+            at = bad_json[0].get("loc", ("body", "?"))[-1]
+            return error(422, f"expected a JSON object as the request body, got text that is not JSON "
+                              f"({ctx or 'malformed'} at character {at})")
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in errs]
         return error(422, "invalid request: " + "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, exc):
-        return error(exc.status_code, str(exc.detail))
+        resp = error(exc.status_code, str(exc.detail))
+        resp.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return resp
 
     @app.exception_handler(Exception)
     async def _unexpected(request, exc):  # never a stack trace to the client
@@ -199,26 +208,15 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             tmp.write(data)
             tmp.close()
             return tmp.name, "audio"
-        from PIL import Image, UnidentifiedImageError
+        from .images import open_image
 
-        import warnings
-
-        Image.MAX_IMAGE_PIXELS = lim["max_image_pixels"]  # process-wide: this process only serves
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
-                img = Image.open(io.BytesIO(data))
-            with img:
-                if img.width * img.height > lim["max_image_pixels"]:
-                    raise InputError(f"expected an image of at most {lim['max_image_pixels']} pixels, "
-                                     f"got {img.width}x{img.height}")
-                img.load()
-                return img.copy(), "image"
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise InputError(f"expected an image of at most {lim['max_image_pixels']} pixels: {exc}") from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"expected an image (png, jpg, webp, ...) or a sound file (wav, mp3, ogg, flac), "
-                             f"got {filename!r}, which could not be decoded: {exc}") from exc
+            img = open_image(data, name=filename or "the upload", max_pixels=lim["max_image_pixels"])
+        except InputError as exc:
+            raise InputError(f"{exc} (uploads: an image such as png, jpg or webp, or a sound such as wav, mp3, "
+                             f"ogg or flac, named by its extension)") from None
+        with img:
+            return img.copy(), "image"
 
     @app.post("/collections/{name}/search/file")
     async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10),
@@ -241,9 +239,10 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         names = [x.strip() for x in labels.replace(",", "\n").splitlines() if x.strip()]
         if not names or len(names) > lim["max_labels"]:
             raise InputError(f"expected 1 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
-        if template is not None and "{}" not in template:
-            raise InputError(f"expected a template containing {{}}, got {template!r}")
-        from .classify import DEFAULT_TEMPLATES
+        from .classify import DEFAULT_TEMPLATES, check_template
+
+        if template is not None:
+            check_template(template)
 
         query, modality = as_query(await read_upload(file), file.filename)
         try:  # the refusal below is inside the try: an uploaded sound's temporary file is removed either way
@@ -271,11 +270,20 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             recorded = Path(col.item_path(item_id))
         except InputError as exc:
             raise StarletteHTTPException(404, str(exc))
+        if not recorded.is_absolute():  # collections built before paths were stored absolute
+            recorded = Path(os.path.abspath(recorded))
+        if not os.path.lexists(recorded):
+            raise StarletteHTTPException(404, f"item {item_id}'s file {recorded.name!r} is no longer where the "
+                                              f"collection recorded it: it was moved or deleted after the build")
         real = Path(os.path.realpath(recorded))
+        folder = os.path.realpath(recorded.parent)
         # a symlink that leads out of the item's own folder is not served
-        if not real.is_file() or os.path.commonpath([str(real), os.path.realpath(recorded.parent)]) != \
-                os.path.realpath(recorded.parent):
-            raise StarletteHTTPException(403, f"item {item_id}'s file is not a regular file inside its folder")
+        if os.path.commonpath([str(real), folder]) != folder:
+            raise StarletteHTTPException(403, f"item {item_id}'s file {recorded.name!r} is a link to a place outside "
+                                              f"its folder; such files are not served")
+        if not real.is_file():
+            raise StarletteHTTPException(403, f"item {item_id}'s file {recorded.name!r} is not a regular file "
+                                              f"(or its link is broken); it is not served")
         return FileResponse(str(real))
 
     @app.get("/metrics")

@@ -148,4 +148,8 @@ def rows_from(path, *, caption_required: bool, what: str,
         exts = ", ".join(e.lstrip(".") for e in MEDIA_EXTENSIONS[modality])
         raise InputError(f"expected at least one {modality} file in the {what} {str(path)!r}, found none "
                          f"({modality} types: {exts})")
+    # Absolute (symlinks kept as given): a collection records these, and must find its files from
+    # whatever directory it is later searched or served.
+    for r in rows:
+        r["path"] = os.path.abspath(r["path"])
     return modality, rows

@@ -22,14 +22,15 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 import pyarrow as pa
 
-from .arrowio import sparse_from_columns, write_parquet_atomic
-from .build import (MAX_SKIPPED_LISTED, encode_corpus, items_table, load_corpus, texts_table,
+from .arrowio import sha256_file, sparse_from_columns, write_parquet_atomic
+from .build import (HASH_COLUMN, MAX_SKIPPED_LISTED, encode_corpus, items_table, load_corpus, texts_table,
                     write_dense_indexes, write_indexes)
 from .collection import FORMAT_VERSION, open_vectors, read_parquet, vectors_file, now_iso, write_atomically, write_vectors
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 CHANGING = ("items.parquet", "texts.parquet", "manifest.json")
+DUPLICATES = ("refuse", "skip", "allow")
 
 
 def _not_sharded(folder, what: str) -> None:
@@ -42,12 +43,45 @@ def _not_sharded(folder, what: str) -> None:
 
 def _tables(col):
     """The stored tables without the embedding columns of formats 1 and 2 (format 3 keeps them in
-    .npy files, written by _rewrite)."""
+    .npy files, written by _rewrite). Items of a collection built before content hashes were kept
+    get theirs now, from their files (None where a file is gone)."""
     out = []
     for name, m in (("items.parquet", col.modality), ("texts.parquet", "text")):
         t = read_parquet(col.folder, name)
-        out.append(t.drop_columns([f"{m}_vector"]) if f"{m}_vector" in t.column_names else t)
+        t = t.drop_columns([f"{m}_vector"]) if f"{m}_vector" in t.column_names else t
+        if name == "items.parquet" and HASH_COLUMN not in t.column_names:
+            hashes = [sha256_file(p) if p and os.path.isfile(p) else None for p in t.column("path").to_pylist()]
+            t = t.append_column(HASH_COLUMN, pa.array(hashes, pa.string()))
+        out.append(t)
     return out
+
+
+def _duplicates(rows, old_items: pa.Table, duplicates: str):
+    """Split new corpus rows into those to add and those whose content the collection already has
+    (or that repeat an earlier new file), by SHA-256; ``duplicates`` says what to do with the latter."""
+    if duplicates not in DUPLICATES:
+        raise InputError(f"expected duplicates= one of {DUPLICATES}, got {duplicates!r}")
+    have = dict(zip(old_items.column(HASH_COLUMN).to_pylist(), old_items.column("id").to_pylist()))
+    keep, dup = [], []
+    for r in rows:
+        if r["sha256"] in have:
+            dup.append((r, have[r["sha256"]]))
+        else:
+            have[r["sha256"]] = None  # a repeat inside this batch is a duplicate too
+            keep.append(r)
+    if not dup or duplicates == "allow":
+        return rows, []
+    why = [f"same content as item {i}" if i is not None else "repeats a file of this batch" for _, i in dup]
+    said = [f"{r['path']} ({w})" for (r, _), w in zip(dup, why)]
+    if duplicates == "refuse":
+        raise InputError(f"expected files that are not in the collection yet, got {len(dup)} already there: "
+                         f"{'; '.join(said[:5])}{' …' if len(said) > 5 else ''}. Nothing was added: pass "
+                         f"--skip-duplicates (duplicates='skip') to add only the new files, or --allow-duplicates "
+                         f"(duplicates='allow') to add them all again")
+    if not keep:
+        raise InputError(f"expected at least one new file to add, got {len(dup)} whose content the collection "
+                         f"already has, e.g. {said[0]}")
+    return keep, [{"path": r["path"], "reason": f"duplicate: {w}"} for (r, _), w in zip(dup, why)]
 
 
 def _relative(col, table: pa.Table, modality: str):
@@ -106,18 +140,27 @@ def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes:
 
 
 def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
-              device: str = "cpu") -> Dict:
+              device: str = "cpu", duplicates: str = "refuse") -> Dict:
     """Encode the files of ``corpus`` (folder or table, as for a build) and append them to the
     collection at ``folder``; returns ``{"added": n, "ids": [...], "skipped": [...]}``.
+
+    Files whose content (SHA-256) the collection already has are ``duplicates``: ``"refuse"`` (the
+    default: an error that names them, nothing added), ``"skip"`` (add the others; the duplicates
+    are listed as skipped) or ``"allow"`` (add them again).
 
     >>> add_items("indexes/photos", "new-photos/")  # doctest: +SKIP
     """
     from .api import Collection
 
     _not_sharded(folder, "add to")
+    if duplicates not in DUPLICATES:
+        raise InputError(f"expected duplicates= one of {DUPLICATES}, got {duplicates!r}")
     col = Collection.open(folder, device=device)
     modality = col.modality
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
+    old_items, old_texts = _tables(col)
+    rows, dup = _duplicates(rows, old_items, duplicates)  # before encoding: a refusal costs nothing
+    skipped = skipped + dup
     encoders = {modality: col.encoder(modality), "text": col.encoder("text")}
     vecs, captioned, cap_vecs = encode_corpus(rows, modality, encoders, batch_size=batch_size,
                                               show_progress_bar=show_progress_bar)
@@ -127,7 +170,6 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
     nxt = _next_ids(col)
     ids = nxt["items"] + np.arange(len(rows))
     text_ids = nxt["texts"] + np.arange(len(captioned))
-    old_items, old_texts = _tables(col)
     items = pa.concat_tables([old_items, items_table(ids, rows, rel, kind).select(old_items.column_names)])
     new_texts = texts_table(text_ids, [rows[i]["caption"] for i in captioned], ["corpus"] * len(captioned),
                             ids[captioned], cap_rel, kind)

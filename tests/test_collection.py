@@ -16,7 +16,7 @@ FAKE = dict(image_encoder="fake-image", text_encoder="fake-text")
 
 def test_manifest_records_what_built_it(tiny_collection, tiny_data):
     m = json.loads((tiny_collection / "manifest.json").read_text())
-    assert m["format"] == "retrieval-collection" and m["format_version"] == 3
+    assert m["format"] == "retrieval-collection" and m["format_version"] == 4
     assert m["encoders"] == {"image": {"spec": "fake-image", "dim": 24}, "text": {"spec": "fake-text", "dim": 32}}
     assert m["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True}
     assert m["counts"]["items"] == 8 and m["counts"]["anchors"] == 8 and m["counts"]["corpus_captions"] == 8
@@ -81,7 +81,7 @@ def test_zero_shot_classification(tiny_collection, tiny_data):
     assert len(own) == 8
     with pytest.raises(InputError, match="distinct labels"):
         col.classify(None, ["red", "red"])
-    with pytest.raises(InputError, match="containing"):
+    with pytest.raises(InputError, match="exactly one {}"):
         col.classify(None, ["red"], templates=["no placeholder"])
 
 
@@ -142,8 +142,11 @@ def test_overwrite_replaces_atomically(tiny_collection, tiny_data, fake_encoders
 
 
 def _edit_manifest(folder, **changes):
+    """Change a manifest as an older version of this project wrote it: those had no checksum of
+    their own (format 4 added it; a hand edit of a format 4 manifest is refused)."""
     m = json.loads((folder / "manifest.json").read_text())
     m.update(changes)
+    m.pop("manifest_sha256", None)
     (folder / "manifest.json").write_text(json.dumps(m))
 
 
@@ -161,7 +164,7 @@ def test_foreign_newer_and_damaged_collections_are_refused(tiny_collection, tmp_
         Collection.open(tmp_path / "other")
 
     _edit_manifest(tiny_collection, format_version=99)
-    with pytest.raises(CollectionFormatError, match="expected format_version 1..3 .* got 99"):
+    with pytest.raises(CollectionFormatError, match="expected format_version 1..4 .* got 99"):
         Collection.open(tiny_collection)
     _edit_manifest(tiny_collection, format_version=1)
     items = tiny_collection / "items.parquet"
@@ -237,6 +240,8 @@ def test_collection_without_translators_still_opens(tiny_collection):
         if "file" in b:
             (tiny_collection / b["file"]).unlink()
             m["files"].pop(b["file"])
+    m["format_version"] = 2
+    m.pop("manifest_sha256")  # written before manifests checksummed themselves
     (tiny_collection / "manifest.json").write_text(json.dumps(m))
     col = Collection.open(tiny_collection)
     assert col.search("a red square", k=1)[0].path.endswith("red.png")
