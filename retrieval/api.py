@@ -20,7 +20,7 @@ from .build import build_collection
 from .classify import DEFAULT_TEMPLATES, ZeroShotClassifier
 from .collection import open_vectors, read_manifest, read_parquet, vectors_file
 from .encoders import Encoder, load_encoder
-from .errors import InputError
+from .errors import InputError, UnsupportedQueryError
 from .images import ImageLike
 from .index import ExactIndex, Hits, make_index
 from .planner import Bridge, Plan, plan
@@ -217,7 +217,7 @@ class Collection:
 
     def encoder(self, modality: str) -> Encoder:
         if modality not in self.manifest["encoders"]:
-            raise InputError(f"expected a query in one of this collection's modalities {sorted(self.manifest['encoders'])}, "
+            raise UnsupportedQueryError(f"expected a query in one of this collection's modalities {sorted(self.manifest['encoders'])}, "
                              f"got {modality!r}; add {modality}-text anchors with 'retrieval build --pivot-anchors'")
         if modality not in self._encoders:
             want = self.manifest["encoders"][modality]
@@ -232,7 +232,7 @@ class Collection:
     def _target(self, target: Optional[str]) -> str:
         target = self.modality if target in (None, "items") else target
         if target not in self.sides:
-            raise InputError(f"expected a target among {sorted(self.sides)} (or 'items'), got {target!r}")
+            raise UnsupportedQueryError(f"expected a target among {sorted(self.sides)} (or 'items'), got {target!r}")
         return target
 
     def plan(self, query_modality: str, target: Optional[str] = None, route: Optional[str] = None) -> Plan:
@@ -278,14 +278,18 @@ class Collection:
             raise InputError(f"expected k >= 1, got {k!r}")
         target = self._target(target)
         if modality not in self.manifest["encoders"]:
-            raise InputError(f"expected vectors of one of this collection's modalities "
+            raise UnsupportedQueryError(f"expected vectors of one of this collection's modalities "
                              f"{sorted(self.manifest['encoders'])}, got {modality!r}")
         dim = self.manifest["encoders"][modality]["dim"]
-        q = np.asarray(vectors, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != dim or not np.all(np.isfinite(q)):
-            raise InputError(f"expected finite {modality} vectors of width {dim} (the {self.manifest['encoders'][modality]['spec']} "
-                             f"encoder's), got an array of shape {q.shape}")
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        q = np.asarray(vectors, dtype=np.float64)  # float64 first: 1e300 is a direction, not an overflow
+        spec = self.manifest["encoders"][modality]["spec"]
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise UnsupportedQueryError(f"expected {modality} vectors of width {dim} (the {spec} encoder's), got "
+                                        f"an array of shape {q.shape}")
+        if not np.all(np.isfinite(q)):
+            raise InputError(f"expected finite {modality} vectors, got NaN or infinite values")
+        q = q / np.maximum(np.abs(q).max(axis=1, keepdims=True), 1e-300)  # no overflow in the norm below
+        q = (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         p = self.plan(modality, target, route)
         if p.route == "pivot":
             with self._stage("relativise"):

@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import CollectionFormatError, InputError
+from .errors import CollectionFormatError, InputError, UnsupportedQueryError
 
 log = logging.getLogger(__name__)
 
@@ -553,7 +553,7 @@ class ShardedCollection:
     def _target(self, target: Optional[str]) -> str:
         target = target or "items"
         if target not in ("items", self.modality):
-            raise InputError(f"expected target 'items' ({self.modality}) for a sharded collection, got {target!r}: "
+            raise UnsupportedQueryError(f"expected target 'items' ({self.modality}) for a sharded collection, got {target!r}: "
                              f"each shard holds the anchor captions too, so text results are searched per shard")
         return self.modality
 
@@ -579,7 +579,7 @@ class ShardedCollection:
         target = self._target(target)
         chosen = self.plan(modality, target, route)
         if chosen.route == "fusion" or chosen.then == "fusion":
-            raise InputError("expected a route whose scores compare across shards (relative, translation, absolute, "
+            raise UnsupportedQueryError("expected a route whose scores compare across shards (relative, translation, absolute, "
                              "pivot); fusion ranks by position in each list, which does not merge exactly")
         q = np.asarray(vectors, np.float32)
         if self._holders is not None:

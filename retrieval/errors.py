@@ -13,6 +13,12 @@ class InputError(RetrievalError, ValueError):
     """Bad user input: a path, a table, a parameter or a query."""
 
 
+class UnsupportedQueryError(InputError):
+    """A well-formed query that this collection cannot answer: a modality it has no encoder for, a
+    target it does not hold, a route it has no bridge for, vectors of another encoder's width. The
+    server answers it 409 (the request conflicts with what the collection holds), other bad input 400."""
+
+
 class UnknownNameError(RetrievalError, KeyError):
     """A name (encoder spec, backend, suite…) that is not registered; the message lists the known ones."""
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
-from .errors import InputError
+from .errors import InputError, UnsupportedQueryError
 
 ROUTES = ("absolute", "relative", "translation", "fusion", "pivot")
 
@@ -199,10 +199,10 @@ def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], brid
     'relative'
     """
     if query_modality not in spaces:
-        raise InputError(f"expected a query in one of this collection's spaces {sorted(spaces)}, "
+        raise UnsupportedQueryError(f"expected a query in one of this collection's spaces {sorted(spaces)}, "
                          f"got a query in {query_modality!r}")
     if target_modality not in spaces:
-        raise InputError(f"expected a target among this collection's spaces {sorted(spaces)}, got {target_modality!r}")
+        raise UnsupportedQueryError(f"expected a target among this collection's spaces {sorted(spaces)}, got {target_modality!r}")
     if route is not None and route not in ROUTES:
         raise InputError(f"expected a route in {ROUTES}, got {route!r}")
     q, t = Space(query_modality, spaces[query_modality]), Space(target_modality, spaces[target_modality])
@@ -210,10 +210,10 @@ def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], brid
     if not est:
         links = [f"{b.kind} {'<->' if b.kind == 'anchors' else '->'} {'/'.join(b.modalities)}"
                  f"{'' if b.indexed or b.kind != 'anchors' else ' (pivot)'}" for b in bridges]
-        raise InputError(f"no route from {query_modality} ({q.encoder}) to {target_modality} ({t.encoder}): "
+        raise UnsupportedQueryError(f"no route from {query_modality} ({q.encoder}) to {target_modality} ({t.encoder}): "
                          f"the collection holds {sorted(spaces)} linked by {links or 'nothing'}")
     if route is not None and route not in est:
-        raise InputError(f"route {route!r} is impossible from {query_modality} to {target_modality}; "
+        raise UnsupportedQueryError(f"route {route!r} is impossible from {query_modality} to {target_modality}; "
                          f"possible: {list(est)}")
     chosen = est[route] if route else _best(est)
     alternatives = tuple(sorted(est.values(), key=lambda r: (-r.quality, r.cost)))

@@ -20,10 +20,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Literal, Optional, Sequence, Union
 
-from .errors import InputError, RetrievalError
+from .errors import InputError, RetrievalError, UnsupportedQueryError
 
+# A prompt template: exactly one {} where the label goes, literal braces doubled (classify.check_template).
+TEMPLATE_PATTERN = r"^(?:[^{}]|\{\{|\}\})*\{\}(?:[^{}]|\{\{|\}\})*$"
 DEFAULT_LIMITS = {"max_body_bytes": 10 * 1024 * 1024, "max_query_chars": 1000, "max_k": 100,
                   "max_image_pixels": 40_000_000, "max_labels": 1000, "request_timeout_s": 30.0}
 
@@ -50,7 +52,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, ConfigDict, Field, create_model
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from .api import Collection
@@ -71,6 +73,14 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
                 col.encoder(m)
         cols[name] = col
     lock = threading.Lock()  # encoders are not guaranteed thread-safe; queries are short
+    from .planner import ROUTES
+
+    # What a request may name, from the collections served: the spec states it, so that a request
+    # the spec allows is one the server can answer (a collection that lacks what another has answers 409).
+    encoders = [(m, e["dim"]) for c in cols.values() for m, e in c.manifest["encoders"].items()]
+    modalities = tuple(sorted({m for m, _ in encoders}))
+    targets = ("items",) + tuple(sorted({m for c in cols.values() for m in getattr(c, "sides", [c.modality])}))
+    Modality, Target, Route = Literal[modalities], Literal[targets], Literal[ROUTES]
 
     app = FastAPI(title="retrieval", version="1",
                   description="Cross-modal search with encoders never trained together (ASIF relative "
@@ -83,6 +93,10 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     async def _bad_input(request, exc):
         return error(400, str(exc))
 
+    @app.exception_handler(UnsupportedQueryError)
+    async def _not_here(request, exc):  # well formed, but not something this collection holds
+        return error(409, str(exc))
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc):
         errs = exc.errors()
@@ -92,7 +106,29 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             at = bad_json[0].get("loc", ("body", "?"))[-1]
             return error(422, f"expected a JSON object as the request body, got text that is not JSON "
                               f"({ctx or 'malformed'} at character {at})")
-        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in errs]
+        body = getattr(exc, "body", None)
+        branches = {str(e["loc"][1]) for e in errs if len(e.get("loc", ())) > 2 and e["loc"][0] == "body"
+                    and str(e["loc"][1]).startswith(("TextQuery", "VectorQuery_"))}
+        if branches:  # a search body is one of several shapes: report against the one it meant
+            if not isinstance(body, dict) or ("query" in body) == ("vector" in body):
+                return error(422, "invalid request: expected a JSON object with exactly one of 'query' (text) or "
+                                  "'vector' (an embedding, with its 'modality'), plus optional 'k', 'target', 'route'")
+            meant = "TextQuery" if "query" in body else f"VectorQuery_{body.get('modality', 'text')}"
+            if meant not in branches and not meant.startswith("TextQuery"):
+                return error(422, f"invalid request: modality: expected one of {list(modalities)}, "
+                                  f"got {body.get('modality')!r}")
+            errs = [dict(e, loc=(e["loc"][0],) + tuple(e["loc"][2:])) for e in errs
+                    if len(e.get("loc", ())) > 2 and e["loc"][1] == meant]
+        plain = {"template": "expected a prompt template with exactly one {} where the label goes (literal braces "
+                             "as {{ and }})", "labels": "expected at least one label (comma or newline separated)",
+                 "query": "expected a text query with something other than spaces"}
+
+        def said(e) -> str:
+            field = str(e.get("loc", ("",))[-1])
+            if e.get("type") == "string_pattern_mismatch" and field in plain:
+                return f"{plain[field]}, got {e.get('input')!r}"
+            return str(e.get("msg"))
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {said(e)}" for e in errs]
         return error(422, "invalid request: " + "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
@@ -133,11 +169,6 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             raise StarletteHTTPException(404, f"unknown collection {name!r}; serving: {sorted(cols)}")
         return cols[name]
 
-    def check_k(k: int) -> int:
-        if not 1 <= k <= lim["max_k"]:
-            raise InputError(f"expected 1 <= k <= {lim['max_k']}, got {k}")
-        return k
-
     def hits_json(col_name: str, hits) -> List[Dict]:
         out = []
         for h in hits:
@@ -148,46 +179,70 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             out.append(d)
         return out
 
-    class SearchBody(BaseModel):
-        query: Optional[str] = Field(None, description="text query")
-        vector: Optional[List[float]] = Field(None, description="an embedding from the collection's encoder of `modality`")
-        modality: str = Field("text", description="modality of `vector` (text queries are always text)")
-        k: int = 10
-        target: Optional[str] = Field(None, description="items (default), image, audio or text")
-        route: Optional[str] = Field(None, description="force a route: absolute, relative, translation, fusion, pivot")
+    class ErrorBody(BaseModel):
+        error: str = Field(..., description="what was expected, what was received, and what to do instead")
 
-    @app.get("/health")
+    def errors(*codes: int) -> Dict:
+        said = {400: "bad input (a file that does not decode, too many labels...)",
+                403: "the item's file is not served (a link out of its folder, not a regular file)",
+                404: "unknown collection or item", 409: "well formed, but not something this collection holds "
+                "(a modality, target or route it has no bridge for, vectors of another width)",
+                411: "a chunked body (send Content-Length)", 413: "a body or file over the size limit",
+                422: "a request that does not match this spec", 503: "the request took longer than the timeout"}
+        return {c: {"model": ErrorBody, "description": said[c]} for c in codes}
+
+    POSTED = (400, 404, 409, 411, 413, 422, 503)
+    k_field = dict(ge=1, le=lim["max_k"], description=f"results wanted, 1 to {lim['max_k']}")
+
+    class TextQuery(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        query: str = Field(..., min_length=1, max_length=lim["max_query_chars"], pattern=r"\S",
+                           description="text query")
+        k: int = Field(10, **k_field)
+        target: Optional[Target] = Field(None, description="items (default), or a modality the collection holds")
+        route: Optional[Route] = Field(None, description="force a route (default: the planner's choice)")
+
+    def vector_query(modality: str):
+        """A body carrying an embedding of ``modality``: its width is stated when every collection
+        served agrees on it."""
+        dims = [d for m, d in encoders if m == modality]
+        width = dict(min_length=min(dims), max_length=max(dims))
+        return create_model(
+            f"VectorQuery_{modality}", __config__=ConfigDict(extra="forbid"),
+            vector=(List[float], Field(..., description=f"an embedding from the collection's {modality} encoder",
+                                       **width)),
+            modality=(Literal[modality], ... if modality != "text" else "text"),
+            k=(int, Field(10, **k_field)), target=(Optional[Target], None), route=(Optional[Route], None))
+
+    SearchBody = Union[(TextQuery,) + tuple(vector_query(m) for m in modalities)]
+
+    @app.get("/health", responses=errors(503))
     def health():
         return {"status": "ok", "collections": sorted(cols)}
 
-    @app.get("/collections")
+    @app.get("/collections", responses=errors(503))
     def list_collections():
         return {name: c.info() for name, c in cols.items()}
 
-    @app.get("/collections/{name}")
+    @app.get("/collections/{name}", responses=errors(404, 422, 503))
     def describe(name: str):
         return collection(name).info()
 
-    @app.post("/collections/{name}/search")
+    @app.post("/collections/{name}/search", responses=errors(*POSTED))
     def search(name: str, body: SearchBody):
-        col, k = collection(name), check_k(body.k)
-        if (body.query is None) == (body.vector is None):
-            raise InputError("expected exactly one of 'query' (text) or 'vector'")
+        col = collection(name)
         with lock:
-            if body.query is not None:
-                if not body.query.strip():
-                    raise InputError("expected a non-empty text query")
-                if len(body.query) > lim["max_query_chars"]:
-                    raise InputError(f"expected a query of at most {lim['max_query_chars']} characters, "
-                                     f"got {len(body.query)}")
-                hits = col.search_many([body.query], k=k, modality="text", target=body.target, route=body.route)[0]
+            if isinstance(body, TextQuery):
+                hits = col.search_many([body.query], k=body.k, modality="text", target=body.target,
+                                       route=body.route)[0]
                 modality = "text"
             else:
-                hits = col.search_vectors([body.vector], k=k, modality=body.modality, target=body.target,
+                hits = col.search_vectors([body.vector], k=body.k, modality=body.modality, target=body.target,
                                           route=body.route)[0]
                 modality = body.modality
             plan = col.plan(modality, body.target, body.route)
-        return {"query": body.query, "modality": modality, "route": plan.route, "results": hits_json(name, hits)}
+        return {"query": getattr(body, "query", None), "modality": modality, "route": plan.route,
+                "results": hits_json(name, hits)}
 
     async def read_upload(file: UploadFile) -> bytes:
         data = await file.read(lim["max_body_bytes"] + 1)
@@ -218,10 +273,10 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         with img:
             return img.copy(), "image"
 
-    @app.post("/collections/{name}/search/file")
-    async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10),
-                          target: Optional[str] = Form(None), route: Optional[str] = Form(None)):
-        col, k = collection(name), check_k(k)
+    @app.post("/collections/{name}/search/file", responses=errors(*POSTED))
+    async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10, **k_field),
+                          target: Optional[Target] = Form(None), route: Optional[Route] = Form(None)):
+        col = collection(name)
         query, modality = as_query(await read_upload(file), file.filename)
         try:
             with lock:
@@ -232,12 +287,16 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
                 os.unlink(query)
         return {"query": file.filename, "modality": modality, "route": plan.route, "results": hits_json(name, hits)}
 
-    @app.post("/collections/{name}/classify")
-    async def classify(name: str, file: UploadFile = File(...), labels: str = Form(...), k: int = Form(5),
-                       template: Optional[str] = Form(None)):
-        col, k = collection(name), check_k(k)
-        names = [x.strip() for x in labels.replace(",", "\n").splitlines() if x.strip()]
-        if not names or len(names) > lim["max_labels"]:
+    @app.post("/collections/{name}/classify", responses=errors(*POSTED))
+    async def classify(name: str, file: UploadFile = File(...),
+                       labels: str = Form(..., pattern=r"[^,\s]", description="labels, comma or newline separated"),
+                       k: int = Form(5, **k_field),
+                       template: Optional[str] = Form(None, pattern=TEMPLATE_PATTERN,
+                                                      description="prompt with exactly one {} for the label")):
+        col = collection(name)
+        # a label typed twice is meant once
+        names = list(dict.fromkeys(x.strip() for x in labels.replace(",", "\n").splitlines() if x.strip()))
+        if len(names) > lim["max_labels"]:
             raise InputError(f"expected 1 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
         from .classify import DEFAULT_TEMPLATES, check_template
 
@@ -247,7 +306,9 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         query, modality = as_query(await read_upload(file), file.filename)
         try:  # the refusal below is inside the try: an uploaded sound's temporary file is removed either way
             if modality != col.modality:
-                raise InputError(f"expected a {col.modality} file to classify in this collection, got a {modality} file")
+                a = {"image": "an image", "audio": "a sound"}
+                raise UnsupportedQueryError(f"expected {a[col.modality]} file to classify in this collection, got "
+                                            f"{a[modality]} file")
             with lock:
                 pred = col.classify([query], names, templates=[template] if template else DEFAULT_TEMPLATES,
                                     k=min(k, len(names)))[0]
@@ -256,14 +317,19 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
                 os.unlink(query)
         return {"file": file.filename, **pred.to_dict()}
 
-    @app.get("/collections/{name}/explain")
-    def explain(name: str, modality: str = Query("text"), target: Optional[str] = None, route: Optional[str] = None):
+    @app.get("/collections/{name}/explain", responses=errors(404, 409, 422, 503))
+    def explain(name: str, modality: Modality = Query("text"), target: Optional[Target] = None,
+                route: Optional[Route] = None):
         p = collection(name).plan(modality, target, route)
         return {"route": p.route, "via": p.via, "then": p.then, "steps": list(p.steps), "text": p.explain(),
                 "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
                                   "est_cost": r.cost} for r in p.alternatives]}
 
-    @app.get("/collections/{name}/items/{item_id}/file")
+    MEDIA = {"image/*": {}, "audio/*": {}, "application/octet-stream": {}}
+
+    @app.get("/collections/{name}/items/{item_id}/file", response_class=FileResponse,
+             responses={200: {"content": MEDIA, "description": "the item's image or sound file"},
+                        **errors(403, 404, 422, 503)})
     def item_file(name: str, item_id: int):
         col = collection(name)
         try:
@@ -286,7 +352,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
                                               f"(or its link is broken); it is not served")
         return FileResponse(str(real))
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     def metrics():
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
