@@ -1,5 +1,5 @@
 """The CLI end to end on real data: a small emoji subset (Noto anchors, Twemoji corpus) and the
-packaged encoders. Also the full demo collection and its headline query."""
+packaged encoders. (The full demo is run by tests/test_readme.py, as the README writes it.)"""
 
 import json
 import os
@@ -128,22 +128,3 @@ def test_console_script_exit_status(emoji_subset):
     proc = subprocess.run([sys.executable, "-m", "retrieval", "info", str(emoji_subset["root"])],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no manifest.json" in proc.stderr
-
-
-def test_full_demo_finds_the_apple(tmp_path, capsys):
-    """The embedded default: every emoji concept, apple in the top 5 for the README's query."""
-    from retrieval import Collection
-    from retrieval.demo import run_demo
-
-    assert run_demo(out=str(tmp_path / "demo"), data=str(tmp_path / "data"), show_progress_bar=False) == 0
-    printed = capsys.readouterr().out
-    assert "zero-shot" in printed and "top-1" in printed
-    col = Collection.open(tmp_path / "demo")
-    assert col.info()["counts"]["items"] > 1500
-    top5 = [h.caption for h in col.search("an emoji of a red apple", k=5)]
-    assert "an emoji of red apple" in top5
-    if shutil.which("npm"):  # four further drawings of the anchors (setup's npm styles): a style normaliser
-        info = col.info()
-        assert col.style is not None and info["anchors"]["views"] > 4 * info["counts"]["anchors"] > 6000
-        assert info["projector"]["k"] == 32
-        assert "(Noto + OpenMoji + Fluent Emoji + EmojiOne + EmojiOne v1 drawings of each" in printed
