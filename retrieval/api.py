@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 from .arrowio import dense_from_column, sparse_from_columns
 from .build import build_collection
 from .classify import DEFAULT_TEMPLATES, ZeroShotClassifier
-from .collection import open_vectors, read_manifest, read_parquet, vectors_file
+from .collection import labels_file, open_vectors, read_manifest, read_parquet, vectors_file
 from .encoders import Encoder, load_encoder
 from .errors import InputError, UnsupportedQueryError
 from .images import ImageLike
 from .index import ExactIndex, Hits, make_index
 from .planner import Bridge, Plan, plan
-from .ranking import rank_candidates
+from .ranking import TIE_EPS, rank_candidates
 from .relative import RelativeProjector, pivot
 from .style import load_style
 from .translation import load_translator
@@ -156,6 +156,12 @@ class Collection:
                 src, dst = b["modalities"]
                 self.translators[(src, dst)] = load_translator(str(self.folder / b["file"]))
                 self.bridges.append(Bridge("translator", (src, dst), b.get("name", "")))
+            elif b.get("kind") == "labels":
+                self.bridges.append(Bridge("labels", tuple(b["modalities"]), b.get("name", "")))
+        # The label bridge (retrieval/labels.py): each item as a point in text space, memory-mapped.
+        lm = manifest.get("labels")
+        self.item_labels = (open_vectors(self.folder, self.modality, len(self.item_ids), int(lm["dim"]), lm["file"])
+                            if lm else None)
         self._scaled: Dict[str, ExactIndex] = {}
 
     # ---- construction -------------------------------------------------------------------------
@@ -324,7 +330,39 @@ class Collection:
         if route == "translation":
             with self._stage("search"):
                 return self._translated(q, modality, target, k)
+        if route == "relative+labels":
+            return self._labelled(q, modality, target, k)
         return self._fused(q, modality, target, k)
+
+    def _labelled(self, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+        """The relative route's ASIF score plus ``weight`` x the label bridge's cosine, exactly.
+
+        The relative index gives the best ``depth`` items by ASIF score; an item outside them scores
+        at most the depth-th ASIF score plus its own label term, so every item whose label term
+        could lift it into the top k is scored too (its ASIF score from its stored embedding)."""
+        side, w = self.sides[target], float(self.manifest["labels"]["weight"])
+        n = len(side.abs)
+        depth = min(n, max(4 * k, 100))
+        first = self._relative(q, modality, target, depth)
+        proj, t_proj = self.projectors[modality], self.projectors[target]
+        out = []
+        with self._stage("search"):
+            for r, h in enumerate(first):
+                lab = np.asarray(self.item_labels @ q[r].astype(np.float32), np.float64)
+                ids = np.asarray(h.ids, np.int64)
+                combined = np.asarray(h.scores, np.float64) + w * lab[ids]
+                if len(ids) < n:  # items outside the list: ASIF score <= the list's last
+                    kth = np.sort(combined)[::-1][min(k, len(combined)) - 1]
+                    extra = np.setdiff1d(np.flatnonzero(h.scores[-1] + w * lab >= kth - TIE_EPS), ids)
+                    if len(extra):
+                        prim = t_proj.transform(np.asarray(side.abs[extra])) @ proj.transform_rows(q[r:r + 1]).T
+                        prim = np.asarray(prim.todense() if hasattr(prim, "todense") else prim, np.float64).ravel()
+                        ids = np.concatenate([ids, extra])
+                        combined = np.concatenate([combined, prim + w * lab[extra]])
+                q_dense = proj.dense(q[r:r + 1], np.float64)[0]
+                out.append(Hits(*rank_candidates(ids, combined, k,
+                                                 lambda c: t_proj.dense(np.asarray(side.abs[c]), np.float64) @ q_dense)))
+        return out
 
     def _pivot(self, q: np.ndarray, modality: str) -> np.ndarray:
         """Carry queries through a pivot anchor set into text (see :func:`retrieval.relative.pivot`)."""
@@ -427,7 +465,8 @@ class Collection:
                 "pivots": m.get("pivots", []), "projector": m["projector"],
                 "indexes": m["indexes"], "counts": m["counts"], "bytes_on_disk": size,
                 "versions": m.get("versions", {}), "corpus": m.get("corpus", {}),
-                "skipped": m.get("skipped", []), **({"style": m["style"]} if m.get("style") else {})}
+                "skipped": m.get("skipped", []), **({"style": m["style"]} if m.get("style") else {}),
+                **({"labels": m["labels"]} if m.get("labels") else {})}
 
 
 def _guess_modality(query) -> str:

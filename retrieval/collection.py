@@ -281,12 +281,18 @@ def vectors_file(modality: str) -> str:
 VECTOR_CHUNK = 65536  # rows copied at a time: an update never holds a whole side's embeddings
 
 
-def write_vectors(folder: Path, modality: str, *parts) -> str:
-    """Save one side's embeddings (float32) inside a folder being written; returns the file name.
+def labels_file(modality: str) -> str:
+    """The items' label vectors (retrieval/labels.py): text-space points, one row per item."""
+    return f"{modality}_labels.npy"
+
+
+def write_vectors(folder: Path, modality: str, *parts, name: str = "") -> str:
+    """Save one side's embeddings (float32) inside a folder being written; returns the file name
+    (``name``, default :func:`vectors_file`).
 
     Each part is an array (memory-mapped ones included) or ``(array, rows)`` to take only those
     rows; parts are copied in chunks, so an update of a collection larger than memory streams."""
-    name = vectors_file(modality)
+    name = name or vectors_file(modality)
     parts = [p if isinstance(p, tuple) else (p, None) for p in parts]
     dims = {int(a.shape[1]) for a, _ in parts}
     if len(dims) != 1:
@@ -305,11 +311,12 @@ def write_vectors(folder: Path, modality: str, *parts) -> str:
     return name
 
 
-def open_vectors(folder: Path, modality: str, rows: int, dim: int) -> np.ndarray:
-    """Memory-map one side's embeddings, read-only (after the manifest was verified); the shape and
-    dtype are checked against the tables and the encoder."""
-    x = np.load(Path(folder) / vectors_file(modality), mmap_mode="r", allow_pickle=False)
+def open_vectors(folder: Path, modality: str, rows: int, dim: int, name: str = "") -> np.ndarray:
+    """Memory-map one side's embeddings (or the file ``name``), read-only (after the manifest was
+    verified); the shape and dtype are checked against the tables and the encoder."""
+    name = name or vectors_file(modality)
+    x = np.load(Path(folder) / name, mmap_mode="r", allow_pickle=False)
     if x.dtype != np.float32 or x.shape != (rows, dim):
-        raise CollectionFormatError(f"expected {vectors_file(modality)} of float32 shape {(rows, dim)}, got "
+        raise CollectionFormatError(f"expected {name} of float32 shape {(rows, dim)}, got "
                                     f"{x.dtype} {x.shape}: the collection is damaged; rebuild it")
     return x

@@ -11,6 +11,9 @@ Routes:
   over the parallel anchors and are compared there.
 * ``translation``: a translator fitted on the anchors maps the query into the target's space,
   then cosine search over the target's embeddings (Maiorca et al., 2023).
+* ``relative+labels``: the relative route's ASIF score plus a weighted second bridge that needs no
+  anchors: the image encoder's own classifier head names what an image shows, and those names'
+  text embeddings place the image in text space (retrieval/labels.py); text queries into images.
 * ``fusion``: reciprocal-rank fusion of the relative and translation routes.
 * ``pivot``: no bridge links the query's modality with the target's, but an anchor set links it with
   a third modality that has a route to the target (audio -> text via audio-text anchors, then text
@@ -29,7 +32,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from .errors import InputError, UnsupportedQueryError
 
-ROUTES = ("absolute", "relative", "translation", "fusion", "pivot")
+ROUTES = ("absolute", "relative", "relative+labels", "translation", "fusion", "pivot")
 
 # Mean of unseen and seen text -> image R@10 (Noto anchors, Twemoji gallery) from
 # results/emoji-xstyle/README.md (`retrieval eval --suite emoji-xstyle`): engine default ASIF
@@ -38,7 +41,7 @@ ROUTES = ("absolute", "relative", "translation", "fusion", "pivot")
 # query is, so it takes the best mean. The absolute route compares a query with items of its own
 # space and encoder: no bridge loses information. These are the defaults for any pair of
 # modalities; image -> text was not measured separately and uses them.
-QUALITY_PRIOR = {"absolute": 1.0, "relative": 0.52, "translation": 0.41, "fusion": 0.51}
+QUALITY_PRIOR = {"absolute": 1.0, "relative": 0.52, "translation": 0.41, "fusion": 0.51, "relative+labels": 0.58}
 # Measured per pair of modalities where a suite exists: R@10 from results/sounds/README.md
 # (`retrieval eval --suite sounds`, 149 named sounds, two folds, unseen names only). Their
 # differences are within about two standard errors (0.04): the choice they make is weakly founded,
@@ -73,8 +76,8 @@ class Space:
 class Bridge:
     """A link between two modalities: a parallel anchor set (both ways) or a fitted translator (src -> dst)."""
 
-    kind: str                      # "anchors" or "translator"
-    modalities: Tuple[str, str]    # anchors: the two sides; translator: (src, dst)
+    kind: str                      # "anchors", "translator" or "labels"
+    modalities: Tuple[str, str]    # anchors: the two sides; translator and labels: (src, dst)
     name: str = ""
     # anchors only: True when the collection's relative vectors are over this set (a relative route can
     # end here); False for a pivot set, which can only carry a query into another space.
@@ -143,6 +146,14 @@ def _direct(q: Space, t: Space, bridges: Sequence[Bridge], sizes: Dict[str, int]
             "translation", prior("translation", q.modality, t.modality), float(dq * dt + n * dt),
             (f"encode query with {q.encoder}", f"translate {q.modality} -> {t.modality} ({translators[0].name})",
              f"cosine search over the {t.modality} embeddings (standard-scaled by the anchors)"))
+    labels = [b for b in bridges if b.kind == "labels" and b.links(q.modality, t.modality)]
+    if "relative" in out and labels:
+        out["relative+labels"] = RouteEstimate(
+            "relative+labels", prior("relative+labels", q.modality, t.modality),
+            out["relative"].cost + float(n * dq),
+            out["relative"].steps[:-1] + (f"add the weighted label bridge: cosine with each {t.modality}'s "
+                                          f"classifier-named text point ({labels[0].name})",
+                                          out["relative"].steps[-1]))
     if "relative" in out and "translation" in out:
         out["fusion"] = RouteEstimate("fusion", prior("fusion", q.modality, t.modality), out["relative"].cost + out["translation"].cost,
                                       ("run the relative and translation routes",

@@ -125,6 +125,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
         def said(e) -> str:
             field = str(e.get("loc", ("",))[-1])
+            if field == "query" and e.get("type") == "string_too_short":
+                return "expected a non-empty text query"
             if e.get("type") == "string_pattern_mismatch" and field in plain:
                 return f"{plain[field]}, got {e.get('input')!r}"
             return str(e.get("msg"))

@@ -25,7 +25,8 @@ import pyarrow as pa
 from .arrowio import sha256_file, sparse_from_columns, write_parquet_atomic
 from .build import (HASH_COLUMN, MAX_SKIPPED_LISTED, encode_corpus, items_table, load_corpus, texts_table,
                     write_dense_indexes, write_indexes)
-from .collection import FORMAT_VERSION, open_vectors, read_parquet, vectors_file, now_iso, write_atomically, write_vectors
+from .collection import (FORMAT_VERSION, labels_file, now_iso, open_vectors, read_parquet, vectors_file,
+                         write_atomically, write_vectors)
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,10 @@ def _next_ids(col) -> Dict[str, int]:
     return {"items": int(col.item_ids.max(initial=-1)) + 1, "texts": int(col.text_ids.max(initial=-1)) + 1}
 
 
-def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes: Dict, item_vecs, text_vecs) -> Path:
-    """``item_vecs`` / ``text_vecs``: the new embeddings as parts for :func:`write_vectors`."""
+def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes: Dict, item_vecs, text_vecs,
+             item_labels=None) -> Path:
+    """``item_vecs`` / ``text_vecs`` (and ``item_labels`` when the collection has label vectors): the
+    new rows as parts for :func:`write_vectors`."""
     folder, manifest, modality = col.folder, col.manifest, col.modality
     index_spec = {k: v for k, v in manifest["indexes"][f"{modality}_relative"].items() if k not in ("files", "items")}
     dense = manifest.get("dense_indexes", {})
@@ -111,7 +114,8 @@ def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes:
 
     def fill(tmp: Path) -> Dict:
         for name in manifest["files"]:
-            if name in CHANGING or name in index_files or name in (vectors_file(modality), vectors_file("text")):
+            if name in CHANGING or name in index_files or name in (vectors_file(modality), vectors_file("text"),
+                                                                   labels_file(modality)):
                 continue
             try:  # unchanged files: a hard link costs nothing, and files are never modified in place
                 os.link(folder / name, tmp / name)
@@ -121,6 +125,8 @@ def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes:
         write_parquet_atomic(texts, str(tmp / "texts.parquet"))
         write_vectors(tmp, modality, *item_vecs)
         write_vectors(tmp, "text", *text_vecs)
+        if item_labels is not None:
+            write_vectors(tmp, modality, *item_labels, name=labels_file(modality))
         indexes = write_indexes(tmp, index_spec, {f"{modality}_relative": item_rel, "text_relative": text_rel})
         out = {k: v for k, v in manifest.items() if k != "files"}
         if dense_spec is not None:
@@ -162,8 +168,14 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
     rows, dup = _duplicates(rows, old_items, duplicates)  # before encoding: a refusal costs nothing
     skipped = skipped + dup
     encoders = {modality: col.encoder(modality), "text": col.encoder("text")}
-    vecs, captioned, cap_vecs = encode_corpus(rows, modality, encoders, batch_size=batch_size,
-                                              show_progress_bar=show_progress_bar)
+    labels = None
+    if col.item_labels is not None:  # new items get label vectors as the build made them
+        from .labels import class_vectors
+
+        lm = col.manifest["labels"]
+        labels = {"classes": class_vectors(encoders["text"], encoders[modality].label_names), "temperature": lm["temperature"]}
+    vecs, captioned, cap_vecs, new_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
+                                                          show_progress_bar=show_progress_bar, labels=labels)
     kind = col.manifest["projector"]["kind"]
     rel = col.projectors[modality].transform(vecs)
     cap_rel = col.projectors["text"].transform(cap_vecs)
@@ -184,7 +196,8 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
     _rewrite(col, items, texts, item_rel, text_rel,
              {"op": "add", "source": str(corpus), "items": len(rows), "skipped": skipped,
               "next_ids": {"items": int(nxt["items"] + len(rows)), "texts": int(nxt["texts"] + len(captioned))}},
-             [col.sides[modality].abs, vecs], [col.sides["text"].abs, cap_vecs])
+             [col.sides[modality].abs, vecs], [col.sides["text"].abs, cap_vecs],
+             None if col.item_labels is None else [col.item_labels, new_labels])
     log.info("added %d items to %s", len(rows), folder)
     return {"added": len(rows), "ids": ids.tolist(), "skipped": skipped}
 
@@ -218,5 +231,6 @@ def delete_items(folder, ids: Iterable[int]) -> Dict:
     _rewrite(col, items, texts, item_rel, text_rel,
              {"op": "delete", "items": int(want.size), "ids": want[:MAX_SKIPPED_LISTED].tolist(),
               "next_ids": _next_ids(col)},
-             [(col.sides[modality].abs, np.flatnonzero(keep_items))], [(col.sides["text"].abs, np.flatnonzero(keep_texts))])
+             [(col.sides[modality].abs, np.flatnonzero(keep_items))], [(col.sides["text"].abs, np.flatnonzero(keep_texts))],
+             None if col.item_labels is None else [(col.item_labels, np.flatnonzero(keep_items))])
     return {"deleted": int(want.size)}

@@ -46,6 +46,24 @@ class FakeImageEncoder(ImageEncoder):
         return np.stack(out)
 
 
+class FakeLabelledImageEncoder(FakeImageEncoder):
+    """The colour histogram, plus a 'classifier head' over colour names: logits from the distance of
+    the image's mean ink colour to each named colour (the label bridge's shape, in milliseconds)."""
+
+    label_names = [f"{c} thing" for c in COLOURS]
+
+    def __init__(self, name="fake-labelled-image", device="cpu"):
+        super().__init__(name, device)
+
+    def _encode_batch_labelled(self, batch):
+        logits = []
+        for x in batch:
+            a = np.asarray(load_rgb(x).resize((16, 16)), np.float32).reshape(-1, 3)
+            ink = a[a.min(1) < 240].mean(0) if (a.min(1) < 240).any() else a.mean(0)
+            logits.append([-np.linalg.norm(ink - np.array(rgb)) / 20.0 for rgb in COLOURS.values()])
+        return self._encode_batch(batch), np.array(logits, np.float32)
+
+
 class FakeTextEncoder(TextEncoder):
     """Hashed bag of words: texts sharing words land close together."""
 
@@ -116,6 +134,8 @@ def fake_encoders(monkeypatch):
     reg["fake-image"] = registry.Backend(("image",), False, True, "test colour histogram", factory(FakeImageEncoder))
     reg["fake-text"] = registry.Backend(("text",), False, True, "test bag of words", factory(FakeTextEncoder))
     reg["fake-audio"] = registry.Backend(("audio",), False, True, "test tone spectrum", factory(FakeAudioEncoder))
+    reg["fake-labelled-image"] = registry.Backend(("image",), False, True, "test colour histogram + colour names",
+                                                  factory(FakeLabelledImageEncoder))
     monkeypatch.setattr(registry, "REGISTRY", reg)
     return made
 

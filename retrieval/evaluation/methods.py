@@ -142,3 +142,48 @@ def asif_product_of_invariances(aq, ag, q, g, *, k=64, p=4.0, sims=SIMILARITIES)
         total = total + (asif_topk(_similarities(q_c, aq_c, s), k, p)
                          @ asif_topk(_similarities(g_c, ag_c, s), k, p).T).toarray()
     return total
+
+
+def _cca(x: np.ndarray, y: np.ndarray, reg: float):
+    """Regularised CCA of paired rows: (x mean, y mean, x directions, y directions, correlations),
+    directions as columns, correlations descending. ``reg`` is a ridge on each side's covariance,
+    relative to its mean eigenvalue (the anchors are fewer than the dimensions)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    mx, my = x.mean(0), y.mean(0)
+    xc, yc = x - mx, y - my
+    n = len(x)
+
+    def inv_sqrt(c):
+        w, v = np.linalg.eigh(c)
+        w = np.maximum(w, 0) + reg * max(w.mean(), 1e-12)
+        return (v / np.sqrt(w)) @ v.T
+
+    wx, wy = inv_sqrt(xc.T @ xc / n), inv_sqrt(yc.T @ yc / n)
+    u, s, vt = np.linalg.svd(wx @ (xc.T @ yc / n) @ wy, full_matrices=False)
+    return mx, my, wx @ u, wy @ vt.T, s
+
+
+def csa(aq, ag, q, g, *, reg=1.0, dims=None, power=1.0) -> np.ndarray:
+    """Canonical similarity (CSA, ICLR 2025): regularised CCA on the anchor pairs, then cosine in
+    the canonical space with each direction weighted by its canonical correlation (to ``power``);
+    ``dims`` keeps only the most correlated directions."""
+    mx, my, a, b, rho = _cca(aq, ag, reg)
+    r = len(rho) if dims is None else min(int(dims), len(rho))
+    w = rho[:r] ** (power / 2.0)
+    u = (np.asarray(q, np.float64) - mx) @ a[:, :r] * w
+    v = (np.asarray(g, np.float64) - my) @ b[:, :r] * w
+    u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-12
+    v /= np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
+    return u @ v.T
+
+
+def hubness_corrected(scores: np.ndarray, bank_scores: np.ndarray, *, alpha=0.75, k=16) -> np.ndarray:
+    """Nearest-neighbour normalisation (NNN, 2024; the idea of QB-Norm, CVPR 2022): each gallery
+    item's score is lowered by ``alpha`` x its mean score against its ``k`` nearest queries of a
+    fixed reference bank (``bank_scores``: bank x gallery), so that hubs, items close to every
+    query, stop crowding the top of every list. The bank is known at build time (the anchor
+    captions), so the correction is one number per item."""
+    k = min(int(k), len(bank_scores))
+    bias = np.sort(bank_scores, axis=0)[-k:].mean(0)
+    return scores - alpha * bias[None, :]
