@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from .arrowio import dense_from_column, sparse_from_columns
 from .build import build_collection
 from .classify import DEFAULT_TEMPLATES, ZeroShotClassifier
-from .collection import labels_file, open_vectors, read_manifest, read_parquet, vectors_file
+from .collection import open_vectors, read_manifest, read_parquet, vectors_file
 from .encoders import Encoder, load_encoder
 from .errors import InputError, UnsupportedQueryError
 from .images import ImageLike

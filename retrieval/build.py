@@ -15,6 +15,7 @@ from .arrowio import dense_column, sha256_file, sparse_columns, write_parquet_at
 from .audio import load_audio
 from .collection import (FORMAT, FORMAT_VERSION, check_output, labels_file, library_versions, now_iso,
                          write_atomically, write_vectors)
+from .labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
 from .labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
 from .encoders import DEFAULT_ENCODERS, load_encoder
 from .errors import InputError
@@ -32,8 +33,12 @@ log = logging.getLogger(__name__)
 # unseen regimes (never the test queries); see results/emoji-xstyle/README.md. With fewer anchors than
 # DEFAULT_K, an unspecified k becomes the number of anchors.
 DEFAULT_K = 256
-DEFAULT_P = 4.0
+DEFAULT_P = 4.0  # sound collections and pivot sets (the sounds suite measured it)
 DEFAULT_CENTER = True
+# Image collections with one picture per caption: chosen by the best mean validation R@10 over every
+# single-view suite (Tux Paint, Open Clip Art, Scratch costumes, emoji with Noto anchors), together
+# with the label weight (retrieval/labels.py): scripts/bridges_experiment.py, results/experiments/bridges.
+DEFAULT_IMAGE_P = 2.0
 # Anchor tables that draw each concept several ways (a style normaliser is learned, retrieval/style.py)
 # were chosen for separately, by the same validation: sparser, flatter vectors did best there.
 DEFAULT_VIEWS_K = 32
@@ -50,13 +55,13 @@ DENSE_TIE_MARGIN = 16
 def default_k_p(anchor_set: AnchorSet, k: Optional[int], p: Optional[float],
                 encoder: Optional[str] = None) -> Tuple[int, float]:
     """k and p where not given: the views defaults for a set with views (those validated for
-    ``encoder``, the anchors' encoder spec, where they differ), else the plain ones; k at most the
-    number of anchors."""
+    ``encoder``, the anchors' encoder spec, where they differ), else the single-view ones of its
+    modality (images: DEFAULT_IMAGE_P, sounds: DEFAULT_P); k at most the number of anchors."""
     views_k, views_p = VIEWS_K_P_BY_ENCODER.get(encoder, (DEFAULT_VIEWS_K, DEFAULT_VIEWS_P))
     if k is None:
         k = min(views_k if anchor_set.has_views else DEFAULT_K, anchor_set.n_anchors)
     if p is None:
-        p = views_p if anchor_set.has_views else DEFAULT_P
+        p = views_p if anchor_set.has_views else DEFAULT_IMAGE_P if anchor_set.modality == "image" else DEFAULT_P
     return k, p
 
 
@@ -230,7 +235,7 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
                      index: str = "exact", dense_index: Optional[str] = None, max_memory=None,
                      max_query_ms: Optional[float] = None, dense_rerank: Optional[int] = None, overwrite: bool = False, cache_dir: Optional[str] = None,
                      batch_size: int = 32, show_progress_bar: Optional[bool] = None, device: str = "cpu",
-                     labels: Optional[bool] = None, label_weight: float = DEFAULT_LABEL_WEIGHT) -> Path:
+                     labels: Optional[bool] = None, label_weight: Optional[float] = None) -> Path:
     """Build a collection folder from a corpus and a parallel anchor set; return its path.
 
     The anchors pair the corpus's modality (images or sounds) with text: an image corpus needs
@@ -244,7 +249,8 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
 
     ``labels`` (default: whenever the image encoder has a classifier head) stores each image's label
     vector (retrieval/labels.py) and gives text queries the ``relative+labels`` route, which adds
-    ``label_weight`` x the label bridge's cosine to the ASIF score.
+    ``label_weight`` x the label bridge's cosine to the ASIF score (default: labels.DEFAULT_WEIGHT,
+    or labels.DEFAULT_VIEWS_WEIGHT for anchors drawn several ways).
 
     Corrupt or unreadable corpus files are skipped, counted and named in the manifest
     (``skipped``); anchor problems are errors, because a dropped anchor would break the pairing.
@@ -292,6 +298,8 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
 
+    if label_weight is None:
+        label_weight = DEFAULT_VIEWS_LABEL_WEIGHT if views != len(anchor_set) else DEFAULT_LABEL_WEIGHT
     label_cfg = label_setup(encoders, modality, labels, label_weight, cache_dir)
     clock.lap("encode_anchors")
     item_vecs, captioned, cap_vecs, item_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,

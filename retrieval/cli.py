@@ -267,7 +267,7 @@ def cmd_demo(a) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .build import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
+    from .build import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
     from .planner import ROUTES
     from .encoders import DEFAULT_ENCODERS
     from .encoders.registry import describe
@@ -300,7 +300,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"anchors kept per vector (default {DEFAULT_K}, or {DEFAULT_VIEWS_K} when the anchors draw "
                         f"concepts several ways; at most the number of anchors)")
     b.add_argument("-p", "--p", type=float, default=None,
-                   help=f"power applied to kept similarities (default {DEFAULT_P}, or {DEFAULT_VIEWS_P} with views)")
+                   help=f"power applied to kept similarities (default {DEFAULT_IMAGE_P} for images, {DEFAULT_P} for "
+                        f"sounds, or {DEFAULT_VIEWS_P} with views)")
     b.add_argument("--kind", choices=["asif", "cosine"], default="asif", help="relative representation (default asif)")
     b.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULT_CENTER,
                    help=f"centre embeddings on their anchors' mean before cosine (default {DEFAULT_CENTER})")
@@ -314,14 +315,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--dense-rerank", type=int, default=None, metavar="R",
                    help="with an explicit --dense-index FACTORY: ask it for R x the candidates and re-score them "
                         "exactly against the stored embeddings (auto does this for IVF-PQ)")
-    from .labels import DEFAULT_WEIGHT
+    from .labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
 
     b.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
                    help="store each image's label vector (its encoder's classifier head naming what it shows, "
                         "placed in text space) for the relative+labels route (default: when the image encoder has "
                         "a classifier head)")
-    b.add_argument("--label-weight", type=float, default=DEFAULT_WEIGHT,
-                   help=f"weight of the label bridge's cosine added to the ASIF score (default {DEFAULT_WEIGHT})")
+    b.add_argument("--label-weight", type=float, default=None,
+                   help=f"weight of the label bridge's cosine added to the ASIF score (default {DEFAULT_WEIGHT}, or "
+                        f"{DEFAULT_VIEWS_WEIGHT} when the anchors draw concepts several ways)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
     b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
     b.add_argument("--batch-size", type=int, default=32)

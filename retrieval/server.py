@@ -13,7 +13,6 @@ endpoint, and time the query stages (encode, relativise, search) per collection.
 # No "from __future__ import annotations" here: FastAPI reads the endpoint annotations at run time,
 # and they name types imported inside create_app (fastapi is an optional dependency).
 import asyncio
-import io
 import json
 import os
 import tempfile

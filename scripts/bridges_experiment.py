@@ -179,7 +179,7 @@ def suite_tasks(name, image_encoder, text_encoder):
 
 
 GLOBAL_GRID = list(itertools.product((32, 64, 128, 256), (1.0, 2.0, 3.0, 4.0, 8.0), (False, True)))
-WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4)
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
 def global_table(tasks_by_suite):
@@ -249,7 +249,25 @@ def main():
     ap.add_argument("--encoders", default="efficientnet-lite0-multi,efficientnet-lite0")
     ap.add_argument("--suites", default="tuxpaint,openclipart,scratch,emoji")
     ap.add_argument("--out", default="results/experiments/bridges")
+    ap.add_argument("--views-only", action="store_true", help="only the label weight beside the emoji views default")
     a = ap.parse_args()
+    if a.views_only:
+        v = views_labels()
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        lines = ["# The label bridge beside the emoji views default", "",
+                 "Produced by `.venv/bin/python scripts/bridges_experiment.py --views-only`: anchors drawn in "
+                 f"{' + '.join(v['views'])} (merged views + WCCN), k={v['k']} p={v['p']:g} centred, Twemoji gallery, "
+                 "text -> image; validation = the emoji-xstyle folds, seen + unseen.", "",
+                 "| label weight | val R@10 | val MRR | unseen R@1 | unseen R@10 | unseen MRR | seen R@1 | seen R@10 | seen MRR |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for r in v["rows"]:
+            lines.append(f"| {r['weight']:g} | " + " | ".join(f"{r[c]:.3f}" for c in (
+                "val R@10", "val MRR", "unseen R@1", "unseen R@10", "unseen MRR", "seen R@1", "seen R@10", "seen MRR")) + " |")
+        (out / "views.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (out / "views.json").write_text(json.dumps(v, indent=1), encoding="utf-8")
+        print(f"wrote {out / 'views.md'}")
+        return
     text = load_encoder("minilm", "text")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -309,6 +327,45 @@ def main():
         e: {"best": list(g["best"]), "rows": g["rows"], "top": g["top"]} for e, g in globals_.items()}}, indent=1,
         default=str), encoding="utf-8")
     print(f"wrote {out / 'README.md'}")
+
+
+
+def views_labels(weights=WEIGHTS, k=32, p=2.0):
+    """The label bridge beside the emoji views default (five drawing styles merged, WCCN, k=32 p=2):
+    the label weight on the emoji-xstyle validation folds (seen + unseen), and the test rows."""
+    import pyarrow.parquet as pq
+
+    from retrieval.evaluation.data import data_dir, load_emoji
+    from retrieval.evaluation.suites import CAPTION, EmojiTask, anchor_views, emoji_splits
+
+    text = load_encoder("minilm", "text")
+    data = load_emoji(load_encoder("efficientnet-lite0-multi", "image"), text, [CAPTION], show_progress_bar=False,
+                      svg_styles=True)
+    views = anchor_views(data, "twemoji")
+    s = emoji_splits(data.names)
+    lg = image_logits([r["image"] for r in pq.read_table(data_dir("emoji") / "corpus.parquet").to_pylist()])
+    lab = label_texts(text)
+
+    def scores(t, w):
+        pt = RelativeProjector(k=k, p=p, center=True).fit(t.aq)
+        pi = RelativeProjector(k=k, p=p, center=True).fit(t.ag)
+        prim = (pt.transform(t.q) @ pi.transform(t.g).T).toarray()
+        sec = pt.dense(t.q) @ pi.dense(t.g).T
+        return lexicographic(prim + w * label_bridge(lg[t.queries], lab, t.q), sec)
+
+    val = ([EmojiTask(data, a, q, views=views) for a, q in s["folds"]]
+           + [EmojiTask(data, s["anchor"], q, views=views) for _, q in s["folds"]])
+    tests = {"unseen": EmojiTask(data, s["anchor"], s["query"], views=views),
+             "seen": EmojiTask(data, s["all"], s["query"], views=views)}
+    rows = []
+    for w in weights:
+        vm = [retrieval_metrics(scores(t, w), np.arange(len(t.q))) for t in val]
+        tm = {r: retrieval_metrics(scores(t, w), np.arange(len(t.q))) for r, t in tests.items()}
+        rows.append({"weight": w, "val R@10": float(np.mean([m["R@10"] for m in vm])),
+                     "val MRR": float(np.mean([m["MRR"] for m in vm])),
+                     **{f"{r} {x}": tm[r][x] for r in tm for x in ("R@1", "R@10", "MRR")}})
+        print(rows[-1], flush=True)
+    return {"views": list(views), "k": k, "p": p, "rows": rows}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """The packaged aiSFX audio encoder and real named sounds (Debian scratch / freedesktop), end to end."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 

@@ -3,7 +3,6 @@ packaged encoders. (The full demo is run by tests/test_readme.py, as the README 
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -38,7 +37,8 @@ def test_info(emoji_subset, capsys):
     code, out, _ = run(capsys, "info", emoji_subset["out"], "--json")
     info = json.loads(out)
     assert info["counts"]["items"] == info["counts"]["anchors"] >= 100
-    assert info["projector"] == {"kind": "asif", "k": 32, "p": 4.0, "center": True}
+    assert info["projector"] == {"kind": "asif", "k": 32, "p": 2.0, "center": True}  # build.DEFAULT_IMAGE_P
+    assert info["labels"]["count"] == 1000 and info["labels"]["weight"] == 0.6  # the label bridge, single view
 
 
 def test_text_search_table_and_json(emoji_subset, capsys):

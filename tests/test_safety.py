@@ -7,7 +7,6 @@ import shutil
 import stat
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image

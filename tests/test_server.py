@@ -2,11 +2,9 @@
 a JSON error with the right 4xx status (never a stack trace)."""
 
 import io
-import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -215,7 +215,7 @@ def test_demo_data_with_the_installed_drawings_has_two_views_a_concept(tmp_path)
 
 def test_views_defaults_follow_the_anchor_encoder_where_validation_chose_differently(tmp_path, monkeypatch):
     from retrieval import build
-    from retrieval.build import DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, default_k_p
+    from retrieval.build import DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, default_k_p
 
     # no encoder needs its own at present (the suite would say "Stale"); the mechanism, with one that does
     monkeypatch.setattr(build, "VIEWS_K_P_BY_ENCODER", {"efficientnet-lite0-lite2-multi": (64, 2.0)})
@@ -232,4 +232,11 @@ def test_views_defaults_follow_the_anchor_encoder_where_validation_chose_differe
     assert default_k_p(views, None, None, "efficientnet-lite0-multi") == (DEFAULT_VIEWS_K, DEFAULT_VIEWS_P)
     assert default_k_p(views, None, None, "efficientnet-lite0-lite2-multi") == (64, 2.0)
     assert default_k_p(views, 8, 3.0, "efficientnet-lite0-lite2-multi") == (8, 3.0)  # given values win
-    assert default_k_p(plain, None, None, "efficientnet-lite0-lite2-multi") == (min(DEFAULT_K, n), DEFAULT_P)
+    assert default_k_p(plain, None, None, "efficientnet-lite0-lite2-multi") == (min(DEFAULT_K, n), DEFAULT_IMAGE_P)
+    from retrieval.build import DEFAULT_P
+
+    sounds = [tmp_path / f"{i}.wav" for i in range(n)]
+    for f in sounds:
+        f.touch()
+    assert default_k_p(AnchorSet([str(f) for f in sounds], [f"c{i}" for i in range(n)], modality="audio"),
+                       None, None) == (min(DEFAULT_K, n), DEFAULT_P)  # sounds keep the p the sounds suite measured

@@ -38,6 +38,11 @@ class Report:
         self.name, self.title, self.command, self.encoders = name, title, command, encoders
         self.parts: List[str] = []
         self.figures: Dict[str, object] = {}
+        self.files: Dict[str, object] = {}
+
+    def data(self, filename: str, obj) -> None:
+        """A JSON file written beside the README (numbers for tests and scripts; no table parsing)."""
+        self.files[filename] = obj
 
     def text(self, md: str) -> None:
         self.parts.append(md.strip() + "\n")
@@ -85,6 +90,12 @@ class Report:
             fig.savefig(tmp)
             os.replace(tmp, out / fname)
             plt.close(fig)
+        import json
+
+        for fname, obj in self.files.items():
+            tmp = out / f".{fname}.tmp"
+            tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n", encoding="utf-8")
+            os.replace(tmp, out / fname)
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         versions = {**library_versions(), **data_versions()}
         head = [f"# {self.title}", "", f"Produced by `{self.command}` on {now}.", "",
