@@ -122,7 +122,7 @@ class Plan:
             mark = "  <- chosen" if r.route == self.route else ""
             name = f"{r.route}({r.via}, {r.then})" if r.route == "pivot" else r.route
             lines.append(f"  {name:<24} {r.quality:>12.2f} {r.cost:>12.3g}{mark}")
-        lines.append("  (quality: measured R@10 of the route, results/emoji-xstyle or results/sounds; a pivot's is "
+        lines.append("  (quality: measured R@10 of the route, results/emoji-xstyle, results/pictures or results/sounds; a pivot's is "
                      "its hop factor times its continuation's; cost: multiply-adds a query)")
         return "\n".join(lines)
 
