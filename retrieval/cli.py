@@ -179,10 +179,7 @@ def cmd_explain(a) -> int:
     for target in _targets(a, col, modality):
         p = col.plan(modality, target, a.route)
         if a.json:
-            _print_json({"query": query, "modality": modality, "target": target, "route": p.route,
-                         "via": p.via, "then": p.then, "steps": list(p.steps),
-                         "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
-                                           "est_cost": r.cost} for r in p.alternatives]})
+            _print_json(dict(p.to_dict(), query=query, modality=modality, target=target))
         else:
             print(p.explain())
     return 0

@@ -112,6 +112,14 @@ class Plan:
     via: Optional[str] = None
     then: Optional[str] = None
 
+    def to_dict(self) -> Dict:
+        """The plan as JSON-ready data (``retrieval explain --json`` and the HTTP API print this)."""
+        return {"query": {"modality": self.query.modality, "encoder": self.query.encoder},
+                "target": {"modality": self.target.modality, "encoder": self.target.encoder},
+                "route": self.route, "via": self.via, "then": self.then, "steps": list(self.steps),
+                "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
+                                  "est_cost": r.cost} for r in self.alternatives]}
+
     def explain(self) -> str:
         """A database-style EXPLAIN: the chosen route's steps, then every possible route's estimates."""
         lines = [f"{self.query.modality} ({self.query.encoder}) -> {self.target.modality} ({self.target.encoder}): "

@@ -322,9 +322,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     def explain(name: str, modality: Modality = Query("text"), target: Optional[Target] = None,
                 route: Optional[Route] = None):
         p = collection(name).plan(modality, target, route)
-        return {"route": p.route, "via": p.via, "then": p.then, "steps": list(p.steps), "text": p.explain(),
-                "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
-                                  "est_cost": r.cost} for r in p.alternatives]}
+        return dict(p.to_dict(), text=p.explain())
 
     MEDIA = {"image/*": {}, "audio/*": {}, "application/octet-stream": {}}
 

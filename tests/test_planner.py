@@ -111,3 +111,16 @@ def test_measured_pair_priors_override_the_defaults():
     t2a, a2t = plan("text", "audio", spaces, bridges), plan("audio", "text", spaces, bridges)
     assert (t2a.route, a2t.route) == ("translation", "fusion")
     assert {r.route: r.quality for r in t2a.alternatives}["translation"] == PAIR_PRIOR[("text", "audio")]["translation"]
+
+
+def test_a_plan_is_json_ready_data():
+    import json
+
+    from retrieval.planner import Bridge, plan
+
+    p = plan("text", "image", {"image": "efficientnet-lite0", "text": "minilm"},
+             [Bridge("anchors", ("image", "text")), Bridge("translator", ("text", "image"))])
+    d = json.loads(json.dumps(p.to_dict()))
+    assert d["route"] == p.route and d["query"] == {"modality": "text", "encoder": "minilm"}
+    assert [a["route"] for a in d["alternatives"]] == [r.route for r in p.alternatives]
+    assert d["steps"] == list(p.steps) and d["target"]["modality"] == "image"
