@@ -288,6 +288,10 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
         except RuntimeError as exc:
             raise InputError(f"expected a FAISS factory string for --dense-index, such as 'HNSW32' or "
                              f"'IVF1024,Flat', got {dspec['factory']!r}: {exc}") from exc
+    # the label settings (and their refusals) before the anchors' minutes of encoding
+    if label_weight is None:
+        label_weight = DEFAULT_VIEWS_LABEL_WEIGHT if anchor_set.has_views else DEFAULT_LABEL_WEIGHT
+    label_cfg = label_setup(encoders, modality, labels, label_weight, cache_dir)
     clock.lap("load_models")
     enc_kw = dict(cache_dir=cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
     log.info("encoding %d anchor pairs (cached by content hash)", len(anchor_set))
@@ -298,9 +302,6 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
 
-    if label_weight is None:
-        label_weight = DEFAULT_VIEWS_LABEL_WEIGHT if views != len(anchor_set) else DEFAULT_LABEL_WEIGHT
-    label_cfg = label_setup(encoders, modality, labels, label_weight, cache_dir)
     clock.lap("encode_anchors")
     item_vecs, captioned, cap_vecs, item_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
                                                                 show_progress_bar=show_progress_bar, labels=label_cfg)

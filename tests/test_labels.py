@@ -108,3 +108,11 @@ def test_items_beyond_the_relative_list_are_found_when_their_label_lifts_them(ti
         for q in QUERIES:
             for k in (1, 10, 40):
                 assert [col.item_row(h.id) for h in col.search(q, k=k)] == brute_force(col, q, k)[0], (weight, q, k)
+
+
+def test_label_refusals_come_before_any_encoding(tiny_data, fake_encoders, tmp_path):
+    for bad in (dict(labels=True, **dict(LAB, image_encoder="fake-image")), dict(label_weight=float("nan"), **LAB)):
+        with pytest.raises(InputError):
+            build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "x", **bad)
+        assert all(e.calls == 0 for e in fake_encoders.values())  # not one anchor or corpus file encoded
+    assert not (tmp_path / "x").exists()
