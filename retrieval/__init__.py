@@ -7,9 +7,9 @@
 
 __version__ = "0.1.0"
 
-from .api import Collection, Hit  # noqa: E402
-from .build import build_collection  # noqa: E402
-from .errors import CollectionFormatError, InputError, RetrievalError, UnknownNameError  # noqa: E402
+from retrieval.api.collection import Collection, Hit  # noqa: E402
+from retrieval.build.builder import build_collection  # noqa: E402
+from retrieval.errors import CollectionFormatError, InputError, RetrievalError, UnknownNameError  # noqa: E402
 
 __all__ = ["Collection", "Hit", "build_collection", "RetrievalError", "InputError", "UnknownNameError",
            "CollectionFormatError", "__version__"]

@@ -8,7 +8,7 @@ cached); the corpus goes to Ray as a Dataset and ``map_batches`` runs it through
 each loading the encoders once and relativising against the anchors, which are put in the object
 store once and handed to every actor's constructor (not shipped with each batch). Results stream
 back in corpus order; every ``shard_size`` items the driver writes a *shard*: a normal collection
-folder (:func:`retrieval.build.write_collection`), atomically, with the items' global ids.
+folder (:func:`retrieval.build.builder.write_collection`), atomically, with the items' global ids.
 
 **Resuming.** The build works in ``OUT.partial/``, whose ``run.json`` records a hash of everything
 that decides the result (corpus listing, anchors, encoders, k, p, index, shard size). A build that
@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import CollectionFormatError, InputError, UnsupportedQueryError
+from retrieval.errors import CollectionFormatError, InputError, UnsupportedQueryError
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class _Check:
         self.modality = modality
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        from .build import readable_media
+        from retrieval.build.builder import readable_media
 
         rows = [{"path": str(p), "caption": None, "label": None} for p in batch["path"]]
         _, skipped = readable_media(rows, self.modality, show_progress_bar=False)
@@ -104,8 +104,8 @@ class _Encode:
             setup()
         import ray
 
-        from .encoders import load_encoder
-        from .relative import RelativeProjector
+        from retrieval.encoders import load_encoder
+        from retrieval.core.relative import RelativeProjector
 
         if isinstance(anchors, ray.ObjectRef):  # put in the object store once by the driver; fetched once here
             anchors = ray.get(anchors)
@@ -172,7 +172,7 @@ def _shard_name(i: int) -> str:
 def _finished_shards(work: Path, run_id: str) -> Dict[int, Dict]:
     """Shards already written by this run (their manifests verified); leftovers of an interrupted
     write (temporary folders) are removed."""
-    from .collection import read_manifest
+    from retrieval.store.format import read_manifest
 
     done = {}
     for entry in sorted(work.iterdir()):
@@ -208,13 +208,13 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
 
     >>> build_sharded("corpus/", "anchors.parquet", "indexes/big", address="auto")  # doctest: +SKIP
     """
-    from .anchors import AnchorSet, load_anchor_set
-    from .build import DEFAULT_CENTER, default_k_p, parse_index_spec
-    from .encoders import DEFAULT_ENCODERS
-    from .relative import RelativeProjector
-    from .tables import rows_from
+    from retrieval.build.anchors import AnchorSet, load_anchor_set
+    from retrieval.build.builder import DEFAULT_CENTER, default_k_p, parse_index_spec
+    from retrieval.encoders import DEFAULT_ENCODERS
+    from retrieval.core.relative import RelativeProjector
+    from retrieval.media.tables import rows_from
 
-    from .collection import check_output
+    from retrieval.store.format import check_output
 
     out = check_output(out, overwrite)
     work = out.parent / f"{out.name}.partial"
@@ -285,11 +285,11 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
 def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, specs, projector, index_spec,
          shard_size, workers, batch_size, device, cache_dir, show_progress_bar, worker_setup) -> Path:
     """The build itself, once settings are checked and the work folder is claimed."""
-    from .anchors import encode_anchors
-    from .build import _Clock, write_collection
-    from .style import prepare_views
-    from .encoders import load_encoder
-    from .progress import progress
+    from retrieval.build.anchors import encode_anchors
+    from retrieval.build.builder import _Clock, write_collection
+    from retrieval.core.style import prepare_views
+    from retrieval.encoders import load_encoder
+    from retrieval.progress import progress
 
     clock = _Clock()
 
@@ -374,8 +374,8 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
 
     # 4. the top-level manifest, then the folder into place
     shards_meta = []
-    from .arrowio import sha256_file
-    from .collection import read_manifest, write_manifest
+    from retrieval.store.arrow import sha256_file
+    from retrieval.store.format import read_manifest, write_manifest
 
     for s in range(n_shards):
         folder = work / _shard_name(s)
@@ -440,7 +440,7 @@ def _resources(ray) -> Dict:
 
 
 def _now() -> str:
-    from .collection import now_iso
+    from retrieval.store.format import now_iso
 
     return now_iso()
 
@@ -457,8 +457,8 @@ def read_sharded_manifest(folder: Path) -> Dict:
         got = m.get("format") if isinstance(m, dict) else type(m).__name__
         raise CollectionFormatError(f"expected a {SHARDED_FORMAT} version <= {SHARDED_VERSION} in {str(folder)!r}, "
                                     f"got {got!r} version {m.get('format_version') if isinstance(m, dict) else None!r}")
-    from .arrowio import sha256_file
-    from .collection import manifest_checksum
+    from retrieval.store.arrow import sha256_file
+    from retrieval.store.format import manifest_checksum
 
     if m["format_version"] >= 2 and m.get("manifest_sha256") != manifest_checksum(m):
         raise CollectionFormatError(f"expected the sharded manifest in {str(folder)!r} to match its own checksum "
@@ -485,7 +485,7 @@ class _ShardHolder:
     """Ray actor body: one or more shards opened once and kept in memory."""
 
     def __init__(self, folders: Sequence[str], verify: bool = True):
-        from .api import Collection
+        from retrieval.api.collection import Collection
 
         self.cols = [Collection.open(f, verify=verify) for f in folders]
 
@@ -503,7 +503,7 @@ class ShardedCollection:
 
     def __init__(self, folder, manifest: Dict, *, device: str = "cpu", verify: bool = True,
                  actors: Optional[int] = None, address: Optional[str] = None):
-        from .api import Collection
+        from retrieval.api.collection import Collection
 
         self.folder, self.sharded_manifest = Path(folder), manifest
         folders = [str(self.folder / s["name"]) for s in manifest["shards"]]
@@ -559,7 +559,7 @@ class ShardedCollection:
 
     def search(self, query, *, k: int = 10, modality: Optional[str] = None, target: Optional[str] = None,
                route: Optional[str] = None):
-        from .api import _guess_modality
+        from retrieval.api.collection import _guess_modality
 
         return self.search_many([query], k=k, modality=modality or _guess_modality(query), target=target,
                                 route=route)[0]
@@ -574,7 +574,7 @@ class ShardedCollection:
                        route: Optional[str] = None):
         from dataclasses import replace
 
-        from .ranking import rank_candidates
+        from retrieval.core.ranking import rank_candidates
 
         target = self._target(target)
         chosen = self.plan(modality, target, route)

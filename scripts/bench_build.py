@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from retrieval import build_collection
-    from retrieval.collection import read_manifest
+    from retrieval.store.format import read_manifest
     from retrieval.datasets import emoji
 
     paths = emoji.prepare(a.data, show_progress_bar=False)

@@ -2,7 +2,7 @@
 
 Vectors are derived from real encodings (MiniLM 384-d texts of the emoji names, perturbed), as in
 bench_relativise.py; queries are other perturbations of the same real vectors. For each option of
-`retrieval.budget.options` (Flat, HNSW32, IVF-Flat, IVF-PQ) it reports recall@10 against the exact
+`retrieval.indexes.budget.options` (Flat, HNSW32, IVF-Flat, IVF-PQ) it reports recall@10 against the exact
 answer, batch queries/s and the ratio to exact (Flat) queries/s, build time, and what the planner
 estimated, through the engine's own FaissIndex (candidate margin as for dense routes). An option
 with a re-rank (IVF-PQ) is run twice: its codes alone, and with its candidates re-scored exactly
@@ -37,9 +37,9 @@ def main(argv=None) -> int:
 
     from bench_relativise import real_vectors
 
-    from retrieval.budget import options, plan_dense
-    from retrieval.build import DENSE_TIE_MARGIN
-    from retrieval.index import FaissIndex
+    from retrieval.indexes.budget import options, plan_dense
+    from retrieval.build.builder import DENSE_TIE_MARGIN
+    from retrieval.indexes import FaissIndex
 
     rng = np.random.default_rng(0)
     x = real_vectors(a.dim, a.items, rng)

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     import ray
 
     from retrieval import Collection, build_collection
-    from retrieval.anchors import encode_anchors, load_anchor_set
+    from retrieval.build.anchors import encode_anchors, load_anchor_set
     from retrieval.datasets import emoji
     from retrieval.distributed import build_sharded, connect
     from retrieval.encoders import DEFAULT_ENCODERS, load_encoder

@@ -35,7 +35,7 @@ from benchlib import best_of, paired, recall_at, report  # noqa: E402
 
 def real_vectors(d: int, n: int, rng) -> np.ndarray:
     """n unit vectors of width d around real encodings (cached anchor vectors of the emoji data)."""
-    from retrieval.anchors import AnchorSet, encode_anchors
+    from retrieval.build.anchors import AnchorSet, encode_anchors
     from retrieval.datasets import emoji
     from retrieval.evaluation.data import data_dir
     from retrieval.encoders import load_encoder
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from retrieval.relative import RelativeProjector
+    from retrieval.core.relative import RelativeProjector
 
     torch.set_num_threads(os.cpu_count() or 1)
     rng = np.random.default_rng(0)

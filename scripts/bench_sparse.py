@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from retrieval.inverted import InvertedIndex
+    from retrieval.indexes.inverted import InvertedIndex
 
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()

@@ -6,11 +6,11 @@ removed without labels. Run after `retrieval eval --suite emoji-xstyle` (reuses 
 Output: results/experiments/corpus_centring.md."""
 import numpy as np
 
-from retrieval.evaluation.suites import emoji_splits, EmojiTask, TEMPLATES
+from retrieval.evaluation.suites.emoji import emoji_splits, EmojiTask, TEMPLATES
 from retrieval.evaluation.data import load_emoji
 from retrieval.encoders import load_encoder
-from retrieval.metrics import retrieval_metrics, lexicographic
-from retrieval.relative import asif_topk
+from retrieval.core.metrics import retrieval_metrics, lexicographic
+from retrieval.core.relative import asif_topk
 d = load_emoji(load_encoder("efficientnet-lite0","image"), load_encoder("minilm","text"), list(TEMPLATES))
 s = emoji_splits(d.names)
 def n(x): return x/np.linalg.norm(x,axis=1,keepdims=True)

@@ -33,10 +33,10 @@ from retrieval.encoders import load_encoder
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.data import data_dir, load_emoji
 from retrieval.evaluation.report import Report
-from retrieval.evaluation.suites import CAPTION, LITE_PAIR, MULTI, EmojiTask, emoji_splits, view_anchors
-from retrieval.metrics import lexicographic, retrieval_metrics
-from retrieval.relative import RelativeProjector, asif_topk
-from retrieval.style import StyleNormaliser
+from retrieval.evaluation.suites.emoji import CAPTION, LITE_PAIR, MULTI, EmojiTask, emoji_splits, view_anchors
+from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.relative import RelativeProjector, asif_topk
+from retrieval.core.style import StyleNormaliser
 
 VIEWS = ("noto", "openmoji")
 K, P = 32, 2.0  # the engine's views defaults for MULTI (build.DEFAULT_VIEWS_K / _P)

@@ -11,8 +11,8 @@ import torch
 
 from retrieval.encoders import load_encoder
 from retrieval.encoders.image import center_square
-from retrieval.images import load_rgb
-from retrieval.evaluation.suites import emoji_splits, EmojiTask, TEMPLATES, choose
+from retrieval.media.images import load_rgb
+from retrieval.evaluation.suites.emoji import emoji_splits, EmojiTask, TEMPLATES, choose
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.data import data_dir, load_emoji
 

@@ -23,14 +23,14 @@ import argparse
 
 import numpy as np
 
-from retrieval.anchors import AnchorSet, encode_anchors
+from retrieval.build.anchors import AnchorSet, encode_anchors
 from retrieval.datasets import emoji as E
 from retrieval.encoders import load_encoder
 from retrieval.errors import InputError
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.data import data_dir, load_emoji
 from retrieval.evaluation.report import Report
-from retrieval.evaluation.suites import CAPTION, MULTI, EmojiTask, choose, emoji_splits
+from retrieval.evaluation.suites.emoji import CAPTION, MULTI, EmojiTask, choose, emoji_splits
 
 # tried beside the engine's SVG_STYLES and not kept (see the table)
 CANDIDATES = (

@@ -21,7 +21,7 @@ os.environ["RETRIEVAL_CACHE"] = tempfile.mkdtemp(prefix="retrieval-test-cache-")
 
 from retrieval.encoders import registry  # noqa: E402
 from retrieval.encoders.base import AudioEncoder, ImageEncoder, TextEncoder  # noqa: E402
-from retrieval.images import load_rgb  # noqa: E402
+from retrieval.media.images import load_rgb  # noqa: E402
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
            "purple": (140, 40, 160), "orange": (240, 140, 20), "black": (10, 10, 10), "grey": (128, 128, 128)}

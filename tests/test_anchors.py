@@ -3,7 +3,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from retrieval.anchors import AnchorSet, encode_anchors, load_anchor_set
+from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set
 from retrieval.errors import InputError
 
 from .conftest import FakeImageEncoder, FakeTextEncoder, solid

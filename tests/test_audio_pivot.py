@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from retrieval import Collection, build_collection
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import InputError
-from retrieval.tables import rows_from
+from retrieval.media.tables import rows_from
 
 FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", audio_encoder="fake-audio", cache_dir="")
 

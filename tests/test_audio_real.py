@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import InputError
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def test_our_spectrogram_is_aisfx_own(name):
     from aisfx.preprocessing import spectrogram_normalize
     from aisfx.spectrogram.spectrogram_librosa import compute_spectrogram
 
-    from retrieval.audio import load_audio
+    from retrieval.media.audio import load_audio
 
     path = SCRATCH.get(name) or str(sounds.FREEDESKTOP_DIR / f"{name}.oga")
     ours = aisfx_spectrogram(load_audio(path, SAMPLE_RATE))

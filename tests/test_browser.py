@@ -18,7 +18,7 @@ if not (CHROMIUM and DRIVER):
     pytest.skip("Debian's chromium and chromium-driver are not installed", allow_module_level=True)
 
 from retrieval import build_collection  # noqa: E402
-from retrieval.server import create_app  # noqa: E402
+from retrieval.serve.server import create_app  # noqa: E402
 
 FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", k=3, p=2.0)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.budget import RERANK, options, parse_size, plan_dense
+from retrieval.indexes.budget import RERANK, options, parse_size, plan_dense
 from retrieval.errors import InputError
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from retrieval.cli import main
+from retrieval.cli.main import main
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from retrieval import Collection, build_collection
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import InputError
 
 from .conftest import COLOURS, solid
@@ -69,7 +69,7 @@ def sharded(corpus, anchors, out, **kw):
 
 def shard_items(folder: Path):
     """(ids, paths, embeddings, relative vectors as dense rows) over all shards, in shard order."""
-    from retrieval.arrowio import sparse_from_columns
+    from retrieval.store.arrow import sparse_from_columns
 
     m = json.loads((folder / "manifest.json").read_text())
     ids, paths, vecs, rel = [], [], [], []
@@ -92,7 +92,7 @@ def test_sharded_build_equals_one_process_build(cluster, tiny_data, corpus, fake
     ids, paths, vecs, rel = shard_items(out)
     assert ids.tolist() == one.item_ids.tolist() and paths == one.items["path"]  # same ids, same order
     np.testing.assert_allclose(vecs, np.asarray(one.sides["image"].abs), atol=1e-6)
-    from retrieval.arrowio import sparse_from_columns
+    from retrieval.store.arrow import sparse_from_columns
 
     t = pq.read_table(one.folder / "items.parquet")
     np.testing.assert_allclose(rel, sparse_from_columns(t.column("rel_indices"), t.column("rel_values"), 8).toarray(),
@@ -112,7 +112,7 @@ def test_views_and_their_style_normaliser_shard_like_a_one_process_build(cluster
     assert m["anchors"]["count"] == 8 and m["anchors"]["views"] == 16
     assert m["projector"] == one.manifest["projector"]
     _, _, vecs, rel = shard_items(out)
-    from retrieval.arrowio import sparse_from_columns
+    from retrieval.store.arrow import sparse_from_columns
 
     t = pq.read_table(one.folder / "items.parquet")
     np.testing.assert_allclose(rel, sparse_from_columns(t.column("rel_indices"), t.column("rel_values"), 8).toarray(),
@@ -157,7 +157,7 @@ def test_cli_searches_a_sharded_collection(cluster, tiny_data, corpus, fake_enco
 def test_server_serves_a_sharded_collection(cluster, tiny_data, corpus, fake_encoders, tmp_path, actors):
     from fastapi.testclient import TestClient
 
-    from retrieval.server import create_app
+    from retrieval.serve.server import create_app
 
     one = Collection.open(build_collection(corpus, tiny_data["anchors"], tmp_path / "one", **FAKE))
     out = sharded(corpus, tiny_data["anchors"], tmp_path / "many", shard_size=6, workers=1)
@@ -266,7 +266,7 @@ def test_sharded_collections_refuse_what_they_cannot_do(cluster, tiny_data, corp
 
 
 def test_without_ray_nothing_imports_it(tmp_path, capsys):
-    code = ("import sys, retrieval, retrieval.cli, retrieval.api, retrieval.server, retrieval.distributed\n"
+    code = ("import sys, retrieval, retrieval.cli, retrieval.api, retrieval.serve.server, retrieval.distributed\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -4,11 +4,11 @@ these tests check that the harness measures what it says, on cases whose answer 
 import numpy as np
 import pytest
 
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.report import Report
-from retrieval.evaluation.suites import EmojiTask, choose, emoji_splits
-from retrieval.metrics import retrieval_metrics
+from retrieval.evaluation.suites.emoji import EmojiTask, choose, emoji_splits
+from retrieval.core.metrics import retrieval_metrics
 
 
 class Parallel:
@@ -122,8 +122,8 @@ def test_eval_and_demo_bad_arguments_exit_2(capsys, tmp_path):
 def test_views_task_computes_what_a_styled_engine_projector_computes():
     """EmojiTask(views=...) pre-applies the style normaliser; the engine applies it inside
     RelativeProjector. Both must give the same scores, or the suite would not measure the engine."""
-    from retrieval.relative import RelativeProjector
-    from retrieval.style import StyleNormaliser, merge_views
+    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.style import StyleNormaliser, merge_views
 
     data = Parallel(noise=0.2)
     rng = np.random.default_rng(1)
@@ -152,8 +152,8 @@ def test_views_task_computes_what_a_styled_engine_projector_computes():
 def test_views_task_keeps_concepts_a_style_does_not_draw_as_a_build_does():
     """A style that draws only some anchor concepts adds views to those alone; the others keep the
     views they have (a build merges whatever rows an anchor table gives a concept)."""
-    from retrieval.relative import RelativeProjector
-    from retrieval.style import StyleNormaliser, merge_views
+    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.style import StyleNormaliser, merge_views
 
     data = Parallel(noise=0.2)
     rng = np.random.default_rng(2)

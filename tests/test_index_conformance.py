@@ -5,8 +5,8 @@ import pytest
 import scipy.sparse as sp
 
 from retrieval.errors import InputError, UnknownNameError
-from retrieval.index import BACKENDS, ExactIndex, FaissIndex, make_index
-from retrieval.relative import RelativeProjector
+from retrieval.indexes import BACKENDS, ExactIndex, FaissIndex, make_index
+from retrieval.core.relative import RelativeProjector
 
 SPECS = [{"backend": "exact"}, {"backend": "faiss", "factory": "Flat"}, {"backend": "inverted", "dtype": "float32"},
          {"backend": "torch", "device": "cpu"},
@@ -106,7 +106,7 @@ def test_faiss_gpu_matches_cpu():
 
 
 def test_inverted_float16_is_exact_for_the_weights_it_stores(tmp_path):
-    from retrieval.inverted import InvertedIndex
+    from retrieval.indexes.inverted import InvertedIndex
 
     x, q = data("sparse", n=2000, m=30)
     idx = InvertedIndex("float16").add(x)
@@ -125,7 +125,7 @@ def test_inverted_float16_is_exact_for_the_weights_it_stores(tmp_path):
 
 
 def test_inverted_postings_are_memory_mapped_on_load(tmp_path):
-    from retrieval.inverted import InvertedIndex
+    from retrieval.indexes.inverted import InvertedIndex
 
     x, q = data("sparse", n=500)
     idx = InvertedIndex("float16").add(x)
@@ -138,7 +138,7 @@ def test_inverted_postings_are_memory_mapped_on_load(tmp_path):
 
 
 def test_inverted_with_fewer_touched_items_than_k_falls_back_to_every_score():
-    from retrieval.inverted import InvertedIndex
+    from retrieval.indexes.inverted import InvertedIndex
 
     x = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]], np.float32))
     q = sp.csr_matrix(np.array([[0.0, 0.0, 1.0]], np.float32))
@@ -148,7 +148,7 @@ def test_inverted_with_fewer_touched_items_than_k_falls_back_to_every_score():
 
 
 def test_inverted_decodes_every_float16_weight_exactly():
-    from retrieval.inverted import InvertedIndex
+    from retrieval.indexes.inverted import InvertedIndex
 
     vals = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
     vals = vals[np.isfinite(vals) & (vals != 0)]  # every finite non-zero half: normals, subnormals, both signs
@@ -163,7 +163,7 @@ def test_torch_on_cuda_matches_exact(kind):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("torch sees no CUDA device")
-    from retrieval.index import TorchIndex
+    from retrieval.indexes import TorchIndex
 
     x, q = data(kind, n=5000, m=50)
     for a, b in zip(ExactIndex().add(x).search(q, 10), TorchIndex("cuda").add(x).search(q, 10)):

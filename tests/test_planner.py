@@ -3,7 +3,7 @@
 import pytest
 
 from retrieval.errors import InputError
-from retrieval.planner import PAIR_PRIOR, QUALITY_PRIOR, Bridge, plan
+from retrieval.planning.planner import PAIR_PRIOR, QUALITY_PRIOR, Bridge, plan
 
 SPACES = {"image": "efficientnet-lite0", "text": "minilm"}
 ANCHORS = Bridge("anchors", ("image", "text"), "emoji")
@@ -116,7 +116,7 @@ def test_measured_pair_priors_override_the_defaults():
 def test_a_plan_is_json_ready_data():
     import json
 
-    from retrieval.planner import Bridge, plan
+    from retrieval.planning.planner import Bridge, plan
 
     p = plan("text", "image", {"image": "efficientnet-lite0", "text": "minilm"},
              [Bridge("anchors", ("image", "text")), Bridge("translator", ("text", "image"))])

@@ -1,6 +1,6 @@
 import numpy as np
 
-from retrieval.ranking import topk_with_ties
+from retrieval.core.ranking import topk_with_ties
 
 
 def test_ties_are_broken_by_secondary_not_storage_order():

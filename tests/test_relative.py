@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from retrieval.errors import InputError
-from retrieval.relative import RelativeProjector, asif_topk, cosine_relative
+from retrieval.core.relative import RelativeProjector, asif_topk, cosine_relative
 
 
 def reference_asif(x, anchors, k, p):
@@ -116,7 +116,7 @@ def test_fused_selections_equal_numpy_selection(center, select):
 
 def test_heap_path_over_many_row_blocks_on_threads_equals_numpy(monkeypatch):
     # small blocks so that rows spread over worker threads and columns end in a partial block
-    import retrieval.relative as rel
+    import retrieval.core.relative as rel
 
     monkeypatch.setattr(rel, "HEAP_BLOCK", 37)
     monkeypatch.setattr(rel, "HEAP_COLS", 256)

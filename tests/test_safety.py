@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from retrieval import Collection, build_collection
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import CollectionFormatError, InputError
 
 from .conftest import solid
@@ -120,7 +120,7 @@ def test_a_collection_built_with_relative_paths_works_from_elsewhere(tiny_data, 
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from retrieval.server import create_app
+    from retrieval.serve.server import create_app
 
     with TestClient(create_app({"col": str(col.folder)}), raise_server_exceptions=False) as client:
         assert client.get(f"/collections/col/items/{hit.id}/file").status_code == 200
@@ -177,8 +177,8 @@ def test_adding_the_same_files_twice_is_refused_or_skipped(tiny_collection, tiny
 def test_a_collection_built_before_hashes_learns_them_on_add(tiny_collection, tiny_data, tmp_path):
     t = pq.read_table(tiny_collection / "items.parquet")
     assert "sha256" in t.column_names
-    from retrieval.arrowio import sha256_file
-    from retrieval.collection import write_manifest
+    from retrieval.store.arrow import sha256_file
+    from retrieval.store.format import write_manifest
 
     pq.write_table(t.drop_columns(["sha256"]), tiny_collection / "items.parquet")  # as an older build wrote it
     m = json.loads((tiny_collection / "manifest.json").read_text())
@@ -236,7 +236,7 @@ def test_server_refuses_bad_templates_with_400(tiny_collection, fake_encoders):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from retrieval.server import create_app
+    from retrieval.serve.server import create_app
 
     png = Path(tiny_collection).parent / "anchors" / "red.png"
     with TestClient(create_app({"col": str(tiny_collection)}), raise_server_exceptions=False) as client:

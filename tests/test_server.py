@@ -12,7 +12,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from retrieval import build_collection  # noqa: E402
-from retrieval.server import create_app  # noqa: E402
+from retrieval.serve.server import create_app  # noqa: E402
 
 FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", audio_encoder="fake-audio", cache_dir="",
             k=3, p=2.0)

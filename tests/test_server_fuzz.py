@@ -14,7 +14,7 @@ from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import CHECKS, load_all_checks  # noqa: E402
 
 from retrieval import build_collection  # noqa: E402
-from retrieval.server import create_app  # noqa: E402
+from retrieval.serve.server import create_app  # noqa: E402
 
 FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", k=3, p=2.0)
 # The one thing JSON Schema cannot say of an upload: that its bytes decode as an image or a sound.

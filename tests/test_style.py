@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from retrieval import Collection, build_collection
-from retrieval.anchors import AnchorSet, load_anchor_set
+from retrieval.build.anchors import AnchorSet, load_anchor_set
 from retrieval.errors import InputError
-from retrieval.relative import RelativeProjector
-from retrieval.style import StyleNormaliser, merge_views
+from retrieval.core.relative import RelativeProjector
+from retrieval.core.style import StyleNormaliser, merge_views
 
 from .conftest import COLOURS, solid
 
@@ -90,7 +90,7 @@ def _two_style_anchors(root):
 def test_a_build_with_views_merges_them_learns_a_style_and_carries_it(tiny_data, fake_encoders, tmp_path):
     import pyarrow.parquet as pq
 
-    from retrieval.arrowio import sparse_from_columns
+    from retrieval.store.arrow import sparse_from_columns
 
     anchors = _two_style_anchors(tmp_path)
     out = build_collection(tiny_data["corpus"], anchors, tmp_path / "styled", k=3, p=2.0, **FAKE)
@@ -117,7 +117,7 @@ def test_a_build_with_views_merges_them_learns_a_style_and_carries_it(tiny_data,
 
 
 def test_updates_keep_the_style(tiny_data, fake_encoders, tmp_path):
-    from retrieval.update import add_items
+    from retrieval.build.update import add_items
 
     out = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "styled", k=3, p=2.0, **FAKE)
     (tmp_path / "more").mkdir()
@@ -146,7 +146,7 @@ def test_a_concept_on_some_rows_only_is_refused(tiny_data):
 
 
 def test_pivot_sets_keep_the_plain_defaults_beside_views(tiny_data, tone_data, fake_encoders, tmp_path):
-    from retrieval.build import DEFAULT_P
+    from retrieval.build.builder import DEFAULT_P
 
     kw = dict(FAKE, audio_encoder="fake-audio", pivots=[tone_data["anchors"]])
     out = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "a", **kw)
@@ -215,7 +215,7 @@ def test_demo_data_with_the_installed_drawings_has_two_views_a_concept(tmp_path)
 
 def test_views_defaults_follow_the_anchor_encoder_where_validation_chose_differently(tmp_path, monkeypatch):
     from retrieval import build
-    from retrieval.build import DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, default_k_p
+    from retrieval.build.builder import DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, default_k_p
 
     # no encoder needs its own at present (the suite would say "Stale"); the mechanism, with one that does
     monkeypatch.setattr(build, "VIEWS_K_P_BY_ENCODER", {"efficientnet-lite0-lite2-multi": (64, 2.0)})
@@ -233,7 +233,7 @@ def test_views_defaults_follow_the_anchor_encoder_where_validation_chose_differe
     assert default_k_p(views, None, None, "efficientnet-lite0-lite2-multi") == (64, 2.0)
     assert default_k_p(views, 8, 3.0, "efficientnet-lite0-lite2-multi") == (8, 3.0)  # given values win
     assert default_k_p(plain, None, None, "efficientnet-lite0-lite2-multi") == (min(DEFAULT_K, n), DEFAULT_IMAGE_P)
-    from retrieval.build import DEFAULT_P
+    from retrieval.build.builder import DEFAULT_P
 
     sounds = [tmp_path / f"{i}.wav" for i in range(n)]
     for f in sounds:

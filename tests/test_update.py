@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from retrieval import Collection, build_collection
-from retrieval.cli import main
+from retrieval.cli.main import main
 from retrieval.errors import InputError
 
 from .conftest import COLOURS, solid
@@ -100,7 +100,7 @@ def test_cli_add_and_delete(tiny_collection, tmp_path, fake_encoders, capsys):
 
 def _as_format_2(folder: Path) -> None:
     """Rewrite a collection as format 2 wrote it: embeddings as table columns, no .npy files."""
-    from retrieval.arrowio import dense_column, sha256_file
+    from retrieval.store.arrow import dense_column, sha256_file
 
     m = json.loads((folder / "manifest.json").read_text())
     for table, side in (("items.parquet", m["items"]["modality"]), ("texts.parquet", "text")):

@@ -23,8 +23,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import pyarrow as pa
 
-from ..arrowio import write_parquet_atomic
-from ..errors import InputError
+from retrieval.store.arrow import write_parquet_atomic
+from retrieval.errors import InputError
 
 NOTO_FONT_PATHS = ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
                    "/usr/share/fonts/noto/NotoColorEmoji.ttf")
@@ -286,7 +286,7 @@ def render_svgs(svgs: Dict[str, object], concepts: List[Concept], out: Path, siz
         raise InputError(f"{what} needs cairosvg; pip install cairosvg") from exc
     from PIL import Image
 
-    from ..progress import progress
+    from retrieval.progress import progress
 
     out.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -352,7 +352,7 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
     """
     from PIL import ImageFont
 
-    from ..progress import progress
+    from retrieval.progress import progress
 
     out = Path(out_dir)
     concepts = emoji_concepts()

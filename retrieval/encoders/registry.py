@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
-from ..errors import InputError, UnknownNameError
-from .base import Encoder, resolve_device
+from retrieval.errors import InputError, UnknownNameError
+from retrieval.encoders.base import Encoder, resolve_device
 
 DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0-multi", "audio": "aisfx"}
 
@@ -27,21 +27,21 @@ class Backend:
 
 
 def _minilm(arg, *, name, device, modality):
-    from .text import TransformersTextEncoder, packaged_minilm_path
+    from retrieval.encoders.text import TransformersTextEncoder, packaged_minilm_path
 
     return TransformersTextEncoder(packaged_minilm_path(), name=name, device=device)
 
 
 def _effnet(variant, readout="avg"):
     def make(arg, *, name, device, modality):
-        from .image import EfficientNetLiteEncoder
+        from retrieval.encoders.image import EfficientNetLiteEncoder
 
         return EfficientNetLiteEncoder(variant, name=name, device=device, readout=readout)
     return make
 
 
 def _effnet_pair(arg, *, name, device, modality):
-    from .image import ConcatImageEncoder, EfficientNetLiteEncoder
+    from retrieval.encoders.image import ConcatImageEncoder, EfficientNetLiteEncoder
 
     members = [EfficientNetLiteEncoder(v, name=f"{v}-multi", device=device, readout="multi")
                for v in ("efficientnet-lite0", "efficientnet-lite2")]
@@ -49,43 +49,43 @@ def _effnet_pair(arg, *, name, device, modality):
 
 
 def _aisfx(arg, *, name, device, modality):
-    from .audio import AisfxAudioEncoder
+    from retrieval.encoders.audio import AisfxAudioEncoder
 
     return AisfxAudioEncoder(name=name, device=device)
 
 
 def _hf_audio(arg, *, name, device, modality):
-    from .audio import TransformersAudioEncoder
+    from retrieval.encoders.audio import TransformersAudioEncoder
 
     return TransformersAudioEncoder(arg, name=name, device=device)
 
 
 def _hf_text(arg, *, name, device, modality):
-    from .text import TransformersTextEncoder
+    from retrieval.encoders.text import TransformersTextEncoder
 
     return TransformersTextEncoder(arg, name=name, device=device)
 
 
 def _st(arg, *, name, device, modality):
-    from .text import SentenceTransformerEncoder
+    from retrieval.encoders.text import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(arg, name=name, device=device)
 
 
 def _hf_image(arg, *, name, device, modality):
-    from .image import TransformersImageEncoder
+    from retrieval.encoders.image import TransformersImageEncoder
 
     return TransformersImageEncoder(arg, name=name, device=device)
 
 
 def _timm(arg, *, name, device, modality):
-    from .image import TimmImageEncoder
+    from retrieval.encoders.image import TimmImageEncoder
 
     return TimmImageEncoder(arg, name=name, device=device)
 
 
 def _open_clip(arg, *, name, device, modality):
-    from .open_clip_towers import OpenClipImageTower, OpenClipTextTower
+    from retrieval.encoders.open_clip_towers import OpenClipImageTower, OpenClipTextTower
 
     cls = OpenClipImageTower if modality == "image" else OpenClipTextTower
     return cls(arg, name=name, device=device)

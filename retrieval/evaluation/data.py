@@ -15,9 +15,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..anchors import AnchorSet, encode_anchors, default_cache_dir
-from ..encoders import Encoder
-from ..errors import InputError
+from retrieval.build.anchors import AnchorSet, encode_anchors, default_cache_dir
+from retrieval.encoders import Encoder
+from retrieval.errors import InputError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -43,7 +43,7 @@ def load_emoji(image_encoder: Encoder, text_encoder: Encoder, templates: List[st
     cannot be had (no npm, no cairosvg) is left out with a warning."""
     import pyarrow.parquet as pq
 
-    from ..datasets import emoji
+    from retrieval.datasets import emoji
 
     folder = data_dir("emoji")
     if not (folder / "corpus.parquet").is_file():
@@ -150,7 +150,7 @@ class SoundData:
 
 def load_sounds(audio_encoder: Encoder, text_encoder: Encoder, caption_template: str,
                 show_progress_bar: Optional[bool] = None) -> SoundData:
-    from ..datasets.sounds import find_sounds
+    from retrieval.datasets.sounds import find_sounds
 
     sounds = find_sounds()
     caps = [caption_template.format(s.words) for s in sounds]
@@ -176,7 +176,7 @@ def load_pictures(source: str, image_encoder: Encoder, text_encoder: Encoder,
                   show_progress_bar: Optional[bool] = None) -> PictureData:
     """The first picture (by path) of each concept of a Debian picture source
     (:mod:`retrieval.datasets.pictures`), SVGs rendered once, encodings cached by content."""
-    from ..datasets import pictures
+    from retrieval.datasets import pictures
 
     pics = pictures.load(source)
     pics = pictures.rendered(pics, data_dir("pictures") / source, show_progress_bar=show_progress_bar)

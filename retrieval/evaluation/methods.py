@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import lexicographic
-from ..relative import RelativeProjector
-from ..translation import Translator
+from retrieval.core.metrics import lexicographic
+from retrieval.core.relative import RelativeProjector
+from retrieval.core.translation import Translator
 
 
 def asif(aq, ag, q, g, *, k=64, p=8.0, center=False, engine=True) -> np.ndarray:
@@ -133,7 +133,7 @@ def product_of_invariances(aq, ag, q, g, *, sims=SIMILARITIES) -> np.ndarray:
 def asif_product_of_invariances(aq, ag, q, g, *, k=64, p=4.0, sims=SIMILARITIES) -> np.ndarray:
     """ASIF sparsification (top k, power p) of each similarity function's standardised relative
     vector; the scores of the different functions are summed."""
-    from ..relative import asif_topk
+    from retrieval.core.relative import asif_topk
 
     aq_c, q_c = _centred(aq, q)
     ag_c, g_c = _centred(ag, g)

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..collection import library_versions
+from retrieval.store.format import library_versions
 
 
 def data_versions() -> Dict[str, str]:
@@ -80,7 +80,7 @@ class Report:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            from ..errors import InputError
+            from retrieval.errors import InputError
 
             raise InputError(f"expected a writable results folder, got {str(out)!r}: {exc}") from exc
         import matplotlib.pyplot as plt

@@ -1,0 +1,112 @@
+"""ASIF zero-shot classification: labels become prompts, prompts become relative vectors.
+
+Each label is written into several prompt templates; the prompts' text embeddings are averaged per
+class (prompt ensembling, as for CLIP) and relativised against the text anchors. An image is
+relativised against the image anchors, and its class is the label whose relative vector it matches
+best, ties broken by the dense relative cosine.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from retrieval.encoders.base import Encoder, l2_normalise
+from retrieval.errors import InputError
+from retrieval.core.ranking import topk_with_ties
+from retrieval.core.relative import RelativeProjector
+
+DEFAULT_TEMPLATES = ("a photo of a {}", "an emoji of {}", "an image of {}")
+
+
+@dataclass
+class Prediction:
+    labels: List[str]
+    scores: List[float]
+
+    def to_dict(self) -> Dict:
+        return {"labels": self.labels, "scores": [round(float(s), 6) for s in self.scores]}
+
+
+def check_template(template) -> str:
+    """A prompt template must hold exactly one ``{}`` (where the label goes) and no other field;
+    literal braces are written ``{{`` and ``}}``. Returns it, or raises an InputError that says why.
+
+    >>> check_template("a photo of a {}")
+    'a photo of a {}'
+    """
+    if not isinstance(template, str) or not template.strip():
+        raise InputError(f"expected a prompt template such as 'a photo of a {{}}', got {template!r}")
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:  # "{}{", "}" alone...
+        raise InputError(f"expected a prompt template with exactly one {{}} where the label goes (literal braces "
+                         f"as {{{{ and }}}}), got {template!r}: {exc}") from None
+    if fields != [("", "", None)]:
+        raise InputError(f"expected a prompt template with exactly one {{}} where the label goes and no other "
+                         f"field, got {template!r} with {len(fields)} field(s)"
+                         f"{': ' + ', '.join(repr('{' + f + ('!' + c if c else '') + (':' + sp if sp else '') + '}') for f, sp, c in fields) if fields else ''}")
+    return template
+
+
+def read_labels(path) -> List[str]:
+    """One label a line; blank lines and lines starting with '#' are ignored."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            labels = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    except OSError as exc:
+        raise InputError(f"expected a readable labels file (one label a line), got {str(path)!r}: {exc}") from exc
+    if not labels:
+        raise InputError(f"expected at least one label in {str(path)!r}, found none")
+    return labels
+
+
+class ZeroShotClassifier:
+    def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder,
+                 text_anchors: np.ndarray, image_anchors: np.ndarray, projector_params: Dict, style=None):
+        labels = [str(lab).strip() for lab in labels]
+        if not labels or any(not lab for lab in labels):
+            raise InputError(f"expected non-empty labels, got {labels[:5]!r}")
+        if len(set(labels)) != len(labels):
+            dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+            raise InputError(f"expected distinct labels, got duplicates {dup[:5]}")
+        if isinstance(templates, str) or not templates:
+            raise InputError(f"expected a list of prompt templates, each with one {{}}, got {templates!r}")
+        for t in templates:
+            check_template(t)
+        self.labels, self.templates = labels, list(templates)
+        prompts = [t.format(lab) for lab in labels for t in self.templates]
+        vecs = text_encoder.encode(prompts).reshape(len(labels), len(self.templates), -1)
+        class_vecs = l2_normalise(vecs.mean(1))
+        text_proj = RelativeProjector(**projector_params).fit(text_anchors)
+        self.class_rel, self.class_dense = text_proj.transform(class_vecs), text_proj.dense(class_vecs)
+        # style: the collection's normaliser of its items' modality (retrieval/style.py), if any
+        self.image_proj = RelativeProjector(**projector_params, style=style).fit(image_anchors)
+
+    def scores(self, image_vectors: np.ndarray) -> np.ndarray:
+        """(n_images, n_labels) ASIF similarities."""
+        rel = self.image_proj.transform_rows(image_vectors)
+        s = rel @ self.class_rel.T
+        return np.asarray(s.toarray() if hasattr(s, "toarray") else s, np.float32)
+
+    def predict(self, image_vectors: np.ndarray, k: int = 5) -> List[Prediction]:
+        if k < 1:
+            raise InputError(f"expected k >= 1, got {k}")
+        scores = self.scores(image_vectors)
+        dense = self.image_proj.dense(image_vectors) @ self.class_dense.T
+        out = []
+        for row, d in zip(scores, dense):
+            ids, s, _ = topk_with_ties(row, k, lambda c, d=d: d[c])
+            out.append(Prediction([self.labels[i] for i in ids], s.tolist()))
+        return out
+
+
+def accuracy(predictions: Sequence[Prediction], truth: Sequence[Optional[str]], k: int) -> Optional[float]:
+    """Top-k accuracy over the items that have a true label (None when none has)."""
+    pairs = [(p, t) for p, t in zip(predictions, truth) if t is not None]
+    if not pairs:
+        return None
+    return float(np.mean([t in p.labels[:k] for p, t in pairs]))

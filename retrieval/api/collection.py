@@ -1,0 +1,486 @@
+"""The facade: the Python API that the CLI (and later the server) call. One object, one collection.
+
+>>> from retrieval import Collection
+>>> col = Collection.open("indexes/demo")                       # doctest: +SKIP
+>>> col.search("an emoji of a red apple", k=5)[0].path           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from retrieval.store.arrow import dense_from_column, sparse_from_columns
+from retrieval.build.builder import build_collection
+from retrieval.api.classify import DEFAULT_TEMPLATES, ZeroShotClassifier
+from retrieval.store.format import open_vectors, read_manifest, read_parquet, vectors_file
+from retrieval.encoders import Encoder, load_encoder
+from retrieval.errors import InputError, UnsupportedQueryError
+from retrieval.media.images import ImageLike
+from retrieval.indexes import ExactIndex, Hits, make_index
+from retrieval.planning.planner import Bridge, Plan, plan
+from retrieval.core.ranking import TIE_EPS, rank_candidates
+from retrieval.core.relative import RelativeProjector, pivot
+from retrieval.core.style import load_style
+from retrieval.core.translation import load_translator
+
+
+@dataclass
+class Hit:
+    """One search result. ``secondary`` is the dense relative cosine used to break ties (NaN if unused)."""
+
+    rank: int
+    id: int
+    score: float
+    secondary: float
+    kind: str                      # the target modality: "image", "audio" or "text"
+    path: Optional[str] = None     # item results (an image or a sound file)
+    caption: Optional[str] = None
+    label: Optional[str] = None
+    source: Optional[str] = None   # text results: "corpus" caption or "anchor" caption
+    item_id: Optional[int] = None  # text results from a corpus caption: the item it describes
+
+    def to_dict(self) -> Dict:
+        d = asdict(self)  # every key always present (null when not applicable): a stable schema
+        d["secondary"] = None if np.isnan(self.secondary) else float(self.secondary)
+        return d
+
+
+class _RowMap:
+    """Rows of ``base`` through ``fn``, computed when indexed (``view[ids]``): a derived copy of the
+    vectors without holding it."""
+
+    def __init__(self, base, fn):
+        self.base, self.fn, self.shape = base, fn, base.shape
+
+    def __getitem__(self, ids):
+        return self.fn(self.base[ids])
+
+
+class _Side:
+    """Everything the collection holds for one modality: rows, vectors, relative vectors, index."""
+
+    def __init__(self, modality, meta, abs_vecs, rel, index_spec, folder, stem, dense_spec=None):
+        self.modality, self.meta, self.abs = modality, meta, abs_vecs
+        self.index = make_index(index_spec).load(str(folder), stem, rel)  # the index holds the relative vectors
+        self._abs_index = None
+        self._dense = (dense_spec, folder, f"{modality}_absolute")
+
+    def abs_index(self):
+        """The absolute route's index: a built FAISS index when the collection has one, else exact."""
+        if self._abs_index is None:
+            spec, folder, stem = self._dense
+            self._abs_index = (make_index(spec).load(str(folder), stem, self.abs) if spec
+                               else ExactIndex().add(self.abs))
+        return self._abs_index
+
+
+class Collection:
+    """A built collection, opened read-only. Encoders load lazily, on the first query that needs them.
+
+    ``modality`` is what the items are (``"image"`` or ``"audio"``); texts (corpus and anchor
+    captions) are the other searchable side.
+    """
+
+    def __init__(self, folder: Path, manifest: Dict, *, device: str = "cpu",
+                 encoders: Optional[Dict[str, Union[str, Encoder]]] = None):
+        self.folder, self.manifest, self.device = Path(folder), manifest, device
+        self.timer = None  # optional callable(stage, seconds): per-stage query timings (encode, relativise, search)
+        self.modality: str = manifest["items"]["modality"]
+        self._encoders: Dict[str, Encoder] = {}
+        for modality, enc in (encoders or {}).items():
+            self._check_encoder(modality, enc)
+        anchors = read_parquet(self.folder, "anchors.parquet")
+        dims = {m: e["dim"] for m, e in manifest["encoders"].items()}
+        self.anchor_vectors = {m: dense_from_column(anchors.column(f"{m}_vector"), dims[m])
+                               for m in (self.modality, "text")}
+        self.anchor_captions = anchors.column("caption").to_pylist()
+        params = dict(manifest["projector"])
+        if str(device).startswith("cuda"):  # queries are relativised on the GPU too
+            params.update(select="torch", device=device)
+        # A style normaliser (learned from anchors drawn several ways) applies to the items' modality.
+        st = manifest.get("style")
+        self.style = load_style(self.folder, st, dims[st["modality"]]) if st else None
+        self.projectors = {m: RelativeProjector(**params, style=self.style if st and m == st["modality"] else None).fit(v)
+                           for m, v in self.anchor_vectors.items()}
+        # Pivot sets: (projector over the set's own-modality side, the set's text side as the landing space).
+        self.pivots: Dict[str, tuple] = {}
+        for pv in manifest.get("pivots", []):
+            m = pv["modalities"][0]
+            table = read_parquet(self.folder, pv["file"])
+            own, land = (dense_from_column(table.column(f"{x}_vector"), dims[x]) for x in (m, "text"))
+            # "p" absent: written before pivot sets had their own p (they used the main set's)
+            self.pivots[m] = (RelativeProjector(**dict(params, k=pv["k"], p=pv.get("p", params["p"]))).fit(own), land)
+        # What is read into memory: the tables' text columns and ids. Embeddings (format 3) are
+        # memory-mapped; relative vectors are read only for backends that need them in memory
+        # (the inverted index maps its own postings).
+        files = manifest["files"]
+        self.sides = {}
+        tables = {}
+        for m, name, stem in ((self.modality, "items.parquet", f"{self.modality}_relative"),
+                              ("text", "texts.parquet", "text_relative")):
+            spec = manifest["indexes"][stem]
+            in_npy = vectors_file(m) in files
+            skip = ({"rel_indices", "rel_values"} if spec.get("backend") == "inverted" and params["kind"] == "asif"
+                    else set()) | ({f"{m}_vector"} if in_npy else set())
+            cols = [c for c in pq.read_schema(self.folder / name).names if c not in skip]
+            table = tables[m] = read_parquet(self.folder, name, columns=cols)
+            vecs = (open_vectors(self.folder, m, table.num_rows, dims[m]) if in_npy
+                    else dense_from_column(table.column(f"{m}_vector"), dims[m]))
+            if params["kind"] != "asif":
+                rel = self.projectors[m].transform(vecs)
+            elif "rel_indices" in cols:
+                rel = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(self.anchor_captions))
+            else:
+                rel = vecs  # the inverted index takes only the item count from it
+            dense = manifest.get("dense_indexes", {}).get(f"{m}_absolute")
+            self.sides[m] = _Side(m, table, vecs, rel, spec, self.folder, stem, dense)
+        items, texts = tables[self.modality], tables["text"]
+        self.items = {c: items.column(c).to_pylist() for c in ("path", "caption", "label")}
+        self.texts = {c: texts.column(c).to_pylist() for c in ("text", "source", "item_id")}
+        # Stable ids (ascending; they survive additions and deletions), not row numbers.
+        self.item_ids = items.column("id").to_numpy().astype(np.int64)
+        self.text_ids = texts.column("id").to_numpy().astype(np.int64)
+        # Collections from before translators existed have only the anchor bridge.
+        self.bridges = [Bridge("anchors", (self.modality, "text"), manifest["anchors"].get("source", ""))]
+        self.bridges += [Bridge("anchors", tuple(pv["modalities"]), pv.get("source", ""), indexed=False)
+                         for pv in manifest.get("pivots", [])]
+        self.translators = {}
+        for b in manifest.get("bridges", []):
+            if b.get("kind") == "translator":
+                src, dst = b["modalities"]
+                self.translators[(src, dst)] = load_translator(str(self.folder / b["file"]))
+                self.bridges.append(Bridge("translator", (src, dst), b.get("name", "")))
+            elif b.get("kind") == "labels":
+                self.bridges.append(Bridge("labels", tuple(b["modalities"]), b.get("name", "")))
+        # The label bridge (retrieval/labels.py): each item as a point in text space, memory-mapped.
+        lm = manifest.get("labels")
+        self.item_labels = (open_vectors(self.folder, self.modality, len(self.item_ids), int(lm["dim"]), lm["file"])
+                            if lm else None)
+        self._scaled: Dict[str, ExactIndex] = {}
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder, *, device: str = "cpu", image_encoder: Optional[Union[str, Encoder]] = None,
+             text_encoder: Optional[Union[str, Encoder]] = None, audio_encoder: Optional[Union[str, Encoder]] = None,
+             verify: bool = True) -> "Collection":
+        """Open a collection folder after checking its manifest and checksums.
+
+        ``image_encoder`` / ``text_encoder`` / ``audio_encoder`` override how queries are encoded; they
+        must be the manifest's encoders (same spec and width), or the vectors would not be comparable.
+        """
+        from retrieval.distributed import ShardedCollection, is_sharded
+
+        if is_sharded(folder):  # a distributed build's shards, searched as one (same search API)
+            return ShardedCollection.open(folder, device=device, verify=verify)
+        manifest = read_manifest(Path(folder), verify=verify)
+        given = (("image", image_encoder), ("text", text_encoder), ("audio", audio_encoder))
+        encoders = {m: e for m, e in given if e is not None}
+        return cls(Path(folder), manifest, device=device, encoders=encoders)
+
+    @classmethod
+    def build(cls, corpus, anchors, out, **kwargs) -> "Collection":
+        """Build (see :func:`retrieval.build.builder.build_collection` for options) and open the result."""
+        return cls.open(build_collection(corpus, anchors, out, **kwargs), device=kwargs.get("device", "cpu"))
+
+    def add(self, corpus, **kwargs) -> "Collection":
+        """Append the files of ``corpus`` (see :func:`retrieval.build.update.add_items`); returns the
+        collection re-opened, with the new items searchable. Only the new files are encoded."""
+        from retrieval.build.update import add_items
+
+        add_items(self.folder, corpus, device=self.device, **kwargs)
+        return Collection.open(self.folder, device=self.device, **self._given_encoders())
+
+    def delete(self, ids) -> "Collection":
+        """Remove items by id (see :func:`retrieval.build.update.delete_items`); returns the collection re-opened."""
+        from retrieval.build.update import delete_items
+
+        delete_items(self.folder, ids)
+        return Collection.open(self.folder, device=self.device, **self._given_encoders())
+
+    def _given_encoders(self) -> Dict:
+        return {f"{m}_encoder": e for m, e in self._encoders.items()}
+
+    def _check_encoder(self, modality: str, enc: Union[str, Encoder]) -> None:
+        if modality not in self.manifest["encoders"]:
+            raise InputError(f"expected an encoder for one of this collection's modalities "
+                             f"{sorted(self.manifest['encoders'])}, got one for {modality!r}")
+        want = self.manifest["encoders"][modality]
+        spec = enc if isinstance(enc, str) else enc.name
+        if spec != want["spec"]:
+            raise InputError(f"expected the {modality} encoder this collection was built with ({want['spec']!r}), "
+                             f"got {spec!r}; rebuild the collection to use another encoder")
+        if isinstance(enc, Encoder):
+            if enc.dim != want["dim"] or enc.modality != modality:
+                raise InputError(f"expected a {modality} encoder of dimension {want['dim']}, got {enc.modality} "
+                                 f"encoder {enc.name!r} of dimension {enc.dim}")
+            self._encoders[modality] = enc
+
+    def encoder(self, modality: str) -> Encoder:
+        if modality not in self.manifest["encoders"]:
+            raise UnsupportedQueryError(f"expected a query in one of this collection's modalities {sorted(self.manifest['encoders'])}, "
+                             f"got {modality!r}; add {modality}-text anchors with 'retrieval build --pivot-anchors'")
+        if modality not in self._encoders:
+            want = self.manifest["encoders"][modality]
+            enc = load_encoder(want["spec"], modality, device=self.device)
+            if enc.dim != want["dim"]:
+                raise InputError(f"expected encoder {want['spec']!r} to give {want['dim']}-d vectors as when the "
+                                 f"collection was built, got {enc.dim}-d; the model changed, rebuild the collection")
+            self._encoders[modality] = enc
+        return self._encoders[modality]
+
+    # ---- search -------------------------------------------------------------------------------
+    def _target(self, target: Optional[str]) -> str:
+        target = self.modality if target in (None, "items") else target
+        if target not in self.sides:
+            raise UnsupportedQueryError(f"expected a target among {sorted(self.sides)} (or 'items'), got {target!r}")
+        return target
+
+    def plan(self, query_modality: str, target: Optional[str] = None, route: Optional[str] = None) -> Plan:
+        """The route a query would take, with every alternative's estimates (``.explain()`` prints it).
+        ``target`` defaults to the collection's items."""
+        target = self._target(target)
+        spaces = {m: e["spec"] for m, e in self.manifest["encoders"].items()}
+        sizes = {"items": len(self.sides[target].abs), "anchors": self.manifest["anchors"]["count"],
+                 "k": self.manifest["projector"]["k"],
+                 **{f"dim_{m}": e["dim"] for m, e in self.manifest["encoders"].items()},
+                 **{f"anchors_{pv['modalities'][0]}_text": pv["count"] for pv in self.manifest.get("pivots", [])}}
+        return plan(query_modality, target, spaces, self.bridges, route=route, sizes=sizes)
+
+    def search(self, query: Union[str, ImageLike], *, k: int = 10, modality: Optional[str] = None,
+               target: Optional[str] = None, route: Optional[str] = None) -> List[Hit]:
+        """Search with one query: a path to an existing image or sound file is that, a PIL image an
+        image, any other string text. ``target`` defaults to the collection's items.
+
+        >>> col.search("a red apple", k=3)                      # doctest: +SKIP
+        >>> col.search("query.png", target="text", k=3)         # doctest: +SKIP
+        >>> col.search("dog-bark.wav", k=3)                     # doctest: +SKIP
+        """
+        return self.search_many([query], k=k, modality=modality or _guess_modality(query), target=target, route=route)[0]
+
+    def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
+                    route: Optional[str] = None, batch_size: int = 32,
+                    show_progress_bar: Optional[bool] = None) -> List[List[Hit]]:
+        """Answer many queries of one modality with one encoder load and one batched encode."""
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"expected k >= 1, got {k!r}")
+        target = self._target(target)
+        encoder = self.encoder(modality)  # first: its error says how to add a modality
+        self.plan(modality, target, route)  # fail on an impossible route before encoding
+        with self._stage("encode"):
+            q = encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return self.search_vectors(q, k=k, modality=modality, target=target, route=route)
+
+    def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
+                       route: Optional[str] = None) -> List[List[Hit]]:
+        """Search with embeddings already made by this collection's ``modality`` encoder (rows are
+        L2-normalised here)."""
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"expected k >= 1, got {k!r}")
+        target = self._target(target)
+        if modality not in self.manifest["encoders"]:
+            raise UnsupportedQueryError(f"expected vectors of one of this collection's modalities "
+                             f"{sorted(self.manifest['encoders'])}, got {modality!r}")
+        dim = self.manifest["encoders"][modality]["dim"]
+        q = np.asarray(vectors, dtype=np.float64)  # float64 first: 1e300 is a direction, not an overflow
+        spec = self.manifest["encoders"][modality]["spec"]
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise UnsupportedQueryError(f"expected {modality} vectors of width {dim} (the {spec} encoder's), got "
+                                        f"an array of shape {q.shape}")
+        if not np.all(np.isfinite(q)):
+            raise InputError(f"expected finite {modality} vectors, got NaN or infinite values")
+        q = q / np.maximum(np.abs(q).max(axis=1, keepdims=True), 1e-300)  # no overflow in the norm below
+        q = (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        p = self.plan(modality, target, route)
+        if p.route == "pivot":
+            with self._stage("relativise"):
+                q, modality = self._pivot(q, modality), p.via
+        hits = self._run(p.then if p.route == "pivot" else p.route, q, modality, target, k)
+        return [self._hits(h, target) for h in hits]
+
+    def _stage(self, name: str):
+        """Times a stage of a query for ``self.timer(stage, seconds)``, when one is set (the server's metrics)."""
+        import contextlib
+        import time
+
+        timer = getattr(self, "timer", None)
+        if timer is None:
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def timed():
+            t = time.perf_counter()
+            try:
+                yield
+            finally:
+                timer(name, time.perf_counter() - t)
+        return timed()
+
+    def _run(self, route: str, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+        if route == "absolute":
+            with self._stage("search"):
+                return self.sides[target].abs_index().search(q, k)
+        if route == "relative":
+            return self._relative(q, modality, target, k)
+        if route == "translation":
+            with self._stage("search"):
+                return self._translated(q, modality, target, k)
+        if route == "relative+labels":
+            return self._labelled(q, modality, target, k)
+        return self._fused(q, modality, target, k)
+
+    def _labelled(self, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+        """The relative route's ASIF score plus ``weight`` x the label bridge's cosine, exactly.
+
+        The relative index gives the best ``depth`` items by ASIF score; an item outside them scores
+        at most the depth-th ASIF score plus its own label term, so every item whose label term
+        could lift it into the top k is scored too (its ASIF score from its stored embedding)."""
+        side, w = self.sides[target], float(self.manifest["labels"]["weight"])
+        n = len(side.abs)
+        depth = min(n, max(4 * k, 100))
+        first = self._relative(q, modality, target, depth)
+        proj, t_proj = self.projectors[modality], self.projectors[target]
+        out = []
+        with self._stage("search"):
+            for r, h in enumerate(first):
+                lab = np.asarray(self.item_labels @ q[r].astype(np.float32), np.float64)
+                ids = np.asarray(h.ids, np.int64)
+                combined = np.asarray(h.scores, np.float64) + w * lab[ids]
+                if len(ids) < n:  # items outside the list: ASIF score <= the list's last
+                    kth = np.sort(combined)[::-1][min(k, len(combined)) - 1]
+                    extra = np.setdiff1d(np.flatnonzero(h.scores[-1] + w * lab >= kth - TIE_EPS), ids)
+                    if len(extra):
+                        prim = t_proj.transform(np.asarray(side.abs[extra])) @ proj.transform_rows(q[r:r + 1]).T
+                        prim = np.asarray(prim.todense() if hasattr(prim, "todense") else prim, np.float64).ravel()
+                        ids = np.concatenate([ids, extra])
+                        combined = np.concatenate([combined, prim + w * lab[extra]])
+                q_dense = proj.dense(q[r:r + 1], np.float64)[0]
+                out.append(Hits(*rank_candidates(ids, combined, k,
+                                                 lambda c: t_proj.dense(np.asarray(side.abs[c]), np.float64) @ q_dense)))
+        return out
+
+    def _pivot(self, q: np.ndarray, modality: str) -> np.ndarray:
+        """Carry queries through a pivot anchor set into text (see :func:`retrieval.core.relative.pivot`)."""
+        proj, land = self.pivots[modality]
+        return pivot(proj, land, q)
+
+    def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0) -> List[Hits]:
+        side = self.sides[target]
+        proj, t_proj = self.projectors[modality], self.projectors[target]
+        with self._stage("relativise"):
+            q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
+            q_dense = np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
+
+        def secondary(row: int, cand: np.ndarray) -> np.ndarray:
+            # float64: the same candidate gets the same score whichever other candidates a backend passes
+            return t_proj.dense(side.abs[cand], np.float64) @ q_dense[row]
+
+        with self._stage("search"):
+            return side.index.search(q_rel, k + extra, secondary)
+
+    def _translated(self, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+        """Translate into the target space; cosine there in the anchors' standard-scaled coordinates,
+        as the translator was fitted (and as the evaluation measured it)."""
+        t = self.translators[(modality, target)]
+        if target not in self._scaled:
+            spec = self.manifest.get("dense_indexes", {}).get(f"{target}_translated")
+            # A re-ranking index scores its candidates in the scaled coordinates, computed per
+            # candidate from the stored embeddings rather than held as a second copy of them.
+            scaled = _RowMap(self.sides[target].abs, t.scale_target)
+            self._scaled[target] = (make_index(spec).load(str(self.folder), f"{target}_translated", scaled) if spec
+                                    else ExactIndex().add(t.scale_target(self.sides[target].abs)))
+        return self._scaled[target].search(t.transform_scaled(q), k)
+
+    def _fused(self, q: np.ndarray, modality: str, target: str, k: int, c: float = 60.0) -> List[Hits]:
+        """Reciprocal-rank fusion over the union of both routes' top lists (depth 4k, at least 100);
+        an item missing from one list counts as ranked just past its end."""
+        depth = max(4 * k, 100)
+        out = []
+        for rel, tr in zip(self._relative(q, modality, target, depth), self._translated(q, modality, target, depth)):
+            ranks_r = {int(i): r for r, i in enumerate(rel.ids)}
+            ranks_t = {int(i): r for r, i in enumerate(tr.ids)}
+            cand = np.array(sorted(set(ranks_r) | set(ranks_t)), np.int64)
+            fused = np.array([1 / (c + 1 + ranks_r.get(i, len(rel.ids))) + 1 / (c + 1 + ranks_t.get(i, len(tr.ids)))
+                              for i in cand.tolist()])
+            out.append(Hits(*rank_candidates(cand, fused, k)))
+        return out
+
+    def _hits(self, h: Hits, target: str) -> List[Hit]:
+        out = []
+        for rank, (i, s, s2) in enumerate(zip(h.ids.tolist(), h.scores.tolist(), h.secondary.tolist()), 1):
+            if target != "text":
+                out.append(Hit(rank, int(self.item_ids[i]), s, s2, target, path=self.items["path"][i],
+                               caption=self.items["caption"][i], label=self.items["label"][i]))
+            else:
+                item = self.texts["item_id"][i]
+                out.append(Hit(rank, int(self.text_ids[i]), s, s2, "text", caption=self.texts["text"][i],
+                               source=self.texts["source"][i], item_id=None if item < 0 else item,
+                               path=self.items["path"][self.item_row(item)] if item >= 0 else None))
+        return out
+
+    def item_path(self, item_id: int) -> str:
+        """The file an item was built from (as recorded at build time)."""
+        return self.items["path"][self.item_row(item_id)]
+
+    def item_row(self, item_id: int) -> int:
+        """Row of an item id (ids are kept ascending, so this is a binary search)."""
+        row = int(np.searchsorted(self.item_ids, item_id))
+        if row >= len(self.item_ids) or self.item_ids[row] != item_id:
+            raise InputError(f"expected an item id of this collection, got {item_id} (deleted or never added)")
+        return row
+
+    # ---- classification -----------------------------------------------------------------------
+    def classifier(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotClassifier:
+        """An ASIF zero-shot classifier of this collection's modality over ``labels``, prompts
+        averaged over ``templates``."""
+        return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"),
+                                  text_anchors=self.anchor_vectors["text"],
+                                  image_anchors=self.anchor_vectors[self.modality],
+                                  projector_params=self.manifest["projector"], style=self.style)
+
+    def classify(self, inputs: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
+                 templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5, batch_size: int = 32,
+                 show_progress_bar: Optional[bool] = None):
+        """Top-k labels for each input (images, or sounds in an audio collection); ``inputs=None``
+        classifies the collection's own items (from their stored vectors, no re-encoding)."""
+        clf = self.classifier(labels, templates)
+        if inputs is None:
+            vecs = self.sides[self.modality].abs
+        else:
+            vecs = self.encoder(self.modality).encode(list(inputs), batch_size=batch_size,
+                                                      show_progress_bar=show_progress_bar)
+        return clf.predict(vecs, k=k)
+
+    # ---- description --------------------------------------------------------------------------
+    def info(self) -> Dict:
+        m = self.manifest
+        size = sum(f["bytes"] for f in m["files"].values())
+        return {"path": str(self.folder), "created": m["created"], "format_version": m["format_version"],
+                "modality": self.modality, "encoders": m["encoders"], "anchors": m["anchors"],
+                "pivots": m.get("pivots", []), "projector": m["projector"],
+                "indexes": m["indexes"], "counts": m["counts"], "bytes_on_disk": size,
+                "versions": m.get("versions", {}), "corpus": m.get("corpus", {}),
+                "skipped": m.get("skipped", []), **({"style": m["style"]} if m.get("style") else {}),
+                **({"labels": m["labels"]} if m.get("labels") else {})}
+
+
+def _guess_modality(query) -> str:
+    """A string ending in an image or sound extension is such a file; other strings are text; the rest images."""
+    if isinstance(query, os.PathLike):  # a path object is a file, never text
+        from retrieval.media.tables import media_modality
+
+        return media_modality(os.fspath(query)) or "image"
+    if isinstance(query, str):
+        from retrieval.media.tables import media_modality
+
+        kind = media_modality(query)
+        if kind and not os.path.isfile(query):
+            raise InputError(f"expected an existing {kind} file, got {query!r}, which does not exist; "
+                             f"pass modality='text' to search this string as text")
+        return kind or "text"
+    return "image"

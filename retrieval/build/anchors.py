@@ -1,0 +1,154 @@
+"""Parallel anchor sets (media file, caption) and their cached encodings.
+
+An anchor set is the bridge between two modalities: row i of the media side (images or sounds) and
+row i of the text side describe the same thing. Encoding it is the slowest part of a build, so each encoder's
+vectors are cached as Parquet under a key made of the set's content hash and the encoder spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retrieval.store.arrow import dense_column, dense_from_column, sha256_file, write_parquet_atomic
+from retrieval.encoders.base import Encoder
+from retrieval.errors import InputError
+from retrieval.media.tables import rows_from
+
+CACHE_VERSION = "1"
+
+
+def default_cache_dir() -> str:
+    """``$RETRIEVAL_CACHE`` if set, else ``~/.cache/retrieval``."""
+    return os.environ.get("RETRIEVAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "retrieval")
+
+
+@dataclass
+class AnchorSet:
+    """Parallel anchors: ``paths[i]`` (an image or a sound) and ``captions[i]`` show the same concept."""
+
+    paths: List[str]
+    captions: List[str]
+    source: str = ""
+    content_hash: str = field(default="")
+    modality: str = "image"
+    # concepts[i] names what row i shows; rows sharing a concept are views of one anchor, merged at
+    # build time (retrieval/style.py). None, or no concept repeated: every row is its own anchor.
+    concepts: Optional[List[str]] = None
+
+    def __post_init__(self):
+        if self.modality not in ("image", "audio"):
+            raise InputError(f"expected anchors of modality 'image' or 'audio' (paired with text), got {self.modality!r}")
+        if len(self.paths) != len(self.captions):
+            raise InputError(f"expected as many anchor captions as {self.modality} files, got {len(self.captions)} "
+                             f"captions for {len(self.paths)} files")
+        if not self.paths:
+            raise InputError(f"expected at least one anchor pair in {self.source or 'the anchor set'}, got none")
+        empty = [i for i, c in enumerate(self.captions) if c is None or not str(c).strip()]
+        if empty:
+            shown = ", ".join(f"row {i} ({Path(self.paths[i]).name})" for i in empty[:5])
+            raise InputError(f"expected a non-empty caption for every anchor, got {len(empty)} empty: {shown}"
+                             f"{' …' if len(empty) > 5 else ''}")
+        missing = [p for p in self.paths if not os.path.isfile(p)]
+        if missing:
+            raise InputError(f"expected every anchor {self.modality} file to exist, got {len(missing)} missing, "
+                             f"e.g. {missing[0]!r}")
+        if self.concepts is not None:
+            if len(self.concepts) != len(self.paths) or any(c is None or not str(c).strip() for c in self.concepts):
+                raise InputError(f"expected a concept for every anchor row or for none, got "
+                                 f"{sum(c is not None and bool(str(c).strip()) for c in self.concepts)} of "
+                                 f"{len(self.paths)} rows with one in {self.source or 'the anchor set'}")
+            if len(set(self.concepts)) == len(self.concepts):
+                self.concepts = None  # nothing to merge: the same set (and hash) as without the column
+        if not self.content_hash:
+            self.content_hash = self._hash()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def modalities(self):
+        """The two modalities this set links, media first: ``("image", "text")`` or ``("audio", "text")``."""
+        return (self.modality, "text")
+
+    def _hash(self) -> str:
+        # Content, not paths: moving the folder keeps the cache; editing a caption or a pixel does not.
+        # Image sets keep the original prefix so caches and manifests written before audio stay valid.
+        h = hashlib.sha256(b"anchors-v1\n" if self.modality == "image" else f"anchors-v1-{self.modality}\n".encode())
+        for i, (img, cap) in enumerate(zip(self.paths, self.captions)):
+            h.update(sha256_file(img).encode())
+            h.update(b"\t" + cap.strip().encode("utf-8") + b"\n")
+            if self.concepts is not None:  # only sets with views: older hashes stay valid
+                h.update(b"concept\t" + str(self.concepts[i]).encode("utf-8") + b"\n")
+        return h.hexdigest()
+
+    @property
+    def n_anchors(self) -> int:
+        """Anchors a build makes of this set: one per concept when views are merged, else one per row."""
+        return len(set(self.concepts)) if self.concepts is not None else len(self.paths)
+
+    @property
+    def has_views(self) -> bool:
+        """Whether some concept has more than one row (then rows are merged at build time)."""
+        return self.concepts is not None
+
+
+def load_anchor_set(path, modality: Optional[str] = None) -> AnchorSet:
+    """Read anchors from a Parquet/CSV table (an image or audio column + a caption column) or a folder
+    of images or sounds with sidecar .txt captions.
+
+    >>> anchors = load_anchor_set("data/anchors.parquet")  # doctest: +SKIP
+    """
+    modality, rows = rows_from(path, caption_required=True, what="anchor", modality=modality)
+    concepts = [r.get("concept") for r in rows]
+    return AnchorSet([r["path"] for r in rows], [r["caption"] for r in rows], source=str(path), modality=modality,
+                     concepts=None if all(c is None for c in concepts) else concepts)
+
+
+def _cache_key(anchors: AnchorSet, encoder: Encoder, modality: str) -> str:
+    raw = f"{CACHE_VERSION}|{anchors.content_hash}|{modality}|{encoder.name}|{encoder.dim}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def encode_anchors(anchors: AnchorSet, encoder: Encoder, modality: str, *, cache_dir: Optional[str] = None,
+                   batch_size: int = 32, show_progress_bar: Optional[bool] = None) -> np.ndarray:
+    """Vectors of one side of the anchor set, from the cache when this set and encoder were seen before.
+
+    ``cache_dir=""`` disables the cache.
+    """
+    if modality not in anchors.modalities:
+        raise InputError(f"expected a modality of this anchor set {list(anchors.modalities)}, got {modality!r}")
+    inputs = anchors.captions if modality == "text" else anchors.paths
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    key = _cache_key(anchors, encoder, modality)
+    path = os.path.join(cache_dir, f"anchors-{key}.parquet") if cache_dir else None
+    if path and os.path.isfile(path):
+        cached = _read_cache(path, key, len(inputs), encoder.dim)
+        if cached is not None:
+            return cached
+    vecs = encoder.encode(inputs, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    if path:
+        table = pa.table({"vector": dense_column(vecs)})
+        write_parquet_atomic(table, path, {"retrieval.cache_key": key, "retrieval.encoder": encoder.name,
+                                           "retrieval.modality": modality})
+    return vecs
+
+
+def _read_cache(path: str, key: str, n: int, dim: int) -> Optional[np.ndarray]:
+    try:
+        table = pq.read_table(path)
+        meta = table.schema.metadata or {}
+        if meta.get(b"retrieval.cache_key", b"").decode() != key or table.num_rows != n:
+            raise ValueError("key or row count differs")
+        return dense_from_column(table.column("vector"), dim)
+    except Exception as exc:  # a damaged cache entry is re-encoded, never trusted
+        warnings.warn(f"ignoring unusable anchor cache {path}: {exc}")
+        return None

@@ -1,0 +1,275 @@
+"""Exact search over sparse relative vectors with an inverted index over anchors.
+
+An ASIF relative vector has one dimension per anchor and only k non-zeros. Stored by anchor
+(postings: the items that keep that anchor, with their weights), a query's scores need only the
+postings of its own k anchors: work proportional to the items that share an anchor with it, not to
+the collection. Scores are accumulated in a dense per-thread buffer, then the k best are selected
+among the touched items only.
+
+Exactness. Items a query does not touch score exactly 0. When the k-th best touched score is above
+0 (by more than the tie tolerance), no untouched item can enter the top k or tie with it, and the
+candidates are the touched items scoring at least the k-th best (ties included). Otherwise (fewer
+than k touched items, or negative scores) the buffer already holds every item's score and the
+ordinary dense selection runs on it. Either way the candidates go through the same
+:func:`retrieval.core.ranking.rank_candidates` as every backend, so the results are the exact backend's.
+
+Storage: ``indptr`` (int64, anchors + 1), ``ids`` (int32), ``weights`` (float16 by default, or
+float32): 6 bytes a stored entry with float16. With float16 the index is exact for the weights it
+stores, which differ from float32 by at most 2^-11 relatively; ``dtype="float32"`` gives bit-for-bit
+the scores of the exact backend. Saved as three ``.npy`` files (no pickle) that are memory-mapped
+on load, so a collection larger than RAM is searched from the page cache.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional
+
+import numpy as np
+import scipy.sparse as sp
+
+from retrieval.errors import InputError
+from retrieval.core.ranking import TIE_EPS, rank_candidates, topk_with_ties
+from retrieval.indexes.base import Hits, Index, no_hits
+
+DTYPES = ("float16", "float32")
+INT32_MAX = np.iinfo(np.int32).max
+
+
+def _kernels():
+    """The numba kernels (float32 weights, float16 weights), compiled on first use (a few seconds;
+    cached on disk afterwards)."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from numba import njit
+        except ImportError as exc:
+            raise InputError("the 'inverted' index backend needs numba; pip install numba") from exc
+
+        def make(decode):
+            @njit(nogil=True, cache=True)
+            def accumulate(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched):
+                """Add the query's postings into ``acc``; list each touched item once; return how many."""
+                n_touched = 0
+                for j in range(q_idx.shape[0]):
+                    a = q_idx[j]
+                    qv = q_val[j]
+                    for p in range(indptr[a], indptr[a + 1]):
+                        i = ids[p]
+                        if stamp[i] != tag:
+                            stamp[i] = tag
+                            acc[i] = 0.0
+                            touched[n_touched] = i
+                            n_touched += 1
+                        acc[i] += qv * decode(weights[p], lut)
+                return n_touched
+            return accumulate
+
+        @njit(inline="always")
+        def as_is(w, lut):
+            return w
+
+        @njit(inline="always")
+        def from_half_bits(w, lut):
+            # numba has no float16: weights arrive as their bit patterns (uint16). A normal half is
+            # (1024 + mantissa) x 2^(exponent - 25), with the 32 powers of two in ``lut`` (in L1
+            # cache; a full 65,536-entry table was slower); subnormals are mantissa x 2^-24.
+            e = (w >> 10) & 0x1F
+            mant = np.float32(w & 0x3FF)
+            v = mant * np.float32(5.9604645e-08) if e == 0 else (np.float32(1024.0) + mant) * lut[e]
+            return -v if w & 0x8000 else v
+
+        @njit(nogil=True, cache=True)
+        def select(acc, touched, n_touched, k, eps, heap, cand_ids, cand_scores):
+            """The k-th best touched score (a size-k min-heap: most items fail one comparison), then
+            every touched item within ``eps`` of it or above; returns (k-th score, candidates)."""
+            size = 0
+            for j in range(n_touched):
+                v = acc[touched[j]]
+                if size < k:  # sift up
+                    pos = size
+                    size += 1
+                    while pos > 0:
+                        parent = (pos - 1) >> 1
+                        if heap[parent] <= v:
+                            break
+                        heap[pos] = heap[parent]
+                        pos = parent
+                    heap[pos] = v
+                elif v > heap[0]:  # replace the minimum, sift down
+                    pos = 0
+                    while True:
+                        child = 2 * pos + 1
+                        if child >= k:
+                            break
+                        if child + 1 < k and heap[child + 1] < heap[child]:
+                            child += 1
+                        if heap[child] >= v:
+                            break
+                        heap[pos] = heap[child]
+                        pos = child
+                    heap[pos] = v
+            kth = heap[0]
+            n_cand = 0
+            for j in range(n_touched):
+                i = touched[j]
+                if acc[i] >= kth - eps:
+                    cand_ids[n_cand] = i
+                    cand_scores[n_cand] = acc[i]
+                    n_cand += 1
+            return kth, n_cand
+
+        _KERNELS = {"float32": make(as_is), "float16": make(from_half_bits), "select": select}
+    return _KERNELS
+
+
+_KERNELS = None
+HALF_TABLE = (2.0 ** (np.arange(32) - 25)).astype(np.float32)  # 2^(e-25) for each float16 exponent e
+NO_TABLE = np.zeros(0, np.float32)
+
+
+class _Workspace:
+    """Per-thread score buffer, touched-item stamps and list (sized to the index)."""
+
+    def __init__(self, n: int):
+        self.acc = np.zeros(n, np.float32)
+        self.stamp = np.zeros(n, np.int32)  # 4 bytes: the random accesses are what costs
+        self.touched = np.empty(n, np.int32)
+        self.cand_ids = np.empty(n, np.int64)
+        self.cand_scores = np.empty(n, np.float32)
+        self.heap = np.empty(0, np.float32)
+        self.tag = 0
+
+
+class InvertedIndex(Index):
+    """Postings per anchor; exact top-k with the engine's tie-break. See the module docstring."""
+
+    name = "inverted"
+
+    def __init__(self, dtype: str = "float16", threads: Optional[int] = None, items: Optional[int] = None):
+        if dtype not in DTYPES:
+            raise InputError(f"expected an inverted index dtype in {DTYPES}, got {dtype!r}")
+        super().__init__()
+        self.dtype, self.threads, self._items = dtype, threads, items
+        self.n = 0
+        self.indptr = self.ids = self.weights = None
+        self._local = threading.local()
+
+    # ---- building -----------------------------------------------------------------------------
+    def add(self, vectors) -> "InvertedIndex":
+        """Append vectors (CSR or dense rows); their ids continue after the existing ones."""
+        x = sp.csr_matrix(vectors, dtype=np.float32) if not sp.issparse(vectors) else sp.csr_matrix(vectors)
+        self._check(x)
+        if self.n + x.shape[0] > INT32_MAX:
+            raise InputError(f"expected at most {INT32_MAX} items in one inverted index (int32 ids), "
+                             f"got {self.n + x.shape[0]}; shard the collection")
+        x.eliminate_zeros()
+        csc = x.tocsc()
+        csc.sort_indices()
+        new_ptr = csc.indptr.astype(np.int64)
+        new_ids = (csc.indices.astype(np.int64) + self.n).astype(np.int32)
+        new_w = csc.data.astype(self.dtype)
+        if self.indptr is None:
+            self.indptr, self.ids, self.weights = new_ptr, new_ids, new_w
+        else:  # merge per anchor: old postings first (smaller ids), then the new ones
+            old_cnt, add_cnt = np.diff(self.indptr), np.diff(new_ptr)
+            ptr = np.concatenate([[0], np.cumsum(old_cnt + add_cnt)]).astype(np.int64)
+            ids = np.empty(ptr[-1], np.int32)
+            w = np.empty(ptr[-1], self.dtype)
+            pos_old = np.arange(len(self.ids)) - np.repeat(self.indptr[:-1], old_cnt) + np.repeat(ptr[:-1], old_cnt)
+            pos_new = (np.arange(len(new_ids)) - np.repeat(new_ptr[:-1], add_cnt)
+                       + np.repeat(ptr[:-1] + old_cnt, add_cnt))
+            ids[pos_old], w[pos_old] = self.ids, self.weights
+            ids[pos_new], w[pos_new] = new_ids, new_w
+            self.indptr, self.ids, self.weights = ptr, ids, w
+        self.dim, self.n = x.shape[1], self.n + x.shape[0]
+        self._local = threading.local()  # workspaces are sized to n
+        return self
+
+    def __len__(self) -> int:
+        return self.n
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the postings (what a larger-than-RAM collection maps from disk)."""
+        if self.indptr is None:
+            return 0
+        return int(self.indptr.nbytes + self.ids.nbytes + self.weights.nbytes)
+
+    def spec(self) -> Dict:
+        return {"backend": self.name, "dtype": self.dtype, "items": self.n}
+
+    # ---- search -------------------------------------------------------------------------------
+    def _workspace(self) -> _Workspace:
+        ws = getattr(self._local, "ws", None)
+        if ws is None or len(ws.acc) != self.n:
+            ws = self._local.ws = _Workspace(self.n)
+        return ws
+
+    def _one(self, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary) -> tuple:
+        ws = self._workspace()
+        ws.tag += 1
+        if ws.tag == np.iinfo(np.int32).max:  # stamps would wrap: start over
+            ws.stamp[:] = 0
+            ws.tag = 1
+        half = self.weights.dtype == np.float16
+        weights, lut = (self.weights.view(np.uint16), HALF_TABLE) if half else (self.weights, NO_TABLE)
+        t = _kernels()["float16" if half else "float32"](self.indptr, self.ids, weights, lut, q_idx, q_val, ws.acc, ws.stamp, ws.tag, ws.touched)
+        k = min(k, self.n)
+        if t >= k and t > 0:
+            if len(ws.heap) < k:
+                ws.heap = np.empty(k, np.float32)
+            kth, n_cand = _kernels()["select"](ws.acc, ws.touched, t, k, np.float32(TIE_EPS), ws.heap,
+                                               ws.cand_ids, ws.cand_scores)
+            if t == self.n or kth > TIE_EPS:  # untouched items (score 0), if any, can neither enter nor tie
+                return rank_candidates(ws.cand_ids[:n_cand].copy(), ws.cand_scores[:n_cand].copy(), k, secondary)
+        touched = ws.touched[:t]
+        full = np.zeros(self.n, np.float32)  # the slow, always-correct path: every score is known
+        full[touched] = ws.acc[touched]
+        return topk_with_ties(full, k, secondary)
+
+    def search(self, queries, k: int, secondary=None) -> List:
+        q = sp.csr_matrix(queries, dtype=np.float32) if not sp.issparse(queries) else sp.csr_matrix(queries, dtype=np.float32)
+        self._check(q)
+        if self.n == 0:
+            return no_hits(q.shape[0])
+        q.sort_indices()
+
+        def run(r: int):
+            sl = slice(q.indptr[r], q.indptr[r + 1])
+            sec = None if secondary is None else (lambda c, r=r: secondary(r, c))
+            return Hits(*self._one(q.indices[sl].astype(np.int64), q.data[sl], k, sec))
+
+        threads = self.threads or os.cpu_count() or 1
+        if q.shape[0] == 1 or threads == 1:
+            return [run(r) for r in range(q.shape[0])]
+        with ThreadPoolExecutor(max_workers=threads) as pool:  # the kernel releases the GIL
+            return list(pool.map(run, range(q.shape[0])))
+
+    # ---- files --------------------------------------------------------------------------------
+    def save(self, folder: str, stem: str) -> List[str]:
+        names = []
+        for part in ("indptr", "ids", "weights"):
+            fname = f"{stem}.{part}.npy"
+            np.save(os.path.join(folder, fname), getattr(self, part), allow_pickle=False)
+            names.append(fname)
+        return names
+
+    def load(self, folder: str, stem: str, vectors=None) -> "InvertedIndex":
+        """Memory-map the saved postings (only called after the manifest's checksums were verified)."""
+        arrays = {part: np.load(os.path.join(folder, f"{stem}.{part}.npy"), mmap_mode="r", allow_pickle=False)
+                  for part in ("indptr", "ids", "weights")}
+        if arrays["weights"].dtype != np.dtype(self.dtype) or arrays["ids"].dtype != np.int32:
+            raise InputError(f"expected {self.dtype} weights and int32 ids in {stem}.*.npy, got "
+                             f"{arrays['weights'].dtype} and {arrays['ids'].dtype}")
+        self.indptr, self.ids, self.weights = arrays["indptr"], arrays["ids"], arrays["weights"]
+        self.dim = len(self.indptr) - 1
+        if vectors is not None:
+            self.n = int(vectors.shape[0])
+        elif self._items is not None:
+            self.n = int(self._items)
+        else:
+            raise InputError(f"expected the item count of {stem} (in its spec or from its vectors), got neither")
+        self._local = threading.local()
+        return self

@@ -1,0 +1,155 @@
+"""Reading the user's tables (Parquet or CSV) and folders of media files with sidecar text.
+
+A row is ``{"path", "caption", "label"}``; the media modality (image or audio) is given, or read off
+the table's column names or the folder's file types.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import pyarrow as pa
+
+from retrieval.media.audio import AUDIO_EXTENSIONS
+from retrieval.errors import InputError
+from retrieval.media.images import IMAGE_EXTENSIONS
+
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
+MEDIA_EXTENSIONS = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS}
+# Modality-specific names first: a table with an "audio" column holds sounds whatever its files end in.
+NAMED_COLUMNS = {"image": ("image", "image_path"), "audio": ("audio", "audio_path", "sound")}
+GENERIC_COLUMNS = ("path", "file", "filepath")
+CAPTION_COLUMNS = ("caption", "text", "title")
+LABEL_COLUMNS = ("label", "class", "category")
+# Anchor tables only: rows sharing a concept are views of one anchor (retrieval/style.py).
+CONCEPT_COLUMN = "concept"
+
+
+def read_table(path: Path) -> pa.Table:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        if suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            # Read every column as text: captions such as "1984" must not become integers.
+            with open(path, "rb") as f:
+                header = f.readline().decode("utf-8", "replace").strip().split(",")
+            opts = pcsv.ConvertOptions(column_types={h.strip('"'): pa.string() for h in header})
+            return pcsv.read_csv(path, convert_options=opts)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"expected a readable {suffix[1:]} table at {str(path)!r}: {exc}") from exc
+    raise InputError(f"expected a table ending in {', '.join(TABLE_SUFFIXES)} or a folder, got {str(path)!r}")
+
+
+def pick_column(table: pa.Table, names: Sequence[str], *, path: Path, role: str, required: bool) -> Optional[str]:
+    present = [n for n in names if n in table.column_names]
+    if present:
+        return present[0]
+    if required:
+        raise InputError(f"expected a {role} column named one of {list(names)} in {str(path)!r}, "
+                         f"got columns {table.column_names}")
+    return None
+
+
+def media_modality(path: str) -> Optional[str]:
+    low = str(path).lower()
+    return next((m for m, ext in MEDIA_EXTENSIONS.items() if low.endswith(ext)), None)
+
+
+def _check_modality(modality: Optional[str]) -> None:
+    if modality is not None and modality not in MEDIA_EXTENSIONS:
+        raise InputError(f"expected a media modality in {sorted(MEDIA_EXTENSIONS)}, got {modality!r}")
+
+
+def table_rows(path: Path, *, caption_required: bool,
+               modality: Optional[str] = None) -> Tuple[str, List[Dict[str, Optional[str]]]]:
+    """Rows of {path, caption, label} from a table; relative paths are resolved against the table's folder."""
+    _check_modality(modality)
+    table = read_table(path)
+    named = [(m, c) for m, cols in NAMED_COLUMNS.items() for c in cols if c in table.column_names]
+    if modality is None and named:
+        modality = named[0][0]
+    wanted = (NAMED_COLUMNS[modality] if modality else ()) + GENERIC_COLUMNS
+    all_names = sorted({c for cols in NAMED_COLUMNS.values() for c in cols} | set(GENERIC_COLUMNS))
+    if not any(c in table.column_names for c in wanted):
+        raise InputError(f"expected a media path column named one of {all_names} in {str(path)!r}, "
+                         f"got columns {table.column_names}")
+    path_col = pick_column(table, wanted, path=path, role="media path", required=True)
+    cap_col = pick_column(table, CAPTION_COLUMNS, path=path, role="caption", required=caption_required)
+    lab_col = pick_column(table, LABEL_COLUMNS, path=path, role="label", required=False)
+    paths = table.column(path_col).to_pylist()
+    caps = table.column(cap_col).to_pylist() if cap_col else [None] * len(paths)
+    labels = table.column(lab_col).to_pylist() if lab_col else [None] * len(paths)
+    concepts = (table.column(CONCEPT_COLUMN).to_pylist() if CONCEPT_COLUMN in table.column_names
+                else [None] * len(paths))
+    rows = []
+    for i, (media, cap, lab, con) in enumerate(zip(paths, caps, labels, concepts)):
+        if media is None or not str(media).strip():
+            raise InputError(f"expected a file path in row {i} of {str(path)!r}, got an empty value")
+        p = Path(str(media))
+        if not p.is_absolute():
+            p = path.parent / p
+        rows.append({"path": str(p), "caption": None if cap is None else str(cap),
+                     "label": None if lab is None else str(lab),
+                     "concept": None if con is None or not str(con).strip() else str(con)})
+    if modality is None:  # a generic "path" column: judge by the files' extensions
+        kinds = Counter(media_modality(r["path"]) for r in rows)
+        modality = "audio" if kinds.get("audio", 0) > kinds.get("image", 0) else "image"
+    return modality, rows
+
+
+def folder_rows(folder: Path, modality: Optional[str] = None) -> Tuple[str, List[Dict[str, Optional[str]]]]:
+    """Media files under a folder (recursive, sorted); ``x.txt`` beside ``x.png`` is its caption.
+
+    Without ``modality``, the folder's kind is the one its files have; a folder holding both images
+    and sounds is ambiguous and refused.
+    """
+    _check_modality(modality)
+    found: Dict[str, List[Path]] = {m: [] for m in MEDIA_EXTENSIONS}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            kind = media_modality(name)
+            if kind and not name.startswith("."):
+                found[kind].append(Path(root) / name)
+    if modality is None:
+        present = [m for m, files in found.items() if files]
+        if len(present) > 1:
+            raise InputError(f"expected one kind of media in {str(folder)!r}, got "
+                             f"{', '.join(f'{len(found[m])} {m} files' for m in present)}; "
+                             f"say which with modality= (--modality)")
+        modality = present[0] if present else "image"
+    rows = []
+    for media in found[modality]:
+        side = media.with_suffix(".txt")
+        cap = side.read_text(encoding="utf-8").strip() if side.is_file() else None
+        rows.append({"path": str(media), "caption": cap, "label": None})
+    return modality, rows
+
+
+def rows_from(path, *, caption_required: bool, what: str,
+              modality: Optional[str] = None) -> Tuple[str, List[Dict[str, Optional[str]]]]:
+    """(modality, rows) of a folder or a table."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"expected a {what} folder or table (.parquet/.csv), got {str(path)!r}, which does not exist")
+    if path.is_dir():
+        modality, rows = folder_rows(path, modality)
+    else:
+        modality, rows = table_rows(path, caption_required=caption_required, modality=modality)
+    if not rows:
+        exts = ", ".join(e.lstrip(".") for e in MEDIA_EXTENSIONS[modality])
+        raise InputError(f"expected at least one {modality} file in the {what} {str(path)!r}, found none "
+                         f"({modality} types: {exts})")
+    # Absolute (symlinks kept as given): a collection records these, and must find its files from
+    # whatever directory it is later searched or served.
+    for r in rows:
+        r["path"] = os.path.abspath(r["path"])
+    return modality, rows

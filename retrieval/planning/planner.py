@@ -1,0 +1,242 @@
+"""The query planner: how to get from the space a query was asked in to the space a collection holds.
+
+Pure: it takes descriptions (the collection's spaces, the bridges between them, sizes) and returns
+a :class:`Plan`; it loads no model and touches no file, so it is tested alone.
+
+Routes:
+
+* ``absolute``: the query is in the target's own space (image -> image with the collection's
+  image encoder): cosine similarity of raw embeddings.
+* ``relative``: an anchor set links the two modalities: both sides become ASIF relative vectors
+  over the parallel anchors and are compared there.
+* ``translation``: a translator fitted on the anchors maps the query into the target's space,
+  then cosine search over the target's embeddings (Maiorca et al., 2023).
+* ``relative+labels``: the relative route's ASIF score plus a weighted second bridge that needs no
+  anchors: the image encoder's own classifier head names what an image shows, and those names'
+  text embeddings place the image in text space (retrieval/labels.py); text queries into images.
+* ``fusion``: reciprocal-rank fusion of the relative and translation routes.
+* ``pivot``: no bridge links the query's modality with the target's, but an anchor set links it with
+  a third modality that has a route to the target (audio -> text via audio-text anchors, then text
+  -> image). The query is relativised against its side of the pivot anchors and re-expressed in the
+  third space as the same weighted mix of the other side's anchors; the best route from there
+  finishes the trip.
+
+Among possible routes the planner picks the highest estimated quality, then the lowest cost. The
+quality priors are measured, not guessed (see QUALITY_PRIOR).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+from retrieval.errors import InputError, UnsupportedQueryError
+
+ROUTES = ("absolute", "relative", "relative+labels", "translation", "fusion", "pivot")
+
+# Mean of unseen and seen text -> image R@10 (Noto anchors, Twemoji gallery) from
+# results/emoji-xstyle/README.md (`retrieval eval --suite emoji-xstyle`): engine default ASIF
+# (0.251, 0.792), Procrustes (0.232, 0.585), RRF fusion of the two (0.279, 0.743). Fusion is the
+# best route for unseen concepts alone, relative for seen ones; the planner cannot tell which a
+# query is, so it takes the best mean. The absolute route compares a query with items of its own
+# space and encoder: no bridge loses information. These are the defaults for any pair of
+# modalities; image -> text was not measured separately and uses them.
+# relative+labels: relative's estimate plus the mean test R@10 the label bridge added to the default's
+# ASIF across the single-view suites of results/pictures (`retrieval eval --suite pictures`: +0.120,
+# +0.018, +0.000, +0.015, mean +0.04); higher than relative's, so it is taken wherever it exists.
+QUALITY_PRIOR = {"absolute": 1.0, "relative": 0.52, "translation": 0.41, "fusion": 0.51, "relative+labels": 0.56}
+# Measured per pair of modalities where a suite exists: R@10 from results/sounds/README.md
+# (`retrieval eval --suite sounds`, 149 named sounds, two folds, unseen names only). Their
+# differences are within about two standard errors (0.04): the choice they make is weakly founded,
+# and the README says so.
+PAIR_PRIOR = {
+    ("text", "audio"): {"relative": 0.443, "translation": 0.470, "fusion": 0.470},
+    ("audio", "text"): {"relative": 0.423, "translation": 0.423, "fusion": 0.463},
+}
+
+
+def prior(route: str, query_modality: str, target_modality: str) -> float:
+    """The quality estimate of a direct route between two modalities (see QUALITY_PRIOR, PAIR_PRIOR)."""
+    return PAIR_PRIOR.get((query_modality, target_modality), {}).get(route, QUALITY_PRIOR[route])
+
+
+# A pivot's estimate is this factor times the estimate of the route it continues with: the share of
+# R@10 the audio hop keeps, measured in results/sounds/README.md (sound -> emoji through text, against
+# the emoji's own caption). The pivot is only offered when no direct route exists, so this number
+# orders nothing; it keeps EXPLAIN honest about how much weaker a two-hop trip is.
+PIVOT_HOP = 0.23
+
+
+@dataclass(frozen=True)
+class Space:
+    """A latent space: a modality and the encoder spec that produces it."""
+
+    modality: str
+    encoder: str
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A link between two modalities: a parallel anchor set (both ways) or a fitted translator (src -> dst)."""
+
+    kind: str                      # "anchors", "translator" or "labels"
+    modalities: Tuple[str, str]    # anchors: the two sides; translator and labels: (src, dst)
+    name: str = ""
+    # anchors only: True when the collection's relative vectors are over this set (a relative route can
+    # end here); False for a pivot set, which can only carry a query into another space.
+    indexed: bool = True
+
+    def links(self, a: str, b: str) -> bool:
+        if self.kind == "anchors":
+            return {a, b} <= set(self.modalities)
+        return self.modalities == (a, b)
+
+
+@dataclass(frozen=True)
+class RouteEstimate:
+    route: str
+    quality: float
+    cost: float                    # multiply-adds per query, roughly
+    steps: Tuple[str, ...]
+    via: Optional[str] = None      # pivot: the modality passed through
+    then: Optional[str] = None     # pivot: the route taken from there
+
+
+@dataclass(frozen=True)
+class Plan:
+    query: Space
+    target: Space
+    route: str
+    steps: Tuple[str, ...] = field(default_factory=tuple)
+    alternatives: Tuple[RouteEstimate, ...] = field(default_factory=tuple)
+    via: Optional[str] = None
+    then: Optional[str] = None
+
+    def to_dict(self) -> Dict:
+        """The plan as JSON-ready data (``retrieval explain --json`` and the HTTP API print this)."""
+        return {"query": {"modality": self.query.modality, "encoder": self.query.encoder},
+                "target": {"modality": self.target.modality, "encoder": self.target.encoder},
+                "route": self.route, "via": self.via, "then": self.then, "steps": list(self.steps),
+                "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
+                                  "est_cost": r.cost} for r in self.alternatives]}
+
+    def explain(self) -> str:
+        """A database-style EXPLAIN: the chosen route's steps, then every possible route's estimates."""
+        lines = [f"{self.query.modality} ({self.query.encoder}) -> {self.target.modality} ({self.target.encoder}): "
+                 f"route {self.route}"]
+        lines += [f"  {i}. {s}" for i, s in enumerate(self.steps, 1)]
+        lines.append(f"  {'route':<24} {'est. quality':>12} {'est. cost':>12}")
+        for r in self.alternatives:
+            mark = "  <- chosen" if r.route == self.route else ""
+            name = f"{r.route}({r.via}, {r.then})" if r.route == "pivot" else r.route
+            lines.append(f"  {name:<24} {r.quality:>12.2f} {r.cost:>12.3g}{mark}")
+        lines.append("  (quality: measured R@10 of the route, results/emoji-xstyle, results/pictures or results/sounds; a pivot's is "
+                     "its hop factor times its continuation's; cost: multiply-adds a query)")
+        return "\n".join(lines)
+
+
+def _direct(q: Space, t: Space, bridges: Sequence[Bridge], sizes: Dict[str, int]) -> Dict[str, RouteEstimate]:
+    """Routes that need no third space."""
+    n = sizes.get("items", 0)
+    a, k = sizes.get("anchors", 0), sizes.get("k", 0)
+    dq, dt = sizes.get(f"dim_{q.modality}", 0), sizes.get(f"dim_{t.modality}", 0)
+    out = {}
+    if q == t:
+        out["absolute"] = RouteEstimate("absolute", prior("absolute", q.modality, t.modality), float(n * dt),
+                                        (f"encode query with {q.encoder}", f"cosine search over the {t.modality} embeddings"))
+    anchors = [b for b in bridges if b.kind == "anchors" and b.indexed and b.links(q.modality, t.modality)]
+    if anchors and q.modality != t.modality:
+        out["relative"] = RouteEstimate(
+            "relative", prior("relative", q.modality, t.modality), float(a * dq + n * k),
+            (f"encode query with {q.encoder}",
+             f"relativise against the {q.modality} side of anchors {anchors[0].name or ''}".rstrip() + " (ASIF top-k, power p)",
+             f"sparse inner product against the {t.modality} relative vectors", "break ties by dense relative cosine"))
+    translators = [b for b in bridges if b.kind == "translator" and b.links(q.modality, t.modality)]
+    if translators:
+        out["translation"] = RouteEstimate(
+            "translation", prior("translation", q.modality, t.modality), float(dq * dt + n * dt),
+            (f"encode query with {q.encoder}", f"translate {q.modality} -> {t.modality} ({translators[0].name})",
+             f"cosine search over the {t.modality} embeddings (standard-scaled by the anchors)"))
+    labels = [b for b in bridges if b.kind == "labels" and b.links(q.modality, t.modality)]
+    if "relative" in out and labels:
+        out["relative+labels"] = RouteEstimate(
+            "relative+labels", prior("relative+labels", q.modality, t.modality),
+            out["relative"].cost + float(n * dq),
+            out["relative"].steps[:-1] + (f"add the weighted label bridge: cosine with each {t.modality}'s "
+                                          f"classifier-named text point ({labels[0].name})",
+                                          out["relative"].steps[-1]))
+    if "relative" in out and "translation" in out:
+        out["fusion"] = RouteEstimate("fusion", prior("fusion", q.modality, t.modality), out["relative"].cost + out["translation"].cost,
+                                      ("run the relative and translation routes",
+                                       "reciprocal-rank fusion of their rankings"))
+    return out
+
+
+def _best(est: Dict[str, RouteEstimate]) -> RouteEstimate:
+    return max(est.values(), key=lambda r: (r.quality, -r.cost))
+
+
+def _pivots(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence[Bridge],
+            sizes: Dict[str, int]) -> Dict[str, RouteEstimate]:
+    """The best pivot: into a third modality through an anchor set, then the best direct route on."""
+    options = []
+    for b in bridges:
+        if b.kind != "anchors" or q.modality not in b.modalities or b.modalities[0] == b.modalities[1]:
+            continue
+        via = b.modalities[1] if b.modalities[0] == q.modality else b.modalities[0]
+        if via not in spaces:
+            continue
+        on = _direct(Space(via, spaces[via]), t, bridges, sizes)
+        if not on:
+            continue
+        nxt = _best(on)
+        a, dq, dv = sizes.get(f"anchors_{q.modality}_{via}", 0), sizes.get(f"dim_{q.modality}", 0), sizes.get(f"dim_{via}", 0)
+        steps = (f"encode query with {q.encoder}",
+                 f"relativise against the {q.modality} side of anchors {b.name}".rstrip() + " (ASIF top-k, power p)",
+                 f"pivot into {via} ({spaces[via]}): the same weights over the {via} side of those anchors, centred",
+                 *(f"then {s}" if i == 0 else s for i, s in enumerate(nxt.steps[1:])))
+        options.append(RouteEstimate("pivot", PIVOT_HOP * nxt.quality, float(a * (dq + dv)) + nxt.cost, steps,
+                                     via=via, then=nxt.route))
+    return {"pivot": max(options, key=lambda r: (r.quality, -r.cost))} if options else {}
+
+
+def _estimates(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence[Bridge],
+               sizes: Dict[str, int]) -> Dict[str, RouteEstimate]:
+    out = _direct(q, t, bridges, sizes)
+    if not out:  # a pivot only when nothing links the two spaces directly
+        out = _pivots(q, t, spaces, bridges, sizes)
+    return out
+
+
+def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], bridges: Sequence[Bridge],
+         *, route: Optional[str] = None, sizes: Optional[Dict[str, int]] = None) -> Plan:
+    """Choose a route from a query modality to a target modality of a collection.
+
+    ``spaces`` maps each modality the collection has an encoder for to its spec; ``bridges`` are
+    the anchor sets and translators it holds; ``sizes`` (items, anchors, k, dim_<modality>,
+    anchors_<from>_<via>) feed the cost estimates.
+
+    >>> plan("text", "image", {"image": "efficientnet-lite0", "text": "minilm"},
+    ...      [Bridge("anchors", ("image", "text"))]).route
+    'relative'
+    """
+    if query_modality not in spaces:
+        raise UnsupportedQueryError(f"expected a query in one of this collection's spaces {sorted(spaces)}, "
+                         f"got a query in {query_modality!r}")
+    if target_modality not in spaces:
+        raise UnsupportedQueryError(f"expected a target among this collection's spaces {sorted(spaces)}, got {target_modality!r}")
+    if route is not None and route not in ROUTES:
+        raise InputError(f"expected a route in {ROUTES}, got {route!r}")
+    q, t = Space(query_modality, spaces[query_modality]), Space(target_modality, spaces[target_modality])
+    est = _estimates(q, t, spaces, bridges, sizes or {})
+    if not est:
+        links = [f"{b.kind} {'<->' if b.kind == 'anchors' else '->'} {'/'.join(b.modalities)}"
+                 f"{'' if b.indexed or b.kind != 'anchors' else ' (pivot)'}" for b in bridges]
+        raise UnsupportedQueryError(f"no route from {query_modality} ({q.encoder}) to {target_modality} ({t.encoder}): "
+                         f"the collection holds {sorted(spaces)} linked by {links or 'nothing'}")
+    if route is not None and route not in est:
+        raise UnsupportedQueryError(f"route {route!r} is impossible from {query_modality} to {target_modality}; "
+                         f"possible: {list(est)}")
+    chosen = est[route] if route else _best(est)
+    alternatives = tuple(sorted(est.values(), key=lambda r: (-r.quality, r.cost)))
+    return Plan(q, t, chosen.route, chosen.steps, alternatives, chosen.via, chosen.then)

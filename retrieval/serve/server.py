@@ -1,0 +1,389 @@
+"""HTTP API and web page over the same facade as the CLI (FastAPI; ``retrieval serve``).
+
+Safe by default: it binds to 127.0.0.1 unless told otherwise; request bodies, query lengths, k and
+image sizes are bounded; uploads are decoded with limits (Pillow's decompression-bomb guard at
+``max_image_pixels``); every error is JSON ``{"error": "..."}`` with a 4xx status and no stack
+trace. Files are served only as items of a collection, by id: no request names a path, and an item
+whose file resolves (through symlinks) outside its own folder is refused.
+
+Models and indexes load once, at start-up. Prometheus metrics count requests and time them per
+endpoint, and time the query stages (encode, relativise, search) per collection.
+"""
+
+# No "from __future__ import annotations" here: FastAPI reads the endpoint annotations at run time,
+# and they name types imported inside create_app (fastapi is an optional dependency).
+import asyncio
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Sequence, Union
+
+from retrieval.errors import InputError, RetrievalError, UnsupportedQueryError
+
+# A prompt template: exactly one {} where the label goes, literal braces doubled (classify.check_template).
+TEMPLATE_PATTERN = r"^(?:[^{}]|\{\{|\}\})*\{\}(?:[^{}]|\{\{|\}\})*$"
+DEFAULT_LIMITS = {"max_body_bytes": 10 * 1024 * 1024, "max_query_chars": 1000, "max_k": 100,
+                  "max_image_pixels": 40_000_000, "max_labels": 1000, "request_timeout_s": 30.0}
+
+
+def _deps():
+    try:
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        raise InputError("the server needs the 'serve' extra: pip install 'retrieval[serve]' "
+                         "(fastapi, uvicorn, python-multipart, prometheus-client)") from exc
+
+
+def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
+               warm: bool = True, shard_actors: Optional[str] = None):
+    """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
+    are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
+    cluster) by Ray actors that each hold one shard.
+
+    >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
+    """
+    _deps()
+    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+    from pydantic import BaseModel, ConfigDict, Field, create_model
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from retrieval.api.collection import Collection
+
+    lim = dict(DEFAULT_LIMITS, **(limits or {}))
+    if not collections:
+        raise InputError("expected at least one collection folder to serve, got none")
+    cols: Dict[str, Collection] = {}
+    registry = CollectorRegistry()
+    requests = Counter("retrieval_requests_total", "HTTP requests", ["endpoint", "status"], registry=registry)
+    latency = Histogram("retrieval_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
+    stages = Histogram("retrieval_stage_seconds", "query stage latency", ["collection", "stage"], registry=registry)
+    for name, folder in collections.items():
+        col = _open(folder, device, shard_actors)
+        col.timer = (lambda stage, s, name=name: stages.labels(name, stage).observe(s))
+        if warm:
+            for m in col.manifest["encoders"]:
+                col.encoder(m)
+        cols[name] = col
+    lock = threading.Lock()  # encoders are not guaranteed thread-safe; queries are short
+    from retrieval.planning.planner import ROUTES
+
+    # What a request may name, from the collections served: the spec states it, so that a request
+    # the spec allows is one the server can answer (a collection that lacks what another has answers 409).
+    encoders = [(m, e["dim"]) for c in cols.values() for m, e in c.manifest["encoders"].items()]
+    modalities = tuple(sorted({m for m, _ in encoders}))
+    targets = ("items",) + tuple(sorted({m for c in cols.values() for m in getattr(c, "sides", [c.modality])}))
+    Modality, Target, Route = Literal[modalities], Literal[targets], Literal[ROUTES]
+
+    app = FastAPI(title="retrieval", version="1",
+                  description="Cross-modal search with encoders never trained together (ASIF relative "
+                              "representations). Every error is JSON {\"error\": message}.")
+
+    def error(status: int, message: str):
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(RetrievalError)
+    async def _bad_input(request, exc):
+        return error(400, str(exc))
+
+    @app.exception_handler(UnsupportedQueryError)
+    async def _not_here(request, exc):  # well formed, but not something this collection holds
+        return error(409, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc):
+        errs = exc.errors()
+        bad_json = [e for e in errs if e.get("type") == "json_invalid"]
+        if bad_json:
+            ctx = bad_json[0].get("ctx", {}).get("error", "")
+            at = bad_json[0].get("loc", ("body", "?"))[-1]
+            return error(422, f"expected a JSON object as the request body, got text that is not JSON "
+                              f"({ctx or 'malformed'} at character {at})")
+        body = getattr(exc, "body", None)
+        branches = {str(e["loc"][1]) for e in errs if len(e.get("loc", ())) > 2 and e["loc"][0] == "body"
+                    and str(e["loc"][1]).startswith(("TextQuery", "VectorQuery_"))}
+        if branches:  # a search body is one of several shapes: report against the one it meant
+            if not isinstance(body, dict) or ("query" in body) == ("vector" in body):
+                return error(422, "invalid request: expected a JSON object with exactly one of 'query' (text) or "
+                                  "'vector' (an embedding, with its 'modality'), plus optional 'k', 'target', 'route'")
+            meant = "TextQuery" if "query" in body else f"VectorQuery_{body.get('modality', 'text')}"
+            if meant not in branches and not meant.startswith("TextQuery"):
+                return error(422, f"invalid request: modality: expected one of {list(modalities)}, "
+                                  f"got {body.get('modality')!r}")
+            errs = [dict(e, loc=(e["loc"][0],) + tuple(e["loc"][2:])) for e in errs
+                    if len(e.get("loc", ())) > 2 and e["loc"][1] == meant]
+        plain = {"template": "expected a prompt template with exactly one {} where the label goes (literal braces "
+                             "as {{ and }})", "labels": "expected at least one label (comma or newline separated)",
+                 "query": "expected a text query with something other than spaces"}
+
+        def said(e) -> str:
+            field = str(e.get("loc", ("",))[-1])
+            if field == "query" and e.get("type") == "string_too_short":
+                return "expected a non-empty text query"
+            if e.get("type") == "string_pattern_mismatch" and field in plain:
+                return f"{plain[field]}, got {e.get('input')!r}"
+            return str(e.get("msg"))
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {said(e)}" for e in errs]
+        return error(422, "invalid request: " + "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc):
+        resp = error(exc.status_code, str(exc.detail))
+        resp.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return resp
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc):  # never a stack trace to the client
+        import logging
+
+        logging.getLogger(__name__).exception("unexpected error on %s", request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.middleware("http")
+    async def _guard_and_measure(request: Request, call_next):
+        route = request.scope.get("path", "")
+        endpoint = route.split("/")[1] if route.count("/") else route
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > lim["max_body_bytes"]):
+            resp = error(413, f"expected a request body of at most {lim['max_body_bytes']} bytes, got {length}")
+        elif length is None and request.method in ("POST", "PUT") and request.headers.get("transfer-encoding"):
+            resp = error(411, "expected a Content-Length header (chunked uploads are not accepted)")
+        else:
+            t = time.perf_counter()
+            try:
+                resp = await asyncio.wait_for(call_next(request), lim["request_timeout_s"])
+            except asyncio.TimeoutError:
+                resp = error(503, f"the request took longer than {lim['request_timeout_s']} s; try a smaller k "
+                                  f"or a shorter clip")
+            latency.labels(endpoint).observe(time.perf_counter() - t)
+        requests.labels(endpoint, str(resp.status_code)).inc()
+        return resp
+
+    def collection(name: str) -> Collection:
+        if name not in cols:
+            raise StarletteHTTPException(404, f"unknown collection {name!r}; serving: {sorted(cols)}")
+        return cols[name]
+
+    def hits_json(col_name: str, hits) -> List[Dict]:
+        out = []
+        for h in hits:
+            d = h.to_dict()
+            if h.path is not None:
+                item = h.item_id if h.kind == "text" else h.id
+                d["url"] = f"/collections/{col_name}/items/{item}/file"
+            out.append(d)
+        return out
+
+    class ErrorBody(BaseModel):
+        error: str = Field(..., description="what was expected, what was received, and what to do instead")
+
+    def errors(*codes: int) -> Dict:
+        said = {400: "bad input (a file that does not decode, too many labels...)",
+                403: "the item's file is not served (a link out of its folder, not a regular file)",
+                404: "unknown collection or item", 409: "well formed, but not something this collection holds "
+                "(a modality, target or route it has no bridge for, vectors of another width)",
+                411: "a chunked body (send Content-Length)", 413: "a body or file over the size limit",
+                422: "a request that does not match this spec", 503: "the request took longer than the timeout"}
+        return {c: {"model": ErrorBody, "description": said[c]} for c in codes}
+
+    POSTED = (400, 404, 409, 411, 413, 422, 503)
+    k_field = dict(ge=1, le=lim["max_k"], description=f"results wanted, 1 to {lim['max_k']}")
+
+    class TextQuery(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        query: str = Field(..., min_length=1, max_length=lim["max_query_chars"], pattern=r"\S",
+                           description="text query")
+        k: int = Field(10, **k_field)
+        target: Optional[Target] = Field(None, description="items (default), or a modality the collection holds")
+        route: Optional[Route] = Field(None, description="force a route (default: the planner's choice)")
+
+    def vector_query(modality: str):
+        """A body carrying an embedding of ``modality``: its width is stated when every collection
+        served agrees on it."""
+        dims = [d for m, d in encoders if m == modality]
+        width = dict(min_length=min(dims), max_length=max(dims))
+        return create_model(
+            f"VectorQuery_{modality}", __config__=ConfigDict(extra="forbid"),
+            vector=(List[float], Field(..., description=f"an embedding from the collection's {modality} encoder",
+                                       **width)),
+            modality=(Literal[modality], ... if modality != "text" else "text"),
+            k=(int, Field(10, **k_field)), target=(Optional[Target], None), route=(Optional[Route], None))
+
+    SearchBody = Union[(TextQuery,) + tuple(vector_query(m) for m in modalities)]
+
+    @app.get("/health", responses=errors(503))
+    def health():
+        return {"status": "ok", "collections": sorted(cols)}
+
+    @app.get("/collections", responses=errors(503))
+    def list_collections():
+        return {name: c.info() for name, c in cols.items()}
+
+    @app.get("/collections/{name}", responses=errors(404, 422, 503))
+    def describe(name: str):
+        return collection(name).info()
+
+    @app.post("/collections/{name}/search", responses=errors(*POSTED))
+    def search(name: str, body: SearchBody):
+        col = collection(name)
+        with lock:
+            if isinstance(body, TextQuery):
+                hits = col.search_many([body.query], k=body.k, modality="text", target=body.target,
+                                       route=body.route)[0]
+                modality = "text"
+            else:
+                hits = col.search_vectors([body.vector], k=body.k, modality=body.modality, target=body.target,
+                                          route=body.route)[0]
+                modality = body.modality
+            plan = col.plan(modality, body.target, body.route)
+        return {"query": getattr(body, "query", None), "modality": modality, "route": plan.route,
+                "results": hits_json(name, hits)}
+
+    async def read_upload(file: UploadFile) -> bytes:
+        data = await file.read(lim["max_body_bytes"] + 1)
+        if not data:
+            raise InputError(f"expected a non-empty file upload, got an empty {file.filename!r}")
+        if len(data) > lim["max_body_bytes"]:
+            raise StarletteHTTPException(413, f"expected a file of at most {lim['max_body_bytes']} bytes")
+        return data
+
+    def as_query(data: bytes, filename: str):
+        """(query object, modality): an image decoded with limits, or a sound in a temporary file."""
+        from retrieval.media.tables import media_modality
+
+        kind = media_modality(filename or "")
+        if kind == "audio":
+            suffix = Path(filename).suffix.lower()
+            tmp = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
+            tmp.write(data)
+            tmp.close()
+            return tmp.name, "audio"
+        from retrieval.media.images import open_image
+
+        try:
+            img = open_image(data, name=filename or "the upload", max_pixels=lim["max_image_pixels"])
+        except InputError as exc:
+            raise InputError(f"{exc} (uploads: an image such as png, jpg or webp, or a sound such as wav, mp3, "
+                             f"ogg or flac, named by its extension)") from None
+        with img:
+            return img.copy(), "image"
+
+    @app.post("/collections/{name}/search/file", responses=errors(*POSTED))
+    async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10, **k_field),
+                          target: Optional[Target] = Form(None), route: Optional[Route] = Form(None)):
+        col = collection(name)
+        query, modality = as_query(await read_upload(file), file.filename)
+        try:
+            with lock:
+                hits = col.search_many([query], k=k, modality=modality, target=target, route=route)[0]
+                plan = col.plan(modality, target, route)
+        finally:
+            if modality == "audio":
+                os.unlink(query)
+        return {"query": file.filename, "modality": modality, "route": plan.route, "results": hits_json(name, hits)}
+
+    @app.post("/collections/{name}/classify", responses=errors(*POSTED))
+    async def classify(name: str, file: UploadFile = File(...),
+                       labels: str = Form(..., pattern=r"[^,\s]", description="labels, comma or newline separated"),
+                       k: int = Form(5, **k_field),
+                       template: Optional[str] = Form(None, pattern=TEMPLATE_PATTERN,
+                                                      description="prompt with exactly one {} for the label")):
+        col = collection(name)
+        # a label typed twice is meant once
+        names = list(dict.fromkeys(x.strip() for x in labels.replace(",", "\n").splitlines() if x.strip()))
+        if len(names) > lim["max_labels"]:
+            raise InputError(f"expected 1 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
+        from retrieval.api.classify import DEFAULT_TEMPLATES, check_template
+
+        if template is not None:
+            check_template(template)
+
+        query, modality = as_query(await read_upload(file), file.filename)
+        try:  # the refusal below is inside the try: an uploaded sound's temporary file is removed either way
+            if modality != col.modality:
+                a = {"image": "an image", "audio": "a sound"}
+                raise UnsupportedQueryError(f"expected {a[col.modality]} file to classify in this collection, got "
+                                            f"{a[modality]} file")
+            with lock:
+                pred = col.classify([query], names, templates=[template] if template else DEFAULT_TEMPLATES,
+                                    k=min(k, len(names)))[0]
+        finally:
+            if modality == "audio":
+                os.unlink(query)
+        return {"file": file.filename, **pred.to_dict()}
+
+    @app.get("/collections/{name}/explain", responses=errors(404, 409, 422, 503))
+    def explain(name: str, modality: Modality = Query("text"), target: Optional[Target] = None,
+                route: Optional[Route] = None):
+        p = collection(name).plan(modality, target, route)
+        return dict(p.to_dict(), text=p.explain())
+
+    MEDIA = {"image/*": {}, "audio/*": {}, "application/octet-stream": {}}
+
+    @app.get("/collections/{name}/items/{item_id}/file", response_class=FileResponse,
+             responses={200: {"content": MEDIA, "description": "the item's image or sound file"},
+                        **errors(403, 404, 422, 503)})
+    def item_file(name: str, item_id: int):
+        col = collection(name)
+        try:
+            recorded = Path(col.item_path(item_id))
+        except InputError as exc:
+            raise StarletteHTTPException(404, str(exc))
+        if not recorded.is_absolute():  # collections built before paths were stored absolute
+            recorded = Path(os.path.abspath(recorded))
+        if not os.path.lexists(recorded):
+            raise StarletteHTTPException(404, f"item {item_id}'s file {recorded.name!r} is no longer where the "
+                                              f"collection recorded it: it was moved or deleted after the build")
+        real = Path(os.path.realpath(recorded))
+        folder = os.path.realpath(recorded.parent)
+        # a symlink that leads out of the item's own folder is not served
+        if os.path.commonpath([str(real), folder]) != folder:
+            raise StarletteHTTPException(403, f"item {item_id}'s file {recorded.name!r} is a link to a place outside "
+                                              f"its folder; such files are not served")
+        if not real.is_file():
+            raise StarletteHTTPException(403, f"item {item_id}'s file {recorded.name!r} is not a regular file "
+                                              f"(or its link is broken); it is not served")
+        return FileResponse(str(real))
+
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page():
+        return (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
+
+    app.state.collections = cols
+    return app
+
+
+def _open(folder: str, device: str, shard_actors: Optional[str]):
+    from retrieval.api.collection import Collection
+    from retrieval.distributed import ShardedCollection, is_sharded
+
+    if shard_actors is not None and is_sharded(folder):
+        m = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+        return ShardedCollection.open(folder, device=device, actors=len(m["shards"]), address=shard_actors or None)
+    return Collection.open(folder, device=device)
+
+
+def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
+          limits: Optional[Dict] = None, shard_actors: Optional[str] = None) -> None:
+    """Start the server (blocking). Collections are named by their folder names."""
+    import uvicorn
+
+    names: Dict[str, str] = {}
+    for f in folders:
+        name = Path(f).name
+        if name in names:
+            raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
+        names[name] = str(f)
+    app = create_app(names, device=device, limits=limits, shard_actors=shard_actors)
+    uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=64)
