@@ -17,10 +17,8 @@ and only the missing ones are encoded. A partial folder of *different* settings 
 mixed in. When every shard is there, the top-level manifest is written and ``OUT.partial`` is
 renamed to ``OUT``.
 
-**Search** (:class:`ShardedCollection`). A query is encoded once, searched in every shard (in this
-process, or in Ray actors that each hold shards in memory) and the shards' top lists are merged by
-the same ranking rule a single collection uses (score within TIE_EPS, then the dense relative
-cosine, then the id), so the answer equals that of one collection of the same items.
+The folders it writes are searched as one collection by :class:`retrieval.api.sharded.ShardedCollection`
+(the format: :mod:`retrieval.store.sharded`).
 """
 
 from __future__ import annotations
@@ -30,50 +28,29 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from retrieval.errors import CollectionFormatError, InputError, UnsupportedQueryError
+from retrieval.api.cluster import connect
+from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
+from retrieval.build.builder import Clock, readable_media, write_collection
+from retrieval.build.options import BuildOptions, default_k_p, parse_index_spec
+from retrieval.core.relative import RelativeProjector
+from retrieval.encoders import load_encoder
+from retrieval.errors import CollectionFormatError, InputError
+from retrieval.media.tables import rows_from
+from retrieval.progress import progress
+from retrieval.store.arrow import sha256_file
+from retrieval.store.format import check_output, now_iso, read_manifest, write_manifest
+from retrieval.store.sharded import SHARDED_FORMAT, SHARDED_VERSION
 
 log = logging.getLogger(__name__)
 
-SHARDED_FORMAT = "retrieval-sharded-collection"
-# 2: the manifest checksums its own content (manifest_sha256); 1 is still read.
-SHARDED_VERSION = 2
 DEFAULT_SHARD_SIZE = 100_000
 RUN_FILE = "run.json"
-
-
-def _ray():
-    try:
-        import ray
-    except ImportError as exc:
-        raise InputError("the distributed build and Ray-held shards need Ray; pip install 'retrieval[ray]' "
-                         "(or leave out --ray to build in this process)") from exc
-    return ray
-
-
-def connect(address: Optional[str] = None, **init_kwargs):
-    """Join the Ray cluster at ``address`` (``"auto"``: the one this machine belongs to), or start a
-    local one (``None``), unless this process is already connected. Ray's usage statistics, which
-    it would otherwise try to send over the internet, are off unless the environment says so."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray = _ray()
-    if not ray.is_initialized():
-        try:
-            if address in (None, "", "local"):
-                init_kwargs.setdefault("include_dashboard", False)
-                ray.init(**init_kwargs)
-            else:
-                ray.init(address=address, **init_kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = "a local Ray cluster" if address in (None, "", "local") else f"the Ray cluster at {address!r}"
-            raise InputError(f"expected to reach {where}, but Ray said: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
-                             f"start one with 'ray start --head' (then --ray auto), or give --ray no address for "
-                             f"a local cluster") from exc
-    return ray
 
 
 # ---- the workers' side ---------------------------------------------------------------------------
@@ -87,8 +64,6 @@ class _Check:
         self.modality = modality
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        from retrieval.build.builder import readable_media
-
         rows = [{"path": str(p), "caption": None, "label": None} for p in batch["path"]]
         _, skipped = readable_media(rows, self.modality, show_progress_bar=False)
         reasons = {s["path"]: s["reason"] for s in skipped}
@@ -103,9 +78,6 @@ class _Encode:
         if setup is not None:
             setup()
         import ray
-
-        from retrieval.encoders import load_encoder
-        from retrieval.core.relative import RelativeProjector
 
         if isinstance(anchors, ray.ObjectRef):  # put in the object store once by the driver; fetched once here
             anchors = ray.get(anchors)
@@ -172,8 +144,6 @@ def _shard_name(i: int) -> str:
 def _finished_shards(work: Path, run_id: str) -> Dict[int, Dict]:
     """Shards already written by this run (their manifests verified); leftovers of an interrupted
     write (temporary folders) are removed."""
-    from retrieval.store.format import read_manifest
-
     done = {}
     for entry in sorted(work.iterdir()):
         if entry.name.startswith(".shard-"):
@@ -192,45 +162,36 @@ def _finished_shards(work: Path, run_id: str) -> Dict[int, Dict]:
     return done
 
 
-def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_size: int = DEFAULT_SHARD_SIZE,
-                  workers: Optional[int] = None, image_encoder: Optional[str] = None,
-                  text_encoder: Optional[str] = None, audio_encoder: Optional[str] = None, k: Optional[int] = None,
-                  p: Optional[float] = None, center: Optional[bool] = None, index: str = "exact",
-                  overwrite: bool = False, restart: bool = False, cache_dir: Optional[str] = None,
-                  batch_size: int = 32, device: str = "cpu", show_progress_bar: Optional[bool] = None,
-                  worker_setup: Optional[Callable] = None, ray_init: Optional[Dict] = None) -> Path:
+def build_sharded(corpus, anchors, out, options: Optional[BuildOptions] = None, *, address: Optional[str] = None,
+                  shard_size: int = DEFAULT_SHARD_SIZE, workers: Optional[int] = None, restart: bool = False,
+                  worker_setup: Optional[Callable] = None, ray_init: Optional[Dict] = None, **changes) -> Path:
     """Build a sharded collection on Ray; returns its folder (see the module docstring).
 
     ``address``: a Ray cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``) or None for a
     local one. ``workers``: encoding actors (default: one per CPU of the cluster, or per GPU when
     it has GPUs). ``worker_setup``: a function each worker runs once before loading encoders, e.g.
     to register a custom encoder backend. ``restart`` discards a partial build of other settings.
+    The build's settings are :class:`~retrieval.build.options.BuildOptions` (or its fields as
+    keywords), as for :func:`retrieval.build.builder.build_collection`; what shards do not support
+    yet (pivot sets, dense indexes, cosine relative vectors, label vectors) is refused.
 
     >>> build_sharded("corpus/", "anchors.parquet", "indexes/big", address="auto")  # doctest: +SKIP
     """
-    from retrieval.build.anchors import AnchorSet, load_anchor_set
-    from retrieval.build.builder import DEFAULT_CENTER, default_k_p, parse_index_spec
-    from retrieval.encoders import DEFAULT_ENCODERS
-    from retrieval.core.relative import RelativeProjector
-    from retrieval.media.tables import rows_from
-
-    from retrieval.store.format import check_output
-
-    out = check_output(out, overwrite)
+    o = BuildOptions.of(options, **changes)
+    o.check_sharded()
+    out = check_output(out, o.overwrite)
     work = out.parent / f"{out.name}.partial"
     if not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
         raise InputError(f"expected a shard size >= 1, got {shard_size!r}")
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
         raise InputError(f"expected workers >= 1 (encoding actors), got {workers!r}")
-    index_spec = parse_index_spec(index)
+    index_spec = parse_index_spec(o.index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
     modality = anchor_set.modality
     # views of one concept (a 'concept' column with repeats) become one anchor, as in a one-process build
-    specs = {"image": image_encoder or DEFAULT_ENCODERS["image"], "text": text_encoder or DEFAULT_ENCODERS["text"],
-             "audio": audio_encoder or DEFAULT_ENCODERS["audio"]}
-    k, p = default_k_p(anchor_set, k, p, specs[modality])
-    center = DEFAULT_CENTER if center is None else center
-    projector = {"kind": "asif", "k": k, "p": p, "center": center}
+    specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
+    k, p = default_k_p(anchor_set, o.k, o.p, specs[modality])
+    projector = {"kind": "asif", "k": k, "p": p, "center": o.center}
     RelativeProjector(**projector).check_params(anchor_set.n_anchors)
     specs = {m: specs[m] for m in (modality, "text")}
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
@@ -240,7 +201,7 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
                 "shard_size": int(shard_size)}
     run_id = _digest(settings)
     ray = connect(address, **(ray_init or {}))  # before the work folder: a cluster not reached leaves nothing
-    import ray.data  # noqa: F401  (Ray Data is part of the extra)
+    import ray.data  # noqa: F401, F811  (Ray Data is part of the extra)
 
     if restart and work.exists():
         shutil.rmtree(work)
@@ -267,11 +228,13 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
              {a: getattr(ctx, a) for a in ("enable_progress_bars", "enable_operator_progress_bars") if hasattr(ctx, a)})
     ctx.execution_options.preserve_order = True  # shards are contiguous runs of the corpus
     for attr in saved[1]:
-        if show_progress_bar is False:
+        if o.show_progress_bar is False:
             setattr(ctx, attr, False)
     try:
-        return _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, specs, projector,
-                    index_spec, shard_size, workers, batch_size, device, cache_dir, show_progress_bar, worker_setup)
+        return _run(_Job(ray=ray, work=work, run_file=run_file, run_id=run_id, out=out, corpus=corpus, rows=rows,
+                         anchor_set=anchor_set, modality=modality, specs=specs, projector=projector,
+                         index_spec=index_spec, shard_size=shard_size, workers=workers, options=o,
+                         worker_setup=worker_setup))
     except InputError:
         if fresh and not any(work.glob("shard-*")):  # nothing worth resuming: leave no litter
             shutil.rmtree(work, ignore_errors=True)
@@ -282,16 +245,36 @@ def build_sharded(corpus, anchors, out, *, address: Optional[str] = None, shard_
             setattr(ctx, attr, value)
 
 
-def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, specs, projector, index_spec,
-         shard_size, workers, batch_size, device, cache_dir, show_progress_bar, worker_setup) -> Path:
-    """The build itself, once settings are checked and the work folder is claimed."""
-    from retrieval.build.anchors import encode_anchors
-    from retrieval.build.builder import _Clock, write_collection
-    from retrieval.core.style import prepare_views
-    from retrieval.encoders import load_encoder
-    from retrieval.progress import progress
+@dataclass
+class _Job:
+    """A sharded build once its settings are checked and its work folder is claimed."""
 
-    clock = _Clock()
+    ray: object
+    work: Path
+    run_file: Path
+    run_id: str
+    out: Path
+    corpus: object
+    rows: List[Dict]
+    anchor_set: AnchorSet
+    modality: str
+    specs: Dict[str, str]
+    projector: Dict
+    index_spec: Dict
+    shard_size: int
+    workers: Optional[int]
+    options: BuildOptions
+    worker_setup: Optional[Callable]
+
+
+def _run(job: _Job) -> Path:
+    """The build itself, once settings are checked and the work folder is claimed."""
+    ray, work, run_file, run_id, out, corpus = job.ray, job.work, job.run_file, job.run_id, job.out, job.corpus
+    rows, anchor_set, modality, specs, projector = job.rows, job.anchor_set, job.modality, job.specs, job.projector
+    index_spec, shard_size, workers, worker_setup = job.index_spec, job.shard_size, job.workers, job.worker_setup
+    o = job.options
+    batch_size, device, show_progress_bar = o.batch_size, o.device, o.show_progress_bar
+    clock = Clock()
 
     # 1. which files decode: in parallel on the workers; decides the items' ids, as a one-process
     # build does. Kept in the work folder, so that a resumed build does not decode everything again.
@@ -317,7 +300,7 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
     clock.lap("check_files")
 
     # 2. anchors on the driver (cached by content hash), then into the object store once
-    enc_kw = dict(cache_dir=cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    enc_kw = dict(cache_dir=o.cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
     if worker_setup is not None:
         worker_setup()
     encoders = {m: load_encoder(specs[m], m, device=device) for m in (modality, "text")}
@@ -374,9 +357,6 @@ def _run(ray, work, run_file, run_id, out, corpus, rows, anchor_set, modality, s
 
     # 4. the top-level manifest, then the folder into place
     shards_meta = []
-    from retrieval.store.arrow import sha256_file
-    from retrieval.store.format import read_manifest, write_manifest
-
     for s in range(n_shards):
         folder = work / _shard_name(s)
         m = read_manifest(folder)
@@ -440,197 +420,4 @@ def _resources(ray) -> Dict:
 
 
 def _now() -> str:
-    from retrieval.store.format import now_iso
-
     return now_iso()
-
-
-# ---- searching shards as one ---------------------------------------------------------------------
-
-def read_sharded_manifest(folder: Path) -> Dict:
-    folder = Path(folder)
-    try:
-        m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CollectionFormatError(f"expected a readable manifest.json in {str(folder)!r}: {exc}") from exc
-    if not isinstance(m, dict) or m.get("format") != SHARDED_FORMAT or m.get("format_version", 99) > SHARDED_VERSION:
-        got = m.get("format") if isinstance(m, dict) else type(m).__name__
-        raise CollectionFormatError(f"expected a {SHARDED_FORMAT} version <= {SHARDED_VERSION} in {str(folder)!r}, "
-                                    f"got {got!r} version {m.get('format_version') if isinstance(m, dict) else None!r}")
-    from retrieval.store.arrow import sha256_file
-    from retrieval.store.format import manifest_checksum
-
-    if m["format_version"] >= 2 and m.get("manifest_sha256") != manifest_checksum(m):
-        raise CollectionFormatError(f"expected the sharded manifest in {str(folder)!r} to match its own checksum "
-                                    f"(manifest_sha256), it does not: it was edited or damaged; rebuild it")
-
-    for s in m["shards"]:
-        f = folder / s["name"] / "manifest.json"
-        if os.path.basename(s["name"]) != s["name"] or not f.is_file():
-            raise CollectionFormatError(f"expected shard {s['name']!r} inside {str(folder)!r}; it is missing")
-        if sha256_file(str(f)) != s["manifest_sha256"]:
-            raise CollectionFormatError(f"shard {s['name']!r}'s manifest does not match the sharded manifest: "
-                                        f"the collection was modified; rebuild it")
-    return m
-
-
-def is_sharded(folder) -> bool:
-    try:
-        return json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8")).get("format") == SHARDED_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-class _ShardHolder:
-    """Ray actor body: one or more shards opened once and kept in memory."""
-
-    def __init__(self, folders: Sequence[str], verify: bool = True):
-        from retrieval.api.collection import Collection
-
-        self.cols = [Collection.open(f, verify=verify) for f in folders]
-
-    def search_vectors(self, q, k, modality, target, route):
-        return [c.search_vectors(q, k=k, modality=modality, target=target, route=route) for c in self.cols]
-
-
-class ShardedCollection:
-    """Shards searched as one collection: the same search API as :class:`retrieval.Collection`
-    (items as the target; texts live in every shard with the anchors', so text targets are refused).
-
-    ``actors``: hold the shards in Ray actors (``address`` as for :func:`connect`), ``actors`` of
-    them, instead of in this process.
-    """
-
-    def __init__(self, folder, manifest: Dict, *, device: str = "cpu", verify: bool = True,
-                 actors: Optional[int] = None, address: Optional[str] = None):
-        from retrieval.api.collection import Collection
-
-        self.folder, self.sharded_manifest = Path(folder), manifest
-        folders = [str(self.folder / s["name"]) for s in manifest["shards"]]
-        # The first shard answers everything that is the same in every shard: plans, encoders,
-        # classification (anchors only), explain.
-        self.first = Collection.open(folders[0], device=device, verify=verify)
-        self.modality = self.first.modality
-        self.first_ids = np.array([s["first_id"] for s in manifest["shards"]], np.int64)
-        self._holders, self._local, self._paths = None, None, {}
-        if actors:
-            ray = connect(address)
-            groups = [folders[i::actors] for i in range(min(actors, len(folders)))]
-            Holder = ray.remote(_ShardHolder)
-            self._holders = [Holder.remote(g, verify) for g in groups]
-            self._order = [i for g in range(len(groups)) for i in range(g, len(folders), actors)]
-        else:
-            self._local = [self.first] + [Collection.open(f, device=device, verify=verify) for f in folders[1:]]
-        self.manifest = dict(self.first.manifest, counts=dict(self.first.manifest["counts"], **manifest["counts"]),
-                             sharded={"shards": len(folders), "shard_size": manifest["shard_size"]})
-
-    @classmethod
-    def open(cls, folder, **kwargs) -> "ShardedCollection":
-        return cls(folder, read_sharded_manifest(Path(folder)), **kwargs)
-
-    @property
-    def timer(self):
-        return self.first.timer
-
-    @timer.setter
-    def timer(self, fn):
-        for c in self._local or [self.first]:
-            c.timer = fn
-
-    def encoder(self, modality: str):
-        return self.first.encoder(modality)
-
-    def plan(self, modality: str, target: Optional[str] = None, route: Optional[str] = None):
-        return self.first.plan(modality, self._target(target), route)
-
-    def classify(self, inputs, labels, **kwargs):
-        """Classify files (the anchors are the same in every shard, so the first shard answers)."""
-        if inputs is None:
-            raise InputError("expected files to classify: a sharded collection's own items live in its shards; "
-                             "classify a shard folder (NAME/shard-00000, ...) to label its items")
-        return self.first.classify(inputs, labels, **kwargs)
-
-    def _target(self, target: Optional[str]) -> str:
-        target = target or "items"
-        if target not in ("items", self.modality):
-            raise UnsupportedQueryError(f"expected target 'items' ({self.modality}) for a sharded collection, got {target!r}: "
-                             f"each shard holds the anchor captions too, so text results are searched per shard")
-        return self.modality
-
-    def search(self, query, *, k: int = 10, modality: Optional[str] = None, target: Optional[str] = None,
-               route: Optional[str] = None):
-        from retrieval.api.collection import _guess_modality
-
-        return self.search_many([query], k=k, modality=modality or _guess_modality(query), target=target,
-                                route=route)[0]
-
-    def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                    route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None):
-        self.plan(modality, target, route)  # an impossible route fails before encoding
-        q = self.encoder(modality).encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return self.search_vectors(q, k=k, modality=modality, target=target, route=route)
-
-    def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                       route: Optional[str] = None):
-        from dataclasses import replace
-
-        from retrieval.core.ranking import rank_candidates
-
-        target = self._target(target)
-        chosen = self.plan(modality, target, route)
-        if chosen.route == "fusion" or chosen.then == "fusion":
-            raise UnsupportedQueryError("expected a route whose scores compare across shards (relative, translation, absolute, "
-                             "pivot); fusion ranks by position in each list, which does not merge exactly")
-        q = np.asarray(vectors, np.float32)
-        if self._holders is not None:
-            ray = connect()
-            parts = [r for h in ray.get([h.search_vectors.remote(q, k, modality, target, route) for h in self._holders])
-                     for r in h]
-            parts = [parts[self._order.index(i)] for i in range(len(parts))]
-        else:
-            parts = [c.search_vectors(q, k=k, modality=modality, target=target, route=route) for c in self._local]
-        out = []
-        for r in range(len(q)):
-            hits = [h for part in parts for h in part[r]]
-            # The same ordering rule a single collection applies (score bucket, dense relative
-            # cosine, then id), over the union of every shard's top k: the global top k is in it.
-            ids = np.array([h.id for h in hits], np.int64)
-            pos = {int(i): j for j, i in enumerate(ids.tolist())}
-            sec = np.array([h.secondary for h in hits], np.float64)
-            top, _, _ = rank_candidates(ids, np.array([h.score for h in hits], np.float64), k,
-                                        lambda c: sec[[pos[int(i)] for i in c]])
-            out.append([replace(hits[pos[int(i)]], rank=rank) for rank, i in enumerate(top.tolist(), 1)])
-        return out
-
-    def item_path(self, item_id: int) -> str:
-        """The file an item was built from: looked up in its shard's id range (only that shard's
-        ids and paths are read, once, when the shards live in Ray actors)."""
-        s = int(np.searchsorted(self.first_ids, item_id, side="right")) - 1
-        if s < 0:
-            raise InputError(f"expected an item id of this collection, got {item_id}")
-        if self._local is not None:
-            return self._local[s].item_path(item_id)
-        if s not in self._paths:
-            import pyarrow.parquet as pq
-
-            t = pq.read_table(self.folder / self.sharded_manifest["shards"][s]["name"] / "items.parquet",
-                              columns=["id", "path"])
-            self._paths[s] = dict(zip(t.column("id").to_pylist(), t.column("path").to_pylist()))
-        if item_id not in self._paths[s]:
-            raise InputError(f"expected an item id of this collection, got {item_id}")
-        return self._paths[s][item_id]
-
-    def info(self) -> Dict:
-        """The first shard's description with the whole collection's counts and size."""
-        info = self.first.info()
-        caps = size = 0
-        for sh in self.sharded_manifest["shards"]:
-            m = json.loads((self.folder / sh["name"] / "manifest.json").read_text(encoding="utf-8"))
-            caps += m["counts"]["corpus_captions"]
-            size += sum(f["bytes"] for f in m["files"].values())
-        c = self.sharded_manifest["counts"]
-        info.update(path=str(self.folder), bytes_on_disk=size, skipped=self.sharded_manifest.get("skipped", []),
-                    counts={"items": c["items"], "texts": caps + self.first.manifest["counts"]["anchors"],
-                            "corpus_captions": caps, "skipped": c["skipped"], "shards": c["shards"]},
-                    shards={"count": c["shards"], "shard_size": self.sharded_manifest["shard_size"]})
-        return info

@@ -205,7 +205,7 @@ def test_cosine_kind_builds_and_searches(tiny_data, fake_encoders, tmp_path):
 
 
 def test_default_k_is_capped_by_the_anchor_count_but_explicit_k_is_not(tiny_data, fake_encoders, tmp_path):
-    from retrieval.build.builder import DEFAULT_K
+    from retrieval.build.options import DEFAULT_K
 
     assert DEFAULT_K > 8
     out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", cache_dir="", **FAKE)

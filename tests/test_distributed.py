@@ -124,7 +124,7 @@ def test_views_and_their_style_normaliser_shard_like_a_one_process_build(cluster
 
 @pytest.mark.parametrize("actors", [None, 2])
 def test_sharded_search_equals_unsharded_search(cluster, tiny_data, corpus, fake_encoders, tmp_path, actors):
-    from retrieval.distributed import ShardedCollection
+    from retrieval.api import ShardedCollection
 
     one = Collection.open(build_collection(corpus, tiny_data["anchors"], tmp_path / "one", index="inverted", **FAKE))
     out = sharded(corpus, tiny_data["anchors"], tmp_path / "many", shard_size=3, workers=2, index="inverted")

@@ -81,7 +81,7 @@ def test_translator_errors():
 
 @pytest.mark.parametrize("method", ["orthogonal", "linear", "affine"])
 def test_saved_and_loaded_translators_give_identical_outputs(method, tmp_path):
-    from retrieval.core.translation import load_translator, save_translator
+    from retrieval.store.bridges import load_translator, save_translator
 
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(80, 5)), rng.normal(size=(80, 7))
@@ -96,7 +96,7 @@ def test_loading_something_else_is_refused(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from retrieval.core.translation import load_translator
+    from retrieval.store.bridges import load_translator
 
     pq.write_table(pa.table({"a": [1]}), tmp_path / "x.parquet")
     with pytest.raises(InputError, match="translator file written by retrieval"):
@@ -116,7 +116,7 @@ def test_scaled_coordinates_are_unit_rows_of_the_standardised_target():
 def test_orthogonal_map_keeps_only_the_block_it_uses(widths, tmp_path):
     """The map is fitted between zero-padded square spaces; only its dim_in x dim_out block can touch a
     padded input or a cut output, so that is all it keeps (and files of the full square still load)."""
-    from retrieval.core.translation import load_translator, save_translator
+    from retrieval.store.bridges import load_translator, save_translator
 
     rng = np.random.default_rng(7)
     x, y = rng.normal(size=(40, widths[0])), rng.normal(size=(40, widths[1]))

@@ -146,7 +146,7 @@ def test_a_concept_on_some_rows_only_is_refused(tiny_data):
 
 
 def test_pivot_sets_keep_the_plain_defaults_beside_views(tiny_data, tone_data, fake_encoders, tmp_path):
-    from retrieval.build.builder import DEFAULT_P
+    from retrieval.build.options import DEFAULT_P
 
     kw = dict(FAKE, audio_encoder="fake-audio", pivots=[tone_data["anchors"]])
     out = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "a", **kw)
@@ -214,8 +214,8 @@ def test_demo_data_with_the_installed_drawings_has_two_views_a_concept(tmp_path)
 
 
 def test_views_defaults_follow_the_anchor_encoder_where_validation_chose_differently(tmp_path, monkeypatch):
-    from retrieval import build
-    from retrieval.build.builder import DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, default_k_p
+    from retrieval.build import options as build
+    from retrieval.build.options import DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, default_k_p
 
     # no encoder needs its own at present (the suite would say "Stale"); the mechanism, with one that does
     monkeypatch.setattr(build, "VIEWS_K_P_BY_ENCODER", {"efficientnet-lite0-lite2-multi": (64, 2.0)})
@@ -233,7 +233,7 @@ def test_views_defaults_follow_the_anchor_encoder_where_validation_chose_differe
     assert default_k_p(views, None, None, "efficientnet-lite0-lite2-multi") == (64, 2.0)
     assert default_k_p(views, 8, 3.0, "efficientnet-lite0-lite2-multi") == (8, 3.0)  # given values win
     assert default_k_p(plain, None, None, "efficientnet-lite0-lite2-multi") == (min(DEFAULT_K, n), DEFAULT_IMAGE_P)
-    from retrieval.build.builder import DEFAULT_P
+    from retrieval.build.options import DEFAULT_P
 
     sounds = [tmp_path / f"{i}.wav" for i in range(n)]
     for f in sounds:

@@ -1,0 +1,84 @@
+"""The facade: everything the CLI, the HTTP server and users' code call, in one place.
+
+>>> from retrieval.api import open_collection
+>>> col = open_collection("indexes/demo")                    # doctest: +SKIP
+>>> col.search("an emoji of a red apple", k=5)[0].path        # doctest: +SKIP
+
+:class:`Collection` (one folder) and :class:`ShardedCollection` (a distributed build's shards) both
+keep the :class:`Searchable` protocol; :func:`open_collection` opens either. The names re-exported
+below (build options and defaults, classification helpers, the planner's routes, media helpers) are
+what the thin layers above need, so that they import the facade and the store, nothing deeper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
+
+from retrieval.api.classify import DEFAULT_TEMPLATES, Prediction, ZeroShotClassifier, accuracy, check_template, read_labels
+from retrieval.api.collection import Collection, Hit
+from retrieval.api.sharded import ShardedCollection
+from retrieval.build.builder import build_collection
+from retrieval.build.options import (DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K,
+                                     DEFAULT_VIEWS_P, BuildOptions)
+from retrieval.build.update import add_items, delete_items
+from retrieval.encoders import DEFAULT_ENCODERS
+from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
+from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
+from retrieval.encoders.registry import describe as describe_encoders
+from retrieval.media.images import open_image
+from retrieval.media.tables import guess_modality, media_modality
+from retrieval.planning.planner import ROUTES, Plan
+from retrieval.store.sharded import is_sharded, read_sharded_manifest
+
+
+@runtime_checkable
+class Searchable(Protocol):
+    """What a collection answers, whether one folder or many shards."""
+
+    modality: str
+    manifest: Dict
+
+    def plan(self, modality: str, target: Optional[str] = None, route: Optional[str] = None) -> Plan: ...
+
+    def encoder(self, modality: str) -> Any: ...
+
+    def search(self, query, *, k: int = 10, modality: Optional[str] = None, target: Optional[str] = None,
+               route: Optional[str] = None) -> List[Hit]: ...
+
+    def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
+                    route: Optional[str] = None, batch_size: int = 32,
+                    show_progress_bar: Optional[bool] = None) -> List[List[Hit]]: ...
+
+    def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
+                       route: Optional[str] = None) -> List[List[Hit]]: ...
+
+    def classify(self, inputs, labels, **kwargs) -> List[Prediction]: ...
+
+    def item_path(self, item_id: int) -> str: ...
+
+    def info(self) -> Dict: ...
+
+
+def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_actors: Optional[str] = None,
+                    **encoders) -> Searchable:
+    """Open a collection folder or a sharded one (after checking its manifest and checksums).
+
+    ``shard_actors``: for a sharded folder, hold its shards in Ray actors (one per shard) at this
+    address (``""``: a local cluster) instead of in this process. ``encoders``: ``image_encoder=``,
+    ``text_encoder=``, ``audio_encoder=`` as for :meth:`Collection.open`.
+    """
+    if is_sharded(folder):
+        if shard_actors is None:
+            return ShardedCollection.open(folder, device=device, verify=verify)
+        shards = len(read_sharded_manifest(Path(folder))["shards"])
+        return ShardedCollection.open(folder, device=device, verify=verify, actors=shards, address=shard_actors or None)
+    return Collection.open(folder, device=device, verify=verify, **encoders)
+
+
+__all__ = ["Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
+           "BuildOptions", "add_items", "delete_items", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
+           "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
+           "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P",
+           "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",
+           "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded"]

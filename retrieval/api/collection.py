@@ -7,27 +7,26 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from retrieval.store.arrow import dense_from_column, sparse_from_columns
 from retrieval.build.builder import build_collection
 from retrieval.api.classify import DEFAULT_TEMPLATES, ZeroShotClassifier
-from retrieval.store.format import open_vectors, read_manifest, read_parquet, vectors_file
-from retrieval.encoders import Encoder, load_encoder
+from retrieval.store.format import read_manifest
+from retrieval.encoders import Encoder, load_encoder_as_built
 from retrieval.errors import InputError, UnsupportedQueryError
 from retrieval.media.images import ImageLike
 from retrieval.indexes import ExactIndex, Hits, make_index
 from retrieval.planning.planner import Bridge, Plan, plan
 from retrieval.core.ranking import TIE_EPS, rank_candidates
-from retrieval.core.relative import RelativeProjector, pivot
-from retrieval.core.style import load_style
-from retrieval.core.translation import load_translator
+from retrieval.core.relative import pivot
+from retrieval.api.sharded import ShardedCollection
+from retrieval.media.tables import guess_modality
+from retrieval.store.reader import RowMap, StoredCollection
+from retrieval.store.sharded import is_sharded
 
 
 @dataclass
@@ -51,36 +50,7 @@ class Hit:
         return d
 
 
-class _RowMap:
-    """Rows of ``base`` through ``fn``, computed when indexed (``view[ids]``): a derived copy of the
-    vectors without holding it."""
-
-    def __init__(self, base, fn):
-        self.base, self.fn, self.shape = base, fn, base.shape
-
-    def __getitem__(self, ids):
-        return self.fn(self.base[ids])
-
-
-class _Side:
-    """Everything the collection holds for one modality: rows, vectors, relative vectors, index."""
-
-    def __init__(self, modality, meta, abs_vecs, rel, index_spec, folder, stem, dense_spec=None):
-        self.modality, self.meta, self.abs = modality, meta, abs_vecs
-        self.index = make_index(index_spec).load(str(folder), stem, rel)  # the index holds the relative vectors
-        self._abs_index = None
-        self._dense = (dense_spec, folder, f"{modality}_absolute")
-
-    def abs_index(self):
-        """The absolute route's index: a built FAISS index when the collection has one, else exact."""
-        if self._abs_index is None:
-            spec, folder, stem = self._dense
-            self._abs_index = (make_index(spec).load(str(folder), stem, self.abs) if spec
-                               else ExactIndex().add(self.abs))
-        return self._abs_index
-
-
-class Collection:
+class Collection(StoredCollection):
     """A built collection, opened read-only. Encoders load lazily, on the first query that needs them.
 
     ``modality`` is what the items are (``"image"`` or ``"audio"``); texts (corpus and anchor
@@ -89,79 +59,18 @@ class Collection:
 
     def __init__(self, folder: Path, manifest: Dict, *, device: str = "cpu",
                  encoders: Optional[Dict[str, Union[str, Encoder]]] = None):
-        self.folder, self.manifest, self.device = Path(folder), manifest, device
+        super().__init__(folder, manifest, device=device)
         self.timer = None  # optional callable(stage, seconds): per-stage query timings (encode, relativise, search)
-        self.modality: str = manifest["items"]["modality"]
         self._encoders: Dict[str, Encoder] = {}
         for modality, enc in (encoders or {}).items():
             self._check_encoder(modality, enc)
-        anchors = read_parquet(self.folder, "anchors.parquet")
-        dims = {m: e["dim"] for m, e in manifest["encoders"].items()}
-        self.anchor_vectors = {m: dense_from_column(anchors.column(f"{m}_vector"), dims[m])
-                               for m in (self.modality, "text")}
-        self.anchor_captions = anchors.column("caption").to_pylist()
-        params = dict(manifest["projector"])
-        if str(device).startswith("cuda"):  # queries are relativised on the GPU too
-            params.update(select="torch", device=device)
-        # A style normaliser (learned from anchors drawn several ways) applies to the items' modality.
-        st = manifest.get("style")
-        self.style = load_style(self.folder, st, dims[st["modality"]]) if st else None
-        self.projectors = {m: RelativeProjector(**params, style=self.style if st and m == st["modality"] else None).fit(v)
-                           for m, v in self.anchor_vectors.items()}
-        # Pivot sets: (projector over the set's own-modality side, the set's text side as the landing space).
-        self.pivots: Dict[str, tuple] = {}
-        for pv in manifest.get("pivots", []):
-            m = pv["modalities"][0]
-            table = read_parquet(self.folder, pv["file"])
-            own, land = (dense_from_column(table.column(f"{x}_vector"), dims[x]) for x in (m, "text"))
-            # "p" absent: written before pivot sets had their own p (they used the main set's)
-            self.pivots[m] = (RelativeProjector(**dict(params, k=pv["k"], p=pv.get("p", params["p"]))).fit(own), land)
-        # What is read into memory: the tables' text columns and ids. Embeddings (format 3) are
-        # memory-mapped; relative vectors are read only for backends that need them in memory
-        # (the inverted index maps its own postings).
-        files = manifest["files"]
-        self.sides = {}
-        tables = {}
-        for m, name, stem in ((self.modality, "items.parquet", f"{self.modality}_relative"),
-                              ("text", "texts.parquet", "text_relative")):
-            spec = manifest["indexes"][stem]
-            in_npy = vectors_file(m) in files
-            skip = ({"rel_indices", "rel_values"} if spec.get("backend") == "inverted" and params["kind"] == "asif"
-                    else set()) | ({f"{m}_vector"} if in_npy else set())
-            cols = [c for c in pq.read_schema(self.folder / name).names if c not in skip]
-            table = tables[m] = read_parquet(self.folder, name, columns=cols)
-            vecs = (open_vectors(self.folder, m, table.num_rows, dims[m]) if in_npy
-                    else dense_from_column(table.column(f"{m}_vector"), dims[m]))
-            if params["kind"] != "asif":
-                rel = self.projectors[m].transform(vecs)
-            elif "rel_indices" in cols:
-                rel = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(self.anchor_captions))
-            else:
-                rel = vecs  # the inverted index takes only the item count from it
-            dense = manifest.get("dense_indexes", {}).get(f"{m}_absolute")
-            self.sides[m] = _Side(m, table, vecs, rel, spec, self.folder, stem, dense)
-        items, texts = tables[self.modality], tables["text"]
-        self.items = {c: items.column(c).to_pylist() for c in ("path", "caption", "label")}
-        self.texts = {c: texts.column(c).to_pylist() for c in ("text", "source", "item_id")}
-        # Stable ids (ascending; they survive additions and deletions), not row numbers.
-        self.item_ids = items.column("id").to_numpy().astype(np.int64)
-        self.text_ids = texts.column("id").to_numpy().astype(np.int64)
         # Collections from before translators existed have only the anchor bridge.
         self.bridges = [Bridge("anchors", (self.modality, "text"), manifest["anchors"].get("source", ""))]
         self.bridges += [Bridge("anchors", tuple(pv["modalities"]), pv.get("source", ""), indexed=False)
                          for pv in manifest.get("pivots", [])]
-        self.translators = {}
         for b in manifest.get("bridges", []):
-            if b.get("kind") == "translator":
-                src, dst = b["modalities"]
-                self.translators[(src, dst)] = load_translator(str(self.folder / b["file"]))
-                self.bridges.append(Bridge("translator", (src, dst), b.get("name", "")))
-            elif b.get("kind") == "labels":
-                self.bridges.append(Bridge("labels", tuple(b["modalities"]), b.get("name", "")))
-        # The label bridge (retrieval/labels.py): each item as a point in text space, memory-mapped.
-        lm = manifest.get("labels")
-        self.item_labels = (open_vectors(self.folder, self.modality, len(self.item_ids), int(lm["dim"]), lm["file"])
-                            if lm else None)
+            if b.get("kind") in ("translator", "labels"):
+                self.bridges.append(Bridge(b["kind"], tuple(b["modalities"]), b.get("name", "")))
         self._scaled: Dict[str, ExactIndex] = {}
 
     # ---- construction -------------------------------------------------------------------------
@@ -174,8 +83,6 @@ class Collection:
         ``image_encoder`` / ``text_encoder`` / ``audio_encoder`` override how queries are encoded; they
         must be the manifest's encoders (same spec and width), or the vectors would not be comparable.
         """
-        from retrieval.distributed import ShardedCollection, is_sharded
-
         if is_sharded(folder):  # a distributed build's shards, searched as one (same search API)
             return ShardedCollection.open(folder, device=device, verify=verify)
         manifest = read_manifest(Path(folder), verify=verify)
@@ -226,12 +133,7 @@ class Collection:
             raise UnsupportedQueryError(f"expected a query in one of this collection's modalities {sorted(self.manifest['encoders'])}, "
                              f"got {modality!r}; add {modality}-text anchors with 'retrieval build --pivot-anchors'")
         if modality not in self._encoders:
-            want = self.manifest["encoders"][modality]
-            enc = load_encoder(want["spec"], modality, device=self.device)
-            if enc.dim != want["dim"]:
-                raise InputError(f"expected encoder {want['spec']!r} to give {want['dim']}-d vectors as when the "
-                                 f"collection was built, got {enc.dim}-d; the model changed, rebuild the collection")
-            self._encoders[modality] = enc
+            self._encoders[modality] = load_encoder_as_built(self.manifest, modality, device=self.device)
         return self._encoders[modality]
 
     # ---- search -------------------------------------------------------------------------------
@@ -261,7 +163,7 @@ class Collection:
         >>> col.search("query.png", target="text", k=3)         # doctest: +SKIP
         >>> col.search("dog-bark.wav", k=3)                     # doctest: +SKIP
         """
-        return self.search_many([query], k=k, modality=modality or _guess_modality(query), target=target, route=route)[0]
+        return self.search_many([query], k=k, modality=modality or guess_modality(query), target=target, route=route)[0]
 
     def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
                     route: Optional[str] = None, batch_size: int = 32,
@@ -391,7 +293,7 @@ class Collection:
             spec = self.manifest.get("dense_indexes", {}).get(f"{target}_translated")
             # A re-ranking index scores its candidates in the scaled coordinates, computed per
             # candidate from the stored embeddings rather than held as a second copy of them.
-            scaled = _RowMap(self.sides[target].abs, t.scale_target)
+            scaled = RowMap(self.sides[target].abs, t.scale_target)
             self._scaled[target] = (make_index(spec).load(str(self.folder), f"{target}_translated", scaled) if spec
                                     else ExactIndex().add(t.scale_target(self.sides[target].abs)))
         return self._scaled[target].search(t.transform_scaled(q), k)
@@ -469,18 +371,6 @@ class Collection:
                 **({"labels": m["labels"]} if m.get("labels") else {})}
 
 
-def _guess_modality(query) -> str:
-    """A string ending in an image or sound extension is such a file; other strings are text; the rest images."""
-    if isinstance(query, os.PathLike):  # a path object is a file, never text
-        from retrieval.media.tables import media_modality
-
-        return media_modality(os.fspath(query)) or "image"
-    if isinstance(query, str):
-        from retrieval.media.tables import media_modality
-
-        kind = media_modality(query)
-        if kind and not os.path.isfile(query):
-            raise InputError(f"expected an existing {kind} file, got {query!r}, which does not exist; "
-                             f"pass modality='text' to search this string as text")
-        return kind or "text"
-    return "image"
+# The shards of a sharded collection are collections: wired here rather than imported there, so that
+# the two modules do not import each other.
+ShardedCollection.shard_type = Collection

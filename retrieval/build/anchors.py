@@ -21,14 +21,11 @@ import pyarrow.parquet as pq
 from retrieval.store.arrow import dense_column, dense_from_column, sha256_file, write_parquet_atomic
 from retrieval.encoders.base import Encoder
 from retrieval.errors import InputError
+from retrieval.core.style import DEFAULT_LAMBDA, fit_views
 from retrieval.media.tables import rows_from
+from retrieval.store.cache import default_cache_dir
 
 CACHE_VERSION = "1"
-
-
-def default_cache_dir() -> str:
-    """``$RETRIEVAL_CACHE`` if set, else ``~/.cache/retrieval``."""
-    return os.environ.get("RETRIEVAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "retrieval")
 
 
 @dataclass
@@ -152,3 +149,14 @@ def _read_cache(path: str, key: str, n: int, dim: int) -> Optional[np.ndarray]:
     except Exception as exc:  # a damaged cache entry is re-encoded, never trusted
         warnings.warn(f"ignoring unusable anchor cache {path}: {exc}")
         return None
+
+
+def prepare_views(anchor_set, media: np.ndarray, text: np.ndarray, lam: float = DEFAULT_LAMBDA):
+    """(anchor set with one row per concept, media prototypes, text prototypes, StyleNormaliser or
+    None) from an anchor set and its encoded rows. A set without views comes back unchanged."""
+    if not anchor_set.has_views:
+        return anchor_set, media, text, None
+    style, rows, med, txt = fit_views(anchor_set.concepts, media, text, lam)
+    merged = AnchorSet([anchor_set.paths[i] for i in rows], [anchor_set.captions[i] for i in rows],
+                       source=anchor_set.source, content_hash=anchor_set.content_hash, modality=anchor_set.modality)
+    return merged, med, txt, style

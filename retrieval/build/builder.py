@@ -10,75 +10,30 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pyarrow as pa
 
-from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set
+from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
+from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, parse_index_spec
 from retrieval.store.arrow import dense_column, sha256_file, sparse_columns, write_parquet_atomic
 from retrieval.media.audio import load_audio
 from retrieval.store.format import (FORMAT, FORMAT_VERSION, check_output, labels_file, library_versions, now_iso,
                          write_atomically, write_vectors)
 from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
 from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
-from retrieval.encoders import DEFAULT_ENCODERS, load_encoder
+from retrieval.encoders import load_encoder
 from retrieval.errors import InputError
 from retrieval.media.images import load_rgb
 from retrieval.indexes import make_index
 from retrieval.progress import progress
 from retrieval.core.relative import RelativeProjector
-from retrieval.core.style import StyleNormaliser, prepare_views, save_style
+from retrieval.core.style import StyleNormaliser
+from retrieval.store.bridges import save_style, save_translator
 from retrieval.media.tables import rows_from
-from retrieval.core.translation import Translator, save_translator
+from retrieval.core.translation import Translator
 
 log = logging.getLogger(__name__)
 
-# Chosen by 4-fold validation on the anchor concepts of the emoji-xstyle suite, averaging the seen and
-# unseen regimes (never the test queries); see results/emoji-xstyle/README.md. With fewer anchors than
-# DEFAULT_K, an unspecified k becomes the number of anchors.
-DEFAULT_K = 256
-DEFAULT_P = 4.0  # sound collections and pivot sets (the sounds suite measured it)
-DEFAULT_CENTER = True
-# Image collections with one picture per caption: chosen by the best mean validation R@10 over every
-# single-view suite (Tux Paint, Open Clip Art, Scratch costumes, emoji with Noto anchors), together
-# with the label weight (retrieval/labels.py): scripts/bridges_experiment.py, results/experiments/bridges.
-DEFAULT_IMAGE_P = 2.0
-# Anchor tables that draw each concept several ways (a style normaliser is learned, retrieval/style.py)
-# were chosen for separately, by the same validation: sparser, flatter vectors did best there.
-DEFAULT_VIEWS_K = 32
-DEFAULT_VIEWS_P = 2.0
-# Encoders whose views defaults the same validation chose differently. None at present: with the
-# demo's three and five drawing styles as views, validation chose k=32 p=2 for the opt-in pair of
-# networks too (it chose k=64 with two styles); the emoji-xstyle suite says "Stale" if that changes.
-VIEWS_K_P_BY_ENCODER: Dict[str, Tuple[int, float]] = {}
 MAX_SKIPPED_LISTED = 100
 HASH_COLUMN = "sha256"  # items.parquet: each item file's SHA-256, how 'add' recognises files it already has
 DENSE_TIE_MARGIN = 16
-
-
-def default_k_p(anchor_set: AnchorSet, k: Optional[int], p: Optional[float],
-                encoder: Optional[str] = None) -> Tuple[int, float]:
-    """k and p where not given: the views defaults for a set with views (those validated for
-    ``encoder``, the anchors' encoder spec, where they differ), else the single-view ones of its
-    modality (images: DEFAULT_IMAGE_P, sounds: DEFAULT_P); k at most the number of anchors."""
-    views_k, views_p = VIEWS_K_P_BY_ENCODER.get(encoder, (DEFAULT_VIEWS_K, DEFAULT_VIEWS_P))
-    if k is None:
-        k = min(views_k if anchor_set.has_views else DEFAULT_K, anchor_set.n_anchors)
-    if p is None:
-        p = views_p if anchor_set.has_views else DEFAULT_IMAGE_P if anchor_set.modality == "image" else DEFAULT_P
-    return k, p
-
-
-def parse_index_spec(spec: str) -> Dict:
-    """``"exact"``, ``"inverted"`` (float16 weights) or ``"inverted:float32"``, ``"faiss"`` (Flat) or
-    ``"faiss:FACTORY"`` such as ``"faiss:HNSW32"``."""
-    name, _, arg = (spec or "").partition(":")
-    if name == "exact" and not arg:
-        return {"backend": "exact"}
-    if name == "inverted" and arg in ("", "float16", "float32"):
-        return {"backend": "inverted", "dtype": arg or "float16"}
-    if name == "faiss":
-        return {"backend": "faiss", "factory": arg or "Flat"}
-    if name == "torch" and not arg:  # brute force with torch, on a CUDA GPU where the collection is opened with one
-        return {"backend": "torch"}
-    raise InputError(f"expected an index spec 'exact', 'inverted', 'inverted:float32', 'faiss', 'faiss:FACTORY' "
-                     f"(e.g. faiss:HNSW32) or 'torch', got {spec!r}")
 
 
 def readable_media(rows: List[Dict], modality: str,
@@ -229,13 +184,7 @@ def _anchor_table(anchor_set: AnchorSet, media_vecs: np.ndarray, text_vecs: np.n
                      f"{m}_vector": dense_column(media_vecs), "text_vector": dense_column(text_vecs)})
 
 
-def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encoder: str = DEFAULT_ENCODERS["image"],
-                     text_encoder: str = DEFAULT_ENCODERS["text"], audio_encoder: str = DEFAULT_ENCODERS["audio"],
-                     k: Optional[int] = None, p: Optional[float] = None, kind: str = "asif", center: bool = DEFAULT_CENTER,
-                     index: str = "exact", dense_index: Optional[str] = None, max_memory=None,
-                     max_query_ms: Optional[float] = None, dense_rerank: Optional[int] = None, overwrite: bool = False, cache_dir: Optional[str] = None,
-                     batch_size: int = 32, show_progress_bar: Optional[bool] = None, device: str = "cpu",
-                     labels: Optional[bool] = None, label_weight: Optional[float] = None) -> Path:
+def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = None, **changes) -> Path:
     """Build a collection folder from a corpus and a parallel anchor set; return its path.
 
     The anchors pair the corpus's modality (images or sounds) with text: an image corpus needs
@@ -255,14 +204,22 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     Corrupt or unreadable corpus files are skipped, counted and named in the manifest
     (``skipped``); anchor problems are errors, because a dropped anchor would break the pairing.
 
+    Settings are a :class:`~retrieval.build.options.BuildOptions` or its fields as keywords (both:
+    the keywords change the options); an unknown name is refused with the list of known ones.
+
     >>> build_collection("corpus/", "anchors.parquet", "indexes/demo")  # doctest: +SKIP
     PosixPath('indexes/demo')
+    >>> build_collection("corpus/", "anchors.parquet", "indexes/k64", BuildOptions(k=64, p=8.0))  # doctest: +SKIP
+    PosixPath('indexes/k64')
     """
+    o = BuildOptions.of(options, **changes)
+    k, p, kind, center, cache_dir, batch_size = o.k, o.p, o.kind, o.center, o.cache_dir, o.batch_size
+    show_progress_bar, overwrite = o.show_progress_bar, o.overwrite
     out = check_output(out, overwrite)  # fail before minutes of encoding, not after
-    index_spec = parse_index_spec(index)
+    index_spec = parse_index_spec(o.index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
     modality = anchor_set.modality
-    pivot_sets = [pv if isinstance(pv, AnchorSet) else load_anchor_set(pv) for pv in pivots]
+    pivot_sets = [pv if isinstance(pv, AnchorSet) else load_anchor_set(pv) for pv in o.pivots]
     for pv in pivot_sets:
         if pv.modality == modality or any(o is not pv and o.modality == pv.modality for o in pivot_sets):
             raise InputError(f"expected pivot anchors of a modality other than the collection's ({modality}) and "
@@ -270,16 +227,16 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
     # Pivot sets are plain anchor sets: unless k / p were given, they keep the plain defaults even
     # when the main set's views call for others.
     pivot_kp = (DEFAULT_K if k is None else k, DEFAULT_P if p is None else p)
-    specs = {"image": image_encoder, "text": text_encoder, "audio": audio_encoder}
+    specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
     k, p = default_k_p(anchor_set, k, p, specs[modality])
     RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(anchor_set.n_anchors)
-    clock = _Clock()
+    clock = Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     clock.lap("check_files")
 
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]
-    encoders = {m: load_encoder(specs[m], m, device=device) for m in needed}
-    dspec = dense_spec(dense_index, len(rows), encoders[modality].dim, max_memory, max_query_ms, dense_rerank)  # fails before encoding
+    encoders = {m: load_encoder(specs[m], m, device=o.device) for m in needed}
+    dspec = dense_spec(o.dense_index, len(rows), encoders[modality].dim, o.max_memory, o.max_query_ms, o.dense_rerank)  # fails before encoding
     if dspec is not None:
         import faiss
 
@@ -289,9 +246,10 @@ def build_collection(corpus, anchors, out, *, pivots: Sequence = (), image_encod
             raise InputError(f"expected a FAISS factory string for --dense-index, such as 'HNSW32' or "
                              f"'IVF1024,Flat', got {dspec['factory']!r}: {exc}") from exc
     # the label settings (and their refusals) before the anchors' minutes of encoding
+    label_weight = o.label_weight
     if label_weight is None:
         label_weight = DEFAULT_VIEWS_LABEL_WEIGHT if anchor_set.has_views else DEFAULT_LABEL_WEIGHT
-    label_cfg = label_setup(encoders, modality, labels, label_weight, cache_dir)
+    label_cfg = label_setup(encoders, modality, o.labels, label_weight, cache_dir)
     clock.lap("load_models")
     enc_kw = dict(cache_dir=cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
     log.info("encoding %d anchor pairs (cached by content hash)", len(anchor_set))
@@ -332,7 +290,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     anchor rows before their views were merged. ``pivot_kp``: (k, p) for pivot sets (default: k, p).
     ``labels``: (the items' label vectors, the label settings of :func:`label_setup`).
     """
-    clock = clock or _Clock()
+    clock = clock or Clock()
     a_med, a_txt = anchor_vecs
     modality = anchor_set.modality
     skipped = list(skipped)
@@ -416,7 +374,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     return write_atomically(out, fill, overwrite=overwrite)
 
 
-class _Clock:
+class Clock:
     """Wall time per build stage, recorded in the manifest: where a build's minutes go."""
 
     def __init__(self):

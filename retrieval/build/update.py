@@ -27,7 +27,10 @@ from retrieval.build.builder import (HASH_COLUMN, MAX_SKIPPED_LISTED, encode_cor
                     write_dense_indexes, write_indexes)
 from retrieval.store.format import (FORMAT_VERSION, labels_file, now_iso, open_vectors, read_parquet, vectors_file,
                          write_atomically, write_vectors)
+from retrieval.encoders import load_encoder_as_built
 from retrieval.errors import InputError
+from retrieval.store.reader import StoredCollection
+from retrieval.store.sharded import is_sharded
 
 log = logging.getLogger(__name__)
 CHANGING = ("items.parquet", "texts.parquet", "manifest.json")
@@ -35,8 +38,6 @@ DUPLICATES = ("refuse", "skip", "allow")
 
 
 def _not_sharded(folder, what: str) -> None:
-    from retrieval.distributed import is_sharded
-
     if is_sharded(folder):
         raise InputError(f"expected a collection folder to {what}, got the sharded collection {str(folder)!r}; "
                          f"sharded collections are not updated in place yet: rebuild it with --ray")
@@ -156,18 +157,16 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
 
     >>> add_items("indexes/photos", "new-photos/")  # doctest: +SKIP
     """
-    from retrieval.api.collection import Collection
-
     _not_sharded(folder, "add to")
     if duplicates not in DUPLICATES:
         raise InputError(f"expected duplicates= one of {DUPLICATES}, got {duplicates!r}")
-    col = Collection.open(folder, device=device)
+    col = StoredCollection.read(folder, device=device)
     modality = col.modality
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     old_items, old_texts = _tables(col)
     rows, dup = _duplicates(rows, old_items, duplicates)  # before encoding: a refusal costs nothing
     skipped = skipped + dup
-    encoders = {modality: col.encoder(modality), "text": col.encoder("text")}
+    encoders = {m: load_encoder_as_built(col.manifest, m, device=device) for m in (modality, "text")}
     labels = None
     if col.item_labels is not None:  # new items get label vectors as the build made them
         from retrieval.encoders.labels import class_vectors
@@ -205,10 +204,8 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
 def delete_items(folder, ids: Iterable[int]) -> Dict:
     """Remove items (and their corpus captions) by id; returns ``{"deleted": n}``. Unknown ids are
     an error that names them, and nothing is changed."""
-    from retrieval.api.collection import Collection
-
     _not_sharded(folder, "delete from")
-    col = Collection.open(folder)
+    col = StoredCollection.read(folder)
     want = np.unique(np.asarray(list(ids), dtype=np.int64))
     if want.size == 0:
         raise InputError("expected at least one item id to delete, got none")

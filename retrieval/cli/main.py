@@ -8,7 +8,12 @@ import logging
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from retrieval.api import (DEFAULT_CENTER, DEFAULT_ENCODERS, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_LABEL_WEIGHT, DEFAULT_P,
+                           DEFAULT_TEMPLATES, DEFAULT_VIEWS_K, DEFAULT_VIEWS_LABEL_WEIGHT, DEFAULT_VIEWS_P, ROUTES,
+                           BuildOptions, Collection, accuracy, add_items, build_collection, check_template,
+                           delete_items, describe_encoders, read_labels)
 from retrieval.errors import InputError, RetrievalError
+from retrieval.store.format import read_manifest
 
 
 def _print_json(obj) -> None:
@@ -38,22 +43,12 @@ def _table(hits, target: str) -> str:
 
 
 def cmd_build(a) -> int:
-    from retrieval.build.builder import build_collection
-
     if a.ray is not None:
         return _build_on_ray(a)
     if a.restart or a.shard_size is not None or a.workers is not None:
         raise InputError("expected --shard-size, --workers and --restart only with --ray (a distributed build), "
                          "got them without it")
-    path = build_collection(a.corpus, a.anchors, a.out, pivots=a.pivot_anchors or (), image_encoder=a.image_encoder,
-                            text_encoder=a.text_encoder, audio_encoder=a.audio_encoder, k=a.k, p=a.p, kind=a.kind,
-                            center=a.center, index=a.index, dense_index=a.dense_index, max_memory=a.max_memory,
-                            dense_rerank=a.dense_rerank,
-                            max_query_ms=a.max_query_ms, overwrite=a.overwrite, cache_dir=a.cache_dir,
-                            batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device,
-                            labels=a.labels, label_weight=a.label_weight)
-    from retrieval.store.format import read_manifest
-
+    path = build_collection(a.corpus, a.anchors, a.out, BuildOptions.from_namespace(a))
     m = read_manifest(path, verify=False)
     c = m["counts"]
     pivots = "".join(f", {pv['count']} {pv['modalities'][0]}-text pivot anchors" for pv in m.get("pivots", []))
@@ -68,8 +63,6 @@ def cmd_build(a) -> int:
 
 
 def cmd_add(a) -> int:
-    from retrieval.build.update import add_items
-
     duplicates = "allow" if a.allow_duplicates else "skip" if a.skip_duplicates else "refuse"
     res = add_items(a.index, a.corpus, batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device,
                     duplicates=duplicates)
@@ -81,8 +74,6 @@ def cmd_add(a) -> int:
 
 
 def cmd_delete(a) -> int:
-    from retrieval.build.update import delete_items
-
     print(f"deleted {delete_items(a.index, a.ids)['deleted']} items from {a.index}")
     return 0
 
@@ -90,15 +81,8 @@ def cmd_delete(a) -> int:
 def _build_on_ray(a) -> int:
     from retrieval.distributed import DEFAULT_SHARD_SIZE, build_sharded
 
-    if a.pivot_anchors or a.dense_index or a.kind != "asif":
-        raise InputError("expected a plain ASIF build with --ray: --pivot-anchors, --dense-index and --kind cosine "
-                         "are not supported for sharded collections yet; build without --ray for those")
-    path = build_sharded(a.corpus, a.anchors, a.out, address=a.ray or None,
-                         shard_size=a.shard_size or DEFAULT_SHARD_SIZE, workers=a.workers,
-                         image_encoder=a.image_encoder, text_encoder=a.text_encoder, audio_encoder=a.audio_encoder,
-                         k=a.k, p=a.p, center=a.center, index=a.index, overwrite=a.overwrite, restart=a.restart,
-                         cache_dir=a.cache_dir, batch_size=a.batch_size, device=a.device,
-                         show_progress_bar=a.progress)
+    path = build_sharded(a.corpus, a.anchors, a.out, BuildOptions.from_namespace(a), address=a.ray or None,
+                         shard_size=a.shard_size or DEFAULT_SHARD_SIZE, workers=a.workers, restart=a.restart)
     m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     c = m["counts"]
     print(f"built {path}: {c['items']} {m['items']['modality']} items in {c['shards']} shard(s), "
@@ -152,8 +136,6 @@ def _one_query(a, allow_file: bool):
 
 
 def cmd_search(a) -> int:
-    from retrieval.api.collection import Collection
-
     queries, modality = _one_query(a, allow_file=True)
     col = Collection.open(a.index, device=a.device)
     results: Dict[str, list] = {}
@@ -172,8 +154,6 @@ def cmd_search(a) -> int:
 
 
 def cmd_explain(a) -> int:
-    from retrieval.api.collection import Collection
-
     (query,), modality = _one_query(a, allow_file=False)
     col = Collection.open(a.index)
     for target in _targets(a, col, modality):
@@ -186,9 +166,6 @@ def cmd_explain(a) -> int:
 
 
 def cmd_classify(a) -> int:
-    from retrieval.api.collection import Collection
-    from retrieval.api.classify import DEFAULT_TEMPLATES, accuracy, check_template, read_labels
-
     labels = read_labels(a.labels)
     templates = [check_template(t) for t in a.template] if a.template else list(DEFAULT_TEMPLATES)
     col = Collection.open(a.index, device=a.device)
@@ -217,8 +194,6 @@ def cmd_classify(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from retrieval.api.collection import Collection
-
     info = Collection.open(a.index, verify=not a.no_verify).info()
     if a.json:
         _print_json(info)
@@ -264,11 +239,6 @@ def cmd_demo(a) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from retrieval.build.builder import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
-    from retrieval.planning.planner import ROUTES
-    from retrieval.encoders import DEFAULT_ENCODERS
-    from retrieval.encoders.registry import describe
-
     p = argparse.ArgumentParser(prog="retrieval", description="Cross-modal retrieval with encoders never trained together.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
@@ -280,7 +250,7 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--device", default="cpu", help="torch device for encoders: cpu, cuda, auto (default cpu)")
 
     b = sub.add_parser("build", help="build a collection from a corpus and an anchor set",
-                       epilog=f"encoder specs: {describe()}")
+                       epilog=f"encoder specs: {describe_encoders()}")
     b.add_argument("--corpus", required=True,
                    help="folder of images or sounds (recursive) or .parquet/.csv with an image/audio/path column")
     b.add_argument("--anchors", required=True,
@@ -312,15 +282,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--dense-rerank", type=int, default=None, metavar="R",
                    help="with an explicit --dense-index FACTORY: ask it for R x the candidates and re-score them "
                         "exactly against the stored embeddings (auto does this for IVF-PQ)")
-    from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
-
     b.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
                    help="store each image's label vector (its encoder's classifier head naming what it shows, "
                         "placed in text space) for the relative+labels route (default: when the image encoder has "
                         "a classifier head)")
     b.add_argument("--label-weight", type=float, default=None,
-                   help=f"weight of the label bridge's cosine added to the ASIF score (default {DEFAULT_WEIGHT}, or "
-                        f"{DEFAULT_VIEWS_WEIGHT} when the anchors draw concepts several ways)")
+                   help=f"weight of the label bridge's cosine added to the ASIF score (default {DEFAULT_LABEL_WEIGHT}, or "
+                        f"{DEFAULT_VIEWS_LABEL_WEIGHT} when the anchors draw concepts several ways)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
     b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
     b.add_argument("--batch-size", type=int, default=32)

@@ -115,39 +115,3 @@ def fit_views(concepts: Sequence, media: np.ndarray, text: np.ndarray, lam: floa
     style = StyleNormaliser.fit(media, concepts, lam)
     rows, med, txt = merge_views(concepts, media, text)
     return style, rows, med, txt
-
-
-def prepare_views(anchor_set, media: np.ndarray, text: np.ndarray, lam: float = DEFAULT_LAMBDA):
-    """(anchor set with one row per concept, media prototypes, text prototypes, StyleNormaliser or
-    None) from an anchor set and its encoded rows. A set without views comes back unchanged."""
-    from retrieval.build.anchors import AnchorSet
-
-    if not anchor_set.has_views:
-        return anchor_set, media, text, None
-    style, rows, med, txt = fit_views(anchor_set.concepts, media, text, lam)
-    merged = AnchorSet([anchor_set.paths[i] for i in rows], [anchor_set.captions[i] for i in rows],
-                       source=anchor_set.source, content_hash=anchor_set.content_hash, modality=anchor_set.modality)
-    return merged, med, txt, style
-
-
-def save_style(style: StyleNormaliser, folder, modality: str) -> dict:
-    """Write the matrix as ``{modality}_style.npy`` (plain .npy, no pickle); returns its manifest entry."""
-    from pathlib import Path
-
-    name = f"{modality}_style.npy"
-    np.save(Path(folder) / name, np.ascontiguousarray(style.matrix, np.float32), allow_pickle=False)
-    return dict(style.meta(), modality=modality, file=name)
-
-
-def load_style(folder, entry: dict, dim: int) -> StyleNormaliser:
-    """Read a normaliser written by :func:`save_style` (after the manifest's checksums were verified)."""
-    from pathlib import Path
-
-    from retrieval.errors import CollectionFormatError
-
-    m = np.load(Path(folder) / entry["file"], allow_pickle=False)
-    if m.dtype != np.float32 or m.shape != (dim, dim):
-        raise CollectionFormatError(f"expected {entry['file']} of float32 shape {(dim, dim)}, got {m.dtype} {m.shape}: "
-                                    f"the collection is damaged; rebuild it")
-    return StyleNormaliser(m, float(entry.get("lambda", DEFAULT_LAMBDA)), int(entry.get("views", 0)),
-                           int(entry.get("concepts", 0)))

@@ -1,7 +1,7 @@
 """Unimodal encoders behind one contract; see :mod:`retrieval.encoders.base`."""
 
 from retrieval.encoders.base import AudioEncoder, Encoder, ImageEncoder, TextEncoder, l2_normalise
-from retrieval.encoders.registry import DEFAULT_ENCODERS, REGISTRY, load_encoder, parse_spec
+from retrieval.encoders.registry import DEFAULT_ENCODERS, REGISTRY, load_encoder, load_encoder_as_built, parse_spec
 
 __all__ = ["AudioEncoder", "Encoder", "ImageEncoder", "TextEncoder", "l2_normalise", "DEFAULT_ENCODERS", "REGISTRY",
-           "load_encoder", "parse_spec"]
+           "load_encoder", "load_encoder_as_built", "parse_spec"]

@@ -45,7 +45,7 @@ def class_vectors(text_encoder, names: List[str], cache_dir: Optional[str] = Non
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from retrieval.build.anchors import default_cache_dir
+    from retrieval.store.cache import default_cache_dir
     from retrieval.store.arrow import dense_column, dense_from_column, write_parquet_atomic
 
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir

@@ -158,3 +158,14 @@ def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu") -> 
     if enc.modality != modality or enc.dim <= 0:
         raise RuntimeError(f"backend {backend!r} built a {enc.modality} encoder of dim {enc.dim} for {modality}")
     return enc
+
+
+def load_encoder_as_built(manifest: Dict, modality: str, *, device: Optional[str] = "cpu") -> Encoder:
+    """The ``modality`` encoder a collection was built with (its manifest's spec), checked to give
+    vectors of the width the collection stores: a model that changed since is refused, not mixed in."""
+    want = manifest["encoders"][modality]
+    enc = load_encoder(want["spec"], modality, device=device)
+    if enc.dim != want["dim"]:
+        raise InputError(f"expected encoder {want['spec']!r} to give {want['dim']}-d vectors as when the "
+                         f"collection was built, got {enc.dim}-d; the model changed, rebuild the collection")
+    return enc

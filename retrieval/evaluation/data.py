@@ -15,7 +15,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from retrieval.build.anchors import AnchorSet, encode_anchors, default_cache_dir
+from retrieval.build.anchors import AnchorSet, encode_anchors
+from retrieval.store.cache import default_cache_dir
 from retrieval.encoders import Encoder
 from retrieval.errors import InputError
 

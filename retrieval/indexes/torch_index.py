@@ -3,7 +3,7 @@ faiss-gpu. Like ``faiss``, it re-ranks ``k + TIE_MARGIN`` candidates."""
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import scipy.sparse as sp

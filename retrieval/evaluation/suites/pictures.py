@@ -155,7 +155,7 @@ def source_tasks(name: str, image_encoder, text_encoder, show_progress_bar=None)
 
 def engine_default() -> Dict:
     """What ``retrieval build`` does with a single-view anchor table (k capped at the anchors)."""
-    from retrieval.build.builder import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
+    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
     from retrieval.encoders.labels import DEFAULT_WEIGHT
 
     return {"asif": dict(k=DEFAULT_K, p=DEFAULT_IMAGE_P, center=DEFAULT_CENTER), "w": DEFAULT_WEIGHT}
