@@ -5,11 +5,9 @@
 >>> Collection.open("indexes/demo").search("an emoji of a red apple", k=5)  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from retrieval.api import BuildOptions, Collection, Hit, ShardedCollection, build_collection, open_collection
+from retrieval.errors import CollectionFormatError, InputError, RetrievalError, UnknownNameError
+from retrieval.version import __version__
 
-from retrieval.api.collection import Collection, Hit  # noqa: E402
-from retrieval.build.builder import build_collection  # noqa: E402
-from retrieval.errors import CollectionFormatError, InputError, RetrievalError, UnknownNameError  # noqa: E402
-
-__all__ = ["Collection", "Hit", "build_collection", "RetrievalError", "InputError", "UnknownNameError",
-           "CollectionFormatError", "__version__"]
+__all__ = ["Collection", "ShardedCollection", "Hit", "open_collection", "build_collection", "BuildOptions",
+           "RetrievalError", "InputError", "UnknownNameError", "CollectionFormatError", "__version__"]

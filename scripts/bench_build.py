@@ -29,8 +29,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from retrieval import build_collection
-    from retrieval.store.format import read_manifest
     from retrieval.datasets import emoji
+    from retrieval.store.format import read_manifest
 
     paths = emoji.prepare(a.data, show_progress_bar=False)
     lines = [f"Build overhead on the emoji demo data ({a.data}), default encoders, empty anchor cache, "

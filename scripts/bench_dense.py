@@ -37,9 +37,9 @@ def main(argv=None) -> int:
 
     from bench_relativise import real_vectors
 
-    from retrieval.indexes.budget import options, plan_dense
     from retrieval.build.builder import DENSE_TIE_MARGIN
     from retrieval.indexes import FaissIndex
+    from retrieval.indexes.budget import options, plan_dense
 
     rng = np.random.default_rng(0)
     x = real_vectors(a.dim, a.items, rng)

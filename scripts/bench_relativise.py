@@ -35,12 +35,12 @@ from benchlib import best_of, paired, recall_at, report  # noqa: E402
 
 def real_vectors(d: int, n: int, rng) -> np.ndarray:
     """n unit vectors of width d around real encodings (cached anchor vectors of the emoji data)."""
+    import pyarrow.parquet as pq
+
     from retrieval.build.anchors import AnchorSet, encode_anchors
     from retrieval.datasets import emoji
-    from retrieval.evaluation.data import data_dir
     from retrieval.encoders import load_encoder
-
-    import pyarrow.parquet as pq
+    from retrieval.evaluation.data import data_dir
 
     folder = data_dir("emoji")
     if not (folder / "anchors.parquet").is_file():

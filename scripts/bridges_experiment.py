@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.relative import RelativeProjector
 from retrieval.datasets.emoji import stable_hash
 from retrieval.encoders import load_encoder
 from retrieval.evaluation import methods as M
-from retrieval.core.metrics import lexicographic, retrieval_metrics
-from retrieval.core.relative import RelativeProjector
 
 FOLDS = 4
 ASIF_GRID = [dict(k=k, p=p, center=c) for k, p, c in itertools.product((16, 32, 64, 128, 256), (1.0, 2.0, 4.0, 8.0),
@@ -150,12 +150,10 @@ def choose(tasks, method, base, key, grid):
 
 def suite_tasks(name, image_encoder, text_encoder):
     if name == "emoji":
-        from retrieval.evaluation.data import load_emoji
-        from retrieval.evaluation.suites.emoji import CAPTION, emoji_splits
-
         import pyarrow.parquet as pq
 
-        from retrieval.evaluation.data import data_dir
+        from retrieval.evaluation.data import data_dir, load_emoji
+        from retrieval.evaluation.harness import CAPTION, emoji_splits
 
         data = load_emoji(image_encoder, text_encoder, [CAPTION], show_progress_bar=False)
         s = emoji_splits(data.names)
@@ -336,7 +334,7 @@ def views_labels(weights=WEIGHTS, k=32, p=2.0):
     import pyarrow.parquet as pq
 
     from retrieval.evaluation.data import data_dir, load_emoji
-    from retrieval.evaluation.suites.emoji import CAPTION, EmojiTask, anchor_views, emoji_splits
+    from retrieval.evaluation.harness import CAPTION, EmojiTask, anchor_views, emoji_splits
 
     text = load_encoder("minilm", "text")
     data = load_emoji(load_encoder("efficientnet-lite0-multi", "image"), text, [CAPTION], show_progress_bar=False,

@@ -6,11 +6,12 @@ removed without labels. Run after `retrieval eval --suite emoji-xstyle` (reuses 
 Output: results/experiments/corpus_centring.md."""
 import numpy as np
 
-from retrieval.evaluation.suites.emoji import emoji_splits, EmojiTask, TEMPLATES
-from retrieval.evaluation.data import load_emoji
-from retrieval.encoders import load_encoder
-from retrieval.core.metrics import retrieval_metrics, lexicographic
+from retrieval.core.metrics import lexicographic, retrieval_metrics
 from retrieval.core.relative import asif_topk
+from retrieval.encoders import load_encoder
+from retrieval.evaluation.data import load_emoji
+from retrieval.evaluation.harness import TEMPLATES, EmojiTask, emoji_splits
+
 d = load_emoji(load_encoder("efficientnet-lite0","image"), load_encoder("minilm","text"), list(TEMPLATES))
 s = emoji_splits(d.names)
 def n(x): return x/np.linalg.norm(x,axis=1,keepdims=True)
@@ -23,8 +24,9 @@ def asif_own(aq, ag, q, g, k, p, own_g=True):
     prim = (asif_topk(sq, k, p) @ asif_topk(sg, k, p).T).toarray()
     dq, dg = n(sq), n(sg)
     return lexicographic(prim, dq @ dg.T)
-def ev(task, **kw): 
-    m = retrieval_metrics(asif_own(task.aq, task.ag, task.q, task.g, **kw), np.arange(len(task.q))); return m["R@1"], m["R@10"]
+def ev(task, **kw):
+    m = retrieval_metrics(asif_own(task.aq, task.ag, task.q, task.g, **kw), np.arange(len(task.q)))
+    return m["R@1"], m["R@10"]
 print("| gallery centred on | k | p | val unseen R@1 | val unseen R@10 | val seen R@1 | val seen R@10 | test unseen R@1 | test unseen R@10 | test seen R@1 | test seen R@10 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for own in (False, True):

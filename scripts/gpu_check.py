@@ -39,9 +39,9 @@ def main(argv=None) -> int:
 
     import torch
 
+    from retrieval.core.relative import RelativeProjector
     from retrieval.indexes import FaissIndex, TorchIndex
     from retrieval.indexes.inverted import InvertedIndex
-    from retrieval.core.relative import RelativeProjector
 
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print("torch sees no CUDA device; run with --device cpu to self-test the script", file=sys.stderr)

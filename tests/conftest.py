@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile  # noqa: E402
 
 import numpy as np
 import pytest
 from PIL import Image
-
-import tempfile  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach for the hub
 # Tests get their own anchor cache: never read or fill the user's ~/.cache/retrieval.

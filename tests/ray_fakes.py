@@ -8,7 +8,6 @@ import time
 
 def register_fakes(delay=None):
     from retrieval.encoders import registry
-
     from tests.conftest import FakeImageEncoder, FakeTextEncoder
 
     delay = float(os.environ.get("RETRIEVAL_TEST_ENCODE_DELAY", "0") if delay is None else delay)

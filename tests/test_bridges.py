@@ -4,10 +4,10 @@ picture sources, on data whose answer is known."""
 import numpy as np
 import pytest
 
+from retrieval.core.metrics import retrieval_metrics
 from retrieval.datasets import pictures
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.suites.pictures import PictureTask, source_rows, split
-from retrieval.core.metrics import retrieval_metrics
 
 
 def test_csa_recovers_a_linear_relation_between_two_spaces():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from retrieval.indexes.budget import RERANK, options, parse_size, plan_dense
 from retrieval.errors import InputError
+from retrieval.indexes.budget import RERANK, options, parse_size, plan_dense
 
 
 def test_sizes():

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from retrieval.cli.main import main
-from retrieval.evaluation import methods as M
-from retrieval.evaluation.report import Report
-from retrieval.evaluation.suites.emoji import EmojiTask, choose, emoji_splits
 from retrieval.core.metrics import retrieval_metrics
+from retrieval.evaluation import methods as M
+from retrieval.evaluation.harness import EmojiTask, choose, emoji_splits
+from retrieval.evaluation.report import Report
 
 
 class Parallel:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from retrieval.core.relative import RelativeProjector
 from retrieval.errors import InputError, UnknownNameError
 from retrieval.indexes import BACKENDS, ExactIndex, FaissIndex, make_index
-from retrieval.core.relative import RelativeProjector
 
 SPECS = [{"backend": "exact"}, {"backend": "faiss", "factory": "Flat"}, {"backend": "inverted", "dtype": "float32"},
          {"backend": "torch", "device": "cpu"},

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from retrieval import Collection, build_collection
-from retrieval.errors import InputError
-from retrieval.encoders.labels import label_vectors
 from retrieval.core.ranking import topk_with_ties
+from retrieval.encoders.labels import label_vectors
+from retrieval.errors import InputError
 
 from .conftest import solid
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy.linalg import orthogonal_procrustes
 
-from retrieval.errors import InputError
 from retrieval.core.metrics import lexicographic, retrieval_metrics
 from retrieval.core.translation import Translator
+from retrieval.errors import InputError
 
 
 def brute_expected(scores, targets, k):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from retrieval.errors import InputError
 from retrieval.core.relative import RelativeProjector, asif_topk, cosine_relative
+from retrieval.errors import InputError
 
 
 def reference_asif(x, anchors, k, p):

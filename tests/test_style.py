@@ -8,9 +8,9 @@ import pytest
 
 from retrieval import Collection, build_collection
 from retrieval.build.anchors import AnchorSet, load_anchor_set
-from retrieval.errors import InputError
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.style import StyleNormaliser, merge_views
+from retrieval.errors import InputError
 
 from .conftest import COLOURS, solid
 

@@ -48,7 +48,10 @@ def test_adding_equals_building_from_scratch(tiny_data, split, fake_encoders, tm
         assert [h.id for h in a] == [h.id for h in b]
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
     img = tiny_data["anchor_images"][2]
-    key = lambda hits: [(h.caption, h.source, h.item_id) for h in hits]  # text ids differ by insertion order
+
+    def key(hits):  # text ids differ by insertion order
+        return [(h.caption, h.source, h.item_id) for h in hits]
+
     assert key(scratch.search(img, k=6, target="text")) == key(grown.search(img, k=6, target="text"))
     m = grown.manifest
     assert m["counts"]["items"] == 16 and m["next_ids"]["items"] == 16 and m["updates"][-1]["op"] == "add"

@@ -15,12 +15,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
-from retrieval.api.classify import DEFAULT_TEMPLATES, Prediction, ZeroShotClassifier, accuracy, check_template, read_labels
+from retrieval.api.classify import (
+    DEFAULT_TEMPLATES,
+    Prediction,
+    ZeroShotClassifier,
+    accuracy,
+    check_template,
+    read_labels,
+)
 from retrieval.api.collection import Collection, Hit
 from retrieval.api.sharded import ShardedCollection
 from retrieval.build.builder import build_collection
-from retrieval.build.options import (DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K,
-                                     DEFAULT_VIEWS_P, BuildOptions)
+from retrieval.build.options import (
+    DEFAULT_CENTER,
+    DEFAULT_IMAGE_P,
+    DEFAULT_K,
+    DEFAULT_P,
+    DEFAULT_VIEWS_K,
+    DEFAULT_VIEWS_P,
+    BuildOptions,
+)
 from retrieval.build.update import add_items, delete_items
 from retrieval.encoders import DEFAULT_ENCODERS
 from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT

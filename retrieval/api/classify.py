@@ -14,10 +14,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from retrieval.encoders.base import Encoder, l2_normalise
-from retrieval.errors import InputError
 from retrieval.core.ranking import topk_with_ties
 from retrieval.core.relative import RelativeProjector
+from retrieval.encoders.base import Encoder, l2_normalise
+from retrieval.errors import InputError
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "an emoji of {}", "an image of {}")
 

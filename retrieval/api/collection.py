@@ -13,18 +13,19 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from retrieval.build.builder import build_collection
 from retrieval.api.classify import DEFAULT_TEMPLATES, ZeroShotClassifier
-from retrieval.store.format import read_manifest
-from retrieval.encoders import Encoder, load_encoder_as_built
-from retrieval.errors import InputError, UnsupportedQueryError
-from retrieval.media.images import ImageLike
-from retrieval.indexes import ExactIndex, Hits, make_index
-from retrieval.planning.planner import Bridge, Plan, plan
+from retrieval.api.sharded import ShardedCollection
+from retrieval.build.builder import build_collection
+from retrieval.core.normalise import l2_normalise
 from retrieval.core.ranking import TIE_EPS, rank_candidates
 from retrieval.core.relative import pivot
-from retrieval.api.sharded import ShardedCollection
+from retrieval.encoders import Encoder, load_encoder_as_built
+from retrieval.errors import InputError, UnsupportedQueryError
+from retrieval.indexes import ExactIndex, Hits, make_index
+from retrieval.media.images import ImageLike
 from retrieval.media.tables import guess_modality
+from retrieval.planning.planner import Bridge, Plan, plan
+from retrieval.store.format import read_manifest
 from retrieval.store.reader import RowMap, StoredCollection
 from retrieval.store.sharded import is_sharded
 
@@ -197,7 +198,7 @@ class Collection(StoredCollection):
         if not np.all(np.isfinite(q)):
             raise InputError(f"expected finite {modality} vectors, got NaN or infinite values")
         q = q / np.maximum(np.abs(q).max(axis=1, keepdims=True), 1e-300)  # no overflow in the norm below
-        q = (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        q = l2_normalise(q)
         p = self.plan(modality, target, route)
         if p.route == "pivot":
             with self._stage("relativise"):

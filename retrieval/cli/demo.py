@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from retrieval.api.collection import Collection
-from retrieval.build.builder import build_collection
-from retrieval.api.classify import accuracy, read_labels
+from retrieval.api import Collection, accuracy, build_collection, read_labels
 from retrieval.datasets import emoji, sounds
 from retrieval.errors import InputError
 

@@ -8,10 +8,28 @@ import logging
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from retrieval.api import (DEFAULT_CENTER, DEFAULT_ENCODERS, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_LABEL_WEIGHT, DEFAULT_P,
-                           DEFAULT_TEMPLATES, DEFAULT_VIEWS_K, DEFAULT_VIEWS_LABEL_WEIGHT, DEFAULT_VIEWS_P, ROUTES,
-                           BuildOptions, Collection, accuracy, add_items, build_collection, check_template,
-                           delete_items, describe_encoders, read_labels)
+from retrieval.api import (
+    DEFAULT_CENTER,
+    DEFAULT_ENCODERS,
+    DEFAULT_IMAGE_P,
+    DEFAULT_K,
+    DEFAULT_LABEL_WEIGHT,
+    DEFAULT_P,
+    DEFAULT_TEMPLATES,
+    DEFAULT_VIEWS_K,
+    DEFAULT_VIEWS_LABEL_WEIGHT,
+    DEFAULT_VIEWS_P,
+    ROUTES,
+    BuildOptions,
+    Collection,
+    accuracy,
+    add_items,
+    build_collection,
+    check_template,
+    delete_items,
+    describe_encoders,
+    read_labels,
+)
 from retrieval.errors import InputError, RetrievalError
 from retrieval.store.format import read_manifest
 
@@ -378,10 +396,10 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--no-verify", action="store_true", help="skip checksum verification (faster on large collections)")
     i.set_defaults(func=cmd_info)
 
-    from retrieval.evaluation.suites.emoji import SUITES
+    from retrieval.evaluation import SUITES
 
     e = sub.add_parser("eval", help="run an evaluation suite on real offline data; writes results/NAME/",
-                       epilog="suites: " + "; ".join(f"{k}: {v}" for k, v in SUITES.items()))
+                       epilog="suites: " + "; ".join(f"{s.name}: {s.summary}" for s in SUITES.values()))
     e.add_argument("--suite", required=True, help="one of: " + ", ".join(SUITES))
     e.add_argument("--out", default="results", help="results folder (default results/)")
     common(e, device=False)

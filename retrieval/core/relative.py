@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 
+from retrieval.core.normalise import l2_normalise
 from retrieval.errors import InputError
 
 KINDS = ("asif", "cosine")
@@ -75,8 +76,7 @@ def asif_weights(cols: np.ndarray, vals: np.ndarray, m: int, p: float) -> sp.csr
     vals = np.array(vals, dtype=np.float32)
     np.maximum(vals, 0.0, out=vals)
     vals = vals ** np.float32(p)
-    norms = np.linalg.norm(vals, axis=1, keepdims=True)
-    vals = np.divide(vals, norms, out=np.zeros_like(vals), where=norms > 0)
+    vals = l2_normalise(vals)
     indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
     out = sp.csr_matrix((vals.ravel(), cols.ravel().astype(np.int32), indptr), shape=(n, m))
     out.eliminate_zeros()
@@ -90,8 +90,7 @@ def cosine_relative(x: np.ndarray, anchors: np.ndarray, dtype=np.float32) -> np.
     other rows in the batch by ~1e-8, enough to reorder near-identical items; in float64 that noise
     is ~1e-16, below the tolerance ranking uses."""
     sims = np.asarray(x, dtype) @ np.asarray(anchors, dtype).T
-    norms = np.linalg.norm(sims, axis=1, keepdims=True)
-    return np.divide(sims, norms, out=np.zeros_like(sims), where=norms > 0)
+    return l2_normalise(sims, dtype=None)
 
 
 class RelativeProjector:
@@ -170,14 +169,14 @@ class RelativeProjector:
         """Unit rows, after the style normaliser when there is one (it unit-normalises its input)."""
         if self.style is not None:
             x = self.style.transform(x)
-        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32, copy=False)
+        return l2_normalise(x)
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         x = self._styled(x)
         if not self.center:
             return x
         x = x - self.mean_
-        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return l2_normalise(x)
 
     def _check_input(self, x) -> np.ndarray:
         if not hasattr(self, "anchors_"):
@@ -294,4 +293,4 @@ def pivot(projector: RelativeProjector, landing: np.ndarray, x: np.ndarray, *,
         landing = landing - landing.mean(0)
     w = projector.transform_rows(x)
     out = np.asarray(w @ landing, np.float32)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(out)

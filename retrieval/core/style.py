@@ -25,14 +25,14 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from retrieval.core.normalise import l2_normalise
 from retrieval.errors import InputError
 
 DEFAULT_LAMBDA = 1.0  # the best of 0.3, 1 and 3 on the emoji-xstyle validation folds (all within noise)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(x, dtype=np.float64)
 
 
 @dataclass
@@ -75,7 +75,7 @@ class StyleNormaliser:
         x = np.asarray(x, np.float32)
         if x.ndim != 2 or x.shape[1] != self.matrix.shape[0]:
             raise InputError(f"expected vectors of width {self.matrix.shape[0]} for the style normaliser, got shape {x.shape}")
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = l2_normalise(x, dtype=None)
         return x @ self.matrix
 
     def meta(self) -> dict:

@@ -15,6 +15,7 @@ from typing import Dict
 
 import numpy as np
 
+from retrieval.core.normalise import l2_normalise
 from retrieval.errors import InputError
 
 METHODS = ("orthogonal", "linear", "affine")
@@ -88,7 +89,7 @@ class Translator:
         """Unit rows of target-space vectors in the anchors' standard-scaled coordinates: where
         translated queries are compared with the target's items (cosine)."""
         ys = (np.asarray(y, np.float64) - self.y_mean_) / self.y_std_
-        return (ys / (np.linalg.norm(ys, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+        return l2_normalise(ys)
 
     def transform_scaled(self, x: np.ndarray) -> np.ndarray:
         """Translate, then express in the same coordinates as :meth:`scale_target`."""

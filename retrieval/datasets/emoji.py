@@ -23,8 +23,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import pyarrow as pa
 
-from retrieval.store.arrow import write_parquet_atomic
 from retrieval.errors import InputError
+from retrieval.store.arrow import write_parquet_atomic
 
 NOTO_FONT_PATHS = ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
                    "/usr/share/fonts/noto/NotoColorEmoji.ttf")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from retrieval.media.audio import is_audio_path
 from retrieval.errors import InputError
+from retrieval.media.audio import is_audio_path
 
 SCRATCH_DIR = Path("/usr/share/scratch/Media/Sounds")
 FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")

@@ -16,10 +16,10 @@ from typing import List
 
 import numpy as np
 
-from retrieval.store.arrow import sha256_file
-from retrieval.media.audio import load_audio
-from retrieval.errors import InputError
 from retrieval.encoders.base import AudioEncoder
+from retrieval.errors import InputError
+from retrieval.media.audio import load_audio
+from retrieval.store.arrow import sha256_file
 
 AISFX_CHECKPOINT_SHA256 = "499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5"
 # Spectrogram and blocking parameters of aisfx.inference (SAMPLE_RATE, SPEC_*, MEL_BINS, F_*, EMB_BLOCK_LENGTH).

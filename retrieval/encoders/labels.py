@@ -21,6 +21,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from retrieval.core.normalise import l2_normalise
+
 # Chosen with the single-view k and p (build.DEFAULT_IMAGE_P) by the best mean validation R@10 over
 # every single-view suite of scripts/bridges_experiment.py (results/experiments/bridges). With anchors
 # drawn several ways (the emoji views default) validation barely moved with the weight (0.786 at 0 and
@@ -45,8 +47,8 @@ def class_vectors(text_encoder, names: List[str], cache_dir: Optional[str] = Non
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from retrieval.store.cache import default_cache_dir
     from retrieval.store.arrow import dense_column, dense_from_column, write_parquet_atomic
+    from retrieval.store.cache import default_cache_dir
 
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     key = hashlib.sha256(f"{CACHE_VERSION}|{text_encoder.name}|{text_encoder.dim}|".encode()
@@ -76,4 +78,4 @@ def label_vectors(logits: np.ndarray, classes: np.ndarray, temperature: float = 
     prob = np.exp(z)
     prob /= prob.sum(1, keepdims=True)
     out = prob @ np.asarray(classes, np.float64)
-    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    return l2_normalise(out)

@@ -10,9 +10,9 @@ from typing import List
 
 import numpy as np
 
+from retrieval.encoders.base import ImageEncoder, TextEncoder
 from retrieval.errors import InputError
 from retrieval.media.images import load_rgb
-from retrieval.encoders.base import ImageEncoder, TextEncoder
 
 
 def _load(arch_at_tag: str, device: str):

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
-from retrieval.errors import InputError, UnknownNameError
 from retrieval.encoders.base import Encoder, resolve_device
+from retrieval.errors import InputError, UnknownNameError
 
 DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0-multi", "audio": "aisfx"}
 

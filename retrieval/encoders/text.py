@@ -11,8 +11,8 @@ from typing import List
 
 import numpy as np
 
-from retrieval.errors import InputError
 from retrieval.encoders.base import TextEncoder
+from retrieval.errors import InputError
 
 
 def packaged_minilm_path() -> str:

@@ -1,5 +1,5 @@
 """Evaluation on real offline data: ``retrieval eval --suite NAME`` writes ``results/NAME/``."""
 
-from retrieval.evaluation.suites.emoji import SUITES, run_suite
+from retrieval.evaluation.suites import SUITES, Suite, run_suite
 
-__all__ = ["SUITES", "run_suite"]
+__all__ = ["SUITES", "Suite", "run_suite"]

@@ -16,9 +16,9 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors
-from retrieval.store.cache import default_cache_dir
 from retrieval.encoders import Encoder
 from retrieval.errors import InputError
+from retrieval.store.cache import default_cache_dir
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from retrieval.core.metrics import lexicographic
+from retrieval.core.normalise import l2_normalise
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.translation import Translator
 
@@ -63,7 +64,7 @@ def rrf(*score_mats: np.ndarray, c: float = 60.0) -> np.ndarray:
 
 def farthest_point(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Greedy max-min selection of n rows by cosine distance, from a seeded random start."""
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    x = l2_normalise(x, dtype=None)
     chosen = [int(np.random.default_rng(seed).integers(len(x)))]
     best = x @ x[chosen[0]]
     for _ in range(n - 1):
@@ -77,7 +78,7 @@ def kmeans_select(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """The row nearest to each of n k-means centroids (distinct rows)."""
     from sklearn.cluster import KMeans
 
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    x = l2_normalise(x, dtype=None)
     km = KMeans(n_clusters=n, n_init=1, random_state=seed).fit(x)
     d = ((x[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1) if len(x) * n < 4e6 else None
     picked, used = [], set()
@@ -103,8 +104,7 @@ def _similarities(x: np.ndarray, anchors: np.ndarray, sim: str) -> np.ndarray:
     from scipy.spatial.distance import cdist
 
     if sim == "cosine":
-        xn = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
-        an = anchors / (np.linalg.norm(anchors, axis=1, keepdims=True) + 1e-12)
+        xn, an = l2_normalise(x, dtype=None), l2_normalise(anchors, dtype=None)
         s = xn @ an.T
     else:
         s = -cdist(x, anchors, {"euclidean": "euclidean", "l1": "cityblock", "linf": "chebyshev"}[sim])
@@ -112,8 +112,7 @@ def _similarities(x: np.ndarray, anchors: np.ndarray, sim: str) -> np.ndarray:
 
 
 def _centred(a: np.ndarray, x: np.ndarray):
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    a, x = l2_normalise(a, dtype=None), l2_normalise(x, dtype=None)
     mu = a.mean(0)
     return a - mu, x - mu
 
@@ -125,8 +124,7 @@ def product_of_invariances(aq, ag, q, g, *, sims=SIMILARITIES) -> np.ndarray:
     ag_c, g_c = _centred(ag, g)
     rq = np.hstack([_similarities(q_c, aq_c, s) for s in sims])
     rg = np.hstack([_similarities(g_c, ag_c, s) for s in sims])
-    rq /= np.linalg.norm(rq, axis=1, keepdims=True) + 1e-12
-    rg /= np.linalg.norm(rg, axis=1, keepdims=True) + 1e-12
+    rq, rg = l2_normalise(rq, dtype=None), l2_normalise(rg, dtype=None)
     return rq @ rg.T
 
 
@@ -173,8 +171,7 @@ def csa(aq, ag, q, g, *, reg=1.0, dims=None, power=1.0) -> np.ndarray:
     w = rho[:r] ** (power / 2.0)
     u = (np.asarray(q, np.float64) - mx) @ a[:, :r] * w
     v = (np.asarray(g, np.float64) - my) @ b[:, :r] * w
-    u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-12
-    v /= np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
+    u, v = l2_normalise(u, dtype=None), l2_normalise(v, dtype=None)
     return u @ v.T
 
 

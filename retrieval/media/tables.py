@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 
-from retrieval.media.audio import AUDIO_EXTENSIONS
 from retrieval.errors import InputError
+from retrieval.media.audio import AUDIO_EXTENSIONS
 from retrieval.media.images import IMAGE_EXTENSIONS
 
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv")

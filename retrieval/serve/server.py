@@ -20,8 +20,15 @@ import time
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Sequence, Union
 
-from retrieval.api import (DEFAULT_TEMPLATES, ROUTES, Searchable, check_template, media_modality, open_collection,
-                           open_image)
+from retrieval.api import (
+    DEFAULT_TEMPLATES,
+    ROUTES,
+    Searchable,
+    check_template,
+    media_modality,
+    open_collection,
+    open_image,
+)
 from retrieval.errors import InputError, RetrievalError, UnsupportedQueryError
 
 # A prompt template: exactly one {} where the label goes, literal braces doubled (classify.check_template).

@@ -42,9 +42,9 @@ from typing import Callable, Dict
 import numpy as np
 import pyarrow.parquet as pq
 
-from retrieval import __version__
-from retrieval.store.arrow import sha256_file
 from retrieval.errors import CollectionFormatError, InputError
+from retrieval.store.arrow import sha256_file
+from retrieval.version import __version__
 
 FORMAT = "retrieval-collection"
 # 2: items of any media modality, pivot anchor sets; 3: embeddings in memory-mapped .npy files;

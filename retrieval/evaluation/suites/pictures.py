@@ -15,10 +15,12 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from retrieval.datasets.emoji import stable_hash
 from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.normalise import l2_normalise
 from retrieval.core.relative import RelativeProjector
+from retrieval.datasets.emoji import stable_hash
 from retrieval.evaluation import methods as M
+from retrieval.evaluation.harness import CAPTION, Suite, emoji_splits
 
 FOLDS = 4
 SOURCES = ("tuxpaint", "openclipart", "scratch", "emoji")
@@ -39,10 +41,10 @@ def split(names, salt: str = ""):
 
 def image_logits(paths: List[str], cache_key: str, show_progress_bar: Optional[bool] = None) -> np.ndarray:
     """ImageNet-1k logits of the packaged EfficientNet-Lite0's own classifier head, cached on disk."""
+    import hashlib
+
     from retrieval.encoders import load_encoder
     from retrieval.evaluation.data import data_dir
-
-    import hashlib
 
     key = hashlib.sha256(("\n".join(paths) + cache_key).encode()).hexdigest()[:24]
     path = data_dir("logits") / f"{key}.npy"
@@ -61,7 +63,7 @@ def label_bridge(logits: np.ndarray, classes: np.ndarray, q: np.ndarray) -> np.n
     """(queries x gallery) cosine of each text query with each image's label vector."""
     from retrieval.encoders.labels import label_vectors
 
-    qn = q / (np.linalg.norm(q, axis=1, keepdims=True) + 1e-12)
+    qn = l2_normalise(q, dtype=None)
     return qn @ label_vectors(logits, classes).T
 
 
@@ -133,7 +135,6 @@ def source_tasks(name: str, image_encoder, text_encoder, show_progress_bar=None)
         import pyarrow.parquet as pq
 
         from retrieval.evaluation.data import data_dir, load_emoji
-        from retrieval.evaluation.suites.emoji import CAPTION, emoji_splits
 
         data = load_emoji(image_encoder, text_encoder, [CAPTION], show_progress_bar)
         s = emoji_splits(data.names)
@@ -186,8 +187,9 @@ def source_rows(test: PictureTask, val: List[PictureTask]) -> List[Dict]:
     return rows
 
 
-def run(report, image_encoder, text_encoder, show_progress_bar=None) -> Dict:
+def run(report, ctx) -> Dict:
     """The suite: a table per source, then sources x methods (test R@10), the default marked."""
+    image_encoder, text_encoder, show_progress_bar = ctx.image, ctx.text, ctx.show_progress_bar
     from retrieval.errors import InputError
 
     default = engine_default()
@@ -240,3 +242,8 @@ def _cfg(cfg: Dict) -> str:
         parts.append(f"{key} {v}" if not isinstance(v, dict) else
                      f"{key}(" + ", ".join(f"{a}={b}" for a, b in v.items()) + ")")
     return "; ".join(parts)
+
+
+SUITE = Suite("pictures", "text->image retrieval with one picture per caption in other domains (Tux Paint stamps, "
+              "Open Clip Art, Scratch costumes, emoji with Noto anchors only): baselines, CSA, hubness correction, "
+              "the label bridge and the default", run)
