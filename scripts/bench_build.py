@@ -38,6 +38,7 @@ def main(argv=None) -> int:
              f"Command: `python scripts/bench_build.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), "",
              "| index | items | encode (anchors + corpus) s | load models s | check files s | relativise s | "
              "write + checksums s | overhead / encoding |", "|---|---|---|---|---|---|---|---|"]
+    data = {"rows": []}
     for index in a.index.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
@@ -53,7 +54,11 @@ def main(argv=None) -> int:
                          f"{tm['check_files']:.1f} | {tm['relativise']:.2f} | {write_all:.2f} | "
                          f"{overhead / encode:.1%} |")
             print(lines[-1], flush=True)
-    report(lines, a.out)
+            data["rows"].append({"index": index, "items": m["counts"]["items"], "encode_s": encode,
+                                 "load_models_s": tm["load_models"], "check_files_s": tm["check_files"],
+                                 "relativise_s": tm["relativise"], "write_s": write_all,
+                                 "overhead_over_encoding": overhead / encode})
+    report(lines, a.out, data)
     return 0
 
 

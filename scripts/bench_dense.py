@@ -50,6 +50,7 @@ def main(argv=None) -> int:
              "| index | params | build s | queries/s | x exact | recall@10 vs exact | est. MB | est. ms/query |",
              "|---|---|---|---|---|---|---|---|"]
     truth, exact_qps = None, None
+    data = {"items": a.items, "dim": a.dim, "queries": a.queries, "rows": [], "planner": []}
     tmp = Path(tempfile.mkdtemp(prefix="bench-dense-"))
     np.save(tmp / "vectors.npy", x)
     mapped = np.load(tmp / "vectors.npy", mmap_mode="r")
@@ -73,11 +74,15 @@ def main(argv=None) -> int:
             lines.append(f"| {o.factory}{label} | {o.params} | {build_s:.1f} | {qps:,.0f} | {qps / exact_qps:.1f} | "
                          f"{recall:.3f} | {o.est_bytes / 2**20:.0f} | {o.est_ms:.3f} |")
             print(lines[-1], flush=True)
+            data["rows"].append({"index": o.factory + label, "params": o.params, "build_s": build_s,
+                                 "queries_per_s": qps, "x_exact": qps / exact_qps, "recall_at_10": recall,
+                                 "est_mb": o.est_bytes / 2**20, "est_ms": o.est_ms})
     shutil.rmtree(tmp, ignore_errors=True)
     for budget in ({"max_query_ms": 1.0}, {"max_memory": "100M"}):
         p = plan_dense(a.items, a.dim, **budget)
         lines.append(f"\nWith {budget}, the planner chooses {p.chosen.factory} ({p.chosen.params or 'no parameters'}).")
-    report(lines, a.out)
+        data["planner"].append({"budget": budget, "factory": p.chosen.factory, "params": p.chosen.params})
+    report(lines, a.out, data)
     return 0
 
 

@@ -43,13 +43,17 @@ def main(argv=None) -> int:
              f"Command: `python scripts/bench_encoders.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(),
              "", "| encoder | dim | ms an image (best of runs) | time / default's (median of pairs, range) |",
              "|---|---|---|---|", f"| {base.name} (default) | {base.dim} | {1000 * t_base / len(paths):.1f} | 1 |"]
+    data = {"images": len(paths), "rows": [{"encoder": base.name, "default": True, "dim": base.dim,
+                                            "ms_an_image": 1000 * t_base / len(paths), "time_over_default": [1, 1, 1]}]}
     for name in OTHERS:
         enc = load_encoder(name, "image")
         run(enc)()
         t, _ = best_of(run(enc), a.repeat)
         mid, lo, hi = paired(run(enc), run(base), a.repeat)  # base time / fn time = enc time / default time
         lines.append(f"| {name} | {enc.dim} | {1000 * t / len(paths):.1f} | {mid:.2f} ({lo:.2f}-{hi:.2f}) |")
-    report(lines, a.out)
+        data["rows"].append({"encoder": name, "default": False, "dim": enc.dim, "ms_an_image": 1000 * t / len(paths),
+                             "time_over_default": [mid, lo, hi]})
+    report(lines, a.out, data)
     return 0
 
 

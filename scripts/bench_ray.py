@@ -84,7 +84,9 @@ def main(argv=None) -> int:
              f"| local Ray cluster, {a.workers} encoding actors of 1 CPU, shards of {a.shard_size} "
              f"(`build_sharded`) | {ray_s:.1f} | {n / ray_s:.1f} | {one_s / ray_s:.2f} |", "",
              f"Same items in both: {same_ids}; largest difference between their embeddings: {max_diff:.2e}."]
-    report(lines, a.out)
+    report(lines, a.out, {"items": n, "anchors": len(anchors), "workers": a.workers, "shard_size": a.shard_size,
+                          "one_process_s": one_s, "ray_s": ray_s, "ratio": one_s / ray_s, "same_items": same_ids,
+                          "max_embedding_difference": max_diff})
     return 0
 
 

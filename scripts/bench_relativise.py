@@ -78,6 +78,7 @@ def main(argv=None) -> int:
              f"Command: `python scripts/bench_relativise.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(),
              "", "| d | path | rows/s | share of the SGEMM-bound rate | paired share: median (low-high) | x einsum+topk | recall of the exact top-k anchors |",
              "|---|---|---|---|---|---|---|"]
+    data = {"vectors": a.vectors, "anchors": a.anchors, "k": a.k, "rows": []}
     for d in [int(v) for v in a.dims.split(",")]:
         x, anchors = real_vectors(d, a.vectors, rng), real_vectors(d, a.anchors, rng)
         flops = 2.0 * a.vectors * d * a.anchors
@@ -102,9 +103,12 @@ def main(argv=None) -> int:
                          paired(gemm, lambda: proj.transform(x), a.repeat)))
         for name, secs, agree, (mid, lo, hi) in rows:
             rate = a.vectors / secs
+            data["rows"].append({"d": d, "path": name, "rows_per_s": rate, "share_of_sgemm": flops / secs / sgemm,
+                                 "paired_share": [mid, lo, hi], "x_einsum_topk": base_s / secs,
+                                 "recall_of_exact_top_k": agree})
             lines.append(f"| {d} | {name} | {rate:,.0f} | {flops / secs / sgemm:.0%} | {mid:.0%} ({lo:.0%}-{hi:.0%}) | {base_s / secs:.2f} | "
                          f"{'' if agree is None else f'{agree:.4f}'} |")
-    report(lines, a.out)
+    report(lines, a.out, data)
     return 0
 
 

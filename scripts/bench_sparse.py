@@ -178,10 +178,14 @@ def main(argv=None) -> int:
              "",
              "| path | queries/s (batch) | single query p50 / p99 ms | index bytes | recall@10 vs exact | x torch.sparse.mm |",
              "|---|---|---|---|---|---|"]
+    data = {"items": a.items, "anchors": a.anchors, "k": a.k, "queries": a.queries, "rows": []}
     for name, qps, lat, mem, rec in rows:
         mem_s = "" if mem is None else f"{mem:,} ({mem / budget:.2f} x items*k*6)"
         lines.append(f"| {name} | {qps:,.1f} | {lat or ''} | {mem_s} | {rec:.3f} | {qps / torch_qps:.1f} |")
-    report(lines, a.out)
+        data["rows"].append({"path": name, "queries_per_s": qps, "latency_p50_p99_ms": lat, "index_bytes": mem,
+                             "bytes_over_items_k_6": None if mem is None else mem / budget, "recall_at_10": rec,
+                             "x_torch": qps / torch_qps})
+    report(lines, a.out, data)
     return 0
 
 

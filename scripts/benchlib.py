@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
@@ -40,10 +41,16 @@ def recall_at(got: Sequence, truth: Sequence) -> float:
                           for g, t in zip(got, truth)]))
 
 
-def report(lines: Sequence[str], out: Optional[str]) -> str:
+def report(lines: Sequence[str], out: Optional[str], data: Optional[dict] = None) -> str:
+    """Print the Markdown report and write it to ``out``; ``data`` (the same numbers, unformatted)
+    goes beside it as ``out`` with a ``.json`` suffix, so that tests and tools read numbers rather
+    than parse tables."""
     text = "\n".join(lines)
     print(text)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text + "\n", encoding="utf-8")
+        if data is not None:
+            Path(out).with_suffix(".json").write_text(json.dumps(data, indent=2, default=float) + "\n",
+                                                      encoding="utf-8")
     return text

@@ -78,7 +78,10 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|---|---|---|",
         f"| {len(lat)} | {len(errors)} | {statuses} | {len(lat) / wall:.1f} | {np.percentile(ms, 50):.0f} | "
         f"{np.percentile(ms, 90):.0f} | {np.percentile(ms, 99):.0f} | {ms.max():.0f} |"])
-    report([text], a.out)
+    report([text], a.out, {"clients": a.clients, "requests": len(lat), "errors": len(errors), "statuses": statuses,
+                           "throughput_per_s": len(lat) / wall, "p50_ms": float(np.percentile(ms, 50)),
+                           "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+                           "max_ms": float(ms.max())})
     for e in errors[:5]:
         print("error:", e, file=sys.stderr)
     return 1 if errors else 0

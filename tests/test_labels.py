@@ -1,4 +1,4 @@
-"""The label bridge (retrieval/labels.py): label vectors stored at build, the relative+labels route
+"""The label bridge (retrieval/encoders/labels.py): label vectors stored at build, the relative+labels route
 exact against brute force on every index backend, kept right by add and delete, refused where no
 classifier head exists."""
 

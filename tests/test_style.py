@@ -1,5 +1,5 @@
 """Anchors drawn several ways: views merged into prototypes, a style normaliser learned from them,
-and collections that carry it (retrieval/style.py)."""
+and collections that carry it (retrieval/core/style.py)."""
 
 import json
 

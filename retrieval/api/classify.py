@@ -83,7 +83,7 @@ class ZeroShotClassifier:
         class_vecs = l2_normalise(vecs.mean(1))
         text_proj = RelativeProjector(**projector_params).fit(text_anchors)
         self.class_rel, self.class_dense = text_proj.transform(class_vecs), text_proj.dense(class_vecs)
-        # style: the collection's normaliser of its items' modality (retrieval/style.py), if any
+        # style: the collection's normaliser of its items' modality (retrieval/core/style.py), if any
         self.image_proj = RelativeProjector(**projector_params, style=style).fit(image_anchors)
 
     def scores(self, image_vectors: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ equals that of one collection of the same items."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -18,6 +17,7 @@ from retrieval.api.cluster import connect
 from retrieval.core.ranking import rank_candidates
 from retrieval.errors import InputError, UnsupportedQueryError
 from retrieval.media.tables import guess_modality
+from retrieval.store.format import read_manifest
 from retrieval.store.sharded import read_sharded_manifest
 
 
@@ -155,7 +155,7 @@ class ShardedCollection:
         info = self.first.info()
         caps = size = 0
         for sh in self.sharded_manifest["shards"]:
-            m = json.loads((self.folder / sh["name"] / "manifest.json").read_text(encoding="utf-8"))
+            m = read_manifest(self.folder / sh["name"], verify=False)  # verified when the shards were opened
             caps += m["counts"]["corpus_captions"]
             size += sum(f["bytes"] for f in m["files"].values())
         c = self.sharded_manifest["counts"]

@@ -38,7 +38,7 @@ class AnchorSet:
     content_hash: str = field(default="")
     modality: str = "image"
     # concepts[i] names what row i shows; rows sharing a concept are views of one anchor, merged at
-    # build time (retrieval/style.py). None, or no concept repeated: every row is its own anchor.
+    # build time (retrieval/core/style.py). None, or no concept repeated: every row is its own anchor.
     concepts: Optional[List[str]] = None
 
     def __post_init__(self):

@@ -71,7 +71,7 @@ def encode_corpus(rows: List[Dict], modality: str, encoders: Dict, *, batch_size
     """(item vectors, row numbers that have a caption, caption vectors, item label vectors or None).
 
     ``labels`` (``{"classes": class name vectors, "temperature": T}``): the items' label vectors
-    too (retrieval/labels.py), from the classifier logits of the same pass of the image network."""
+    too (retrieval/encoders/labels.py), from the classifier logits of the same pass of the image network."""
     log.info("encoding %d corpus %s files", len(rows), modality)
     paths = [r["path"] for r in rows]
     item_labels = None
@@ -197,7 +197,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     routes search exactly. ``dense_rerank`` re-scores an explicit factory's candidates exactly.
 
     ``labels`` (default: whenever the image encoder has a classifier head) stores each image's label
-    vector (retrieval/labels.py) and gives text queries the ``relative+labels`` route, which adds
+    vector (retrieval/encoders/labels.py) and gives text queries the ``relative+labels`` route, which adds
     ``label_weight`` x the label bridge's cosine to the ASIF score (default: labels.DEFAULT_WEIGHT,
     or labels.DEFAULT_VIEWS_WEIGHT for anchors drawn several ways).
 
@@ -285,7 +285,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
 
     ``ids`` are the items' stable ids (default 0..n-1); ``extra`` is merged into the manifest.
-    ``style`` (learned from anchors drawn several ways, retrieval/style.py) is applied to the items'
+    ``style`` (learned from anchors drawn several ways, retrieval/core/style.py) is applied to the items'
     modality before relativising and saved with the collection; ``anchor_views`` is the number of
     anchor rows before their views were merged. ``pivot_kp``: (k, p) for pivot sets (default: k, p).
     ``labels``: (the items' label vectors, the label settings of :func:`label_setup`).

@@ -32,6 +32,7 @@ from retrieval.api import (
 )
 from retrieval.errors import InputError, RetrievalError
 from retrieval.store.format import read_manifest
+from retrieval.store.sharded import read_sharded_manifest
 
 
 def _print_json(obj) -> None:
@@ -101,7 +102,7 @@ def _build_on_ray(a) -> int:
 
     path = build_sharded(a.corpus, a.anchors, a.out, BuildOptions.from_namespace(a), address=a.ray or None,
                          shard_size=a.shard_size or DEFAULT_SHARD_SIZE, workers=a.workers, restart=a.restart)
-    m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    m = read_sharded_manifest(path)
     c = m["counts"]
     print(f"built {path}: {c['items']} {m['items']['modality']} items in {c['shards']} shard(s), "
           f"{c['skipped']} skipped (k={m['projector']['k']}, p={m['projector']['p']})")

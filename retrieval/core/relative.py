@@ -24,7 +24,7 @@ from retrieval.errors import InputError
 
 KINDS = ("asif", "cosine")
 # How the top k anchors are selected: "numpy" (dense block + partition), "heap" (dense block + a
-# one-pass parallel heap, retrieval/topk.py), both keeping the lowest anchor number among ties;
+# one-pass parallel heap, retrieval/core/topk.py), both keeping the lowest anchor number among ties;
 # "faiss" (exact flat search; ties in FAISS's order; measured slower here, kept for comparison);
 # "auto" = heap from HEAP_MIN_ANCHORS anchors, where selection starts to cost more than the GEMM.
 # "torch" runs the similarity GEMM and torch.topk on ``device`` (a CUDA GPU when there is one;

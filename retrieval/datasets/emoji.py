@@ -345,7 +345,7 @@ def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[i
 
     With ``views``, also ``"anchors_views"``: the Noto rows plus each :data:`SVG_STYLES` style's
     drawings of the same concepts (where it draws them), rows sharing a ``concept`` (a build merges
-    them and learns a style normaliser, retrieval/style.py), and ``"views_styles"`` naming the
+    them and learns a style normaliser, retrieval/core/style.py), and ``"views_styles"`` naming the
     styles in it. It needs the npm packages that setup installs and cairosvg; nothing is downloaded.
     A style that is missing is named in ``"views_skipped"`` (the reason); without any, there is no
     ``"anchors_views"``.

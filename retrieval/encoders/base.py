@@ -60,7 +60,7 @@ class Encoder(abc.ABC):
     device: str = "cpu"
 
     # The names of the classes of the encoder's own classifier head, when it has one (the packaged
-    # ImageNet networks): the anchor-free label bridge (retrieval/labels.py) uses its logits.
+    # ImageNet networks): the anchor-free label bridge (retrieval/encoders/labels.py) uses its logits.
     label_names: Optional[List[str]] = None
 
     def encode(self, inputs: Sequence[Any], *, batch_size: int = 32,

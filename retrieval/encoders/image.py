@@ -121,7 +121,7 @@ class ConcatImageEncoder(ImageEncoder):
         self.members, self.name, self.device = list(members), name, device
         self.dim = sum(m.dim for m in self.members)
 
-        # the first member with a classifier head names the labels (retrieval/labels.py)
+        # the first member with a classifier head names the labels (retrieval/encoders/labels.py)
         self._labeller = next((m for m in self.members if m.label_names is not None), None)
         self.label_names = None if self._labeller is None else self._labeller.label_names
 

@@ -81,7 +81,7 @@ class EmojiTask:
         # anchor_style may be a tuple of styles: their drawings of the anchor concepts are pooled.
         # views: styles whose drawings of each anchor concept are merged into one prototype anchor, with
         # a style normaliser learned from them applied to every image, exactly as a build does with an
-        # anchor table whose rows share concepts (retrieval/style.py).
+        # anchor table whose rows share concepts (retrieval/core/style.py).
         styles = (anchor_style if isinstance(anchor_style, tuple)
                   else (anchor_style, gallery_style) if pooled else (anchor_style,))
         T, Ig = data.texts[template], data.images[gallery_style]

@@ -24,7 +24,7 @@ NAMED_COLUMNS = {"image": ("image", "image_path"), "audio": ("audio", "audio_pat
 GENERIC_COLUMNS = ("path", "file", "filepath")
 CAPTION_COLUMNS = ("caption", "text", "title")
 LABEL_COLUMNS = ("label", "class", "category")
-# Anchor tables only: rows sharing a concept are views of one anchor (retrieval/style.py).
+# Anchor tables only: rows sharing a concept are views of one anchor (retrieval/core/style.py).
 CONCEPT_COLUMN = "concept"
 
 

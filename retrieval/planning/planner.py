@@ -13,7 +13,7 @@ Routes:
   then cosine search over the target's embeddings (Maiorca et al., 2023).
 * ``relative+labels``: the relative route's ASIF score plus a weighted second bridge that needs no
   anchors: the image encoder's own classifier head names what an image shows, and those names'
-  text embeddings place the image in text space (retrieval/labels.py); text queries into images.
+  text embeddings place the image in text space (retrieval/encoders/labels.py); text queries into images.
 * ``fusion``: reciprocal-rank fusion of the relative and translation routes.
 * ``pivot``: no bridge links the query's modality with the target's, but an anchor set links it with
   a third modality that has a route to the target (audio -> text via audio-text anchors, then text

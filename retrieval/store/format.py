@@ -282,7 +282,7 @@ VECTOR_CHUNK = 65536  # rows copied at a time: an update never holds a whole sid
 
 
 def labels_file(modality: str) -> str:
-    """The items' label vectors (retrieval/labels.py): text-space points, one row per item."""
+    """The items' label vectors (retrieval/encoders/labels.py): text-space points, one row per item."""
     return f"{modality}_labels.npy"
 
 

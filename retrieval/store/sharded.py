@@ -43,6 +43,8 @@ def read_sharded_manifest(folder: Path) -> Dict:
 
 
 def is_sharded(folder) -> bool:
+    """Whether ``folder`` holds a sharded collection: a peek at the manifest's format name only (the
+    reader that follows verifies everything)."""
     try:
         return json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8")).get("format") == SHARDED_FORMAT
     except (OSError, ValueError, AttributeError):

@@ -160,7 +160,7 @@ LAMBDAS = (0.3, 1.0, 3.0)
 
 def views_section(report: Report, datas: Dict, s, chosen_default: Dict, headline: Dict) -> None:
     """Anchor concepts drawn in styles other than the gallery's, merged into prototypes, with a
-    style normaliser learned from them (retrieval/style.py); chosen on validation like the rest."""
+    style normaliser learned from them (retrieval/core/style.py); chosen on validation like the rest."""
     first = next(iter(datas.values()))
     by_gallery = {g: anchor_views(first, g) for g in ("twemoji", "openmoji", "noto")}
     drawn = ", ".join(f"{SVG_STYLES[st].title} {int(first.has[st].sum())}" for st in SVG_STYLES if st in first.has)

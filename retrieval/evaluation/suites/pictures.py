@@ -203,7 +203,7 @@ picture and its caption per concept, the other half's pictures are the gallery a
 the queries, so no query concept is ever an anchor. Choices marked *val* were made on {FOLDS} folds
 of the anchor concepts. Ties are counted fairly. The engine default is what `retrieval build` does
 with such a table: ASIF k={default['asif']['k']} (at most the anchors) p={default['asif']['p']:g}, centred,
-plus {default['w']:g} x the label bridge (retrieval/labels.py). Image encoder `{image_encoder.name}`,
+plus {default['w']:g} x the label bridge (retrieval/encoders/labels.py). Image encoder `{image_encoder.name}`,
 text `{text_encoder.name}`.""")
     summary, missing = {}, []
     for name in SOURCES:
