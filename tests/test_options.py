@@ -1,0 +1,80 @@
+"""One BuildOptions for the CLI, build_collection and build_sharded: the same settings mean the same
+build whichever way they are given; a setting nobody knows is refused with the list; the CLI can
+set every field; a library call leaves the process environment as it found it."""
+
+import dataclasses
+import os
+
+import pytest
+
+from retrieval import BuildOptions, Collection, build_collection, open_collection
+from retrieval.api import Searchable
+from retrieval.cli.main import parser
+from retrieval.errors import InputError, UnknownNameError
+
+FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="")
+
+
+def test_options_and_keywords_build_the_same_collection(tiny_data, fake_encoders, tmp_path):
+    a = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "a", BuildOptions(k=3, p=2.0, **FAKE))
+    b = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "b", k=3, p=2.0, **FAKE)
+    # keywords change the options given: here they override k
+    c = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", BuildOptions(k=2, **FAKE), k=3,
+                         p=2.0)
+    ma, mb, mc = (Collection.open(x).manifest for x in (a, b, c))
+    assert ma["projector"] == mb["projector"] == mc["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True}
+    hits = [[h.id for h in Collection.open(x).search("a red square", k=4)] for x in (a, b, c)]
+    assert hits[0] == hits[1] == hits[2]
+
+
+def test_an_unknown_setting_is_refused_with_the_known_ones_before_anything_is_written(tiny_data, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(UnknownNameError, match=r"unknown build option\(s\) 'kk'; known: image_encoder, .*label_weight"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], out, kk=3)
+    assert not out.exists()
+    with pytest.raises(InputError, match="expected BuildOptions"):
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], out, {"k": 3})
+    assert BuildOptions().replace(k=5).k == 5 and BuildOptions().k is None  # replace copies; frozen
+
+
+def test_the_cli_sets_every_build_option():
+    ns = parser().parse_args(["build", "--corpus", "c", "--anchors", "a.csv", "--out", "o", "-k", "12", "-p", "3",
+                              "--no-center", "--index", "inverted", "--pivot-anchors", "s.csv", "--no-progress",
+                              "--label-weight", "0.3", "--image-encoder", "efficientnet-lite2"])
+    o = BuildOptions.from_namespace(ns)
+    assert (o.k, o.p, o.center, o.index, o.pivots, o.show_progress_bar, o.label_weight, o.image_encoder) == \
+        (12, 3.0, False, "inverted", ("s.csv",), False, 0.3, "efficientnet-lite2")
+    # a field added to BuildOptions without its command-line option fails here
+    dests = {a.dest for a in parser()._subparsers._group_actions[0].choices["build"]._actions}
+    spelled_otherwise = {"pivots": "pivot_anchors", "show_progress_bar": "progress"}
+    missing = [f.name for f in dataclasses.fields(BuildOptions) if spelled_otherwise.get(f.name, f.name) not in dests]
+    assert missing == []
+
+
+def test_a_sharded_build_refuses_what_shards_do_not_support_before_reaching_ray(tiny_data, tmp_path):
+    from retrieval.distributed import build_sharded
+
+    for bad in ({"pivots": [tiny_data["anchors"]]}, {"dense_index": "Flat"}, {"kind": "cosine"}, {"labels": True}):
+        with pytest.raises(InputError, match="expected a plain ASIF build for a sharded collection, got " + next(iter(bad))):
+            build_sharded(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "big", **bad)
+    assert not (tmp_path / "big").exists() and not (tmp_path / "big.partial").exists()
+
+
+def test_ray_usage_stats_are_off_only_while_ray_starts(monkeypatch):
+    from retrieval.api.cluster import _usage_stats_off
+
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    with _usage_stats_off():
+        assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert "RAY_USAGE_STATS_ENABLED" not in os.environ  # put back as it was
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")  # the user's own choice is kept
+    with _usage_stats_off():
+        assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
+
+
+def test_open_collection_opens_a_folder_that_keeps_the_protocol(tiny_collection):
+    col = open_collection(tiny_collection)
+    assert isinstance(col, Collection) and isinstance(col, Searchable)
+    assert [h.id for h in col.search("a red square", k=3)] == [h.id for h in Collection.open(tiny_collection).search(
+        "a red square", k=3)]
