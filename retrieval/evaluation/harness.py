@@ -158,7 +158,7 @@ def lite_pair_available() -> bool:
 
 
 STYLE_ORDER = ("noto", "twemoji", *SVG_STYLES)  # the npm styles in the order a build's anchor table lists them
-FEWER = {2: "two styles", 3: "three styles"}  # the demo's anchors before Fluent Emoji, before EmojiOne
+FEWER = {2: "two styles", 3: "three styles"}  # subsets of the views, measured beside all of them
 
 
 def fewer_views(views: Tuple[str, ...]) -> List[Tuple[int, Tuple[str, ...]]]:
