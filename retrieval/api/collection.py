@@ -16,6 +16,7 @@ import numpy as np
 from retrieval.api.classify import DEFAULT_TEMPLATES, ZeroShotClassifier
 from retrieval.api.sharded import ShardedCollection
 from retrieval.build.builder import build_collection
+from retrieval.build.reanchor import reanchor
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.ranking import TIE_EPS, rank_candidates
 from retrieval.core.relative import pivot
@@ -110,6 +111,12 @@ class Collection(StoredCollection):
 
         delete_items(self.folder, ids)
         return Collection.open(self.folder, device=self.device, **self._given_encoders())
+
+    def reanchor(self, anchors, out=None, **options) -> "Collection":
+        """Recompute against new ``anchors`` without encoding the items again (see
+        :func:`retrieval.build.reanchor.reanchor`); returns the result opened (in place by default)."""
+        path = reanchor(self.folder, anchors, out, device=self.device, **options)
+        return Collection.open(path, device=self.device, **self._given_encoders())
 
     def _given_encoders(self) -> Dict:
         return {f"{m}_encoder": e for m, e in self._encoders.items()}

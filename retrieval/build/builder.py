@@ -279,7 +279,8 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                      skipped: Sequence[Dict] = (), clock: Optional["_Clock"] = None, overwrite: bool = False,
                      ids=None, rel=None, extra: Optional[Dict] = None, style: Optional[StyleNormaliser] = None,
                      anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None,
-                     labels: Optional[Tuple[np.ndarray, Dict]] = None) -> Path:
+                     labels: Optional[Tuple[np.ndarray, Dict]] = None, next_item_id: Optional[int] = None,
+                     skipped_total: Optional[int] = None) -> Path:
     """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
     index and write a collection from embeddings already made: the second half of a build, shared
     by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
@@ -289,6 +290,8 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     modality before relativising and saved with the collection; ``anchor_views`` is the number of
     anchor rows before their views were merged. ``pivot_kp``: (k, p) for pivot sets (default: k, p).
     ``labels``: (the items' label vectors, the label settings of :func:`label_setup`).
+    ``next_item_id`` (default: after the largest id) and ``skipped_total`` (default: the skipped
+    listed) carry a rewritten collection's history: ids never reused, skips counted beyond the list.
     """
     clock = clock or Clock()
     a_med, a_txt = anchor_vecs
@@ -363,8 +366,9 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
             **({"dense_indexes": dense} if dense else {}),
             "bridges": bridges,
             "counts": {"items": len(rows), "texts": len(texts), "corpus_captions": len(captioned),
-                       "anchors": len(anchor_set), "skipped": len(skipped)},
-            "next_ids": {"items": int(ids.max(initial=-1)) + 1, "texts": len(texts)},
+                       "anchors": len(anchor_set), "skipped": len(skipped) if skipped_total is None else skipped_total},
+            "next_ids": {"items": int(ids.max(initial=-1)) + 1 if next_item_id is None else int(next_item_id),
+                         "texts": len(texts)},
             "skipped": skipped[:MAX_SKIPPED_LISTED],
             # seconds per stage (write = indexes, tables and translators; checksums come after)
             "timings": dict(clock.laps, write=round(time.perf_counter() - clock.last, 3)),

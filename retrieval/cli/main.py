@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
+import time
 from typing import Dict, List, Optional, Sequence
 
 from retrieval.api import (
@@ -29,6 +31,7 @@ from retrieval.api import (
     delete_items,
     describe_encoders,
     read_labels,
+    reanchor,
 )
 from retrieval.errors import InputError, RetrievalError
 from retrieval.store.format import read_manifest
@@ -78,6 +81,20 @@ def cmd_build(a) -> int:
     t = m.get("timings", {})
     if t:
         print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
+    return 0
+
+
+def cmd_reanchor(a) -> int:
+    fields = {f.name for f in dataclasses.fields(BuildOptions)}
+    changes = {k: v for k, v in vars(a).items() if k in fields}
+    changes.update(show_progress_bar=a.progress, device=a.device)
+    t = time.perf_counter()
+    path = reanchor(a.folder, a.anchors, a.out, **changes)
+    m = read_manifest(path, verify=False)
+    c = m["counts"]
+    print(f"reanchored {a.folder} -> {path} in {time.perf_counter() - t:.1f} s: {c['items']} {m['items']['modality']} "
+          f"items against {c['anchors']} anchors (k={m['projector']['k']}, p={m['projector']['p']}); no item was "
+          f"encoded")
     return 0
 
 
@@ -257,6 +274,45 @@ def cmd_demo(a) -> int:
     return run_demo(out=a.out, data=a.data, limit=a.limit, show_progress_bar=a.progress)
 
 
+def _settings(sp, defaults: bool = True) -> None:
+    """The options a build and a reanchor share: relative vectors, indexes, labels, writing. Without
+    ``defaults`` an option not given is absent from the parsed arguments (reanchor keeps what the
+    collection has for those)."""
+
+    def d(value):
+        return value if defaults else argparse.SUPPRESS
+
+    sp.add_argument("-k", "--k", type=int, default=d(None),
+                    help=f"anchors kept per vector (default {DEFAULT_K}, or {DEFAULT_VIEWS_K} when the anchors draw "
+                         f"concepts several ways; at most the number of anchors)")
+    sp.add_argument("-p", "--p", type=float, default=d(None),
+                    help=f"power applied to kept similarities (default {DEFAULT_IMAGE_P} for images, {DEFAULT_P} for "
+                         f"sounds, or {DEFAULT_VIEWS_P} with views)")
+    sp.add_argument("--kind", choices=["asif", "cosine"], default=d("asif"), help="relative representation (default asif)")
+    sp.add_argument("--center", action=argparse.BooleanOptionalAction, default=d(DEFAULT_CENTER),
+                    help=f"centre embeddings on their anchors' mean before cosine (default {DEFAULT_CENTER})")
+    sp.add_argument("--index", default=d("exact"), help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")
+    sp.add_argument("--dense-index", default=d(None), metavar="auto|FACTORY",
+                    help="FAISS index for the dense routes into the items (image->image, translation): 'auto' picks "
+                         "the most exact of Flat / HNSW32 / IVF,Flat / IVF,PQ within --max-memory and --max-query-ms; "
+                         "default: exact search")
+    sp.add_argument("--max-memory", default=d(None), help="memory budget for --dense-index auto, e.g. 4G or 500M")
+    sp.add_argument("--max-query-ms", type=float, default=d(None), help="latency budget for --dense-index auto (ms)")
+    sp.add_argument("--dense-rerank", type=int, default=d(None), metavar="R",
+                    help="with an explicit --dense-index FACTORY: ask it for R x the candidates and re-score them "
+                         "exactly against the stored embeddings (auto does this for IVF-PQ)")
+    sp.add_argument("--labels", action=argparse.BooleanOptionalAction, default=d(None),
+                    help="store each image's label vector (its encoder's classifier head naming what it shows, "
+                         "placed in text space) for the relative+labels route (default: when the image encoder has "
+                         "a classifier head)")
+    sp.add_argument("--label-weight", type=float, default=d(None),
+                    help=f"weight of the label bridge's cosine added to the ASIF score (default {DEFAULT_LABEL_WEIGHT}, or "
+                         f"{DEFAULT_VIEWS_LABEL_WEIGHT} when the anchors draw concepts several ways)")
+    sp.add_argument("--overwrite", action="store_true", default=d(False), help="replace an existing collection (atomically)")
+    sp.add_argument("--cache-dir", default=d(None), help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
+    sp.add_argument("--batch-size", type=int, default=d(32))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retrieval", description="Cross-modal retrieval with encoders never trained together.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -282,35 +338,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--image-encoder", default=DEFAULT_ENCODERS["image"])
     b.add_argument("--text-encoder", default=DEFAULT_ENCODERS["text"])
     b.add_argument("--audio-encoder", default=DEFAULT_ENCODERS["audio"])
-    b.add_argument("-k", "--k", type=int, default=None,
-                   help=f"anchors kept per vector (default {DEFAULT_K}, or {DEFAULT_VIEWS_K} when the anchors draw "
-                        f"concepts several ways; at most the number of anchors)")
-    b.add_argument("-p", "--p", type=float, default=None,
-                   help=f"power applied to kept similarities (default {DEFAULT_IMAGE_P} for images, {DEFAULT_P} for "
-                        f"sounds, or {DEFAULT_VIEWS_P} with views)")
-    b.add_argument("--kind", choices=["asif", "cosine"], default="asif", help="relative representation (default asif)")
-    b.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULT_CENTER,
-                   help=f"centre embeddings on their anchors' mean before cosine (default {DEFAULT_CENTER})")
-    b.add_argument("--index", default="exact", help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")
-    b.add_argument("--dense-index", default=None, metavar="auto|FACTORY",
-                   help="FAISS index for the dense routes into the items (image->image, translation): 'auto' picks "
-                        "the most exact of Flat / HNSW32 / IVF,Flat / IVF,PQ within --max-memory and --max-query-ms; "
-                        "default: exact search")
-    b.add_argument("--max-memory", default=None, help="memory budget for --dense-index auto, e.g. 4G or 500M")
-    b.add_argument("--max-query-ms", type=float, default=None, help="latency budget for --dense-index auto (ms)")
-    b.add_argument("--dense-rerank", type=int, default=None, metavar="R",
-                   help="with an explicit --dense-index FACTORY: ask it for R x the candidates and re-score them "
-                        "exactly against the stored embeddings (auto does this for IVF-PQ)")
-    b.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
-                   help="store each image's label vector (its encoder's classifier head naming what it shows, "
-                        "placed in text space) for the relative+labels route (default: when the image encoder has "
-                        "a classifier head)")
-    b.add_argument("--label-weight", type=float, default=None,
-                   help=f"weight of the label bridge's cosine added to the ASIF score (default {DEFAULT_LABEL_WEIGHT}, or "
-                        f"{DEFAULT_VIEWS_LABEL_WEIGHT} when the anchors draw concepts several ways)")
-    b.add_argument("--overwrite", action="store_true", help="replace an existing collection (atomically)")
-    b.add_argument("--cache-dir", default=None, help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
-    b.add_argument("--batch-size", type=int, default=32)
+    _settings(b)
     b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="build on Ray: encode on a cluster's workers and write a sharded collection. ADDRESS: "
                         "'auto' (the cluster this machine joined), host:port, or none for a local cluster")
@@ -339,6 +367,17 @@ def parser() -> argparse.ArgumentParser:
     de.add_argument("index", help="collection folder")
     de.add_argument("ids", nargs="+", type=int, help="item ids, as search prints them")
     de.set_defaults(func=cmd_delete)
+
+    ra = sub.add_parser("reanchor", help="recompute a collection against new anchors without encoding its corpus again",
+                        epilog="Options not given keep the collection's index, dense index and label vectors; k and p "
+                               "not given follow the new anchors, as in a fresh build.")
+    ra.add_argument("folder", metavar="INDEX", help="collection folder")  # --index is the index backend here
+    ra.add_argument("--anchors", required=True,
+                    help="the new parallel anchors (same modalities as the collection's), as for 'build --anchors'")
+    ra.add_argument("--out", default=None, help="write the result here (default: replace the collection, atomically)")
+    _settings(ra, defaults=False)
+    common(ra)
+    ra.set_defaults(func=cmd_reanchor)
 
     sv = sub.add_parser("serve", help="HTTP API and web page over one or more collections (FastAPI)")
     sv.add_argument("index", nargs="+", help="collection folders; each is served under its folder name")
