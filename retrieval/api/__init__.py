@@ -44,6 +44,7 @@ from retrieval.encoders.registry import describe as describe_encoders
 from retrieval.media.images import open_image
 from retrieval.media.tables import guess_modality, media_modality
 from retrieval.planning.planner import ROUTES, Plan
+from retrieval.store.filters import FilterError
 from retrieval.store.sharded import is_sharded, read_sharded_manifest
 
 
@@ -59,14 +60,14 @@ class Searchable(Protocol):
     def encoder(self, modality: str) -> Any: ...
 
     def search(self, query, *, k: int = 10, modality: Optional[str] = None, target: Optional[str] = None,
-               route: Optional[str] = None) -> List[Hit]: ...
+               route: Optional[str] = None, where: Optional[str] = None) -> List[Hit]: ...
 
     def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                    route: Optional[str] = None, batch_size: int = 32,
-                    show_progress_bar: Optional[bool] = None) -> List[List[Hit]]: ...
+                    route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
+                    where: Optional[str] = None) -> List[List[Hit]]: ...
 
     def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                       route: Optional[str] = None) -> List[List[Hit]]: ...
+                       route: Optional[str] = None, where: Optional[str] = None) -> List[List[Hit]]: ...
 
     def classify(self, inputs, labels, **kwargs) -> List[Prediction]: ...
 
@@ -96,4 +97,4 @@ __all__ = ["Collection", "Hit", "Searchable", "ShardedCollection", "open_collect
            "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P",
            "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",
-           "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded"]
+           "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded", "FilterError"]

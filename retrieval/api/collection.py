@@ -26,6 +26,8 @@ from retrieval.indexes import ExactIndex, Hits, make_index
 from retrieval.media.images import ImageLike
 from retrieval.media.tables import guess_modality
 from retrieval.planning.planner import Bridge, Plan, plan
+from retrieval.store.filters import allowed_rows
+from retrieval.store.filters import columns as filter_columns
 from retrieval.store.format import read_manifest
 from retrieval.store.reader import RowMap, StoredCollection
 from retrieval.store.sharded import is_sharded
@@ -163,31 +165,48 @@ class Collection(StoredCollection):
         return plan(query_modality, target, spaces, self.bridges, route=route, sizes=sizes)
 
     def search(self, query: Union[str, ImageLike], *, k: int = 10, modality: Optional[str] = None,
-               target: Optional[str] = None, route: Optional[str] = None) -> List[Hit]:
+               target: Optional[str] = None, route: Optional[str] = None, where: Optional[str] = None) -> List[Hit]:
         """Search with one query: a path to an existing image or sound file is that, a PIL image an
         image, any other string text. ``target`` defaults to the collection's items.
 
         >>> col.search("a red apple", k=3)                      # doctest: +SKIP
         >>> col.search("query.png", target="text", k=3)         # doctest: +SKIP
         >>> col.search("dog-bark.wav", k=3)                     # doctest: +SKIP
+        >>> col.search("a cat", where="year >= 2020 AND label != 'toy'")   # doctest: +SKIP
+
+        ``where`` filters the target's rows by their stored columns (the corpus table's metadata;
+        :mod:`retrieval.store.filters`) before the top k is cut: k results whenever k rows match.
         """
-        return self.search_many([query], k=k, modality=modality or guess_modality(query), target=target, route=route)[0]
+        return self.search_many([query], k=k, modality=modality or guess_modality(query), target=target, route=route,
+                                where=where)[0]
 
     def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                    route: Optional[str] = None, batch_size: int = 32,
-                    show_progress_bar: Optional[bool] = None) -> List[List[Hit]]:
+                    route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
+                    where: Optional[str] = None) -> List[List[Hit]]:
         """Answer many queries of one modality with one encoder load and one batched encode."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"expected k >= 1, got {k!r}")
         target = self._target(target)
         encoder = self.encoder(modality)  # first: its error says how to add a modality
         self.plan(modality, target, route)  # fail on an impossible route before encoding
+        if where is not None:
+            self._allowed(where, target)  # and on a filter that does not hold together
         with self._stage("encode"):
             q = encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return self.search_vectors(q, k=k, modality=modality, target=target, route=route)
+        return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
+
+    def _allowed(self, where: Optional[str], target: str) -> Optional[np.ndarray]:
+        """The target's rows that ``where`` keeps (None: no filter)."""
+        if where is None:
+            return None
+        return allowed_rows(where, self.sides[target].meta)
+
+    def filter_columns(self, target: Optional[str] = None) -> List:
+        """(name, type) of the columns a ``where`` filter may name for ``target``."""
+        return filter_columns(self.sides[self._target(target)].meta)
 
     def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                       route: Optional[str] = None) -> List[List[Hit]]:
+                       route: Optional[str] = None, where: Optional[str] = None) -> List[List[Hit]]:
         """Search with embeddings already made by this collection's ``modality`` encoder (rows are
         L2-normalised here)."""
         if not isinstance(k, (int, np.integer)) or k < 1:
@@ -207,10 +226,12 @@ class Collection(StoredCollection):
         q = q / np.maximum(np.abs(q).max(axis=1, keepdims=True), 1e-300)  # no overflow in the norm below
         q = l2_normalise(q)
         p = self.plan(modality, target, route)
+        with self._stage("filter"):
+            allowed = self._allowed(where, target)
         if p.route == "pivot":
             with self._stage("relativise"):
                 q, modality = self._pivot(q, modality), p.via
-        hits = self._run(p.then if p.route == "pivot" else p.route, q, modality, target, k)
+        hits = self._run(p.then if p.route == "pivot" else p.route, q, modality, target, k, allowed)
         return [self._hits(h, target) for h in hits]
 
     def _stage(self, name: str):
@@ -231,29 +252,31 @@ class Collection(StoredCollection):
                 timer(name, time.perf_counter() - t)
         return timed()
 
-    def _run(self, route: str, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+    def _run(self, route: str, q: np.ndarray, modality: str, target: str, k: int,
+             allowed: Optional[np.ndarray] = None) -> List[Hits]:
         if route == "absolute":
             with self._stage("search"):
-                return self.sides[target].abs_index().search(q, k)
+                return self.sides[target].abs_index().search(q, k, allowed=allowed)
         if route == "relative":
-            return self._relative(q, modality, target, k)
+            return self._relative(q, modality, target, k, allowed=allowed)
         if route == "translation":
             with self._stage("search"):
-                return self._translated(q, modality, target, k)
+                return self._translated(q, modality, target, k, allowed)
         if route == "relative+labels":
-            return self._labelled(q, modality, target, k)
-        return self._fused(q, modality, target, k)
+            return self._labelled(q, modality, target, k, allowed)
+        return self._fused(q, modality, target, k, allowed=allowed)
 
-    def _labelled(self, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+    def _labelled(self, q: np.ndarray, modality: str, target: str, k: int,
+                  allowed: Optional[np.ndarray] = None) -> List[Hits]:
         """The relative route's ASIF score plus ``weight`` x the label bridge's cosine, exactly.
 
         The relative index gives the best ``depth`` items by ASIF score; an item outside them scores
         at most the depth-th ASIF score plus its own label term, so every item whose label term
         could lift it into the top k is scored too (its ASIF score from its stored embedding)."""
         side, w = self.sides[target], float(self.manifest["labels"]["weight"])
-        n = len(side.abs)
+        n = len(side.abs) if allowed is None else len(allowed)
         depth = min(n, max(4 * k, 100))
-        first = self._relative(q, modality, target, depth)
+        first = self._relative(q, modality, target, depth, allowed=allowed)
         proj, t_proj = self.projectors[modality], self.projectors[target]
         out = []
         with self._stage("search"):
@@ -264,6 +287,8 @@ class Collection(StoredCollection):
                 if len(ids) < n:  # items outside the list: ASIF score <= the list's last
                     kth = np.sort(combined)[::-1][min(k, len(combined)) - 1]
                     extra = np.setdiff1d(np.flatnonzero(h.scores[-1] + w * lab >= kth - TIE_EPS), ids)
+                    if allowed is not None:
+                        extra = np.intersect1d(extra, allowed)
                     if len(extra):
                         prim = t_proj.transform(np.asarray(side.abs[extra])) @ proj.transform_rows(q[r:r + 1]).T
                         prim = np.asarray(prim.todense() if hasattr(prim, "todense") else prim, np.float64).ravel()
@@ -279,7 +304,8 @@ class Collection(StoredCollection):
         proj, land = self.pivots[modality]
         return pivot(proj, land, q)
 
-    def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0) -> List[Hits]:
+    def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0,
+                  allowed: Optional[np.ndarray] = None) -> List[Hits]:
         side = self.sides[target]
         proj, t_proj = self.projectors[modality], self.projectors[target]
         with self._stage("relativise"):
@@ -291,9 +317,10 @@ class Collection(StoredCollection):
             return t_proj.dense(side.abs[cand], np.float64) @ q_dense[row]
 
         with self._stage("search"):
-            return side.index.search(q_rel, k + extra, secondary)
+            return side.index.search(q_rel, k + extra, secondary, allowed=allowed)
 
-    def _translated(self, q: np.ndarray, modality: str, target: str, k: int) -> List[Hits]:
+    def _translated(self, q: np.ndarray, modality: str, target: str, k: int,
+                    allowed: Optional[np.ndarray] = None) -> List[Hits]:
         """Translate into the target space; cosine there in the anchors' standard-scaled coordinates,
         as the translator was fitted (and as the evaluation measured it)."""
         t = self.translators[(modality, target)]
@@ -304,14 +331,16 @@ class Collection(StoredCollection):
             scaled = RowMap(self.sides[target].abs, t.scale_target)
             self._scaled[target] = (make_index(spec).load(str(self.folder), f"{target}_translated", scaled) if spec
                                     else ExactIndex().add(t.scale_target(self.sides[target].abs)))
-        return self._scaled[target].search(t.transform_scaled(q), k)
+        return self._scaled[target].search(t.transform_scaled(q), k, allowed=allowed)
 
-    def _fused(self, q: np.ndarray, modality: str, target: str, k: int, c: float = 60.0) -> List[Hits]:
+    def _fused(self, q: np.ndarray, modality: str, target: str, k: int, c: float = 60.0,
+               allowed: Optional[np.ndarray] = None) -> List[Hits]:
         """Reciprocal-rank fusion over the union of both routes' top lists (depth 4k, at least 100);
         an item missing from one list counts as ranked just past its end."""
         depth = max(4 * k, 100)
         out = []
-        for rel, tr in zip(self._relative(q, modality, target, depth), self._translated(q, modality, target, depth)):
+        for rel, tr in zip(self._relative(q, modality, target, depth, allowed=allowed),
+                           self._translated(q, modality, target, depth, allowed)):
             ranks_r = {int(i): r for r, i in enumerate(rel.ids)}
             ranks_t = {int(i): r for r, i in enumerate(tr.ids)}
             cand = np.array(sorted(set(ranks_r) | set(ranks_t)), np.int64)

@@ -27,8 +27,9 @@ class _ShardHolder:
     def __init__(self, shard_type, folders: Sequence[str], verify: bool = True):
         self.cols = [shard_type.open(f, verify=verify) for f in folders]
 
-    def search_vectors(self, q, k, modality, target, route):
-        return [c.search_vectors(q, k=k, modality=modality, target=target, route=route) for c in self.cols]
+    def search_vectors(self, q, k, modality, target, route, where=None):
+        return [c.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
+                for c in self.cols]
 
 
 class ShardedCollection:
@@ -96,18 +97,22 @@ class ShardedCollection:
         return self.modality
 
     def search(self, query, *, k: int = 10, modality: Optional[str] = None, target: Optional[str] = None,
-               route: Optional[str] = None):
+               route: Optional[str] = None, where: Optional[str] = None):
         return self.search_many([query], k=k, modality=modality or guess_modality(query), target=target,
-                                route=route)[0]
+                                route=route, where=where)[0]
 
     def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                    route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None):
+                    route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
+                    where: Optional[str] = None):
         self.plan(modality, target, route)  # an impossible route fails before encoding
+        if where is not None:  # and a filter that does not hold together (every shard has the same columns)
+            self.first._allowed(where, self.first.modality)
         q = self.encoder(modality).encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return self.search_vectors(q, k=k, modality=modality, target=target, route=route)
+        return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
 
     def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                       route: Optional[str] = None):
+                       route: Optional[str] = None, where: Optional[str] = None):
+        """As :meth:`Collection.search_vectors`; ``where`` is applied in every shard before its top k."""
         target = self._target(target)
         chosen = self.plan(modality, target, route)
         if chosen.route == "fusion" or chosen.then == "fusion":
@@ -116,11 +121,13 @@ class ShardedCollection:
         q = np.asarray(vectors, np.float32)
         if self._holders is not None:
             ray = connect()
-            parts = [r for h in ray.get([h.search_vectors.remote(q, k, modality, target, route) for h in self._holders])
+            parts = [r for h in ray.get([h.search_vectors.remote(q, k, modality, target, route, where)
+                                         for h in self._holders])
                      for r in h]
             parts = [parts[self._order.index(i)] for i in range(len(parts))]
         else:
-            parts = [c.search_vectors(q, k=k, modality=modality, target=target, route=route) for c in self._local]
+            parts = [c.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
+                     for c in self._local]
         out = []
         for r in range(len(q)):
             hits = [h for part in parts for h in part[r]]

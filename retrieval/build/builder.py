@@ -115,6 +115,11 @@ def items_table(ids, rows: List[Dict], rel, kind: str) -> pa.Table:
             "label": pa.array([r["label"] for r in rows], pa.string())}
     if rows and all(r.get("sha256") for r in rows):
         cols[HASH_COLUMN] = pa.array([r["sha256"] for r in rows], pa.string())
+    for name in dict.fromkeys(c for r in rows for c in r.get("meta", {})):  # metadata columns, in table order
+        try:
+            cols[name] = pa.array([r.get("meta", {}).get(name) for r in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"expected one type of value in the metadata column {name!r}, got a mix: {exc}") from exc
     if kind == "asif":
         cols["rel_indices"], cols["rel_values"] = sparse_columns(rel)
     return pa.table(cols)

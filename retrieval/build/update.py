@@ -58,6 +58,17 @@ def _tables(col):
     return out
 
 
+def _concat(old: pa.Table, new: pa.Table) -> pa.Table:
+    """Old rows then new ones. Metadata columns that only one side has are null on the other; a
+    column both have must hold the same type."""
+    try:
+        return pa.concat_tables([old, new], promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        have = ", ".join(f"{f.name} ({f.type})" for f in old.schema if f.name not in ("rel_indices", "rel_values"))
+        raise InputError(f"expected the new rows' metadata columns to have the collection's types ({have}), got "
+                         f"another: {exc}") from exc
+
+
 def _duplicates(rows, old_items: pa.Table, duplicates: str):
     """Split new corpus rows into those to add and those whose content the collection already has
     (or that repeat an earlier new file), by SHA-256; ``duplicates`` says what to do with the latter."""
@@ -181,10 +192,10 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
     nxt = _next_ids(col)
     ids = nxt["items"] + np.arange(len(rows))
     text_ids = nxt["texts"] + np.arange(len(captioned))
-    items = pa.concat_tables([old_items, items_table(ids, rows, rel, kind).select(old_items.column_names)])
+    items = _concat(old_items, items_table(ids, rows, rel, kind))
     new_texts = texts_table(text_ids, [rows[i]["caption"] for i in captioned], ["corpus"] * len(captioned),
                             ids[captioned], cap_rel, kind)
-    texts = pa.concat_tables([old_texts, new_texts.select(old_texts.column_names)])
+    texts = _concat(old_texts, new_texts)
     import scipy.sparse as sp
 
     item_rel = sp.vstack([_relative(col, old_items, modality), rel], format="csr") if kind == "asif" else None

@@ -144,6 +144,8 @@ def _targets(a, col, modality: str) -> List[str]:
         return [col.modality if a.target == "items" else a.target]
     if hasattr(col, "sharded_manifest"):  # a sharded collection answers for its items only
         return [col.modality]
+    if getattr(a, "where", None) is not None:  # a filter names the items' columns: the items only
+        return [col.modality]
     return [col.modality, "text"] if modality == col.modality else [col.modality]
 
 
@@ -177,7 +179,7 @@ def cmd_search(a) -> int:
     results: Dict[str, list] = {}
     for target in _targets(a, col, modality):
         results[target] = col.search_many(queries, k=a.k, modality=modality, target=target, route=a.route,
-                                          show_progress_bar=a.progress)
+                                          show_progress_bar=a.progress, where=a.where)
     for qi, q in enumerate(queries):
         if a.json or a.queries is not None:
             _print_json({"query": q, "modality": modality,
@@ -406,6 +408,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--route", choices=list(ROUTES), default=None,
                    help="force a route (default: the planner's choice; see 'retrieval explain')")
     s.add_argument("--json", action="store_true", help="one JSON object per query")
+    s.add_argument("--where", default=None, metavar="FILTER",
+                   help="keep only results whose stored columns match, e.g. \"label = 'cat' AND year >= 2020\" "
+                        "(=, !=, <, <=, >, >=, IN (...), LIKE, IS [NOT] NULL, AND, OR, NOT; the corpus table's "
+                        "other columns are stored for this); applied before the top k is cut")
     common(s)
     s.set_defaults(func=cmd_search)
 

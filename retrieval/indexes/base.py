@@ -48,6 +48,16 @@ def no_hits(n_queries: int) -> List[Hits]:
     return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)) for _ in range(n_queries)]
 
 
+def check_allowed(allowed, n: int) -> Optional[np.ndarray]:
+    """``allowed`` as ascending unique int64 row ids within 0..n-1 (None: every row)."""
+    if allowed is None:
+        return None
+    ids = np.unique(np.asarray(allowed, np.int64))
+    if ids.size and (ids[0] < 0 or ids[-1] >= n):
+        raise InputError(f"expected allowed row ids within 0..{n - 1}, got {ids[0]}..{ids[-1]}")
+    return ids
+
+
 def as_matrix(x):
     """Vectors as float32 CSR (if sparse) or a 2-D float32 array; anything else is refused."""
     if sp.issparse(x):
@@ -75,8 +85,10 @@ class Index(abc.ABC):
         """Append vectors; their row ids continue after the existing ones. Returns self."""
 
     @abc.abstractmethod
-    def search(self, queries, k: int, secondary: Secondary = None) -> List[Hits]:
-        """One :class:`Hits` per query row: the k best rows (more when the k-th ties), best first."""
+    def search(self, queries, k: int, secondary: Secondary = None, allowed: Optional[np.ndarray] = None) -> List[Hits]:
+        """One :class:`Hits` per query row: the k best rows (more when the k-th ties), best first.
+        ``allowed`` (ascending row ids, e.g. a metadata filter's matches) restricts the search to those
+        rows before the k best are cut, so k rows come back whenever k are allowed."""
 
     @abc.abstractmethod
     def __len__(self) -> int:

@@ -8,8 +8,8 @@ from typing import List
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.core.ranking import topk_with_ties
-from retrieval.indexes.base import QUERY_BLOCK, Hits, Index, Secondary, as_matrix
+from retrieval.core.ranking import rank_candidates, topk_with_ties
+from retrieval.indexes.base import QUERY_BLOCK, Hits, Index, Secondary, as_matrix, check_allowed
 
 
 class ExactIndex(Index):
@@ -45,14 +45,18 @@ class ExactIndex(Index):
         s = s.toarray() if sp.issparse(s) else np.asarray(s)
         return np.ascontiguousarray(s.T, dtype=np.float32)
 
-    def search(self, queries, k: int, secondary: Secondary = None) -> List[Hits]:
+    def search(self, queries, k: int, secondary: Secondary = None, allowed=None) -> List[Hits]:
         q = as_matrix(queries)
+        allowed = check_allowed(allowed, len(self))
         out: List[Hits] = []
         for start in range(0, q.shape[0], QUERY_BLOCK):
             block = self.scores(q[start:start + QUERY_BLOCK])
             for j, row in enumerate(block):
                 sec = None if secondary is None else (lambda c, r=start + j: secondary(r, c))
-                out.append(Hits(*topk_with_ties(row, k, sec)))
+                if allowed is None:
+                    out.append(Hits(*topk_with_ties(row, k, sec)))
+                else:  # every allowed row is a candidate: the same ranking rule over them alone
+                    out.append(Hits(*rank_candidates(allowed, row[allowed], k, sec)))
         return out
 
     def save(self, folder: str, stem: str) -> List[str]:

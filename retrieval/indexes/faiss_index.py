@@ -14,7 +14,11 @@ import scipy.sparse as sp
 
 from retrieval.core.ranking import rank_candidates
 from retrieval.errors import InputError
-from retrieval.indexes.base import TIE_MARGIN, Hits, Index, Secondary, as_matrix, no_hits
+from retrieval.indexes.base import TIE_MARGIN, Hits, Index, Secondary, as_matrix, check_allowed, no_hits
+
+# A filter matching at most this many rows is scored row by row (exact and cheap); more go through
+# FAISS's ID selector.
+EXACT_FILTER_ROWS = 20_000
 
 
 class FaissIndex(Index):
@@ -89,11 +93,72 @@ class FaissIndex(Index):
     def __len__(self) -> int:
         return 0 if self._index is None else int(self._index.ntotal)
 
-    def search(self, queries, k: int, secondary: Secondary = None) -> List[Hits]:
+    def _stored(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` as the index scores them: the exact vectors when re-ranking, else rebuilt
+        from the index (exact for Flat, HNSW-Flat and IVF-Flat; a compressed index's own code)."""
+        if self._exact is not None:
+            return np.asarray(self._exact[ids], np.float32)
+        faiss = self._faiss()
+        try:
+            return self._index.reconstruct_batch(ids)
+        except RuntimeError:  # an IVF index reconstructs through its direct map, made once
+            faiss.extract_index_ivf(self._index).make_direct_map()
+            return self._index.reconstruct_batch(ids)
+
+    def _selector_params(self, allowed: np.ndarray):
+        """Search parameters that keep only ``allowed`` rows, carrying the index's own nprobe / efSearch."""
+        faiss = self._faiss()
+        sel = faiss.IDSelectorBatch(allowed)
+        try:
+            ivf = faiss.extract_index_ivf(self._index)
+            return faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe), sel
+        except RuntimeError:
+            pass
+        hnsw = getattr(faiss.downcast_index(self._index), "hnsw", None)
+        if hnsw is not None:
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=hnsw.efSearch), sel
+        return faiss.SearchParameters(sel=sel), sel
+
+    def _search_allowed(self, q: np.ndarray, k: int, secondary: Secondary, allowed: np.ndarray) -> List[Hits]:
+        """A search among ``allowed`` rows. Few rows (or a Flat index): scored one by one, exactly as
+        the index scores them. Many: FAISS's own ID selector, then any query left with fewer than k
+        results (a selective filter on a graph index) is scored exactly like the few-rows case."""
+        def exact_over_allowed(rows: List[int]) -> dict:
+            vecs = self._stored(allowed)
+            return {r: rank_candidates(allowed, vecs @ q[r], k, None if secondary is None else
+                                       (lambda c, r=r: secondary(r, c))) for r in rows}
+
+        want = min(k, allowed.size)
+        if allowed.size <= EXACT_FILTER_ROWS or self.factory == "Flat" or type(self._index).__name__.startswith("Gpu"):
+            done = exact_over_allowed(list(range(len(q))))
+            return [Hits(*done[r]) for r in range(len(q))]
+        params, _keep = self._selector_params(allowed)  # _keep: the selector must outlive the search
+        kk = min(allowed.size, (k + self.tie_margin) * max(1, self.rerank))
+        scores, ids = self._index.search(q, kk, params=params)
+        out, short = {}, []
+        for r in range(q.shape[0]):
+            keep = ids[r] >= 0
+            cand, cand_scores = ids[r][keep], scores[r][keep]
+            if len(cand) < want:
+                short.append(r)
+                continue
+            if self.rerank:
+                cand = np.sort(cand)
+                cand_scores = np.asarray(self._exact[cand], np.float32) @ q[r]
+            sec = None if secondary is None else (lambda c, r=r: secondary(r, c))
+            out[r] = rank_candidates(cand, cand_scores, k, sec)
+        if short:
+            out.update(exact_over_allowed(short))
+        return [Hits(*out[r]) for r in range(len(q))]
+
+    def search(self, queries, k: int, secondary: Secondary = None, allowed=None) -> List[Hits]:
         q = self._dense(as_matrix(queries))
         self._check(q)
-        if len(self) == 0:
+        allowed = check_allowed(allowed, len(self))
+        if len(self) == 0 or (allowed is not None and allowed.size == 0):
             return no_hits(len(q))
+        if allowed is not None:
+            return self._search_allowed(q, k, secondary, allowed)
         kk = min(len(self), (k + self.tie_margin) * max(1, self.rerank))
         scores, ids = self._index.search(q, kk)
         out = []

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from retrieval.errors import InputError
 from retrieval.core.ranking import TIE_EPS, rank_candidates, topk_with_ties
-from retrieval.indexes.base import Hits, Index, no_hits
+from retrieval.indexes.base import Hits, Index, check_allowed, no_hits
 
 DTYPES = ("float16", "float32")
 INT32_MAX = np.iinfo(np.int32).max
@@ -229,16 +229,51 @@ class InvertedIndex(Index):
         full[touched] = ws.acc[touched]
         return topk_with_ties(full, k, secondary)
 
-    def search(self, queries, k: int, secondary=None) -> List:
+    def _one_allowed(self, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary, allowed: np.ndarray,
+                     mask: np.ndarray) -> tuple:
+        """One query among ``allowed`` rows (``mask`` marks them). The postings give the touched rows'
+        scores; an allowed row not touched scores exactly 0, so when the k-th best allowed touched
+        score is above 0 no such row can enter or tie, as in :meth:`_one`; otherwise every allowed
+        row is a candidate."""
+        ws = self._workspace()
+        ws.tag += 1
+        if ws.tag == np.iinfo(np.int32).max:
+            ws.stamp[:] = 0
+            ws.tag = 1
+        half = self.weights.dtype == np.float16
+        weights, lut = (self.weights.view(np.uint16), HALF_TABLE) if half else (self.weights, NO_TABLE)
+        t = _kernels()["float16" if half else "float32"](self.indptr, self.ids, weights, lut, q_idx, q_val, ws.acc,
+                                                         ws.stamp, ws.tag, ws.touched)
+        touched = ws.touched[:t].astype(np.int64)
+        touched = touched[mask[touched]]
+        scores = ws.acc[touched].astype(np.float32)
+        k = min(k, allowed.size)
+        if len(touched) >= k and k > 0:
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            if kth > TIE_EPS:
+                keep = scores >= kth - TIE_EPS
+                return rank_candidates(touched[keep], scores[keep], k, secondary)
+        full = np.zeros(allowed.size, np.float32)
+        full[np.searchsorted(allowed, touched)] = scores
+        return rank_candidates(allowed, full, k, secondary)
+
+    def search(self, queries, k: int, secondary=None, allowed=None) -> List:
         q = sp.csr_matrix(queries, dtype=np.float32) if not sp.issparse(queries) else sp.csr_matrix(queries, dtype=np.float32)
         self._check(q)
-        if self.n == 0:
+        allowed = check_allowed(allowed, self.n)
+        if self.n == 0 or (allowed is not None and allowed.size == 0):
             return no_hits(q.shape[0])
         q.sort_indices()
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(self.n, bool)
+            mask[allowed] = True
 
         def run(r: int):
             sl = slice(q.indptr[r], q.indptr[r + 1])
             sec = None if secondary is None else (lambda c, r=r: secondary(r, c))
+            if mask is not None:
+                return Hits(*self._one_allowed(q.indices[sl].astype(np.int64), q.data[sl], k, sec, allowed, mask))
             return Hits(*self._one(q.indices[sl].astype(np.int64), q.data[sl], k, sec))
 
         threads = self.threads or os.cpu_count() or 1

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from retrieval.core.ranking import rank_candidates
-from retrieval.indexes.base import QUERY_BLOCK, TIE_MARGIN, Hits, Index, Secondary, as_matrix, no_hits
+from retrieval.indexes.base import QUERY_BLOCK, TIE_MARGIN, Hits, Index, Secondary, as_matrix, check_allowed, no_hits
 
 
 class TorchIndex(Index):
@@ -58,20 +58,26 @@ class TorchIndex(Index):
                 self._x = torch.from_numpy(np.vstack(self._parts)).to(self.device)
         return self._x
 
-    def search(self, queries, k: int, secondary: Secondary = None) -> List[Hits]:
+    def search(self, queries, k: int, secondary: Secondary = None, allowed=None) -> List[Hits]:
         q = as_matrix(queries)
         self._check(q)
-        if self._n == 0:
+        allowed = check_allowed(allowed, self._n)
+        if self._n == 0 or (allowed is not None and allowed.size == 0):
             return no_hits(q.shape[0])
         torch, x = self._torch, self._tensor()
-        kk = min(self._n, k + TIE_MARGIN)
+        rows = None if allowed is None else torch.from_numpy(allowed).to(self.device)
+        kk = min(self._n if allowed is None else allowed.size, k + TIE_MARGIN)
         out: List[Hits] = []
         for start in range(0, q.shape[0], QUERY_BLOCK):
             block = q[start:start + QUERY_BLOCK]
             qd = torch.from_numpy(np.ascontiguousarray(block.toarray() if sp.issparse(block) else block)).to(self.device)
             scores = torch.sparse.mm(x, qd.T) if x.layout != torch.strided else x @ qd.T  # (items, queries)
+            if rows is not None:  # only the allowed rows compete; positions map back to their ids
+                scores = scores.index_select(0, rows)
             vals, ids = torch.topk(scores, kk, dim=0)
             vals, ids = vals.T.cpu().numpy(), ids.T.cpu().numpy()
+            if allowed is not None:
+                ids = allowed[ids]
             for j in range(len(vals)):
                 sec = None if secondary is None else (lambda c, r=start + j: secondary(r, c))
                 out.append(Hits(*rank_candidates(ids[j], vals[j], k, sec)))

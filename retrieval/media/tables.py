@@ -58,6 +58,10 @@ def pick_column(table: pa.Table, names: Sequence[str], *, path: Path, role: str,
     return None
 
 
+# items.parquet's own columns: a corpus table's metadata column may not take these names
+RESERVED_COLUMNS = ("id", "path", "caption", "label", "sha256", "rel_indices", "rel_values")
+
+
 def media_modality(path: str) -> Optional[str]:
     low = str(path).lower()
     return next((m for m, ext in MEDIA_EXTENSIONS.items() if low.endswith(ext)), None)
@@ -102,6 +106,14 @@ def table_rows(path: Path, *, caption_required: bool,
     labels = table.column(lab_col).to_pylist() if lab_col else [None] * len(paths)
     concepts = (table.column(CONCEPT_COLUMN).to_pylist() if CONCEPT_COLUMN in table.column_names
                 else [None] * len(paths))
+    # every other column is metadata: stored with the items, for filters (search --where)
+    used = {path_col, cap_col, lab_col, CONCEPT_COLUMN}
+    extra = [c for c in table.column_names if c not in used]
+    clash = [c for c in extra if c in RESERVED_COLUMNS]
+    if clash:
+        raise InputError(f"expected metadata columns with names of their own in {str(path)!r}, got {clash}, which "
+                         f"the collection uses itself ({', '.join(RESERVED_COLUMNS)}); rename them")
+    meta = {c: table.column(c).to_pylist() for c in extra}
     rows = []
     for i, (media, cap, lab, con) in enumerate(zip(paths, caps, labels, concepts)):
         if media is None or not str(media).strip():
@@ -111,7 +123,8 @@ def table_rows(path: Path, *, caption_required: bool,
             p = path.parent / p
         rows.append({"path": str(p), "caption": None if cap is None else str(cap),
                      "label": None if lab is None else str(lab),
-                     "concept": None if con is None or not str(con).strip() else str(con)})
+                     "concept": None if con is None or not str(con).strip() else str(con),
+                     **({"meta": {c: v[i] for c, v in meta.items()}} if meta else {})})
     if modality is None:  # a generic "path" column: judge by the files' extensions
         kinds = Counter(media_modality(r["path"]) for r in rows)
         modality = "audio" if kinds.get("audio", 0) > kinds.get("image", 0) else "image"

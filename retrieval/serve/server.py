@@ -30,6 +30,8 @@ from retrieval.api import (
     open_image,
 )
 from retrieval.errors import InputError, RetrievalError, UnsupportedQueryError
+from retrieval.store.filters import MAX_LENGTH as MAX_FILTER_CHARS
+from retrieval.store.filters import FilterError
 
 # A prompt template: exactly one {} where the label goes, literal braces doubled (classify.check_template).
 TEMPLATE_PATTERN = r"^(?:[^{}]|\{\{|\}\})*\{\}(?:[^{}]|\{\{|\}\})*$"
@@ -95,6 +97,10 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     @app.exception_handler(RetrievalError)
     async def _bad_input(request, exc):
         return error(400, str(exc))
+
+    @app.exception_handler(FilterError)
+    async def _bad_filter(request, exc):  # a where filter that does not parse or names a missing column
+        return error(422, str(exc))
 
     @app.exception_handler(UnsupportedQueryError)
     async def _not_here(request, exc):  # well formed, but not something this collection holds
@@ -198,6 +204,9 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
     POSTED = (400, 404, 409, 411, 413, 422, 503)
     k_field = dict(ge=1, le=lim["max_k"], description=f"results wanted, 1 to {lim['max_k']}")
+    # a metadata filter (retrieval/store/filters.py): parsed there, never evaluated as code or SQL
+    where_field = dict(min_length=1, max_length=MAX_FILTER_CHARS, pattern=r"\S",
+                       description="filter on the stored columns, e.g. \"label = 'cat' AND year >= 2020\"")
 
     class TextQuery(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -206,6 +215,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         k: int = Field(10, **k_field)
         target: Optional[Target] = Field(None, description="items (default), or a modality the collection holds")
         route: Optional[Route] = Field(None, description="force a route (default: the planner's choice)")
+        where: Optional[str] = Field(None, **where_field)
 
     def vector_query(modality: str):
         """A body carrying an embedding of ``modality``: its width is stated when every collection
@@ -217,7 +227,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
             vector=(List[float], Field(..., description=f"an embedding from the collection's {modality} encoder",
                                        **width)),
             modality=(Literal[modality], ... if modality != "text" else "text"),
-            k=(int, Field(10, **k_field)), target=(Optional[Target], None), route=(Optional[Route], None))
+            k=(int, Field(10, **k_field)), target=(Optional[Target], None), route=(Optional[Route], None),
+            where=(Optional[str], Field(None, **where_field)))
 
     SearchBody = Union[(TextQuery,) + tuple(vector_query(m) for m in modalities)]
 
@@ -239,11 +250,11 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         with lock:
             if isinstance(body, TextQuery):
                 hits = col.search_many([body.query], k=body.k, modality="text", target=body.target,
-                                       route=body.route)[0]
+                                       route=body.route, where=body.where)[0]
                 modality = "text"
             else:
                 hits = col.search_vectors([body.vector], k=body.k, modality=body.modality, target=body.target,
-                                          route=body.route)[0]
+                                          route=body.route, where=body.where)[0]
                 modality = body.modality
             plan = col.plan(modality, body.target, body.route)
         return {"query": getattr(body, "query", None), "modality": modality, "route": plan.route,
@@ -276,12 +287,13 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
     @app.post("/collections/{name}/search/file", responses=errors(*POSTED))
     async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10, **k_field),
-                          target: Optional[Target] = Form(None), route: Optional[Route] = Form(None)):
+                          target: Optional[Target] = Form(None), route: Optional[Route] = Form(None),
+                          where: Optional[str] = Form(None, **where_field)):
         col = collection(name)
         query, modality = as_query(await read_upload(file), file.filename)
         try:
             with lock:
-                hits = col.search_many([query], k=k, modality=modality, target=target, route=route)[0]
+                hits = col.search_many([query], k=k, modality=modality, target=target, route=route, where=where)[0]
                 plan = col.plan(modality, target, route)
         finally:
             if modality == "audio":
