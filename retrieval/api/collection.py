@@ -405,7 +405,8 @@ class Collection(StoredCollection):
                 "indexes": m["indexes"], "counts": m["counts"], "bytes_on_disk": size,
                 "versions": m.get("versions", {}), "corpus": m.get("corpus", {}),
                 "skipped": m.get("skipped", []), **({"style": m["style"]} if m.get("style") else {}),
-                **({"labels": m["labels"]} if m.get("labels") else {})}
+                **({"labels": m["labels"]} if m.get("labels") else {}),
+                "columns": [{"name": n, "type": ty} for n, ty in self.filter_columns()]}
 
 
 # The shards of a sharded collection are collections: wired here rather than imported there, so that

@@ -254,6 +254,7 @@ def cmd_info(a) -> int:
         print(f"labels       {lab['count']} {lab['names']} classes of the image encoder's head, weight {lab['weight']:g} "
               f"(route relative+labels)")
     print("indexes      " + ", ".join(f"{n}: {s['backend']}{':' + s['factory'] if 'factory' in s else ''}" for n, s in info["indexes"].items()))
+    print("columns      " + ", ".join(f"{x['name']} ({x['type']})" for x in info["columns"]) + "  (for --where)")
     print(f"counts       {c['items']} {info['modality']} items, {c['texts']} texts ({c['corpus_captions']} corpus captions), {c['skipped']} skipped")
     if "shards" in info:
         print(f"shards       {info['shards']['count']} (up to {info['shards']['shard_size']} items each)")
