@@ -15,12 +15,13 @@ import numpy as np
 
 from retrieval.api.classify import DEFAULT_TEMPLATES, ZeroShotClassifier
 from retrieval.api.sharded import ShardedCollection
+from retrieval.api.stitch import Stitched, stitch
 from retrieval.build.builder import build_collection
 from retrieval.build.reanchor import reanchor
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.ranking import TIE_EPS, rank_candidates
-from retrieval.core.relative import pivot
-from retrieval.encoders import Encoder, load_encoder_as_built
+from retrieval.core.relative import RelativeProjector, pivot
+from retrieval.encoders import Encoder, load_encoder, load_encoder_as_built
 from retrieval.errors import InputError, UnsupportedQueryError
 from retrieval.indexes import ExactIndex, Hits, make_index
 from retrieval.media.images import ImageLike
@@ -64,6 +65,7 @@ class Collection(StoredCollection):
     def __init__(self, folder: Path, manifest: Dict, *, device: str = "cpu",
                  encoders: Optional[Dict[str, Union[str, Encoder]]] = None):
         super().__init__(folder, manifest, device=device)
+        self.stitched: Dict[str, Stitched] = {}  # modality -> a query encoder other than the build's (stitch.py)
         self.timer = None  # optional callable(stage, seconds): per-stage query timings (encode, relativise, search)
         self._encoders: Dict[str, Encoder] = {}
         for modality, enc in (encoders or {}).items():
@@ -129,9 +131,16 @@ class Collection(StoredCollection):
                              f"{sorted(self.manifest['encoders'])}, got one for {modality!r}")
         want = self.manifest["encoders"][modality]
         spec = enc if isinstance(enc, str) else enc.name
-        if spec != want["spec"]:
-            raise InputError(f"expected the {modality} encoder this collection was built with ({want['spec']!r}), "
-                             f"got {spec!r}; rebuild the collection to use another encoder")
+        if spec != want["spec"]:  # another encoder: its queries reach the collection through the anchors
+            enc = load_encoder(enc, modality, device=self.device) if isinstance(enc, str) else enc
+            if enc.modality != modality:
+                raise InputError(f"expected a {modality} encoder to stitch to this collection, got the "
+                                 f"{enc.modality} encoder {enc.name!r}")
+            params = dict(self.manifest["projector"])
+            self.stitched[modality] = stitch(self.folder, self.manifest, modality, enc,
+                                             self.anchor_vectors[modality], params)
+            self._encoders[modality] = enc
+            return
         if isinstance(enc, Encoder):
             if enc.dim != want["dim"] or enc.modality != modality:
                 raise InputError(f"expected a {modality} encoder of dimension {want['dim']}, got {enc.modality} "
@@ -162,7 +171,9 @@ class Collection(StoredCollection):
                  "k": self.manifest["projector"]["k"],
                  **{f"dim_{m}": e["dim"] for m, e in self.manifest["encoders"].items()},
                  **{f"anchors_{pv['modalities'][0]}_text": pv["count"] for pv in self.manifest.get("pivots", [])}}
-        return plan(query_modality, target, spaces, self.bridges, route=route, sizes=sizes)
+        st = self.stitched.get(query_modality)
+        return plan(query_modality, target, spaces, self.bridges, route=route, sizes=sizes,
+                    query_encoder=st.encoder.name if st else None)
 
     def search(self, query: Union[str, ImageLike], *, k: int = 10, modality: Optional[str] = None,
                target: Optional[str] = None, route: Optional[str] = None, where: Optional[str] = None) -> List[Hit]:
@@ -215,9 +226,10 @@ class Collection(StoredCollection):
         if modality not in self.manifest["encoders"]:
             raise UnsupportedQueryError(f"expected vectors of one of this collection's modalities "
                              f"{sorted(self.manifest['encoders'])}, got {modality!r}")
-        dim = self.manifest["encoders"][modality]["dim"]
+        st = self.stitched.get(modality)
+        dim = st.encoder.dim if st else self.manifest["encoders"][modality]["dim"]
         q = np.asarray(vectors, dtype=np.float64)  # float64 first: 1e300 is a direction, not an overflow
-        spec = self.manifest["encoders"][modality]["spec"]
+        spec = st.encoder.name if st else self.manifest["encoders"][modality]["spec"]
         if q.ndim != 2 or q.shape[1] != dim:
             raise UnsupportedQueryError(f"expected {modality} vectors of width {dim} (the {spec} encoder's), got "
                                         f"an array of shape {q.shape}")
@@ -231,7 +243,13 @@ class Collection(StoredCollection):
         if p.route == "pivot":
             with self._stage("relativise"):
                 q, modality = self._pivot(q, modality), p.via
-        hits = self._run(p.then if p.route == "pivot" else p.route, q, modality, target, k, allowed)
+        elif p.route == "stitch":  # into the collection's own space, then its best route from there
+            with self._stage("relativise"):
+                q = l2_normalise(st.translator.transform(q))
+            st = None
+        projector = st.projector if st is not None else None
+        hits = self._run(p.then if p.route in ("pivot", "stitch") else p.route, q, modality, target, k, allowed,
+                         projector)
         return [self._hits(h, target) for h in hits]
 
     def _stage(self, name: str):
@@ -253,12 +271,13 @@ class Collection(StoredCollection):
         return timed()
 
     def _run(self, route: str, q: np.ndarray, modality: str, target: str, k: int,
-             allowed: Optional[np.ndarray] = None) -> List[Hits]:
+             allowed: Optional[np.ndarray] = None, projector: Optional[RelativeProjector] = None) -> List[Hits]:
+        """``projector``: the query side's, when the query was encoded by a stitched encoder."""
         if route == "absolute":
             with self._stage("search"):
                 return self.sides[target].abs_index().search(q, k, allowed=allowed)
         if route == "relative":
-            return self._relative(q, modality, target, k, allowed=allowed)
+            return self._relative(q, modality, target, k, allowed=allowed, projector=projector)
         if route == "translation":
             with self._stage("search"):
                 return self._translated(q, modality, target, k, allowed)
@@ -305,9 +324,9 @@ class Collection(StoredCollection):
         return pivot(proj, land, q)
 
     def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0,
-                  allowed: Optional[np.ndarray] = None) -> List[Hits]:
+                  allowed: Optional[np.ndarray] = None, projector: Optional[RelativeProjector] = None) -> List[Hits]:
         side = self.sides[target]
-        proj, t_proj = self.projectors[modality], self.projectors[target]
+        proj, t_proj = projector or self.projectors[modality], self.projectors[target]
         with self._stage("relativise"):
             q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
             q_dense = np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])

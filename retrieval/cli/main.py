@@ -173,9 +173,16 @@ def _one_query(a, allow_file: bool):
     return queries, "text"
 
 
+def _query_encoders(a) -> Dict[str, str]:
+    """--image-encoder / --text-encoder / --audio-encoder given to search or explain: queries of that
+    modality are encoded by it and stitched to the collection through its anchors."""
+    return {f"{m}_encoder": getattr(a, f"{m}_encoder") for m in ("image", "text", "audio")
+            if getattr(a, f"{m}_encoder", None)}
+
+
 def cmd_search(a) -> int:
     queries, modality = _one_query(a, allow_file=True)
-    col = Collection.open(a.index, device=a.device)
+    col = Collection.open(a.index, device=a.device, **_query_encoders(a))
     results: Dict[str, list] = {}
     for target in _targets(a, col, modality):
         results[target] = col.search_many(queries, k=a.k, modality=modality, target=target, route=a.route,
@@ -193,7 +200,7 @@ def cmd_search(a) -> int:
 
 def cmd_explain(a) -> int:
     (query,), modality = _one_query(a, allow_file=False)
-    col = Collection.open(a.index)
+    col = Collection.open(a.index, **_query_encoders(a))
     for target in _targets(a, col, modality):
         p = col.plan(modality, target, a.route)
         if a.json:
@@ -425,6 +432,12 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--route", choices=list(ROUTES), default=None, help="explain a forced route")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=cmd_explain)
+    for sp in (s, x):
+        for m in ("image", "text", "audio"):
+            sp.add_argument(f"--{m}-encoder", default=None, metavar="SPEC",
+                            help=f"encode {m} queries with this encoder instead of the collection's: they reach it "
+                                 f"through its anchors, encoded by both (zero-shot stitching; the anchors' files must "
+                                 f"be readable)")
 
     c = sub.add_parser("classify", help="ASIF zero-shot classification of images or sounds (or of the collection's items)")
     c.add_argument("index")

@@ -20,6 +20,11 @@ Routes:
   -> image). The query is relativised against its side of the pivot anchors and re-expressed in the
   third space as the same weighted mix of the other side's anchors; the best route from there
   finishes the trip.
+* ``stitch``: the query was encoded by another encoder than the collection's (zero-shot stitching,
+  retrieval/api/stitch.py): an orthogonal map fitted on the anchors, encoded by both, carries it
+  into the collection's space, and the best route from there finishes the trip. A stitched query
+  can also take the ``relative`` route directly: relativised against the anchors as its own encoder
+  sees them, it is compared with the stored relative vectors (for its own modality too).
 
 Among possible routes the planner picks the highest estimated quality, then the lowest cost. The
 quality priors are measured, not guessed (see QUALITY_PRIOR).
@@ -32,7 +37,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from retrieval.errors import InputError, UnsupportedQueryError
 
-ROUTES = ("absolute", "relative", "relative+labels", "translation", "fusion", "pivot")
+ROUTES = ("absolute", "relative", "relative+labels", "translation", "fusion", "pivot", "stitch")
 
 # Mean of unseen and seen text -> image R@10 (Noto anchors, Twemoji gallery) from
 # results/emoji-xstyle/README.md (`retrieval eval --suite emoji-xstyle`): engine default ASIF
@@ -65,6 +70,12 @@ def prior(route: str, query_modality: str, target_modality: str) -> float:
 # the emoji's own caption). The pivot is only offered when no direct route exists, so this number
 # orders nothing; it keeps EXPLAIN honest about how much weaker a two-hop trip is.
 PIVOT_HOP = 0.23
+
+# Stitched queries (another encoder than the build's). Provisional, until scripts/stitching_experiment.py
+# measures them: the stitch route is assumed to keep most of the continuation's quality, the stitched
+# relative route to be as good as a plain relative route.
+STITCH_HOP = 0.80
+STITCH_RELATIVE = QUALITY_PRIOR["relative"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +139,7 @@ class Plan:
         lines.append(f"  {'route':<24} {'est. quality':>12} {'est. cost':>12}")
         for r in self.alternatives:
             mark = "  <- chosen" if r.route == self.route else ""
-            name = f"{r.route}({r.via}, {r.then})" if r.route == "pivot" else r.route
+            name = f"{r.route}({r.via}, {r.then})" if r.route in ("pivot", "stitch") else r.route
             lines.append(f"  {name:<24} {r.quality:>12.2f} {r.cost:>12.3g}{mark}")
         lines.append("  (quality: measured R@10 of the route, results/emoji-xstyle, results/pictures or results/sounds; a pivot's is "
                      "its hop factor times its continuation's; cost: multiply-adds a query)")
@@ -200,8 +211,35 @@ def _pivots(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence[Bridge
     return {"pivot": max(options, key=lambda r: (r.quality, -r.cost))} if options else {}
 
 
+def _stitched(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence[Bridge],
+              sizes: Dict[str, int]) -> Dict[str, RouteEstimate]:
+    """Routes for a query encoded by another encoder than the collection's for its modality."""
+    out = {}
+    own = Space(q.modality, spaces[q.modality])
+    anchors = [b for b in bridges if b.kind == "anchors" and b.indexed and b.links(q.modality, t.modality)]
+    a, k, n = sizes.get("anchors", 0), sizes.get("k", 0), sizes.get("items", 0)
+    dq = sizes.get(f"dim_{q.modality}", 0)
+    if anchors:
+        out["relative"] = RouteEstimate(
+            "relative", STITCH_RELATIVE, float(a * dq + n * k),
+            (f"encode query with {q.encoder} (the collection's {q.modality} encoder is {own.encoder})",
+             f"relativise against the anchors as {q.encoder} encodes them (ASIF top-k, power p)",
+             f"sparse inner product against the {t.modality} relative vectors", "break ties by dense relative cosine"))
+    on = _direct(own, t, bridges, sizes)
+    if on and anchors:
+        nxt = _best(on)
+        steps = (f"encode query with {q.encoder}",
+                 f"map it into {own.encoder}'s space (orthogonal, fitted on the anchors encoded by both)",
+                 *(f"then {s}" if i == 0 else s for i, s in enumerate(nxt.steps[1:])))
+        out["stitch"] = RouteEstimate("stitch", STITCH_HOP * nxt.quality, float(dq * dq) + nxt.cost, steps,
+                                      via=own.encoder, then=nxt.route)
+    return out
+
+
 def _estimates(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence[Bridge],
                sizes: Dict[str, int]) -> Dict[str, RouteEstimate]:
+    if q.encoder != spaces.get(q.modality):
+        return _stitched(q, t, spaces, bridges, sizes)
     out = _direct(q, t, bridges, sizes)
     if not out:  # a pivot only when nothing links the two spaces directly
         out = _pivots(q, t, spaces, bridges, sizes)
@@ -209,12 +247,14 @@ def _estimates(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence[Bri
 
 
 def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], bridges: Sequence[Bridge],
-         *, route: Optional[str] = None, sizes: Optional[Dict[str, int]] = None) -> Plan:
+         *, route: Optional[str] = None, sizes: Optional[Dict[str, int]] = None,
+         query_encoder: Optional[str] = None) -> Plan:
     """Choose a route from a query modality to a target modality of a collection.
 
     ``spaces`` maps each modality the collection has an encoder for to its spec; ``bridges`` are
     the anchor sets and translators it holds; ``sizes`` (items, anchors, k, dim_<modality>,
-    anchors_<from>_<via>) feed the cost estimates.
+    anchors_<from>_<via>) feed the cost estimates. ``query_encoder``: the query's encoder when it is
+    not the collection's for that modality (a stitched query).
 
     >>> plan("text", "image", {"image": "efficientnet-lite0", "text": "minilm"},
     ...      [Bridge("anchors", ("image", "text"))]).route
@@ -227,7 +267,8 @@ def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], brid
         raise UnsupportedQueryError(f"expected a target among this collection's spaces {sorted(spaces)}, got {target_modality!r}")
     if route is not None and route not in ROUTES:
         raise InputError(f"expected a route in {ROUTES}, got {route!r}")
-    q, t = Space(query_modality, spaces[query_modality]), Space(target_modality, spaces[target_modality])
+    q = Space(query_modality, query_encoder or spaces[query_modality])
+    t = Space(target_modality, spaces[target_modality])
     est = _estimates(q, t, spaces, bridges, sizes or {})
     if not est:
         links = [f"{b.kind} {'<->' if b.kind == 'anchors' else '->'} {'/'.join(b.modalities)}"
