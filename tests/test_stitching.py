@@ -86,3 +86,23 @@ def test_cli_search_and_explain_with_another_encoder(tiny_data, fake_encoders, t
     assert main(["search", str(out), "--image", img, "--target", "items", "--image-encoder", "fake-image-rotated",
                  "--route", "relative", "-k", "1", "--json"]) == 0
     assert img in capsys.readouterr().out
+
+
+def test_the_server_stitches_queries_too(tiny_data, fake_encoders, tmp_path, monkeypatch):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from retrieval.encoders import registry
+    from retrieval.serve.server import create_app
+
+    reg = dict(registry.REGISTRY)
+    reg["fake-text-scaled"] = registry.Backend(("text",), False, True, "test",
+                                               lambda arg, *, name, device, modality: ShiftedText(name, device))
+    monkeypatch.setattr(registry, "REGISTRY", reg)
+    out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", **FAKE)
+    client = TestClient(create_app({"c": str(out)}, query_encoders={"text_encoder": "fake-text-scaled"}))
+    got = client.post("/collections/c/search", json={"query": "a red square", "k": 3, "route": "relative"}).json()
+    want = [h.id for h in Collection.open(out).search("a red square", k=3, route="relative")]
+    assert [r["id"] for r in got["results"]] == want
+    explain = client.get("/collections/c/explain", params={"query": "a red square"}).json()
+    assert explain["query"]["encoder"] == "fake-text-scaled"

@@ -41,6 +41,7 @@ from retrieval.encoders import DEFAULT_ENCODERS
 from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
 from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
 from retrieval.encoders.registry import describe as describe_encoders
+from retrieval.errors import InputError
 from retrieval.media.images import open_image
 from retrieval.media.tables import guess_modality, media_modality
 from retrieval.planning.planner import ROUTES, Plan
@@ -85,6 +86,9 @@ def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_a
     ``text_encoder=``, ``audio_encoder=`` as for :meth:`Collection.open`.
     """
     if is_sharded(folder):
+        if encoders:
+            raise InputError(f"expected no query encoders for the sharded collection {str(folder)!r}, got "
+                             f"{sorted(encoders)}: stitching is per collection folder; search a shard folder")
         if shard_actors is None:
             return ShardedCollection.open(folder, device=device, verify=verify)
         shards = len(read_sharded_manifest(Path(folder))["shards"])

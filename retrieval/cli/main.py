@@ -132,7 +132,7 @@ def cmd_serve(a) -> int:
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {a.host}: anyone who can reach this address can query the collections",
               file=sys.stderr)
-    serve(a.index, host=a.host, port=a.port, device=a.device, shard_actors=a.ray,
+    serve(a.index, host=a.host, port=a.port, device=a.device, shard_actors=a.ray, query_encoders=_query_encoders(a),
           limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout})
     return 0
 
@@ -432,7 +432,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--route", choices=list(ROUTES), default=None, help="explain a forced route")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=cmd_explain)
-    for sp in (s, x):
+    for sp in (s, x, sv):
         for m in ("image", "text", "audio"):
             sp.add_argument(f"--{m}-encoder", default=None, metavar="SPEC",
                             help=f"encode {m} queries with this encoder instead of the collection's: they reach it "

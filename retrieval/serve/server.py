@@ -49,10 +49,11 @@ def _deps():
 
 
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
-               warm: bool = True, shard_actors: Optional[str] = None):
+               warm: bool = True, shard_actors: Optional[str] = None, query_encoders: Optional[Dict[str, str]] = None):
     """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
     are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
-    cluster) by Ray actors that each hold one shard.
+    cluster) by Ray actors that each hold one shard. ``query_encoders`` (``{"image_encoder": SPEC}``...)
+    encode queries with other encoders than the collections', stitched through their anchors.
 
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
@@ -73,7 +74,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     latency = Histogram("retrieval_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
     stages = Histogram("retrieval_stage_seconds", "query stage latency", ["collection", "stage"], registry=registry)
     for name, folder in collections.items():
-        col = open_collection(folder, device=device, shard_actors=shard_actors)
+        col = open_collection(folder, device=device, shard_actors=shard_actors, **(query_encoders or {}))
         col.timer = (lambda stage, s, name=name: stages.labels(name, stage).observe(s))
         if warm:
             for m in col.manifest["encoders"]:
@@ -375,6 +376,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
 
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
+          query_encoders: Optional[Dict[str, str]] = None,
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None) -> None:
     """Start the server (blocking). Collections are named by their folder names."""
     import uvicorn
@@ -385,5 +387,5 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
         if name in names:
             raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
         names[name] = str(f)
-    app = create_app(names, device=device, limits=limits, shard_actors=shard_actors)
+    app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders)
     uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=64)
