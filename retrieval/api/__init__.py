@@ -37,6 +37,7 @@ from retrieval.build.options import (
 )
 from retrieval.build.reanchor import reanchor
 from retrieval.build.update import add_items, delete_items
+from retrieval.core.selection import SELECTORS
 from retrieval.encoders import DEFAULT_ENCODERS
 from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
 from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
@@ -101,4 +102,4 @@ __all__ = ["Collection", "Hit", "Searchable", "ShardedCollection", "open_collect
            "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P",
            "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",
-           "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded", "FilterError"]
+           "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded", "FilterError", "SELECTORS"]

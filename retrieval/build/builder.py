@@ -24,6 +24,7 @@ from retrieval.media.images import load_rgb
 from retrieval.indexes import make_index
 from retrieval.progress import progress
 from retrieval.core.relative import RelativeProjector
+from retrieval.core.selection import select
 from retrieval.core.style import StyleNormaliser
 from retrieval.store.bridges import save_style, save_translator
 from retrieval.media.tables import rows_from
@@ -233,8 +234,9 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     # when the main set's views call for others.
     pivot_kp = (DEFAULT_K if k is None else k, DEFAULT_P if p is None else p)
     specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
-    k, p = default_k_p(anchor_set, k, p, specs[modality])
-    RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(anchor_set.n_anchors)
+    o.check_budget(anchor_set)
+    k, p = default_k_p(anchor_set, k, p, specs[modality], o.n_anchors)
+    RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(o.n_anchors or anchor_set.n_anchors)
     clock = Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     clock.lap("check_files")
@@ -261,6 +263,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     a_med = encode_anchors(anchor_set, encoders[modality], modality, **enc_kw)
     a_txt = encode_anchors(anchor_set, encoders["text"], "text", **enc_kw)
     views = len(anchor_set)
+    anchors_hash = anchor_set.content_hash
     anchor_set, a_med, a_txt, style = prepare_views(anchor_set, a_med, a_txt)
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
@@ -269,13 +272,24 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     item_vecs, captioned, cap_vecs, item_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
                                                                 show_progress_bar=show_progress_bar, labels=label_cfg)
     clock.lap("encode_corpus")
+    selected = None
+    if o.n_anchors is not None and o.n_anchors < len(anchor_set):  # the budget: N of the pool's pairs
+        pool = len(anchor_set)
+        keep = select(o.select, a_med, o.n_anchors, corpus=item_vecs)
+        anchor_set = AnchorSet([anchor_set.paths[i] for i in keep], [anchor_set.captions[i] for i in keep],
+                               source=anchor_set.source, modality=modality)
+        a_med, a_txt = a_med[keep], a_txt[keep]
+        views = len(anchor_set)
+        selected = {"pool": pool, "method": o.select, "seed": 0, "pool_content_hash": anchors_hash}
+        clock.lap("select_anchors")
     return write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=list(zip(pivot_sets, pivot_vecs)),
                             encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
                             k=k, p=p, kind=kind, center=center, index_spec=index_spec, dspec=dspec,
                             corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
                             style=style, anchor_views=views, pivot_kp=pivot_kp,
-                            labels=None if item_labels is None else (item_labels, label_cfg))
+                            labels=None if item_labels is None else (item_labels, label_cfg),
+                            anchors_selected=selected)
 
 
 def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,
@@ -285,6 +299,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                      ids=None, rel=None, extra: Optional[Dict] = None, style: Optional[StyleNormaliser] = None,
                      anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None,
                      labels: Optional[Tuple[np.ndarray, Dict]] = None, next_item_id: Optional[int] = None,
+                     anchors_selected: Optional[Dict] = None,
                      skipped_total: Optional[int] = None) -> Path:
     """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
     index and write a collection from embeddings already made: the second half of a build, shared
@@ -361,7 +376,8 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
             "encoders": encoders,
             "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash, "count": len(anchor_set),
                         "modalities": [modality, "text"],
-                        **({"views": int(anchor_views)} if anchor_views and anchor_views != len(anchor_set) else {})},
+                        **({"views": int(anchor_views)} if anchor_views and anchor_views != len(anchor_set) else {}),
+                        **({"selected": anchors_selected} if anchors_selected else {})},
             **({"style": style_meta} if style_meta else {}),
             **({"labels": label_meta} if label_meta else {}),
             "pivots": pivot_meta,

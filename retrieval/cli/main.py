@@ -22,6 +22,7 @@ from retrieval.api import (
     DEFAULT_VIEWS_LABEL_WEIGHT,
     DEFAULT_VIEWS_P,
     ROUTES,
+    SELECTORS,
     BuildOptions,
     Collection,
     accuracy,
@@ -318,6 +319,11 @@ def _settings(sp, defaults: bool = True) -> None:
     sp.add_argument("--label-weight", type=float, default=d(None),
                     help=f"weight of the label bridge's cosine added to the ASIF score (default {DEFAULT_LABEL_WEIGHT}, or "
                          f"{DEFAULT_VIEWS_LABEL_WEIGHT} when the anchors draw concepts several ways)")
+    sp.add_argument("--n-anchors", type=int, default=d(None), metavar="N",
+                    help="keep N of the anchor set's pairs (an anchor budget), chosen by --select")
+    sp.add_argument("--select", choices=list(SELECTORS), default=d("random"),
+                    help="how --n-anchors chooses: random (seeded), fps (farthest point), kmeans (nearest to "
+                         "centroids), coverage (where the corpus is); default random")
     sp.add_argument("--overwrite", action="store_true", default=d(False), help="replace an existing collection (atomically)")
     sp.add_argument("--cache-dir", default=d(None), help="anchor embedding cache (default $RETRIEVAL_CACHE or ~/.cache/retrieval; '' disables)")
     sp.add_argument("--batch-size", type=int, default=d(32))

@@ -1,0 +1,113 @@
+"""Choosing N anchors from a larger pool of parallel pairs (the anchor budget).
+
+Every selector looks only at the pool's embeddings of the items' modality (and, for ``coverage``,
+at the corpus's): the captions are never used to choose, so the choice cannot favour the queries.
+All are deterministic for a given seed.
+
+* ``random``: N pairs drawn uniformly (seeded).
+* ``fps``: farthest-point sampling: greedily the pair least similar (cosine) to every pair chosen so
+  far, from a seeded start: spread over the pool.
+* ``kmeans``: the pair nearest to each of N k-means centroids (spherical, Lloyd iterations in numpy,
+  k-means++ start): a pool's dense regions get more anchors.
+* ``coverage``: greedy facility location over the *corpus*: each step adds the pair that most raises
+  the sum, over corpus items, of their best cosine with a chosen pair: anchors where the corpus is.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from retrieval.core.normalise import l2_normalise
+from retrieval.errors import InputError, UnknownNameError
+
+SELECTORS = ("random", "fps", "kmeans", "coverage")
+
+
+def random_select(n_pool: int, n: int, seed: int = 0) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n_pool, n, replace=False))
+
+
+def farthest_point(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Greedy max-min selection of n rows by cosine distance, from a seeded random start."""
+    x = l2_normalise(x, dtype=None)
+    chosen = [int(np.random.default_rng(seed).integers(len(x)))]
+    best = x @ x[chosen[0]]
+    for _ in range(n - 1):
+        i = int(np.argmin(best))
+        chosen.append(i)
+        best = np.maximum(best, x @ x[i])
+    return np.array(chosen)
+
+
+def kmeans_select(x: np.ndarray, n: int, seed: int = 0, iterations: int = 25) -> np.ndarray:
+    """The row nearest to each of n spherical k-means centroids (distinct rows)."""
+    x = l2_normalise(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    dist = 1.0 - x @ centres[0]
+    for _ in range(n - 1):  # k-means++: far rows are likelier starts
+        p = np.maximum(dist, 0) ** 2
+        i = int(rng.choice(len(x), p=p / p.sum())) if p.sum() > 0 else int(rng.integers(len(x)))
+        centres.append(x[i])
+        dist = np.minimum(dist, 1.0 - x @ x[i])
+    c = np.array(centres)
+    for _ in range(iterations):
+        assign = np.argmax(x @ c.T, axis=1)
+        new = np.zeros_like(c)
+        np.add.at(new, assign, x)
+        empty = np.bincount(assign, minlength=n) == 0
+        new[empty] = c[empty]
+        new = l2_normalise(new, dtype=np.float64)
+        if np.allclose(new, c):
+            break
+        c = new
+    sims = x @ c.T
+    picked, used = [], set()
+    for j in range(n):
+        for i in np.argsort(-sims[:, j]):
+            if int(i) not in used:
+                used.add(int(i))
+                picked.append(int(i))
+                break
+    return np.array(picked)
+
+
+def coverage_select(pool: np.ndarray, corpus: np.ndarray, n: int, block: int = 4096) -> np.ndarray:
+    """Greedy facility location: each step the pool row that most raises sum_corpus max cosine."""
+    p = l2_normalise(pool, dtype=np.float32)
+    c = l2_normalise(corpus, dtype=np.float32)
+    best = np.full(len(c), -1.0, np.float32)
+    chosen = []
+    taken = np.zeros(len(p), bool)
+    for _ in range(n):
+        gains = np.zeros(len(p), np.float64)
+        for s in range(0, len(c), block):  # (corpus block x pool) similarities, never the whole matrix
+            sims = c[s:s + block] @ p.T
+            gains += np.maximum(sims - best[s:s + block, None], 0).sum(0)
+        gains[taken] = -1
+        i = int(np.argmax(gains))
+        chosen.append(i)
+        taken[i] = True
+        best = np.maximum(best, c @ p[i])
+    return np.array(chosen)
+
+
+def select(method: str, pool: np.ndarray, n: int, *, seed: int = 0, corpus: Optional[np.ndarray] = None) -> np.ndarray:
+    """Row numbers (ascending) of the ``n`` pool rows ``method`` chooses."""
+    if method not in SELECTORS:
+        raise UnknownNameError(f"unknown anchor selector {method!r}; known: {', '.join(SELECTORS)}")
+    if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(pool):
+        raise InputError(f"expected a number of anchors from 1 to the pool's {len(pool)}, got {n!r}")
+    if n == len(pool):
+        return np.arange(len(pool))
+    if method == "random":
+        return random_select(len(pool), n, seed)
+    if method == "fps":
+        return np.sort(farthest_point(pool, n, seed))
+    if method == "kmeans":
+        return np.sort(kmeans_select(pool, n, seed))
+    if corpus is None or len(corpus) == 0:
+        raise InputError("expected corpus vectors for select='coverage', got none")
+    return np.sort(coverage_select(pool, corpus, n))
