@@ -36,6 +36,7 @@ from retrieval.build.options import (
     BuildOptions,
 )
 from retrieval.build.reanchor import reanchor
+from retrieval.build.reencode import reencode
 from retrieval.build.update import add_items, delete_items
 from retrieval.core.selection import SELECTORS
 from retrieval.encoders import DEFAULT_ENCODERS
@@ -98,7 +99,7 @@ def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_a
 
 
 __all__ = ["Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
-           "BuildOptions", "add_items", "delete_items", "reanchor", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
+           "BuildOptions", "add_items", "delete_items", "reanchor", "reencode", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
            "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P",
            "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",

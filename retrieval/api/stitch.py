@@ -15,19 +15,18 @@ stored in the collection, so a stitched *text* encoder always works.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 
-from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set
+from retrieval.build.anchors import encode_anchors, stored_anchor_set
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.style import fit_views
 from retrieval.core.translation import Translator
 from retrieval.encoders import Encoder
-from retrieval.errors import InputError, RetrievalError
+from retrieval.errors import InputError
 from retrieval.store.format import read_parquet
 
 
@@ -39,29 +38,6 @@ class Stitched:
     projector: RelativeProjector  # B-encoded anchors, the collection's k, p, centring (and a B style normaliser)
     translator: Translator    # B -> A, fitted on the anchors encoded by both
     anchors: str              # where the anchors came from (for EXPLAIN)
-
-
-def _anchor_set(folder: Path, manifest: Dict, modality: str) -> AnchorSet:
-    """The collection's anchors with readable files: the original table (views kept) when it is there
-    and unchanged, else the rows the collection stores. Refused with what is missing otherwise."""
-    source, want = manifest["anchors"].get("source", ""), manifest["anchors"].get("content_hash", "")
-    if source and os.path.isfile(source):
-        try:
-            original = load_anchor_set(source, modality)
-            if original.content_hash == want:
-                return original
-        except RetrievalError:
-            pass
-    table = read_parquet(folder, "anchors.parquet", columns=[modality, "caption"])
-    paths = table.column(modality).to_pylist()
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise InputError(f"expected the anchors' {modality} files to encode them with the query's encoder, but "
-                         f"{len(missing)} of {len(paths)} are missing (e.g. {missing[0]!r}) and the anchor table "
-                         f"{source!r} is gone or changed; restore the files, or rebuild the collection with that "
-                         f"encoder")
-    return AnchorSet(paths, table.column("caption").to_pylist(), source=str(folder / "anchors.parquet"),
-                     modality=modality)
 
 
 def stitch(folder: Path, manifest: Dict, modality: str, encoder: Encoder, a_vectors: np.ndarray,
@@ -76,7 +52,7 @@ def stitch(folder: Path, manifest: Dict, modality: str, encoder: Encoder, a_vect
         b_vecs = encoder.encode(captions, batch_size=64, show_progress_bar=False)
         where, style = "the stored anchor captions", None
     elif modality == items_modality:
-        anchor_set = _anchor_set(folder, manifest, modality)
+        anchor_set = stored_anchor_set(folder, manifest, modality, "encode them with the query's encoder")
         b_vecs = encode_anchors(anchor_set, encoder, modality, cache_dir=cache_dir, show_progress_bar=False)
         style = None
         if anchor_set.has_views:  # prototypes per concept and a style normaliser, as the build made them

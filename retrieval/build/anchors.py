@@ -12,7 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from retrieval.store.arrow import dense_column, dense_from_column, sha256_file, write_parquet_atomic
 from retrieval.encoders.base import Encoder
-from retrieval.errors import InputError
+from retrieval.errors import InputError, RetrievalError
 from retrieval.core.style import DEFAULT_LAMBDA, fit_views
 from retrieval.media.tables import rows_from
 from retrieval.store.cache import default_cache_dir
@@ -160,3 +160,27 @@ def prepare_views(anchor_set, media: np.ndarray, text: np.ndarray, lam: float = 
     merged = AnchorSet([anchor_set.paths[i] for i in rows], [anchor_set.captions[i] for i in rows],
                        source=anchor_set.source, content_hash=anchor_set.content_hash, modality=anchor_set.modality)
     return merged, med, txt, style
+
+
+def stored_anchor_set(folder: Path, manifest: Dict, modality: str, purpose: str) -> AnchorSet:
+    """A built collection's anchors with readable files, to encode them with another encoder: the
+    original table (views kept) when it is there and unchanged, else the rows the collection stores
+    (``anchors.parquet``). Refused, naming what is missing and ``purpose``, otherwise."""
+    source, want = manifest["anchors"].get("source", ""), manifest["anchors"].get("content_hash", "")
+    if source and os.path.isfile(source):
+        try:
+            original = load_anchor_set(source, modality)
+            if original.content_hash == want:
+                return original
+        except RetrievalError:
+            pass
+    table = pq.read_table(Path(folder) / "anchors.parquet", columns=[modality, "caption"])
+    paths = table.column(modality).to_pylist()
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise InputError(f"expected the anchors' {modality} files to {purpose}, but "
+                         f"{len(missing)} of {len(paths)} are missing (e.g. {missing[0]!r}) and the anchor table "
+                         f"{source!r} is gone or changed; restore the files, or rebuild the collection with that "
+                         f"encoder")
+    return AnchorSet(paths, table.column("caption").to_pylist(), source=str(folder / "anchors.parquet"),
+                     modality=modality)

@@ -33,6 +33,7 @@ from retrieval.api import (
     describe_encoders,
     read_labels,
     reanchor,
+    reencode,
 )
 from retrieval.errors import InputError, RetrievalError
 from retrieval.store.format import read_manifest
@@ -96,6 +97,19 @@ def cmd_reanchor(a) -> int:
     print(f"reanchored {a.folder} -> {path} in {time.perf_counter() - t:.1f} s: {c['items']} {m['items']['modality']} "
           f"items against {c['anchors']} anchors (k={m['projector']['k']}, p={m['projector']['p']}); no item was "
           f"encoded")
+    return 0
+
+
+def cmd_reencode(a) -> int:
+    fields = {f.name for f in dataclasses.fields(BuildOptions)}
+    changes = {k: v for k, v in vars(a).items() if k in fields}
+    changes.update(show_progress_bar=a.progress, device=a.device)
+    t = time.perf_counter()
+    path = reencode(a.folder, a.out, chunk=a.chunk, restart=a.restart, **changes)
+    m = read_manifest(path, verify=False)
+    r = m["reencoded"]
+    print(f"reencoded {a.folder} -> {path} in {time.perf_counter() - t:.1f} s: {m['counts']['items']} "
+          f"{m['items']['modality']} items, " + ", ".join(f"{x} {r['from'][x]} -> {r['to'][x]}" for x in r["to"]))
     return 0
 
 
@@ -394,6 +408,21 @@ def parser() -> argparse.ArgumentParser:
     _settings(ra, defaults=False)
     common(ra)
     ra.set_defaults(func=cmd_reanchor)
+
+    re_ = sub.add_parser("reencode", help="encode a collection's corpus again with another encoder (chunked, "
+                                           "resumable), then rewrite it atomically",
+                         epilog="Until it finishes, the old collection answers as before; queries by the new encoder "
+                                "reach it with 'search --image-encoder SPEC'.")
+    re_.add_argument("folder", metavar="INDEX", help="collection folder")
+    for m in ("image", "text", "audio"):
+        re_.add_argument(f"--{m}-encoder", default=argparse.SUPPRESS, metavar="SPEC",
+                         help=f"the new {m} encoder (encoders not named are kept)")
+    re_.add_argument("--out", default=None, help="write the result here (default: replace the collection, atomically)")
+    re_.add_argument("--chunk", type=int, default=2048, help="items encoded and saved at a time (default 2048)")
+    re_.add_argument("--restart", action="store_true", help="discard an interrupted reencode of other settings")
+    _settings(re_, defaults=False)
+    common(re_)
+    re_.set_defaults(func=cmd_reencode)
 
     sv = sub.add_parser("serve", help="HTTP API and web page over one or more collections (FastAPI)")
     sv.add_argument("index", nargs="+", help="collection folders; each is served under its folder name")
