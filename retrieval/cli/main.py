@@ -86,10 +86,17 @@ def cmd_build(a) -> int:
     return 0
 
 
-def cmd_reanchor(a) -> int:
+def _given_options(a) -> Dict:
+    """The build options given on a reanchor or reencode command line (options not given are absent
+    from the parsed arguments, so the collection's own settings stand for them)."""
     fields = {f.name for f in dataclasses.fields(BuildOptions)}
     changes = {k: v for k, v in vars(a).items() if k in fields}
     changes.update(show_progress_bar=a.progress, device=a.device)
+    return changes
+
+
+def cmd_reanchor(a) -> int:
+    changes = _given_options(a)
     t = time.perf_counter()
     path = reanchor(a.folder, a.anchors, a.out, **changes)
     m = read_manifest(path, verify=False)
@@ -101,9 +108,7 @@ def cmd_reanchor(a) -> int:
 
 
 def cmd_reencode(a) -> int:
-    fields = {f.name for f in dataclasses.fields(BuildOptions)}
-    changes = {k: v for k, v in vars(a).items() if k in fields}
-    changes.update(show_progress_bar=a.progress, device=a.device)
+    changes = _given_options(a)
     t = time.perf_counter()
     path = reencode(a.folder, a.out, chunk=a.chunk, restart=a.restart, **changes)
     m = read_manifest(path, verify=False)

@@ -31,15 +31,6 @@ class Hits:
     secondary: np.ndarray
 
 
-def _as_matrix(x):
-    if sp.issparse(x):
-        return sp.csr_matrix(x, dtype=np.float32)
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2:
-        raise InputError(f"expected a 2-D array of vectors, got shape {x.shape}")
-    return x
-
-
 Secondary = Optional[Callable[[int, np.ndarray], np.ndarray]]  # (query row, candidate ids) -> scores
 
 
