@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.errors import InputError
+from retrieval.errors import InputError, UnsupportedQueryError
 from retrieval.planning.planner import PAIR_PRIOR, QUALITY_PRIOR, Bridge, plan
 
 SPACES = {"image": "efficientnet-lite0", "text": "minilm"}
@@ -124,3 +124,22 @@ def test_a_plan_is_json_ready_data():
     assert d["route"] == p.route and d["query"] == {"modality": "text", "encoder": "minilm"}
     assert [a["route"] for a in d["alternatives"]] == [r.route for r in p.alternatives]
     assert d["steps"] == list(p.steps) and d["target"]["modality"] == "image"
+
+
+def test_a_stitched_query_takes_the_route_measured_best_for_it():
+    """results/stitching: for image -> image the stitch route (map into the build's space, then the
+    absolute route) beat the stitched relative route; for image -> text the relative route, which
+    equals a re-encoded collection's, beat the stitch."""
+    from retrieval.planning.planner import STITCH_HOP, STITCH_SAME_MODALITY
+
+    spaces = {"image": "A", "text": "T"}
+    bridges = [Bridge("anchors", ("image", "text")), Bridge("translator", ("image", "text")),
+               Bridge("translator", ("text", "image"))]
+    same = plan("image", "image", spaces, bridges, query_encoder="B")
+    assert same.route == "stitch" and same.then == "absolute" and same.query.encoder == "B"
+    assert {r.route: r.quality for r in same.alternatives} == {"stitch": STITCH_HOP * 1.0,
+                                                                "relative": STITCH_SAME_MODALITY}
+    assert plan("image", "text", spaces, bridges, query_encoder="B").route == "relative"
+    assert plan("image", "image", spaces, bridges).route == "absolute"  # its own encoder: no stitching
+    with pytest.raises(UnsupportedQueryError, match="possible"):
+        plan("image", "image", spaces, bridges, route="translation", query_encoder="B")
