@@ -63,3 +63,16 @@ def test_bad_budgets_are_refused_before_encoding(tiny_data, fake_encoders, tmp_p
     pq.write_table(t.append_column("concept", pa.array(["c"] * 2 + [f"x{i}" for i in range(t.num_rows - 2)])), views)
     with pytest.raises(InputError, match="without views"):
         build_collection(tiny_data["corpus"], str(views), tmp_path / "x", n_anchors=3, **FAKE)
+
+
+def test_bootstrapping_proposes_mutual_best_matches_most_confident_first():
+    from retrieval.core.selection import bootstrap_pairs
+
+    rng = np.random.default_rng(0)
+    media = rng.normal(size=(60, 8))
+    text = np.vstack([media[:40] + rng.normal(scale=0.2, size=(40, 8)), rng.normal(size=(20, 8))])[::-1]
+    got = bootstrap_pairs(media, text, accept=25)
+    assert len(got) == 25 and np.all(np.diff(got[:, 2]) <= 0)          # most confident first
+    right = np.mean(got[:, 0].astype(int) == 59 - got[:, 1].astype(int))  # text row t is media row 59 - t
+    assert right >= 0.95
+    assert len(bootstrap_pairs(media, text, accept=0)) == 0

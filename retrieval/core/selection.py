@@ -111,3 +111,29 @@ def select(method: str, pool: np.ndarray, n: int, *, seed: int = 0, corpus: Opti
     if corpus is None or len(corpus) == 0:
         raise InputError("expected corpus vectors for select='coverage', got none")
     return np.sort(coverage_select(pool, corpus, n))
+
+
+def bootstrap_pairs(media_rel, text_rel, accept: int) -> np.ndarray:
+    """Propose parallel pairs from unpaired items and texts (the thesis' anchor bootstrapping).
+
+    ``media_rel`` and ``text_rel``: the unpaired media and texts as relative vectors over the current
+    anchors (rows; sparse or dense). A pair is proposed when each is the other's best match (mutual
+    nearest neighbours); its confidence is the smaller of the two margins over the runner-up. The
+    ``accept`` most confident proposals are returned as rows ``(media row, text row, confidence)``,
+    best first."""
+    import scipy.sparse as sp
+
+    s = media_rel @ text_rel.T
+    s = np.asarray(s.toarray() if sp.issparse(s) else s, np.float64)
+    if s.shape[0] < 2 or s.shape[1] < 2 or accept < 1:
+        return np.zeros((0, 3))
+    best_t, best_m = np.argmax(s, axis=1), np.argmax(s, axis=0)
+    top2_t = np.partition(s, -2, axis=1)[:, -2:]          # per media row: runner-up, best
+    top2_m = np.partition(s, -2, axis=0)[-2:, :]          # per text column
+    out = []
+    for i, j in enumerate(best_t):
+        if best_m[j] == i:
+            margin = min(top2_t[i, 1] - top2_t[i, 0], top2_m[1, j] - top2_m[0, j])
+            out.append((i, int(j), float(margin)))
+    out.sort(key=lambda r: -r[2])
+    return np.array(out[:accept], dtype=np.float64).reshape(-1, 3)
