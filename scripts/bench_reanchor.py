@@ -68,10 +68,10 @@ def main(argv=None) -> int:
         f, r = Collection.open(fresh), Collection.open(re)
         same[regime] = all([h.id for h in f.search(q, k=10)] == [h.id for h in r.search(q, k=10)] for q in QUERIES)
         rows[regime] = (fresh_s, re_s, Collection.open(fresh).manifest["timings"])
+    n_old = Collection.open(base).manifest["anchors"]["count"]
     shutil.rmtree(tmp, ignore_errors=True)
 
-    n_new = Collection.open(base).manifest["anchors"]["count"]
-    lines = [f"Reanchoring on the emoji demo data: {n_items} Twemoji items, built with {n_new} Noto anchors, then "
+    lines = [f"Reanchoring on the emoji demo data: {n_items} Twemoji items, built with {n_old} Noto anchors, then "
              f"given the demo's anchors drawn several ways ({Path(new).name}); default encoders; "
              f"{os.cpu_count()} CPU cores; one run each, in this process.", "",
              f"Command: `python scripts/bench_reanchor.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), "",

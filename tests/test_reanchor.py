@@ -119,3 +119,13 @@ def test_cli_reanchor(tiny_data, new_anchors, fake_encoders, tmp_path, capsys):
     m = json.loads((tmp_path / "new" / "manifest.json").read_text())
     assert m["projector"]["k"] == 4 and m["projector"]["p"] == 2.0  # p not given: the default for images
     assert main(["reanchor", str(old), "--anchors", str(tiny_data["root"] / "missing.csv")]) == 2
+
+
+def test_a_reanchor_with_cached_anchors_loads_no_model(tiny_data, new_anchors, fake_encoders, tmp_path):
+    old = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "old", k=3, p=2.0, **LAB)
+    cache = str(tmp_path / "cache")
+    reanchor(old, new_anchors, tmp_path / "a", k=4, cache_dir=cache)  # encodes the new anchors, once
+    fake_encoders.clear()
+    out = reanchor(old, new_anchors, tmp_path / "b", k=5, cache_dir=cache)  # another k: all cached
+    assert fake_encoders == {}  # no encoder was even made
+    assert Collection.open(out).manifest["projector"]["k"] == 5
