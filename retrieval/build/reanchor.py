@@ -1,0 +1,229 @@
+"""Swap a collection's anchors without re-encoding its corpus.
+
+Relative vectors are similarities to anchors, so the stored embeddings of the items and of their
+captions are all a new anchor set needs: only the new anchors are encoded (with the collection's own
+encoders, cached by content hash like every anchor set), then the relative vectors, the translators,
+the style normaliser and the indexes are made again from what the folder holds. The result is the
+collection a fresh build with the new anchors would give (tests/test_reanchor.py checks it for every
+index backend), written like every build: to a scratch folder, renamed into place.
+
+What a new anchor set decides (k and p when not given, the label weight) follows the rules of a
+fresh build with these options; what the old collection decided for its corpus (its encoders, its
+index backends, its dense indexes, whether it has label vectors, its pivot sets, its item ids) is
+kept unless the options say otherwise. Label vectors and pivot sets do not depend on the main
+anchors and are carried over as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
+from retrieval.build.builder import HASH_COLUMN, Clock, dense_spec, write_collection
+from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, parse_index_spec
+from retrieval.core.relative import RelativeProjector
+from retrieval.core.selection import select
+from retrieval.encoders import DEFAULT_ENCODERS, load_encoder_as_built
+from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
+from retrieval.errors import InputError
+from retrieval.media.tables import RESERVED_COLUMNS
+from retrieval.store.arrow import dense_from_column
+from retrieval.store.format import check_output, now_iso, read_parquet
+from retrieval.store.reader import StoredCollection
+from retrieval.store.sharded import is_sharded
+
+log = logging.getLogger(__name__)
+KEPT_UNLESS_GIVEN = ("index", "dense_index", "labels")  # decided for the corpus, not for the anchors
+
+
+class _StoredPivot:
+    """A pivot anchor set as the collection stores it (its files may be gone: only the stored rows
+    and vectors are needed to carry it over)."""
+
+    def __init__(self, entry: Dict, table, modality: str):
+        self.modality, self.source, self.content_hash = modality, entry.get("source", ""), entry["content_hash"]
+        self.paths = table.column(modality).to_pylist()
+        self.captions = table.column("caption").to_pylist()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class _AsBuilt:
+    """The encoder a collection was built with, loaded only when something must be encoded: anchors
+    already in the cache need no model, so such a reanchor loads none."""
+
+    def __init__(self, manifest: Dict, modality: str, device: str):
+        self.manifest, self.modality, self.device = manifest, modality, device
+        self.name, self.dim = manifest["encoders"][modality]["spec"], int(manifest["encoders"][modality]["dim"])
+        self._encoder = None
+
+    def encode(self, *args, **kwargs):
+        if self._encoder is None:
+            self._encoder = load_encoder_as_built(self.manifest, self.modality, device=self.device)
+        return self._encoder.encode(*args, **kwargs)
+
+
+def _pivots(col: StoredCollection, text_encoder=None) -> List:
+    """The stored pivot sets with their vectors; their captions encoded again when ``text_encoder``
+    is not the one they were encoded with."""
+    dims = {m: e["dim"] for m, e in col.manifest["encoders"].items()}
+    out = []
+    for entry in col.manifest.get("pivots", []):
+        m = entry["modalities"][0]
+        table = read_parquet(col.folder, entry["file"])
+        own, text = (dense_from_column(table.column(f"{x}_vector"), dims[x]) for x in (m, "text"))
+        pv = _StoredPivot(entry, table, m)
+        if text_encoder is not None and text_encoder.name != col.manifest["encoders"]["text"]["spec"]:
+            text = text_encoder.encode(pv.captions, batch_size=64, show_progress_bar=False)
+        out.append((pv, (own, text)))
+    return out
+
+
+def _check_encoders(o: BuildOptions, manifest: Dict) -> None:
+    """Encoder options other than the defaults must name the collection's own encoders: the stored
+    embeddings were made by those, and the new anchors must be encoded by the same ones."""
+    for m, built in manifest["encoders"].items():
+        given = getattr(o, f"{m}_encoder", None)
+        if given not in (None, DEFAULT_ENCODERS.get(m), built["spec"]):
+            raise InputError(f"expected the {m} encoder this collection was built with ({built['spec']!r}) or none, "
+                             f"got {given!r}: reanchoring keeps the stored embeddings, so it keeps their encoders; "
+                             f"build the collection again to change encoders")
+
+
+def _given(options: Optional[BuildOptions], changes: Dict) -> set:
+    """Option names the caller set (keywords, or fields of ``options`` that differ from the defaults)."""
+    if options is None:
+        return set(changes)
+    defaults = BuildOptions()
+    return set(changes) | {f.name for f in dataclasses.fields(options) if getattr(options, f.name) != getattr(defaults, f.name)}
+
+
+def reanchor(folder, anchors, out=None, options: Optional[BuildOptions] = None, **changes) -> Path:
+    """Recompute the collection at ``folder`` against new ``anchors`` (a table, a folder, or an
+    :class:`AnchorSet`) and write it to ``out`` (default: in place, atomically); returns its path.
+    Only the new anchors are encoded. Options as for :func:`build_collection`; see the module
+    docstring for which of the old collection's settings are kept.
+
+    >>> reanchor("indexes/photos", "better-anchors.csv")                      # doctest: +SKIP
+    >>> reanchor("indexes/photos", "better-anchors.csv", "indexes/photos-b", k=64)  # doctest: +SKIP
+    """
+    src = Path(folder)
+    if is_sharded(src):
+        raise InputError(f"expected a collection folder to reanchor, got the sharded collection {str(src)!r}; "
+                         f"reanchor each shard, or build it again with --ray")
+    given = _given(options, changes)
+    o = BuildOptions.of(options, **changes)
+    col = StoredCollection.read(src)
+    _check_encoders(o, col.manifest)
+    anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
+    return remake(col, anchor_set, out, o, given, record={"reanchored": {
+        "at": now_iso(), "from": str(src), "previous_anchors": col.manifest["anchors"].get("content_hash", "")}})
+
+
+def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, given: set, *, record: Dict,
+           encoders: Optional[Dict] = None, corpus: Optional[Dict] = None) -> Path:
+    """Write ``col`` again against ``anchor_set``: what reanchor and reencode share. ``encoders``
+    (modality -> Encoder) replace the build's; ``corpus`` (``item_vecs``, ``cap_vecs``, and with label
+    vectors ``labels`` and ``label_cfg``) replaces the stored embeddings, in stored row order."""
+    clock = Clock()
+    src, m, modality = col.folder, col.manifest, col.modality
+    if anchor_set.modality != modality:
+        raise InputError(f"expected anchors pairing {modality} with text for this {modality} collection, got "
+                         f"{anchor_set.modality} anchors from {anchor_set.source or 'the anchor set'}; nothing was written")
+    o.check_budget(anchor_set)
+    specs = {x: (encoders[x].name if encoders and x in encoders else m["encoders"][x]["spec"]) for x in m["encoders"]}
+    k, p = default_k_p(anchor_set, o.k, o.p, specs[modality], o.n_anchors)
+    RelativeProjector(k=k, p=p, kind=o.kind, center=o.center).check_params(o.n_anchors or anchor_set.n_anchors)
+    index_spec = parse_index_spec(o.index) if "index" in given else {
+        key: v for key, v in m["indexes"][f"{modality}_relative"].items() if key in ("backend", "dtype", "factory")}
+    item_vecs = corpus["item_vecs"] if corpus else col.sides[modality].abs
+    if "dense_index" in given:
+        dspec = dense_spec(o.dense_index, len(col.item_ids), item_vecs.shape[1], o.max_memory, o.max_query_ms,
+                           o.dense_rerank)
+    else:
+        stored = m.get("dense_indexes", {}).get(f"{modality}_absolute")
+        dspec = None if stored is None else {key: v for key, v in stored.items() if key not in ("files", "tie_margin")}
+    keep_labels = col.item_labels is not None and ("labels" not in given or o.labels is not False)
+    if corpus is not None:
+        keep_labels = corpus.get("labels") is not None
+    elif "labels" in given and o.labels and col.item_labels is None:
+        raise InputError("expected a collection with label vectors for --labels, got one built without them: label "
+                         "vectors come from encoding the items, which reanchoring does not do; build it again")
+    if o.label_weight is not None and not (np.isfinite(o.label_weight) and o.label_weight >= 0):
+        raise InputError(f"expected a label weight >= 0, got {o.label_weight!r}")
+    out = check_output(src if out is None else out, overwrite=o.overwrite or out is None
+                       or Path(out).resolve() == src.resolve())
+    clock.lap("check_files")
+
+    encoders = {x: (encoders or {}).get(x) or _AsBuilt(m, x, o.device) for x in (modality, "text")}
+    clock.lap("load_models")
+    enc_kw = dict(cache_dir=o.cache_dir, batch_size=o.batch_size, show_progress_bar=o.show_progress_bar)
+    log.info("encoding %d new anchor pairs (cached by content hash); the corpus is not encoded", len(anchor_set))
+    a_med = encode_anchors(anchor_set, encoders[modality], modality, **enc_kw)
+    a_txt = encode_anchors(anchor_set, encoders["text"], "text", **enc_kw)
+    views = len(anchor_set)
+    anchor_set, a_med, a_txt, style = prepare_views(anchor_set, a_med, a_txt)
+    selected = None
+    if o.n_anchors is not None and o.n_anchors < len(anchor_set):  # the budget, as a build applies it
+        pool, pool_hash = len(anchor_set), anchor_set.content_hash
+        keep = select(o.select, a_med, o.n_anchors, corpus=np.asarray(item_vecs))
+        anchor_set = AnchorSet([anchor_set.paths[i] for i in keep], [anchor_set.captions[i] for i in keep],
+                               source=anchor_set.source, modality=modality)
+        a_med, a_txt, views = a_med[keep], a_txt[keep], len(keep)
+        selected = {"pool": pool, "method": o.select, "seed": 0, "pool_content_hash": pool_hash}
+    clock.lap("encode_anchors")
+
+    # the corpus as the build read it: rows in stored order, captions and their embeddings
+    rows = [{"path": pth, "caption": cap, "label": lab}
+            for pth, cap, lab in zip(col.items["path"], col.items["caption"], col.items["label"])]
+    table = col.sides[modality].meta
+    if HASH_COLUMN in table.column_names:  # how 'add' recognises files the collection already has
+        for r, h in zip(rows, table.column(HASH_COLUMN).to_pylist()):
+            r["sha256"] = h
+    extra = [c for c in table.column_names if c not in RESERVED_COLUMNS and c != HASH_COLUMN]
+    for c in extra:  # metadata columns, for filters
+        for r, v in zip(rows, table.column(c).to_pylist()):
+            r.setdefault("meta", {})[c] = v
+    row_of = {int(i): r for r, i in enumerate(col.item_ids.tolist())}
+    corpus_texts = [t for t, s in enumerate(col.texts["source"]) if s == "corpus"]
+    captioned = [row_of[int(col.texts["item_id"][t])] for t in corpus_texts]
+    order = np.argsort(captioned, kind="stable")  # a fresh build lists corpus captions in item order
+    captioned = [captioned[i] for i in order]
+    text_abs = col.sides["text"].abs
+    cap_vecs = (np.asarray(text_abs[np.asarray(corpus_texts)[order]], np.float32) if corpus_texts
+                else np.zeros((0, text_abs.shape[1]), np.float32))
+    if corpus is not None and corpus.get("cap_vecs") is not None:  # re-encoded, in item order like the build's
+        cap_vecs = corpus["cap_vecs"]
+
+    labels = None
+    if keep_labels:
+        lm = m["labels"]
+        weight = o.label_weight if o.label_weight is not None else (
+            DEFAULT_VIEWS_WEIGHT if style is not None else DEFAULT_WEIGHT)
+        if corpus is not None:
+            lm = corpus["label_cfg"]
+        vecs = corpus["labels"] if corpus is not None else col.item_labels
+        labels = (np.asarray(vecs, np.float32), {"names": lm["names"], "count": lm["count"],
+                                                 "temperature": lm["temperature"], "weight": float(weight)})
+    pivot_kp = (DEFAULT_K if o.k is None else o.k, DEFAULT_P if o.p is None else o.p)
+    enc_meta = {x: dict(e) for x, e in m["encoders"].items()}
+    enc_meta.update({x: {"spec": e.name, "dim": e.dim} for x, e in encoders.items()})
+    next_items = max(int(m.get("next_ids", {}).get("items", 0)), int(col.item_ids.max(initial=-1)) + 1)
+    path = write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
+                            anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=_pivots(col, encoders["text"]),
+                            encoders=enc_meta,
+                            k=k, p=p, kind=o.kind, center=o.center, index_spec=index_spec, dspec=dspec,
+                            corpus=m.get("corpus", {}).get("source", ""), skipped=m.get("skipped", []), clock=clock,
+                            overwrite=True, ids=col.item_ids, style=style, anchor_views=views, pivot_kp=pivot_kp,
+                            labels=labels,
+                            extra=record,
+                            next_item_id=next_items, skipped_total=m["counts"].get("skipped"),
+                            anchors_selected=selected)
+    log.info("rewrote %s against %d anchors -> %s", src, len(anchor_set), path)
+    return path
