@@ -1,0 +1,1 @@
+"""Reading inputs: images and sounds decoded with limits, corpus and anchor tables."""
