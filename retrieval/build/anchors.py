@@ -18,11 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retrieval.store.arrow import dense_column, dense_from_column, sha256_file, write_parquet_atomic
+from retrieval.core.style import DEFAULT_LAMBDA, fit_views
 from retrieval.encoders.base import Encoder
 from retrieval.errors import InputError, RetrievalError
-from retrieval.core.style import DEFAULT_LAMBDA, fit_views
 from retrieval.media.tables import rows_from
+from retrieval.store.arrow import dense_column, dense_from_column, sha256_file, write_parquet_atomic
 from retrieval.store.cache import default_cache_dir
 
 CACHE_VERSION = "1"

@@ -12,23 +12,31 @@ import pyarrow as pa
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, parse_index_spec
-from retrieval.store.arrow import dense_column, sha256_file, sparse_columns, write_parquet_atomic
-from retrieval.media.audio import load_audio
-from retrieval.store.format import (FORMAT, FORMAT_VERSION, check_output, labels_file, library_versions, now_iso,
-                         write_atomically, write_vectors)
-from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
-from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
-from retrieval.encoders import load_encoder
-from retrieval.errors import InputError
-from retrieval.media.images import load_rgb
-from retrieval.indexes import make_index
-from retrieval.progress import progress
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.selection import select
 from retrieval.core.style import StyleNormaliser
-from retrieval.store.bridges import save_style, save_translator
-from retrieval.media.tables import rows_from
 from retrieval.core.translation import Translator
+from retrieval.encoders import load_encoder
+from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
+from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
+from retrieval.errors import InputError
+from retrieval.indexes import make_index
+from retrieval.media.audio import load_audio
+from retrieval.media.images import load_rgb
+from retrieval.media.tables import rows_from
+from retrieval.progress import progress
+from retrieval.store.arrow import dense_column, sha256_file, sparse_columns, write_parquet_atomic
+from retrieval.store.bridges import save_style, save_translator
+from retrieval.store.format import (
+    FORMAT,
+    FORMAT_VERSION,
+    check_output,
+    labels_file,
+    library_versions,
+    now_iso,
+    write_atomically,
+    write_vectors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +303,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
 def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,
                      anchor_set: AnchorSet, anchor_vecs, pivots=(), encoders: Dict, k: int, p: float, kind: str,
                      center: bool, index_spec: Dict, dspec: Optional[Dict] = None, corpus: str = "",
-                     skipped: Sequence[Dict] = (), clock: Optional["_Clock"] = None, overwrite: bool = False,
+                     skipped: Sequence[Dict] = (), clock: Optional["Clock"] = None, overwrite: bool = False,
                      ids=None, rel=None, extra: Optional[Dict] = None, style: Optional[StyleNormaliser] = None,
                      anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None,
                      labels: Optional[Tuple[np.ndarray, Dict]] = None, next_item_id: Optional[int] = None,

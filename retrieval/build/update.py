@@ -22,13 +22,29 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 import pyarrow as pa
 
-from retrieval.store.arrow import sha256_file, sparse_from_columns, write_parquet_atomic
-from retrieval.build.builder import (HASH_COLUMN, MAX_SKIPPED_LISTED, encode_corpus, items_table, load_corpus, texts_table,
-                    write_dense_indexes, write_indexes)
-from retrieval.store.format import (FORMAT_VERSION, labels_file, now_iso, open_vectors, read_parquet, vectors_file,
-                         write_atomically, write_vectors)
+from retrieval.build.builder import (
+    HASH_COLUMN,
+    MAX_SKIPPED_LISTED,
+    encode_corpus,
+    items_table,
+    load_corpus,
+    texts_table,
+    write_dense_indexes,
+    write_indexes,
+)
 from retrieval.encoders import load_encoder_as_built
 from retrieval.errors import InputError
+from retrieval.store.arrow import sha256_file, sparse_from_columns, write_parquet_atomic
+from retrieval.store.format import (
+    FORMAT_VERSION,
+    labels_file,
+    now_iso,
+    open_vectors,
+    read_parquet,
+    vectors_file,
+    write_atomically,
+    write_vectors,
+)
 from retrieval.store.reader import StoredCollection
 from retrieval.store.sharded import is_sharded
 
