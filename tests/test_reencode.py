@@ -84,6 +84,10 @@ def test_what_cannot_be_reencoded_is_refused(tiny_data, rotated, tmp_path, capsy
     old = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", **FAKE)
     with pytest.raises(InputError, match="expected an encoder other than the collection's"):
         reencode(old, image_encoder="fake-image")
+    rotated.clear()
+    with pytest.raises(InputError, match="which exists; pass --overwrite"):  # before any encoding
+        reencode(old, tmp_path / "corpus", image_encoder="fake-image-rotated")
+    assert all(e.calls == 0 for e in rotated) and not work_folder(old).exists()
     assert main(["reencode", str(old), "--chunk", "0", "--image-encoder", "fake-image-rotated"]) == 2
     assert "chunk size >= 1" in capsys.readouterr().err
     (tmp_path / "corpus" / "red.png").unlink()

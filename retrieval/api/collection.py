@@ -78,6 +78,7 @@ class Collection(StoredCollection):
             if b.get("kind") in ("translator", "labels"):
                 self.bridges.append(Bridge(b["kind"], tuple(b["modalities"]), b.get("name", "")))
         self._scaled: Dict[str, ExactIndex] = {}
+        self._last_filter: tuple = (None, None)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -210,7 +211,13 @@ class Collection(StoredCollection):
         """The target's rows that ``where`` keeps (None: no filter)."""
         if where is None:
             return None
-        return allowed_rows(where, self.sides[target].meta)
+        # The last filter's rows are kept: search_many checks a filter before encoding and
+        # search_vectors applies it, and a server sees the same filter again and again; an opened
+        # collection does not change, so the rows stay right.
+        key = (where, target)
+        if self._last_filter[0] != key:
+            self._last_filter = (key, allowed_rows(where, self.sides[target].meta))
+        return self._last_filter[1]
 
     def filter_columns(self, target: Optional[str] = None) -> List:
         """(name, type) of the columns a ``where`` filter may name for ``target``."""

@@ -33,7 +33,7 @@ from retrieval.encoders import load_encoder
 from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
 from retrieval.errors import InputError
 from retrieval.progress import progress
-from retrieval.store.format import now_iso
+from retrieval.store.format import check_output, now_iso
 from retrieval.store.reader import StoredCollection
 from retrieval.store.sharded import is_sharded
 
@@ -89,7 +89,7 @@ def reencode(folder, out=None, options: Optional[BuildOptions] = None, *, chunk:
            and getattr(o, f"{x}_encoder") != specs[x]}
     if not new:
         raise InputError(f"expected an encoder other than the collection's ({specs}) to reencode with, got none; "
-                         f"pass --image-encoder, --text-encoder or --audio-encoder")
+                         f"pass --{modality}-encoder or --text-encoder (pivot sets keep their own encoders)")
     anchor_set = stored_anchor_set(src, m, modality, "encode them with the new encoder")
     paths = col.items["path"]
     missing = [p for p in paths if not os.path.isfile(p)]
@@ -97,7 +97,18 @@ def reencode(folder, out=None, options: Optional[BuildOptions] = None, *, chunk:
         raise InputError(f"expected the collection's {len(paths)} {modality} files to encode them again, but "
                          f"{len(missing)} are missing (e.g. {missing[0]!r}); delete those items first "
                          f"('retrieval delete') or rebuild from the corpus you have")
+    target = check_output(src if out is None else out, overwrite=o.overwrite or out is None
+                          or Path(out).resolve() == src.resolve())  # refused now, not after the encoding
     encoders = {x: load_encoder(spec, x, device=o.device) for x, spec in new.items()}
+    remake_encoders = dict(encoders)
+    label_cfg = None
+    if modality in encoders:  # label vectors come from the new network's head
+        weight = o.label_weight if o.label_weight is not None else (
+            DEFAULT_VIEWS_WEIGHT if anchor_set.has_views else DEFAULT_WEIGHT)
+        text_enc = encoders.get("text") or load_encoder(specs["text"], "text", device=o.device)
+        remake_encoders["text"] = text_enc  # loaded once: the anchors' captions are encoded with it below
+        label_cfg = label_setup({modality: encoders[modality], "text": text_enc}, modality, o.labels, weight,
+                                o.cache_dir)  # as a fresh build with the new encoder would
 
     work = work_folder(src)
     state = {"encoders": {x: e.name for x, e in encoders.items()}, "chunk": int(chunk),
@@ -118,13 +129,6 @@ def reencode(folder, out=None, options: Optional[BuildOptions] = None, *, chunk:
     else:
         state_file.write_text(json.dumps(state, indent=2), encoding="utf-8")
 
-    label_cfg = None
-    if modality in encoders:  # label vectors come from the new network's head
-        weight = o.label_weight if o.label_weight is not None else (
-            DEFAULT_VIEWS_WEIGHT if anchor_set.has_views else DEFAULT_WEIGHT)
-        text_enc = encoders.get("text") or load_encoder(specs["text"], "text", device=o.device)
-        label_cfg = label_setup({modality: encoders[modality], "text": text_enc}, modality, o.labels, weight,
-                                o.cache_dir)  # as a fresh build with the new encoder would
     captions = col.items["caption"]
     n = len(paths)
     starts = list(range(0, n, chunk))
@@ -175,7 +179,7 @@ def reencode(folder, out=None, options: Optional[BuildOptions] = None, *, chunk:
         record["reencoded"]["labels_dropped"] = "the text encoder changed; reencode the images too to keep them"
     corpus = {"item_vecs": np.vstack(item_parts) if item_parts else np.asarray(col.sides[modality].abs),
               "cap_vecs": np.vstack(cap_parts) if cap_parts else None, "labels": labels, "label_cfg": label_cfg}
-    path = remake(col, anchor_set, out, o, given, record=record, encoders=encoders, corpus=corpus)
+    path = remake(col, anchor_set, target, o, given, record=record, encoders=remake_encoders, corpus=corpus)
     shutil.rmtree(work, ignore_errors=True)
     log.info("reencoded %s with %s -> %s", src, record["reencoded"]["to"], path)
     return path
