@@ -94,3 +94,59 @@ def test_what_cannot_be_reencoded_is_refused(tiny_data, rotated, tmp_path, capsy
     with pytest.raises(InputError, match="1 are missing"):
         reencode(old, image_encoder="fake-image-rotated")
     assert not work_folder(old).exists()
+
+
+def png(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_a_server_answers_through_a_reencode_and_then_serves_the_new_collection(tiny_data, rotated, tmp_path):
+    """The upgrade in place: a server asked for the new encoder stitches its queries to the old
+    collection while the corpus is re-encoded beside it, then reopens the re-encoded folder by itself
+    (the old collection answering until the swap), and keeps the old one when a rewrite cannot open."""
+    pytest.importorskip("fastapi")
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from retrieval.serve.server import create_app
+
+    old = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", **FAKE)
+    fresh = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "f",
+                                             **dict(FAKE, image_encoder="fake-image-rotated")))
+    app = create_app({"c": str(old)}, query_encoders={"image_encoder": "fake-image-rotated"}, reload_s=0.05)
+    client = TestClient(app, raise_server_exceptions=False)
+    img = tiny_data["corpus_images"][2]
+
+    def ask():
+        r = client.post("/collections/c/search/file", files={"file": ("q.png", png(img), "image/png")},
+                        data={"k": "4", "target": "text"})
+        assert r.status_code == 200, r.text
+        return [h["id"] for h in r.json()["results"]]
+
+    def plan():
+        return client.get("/collections/c/explain", params={"modality": "image", "target": "text"}).json()["text"]
+
+    assert "fake-image-rotated encodes them" in plan()  # stitched: the collection still holds fake-image vectors
+    stitched = ask()
+    reencode(old, image_encoder="fake-image-rotated", chunk=3, cache_dir="")
+    live = app.state.collections["c"]
+    deadline = time.monotonic() + 30
+    while live.reloads == 0 and time.monotonic() < deadline:  # each request looks; the reopen runs beside
+        time.sleep(0.06)
+        assert ask() in (stitched, [h.id for h in fresh.search(img, k=4, target="text")])
+    assert live.reloads == 1 and client.get("/health").json() == {"status": "ok", "collections": ["c"]}
+    assert client.get("/collections/c").json()["encoders"]["image"]["spec"] == "fake-image-rotated"
+    assert "encodes them" not in plan()  # no stitch now: the query encoder is the collection's own
+    assert ask() == [h.id for h in fresh.search(img, k=4, target="text")]
+
+    (old / "manifest.json").unlink()  # a rewrite that cannot open: a folder copied by hand, say
+    (old / "manifest.json").write_text("{not json")
+    assert live.reload() is False and "manifest" in client.get("/health").json()["not_reopened"]["c"]
+    assert ask() == [h.id for h in fresh.search(img, k=4, target="text")]  # the collection served before
+
+
+def test_serve_refuses_a_negative_reload_interval(capsys):
+    assert main(["serve", "nowhere", "--reload-every", "-1"]) == 2
+    assert "expected --reload-every to be 0 (never) or a number of seconds, got -1.0" in capsys.readouterr().err

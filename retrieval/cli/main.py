@@ -149,11 +149,14 @@ def _build_on_ray(a) -> int:
 def cmd_serve(a) -> int:
     from retrieval.serve.server import serve
 
+    if not a.reload_every >= 0:
+        raise InputError(f"expected --reload-every to be 0 (never) or a number of seconds, got {a.reload_every}")
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {a.host}: anyone who can reach this address can query the collections",
               file=sys.stderr)
     serve(a.index, host=a.host, port=a.port, device=a.device, shard_actors=a.ray, query_encoders=_query_encoders(a),
-          limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout})
+          limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout},
+          reload_s=a.reload_every)
     return 0
 
 
@@ -436,6 +439,9 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body-mb", type=int, default=10, help="largest request body or upload (default 10 MB)")
     sv.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
     sv.add_argument("--timeout", type=float, default=30.0, help="seconds before a request is answered 503 (default 30)")
+    sv.add_argument("--reload-every", type=float, default=2.0, metavar="SECONDS",
+                    help="look for collections rewritten on disk (build, add, reanchor, reencode) at most this "
+                         "often, and reopen them while the old ones answer (default 2; 0: never)")
     sv.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                     help="hold each shard of a sharded collection in a Ray actor (on the cluster at ADDRESS, or a "
                          "local one) instead of in this process")

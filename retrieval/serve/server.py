@@ -6,7 +6,8 @@ image sizes are bounded; uploads are decoded with limits (Pillow's decompression
 trace. Files are served only as items of a collection, by id: no request names a path, and an item
 whose file resolves (through symlinks) outside its own folder is refused.
 
-Models and indexes load once, at start-up. Prometheus metrics count requests and time them per
+Models and indexes load at start-up, and again only when a collection's folder is rewritten on disk
+(``live.py``: the new version is opened beside the old, which answers until the swap). Prometheus metrics count requests and time them per
 endpoint, and time the query stages (encode, relativise, search) per collection.
 """
 
@@ -30,6 +31,7 @@ from retrieval.api import (
     open_image,
 )
 from retrieval.errors import InputError, RetrievalError, UnsupportedQueryError
+from retrieval.serve.live import LiveCollection
 from retrieval.store.filters import MAX_LENGTH as MAX_FILTER_CHARS
 from retrieval.store.filters import FilterError
 
@@ -49,11 +51,14 @@ def _deps():
 
 
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
-               warm: bool = True, shard_actors: Optional[str] = None, query_encoders: Optional[Dict[str, str]] = None):
+               warm: bool = True, shard_actors: Optional[str] = None, query_encoders: Optional[Dict[str, str]] = None,
+               reload_s: float = 2.0):
     """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
     are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
     cluster) by Ray actors that each hold one shard. ``query_encoders`` (``{"image_encoder": SPEC}``...)
     encode queries with other encoders than the collections', stitched through their anchors.
+    A collection whose folder is rewritten (build, add, reanchor, reencode) is reopened, checked at most
+    every ``reload_s`` seconds (0: never).
 
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
@@ -68,24 +73,33 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     lim = dict(DEFAULT_LIMITS, **(limits or {}))
     if not collections:
         raise InputError("expected at least one collection folder to serve, got none")
-    cols: Dict[str, Searchable] = {}
+    cols: Dict[str, LiveCollection] = {}
     registry = CollectorRegistry()
     requests = Counter("retrieval_requests_total", "HTTP requests", ["endpoint", "status"], registry=registry)
     latency = Histogram("retrieval_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
     stages = Histogram("retrieval_stage_seconds", "query stage latency", ["collection", "stage"], registry=registry)
+
+    def opener(name: str, folder: str):
+        def open_warm() -> Searchable:
+            col = open_collection(folder, device=device, shard_actors=shard_actors, **(query_encoders or {}))
+            col.timer = (lambda stage, s: stages.labels(name, stage).observe(s))
+            if warm:
+                for m in col.manifest["encoders"]:
+                    col.encoder(m)
+            return col
+        return open_warm
+
     for name, folder in collections.items():
-        col = open_collection(folder, device=device, shard_actors=shard_actors, **(query_encoders or {}))
-        col.timer = (lambda stage, s, name=name: stages.labels(name, stage).observe(s))
-        if warm:
-            for m in col.manifest["encoders"]:
-                col.encoder(m)
-        cols[name] = col
+        cols[name] = LiveCollection(folder, opener(name, folder), every_s=reload_s)
     lock = threading.Lock()  # encoders are not guaranteed thread-safe; queries are short
     # What a request may name, from the collections served: the spec states it, so that a request
     # the spec allows is one the server can answer (a collection that lacks what another has answers 409).
-    encoders = [(m, e["dim"]) for c in cols.values() for m, e in c.manifest["encoders"].items()]
+    # (Stated at start-up: a collection reopened later with another encoder width answers its raw
+    # vectors only after a restart; text and file queries are unaffected.)
+    served = [c.current() for c in cols.values()]
+    encoders = [(m, e["dim"]) for c in served for m, e in c.manifest["encoders"].items()]
     modalities = tuple(sorted({m for m, _ in encoders}))
-    targets = ("items",) + tuple(sorted({m for c in cols.values() for m in getattr(c, "sides", [c.modality])}))
+    targets = ("items",) + tuple(sorted({m for c in served for m in getattr(c, "sides", [c.modality])}))
     Modality, Target, Route = Literal[modalities], Literal[targets], Literal[ROUTES]
 
     app = FastAPI(title="retrieval", version="1",
@@ -179,7 +193,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     def collection(name: str) -> Searchable:
         if name not in cols:
             raise StarletteHTTPException(404, f"unknown collection {name!r}; serving: {sorted(cols)}")
-        return cols[name]
+        return cols[name].current()
 
     def hits_json(col_name: str, hits) -> List[Dict]:
         out = []
@@ -235,11 +249,12 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
     @app.get("/health", responses=errors(503))
     def health():
-        return {"status": "ok", "collections": sorted(cols)}
+        stale = {n: c.error for n, c in cols.items() if c.error}
+        return {"status": "ok", "collections": sorted(cols), **({"not_reopened": stale} if stale else {})}
 
     @app.get("/collections", responses=errors(503))
     def list_collections():
-        return {name: c.info() for name, c in cols.items()}
+        return {name: c.current().info() for name, c in cols.items()}
 
     @app.get("/collections/{name}", responses=errors(404, 422, 503))
     def describe(name: str):
@@ -377,7 +392,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
           query_encoders: Optional[Dict[str, str]] = None,
-          limits: Optional[Dict] = None, shard_actors: Optional[str] = None) -> None:
+          limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0) -> None:
     """Start the server (blocking). Collections are named by their folder names."""
     import uvicorn
 
@@ -387,5 +402,6 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
         if name in names:
             raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
         names[name] = str(f)
-    app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders)
+    app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders,
+                     reload_s=reload_s)
     uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=64)
