@@ -64,6 +64,10 @@ def test_bench_encoders_small(tmp_path):
     rows = {r["encoder"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
     assert rows["efficientnet-lite0-lite2-multi"]["dim"] == 2960 and rows["efficientnet-lite0-multi"]["default"]
     assert all(r["ms_an_image"] > 0 for r in rows.values()) and len(rows) == 4
+    runtimes = json.loads(out.with_suffix(".json").read_text())["runtimes"]
+    assert {(r["encoder"], r["runtime"]) for r in runtimes} >= {("minilm", "openvino (auto)"),
+                                                                 ("efficientnet-lite0-multi", "onnx (auto)")}
+    assert all(r["min_cosine_to_torch"] >= 0.9999 for r in runtimes if "(auto)" in r["runtime"])
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -149,6 +150,10 @@ def _build_on_ray(a) -> int:
 def cmd_serve(a) -> int:
     from retrieval.serve.server import serve
 
+    for flag, value, least in (("--batch-wait-ms", a.batch_wait_ms, 0), ("--batch-size", a.batch_size, 1),
+                               ("--queue", a.queue, 1)):
+        if not value >= least:
+            raise InputError(f"expected {flag} to be at least {least}, got {value}")
     if not a.reload_every >= 0:
         raise InputError(f"expected --reload-every to be 0 (never) or a number of seconds, got {a.reload_every}")
     if a.host not in ("127.0.0.1", "localhost", "::1"):
@@ -156,7 +161,8 @@ def cmd_serve(a) -> int:
               file=sys.stderr)
     serve(a.index, host=a.host, port=a.port, device=a.device, shard_actors=a.ray, query_encoders=_query_encoders(a),
           limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout},
-          reload_s=a.reload_every)
+          reload_s=a.reload_every,
+          batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue})
     return 0
 
 
@@ -361,6 +367,9 @@ def parser() -> argparse.ArgumentParser:
                         help="progress bars (default: when stderr is a terminal)")
         if device:
             sp.add_argument("--device", default="cpu", help="torch device for encoders: cpu, cuda, auto (default cpu)")
+        sp.add_argument("--runtime", choices=("auto", "torch", "onnx", "openvino"), default=None,
+                        help="where the packaged encoders run (default $RETRIEVAL_RUNTIME, else auto: on a CPU, "
+                             "images on ONNX Runtime and text on OpenVINO when installed, else torch)")
 
     b = sub.add_parser("build", help="build a collection from a corpus and an anchor set",
                        epilog=f"encoder specs: {describe_encoders()}")
@@ -439,6 +448,12 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body-mb", type=int, default=10, help="largest request body or upload (default 10 MB)")
     sv.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
     sv.add_argument("--timeout", type=float, default=30.0, help="seconds before a request is answered 503 (default 30)")
+    sv.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                    help="gather concurrent searches for at most this long and answer them together "
+                         "(default 5; 0: one at a time)")
+    sv.add_argument("--batch-size", type=int, default=32, help="most searches answered together (default 32)")
+    sv.add_argument("--queue", type=int, default=256,
+                    help="most searches waiting; beyond it a request is answered 503 with Retry-After (default 256)")
     sv.add_argument("--reload-every", type=float, default=2.0, metavar="SECONDS",
                     help="look for collections rewritten on disk (build, add, reanchor, reencode) at most this "
                          "often, and reopen them while the old ones answer (default 2; 0: never)")
@@ -550,6 +565,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if args.command in ("build", "add", "search", "classify", "demo", "eval", "serve") and not args.verbose:
         _quiet_model_loading()
+    saved = os.environ.get("RETRIEVAL_RUNTIME")
+    if getattr(args, "runtime", None):  # read where encoders are loaded (retrieval/encoders/runtime.py)
+        os.environ["RETRIEVAL_RUNTIME"] = args.runtime
     try:
         return args.func(args)
     except RetrievalError as exc:
@@ -558,6 +576,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing was written to the output", file=sys.stderr)
         return 130
+    finally:  # main() may be called in-process (tests, notebooks): leave the environment as found
+        if saved is None:
+            os.environ.pop("RETRIEVAL_RUNTIME", None)
+        else:
+            os.environ["RETRIEVAL_RUNTIME"] = saved
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import sys
-from typing import Any, List, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -95,11 +96,13 @@ class Encoder(abc.ABC):
         order = self._batch_order(items)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         starts = range(0, len(items), batch_size)
-        with full_precision(self.device):
-            for start in progress(starts, total=len(starts), desc=f"encode {self.modality} ({self.name})",
-                                  show=show_progress_bar):
+        batches = (self._prepare([items[i] for i in order[s:s + batch_size]]) for s in starts)
+        if len(starts) > 1 and type(self)._prepare is not Encoder._prepare:
+            batches = _one_ahead(batches)  # decode the next batch while the network runs this one
+        with full_precision(self.device), contextlib.closing(batches):
+            for start, batch in progress(zip(starts, batches), total=len(starts),
+                                         desc=f"encode {self.modality} ({self.name})", show=show_progress_bar):
                 idx = order[start:start + batch_size]
-                batch = [items[i] for i in idx]
                 if labelled:
                     vecs, lg = self._encode_batch_labelled(batch)
                     logits[idx] = np.asarray(lg, dtype=np.float32)
@@ -110,6 +113,11 @@ class Encoder(abc.ABC):
                     raise RuntimeError(f"{self.name} returned shape {vecs.shape}, expected {(len(idx), self.dim)}")
                 out[idx] = vecs
         return l2_normalise(out), logits
+
+    def _prepare(self, batch: List[Any]) -> Any:
+        """What ``_encode_batch`` takes for a batch of inputs. An encoder that decodes its inputs here
+        (image files into pixels) has it done in a worker thread, a batch ahead of its network."""
+        return batch
 
     def _encode_batch_labelled(self, batch: List[Any]):
         """(features, logits) of one batch; encoders with ``label_names`` implement it."""
@@ -125,6 +133,26 @@ class Encoder(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, modality={self.modality!r}, dim={self.dim}, device={self.device!r})"
+
+
+def _one_ahead(batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches`` with the next one made in a worker thread while the caller uses the current one
+    (decoding releases the GIL, as ONNX Runtime and torch do while they compute). An error in the
+    worker is raised where that batch is taken; at most one batch is made that is never used."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
+    try:
+        pending = pool.submit(next, batches, _DONE)
+        while True:
+            batch = pending.result()
+            if batch is _DONE:
+                return
+            pending = pool.submit(next, batches, _DONE)
+            yield batch
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_DONE = object()
 
 
 class TextEncoder(Encoder):

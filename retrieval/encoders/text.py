@@ -7,11 +7,12 @@ transformers path: it agrees with sentence-transformers to 1e-8 and avoids loadi
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
 from retrieval.encoders.base import TextEncoder
+from retrieval.encoders.runtime import onnx_session
 from retrieval.errors import InputError
 
 
@@ -27,7 +28,8 @@ def packaged_minilm_path() -> str:
 class TransformersTextEncoder(TextEncoder):
     """Any Hugging Face encoder model, pooled by attention-masked mean (the sentence-transformers recipe)."""
 
-    def __init__(self, model: str, *, name: str, device: str = "cpu", max_length: int = 256):
+    def __init__(self, model: str, *, name: str, device: str = "cpu", max_length: int = 256,
+                 runtime: Optional[str] = None):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -36,8 +38,21 @@ class TransformersTextEncoder(TextEncoder):
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModel.from_pretrained(model).to(device).eval()
         self.dim = int(self.model.config.hidden_size)
+        example = self.tokenizer(["a short text", "and a longer one, to pad the other"], padding=True,
+                                 return_tensors="pt")
+        self._inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in example]
+        axes = {k: {0: "n", 1: "tokens"} for k in self._inputs + ["hidden"]}
+        self._onnx = onnx_session(runtime, device, f"text-{name}", lambda: _hidden_module(self.model, self._inputs),
+                                  tuple(example[k] for k in self._inputs), self._inputs, ["hidden"], axes,
+                                  prefer=("openvino", "onnx"))
+        self.runtime = "torch" if self._onnx is None else self._onnx.runtime
 
     def _encode_batch(self, batch: List[str]) -> np.ndarray:
+        if self._onnx is not None:
+            tok = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            hidden = self._onnx.run({k: tok[k].astype(np.int64) for k in self._inputs})[0]
+            mask = tok["attention_mask"][..., None].astype(np.float32)
+            return (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
         torch = self._torch
         tok = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         tok = {k: v.to(self.device) for k, v in tok.items()}
@@ -46,6 +61,22 @@ class TransformersTextEncoder(TextEncoder):
         mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return pooled.float().cpu().numpy()
+
+
+def _hidden_module(model, inputs: List[str]):
+    """The model as a module of positional tensors (``inputs``' order) giving ``last_hidden_state``:
+    what the ONNX export traces."""
+    import torch
+
+    class Hidden(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors):
+            return self.model(**dict(zip(inputs, tensors))).last_hidden_state
+
+    return Hidden().eval()
 
 
 class SentenceTransformerEncoder(TextEncoder):

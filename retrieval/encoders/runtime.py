@@ -1,0 +1,214 @@
+"""Where a packaged encoder's network runs: torch (eager), ONNX Runtime or OpenVINO.
+
+Measured here (``scripts/bench_encoders.py``, results/bench/encoders.md, 2 cores): ONNX Runtime
+runs the EfficientNet-Lite networks about ten times faster than torch eager (it fuses batch norms
+into the convolutions; torch eager's depthwise convolutions are slow on a CPU), while on MiniLM it
+gains little (both spend their time in the same matrix products). OpenVINO runs MiniLM about three
+times faster than torch on a CPU with bfloat16 matrix units (AMX, AVX-512 BF16), where it computes
+in bfloat16 by default: its embeddings still agree with torch's to a cosine above 0.9999 on text,
+but not on images (0.995), so image networks run in float32 on it and gain nothing over ONNX
+Runtime. Hence ``auto`` on a CPU: images on ONNX Runtime, text on OpenVINO, each falling back to
+the other, then to torch, by what is installed; torch stays for GPUs. Agreement with torch is
+tested (tests/test_runtime.py), so the runtime is an execution setting like the device, not part
+of an encoder's identity: a collection built on one runtime is searched on another.
+
+Choosing: ``runtime=`` where an encoder is loaded, else ``$RETRIEVAL_RUNTIME``, else ``auto``; the CLI's
+``--runtime`` sets the latter for its process.
+
+Exported models are cached (``$RETRIEVAL_CACHE/onnx``, like the anchor encodings) under a key made of
+everything that decides the graph: the weights' content hash, the encoder's readout, the inputs
+and outputs, this module's export version and the torch version that traced it. A sidecar JSON
+records the file's SHA-256, checked at every load: a corrupt, truncated or stale file is exported
+again, never half-used. ONNX files are protobuf graphs, not pickles: nothing in them runs as code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from retrieval.errors import InputError
+from retrieval.store.arrow import sha256_file
+from retrieval.store.cache import default_cache_dir
+
+RUNTIMES = ("auto", "torch", "onnx", "openvino")
+PACKAGES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}  # onnx: the exporter writes it
+EXPORT_VERSION = 1  # bump when an exported graph changes for the same weights
+OPSET = 17
+log = logging.getLogger("retrieval.encoders")
+
+
+def requested_runtime(runtime: Optional[str] = None) -> str:
+    r = runtime or os.environ.get("RETRIEVAL_RUNTIME") or "auto"
+    if r not in RUNTIMES:
+        where = "runtime" if runtime else "$RETRIEVAL_RUNTIME"
+        raise InputError(f"expected {where} to be one of {', '.join(RUNTIMES)}, got {r!r}")
+    return r
+
+
+def missing_package(runtime: str) -> Optional[str]:
+    """The first package ``runtime`` needs that is not installed (None: all are)."""
+    import importlib.util
+
+    for package in PACKAGES.get(runtime, ()):
+        if importlib.util.find_spec(package) is None:
+            return package
+    return None
+
+
+def choose_runtime(runtime: Optional[str], device: str, prefer: Tuple[str, ...] = ("onnx", "openvino")) -> str:
+    """``torch``, ``onnx`` or ``openvino`` for an encoder on ``device``. ``auto``: on a CPU, the first
+    of ``prefer`` (the encoder's measured order) that is installed, else torch; a runtime asked for
+    where it cannot run is refused, naming what is missing."""
+    r = requested_runtime(runtime)
+    if r == "torch":
+        return "torch"
+    if r == "auto":
+        return next((x for x in prefer if missing_package(x) is None), "torch") if device == "cpu" else "torch"
+    missing = missing_package(r)
+    if missing:
+        raise InputError(f"the {r} runtime needs the PyPI package {missing}: pip install {' '.join(PACKAGES[r])} "
+                         f"(or use --runtime torch)")
+    if device != "cpu":
+        raise InputError(f"the {r} runtime runs the packaged encoders on the CPU, got device {device!r}; "
+                         f"use --runtime torch (or auto) on a GPU")
+    return r
+
+
+def weights_hash(module) -> str:
+    """SHA-256 over a torch module's state (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        arr = t.detach().cpu().contiguous().numpy()
+        h.update(f"{name}|{arr.dtype}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+class OnnxModel:
+    """An ONNX Runtime session on the CPU: ``run({input: array}) -> [outputs]``."""
+
+    runtime = "onnx"
+
+    def __init__(self, path: Path, threads: Optional[int] = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        return self.session.run(None, feeds)
+
+
+class OpenVinoModel:
+    """The same exported graph compiled by OpenVINO for the CPU. ``precision=None`` keeps OpenVINO's
+    default (bfloat16 where the CPU has bfloat16 units, else float32); ``"f32"`` forces float32.
+    One infer request: callers run it one batch at a time (the server holds a lock around encoding)."""
+
+    runtime = "openvino"
+
+    def __init__(self, path: Path, precision: Optional[str] = None):
+        import openvino as ov
+
+        config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+        self.path = Path(path)
+        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.outputs = len(self.compiled.outputs)
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        res = self.request.infer(feeds)
+        return [np.array(res[self.compiled.output(i)]) for i in range(self.outputs)]
+
+
+def _valid(path: Path, meta: Path, key: str) -> bool:
+    try:
+        want = json.loads(meta.read_text())
+        return (want.get("key") == key and path.stat().st_size == want.get("bytes")
+                and sha256_file(str(path)) == want.get("sha256"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def exported(name: str, module, example: Tuple, inputs: Sequence[str], outputs: Sequence[str],
+             dynamic_axes: Dict[str, Dict[int, str]], *, extra: Optional[Dict] = None,
+             cache_dir: Optional[str] = None) -> Path:
+    """The ONNX file of ``module`` (a torch module in eval mode), exported once with ``example``
+    inputs and cached by content; an invalid cached file is exported again."""
+    import torch
+
+    key = hashlib.sha256(json.dumps({
+        "name": name, "weights": weights_hash(module), "extra": extra or {}, "inputs": list(inputs),
+        "outputs": list(outputs), "dynamic": dynamic_axes, "export": EXPORT_VERSION, "opset": OPSET,
+        "torch": torch.__version__.split("+")[0]}, sort_keys=True).encode()).hexdigest()
+    folder = Path(cache_dir or default_cache_dir()) / "onnx"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    path, meta = folder / f"{stem}-{key[:16]}.onnx", folder / f"{stem}-{key[:16]}.json"
+    if _valid(path, meta, key):
+        return path
+    if path.exists() or meta.exists():
+        log.warning("the cached ONNX export %s does not match its record (corrupt or stale): exporting again", path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        import warnings
+
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on Python values it takes as constants
+            torch.onnx.export(module, example, tmp, input_names=list(inputs), output_names=list(outputs),
+                              dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False)
+        # the record is written last: a crash before it leaves a file that is exported again next time
+        meta.unlink(missing_ok=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    record = {"key": key, "sha256": sha256_file(str(path)), "bytes": path.stat().st_size, "encoder": name}
+    _write_atomically(meta, json.dumps(record, indent=1).encode())
+    return path
+
+
+def onnx_session(runtime: Optional[str], device: str, name: str, make_module, example: Tuple, inputs: Sequence[str],
+                 outputs: Sequence[str], dynamic_axes: Dict[str, Dict[int, str]], *,
+                 prefer: Tuple[str, ...] = ("onnx", "openvino"), openvino_precision: Optional[str] = None, **kwargs):
+    """The exported session an encoder runs on (``.run(feeds) -> outputs``), or None for torch.
+    ``make_module()`` gives the torch module to export (called only when one is needed). Under
+    ``auto`` an export that fails falls back to torch with a warning; asked for explicitly, it is an error."""
+    chosen = choose_runtime(runtime, device, prefer)
+    if chosen == "torch":
+        return None
+    try:
+        path = exported(name, make_module(), example, inputs, outputs, dynamic_axes, **kwargs)
+        return OnnxModel(path) if chosen == "onnx" else OpenVinoModel(path, openvino_precision)
+    except InputError:
+        raise
+    except Exception as exc:
+        if requested_runtime(runtime) != "auto":
+            raise InputError(f"could not run {name!r} on {chosen} ({type(exc).__name__}: {exc}); "
+                             f"use --runtime torch") from exc
+        log.warning("%s stays on torch: it did not run on %s (%s: %s)", name, chosen, type(exc).__name__, exc)
+        return None

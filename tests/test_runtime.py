@@ -1,0 +1,199 @@
+"""Where the packaged encoders run: ONNX Runtime agrees with torch on real images and texts; the
+exported model is cached by content, checked by its hash and exported again when corrupt or stale;
+the runtime is chosen and refused with clear errors; decoding runs a batch ahead without changing
+anything."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from retrieval.encoders import load_encoder
+from retrieval.encoders import runtime as rt
+from retrieval.encoders.base import ImageEncoder, _one_ahead
+from retrieval.errors import InputError
+
+TEXTS = ["an emoji of a red apple", "dog", "a rocket flying to the moon over a city at night, drawn in flat colours",
+         "two", "the sound of rain on a tin roof", "a smiling face with heart-shaped eyes"]
+
+
+@pytest.fixture(scope="module")
+def real_images(tmp_path_factory):
+    from retrieval.datasets import emoji
+
+    root = tmp_path_factory.mktemp("emoji-runtime")
+    paths = emoji.prepare(root, limit=24, show_progress_bar=False)
+    import pyarrow.parquet as pq
+
+    return [r["image"] for r in pq.read_table(paths["corpus"]).to_pylist()][:20]
+
+
+def cosines(a, b):
+    return np.sum(a * b, axis=1)  # rows are unit length
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec,runtime", [("efficientnet-lite0-multi", "onnx"), ("efficientnet-lite2", "onnx"),
+                                          ("efficientnet-lite0-multi", "openvino")])
+def test_exported_images_agree_with_torch(spec, runtime, real_images):
+    onnx, torch_ = load_encoder(spec, "image", runtime=runtime), load_encoder(spec, "image", runtime="torch")
+    assert (onnx.runtime, torch_.runtime) == (runtime, "torch")
+    a, la = onnx.encode_labelled(real_images, batch_size=8)
+    b, lb = torch_.encode_labelled(real_images, batch_size=8)
+    assert cosines(a, b).min() >= 0.9999
+    np.testing.assert_allclose(la, lb, atol=1e-3)  # the label bridge's logits, from the same graph
+    assert (np.argmax(la, 1) == np.argmax(lb, 1)).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_exported_text_agrees_with_torch_at_every_length(runtime):
+    onnx, torch_ = load_encoder("minilm", "text", runtime=runtime), load_encoder("minilm", "text", runtime="torch")
+    assert onnx.runtime == runtime  # openvino: in bfloat16 where the CPU has bfloat16 units
+    for batch in (TEXTS, TEXTS[:1], [TEXTS[2] * 30]):  # mixed lengths, one text, one cut at max_length
+        assert cosines(onnx.encode(batch, batch_size=4), torch_.encode(batch, batch_size=4)).min() >= 0.9999
+
+
+def test_auto_runs_the_measured_order_on_the_cpu_and_torch_elsewhere(monkeypatch):
+    monkeypatch.delenv("RETRIEVAL_RUNTIME", raising=False)
+    assert rt.choose_runtime(None, "cpu") == "onnx"
+    assert rt.choose_runtime(None, "cpu", ("openvino", "onnx")) == "openvino"
+    assert load_encoder("minilm", "text").runtime == "openvino"  # what auto measured fastest for each
+    assert load_encoder("efficientnet-lite0", "image").runtime == "onnx"
+    assert rt.choose_runtime("auto", "cuda") == "torch"
+    assert rt.choose_runtime("torch", "cpu") == "torch"
+    monkeypatch.setenv("RETRIEVAL_RUNTIME", "torch")
+    assert rt.choose_runtime(None, "cpu") == "torch" and rt.choose_runtime("onnx", "cpu") == "onnx"
+
+
+def test_runtime_errors_name_what_is_wrong(monkeypatch):
+    with pytest.raises(InputError, match="expected runtime to be one of auto, torch, onnx, openvino, got 'tensorrt'"):
+        load_encoder("minilm", "text", runtime="tensorrt")
+    monkeypatch.setenv("RETRIEVAL_RUNTIME", "fast")
+    with pytest.raises(InputError, match=r"expected \$RETRIEVAL_RUNTIME to be one of .*got 'fast'"):
+        rt.choose_runtime(None, "cpu")
+    monkeypatch.delenv("RETRIEVAL_RUNTIME")
+    with pytest.raises(InputError, match="the onnx runtime runs the packaged encoders on the CPU, got device 'cuda'"):
+        rt.choose_runtime("onnx", "cuda")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(InputError, match="needs the PyPI package onnxruntime: pip install onnxruntime onnx"):
+        rt.choose_runtime("onnx", "cpu")
+    assert rt.choose_runtime("auto", "cpu") == "openvino"  # auto takes the next one installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    with pytest.raises(InputError, match="the openvino runtime needs the PyPI package onnx: pip install openvino onnx"):
+        rt.choose_runtime("openvino", "cpu")
+    assert rt.choose_runtime("auto", "cpu") == "torch"  # and torch when none is
+
+
+@pytest.fixture
+def tiny_bert(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "apple", "green", "pear", "dog", "the"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(tmp_path)
+    return f"hf:{tmp_path}"
+
+
+def test_exports_are_cached_checked_and_made_again_when_corrupt(tiny_bert, tmp_path, monkeypatch, caplog):
+    import torch
+
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real_export = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (calls.append(1), real_export(*a, **k))[1])
+    texts = ["a red apple", "the dog", "a green pear and a red apple"]
+    want = load_encoder(tiny_bert, "text", runtime="torch").encode(texts)
+    first = load_encoder(tiny_bert, "text", runtime="onnx")
+    assert calls == [1] and cosines(first.encode(texts), want).min() >= 0.9999
+    (model,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
+    record = json.loads(model.with_suffix(".json").read_text())
+    assert record["bytes"] == model.stat().st_size and len(record["sha256"]) == 64
+    load_encoder(tiny_bert, "text", runtime="onnx")
+    assert calls == [1]  # the cached export, checked by its hash
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
+    model.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="retrieval.encoders"):
+        again = load_encoder(tiny_bert, "text", runtime="onnx")
+    assert calls == [1, 1] and "does not match its record" in caplog.text
+    assert cosines(again.encode(texts), want).min() >= 0.9999
+    model.with_suffix(".json").unlink()  # a crash between the file and its record: exported again
+    load_encoder(tiny_bert, "text", runtime="onnx")
+    assert len(calls) == 3 and not list((tmp_path / "cache" / "onnx").glob(".*tmp"))  # no scratch left
+
+
+def test_a_failed_export_falls_back_under_auto_and_is_an_error_when_asked_for(tiny_bert, tmp_path, monkeypatch,
+                                                                                caplog):
+    import torch
+
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+
+    def broken(*a, **k):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with caplog.at_level(logging.WARNING, logger="retrieval.encoders"):
+        enc = load_encoder(tiny_bert, "text", runtime="auto")
+    assert enc.runtime == "torch" and "stays on torch" in caplog.text and enc.encode(["a dog"]).shape == (1, 16)
+    with pytest.raises(InputError, match="could not run .* on onnx .*unsupported operator.*--runtime torch"):
+        load_encoder(tiny_bert, "text", runtime="onnx")
+    assert not list((tmp_path / "cache" / "onnx").glob("*"))  # nothing half-written
+
+
+def test_the_cli_flag_sets_the_runtime_for_its_command_only(monkeypatch, tmp_path, capsys):
+    import importlib
+
+    cli = importlib.import_module("retrieval.cli.main")  # the package re-exports main(), which hides the module
+
+    seen = []
+    monkeypatch.delenv("RETRIEVAL_RUNTIME", raising=False)
+    parser = cli.parser()
+    args = parser.parse_args(["search", "nowhere", "a query", "--runtime", "torch"])
+    assert args.runtime == "torch"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["search", "nowhere", "q", "--runtime", "tensorrt"])
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
+    monkeypatch.setattr(args, "func", lambda a: seen.append(rt.requested_runtime()) or 0, raising=False)
+    monkeypatch.setattr(cli, "parse_args", lambda argv: args)
+    assert cli.main([]) == 0 and seen == ["torch"]
+    assert rt.requested_runtime() == "auto"  # the environment as it was
+
+
+class Decoding(ImageEncoder):
+    """Records which thread decoded each batch, and fails on a chosen input."""
+
+    dim, name = 2, "decoding"
+
+    def __init__(self):
+        self.decoded_by = []
+
+    def _prepare(self, batch):
+        import threading
+
+        if "bad" in batch:
+            raise InputError("cannot decode 'bad'")
+        self.decoded_by.append(threading.current_thread().name)
+        return np.array([[float(x), 1.0] for x in batch], np.float32)
+
+    def _encode_batch(self, prepared):
+        assert isinstance(prepared, np.ndarray)
+        return prepared
+
+
+def test_decoding_runs_a_batch_ahead_in_a_worker_and_changes_nothing():
+    enc = Decoding()
+    items = [str(i) for i in range(1, 11)]
+    out = enc.encode(items, batch_size=3, show_progress_bar=False)
+    want = np.array([[i, 1.0] for i in range(1, 11)]) / np.sqrt(np.arange(1, 11) ** 2 + 1)[:, None]
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    assert len(enc.decoded_by) == 4 and all(n.startswith("decode") for n in enc.decoded_by)
+    with pytest.raises(InputError, match="cannot decode 'bad'"):
+        enc.encode(["1", "2", "3", "bad", "5"], batch_size=2)
+    assert list(_one_ahead(iter([]))) == [] and list(_one_ahead(iter("abc"))) == ["a", "b", "c"]
