@@ -21,6 +21,8 @@ from retrieval.build.reanchor import reanchor
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.ranking import TIE_EPS, rank_candidates
 from retrieval.core.relative import RelativeProjector, pivot
+from retrieval.core.rowcache import DEFAULT_BYTES as DENSE_CACHE_BYTES
+from retrieval.core.rowcache import RowCache
 from retrieval.encoders import Encoder, load_encoder, load_encoder_as_built
 from retrieval.errors import InputError, UnsupportedQueryError
 from retrieval.indexes import ExactIndex, Hits, make_index
@@ -67,6 +69,9 @@ class Collection(StoredCollection):
         super().__init__(folder, manifest, device=device)
         self.stitched: Dict[str, Stitched] = {}  # modality -> a query encoder other than the build's (stitch.py)
         self.timer = None  # optional callable(stage, seconds): per-stage query timings (encode, relativise, search)
+        # items' dense relative vectors for tie-breaking, kept up to this many bytes a side (core/rowcache.py)
+        self.dense_cache_bytes = DENSE_CACHE_BYTES
+        self._dense_cache: Dict[str, RowCache] = {}
         self._encoders: Dict[str, Encoder] = {}
         for modality, enc in (encoders or {}).items():
             self._check_encoder(modality, enc)
@@ -321,9 +326,17 @@ class Collection(StoredCollection):
                         ids = np.concatenate([ids, extra])
                         combined = np.concatenate([combined, prim + w * lab[extra]])
                 q_dense = proj.dense(q[r:r + 1], np.float64)[0]
-                out.append(Hits(*rank_candidates(ids, combined, k,
-                                                 lambda c: t_proj.dense(np.asarray(side.abs[c]), np.float64) @ q_dense)))
+                out.append(Hits(*rank_candidates(ids, combined, k, lambda c: self._dense_rows(target)(c) @ q_dense)))
         return out
+
+    def _dense_rows(self, target: str) -> RowCache:
+        """The ``target`` items' dense relative vectors (float64), kept once computed (core/rowcache.py)."""
+        cache = self._dense_cache.get(target)
+        if cache is None:
+            side, t_proj = self.sides[target], self.projectors[target]
+            cache = self._dense_cache[target] = RowCache(
+                lambda ids: t_proj.dense(np.asarray(side.abs[ids]), np.float64), self.dense_cache_bytes)
+        return cache
 
     def _pivot(self, q: np.ndarray, modality: str) -> np.ndarray:
         """Carry queries through a pivot anchor set into text (see :func:`retrieval.core.relative.pivot`)."""
@@ -333,14 +346,14 @@ class Collection(StoredCollection):
     def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0,
                   allowed: Optional[np.ndarray] = None, projector: Optional[RelativeProjector] = None) -> List[Hits]:
         side = self.sides[target]
-        proj, t_proj = projector or self.projectors[modality], self.projectors[target]
+        proj = projector or self.projectors[modality]
         with self._stage("relativise"):
             q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
             q_dense = np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
 
         def secondary(row: int, cand: np.ndarray) -> np.ndarray:
             # float64: the same candidate gets the same score whichever other candidates a backend passes
-            return t_proj.dense(side.abs[cand], np.float64) @ q_dense[row]
+            return self._dense_rows(target)(cand) @ q_dense[row]
 
         with self._stage("search"):
             return side.index.search(q_rel, k + extra, secondary, allowed=allowed)

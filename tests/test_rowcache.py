@@ -1,0 +1,40 @@
+"""The cache of items' dense relative vectors: it returns what computing them gives, stays within its
+budget, and leaves every search answer as it was without it."""
+
+import numpy as np
+
+from retrieval import Collection
+from retrieval.core.rowcache import RowCache
+
+
+def test_rows_are_computed_once_and_the_budget_holds():
+    table = np.arange(40, dtype=np.float64).reshape(10, 4)
+    asked = []
+
+    def compute(ids):
+        asked.append(ids.tolist())
+        return table[ids] * 2
+
+    cache = RowCache(compute, max_bytes=3 * 4 * 8)  # three rows
+    np.testing.assert_array_equal(cache([4, 1, 4]), table[[4, 1, 4]] * 2)
+    np.testing.assert_array_equal(cache([1, 2]), table[[1, 2]] * 2)
+    assert asked == [[1, 4], [2]] and (cache.hits, cache.misses) == (2, 3)  # 4 twice in one call: computed once
+    cache([7])  # a fourth row: the least recently used (4) goes
+    assert sorted(cache._rows) == [1, 2, 7] and cache._bytes == 3 * 32
+    cache([4])
+    assert asked[-1] == [4] and cache([]).shape == (0, 4)
+    assert RowCache(compute, max_bytes=0)([3]).tolist() == [(table[3] * 2).tolist()]  # budget 0: nothing kept
+
+
+def test_search_answers_are_the_same_with_and_without_the_cache(tiny_collection):
+    plain, cached = Collection.open(tiny_collection), Collection.open(tiny_collection)
+    plain.dense_cache_bytes = 0
+    queries = ["a red square", "blue", "a green box", "yellow thing", "red", "a box"]
+    for route in (None, "relative"):
+        for _ in range(2):  # the second time from the cache
+            got = cached.search_many(queries, k=5, route=route)
+            want = plain.search_many(queries, k=5, route=route)
+            for g, w in zip(got, want):
+                assert [h.id for h in g] == [h.id for h in w]
+                np.testing.assert_allclose([h.secondary for h in g], [h.secondary for h in w], rtol=1e-12)
+    assert cached._dense_cache["image"].hits > 0 and plain._dense_cache["image"]._bytes == 0
