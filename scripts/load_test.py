@@ -2,15 +2,27 @@
 most N requests), text searches against a served collection. Reports errors, latency percentiles
 and throughput, and writes them as Markdown.
 
+Against a running server:
+
     retrieval serve indexes/emoji-demo --port 8765 &
     python scripts/load_test.py --url http://127.0.0.1:8765 --collection emoji-demo \\
         --clients 32 --seconds 20 --max-requests 5000 --out results/serve/README.md
+
+Or, with ``--compare INDEX``, in one run: the script starts `retrieval serve INDEX` itself, first
+answering one query at a time (``--batch-wait-ms 0``, the server before micro-batching) and then
+with its default micro-batching, loads each the same way, checks that both give the same answers to
+every query, and reports the throughput ratio:
+
+    python scripts/load_test.py --compare indexes/emoji-demo --out results/serve/load.md
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,37 +66,102 @@ async def run(url: str, collection: str, clients: int, seconds: float, cap: int,
     return latencies, errors, statuses, time.perf_counter() - start
 
 
+def start_server(index: str, extra) -> tuple:
+    """(process, url) of `retrieval serve INDEX` on a free loopback port, once it answers /health."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-c", "import sys; from retrieval.cli import main; sys.exit(main())", "serve", index,
+           "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the server did not answer /health within 600 s")
+
+
+def answers(url: str, collection: str, k: int):
+    import httpx
+
+    return [[h["id"] for h in httpx.post(f"{url}/collections/{collection}/search", json={"query": q, "k": k},
+                                         timeout=60).json()["results"]] for q in QUERIES]
+
+
+def measure(url, a):
+    lat, errors, statuses, wall = asyncio.run(run(url, a.collection, a.clients, a.seconds, a.max_requests, a.k))
+    ms = np.array(lat) * 1e3
+    row = {"requests": len(lat), "errors": len(errors), "statuses": statuses, "throughput_per_s": len(lat) / wall,
+           "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
+           "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
+    for e in errors[:5]:
+        print("error:", e, file=sys.stderr)
+    return row
+
+
+def table_row(name, r):
+    return (f"| {name}{r['requests']} | {r['errors']} | {r['statuses']} | {r['throughput_per_s']:.1f} | "
+            f"{r['p50_ms']:.0f} | {r['p90_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", default="http://127.0.0.1:8765")
-    ap.add_argument("--collection", default="emoji-demo")
+    ap.add_argument("--compare", metavar="INDEX", help="serve INDEX here, one at a time and micro-batched, and compare")
+    ap.add_argument("--collection", default=None, help="the served collection (default: the --compare folder's name, "
+                                                       "else emoji-demo)")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--max-requests", type=int, default=5000)
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    host = urlparse(a.url).hostname
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"refusing to load-test {host}: loopback only", file=sys.stderr)
-        return 2
-    lat, errors, statuses, wall = asyncio.run(run(a.url, a.collection, a.clients, a.seconds, a.max_requests, a.k))
-    ms = np.array(lat) * 1e3
-    text = "\n".join([
-        f"Load test: {a.clients} concurrent clients, {a.seconds:g} s, at most {a.max_requests} requests, text search "
-        f"(k={a.k}) on `{a.collection}`, loopback.", "",
-        f"Command: `python scripts/load_test.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
-        "| requests | errors | statuses | throughput (req/s) | p50 ms | p90 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {len(lat)} | {len(errors)} | {statuses} | {len(lat) / wall:.1f} | {np.percentile(ms, 50):.0f} | "
-        f"{np.percentile(ms, 90):.0f} | {np.percentile(ms, 99):.0f} | {ms.max():.0f} |"])
-    report([text], a.out, {"clients": a.clients, "requests": len(lat), "errors": len(errors), "statuses": statuses,
-                           "throughput_per_s": len(lat) / wall, "p50_ms": float(np.percentile(ms, 50)),
-                           "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
-                           "max_ms": float(ms.max())})
-    for e in errors[:5]:
-        print("error:", e, file=sys.stderr)
-    return 1 if errors else 0
+    a.collection = a.collection or (Path(a.compare).name if a.compare else "emoji-demo")
+    cmd = f"Command: `python scripts/load_test.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
+    head = (f"Load test: {a.clients} concurrent clients, {a.seconds:g} s, at most {a.max_requests} requests, text "
+            f"search (k={a.k}) on `{a.collection}`, loopback, {os.cpu_count()} CPU cores (the clients run on the "
+            f"same machine).")
+    cols = ["| requests | errors | statuses | throughput (req/s) | p50 ms | p90 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|---|---|---|"]
+    if not a.compare:
+        host = urlparse(a.url).hostname
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"refusing to load-test {host}: loopback only", file=sys.stderr)
+            return 2
+        r = measure(a.url, a)
+        report([head, "", cmd, "", *cols, table_row("", r)], a.out, dict(r, clients=a.clients))
+        return 1 if r["errors"] else 0
+    rows, ids = {}, {}
+    for mode, extra in (("one at a time", ["--batch-wait-ms", "0"]), ("micro-batched", [])):
+        proc, url = start_server(a.compare, extra)
+        try:
+            answers(url, a.collection, a.k)  # warm-up
+            ids[mode] = answers(url, a.collection, a.k)
+            rows[mode] = measure(url, a)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    one, many = rows["one at a time"], rows["micro-batched"]
+    same = sum(x == y for x, y in zip(ids["one at a time"], ids["micro-batched"]))
+    ratio = many["throughput_per_s"] / one["throughput_per_s"]
+    lines = [head, "", cmd, "", "| mode " + cols[0], "|---" + cols[1],
+             table_row("one at a time (`--batch-wait-ms 0`) | ", one),
+             table_row("micro-batched (default: `--batch-wait-ms 5 --batch-size 32`) | ", many), "",
+             f"Throughput micro-batched / one at a time: **{ratio:.2f} x**; p99 micro-batched {many['p99_ms']:.0f} ms "
+             f"against p50 one at a time {one['p50_ms']:.0f} ms. The same top {a.k} ids from both servers for "
+             f"{same} of {len(QUERIES)} queries."]
+    report(lines, a.out, {"clients": a.clients, "rows": rows, "throughput_ratio": ratio,
+                          "same_answers": same, "queries": len(QUERIES)})
+    return 1 if one["errors"] or many["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from retrieval.api import (
     open_image,
 )
 from retrieval.errors import InputError, RetrievalError, UnsupportedQueryError
+from retrieval.serve.batching import MicroBatcher, QueueFull
 from retrieval.serve.live import LiveCollection
 from retrieval.store.filters import MAX_LENGTH as MAX_FILTER_CHARS
 from retrieval.store.filters import FilterError
@@ -39,6 +40,9 @@ from retrieval.store.filters import FilterError
 TEMPLATE_PATTERN = r"^(?:[^{}]|\{\{|\}\})*\{\}(?:[^{}]|\{\{|\}\})*$"
 DEFAULT_LIMITS = {"max_body_bytes": 10 * 1024 * 1024, "max_query_chars": 1000, "max_k": 100,
                   "max_image_pixels": 40_000_000, "max_labels": 1000, "request_timeout_s": 30.0}
+# Micro-batching of searches (batching.py): how long the first query of a batch waits for others
+# (0: one query at a time, as before batching), the most queries a batch takes, how many may wait.
+DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "workers": 1}
 
 
 def _deps():
@@ -52,13 +56,14 @@ def _deps():
 
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
                warm: bool = True, shard_actors: Optional[str] = None, query_encoders: Optional[Dict[str, str]] = None,
-               reload_s: float = 2.0):
+               reload_s: float = 2.0, batching: Optional[Dict] = None):
     """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
     are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
     cluster) by Ray actors that each hold one shard. ``query_encoders`` (``{"image_encoder": SPEC}``...)
     encode queries with other encoders than the collections', stitched through their anchors.
     A collection whose folder is rewritten (build, add, reanchor, reencode) is reopened, checked at most
-    every ``reload_s`` seconds (0: never).
+    every ``reload_s`` seconds (0: never). Concurrent searches are answered in micro-batches
+    (``batching``: see ``DEFAULT_BATCHING``; ``max_wait_ms=0`` answers one at a time).
 
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
@@ -68,9 +73,14 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
     from pydantic import BaseModel, ConfigDict, Field, create_model
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     lim = dict(DEFAULT_LIMITS, **(limits or {}))
+    unknown = set(batching or {}) - set(DEFAULT_BATCHING)
+    if unknown:
+        raise InputError(f"unknown batching settings {sorted(unknown)}; known: {sorted(DEFAULT_BATCHING)}")
+    bat = dict(DEFAULT_BATCHING, **(batching or {}))
     if not collections:
         raise InputError("expected at least one collection folder to serve, got none")
     cols: Dict[str, LiveCollection] = {}
@@ -78,6 +88,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     requests = Counter("retrieval_requests_total", "HTTP requests", ["endpoint", "status"], registry=registry)
     latency = Histogram("retrieval_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
     stages = Histogram("retrieval_stage_seconds", "query stage latency", ["collection", "stage"], registry=registry)
+    batch_sizes = Histogram("retrieval_batch_queries", "queries answered by one batched search", ["collection"],
+                            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=registry)
 
     def opener(name: str, folder: str):
         def open_warm() -> Searchable:
@@ -157,6 +169,12 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {said(e)}" for e in errs]
         return error(422, "invalid request: " + "; ".join(parts))
 
+    @app.exception_handler(QueueFull)
+    async def _busy(request, exc):  # refused at once, never left to hang
+        resp = error(503, f"the server is busy ({exc}); retry in a second")
+        resp.headers["Retry-After"] = "1"
+        return resp
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, exc):
         resp = error(exc.status_code, str(exc.detail))
@@ -214,7 +232,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
                 404: "unknown collection or item", 409: "well formed, but not something this collection holds "
                 "(a modality, target or route it has no bridge for, vectors of another width)",
                 411: "a chunked body (send Content-Length)", 413: "a body or file over the size limit",
-                422: "a request that does not match this spec", 503: "the request took longer than the timeout"}
+                422: "a request that does not match this spec", 503: "the request took longer than the timeout, or too many "
+                "queries are waiting (then with Retry-After)"}
         return {c: {"model": ErrorBody, "description": said[c]} for c in codes}
 
     POSTED = (400, 404, 409, 411, 413, 422, 503)
@@ -260,20 +279,38 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     def describe(name: str):
         return collection(name).info()
 
+    def run_group(key, queries: List) -> List:
+        """One batched search: every query of ``queries`` shares ``key``'s settings."""
+        name, kind, modality, k, target, route, where = key
+        col = collection(name)
+        batch_sizes.labels(name).observe(len(queries))
+        with lock:
+            if kind == "vectors":
+                hits = col.search_vectors(queries, k=k, modality=modality, target=target, route=route, where=where)
+            else:
+                hits = col.search_many(queries, k=k, modality=modality, target=target, route=route, where=where)
+            used = col.plan(modality, target, route).route
+        return [(h, used) for h in hits]
+
+    batcher = (MicroBatcher(run_group, max_batch=int(bat["max_batch"]), max_wait_s=bat["max_wait_ms"] / 1000,
+                            max_queue=int(bat["max_queue"]), workers=int(bat["workers"]))
+               if bat["max_wait_ms"] > 0 else None)
+
+    def answer(key, query):
+        """(hits, route) of one query: through the batcher, or alone under the lock."""
+        collection(key[0])  # an unknown collection is a 404 before anything waits
+        if batcher is None:
+            return run_group(key, [query])[0]
+        return batcher.submit(key, query, timeout=lim["request_timeout_s"])
+
     @app.post("/collections/{name}/search", responses=errors(*POSTED))
     def search(name: str, body: SearchBody):
-        col = collection(name)
-        with lock:
-            if isinstance(body, TextQuery):
-                hits = col.search_many([body.query], k=body.k, modality="text", target=body.target,
-                                       route=body.route, where=body.where)[0]
-                modality = "text"
-            else:
-                hits = col.search_vectors([body.vector], k=body.k, modality=body.modality, target=body.target,
-                                          route=body.route, where=body.where)[0]
-                modality = body.modality
-            plan = col.plan(modality, body.target, body.route)
-        return {"query": getattr(body, "query", None), "modality": modality, "route": plan.route,
+        if isinstance(body, TextQuery):
+            modality, kind, query = "text", "queries", body.query
+        else:
+            modality, kind, query = body.modality, "vectors", body.vector
+        hits, used = answer((name, kind, modality, body.k, body.target, body.route, body.where), query)
+        return {"query": getattr(body, "query", None), "modality": modality, "route": used,
                 "results": hits_json(name, hits)}
 
     async def read_upload(file: UploadFile) -> bytes:
@@ -305,16 +342,14 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10, **k_field),
                           target: Optional[Target] = Form(None), route: Optional[Route] = Form(None),
                           where: Optional[str] = Form(None, **where_field)):
-        col = collection(name)
+        collection(name)
         query, modality = as_query(await read_upload(file), file.filename)
-        try:
-            with lock:
-                hits = col.search_many([query], k=k, modality=modality, target=target, route=route, where=where)[0]
-                plan = col.plan(modality, target, route)
+        try:  # in a worker thread: waiting for the batch must not stop the event loop
+            hits, used = await run_in_threadpool(answer, (name, "queries", modality, k, target, route, where), query)
         finally:
             if modality == "audio":
                 os.unlink(query)
-        return {"query": file.filename, "modality": modality, "route": plan.route, "results": hits_json(name, hits)}
+        return {"query": file.filename, "modality": modality, "route": used, "results": hits_json(name, hits)}
 
     @app.post("/collections/{name}/classify", responses=errors(*POSTED))
     async def classify(name: str, file: UploadFile = File(...),
@@ -386,13 +421,14 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     def page():
         return (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
 
-    app.state.collections = cols
+    app.state.collections, app.state.batcher = cols, batcher
     return app
 
 
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
           query_encoders: Optional[Dict[str, str]] = None,
-          limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0) -> None:
+          limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
+          batching: Optional[Dict] = None) -> None:
     """Start the server (blocking). Collections are named by their folder names."""
     import uvicorn
 
@@ -403,5 +439,5 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
             raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
         names[name] = str(f)
     app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders,
-                     reload_s=reload_s)
+                     reload_s=reload_s, batching=batching)
     uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=64)

@@ -1,0 +1,111 @@
+"""Micro-batching for the server: concurrent queries answered together.
+
+A query alone pays every fixed cost of a network's forward pass and of a search; the same work for
+thirty queries at once costs a few times one (results/serve/load.md). Requests hand their query
+to a :class:`MicroBatcher` and wait; a worker thread takes the first waiting query, gathers those
+that arrive within ``max_wait_s`` (a few milliseconds) up to ``max_batch``, groups them by
+everything that must be equal for one batched call (collection, modality, k, target, route,
+filter), and answers each group with one call. If a group's call fails, its queries are answered
+one at a time, so that one bad query (an image that does not decode) fails alone with its own
+error. The queue is bounded: when it is full, a request is refused at once (the server answers 503
+with ``Retry-After``) instead of waiting without end.
+
+The worker exits when it has been idle for a while and is started again by the next query, so an
+app that is no longer used holds no thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable, Dict, Hashable, List, Tuple
+
+
+class QueueFull(Exception):
+    """More queries are waiting than the server will hold; try again shortly."""
+
+
+class MicroBatcher:
+    """``submit(key, payload)`` blocks until ``run(key, payloads)`` has answered the payload (or
+    raised for it). ``run`` returns one result per payload, in order."""
+
+    def __init__(self, run: Callable[[Hashable, List[Any]], List[Any]], *, max_batch: int = 32,
+                 max_wait_s: float = 0.005, max_queue: int = 256, workers: int = 1, idle_exit_s: float = 5.0):
+        if max_batch < 1 or max_wait_s < 0 or max_queue < 1 or workers < 1:
+            raise ValueError(f"expected max_batch, max_queue and workers >= 1 and max_wait_s >= 0, got {max_batch}, "
+                             f"{max_queue}, {workers} and {max_wait_s}")
+        self.run, self.max_batch, self.max_wait_s = run, max_batch, max_wait_s
+        self.workers, self.idle_exit_s = workers, idle_exit_s
+        self._queue: "queue.Queue[Tuple[Hashable, Any, Future]]" = queue.Queue(max_queue)
+        self._alive = 0
+        self._guard = threading.Lock()
+        self.batches: List[int] = []  # sizes of the calls made (for tests and metrics)
+
+    def submit(self, key: Hashable, payload: Any, timeout: float = None) -> Any:
+        fut: Future = Future()
+        try:
+            self._queue.put_nowait((key, payload, fut))
+        except queue.Full:
+            raise QueueFull(f"{self._queue.maxsize} queries are already waiting") from None
+        self._ensure_workers()
+        return fut.result(timeout)
+
+    def _ensure_workers(self) -> None:
+        with self._guard:
+            while self._alive < self.workers:
+                self._alive += 1
+                threading.Thread(target=self._work, name="micro-batcher", daemon=True).start()
+
+    def _take(self) -> List[Tuple[Hashable, Any, Future]]:
+        """The first waiting query, and those that arrive within ``max_wait_s``, up to ``max_batch``."""
+        first = self._queue.get(timeout=self.idle_exit_s)
+        taken = [first]
+        deadline = time.monotonic() + self.max_wait_s
+        while len(taken) < self.max_batch:
+            try:  # what is already waiting is taken without waiting
+                taken.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                taken.append(self._queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return taken
+
+    def _work(self) -> None:
+        while True:
+            try:
+                taken = self._take()
+            except queue.Empty:
+                with self._guard:  # idle: exit, unless a query arrived meanwhile
+                    if self._queue.empty():
+                        self._alive -= 1
+                        return
+                continue
+            groups: Dict[Hashable, List[Tuple[Any, Future]]] = {}
+            for key, payload, fut in taken:
+                groups.setdefault(key, []).append((payload, fut))
+            for key, items in groups.items():
+                self._answer(key, items)
+
+    def _answer(self, key: Hashable, items: List[Tuple[Any, Future]]) -> None:
+        try:
+            self.batches.append(len(items))
+            results = self.run(key, [p for p, _ in items])
+            if len(results) != len(items):
+                raise RuntimeError(f"a batched call gave {len(results)} answers for {len(items)} queries")
+        except BaseException as exc:
+            if len(items) == 1:
+                items[0][1].set_exception(exc)
+                return
+            for payload, fut in items:  # one at a time: each query gets its own answer or error
+                self._answer(key, [(payload, fut)])
+            return
+        for (_, fut), res in zip(items, results):
+            fut.set_result(res)

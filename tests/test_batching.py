@@ -1,0 +1,162 @@
+"""Micro-batching: concurrent searches answered together give exactly the answers each would get
+alone; a failing query fails alone; a full queue is refused at once with 503 and Retry-After."""
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrieval.serve.batching import MicroBatcher, QueueFull
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from retrieval import build_collection  # noqa: E402
+from retrieval.serve.server import create_app  # noqa: E402
+
+FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", k=3, p=2.0)
+QUERIES = ["a red square", "blue", "a green box", "yellow thing", "red", "a blue square", "green", "a box"]
+
+
+def test_the_batcher_gathers_groups_and_keeps_order():
+    calls = []
+
+    def run(key, payloads):
+        calls.append((key, list(payloads)))
+        time.sleep(0.02)  # while one batch runs, the next gathers
+        return [f"{key}:{p}" for p in payloads]
+
+    b = MicroBatcher(run, max_batch=8, max_wait_s=0.05)
+    with ThreadPoolExecutor(24) as pool:
+        got = list(pool.map(lambda i: b.submit("even" if i % 2 == 0 else "odd", i), range(24)))
+    assert got == [f"{'even' if i % 2 == 0 else 'odd'}:{i}" for i in range(24)]
+    assert all(len(p) <= 8 and all((x % 2 == 0) == (k == "even") for x in p) for k, p in calls)
+    assert max(len(p) for _, p in calls) > 1 and sum(len(p) for _, p in calls) == 24
+
+
+def test_a_failing_query_fails_alone():
+    def run(key, payloads):
+        if "bad" in payloads:
+            raise ValueError(f"cannot take {payloads}")
+        return [p.upper() for p in payloads]
+
+    b = MicroBatcher(run, max_batch=8, max_wait_s=0.05)
+    with ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(b.submit, "k", p) for p in ("a", "bad", "c", "d")]
+        assert futs[0].result() == "A" and futs[2].result() == "C" and futs[3].result() == "D"
+        with pytest.raises(ValueError, match=r"cannot take \['bad'\]"):
+            futs[1].result()
+
+
+def test_a_full_queue_refuses_at_once_and_an_idle_worker_exits():
+    release = threading.Event()
+
+    def run(key, payloads):
+        release.wait(5)
+        return payloads
+
+    b = MicroBatcher(run, max_batch=1, max_wait_s=0.001, max_queue=2, idle_exit_s=0.2)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(b.submit, "k", 1)
+        deadline = time.monotonic() + 5
+        while b.batches == [] and time.monotonic() < deadline:  # the worker holds query 1
+            time.sleep(0.01)
+        waiting = [pool.submit(b.submit, "k", i) for i in (2, 3)]  # the queue's two places
+        time.sleep(0.05)
+        t = time.monotonic()
+        with pytest.raises(QueueFull, match="2 queries are already waiting"):
+            b.submit("k", 4)
+        assert time.monotonic() - t < 0.5  # refused, not kept waiting
+        release.set()
+        assert [first.result(), *(w.result() for w in waiting)] == [1, 2, 3]
+    deadline = time.monotonic() + 5
+    while b._alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b._alive == 0 and b.submit("k", 5) == 5  # started again on demand
+    with pytest.raises(ValueError, match="max_batch"):
+        MicroBatcher(run, max_batch=0)
+
+
+def png(colour):
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def folder(tiny_data, fake_encoders, tmp_path):
+    return build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", **FAKE)
+
+
+def same(got, want):
+    """The same answers: every field equal, scores to float32 rounding (a product of many query rows
+    rounds in another order than a product of one)."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        scores = [(r.pop("score"), x.pop("score")) for r, x in zip(g["results"], w["results"])]
+        assert g == w
+        if scores:
+            np.testing.assert_allclose(*zip(*scores), rtol=1e-6, atol=1e-7)
+
+
+def test_batched_answers_equal_one_at_a_time(folder):
+    alone = TestClient(create_app({"c": str(folder)}, batching={"max_wait_ms": 0}))
+    app = create_app({"c": str(folder)}, batching={"max_wait_ms": 50, "max_batch": 16})
+    batched = TestClient(app)
+
+    def ask(client, body):
+        r = client.post("/collections/c/search", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    bodies = [{"query": q, "k": k} for q in QUERIES for k in (3, 5)]
+    vec = [float(x) for x in np.random.default_rng(0).normal(size=32)]
+    bodies += [{"vector": vec, "modality": "text", "k": 4}, {"query": "red", "k": 3, "target": "text"},
+               {"query": "red", "k": 3, "route": "relative"}]
+    want = [ask(alone, b) for b in bodies]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        same(list(pool.map(lambda b: ask(batched, b), bodies)), want)
+    assert max(app.state.batcher.batches) > 1  # they were batched
+    files = [("red.png", png("red")), ("blue.png", png("blue")), ("green.png", png("green"))]
+
+    def ask_file(client, f):
+        r = client.post("/collections/c/search/file", files={"file": (f[0], f[1], "image/png")}, data={"k": "3"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    want = [ask_file(alone, f) for f in files]
+    with ThreadPoolExecutor(3) as pool:
+        same(list(pool.map(lambda f: ask_file(batched, f), files)), want)
+    metrics = batched.get("/metrics").text
+    assert "retrieval_batch_queries_count" in metrics
+
+
+def test_bad_queries_in_a_batch_get_their_own_errors(folder):
+    client = TestClient(create_app({"c": str(folder)}, batching={"max_wait_ms": 50}), raise_server_exceptions=False)
+    vec = ", ".join(["0.5"] * 31)
+    good = '{"vector": [1.0, %s], "modality": "text", "k": 3}' % vec
+    infinite = '{"vector": [1e999, %s], "modality": "text", "k": 3}' % vec  # valid JSON, refused by the search
+
+    def post(body):
+        return client.post("/collections/c/search", content=body, headers={"content-type": "application/json"})
+
+    with ThreadPoolExecutor(3) as pool:
+        rs = list(pool.map(post, [good, infinite, good]))
+    assert [r.status_code for r in rs] == [200, 400, 200], [r.text for r in rs]
+    assert "expected finite text vectors" in rs[1].json()["error"] and rs[0].json() == rs[2].json()
+
+
+def test_a_full_queue_answers_503_with_retry_after(folder, monkeypatch):
+    from retrieval.serve import batching
+
+    monkeypatch.setattr(batching.MicroBatcher, "submit", lambda self, *a, **k: (_ for _ in ()).throw(
+        QueueFull("256 queries are already waiting")))
+    client = TestClient(create_app({"c": str(folder)}), raise_server_exceptions=False)
+    r = client.post("/collections/c/search", json={"query": "red"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and "busy" in r.json()["error"]
+    with pytest.raises(Exception, match="unknown batching settings \\['wait'\\]"):
+        create_app({"c": str(folder)}, batching={"wait": 1})
