@@ -27,7 +27,7 @@ def commands(block: str):
 def test_the_readme_has_the_two_commands_then_the_tour():
     assert [kind for kind, _ in BLOCKS] == ["bash", "bash", "python"]
     assert commands(BLOCKS[0][1]) == ["bash scripts/setup.sh && .venv/bin/retrieval demo",
-                                      "bash scripts/setup.sh && .venv/bin/python -m pytest -q"]
+                                      "bash scripts/setup.sh && .venv/bin/python -m pytest -q && bash scripts/test_hub.sh"]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert commands(BLOCKS[0][1])[1] in ci.splitlines()  # CI runs the README's test command, exactly
 

@@ -214,14 +214,46 @@ class TransformersImageEncoder(ImageEncoder):
         return pooled.reshape(len(batch), -1).float().cpu().numpy()
 
 
+def local_weights(tag: str) -> Optional[str]:
+    """A weights file named in a spec (``NAME@/path/to/weights.safetensors``), checked; None for a
+    hub tag. Only safetensors files are read: a pickled checkpoint from elsewhere is never loaded."""
+    if not tag or ("/" not in tag and not tag.endswith((".safetensors", ".pt", ".pth", ".bin"))):
+        return None
+    from pathlib import Path
+
+    if not tag.endswith(".safetensors"):
+        raise InputError(f"expected local weights as a .safetensors file, got {tag!r}; pickled checkpoints "
+                         f"(.pt, .pth, .bin) are not loaded (convert with safetensors.torch.save_file)")
+    if not Path(tag).is_file():
+        raise InputError(f"expected a weights file at {tag!r}, found none")
+    return tag
+
+
 class TimmImageEncoder(ImageEncoder):
-    """A timm model by name with its pretrained weights, classifier removed, timm's own eval transform."""
+    """A timm model by name with its pretrained weights, classifier removed, timm's own eval
+    transform (resolution, crop, mean and std from the model's pretrained config). ``NAME@FILE``
+    takes the weights from a local ``.safetensors`` file instead of the hub."""
 
     def __init__(self, model: str, *, name: str, device: str = "cpu", pretrained: bool = True, **kwargs):
-        import timm
+        try:
+            import timm
+        except ImportError as exc:
+            raise InputError("timm encoders need the timm package (and torchvision): pip install timm torchvision") from exc
         import torch
 
-        self.model = timm.create_model(model, pretrained=pretrained, num_classes=0, **kwargs).to(device).eval()
+        model, _, tag = model.partition("@")
+        file = local_weights(tag)
+        if tag and file is None:
+            raise InputError(f"expected timm:NAME or timm:NAME@/path/to/weights.safetensors, got a tag {tag!r}; "
+                             f"timm names its pretrained tags in the name itself, e.g. resnet50.a1_in1k")
+        if file:
+            kwargs["pretrained_cfg_overlay"] = dict(file=file)
+        try:
+            self.model = timm.create_model(model, pretrained=pretrained, num_classes=0, **kwargs).to(device).eval()
+        except Exception as exc:  # most often: weights that download and no network
+            raise InputError(f"could not load timm model {model!r}{' from ' + file if file else ''}: "
+                             f"{type(exc).__name__}: {exc}. Pretrained weights download from the Hugging Face hub on "
+                             f"first use (a network is needed once), or give a file: timm:{model}@/path/w.safetensors") from exc
         cfg = timm.data.resolve_data_config({}, model=self.model)
         self.transform = timm.data.create_transform(**cfg)
         self.name, self.device, self._torch = name, device, torch

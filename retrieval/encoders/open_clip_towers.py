@@ -11,6 +11,7 @@ from typing import List
 import numpy as np
 
 from retrieval.encoders.base import ImageEncoder, TextEncoder
+from retrieval.encoders.image import local_weights
 from retrieval.errors import InputError
 from retrieval.media.images import load_rgb
 
@@ -24,8 +25,16 @@ def _load(arch_at_tag: str, device: str):
     arch, _, tag = arch_at_tag.partition("@")
     if arch not in open_clip.list_models():
         raise InputError(f"expected an open_clip architecture, got {arch!r}; known: {', '.join(open_clip.list_models())}")
-    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag or None, device=device)
-    return open_clip, model.eval(), preprocess, open_clip.get_tokenizer(arch)
+    local_weights(tag)  # a file must be a .safetensors file that exists (never a pickle from elsewhere)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag or None, device=device)
+        tokenizer = open_clip.get_tokenizer(arch)
+    except Exception as exc:  # most often: weights (or a tokenizer) that download and no network
+        raise InputError(f"could not load open_clip {arch!r} with weights {tag or 'none (random)'!r}: "
+                         f"{type(exc).__name__}: {exc}. Named weights download from the Hugging Face hub on first use "
+                         f"(a network is needed once; they are cached), or give a local file: "
+                         f"open_clip:{arch}@/path/to/weights.safetensors") from exc
+    return open_clip, model.eval(), preprocess, tokenizer
 
 
 def _embed_dim(model) -> int:
