@@ -11,8 +11,15 @@ Rows:
 * exact sparse search: TorchIndex(GPU) vs InvertedIndex (CPU) over ASIF relative vectors;
 * dense search: FaissIndex(use_gpu=True) vs FaissIndex(use_gpu=False) when faiss sees a GPU;
 * image encoders: the packaged EfficientNet-Lite0, single- and two-depth readouts, on the device vs
-  on the CPU (agreement: the smallest cosine between the two embeddings of an image), when its
-  package is installed.
+  on the CPU with its default runtime (agreement: the smallest cosine between the two embeddings of
+  an image), when its package is installed;
+* ONNX Runtime's CUDA provider (when the installed onnxruntime has it) vs its CPU provider, on the
+  same exported EfficientNet-Lite0 graph the CPU runtime uses;
+* the server's micro-batching on the device: 32 concurrent text searches of a small real collection
+  built on the device, micro-batched vs one at a time (throughput ratio; agreement: the share of
+  queries with the same top 10), when fastapi and the emoji data packages are installed.
+
+    python scripts/gpu_check.py --out results/bench/gpu.md   # also writes the table as Markdown
 """
 
 from __future__ import annotations
@@ -24,7 +31,60 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import best_of, recall_at  # noqa: E402
+from benchlib import best_of, recall_at, report  # noqa: E402
+
+
+def ort_cuda_row(device: str):
+    """ONNX Runtime's CUDA provider against its CPU provider on the exported EfficientNet-Lite0 graph."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers() or not device.startswith("cuda"):
+        print(f"(ONNX Runtime CUDA row skipped: providers {ort.get_available_providers()})")
+        return None
+    from retrieval.encoders import load_encoder
+
+    enc = load_encoder("efficientnet-lite0-multi", "image", runtime="onnx")
+    x = np.random.default_rng(1).normal(size=(64, 3, enc.size, enc.size)).astype(np.float32)
+    cpu = ort.InferenceSession(str(enc._onnx.path), providers=["CPUExecutionProvider"])
+    gpu = ort.InferenceSession(str(enc._onnx.path), providers=["CUDAExecutionProvider"])
+    gpu.run(None, {"pixels": x})
+    t_cpu, a = best_of(lambda: cpu.run(None, {"pixels": x})[0])
+    t_gpu, b = best_of(lambda: gpu.run(None, {"pixels": x})[0])
+    cos = float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
+    return ("ONNX Runtime: CUDA provider vs CPU provider, Lite0 features (min cosine)", cos,
+            float(np.abs(a - b).max()), t_cpu / t_gpu)
+
+
+def server_row(device: str):
+    """Micro-batched vs one-at-a-time text search through the HTTP app, collection and encoders on ``device``."""
+    import tempfile
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from retrieval import build_collection
+    from retrieval.datasets import emoji
+    from retrieval.serve.server import create_app
+
+    tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    paths = emoji.prepare(tmp / "data", limit=300, show_progress_bar=False)
+    col = build_collection(paths["corpus"], paths["anchors"], tmp / "col", device=device, show_progress_bar=False)
+    queries = [f"an emoji of {w}" for w in ("a red apple", "a dog", "a rocket", "a cat", "a tree", "rain", "a car",
+                                            "a heart")] * 32
+    results, rates = {}, {}
+    for mode, wait in (("one", 0), ("batched", 5)):
+        client = TestClient(create_app({"c": str(col)}, device=device, batching={"max_wait_ms": wait}))
+        ask = lambda q: [h["id"] for h in client.post("/collections/c/search",  # noqa: E731
+                                                      json={"query": q, "k": 10}).json()["results"]]
+        ask(queries[0])
+        t = time.perf_counter()
+        with ThreadPoolExecutor(32) as pool:
+            results[mode] = list(pool.map(ask, queries))
+        rates[mode] = len(queries) / (time.perf_counter() - t)
+    same = float(np.mean([x == y for x, y in zip(results["one"], results["batched"])]))
+    return ("server: 32 clients, micro-batched vs one at a time (same top 10)", same, float("nan"),
+            rates["batched"] / rates["one"])
 
 
 def main(argv=None) -> int:
@@ -35,6 +95,7 @@ def main(argv=None) -> int:
     ap.add_argument("--items", type=int, default=300_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("-k", type=int, default=64)
+    ap.add_argument("--out", default=None, help="also write the table as Markdown here")
     a = ap.parse_args(argv)
 
     import torch
@@ -106,11 +167,25 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - the packaged model is optional here
         print(f"(image encoder row skipped: {exc})")
 
+    for name, check in (("ONNX Runtime CUDA", ort_cuda_row), ("server", server_row)):
+        try:
+            row = check(a.device)
+            if row:
+                rows.append(row)
+        except ImportError as exc:  # onnxruntime, fastapi or the emoji data may be missing on a lent machine
+            print(f"({name} row skipped: {exc})")
+
     dev = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "cpu"
-    print(f"device: {dev}; anchors {a.anchors}, vectors {a.vectors}, items {a.items}, d {a.dim}, k {a.k}")
+    head = f"device: {dev}; anchors {a.anchors}, vectors {a.vectors}, items {a.items}, d {a.dim}, k {a.k}"
+    print(head)
     print(f"{'path':<72} {'agreement':>9} {'max |diff|':>11} {'speed-up':>9}")
     for name, agree, err, ratio in rows:
         print(f"{name:<72} {agree:>9.4f} {err:>11.2e} {ratio:>8.1f}x")
+    if a.out:
+        cmd = f"python scripts/gpu_check.py {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip()
+        report([f"Command: `{cmd}`", "", head, "", "| path | agreement | max abs diff | speed-up |", "|---|---|---|---|",
+                *(f"| {n} | {g:.4f} | {e:.2e} | {r:.1f}x |" for n, g, e, r in rows)], a.out,
+               {"device": dev, "rows": [dict(zip(("path", "agreement", "max_abs_diff", "speedup"), r)) for r in rows]})
     bad = [r for r in rows if r[1] == r[1] and r[1] < 0.99]
     return 1 if bad else 0
 

@@ -33,6 +33,7 @@ def test_gpu_check_self_test_on_cpu():
     res = run("scripts/gpu_check.py", "--device", "cpu", "--anchors", "6000", "--vectors", "300", "--items", "5000")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "relativise: torch on device vs heap on CPU" in res.stdout and "1.0000" in res.stdout
+    assert "server: 32 clients, micro-batched vs one at a time (same top 10)" in res.stdout
 
 
 @pytest.mark.slow
