@@ -160,3 +160,12 @@ def test_a_full_queue_answers_503_with_retry_after(folder, monkeypatch):
     assert r.status_code == 503 and r.headers["retry-after"] == "1" and "busy" in r.json()["error"]
     with pytest.raises(Exception, match="unknown batching settings \\['wait'\\]"):
         create_app({"c": str(folder)}, batching={"wait": 1})
+
+
+def test_the_dense_vector_cache_is_bounded_by_the_server_setting(folder):
+    app = create_app({"c": str(folder)}, dense_cache_mb=0)
+    client = TestClient(app)
+    assert client.post("/collections/c/search", json={"query": "red", "k": 3}).status_code == 200
+    col = app.state.collections["c"].current()
+    assert col.dense_cache_bytes == 0 and all(c._bytes == 0 for c in col._dense_cache.values())
+    assert create_app({"c": str(folder)}).state.collections["c"].current().dense_cache_bytes == 128 * 2**20

@@ -76,6 +76,15 @@ class ShardedCollection:
         for c in self._local or [self.first]:
             c.timer = fn
 
+    @property
+    def dense_cache_bytes(self) -> int:
+        return self.first.dense_cache_bytes
+
+    @dense_cache_bytes.setter
+    def dense_cache_bytes(self, n: int):  # each shard in this process keeps its own rows (core/rowcache.py)
+        for c in self._local or [self.first]:
+            c.dense_cache_bytes = n
+
     def encoder(self, modality: str):
         return self.first.encoder(modality)
 

@@ -151,7 +151,7 @@ def cmd_serve(a) -> int:
     from retrieval.serve.server import serve
 
     for flag, value, least in (("--batch-wait-ms", a.batch_wait_ms, 0), ("--batch-size", a.batch_size, 1),
-                               ("--queue", a.queue, 1)):
+                               ("--queue", a.queue, 1), ("--dense-cache-mb", a.dense_cache_mb, 0)):
         if not value >= least:
             raise InputError(f"expected {flag} to be at least {least}, got {value}")
     if not a.reload_every >= 0:
@@ -162,7 +162,8 @@ def cmd_serve(a) -> int:
     serve(a.index, host=a.host, port=a.port, device=a.device, shard_actors=a.ray, query_encoders=_query_encoders(a),
           limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout},
           reload_s=a.reload_every,
-          batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue})
+          batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue},
+          dense_cache_mb=a.dense_cache_mb)
     return 0
 
 
@@ -454,6 +455,9 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--batch-size", type=int, default=32, help="most searches answered together (default 32)")
     sv.add_argument("--queue", type=int, default=256,
                     help="most searches waiting; beyond it a request is answered 503 with Retry-After (default 256)")
+    sv.add_argument("--dense-cache-mb", type=float, default=128.0, metavar="MB",
+                    help="memory a collection may keep for items' dense relative vectors, which break ties and are "
+                         "otherwise recomputed for every query (default 128; 0 keeps none)")
     sv.add_argument("--reload-every", type=float, default=2.0, metavar="SECONDS",
                     help="look for collections rewritten on disk (build, add, reanchor, reencode) at most this "
                          "often, and reopen them while the old ones answer (default 2; 0: never)")

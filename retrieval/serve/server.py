@@ -56,7 +56,7 @@ def _deps():
 
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
                warm: bool = True, shard_actors: Optional[str] = None, query_encoders: Optional[Dict[str, str]] = None,
-               reload_s: float = 2.0, batching: Optional[Dict] = None):
+               reload_s: float = 2.0, batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None):
     """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
     are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
     cluster) by Ray actors that each hold one shard. ``query_encoders`` (``{"image_encoder": SPEC}``...)
@@ -64,6 +64,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     A collection whose folder is rewritten (build, add, reanchor, reencode) is reopened, checked at most
     every ``reload_s`` seconds (0: never). Concurrent searches are answered in micro-batches
     (``batching``: see ``DEFAULT_BATCHING``; ``max_wait_ms=0`` answers one at a time).
+    ``dense_cache_mb``: the memory each collection side may keep for items' dense relative vectors
+    (retrieval/core/rowcache.py; default 128; 0 keeps none).
 
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
@@ -95,6 +97,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         def open_warm() -> Searchable:
             col = open_collection(folder, device=device, shard_actors=shard_actors, **(query_encoders or {}))
             col.timer = (lambda stage, s: stages.labels(name, stage).observe(s))
+            if dense_cache_mb is not None:
+                col.dense_cache_bytes = int(dense_cache_mb * 2**20)
             if warm:
                 for m in col.manifest["encoders"]:
                     col.encoder(m)
@@ -428,7 +432,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
           query_encoders: Optional[Dict[str, str]] = None,
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
-          batching: Optional[Dict] = None) -> None:
+          batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None) -> None:
     """Start the server (blocking). Collections are named by their folder names."""
     import uvicorn
 
@@ -439,5 +443,5 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
             raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
         names[name] = str(f)
     app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders,
-                     reload_s=reload_s, batching=batching)
+                     reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb)
     uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=64)
