@@ -197,3 +197,16 @@ def test_decoding_runs_a_batch_ahead_in_a_worker_and_changes_nothing():
     with pytest.raises(InputError, match="cannot decode 'bad'"):
         enc.encode(["1", "2", "3", "bad", "5"], batch_size=2)
     assert list(_one_ahead(iter([]))) == [] and list(_one_ahead(iter("abc"))) == ["a", "b", "c"]
+
+
+@pytest.mark.slow
+def test_exported_sound_network_agrees_with_torch():
+    import glob
+
+    files = sorted(glob.glob("/usr/share/sounds/freedesktop/stereo/*.oga"))[:12]
+    assert files, "scripts/setup.sh installs Debian's sound-theme-freedesktop"
+    torch_ = load_encoder("aisfx", "audio", runtime="torch").encode(files, batch_size=4)
+    assert load_encoder("aisfx", "audio").runtime == "openvino"  # auto: what measured fastest
+    for runtime in ("onnx", "openvino"):
+        enc = load_encoder("aisfx", "audio", runtime=runtime)
+        assert enc.runtime == runtime and cosines(enc.encode(files, batch_size=4), torch_).min() >= 0.9999

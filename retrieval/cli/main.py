@@ -370,7 +370,7 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--device", default="cpu", help="torch device for encoders: cpu, cuda, auto (default cpu)")
         sp.add_argument("--runtime", choices=("auto", "torch", "onnx", "openvino"), default=None,
                         help="where the packaged encoders run (default $RETRIEVAL_RUNTIME, else auto: on a CPU, "
-                             "images on ONNX Runtime and text on OpenVINO when installed, else torch)")
+                             "images on ONNX Runtime, text and sound on OpenVINO when installed, else torch)")
 
     b = sub.add_parser("build", help="build a collection from a corpus and an anchor set",
                        epilog=f"encoder specs: {describe_encoders()}")

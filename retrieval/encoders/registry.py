@@ -50,10 +50,10 @@ def _effnet_pair(arg, *, name, device, modality, runtime=None):
     return ConcatImageEncoder(members, name=name, device=device)
 
 
-def _aisfx(arg, *, name, device, modality):
+def _aisfx(arg, *, name, device, modality, runtime=None):
     from retrieval.encoders.audio import AisfxAudioEncoder
 
-    return AisfxAudioEncoder(name=name, device=device)
+    return AisfxAudioEncoder(name=name, device=device, runtime=runtime)
 
 
 def _hf_audio(arg, *, name, device, modality):
@@ -110,7 +110,8 @@ REGISTRY: Dict[str, Backend] = {
         "efficientnet-lite0-multi and efficientnet-lite2-multi side by side, 2960-d, packaged; about 3x slower",
         _effnet_pair, True),
     "aisfx": Backend(("audio",), False, True,
-                     "aiSFX sound-effects CNN, 512-d, mean over ~2.3 s blocks, packaged in aisfx 0.1.2", _aisfx),
+                     "aiSFX sound-effects CNN, 512-d, mean over ~2.3 s blocks, packaged in aisfx 0.1.2", _aisfx,
+                     True),
     "hf": Backend(("text",), True, False, "transformers text model (hub name or folder), masked mean pooling", _hf_text, True),
     "st": Backend(("text",), True, False, "sentence-transformers model (hub name or folder)", _st),
     "hf-image": Backend(("image",), True, False, "transformers vision model (hub name or folder)", _hf_image),

@@ -1,14 +1,15 @@
 """Where a packaged encoder's network runs: torch (eager), ONNX Runtime or OpenVINO.
 
 Measured here (``scripts/bench_encoders.py``, results/bench/encoders.md, 2 cores): ONNX Runtime
-runs the EfficientNet-Lite networks about ten times faster than torch eager (it fuses batch norms
+runs the EfficientNet-Lite networks seven to ten times faster than torch eager (it fuses batch norms
 into the convolutions; torch eager's depthwise convolutions are slow on a CPU), while on MiniLM it
 gains little (both spend their time in the same matrix products). OpenVINO runs MiniLM about three
 times faster than torch on a CPU with bfloat16 matrix units (AMX, AVX-512 BF16), where it computes
 in bfloat16 by default: its embeddings still agree with torch's to a cosine above 0.9999 on text,
 but not on images (0.995), so image networks run in float32 on it and gain nothing over ONNX
-Runtime. Hence ``auto`` on a CPU: images on ONNX Runtime, text on OpenVINO, each falling back to
-the other, then to torch, by what is installed; torch stays for GPUs. Agreement with torch is
+Runtime. The aiSFX sound network runs 3.2 x faster on OpenVINO (bfloat16, cosine 0.99996) and 1.6 x
+on ONNX Runtime. Hence ``auto`` on a CPU: images on ONNX Runtime, text and sound on OpenVINO, each
+falling back to the other, then to torch, by what is installed; torch stays for GPUs. Agreement with torch is
 tested (tests/test_runtime.py), so the runtime is an execution setting like the device, not part
 of an encoder's identity: a collection built on one runtime is searched on another.
 
