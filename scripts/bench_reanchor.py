@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
+from benchlib import emoji_data_args, report  # noqa: E402
 
 QUERIES = ["an emoji of a red apple", "an emoji of a dog face", "an emoji of a rocket", "an emoji of a smiling face",
            "an emoji of a flag", "an emoji of a train", "an emoji of a heart", "an emoji of a cat"]
@@ -33,8 +33,7 @@ QUERIES = ["an emoji of a red apple", "an emoji of a dog face", "an emoji of a r
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="indexes/.emoji-data")
-    ap.add_argument("--limit", type=int, default=None, help="the first N concepts by stable hash (default: all)")
+    emoji_data_args(ap)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
 

@@ -41,6 +41,12 @@ def recall_at(got: Sequence, truth: Sequence) -> float:
                           for g, t in zip(got, truth)]))
 
 
+def emoji_data_args(ap) -> None:
+    """The options of the scripts that prepare the emoji data (retrieval.datasets.emoji.prepare)."""
+    ap.add_argument("--data", default="indexes/.emoji-data")
+    ap.add_argument("--limit", type=int, default=None, help="the first N concepts by stable hash (default: all)")
+
+
 def report(lines: Sequence[str], out: Optional[str], data: Optional[dict] = None) -> str:
     """Print the Markdown report and write it to ``out``; ``data`` (the same numbers, unformatted)
     goes beside it as ``out`` with a ``.json`` suffix, so that tests and tools read numbers rather

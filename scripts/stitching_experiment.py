@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
+from benchlib import emoji_data_args, report  # noqa: E402
 
 NETS = ("efficientnet-lite0", "efficientnet-lite2")
 
@@ -45,8 +45,7 @@ def metrics(ranked, targets):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="indexes/.emoji-data")
-    ap.add_argument("--limit", type=int, default=None, help="the first N concepts by stable hash (default: all)")
+    emoji_data_args(ap)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
 

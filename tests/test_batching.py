@@ -63,7 +63,7 @@ def test_a_full_queue_refuses_at_once_and_an_idle_worker_exits():
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(b.submit, "k", 1)
         deadline = time.monotonic() + 5
-        while b.batches == [] and time.monotonic() < deadline:  # the worker holds query 1
+        while not b.batches and time.monotonic() < deadline:  # the worker holds query 1
             time.sleep(0.01)
         waiting = [pool.submit(b.submit, "k", i) for i in (2, 3)]  # the queue's two places
         time.sleep(0.05)

@@ -21,6 +21,7 @@ def test_rows_are_computed_once_and_the_budget_holds():
     assert asked == [[1, 4], [2]] and (cache.hits, cache.misses) == (2, 3)  # 4 twice in one call: computed once
     cache([7])  # a fourth row: the least recently used (4) goes
     assert sorted(cache._rows) == [1, 2, 7] and cache._bytes == 3 * 32
+    assert all(r.base is None for r in cache._rows.values())  # owned rows, not views holding a batch alive
     cache([4])
     assert asked[-1] == [4] and cache([]).shape == (0, 4)
     assert RowCache(compute, max_bytes=0)([3]).tolist() == [(table[3] * 2).tolist()]  # budget 0: nothing kept

@@ -49,7 +49,8 @@ class RowCache:
                 if i in self._rows:
                     self._rows.move_to_end(i)
                 elif row.nbytes <= self.max_bytes:
-                    self._rows[i] = row
+                    # a copy: a view would keep its whole batch alive, unseen by the budget
+                    self._rows[i] = row = have[i] = row.copy()
                     self._bytes += row.nbytes
             while self._bytes > self.max_bytes and self._rows:
                 _, old = self._rows.popitem(last=False)

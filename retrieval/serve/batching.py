@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, Hashable, List, Tuple
 
@@ -41,7 +42,7 @@ class MicroBatcher:
         self._queue: "queue.Queue[Tuple[Hashable, Any, Future]]" = queue.Queue(max_queue)
         self._alive = 0
         self._guard = threading.Lock()
-        self.batches: List[int] = []  # sizes of the calls made (for tests and metrics)
+        self.batches: "deque[int]" = deque(maxlen=1024)  # sizes of the latest calls (bounded: a server runs for weeks)
 
     def submit(self, key: Hashable, payload: Any, timeout: float = None) -> Any:
         fut: Future = Future()
