@@ -37,7 +37,7 @@ import numpy as np
 from retrieval.api.cluster import connect
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.builder import Clock, readable_media, write_collection
-from retrieval.build.options import BuildOptions, default_k_p, parse_index_spec
+from retrieval.build.options import BuildOptions, default_k_p, default_whiten, parse_index_spec
 from retrieval.core.relative import RelativeProjector
 from retrieval.encoders import load_encoder
 from retrieval.errors import CollectionFormatError, InputError
@@ -191,7 +191,9 @@ def build_sharded(corpus, anchors, out, options: Optional[BuildOptions] = None, 
     # views of one concept (a 'concept' column with repeats) become one anchor, as in a one-process build
     specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
     k, p = default_k_p(anchor_set, o.k, o.p, specs[modality])
-    projector = {"kind": "asif", "k": k, "p": p, "center": o.center}
+    whiten = default_whiten(anchor_set, o.whiten)
+    # "whiten" only when on, so that the settings of a build without it are what they were (resumable)
+    projector = {"kind": "asif", "k": k, "p": p, "center": o.center, **({"whiten": whiten} if whiten else {})}
     RelativeProjector(**projector).check_params(anchor_set.n_anchors)
     specs = {m: specs[m] for m in (modality, "text")}
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
@@ -394,7 +396,8 @@ def _write_shard(folder: Path, got: Dict[str, np.ndarray], rows: List[Dict], lo:
     captioned = np.flatnonzero(has).tolist()
     write_collection(folder, rows=shard_rows, item_vecs=got["vec"], captioned=captioned, cap_vecs=got["cap"][has],
                      anchor_set=anchor_set, anchor_vecs=anchor_vecs, encoders=enc_meta, k=projector["k"],
-                     p=projector["p"], kind="asif", center=projector["center"], index_spec=index_spec, corpus=corpus,
+                     p=projector["p"], kind="asif", center=projector["center"], whiten=projector.get("whiten", 0.0),
+                     index_spec=index_spec, corpus=corpus,
                      ids=np.arange(lo, lo + len(shard_rows)),
                      rel=(_csr(got["rel_idx"], got["rel_val"], n_anchors), _csr(got["cap_idx"][has], got["cap_val"][has],
                                                                                n_anchors)),

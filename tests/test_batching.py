@@ -94,13 +94,18 @@ def folder(tiny_data, fake_encoders, tmp_path):
 
 def same(got, want):
     """The same answers: every field equal, scores to float32 rounding (a product of many query rows
-    rounds in another order than a product of one)."""
+    rounds in another order than a product of one), secondary scores (float64) to 1e-12."""
     assert len(got) == len(want)
     for g, w in zip(got, want):
         scores = [(r.pop("score"), x.pop("score")) for r, x in zip(g["results"], w["results"])]
+        second = [(r.pop("secondary", None), x.pop("secondary", None)) for r, x in zip(g["results"], w["results"])]
+        assert [a is None for a, _ in second] == [b is None for _, b in second]
+        second = [(a, b) for a, b in second if a is not None]
         assert g == w
         if scores:
             np.testing.assert_allclose(*zip(*scores), rtol=1e-6, atol=1e-7)
+        if second:
+            np.testing.assert_allclose(*zip(*second), rtol=1e-12, atol=1e-12)
 
 
 def test_batched_answers_equal_one_at_a_time(folder):

@@ -34,10 +34,12 @@ def run(capsys, *argv):
 def test_info(emoji_subset, capsys):
     code, out, _ = run(capsys, "info", emoji_subset["out"])
     assert code == 0 and "efficientnet-lite0-multi (1472-d)" in out and "minilm (384-d)" in out and "k=32" in out
+    assert "whitened (lambda 9)" in out
     code, out, _ = run(capsys, "info", emoji_subset["out"], "--json")
     info = json.loads(out)
     assert info["counts"]["items"] == info["counts"]["anchors"] >= 100
-    assert info["projector"] == {"kind": "asif", "k": 32, "p": 2.0, "center": True}  # build.DEFAULT_IMAGE_P
+    # build.DEFAULT_IMAGE_P and DEFAULT_WHITEN: a single-view image anchor set
+    assert info["projector"] == {"kind": "asif", "k": 32, "p": 2.0, "center": True, "whiten": 9.0}
     assert info["labels"]["count"] == 1000 and info["labels"]["weight"] == 0.6  # the label bridge, single view
 
 

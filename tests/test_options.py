@@ -8,7 +8,7 @@ import os
 import pytest
 
 from retrieval import BuildOptions, Collection, build_collection, open_collection
-from retrieval.api import Searchable
+from retrieval.api import DEFAULT_WHITEN, Searchable
 from retrieval.cli.main import parser
 from retrieval.errors import InputError, UnknownNameError
 
@@ -22,7 +22,8 @@ def test_options_and_keywords_build_the_same_collection(tiny_data, fake_encoders
     c = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", BuildOptions(k=2, **FAKE), k=3,
                          p=2.0)
     ma, mb, mc = (Collection.open(x).manifest for x in (a, b, c))
-    assert ma["projector"] == mb["projector"] == mc["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True}
+    assert ma["projector"] == mb["projector"] == mc["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True,
+                                                                 "whiten": DEFAULT_WHITEN}
     hits = [[h.id for h in Collection.open(x).search("a red square", k=4)] for x in (a, b, c)]
     assert hits[0] == hits[1] == hits[2]
 
@@ -40,10 +41,10 @@ def test_an_unknown_setting_is_refused_with_the_known_ones_before_anything_is_wr
 def test_the_cli_sets_every_build_option():
     ns = parser().parse_args(["build", "--corpus", "c", "--anchors", "a.csv", "--out", "o", "-k", "12", "-p", "3",
                               "--no-center", "--index", "inverted", "--pivot-anchors", "s.csv", "--no-progress",
-                              "--label-weight", "0.3", "--image-encoder", "efficientnet-lite2"])
+                              "--label-weight", "0.3", "--image-encoder", "efficientnet-lite2", "--whiten", "0"])
     o = BuildOptions.from_namespace(ns)
-    assert (o.k, o.p, o.center, o.index, o.pivots, o.show_progress_bar, o.label_weight, o.image_encoder) == \
-        (12, 3.0, False, "inverted", ("s.csv",), False, 0.3, "efficientnet-lite2")
+    assert (o.k, o.p, o.center, o.index, o.pivots, o.show_progress_bar, o.label_weight, o.image_encoder, o.whiten) == \
+        (12, 3.0, False, "inverted", ("s.csv",), False, 0.3, "efficientnet-lite2", 0.0)
     # a field added to BuildOptions without its command-line option fails here
     dests = {a.dest for a in parser()._subparsers._group_actions[0].choices["build"]._actions}
     spelled_otherwise = {"pivots": "pivot_anchors", "show_progress_bar": "progress"}

@@ -33,6 +33,7 @@ from retrieval.build.options import (
     DEFAULT_P,
     DEFAULT_VIEWS_K,
     DEFAULT_VIEWS_P,
+    DEFAULT_WHITEN,
     BuildOptions,
 )
 from retrieval.build.reanchor import reanchor
@@ -101,6 +102,6 @@ def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_a
 __all__ = ["Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
            "BuildOptions", "add_items", "delete_items", "reanchor", "reencode", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
            "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
-           "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P",
+           "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P", "DEFAULT_WHITEN",
            "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",
            "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded", "FilterError", "SELECTORS"]

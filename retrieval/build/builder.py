@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, parse_index_spec
+from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, default_whiten, parse_index_spec
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.selection import select
 from retrieval.core.style import StyleNormaliser
@@ -244,7 +244,8 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
     o.check_budget(anchor_set)
     k, p = default_k_p(anchor_set, k, p, specs[modality], o.n_anchors)
-    RelativeProjector(k=k, p=p, kind=kind, center=center).check_params(o.n_anchors or anchor_set.n_anchors)
+    whiten = default_whiten(anchor_set, o.whiten)
+    RelativeProjector(k=k, p=p, kind=kind, center=center, whiten=whiten).check_params(o.n_anchors or anchor_set.n_anchors)
     clock = Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     clock.lap("check_files")
@@ -293,7 +294,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     return write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=list(zip(pivot_sets, pivot_vecs)),
                             encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
-                            k=k, p=p, kind=kind, center=center, index_spec=index_spec, dspec=dspec,
+                            k=k, p=p, kind=kind, center=center, whiten=whiten, index_spec=index_spec, dspec=dspec,
                             corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
                             style=style, anchor_views=views, pivot_kp=pivot_kp,
                             labels=None if item_labels is None else (item_labels, label_cfg),
@@ -308,7 +309,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                      anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None,
                      labels: Optional[Tuple[np.ndarray, Dict]] = None, next_item_id: Optional[int] = None,
                      anchors_selected: Optional[Dict] = None,
-                     skipped_total: Optional[int] = None) -> Path:
+                     skipped_total: Optional[int] = None, whiten: float = 0.0) -> Path:
     """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
     index and write a collection from embeddings already made: the second half of a build, shared
     by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
@@ -320,6 +321,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     ``labels``: (the items' label vectors, the label settings of :func:`label_setup`).
     ``next_item_id`` (default: after the largest id) and ``skipped_total`` (default: the skipped
     listed) carry a rewritten collection's history: ids never reused, skips counted beyond the list.
+    ``whiten``: shrinkage-whitening strength of both sides' projectors (retrieval/core/whiten.py; 0: off).
     """
     clock = clock or Clock()
     a_med, a_txt = anchor_vecs
@@ -331,9 +333,9 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     text_source = ["corpus"] * len(captioned) + ["anchor"] * len(anchor_set)
     text_item = [int(ids[i]) for i in captioned] + [-1] * len(anchor_set)
 
-    log.info("relativising (k=%d, p=%g, centred=%s) and writing %s", k, p, center, out)
-    med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, style=style).fit(a_med)
-    txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center).fit(a_txt)
+    log.info("relativising (k=%d, p=%g, centred=%s, whitened=%g) and writing %s", k, p, center, whiten, out)
+    med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, style=style, whiten=whiten).fit(a_med)
+    txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, whiten=whiten).fit(a_txt)
     if rel is None:
         item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
     else:  # made elsewhere (a distributed build's workers); the anchor captions' are made here

@@ -23,6 +23,12 @@ DEFAULT_CENTER = True
 # single-view suite (Tux Paint, Open Clip Art, Scratch costumes, emoji with Noto anchors), together
 # with the label weight (retrieval/labels.py): scripts/bridges_experiment.py, results/experiments/bridges.
 DEFAULT_IMAGE_P = 2.0
+# Shrinkage whitening of both sides before relativising (retrieval/core/whiten.py), for image anchor
+# sets with one picture per caption: lambda chosen, with k, p and the label weight, by the best mean
+# validation R@10 over the four picture suites (scripts/whitening_experiment.py,
+# results/experiments/whitening). Sets with views keep their WCCN style normaliser alone (whitening
+# on top measured neutral on the emoji-xstyle folds); sound sets are not whitened (see the sounds suite).
+DEFAULT_WHITEN = 9.0
 # Anchor tables that draw each concept several ways (a style normaliser is learned, retrieval/style.py)
 # were chosen for separately, by the same validation: sparser, flatter vectors did best there.
 DEFAULT_VIEWS_K = 32
@@ -49,6 +55,7 @@ class BuildOptions:
     p: Optional[float] = None              # power applied to the kept similarities
     kind: str = "asif"                     # "asif" (sparse top-k) or "cosine" (dense)
     center: bool = DEFAULT_CENTER          # centre on the anchors' mean before the cosine
+    whiten: Optional[float] = None         # shrinkage-whitening strength (0: off; None: the default for these anchors)
     index: str = "exact"                   # the relative vectors' index: see parse_index_spec
     dense_index: Optional[str] = None      # FAISS for the dense routes: "auto" or a factory string
     max_memory: Optional[str] = None       # budget for dense_index="auto", e.g. "4G"
@@ -131,6 +138,16 @@ def default_k_p(anchor_set: AnchorSet, k: Optional[int], p: Optional[float],
     if p is None:
         p = views_p if anchor_set.has_views else DEFAULT_IMAGE_P if anchor_set.modality == "image" else DEFAULT_P
     return k, p
+
+
+def default_whiten(anchor_set: AnchorSet, whiten: Optional[float]) -> float:
+    """The whitening strength where not given: DEFAULT_WHITEN for image anchor sets without views,
+    else 0 (off). A given value is checked (>= 0, finite)."""
+    from retrieval.core.whiten import check_lambda
+
+    if whiten is not None:
+        return check_lambda(whiten)
+    return DEFAULT_WHITEN if anchor_set.modality == "image" and not anchor_set.has_views else 0.0
 
 
 def parse_index_spec(spec: str) -> Dict:

@@ -25,7 +25,7 @@ import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.builder import HASH_COLUMN, Clock, dense_spec, write_collection
-from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, parse_index_spec
+from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, default_whiten, parse_index_spec
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.selection import select
 from retrieval.encoders import DEFAULT_ENCODERS, load_encoder_as_built
@@ -139,7 +139,9 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     o.check_budget(anchor_set)
     specs = {x: (encoders[x].name if encoders and x in encoders else m["encoders"][x]["spec"]) for x in m["encoders"]}
     k, p = default_k_p(anchor_set, o.k, o.p, specs[modality], o.n_anchors)
-    RelativeProjector(k=k, p=p, kind=o.kind, center=o.center).check_params(o.n_anchors or anchor_set.n_anchors)
+    whiten = default_whiten(anchor_set, o.whiten)
+    RelativeProjector(k=k, p=p, kind=o.kind, center=o.center, whiten=whiten).check_params(
+        o.n_anchors or anchor_set.n_anchors)
     index_spec = parse_index_spec(o.index) if "index" in given else {
         key: v for key, v in m["indexes"][f"{modality}_relative"].items() if key in ("backend", "dtype", "factory")}
     item_vecs = corpus["item_vecs"] if corpus else col.sides[modality].abs
@@ -218,7 +220,7 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     path = write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=_pivots(col, encoders["text"]),
                             encoders=enc_meta,
-                            k=k, p=p, kind=o.kind, center=o.center, index_spec=index_spec, dspec=dspec,
+                            k=k, p=p, kind=o.kind, center=o.center, whiten=whiten, index_spec=index_spec, dspec=dspec,
                             corpus=m.get("corpus", {}).get("source", ""), skipped=m.get("skipped", []), clock=clock,
                             overwrite=True, ids=col.item_ids, style=style, anchor_views=views, pivot_kp=pivot_kp,
                             labels=labels,

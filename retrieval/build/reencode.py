@@ -82,8 +82,9 @@ def reencode(folder, out=None, options: Optional[BuildOptions] = None, *, chunk:
     col = StoredCollection.read(src)
     m, modality = col.manifest, col.modality
     # the anchors do not change: neither does how vectors are made from them, unless asked
-    o = o.replace(**{f: m["projector"].get(f, False if f == "center" else None) for f in ("k", "p", "kind", "center")
-                     if f not in given})
+    # (absent from the manifest: "center" and "whiten" were off)
+    o = o.replace(**{f: m["projector"].get(f, {"center": False, "whiten": 0.0}.get(f))
+                     for f in ("k", "p", "kind", "center", "whiten") if f not in given})
     specs = {x: e["spec"] for x, e in m["encoders"].items()}
     new = {x: getattr(o, f"{x}_encoder") for x in (modality, "text") if f"{x}_encoder" in given
            and getattr(o, f"{x}_encoder") != specs[x]}

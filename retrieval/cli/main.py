@@ -22,6 +22,7 @@ from retrieval.api import (
     DEFAULT_VIEWS_K,
     DEFAULT_VIEWS_LABEL_WEIGHT,
     DEFAULT_VIEWS_P,
+    DEFAULT_WHITEN,
     ROUTES,
     SELECTORS,
     BuildOptions,
@@ -285,7 +286,8 @@ def cmd_info(a) -> int:
     for pv in info["pivots"]:
         print(f"pivot        {pv['count']} {'-'.join(pv['modalities'])} pairs from {pv['source']} "
               f"(k={pv['k']}, p={pv.get('p', info['projector']['p'])})")
-    print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}")
+    print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}"
+          + (f" whitened (lambda {pr['whiten']:g})" if pr.get("whiten") else ""))
     lab = info.get("labels")
     if lab:
         print(f"labels       {lab['count']} {lab['names']} classes of the image encoder's head, weight {lab['weight']:g} "
@@ -331,6 +333,10 @@ def _settings(sp, defaults: bool = True) -> None:
     sp.add_argument("--kind", choices=["asif", "cosine"], default=d("asif"), help="relative representation (default asif)")
     sp.add_argument("--center", action=argparse.BooleanOptionalAction, default=d(DEFAULT_CENTER),
                     help=f"centre embeddings on their anchors' mean before cosine (default {DEFAULT_CENTER})")
+    sp.add_argument("--whiten", type=float, default=d(None), metavar="LAMBDA",
+                    help=f"shrinkage-whiten both sides on their anchors' covariance before the cosine, with strength "
+                         f"LAMBDA (0: off; default {DEFAULT_WHITEN:g} for images with one picture per caption, off "
+                         f"with views and for sounds)")
     sp.add_argument("--index", default=d("exact"), help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")
     sp.add_argument("--dense-index", default=d(None), metavar="auto|FACTORY",
                     help="FAISS index for the dense routes into the items (image->image, translation): 'auto' picks "

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from retrieval.core.normalise import l2_normalise
+from retrieval.core.whiten import check_lambda, whitening_matrix
 from retrieval.errors import InputError
 
 KINDS = ("asif", "cosine")
@@ -105,8 +106,11 @@ class RelativeProjector:
     """
 
     def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False,
-                 select: str = "auto", device: str = "cpu", ef: int = 256, style=None):
+                 select: str = "auto", device: str = "cpu", ef: int = 256, style=None, whiten: float = 0.0):
         self.k, self.p, self.kind, self.center, self.select, self.device = k, p, kind, center, select, device
+        # whiten: shrinkage-whitening strength (retrieval/core/whiten.py); 0 = off. Whitening centres
+        # on the anchors' mean too, whatever ``center`` says.
+        self.whiten = whiten
         # style: an optional retrieval.core.style.StyleNormaliser, applied to anchors and inputs alike
         # before anything else (it is learned from anchors drawn several ways; not a parameter).
         self.ef, self.style = ef, style
@@ -124,6 +128,7 @@ class RelativeProjector:
             raise InputError(f"expected a finite power p > 0, got p={self.p!r}")
         if self.select not in SELECTS:
             raise InputError(f"expected select in {SELECTS}, got {self.select!r}")
+        self.whiten = check_lambda(self.whiten)
 
     def fit(self, anchors: np.ndarray) -> "RelativeProjector":
         anchors = np.asarray(anchors, dtype=np.float32)
@@ -133,7 +138,11 @@ class RelativeProjector:
         styled = self._styled(anchors)
         # Centring on the anchors' mean: embeddings of one encoder share a large common direction
         # (EfficientNet features are all positive), which makes every cosine high and alike.
-        self.mean_ = styled.mean(0) if self.center else np.zeros(anchors.shape[1], np.float32)
+        self.mean_ = styled.mean(0) if self.center or self.whiten else np.zeros(anchors.shape[1], np.float32)
+        # float64: a float32 product of a batch and of one row round differently (~1e-8), which would
+        # make a query's vector depend on its batch-mates; in float64 that noise is gone after the
+        # cast back to float32
+        self.whitening_ = whitening_matrix(styled - self.mean_, self.whiten).astype(np.float64) if self.whiten else None
         self.anchors_ = self._prepare(anchors)
         self.n_anchors_, self.dim_ = anchors.shape
         self._flat = None
@@ -173,9 +182,11 @@ class RelativeProjector:
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         x = self._styled(x)
-        if not self.center:
+        if not (self.center or self.whiten):
             return x
         x = x - self.mean_
+        if self.whitening_ is not None:
+            x = (x.astype(np.float64) @ self.whitening_).astype(np.float32)
         return l2_normalise(x)
 
     def _check_input(self, x) -> np.ndarray:
@@ -271,7 +282,9 @@ class RelativeProjector:
         return self.fit(anchors).transform(x)
 
     def get_params(self) -> dict:
-        return {"kind": self.kind, "k": int(self.k), "p": float(self.p), "center": bool(self.center)}
+        # "whiten" only when on: a manifest without it (every collection before whitening) means off.
+        return {"kind": self.kind, "k": int(self.k), "p": float(self.p), "center": bool(self.center),
+                **({"whiten": float(self.whiten)} if self.whiten else {})}
 
 
 def pivot(projector: RelativeProjector, landing: np.ndarray, x: np.ndarray, *,

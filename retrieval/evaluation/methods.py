@@ -17,8 +17,9 @@ from retrieval.core.selection import farthest_point  # noqa: F401  (the suites' 
 from retrieval.core.translation import Translator
 
 
-def asif(aq, ag, q, g, *, k=64, p=8.0, center=False, engine=True) -> np.ndarray:
-    pq_, pg = RelativeProjector(k=k, p=p, center=center).fit(aq), RelativeProjector(k=k, p=p, center=center).fit(ag)
+def asif(aq, ag, q, g, *, k=64, p=8.0, center=False, whiten=0.0, engine=True) -> np.ndarray:
+    kw = dict(k=k, p=p, center=center, whiten=whiten)
+    pq_, pg = RelativeProjector(**kw).fit(aq), RelativeProjector(**kw).fit(ag)
     primary = (pq_.transform(q) @ pg.transform(g).T).toarray()
     if not engine:
         return primary

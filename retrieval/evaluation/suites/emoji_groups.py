@@ -34,15 +34,17 @@ group ({len(s['query']) - len(evaluated)} have none) into Unicode
 emoji groups and subgroups (`emoji-test.txt`). Anchors: the {len(anchors)} *other* concepts' Noto
 images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts per label:
 {templates}, averaged per class. Subgroup names have '-' replaced by spaces.""")
-    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
+    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_WHITEN
 
     # (row name, projector parameters, anchors: "noto", "pooled" (Noto + Twemoji) or a tuple of view
     # styles (merged, with WCCN), the embeddings to use)
-    configs = [("ASIF k=64 p=8, raw", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, "noto", data),
-               (f"ASIF default (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} centred={DEFAULT_CENTER})",
-                {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER}, "noto", data),
-               ("ASIF default, anchors pooled from both styles",
-                {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER}, "pooled", data)]
+    single = {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER, "whiten": DEFAULT_WHITEN}
+    configs = [("ASIF k=64 p=8, raw (baseline)", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, "noto", data),
+               (f"ASIF default without whitening (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} centred={DEFAULT_CENTER})",
+                dict(single, whiten=0.0), "noto", data),
+               (f"ASIF default (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} whitened, lambda {DEFAULT_WHITEN:g})",
+                single, "noto", data),
+               ("ASIF default, anchors pooled from both styles", single, "pooled", data)]
     from retrieval.build.options import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
 
     views_kp = {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}

@@ -74,12 +74,12 @@ class PictureTask:
     def __init__(self, at, ai, q, g, g_logits, classes):
         self.at, self.ai, self.q, self.g, self.g_logits, self.classes = at, ai, q, g, g_logits, classes
 
-    def asif_parts(self, k, p, center):
+    def asif_parts(self, k, p, center, whiten=0.0):
         """(primary ASIF scores, secondary dense relative cosine, the anchor captions' primary scores
         against the gallery: the reference bank of the hubness correction)."""
         k = min(k, len(self.at))
-        pt = RelativeProjector(k=k, p=p, center=center).fit(self.at)
-        pi = RelativeProjector(k=k, p=p, center=center).fit(self.ai)
+        pt = RelativeProjector(k=k, p=p, center=center, whiten=whiten).fit(self.at)
+        pi = RelativeProjector(k=k, p=p, center=center, whiten=whiten).fit(self.ai)
         g_rel = pi.transform(self.g)
         prim = (pt.transform(self.q) @ g_rel.T).toarray()
         sec = pt.dense(self.q) @ pi.dense(self.g).T
@@ -156,10 +156,11 @@ def source_tasks(name: str, image_encoder, text_encoder, show_progress_bar=None)
 
 def engine_default() -> Dict:
     """What ``retrieval build`` does with a single-view anchor table (k capped at the anchors)."""
-    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K
+    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_WHITEN
     from retrieval.encoders.labels import DEFAULT_WEIGHT
 
-    return {"asif": dict(k=DEFAULT_K, p=DEFAULT_IMAGE_P, center=DEFAULT_CENTER), "w": DEFAULT_WEIGHT}
+    return {"asif": dict(k=DEFAULT_K, p=DEFAULT_IMAGE_P, center=DEFAULT_CENTER, whiten=DEFAULT_WHITEN),
+            "w": DEFAULT_WEIGHT}
 
 
 def source_rows(test: PictureTask, val: List[PictureTask]) -> List[Dict]:
@@ -182,8 +183,11 @@ def source_rows(test: PictureTask, val: List[PictureTask]) -> List[Dict]:
     nnn, v = choose(val, "asif+nnn", rel, "nnn", NNN_GRID)
     add("default's ASIF + NNN hubness correction (bank: the anchor captions)", "asif+nnn", nnn, v)
     add("default's ASIF without the label bridge (route relative)", "asif", rel, mean_val(val, "asif", rel))
-    add(f"**engine default**: ASIF k={default['asif']['k']} p={default['asif']['p']:g} centred + "
-        f"{default['w']:g} x label bridge (route relative+labels)", "asif", default, mean_val(val, "asif", default))
+    before = {"asif": dict(default["asif"], whiten=0.0), "w": default["w"]}
+    add("default without whitening (the default before)", "asif", before, mean_val(val, "asif", before))
+    add(f"**engine default**: ASIF k={default['asif']['k']} p={default['asif']['p']:g} whitened "
+        f"(lambda {default['asif']['whiten']:g}) + {default['w']:g} x label bridge (route relative+labels)", "asif",
+        default, mean_val(val, "asif", default))
     return rows
 
 
@@ -202,7 +206,8 @@ gallery). Each source's concepts are split in halves by a stable hash: the ancho
 picture and its caption per concept, the other half's pictures are the gallery and their captions
 the queries, so no query concept is ever an anchor. Choices marked *val* were made on {FOLDS} folds
 of the anchor concepts. Ties are counted fairly. The engine default is what `retrieval build` does
-with such a table: ASIF k={default['asif']['k']} (at most the anchors) p={default['asif']['p']:g}, centred,
+with such a table: ASIF k={default['asif']['k']} (at most the anchors) p={default['asif']['p']:g} after
+shrinkage whitening of both sides on their anchors (lambda {default['asif']['whiten']:g}, retrieval/core/whiten.py),
 plus {default['w']:g} x the label bridge (retrieval/encoders/labels.py). Image encoder `{image_encoder.name}`,
 text `{text_encoder.name}`.""")
     summary, missing = {}, []

@@ -1,0 +1,56 @@
+"""Shrinkage whitening of one modality's anchors: flatten the few directions that dominate its cosines.
+
+Embeddings of one encoder concentrate their variance in a handful of directions (for an ImageNet
+network: brightness, "is a drawing", texture; for a sentence encoder: length, register). Cosines to
+the anchors are then decided mostly by those directions, so many inputs pick the same anchors and
+the relative vectors of unrelated things look alike (hubness). Whitening by the anchors' own
+covariance divides each principal direction by its spread; shrinking that covariance towards its
+mean eigenvalue (``lam`` times it is added, as Ledoit-Wolf style shrinkage does) keeps the
+directions that few anchors span from being blown up, which matters with hundreds of anchors in
+384-1280 dimensions.
+
+Measured (scripts/whitening_experiment.py, results/experiments/whitening): with one picture per
+caption, whitening both sides before relativising raised the mean validation R@10 over the four
+picture suites from 0.682 to 0.694 and the test R@10 of Open Clip Art from 0.371 to 0.432 and of
+emoji with Noto anchors from 0.288 to 0.339. ``lam`` from 3 to 50 all helped; 9 did best.
+
+Fitted on the anchors alone (never the corpus), so a collection refits it exactly when opened and
+``add`` / ``delete`` leave it unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retrieval.errors import InputError
+
+# The most anchor rows the covariance is estimated from: evenly spaced rows beyond this (a
+# covariance of d x d from 65,536 rows is already precise; millions would cost minutes for nothing).
+MAX_ROWS = 65536
+
+
+def check_lambda(lam) -> float:
+    """``lam`` as a float, or InputError: 0 means no whitening; otherwise > 0 and finite."""
+    try:
+        value = float(lam)
+    except (TypeError, ValueError):
+        raise InputError(f"expected a whitening strength lambda >= 0 (0: off), got {lam!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"expected a whitening strength lambda >= 0 (0: off), got {lam!r}")
+    return value
+
+
+def whitening_matrix(centred: np.ndarray, lam: float) -> np.ndarray:
+    """``(C + lam * mean_eig(C) * I) ** -1/2`` for the covariance ``C`` of ``centred`` rows (already
+    centred), scaled so that its mean eigenvalue is 1 (the scale is irrelevant after the cosine, and
+    keeps float32 values moderate). Identity when the rows do not vary (one anchor, or all alike)."""
+    x = np.asarray(centred, np.float64)
+    d = x.shape[1]
+    if len(x) > MAX_ROWS:
+        x = x[np.linspace(0, len(x) - 1, MAX_ROWS).astype(np.int64)]
+    w, v = np.linalg.eigh(x.T @ x / max(len(x), 1))
+    w = np.maximum(w, 0.0)
+    if w.mean() <= 1e-12:
+        return np.eye(d, dtype=np.float32)
+    scale = 1.0 / np.sqrt(w + lam * w.mean())
+    return ((v * (scale / scale.mean())) @ v.T).astype(np.float32)
