@@ -81,3 +81,18 @@ def test_bench_reanchor_small(tmp_path):
     rows = {r["regime"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
     assert set(rows) == {"cold", "warm"} and all(r["same_top10"] for r in rows.values())
     assert all(r["fresh_s"] > 0 and r["reanchor_s"] > 0 for r in rows.values())
+
+
+def test_the_results_table_is_what_the_suites_wrote():
+    """results/README.md's suites x methods table is the one scripts/results_table.py makes from the
+    committed summary.json files (rerun it with --write after a suite); the default is in every row."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_table", ROOT / "scripts" / "results_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = mod.table()
+    readme = (ROOT / "results" / "README.md").read_text(encoding="utf-8")
+    assert mod.BEGIN + "\n" + text + "\n" + mod.END in readme
+    rows = [r for r in text.splitlines()[2:]]
+    assert len(rows) >= 6 and all("**" in r.split("|")[-2] for r in rows)  # pictures x4, digits, sounds

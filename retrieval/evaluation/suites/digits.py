@@ -37,7 +37,9 @@ with the digit's word. The label prompts are the same template. No MNIST image i
                      float(np.mean([t in p.labels[:5] for p, t in zip(preds, y)])), 0.1, 0.5])
     report.table("Zero-shot MNIST-5k with scikit-learn digit anchors", ["method", "top-1", "top-5", "chance top-1",
                                                                        "chance top-5"], rows)
-    return {"rows": rows}
+    out = {"rows": [dict(zip(["method", "top-1", "top-5", "chance top-1", "chance top-5"], r)) for r in rows]}
+    report.data("summary.json", out)
+    return out
 
 
 def run(report: Report, ctx) -> Dict:

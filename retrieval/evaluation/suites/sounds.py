@@ -61,7 +61,7 @@ p = {DEFAULT_P:g}, centred = {DEFAULT_CENTER}) chosen on the emoji suite.""")
 
     k_def = min(DEFAULT_K, int(min((~fold).sum(), fold.sum())))
     asif_kw = dict(k=k_def, p=DEFAULT_P, center=DEFAULT_CENTER)
-    routes = {}
+    routes, tables = {}, {}
     for direction, label in (("t2a", "text -> audio"), ("a2t", "audio -> text")):
         rel = fold_scores(direction, M.asif, **asif_kw)
         tr = fold_scores(direction, M.translate, method="orthogonal")
@@ -80,6 +80,7 @@ p = {DEFAULT_P:g}, centred = {DEFAULT_CENTER}) chosen on the emoji suite.""")
         report.table(f"{label}: queries of one fold against anchors from the other, both folds pooled "
                      f"({n} queries)", ["method"] + METRIC_COLS, rows)
         routes[label] = {"relative": rows[1][3], "translation": rows[6][3], "fusion": rows[8][3]}
+        tables[label] = [dict(zip(["method"] + METRIC_COLS, r)) for r in rows]
 
     # ---- B. audio -> image through the pivot ------------------------------------------------------
     names = list(emoji_data.names)
@@ -150,10 +151,10 @@ as `PIVOT_HOP` x its continuation's estimate, with `PIVOT_HOP` = {PIVOT_HOP:.2f}
 ({'matches this measurement' if abs(PIVOT_HOP - round(hop, 2)) < 0.006 else 'STALE: update planner.PIVOT_HOP'}).""")
 
     pair = {"text -> audio": ("text", "audio"), "audio -> text": ("audio", "text")}
-    route_rows = []
+    route_rows, picks = [], {}
     for d, r in routes.items():
         recorded = PAIR_PRIOR.get(pair[d], {})
-        chosen = max(recorded, key=recorded.get) if recorded else "relative"
+        chosen = picks[d] = max(recorded, key=recorded.get) if recorded else "relative"
         stale = any(abs(recorded.get(x, -1) - v) > 5e-4 for x, v in r.items())
         route_rows.append([d, r["relative"], r["translation"], r["fusion"], chosen, max(r.values()) - r[chosen],
                            "STALE: update planner.PAIR_PRIOR" if stale else "matches"])
@@ -164,7 +165,9 @@ as `PIVOT_HOP` x its continuation's estimate, with `PIVOT_HOP` = {PIVOT_HOP:.2f}
                       f"from this table. With {n} queries a recall near 0.45 has a standard error of about "
                       f"{np.sqrt(0.45 * 0.55 / n):.3f}, so the three routes are within noise of each other here. "
                       f"A pivot is offered only where no direct route exists, so it has no competitor to beat.")
-    return {"routes": routes, "pivot": rows}
+    out = {"routes": routes, "picks": picks, "pivot": rows, "tables": tables}
+    report.data("summary.json", out)
+    return out
 
 
 def run(report: Report, ctx) -> Dict:

@@ -1,0 +1,103 @@
+"""The cross-suite table of results/README.md: suites as rows, methods as columns, the default marked.
+
+Reads the ``summary.json`` that ``retrieval eval --suite pictures``, ``--suite digits`` and ``--suite
+sounds`` write beside their READMEs and prints the table (Markdown); ``--write`` replaces the table
+between the markers in results/README.md. A method a suite does not measure is left blank.
+
+    .venv/bin/python scripts/results_table.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+BEGIN, END = "<!-- suites-table: begin (scripts/results_table.py) -->", "<!-- suites-table: end -->"
+COLUMNS = ("chance", "plain ASIF k=64 p=8 (baseline)", "Procrustes", "CSA", "NNN", "label bridge alone",
+           "default before whitening", "**default**")
+
+
+def picture_rows(summary):
+    # the pictures suite's method names, by the column they belong to
+    names = {"chance": "chance", "plain ASIF": COLUMNS[1], "Procrustes": "Procrustes", "CSA": "CSA",
+             "NNN": "NNN", "label bridge alone": "label bridge alone",
+             "default without whitening": "default before whitening", "**engine default**": "**default**"}
+    for source, v in summary.items():
+        cells = {}
+        for r in v["rows"]:
+            col = next((c for key, c in names.items() if r["method"].startswith(key) or key in r["method"]), None)
+            if col:
+                cells[col] = f"{r['R@10']:.3f} / {r['R@1']:.3f}"
+        yield (f"{source}: text -> image, one picture per caption, unseen concepts ({v['queries']} queries), "
+               "R@10 / R@1", "`retrieval eval --suite pictures`", cells)
+
+
+def digit_row(summary):
+    cells = {}
+    for r in summary["rows"]:
+        m = r["method"]
+        if m.startswith("ASIF k=64 p=8"):
+            cells[COLUMNS[1]] = f"{r['top-1']:.3f}"
+            cells["chance"] = f"{r['chance top-1']:.3f}"
+        elif "default without whitening" in m:
+            cells["default before whitening"] = f"{r['top-1']:.3f}"
+        elif m.startswith("**ASIF default**"):
+            cells["**default**"] = f"{r['top-1']:.3f}"
+    return ("MNIST digits, zero-shot classification with scikit-learn digit anchors, top-1",
+            "`retrieval eval --suite digits`", cells)
+
+
+def sound_row(summary):
+    """Text -> audio; the default is the route the planner takes there (its measured best)."""
+    cells, pick = {}, summary["picks"]["text -> audio"]
+    prefix = {"relative": "relative: ASIF engine default", "translation": "translation: orthogonal",
+              "fusion": "fusion (RRF)"}[pick]
+    for r in summary["tables"]["text -> audio"]:
+        m, v = r["method"], f"{r['R@10']:.3f} / {r['R@1']:.3f}"
+        if m == "chance":
+            cells["chance"] = v
+        elif m.startswith("plain ASIF"):
+            cells[COLUMNS[1]] = v
+        elif m.startswith("translation: orthogonal"):
+            cells["Procrustes"] = v
+        if m.startswith(prefix):
+            cells["**default**"] = f"{v} (the planner's route: {pick})"
+    return ("named sounds, text -> audio, both folds pooled (149 queries; noise about 0.04), R@10 / R@1 "
+            "(sounds are not whitened)", "`retrieval eval --suite sounds`", cells)
+
+
+def table() -> str:
+    rows = []
+    pictures = RESULTS / "pictures" / "summary.json"
+    if pictures.is_file():
+        rows += list(picture_rows(json.loads(pictures.read_text())))
+    for name, fn in (("digits", digit_row), ("sounds", sound_row)):
+        f = RESULTS / name / "summary.json"
+        if f.is_file():
+            rows.append(fn(json.loads(f.read_text())))
+    lines = ["| suite | command | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    for suite, command, cells in rows:
+        lines.append(f"| {suite} | {command} | " + " | ".join(
+            f"**{cells[c]}**" if c == "**default**" and c in cells else cells.get(c, "") for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--write", action="store_true", help="replace the table in results/README.md")
+    a = ap.parse_args()
+    text = table()
+    print(text)
+    if a.write:
+        readme = RESULTS / "README.md"
+        body = readme.read_text(encoding="utf-8")
+        if BEGIN not in body or END not in body:
+            raise SystemExit(f"expected the markers {BEGIN!r} and {END!r} in {readme}; add them where the table goes")
+        head, rest = body.split(BEGIN, 1)
+        readme.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
