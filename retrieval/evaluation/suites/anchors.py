@@ -84,7 +84,8 @@ The pool: the anchor half of each source's concepts (one picture and its caption
 other half's captions, gallery: their pictures (unseen concepts). Selectors look only at the pool's
 images (`coverage` also at the gallery's, as a build looks at its corpus), never at captions. The
 search is the engine's default for single-view anchors (ASIF k = min({cfg['asif']['k']}, N),
-p = {cfg['asif']['p']:g}, centred, plus {cfg['w']:g} x the label bridge); random is the mean of
+p = {cfg['asif']['p']:g}, whitened on the kept anchors with lambda {cfg['asif'].get('whiten', 0):g}, plus
+{cfg['w']:g} x the label bridge); random is the mean of
 {len(SEEDS)} draws. Test R@10, text -> image.""")
     summary, missing = {}, []
     for name in SOURCES:
