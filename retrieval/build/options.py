@@ -24,9 +24,9 @@ DEFAULT_CENTER = True
 # with the label weight (retrieval/labels.py): scripts/bridges_experiment.py, results/experiments/bridges.
 DEFAULT_IMAGE_P = 2.0
 # Shrinkage whitening of both sides before relativising (retrieval/core/whiten.py), for image anchor
-# sets with one picture per caption: lambda chosen, with k, p and the label weight, by the best mean
-# validation R@10 over the four picture suites (scripts/whitening_experiment.py,
-# results/experiments/whitening). Sets with views keep their WCCN style normaliser alone (whitening
+# sets with one picture per caption: lambda chosen by the best mean validation R@10 over the four
+# picture suites, k, p and the label weight held as above (scripts/whitening_experiment.py,
+# results/experiments/whitening; why not a joint choice: docs/research/README.md). Sets with views keep their WCCN style normaliser alone (whitening
 # on top measured neutral on the emoji-xstyle folds); sound sets are not whitened (see the sounds suite).
 DEFAULT_WHITEN = 9.0
 # Anchor tables that draw each concept several ways (a style normaliser is learned, retrieval/style.py)
