@@ -41,17 +41,27 @@ def check_lambda(lam) -> float:
     return value
 
 
-def whitening_matrix(centred: np.ndarray, lam: float) -> np.ndarray:
-    """``(C + lam * mean_eig(C) * I) ** -1/2`` for the covariance ``C`` of ``centred`` rows (already
-    centred), scaled so that its mean eigenvalue is 1 (the scale is irrelevant after the cosine, and
-    keeps float32 values moderate). Identity when the rows do not vary (one anchor, or all alike)."""
-    x = np.asarray(centred, np.float64)
-    d = x.shape[1]
-    if len(x) > MAX_ROWS:
-        x = x[np.linspace(0, len(x) - 1, MAX_ROWS).astype(np.int64)]
-    w, v = np.linalg.eigh(x.T @ x / max(len(x), 1))
+def shrunk_inverse_sqrt(cov: np.ndarray, lam: float, unit_mean: bool = False) -> np.ndarray:
+    """``(cov + lam * mean_eig(cov) * I) ** -1/2`` (float64), or the identity when ``cov`` is ~0 (rows
+    that never vary teach nothing). ``unit_mean`` scales it so that its mean eigenvalue is 1. Shared
+    by this module's whitening and the style normaliser's WCCN (retrieval/core/style.py), which
+    differ only in the covariance they shrink."""
+    w, v = np.linalg.eigh(cov)
     w = np.maximum(w, 0.0)
     if w.mean() <= 1e-12:
-        return np.eye(d, dtype=np.float32)
-    scale = 1.0 / np.sqrt(w + lam * w.mean())
-    return ((v * (scale / scale.mean())) @ v.T).astype(np.float32)
+        return np.eye(cov.shape[0])
+    root = np.sqrt(w + lam * w.mean())
+    if not unit_mean:
+        return (v / root) @ v.T
+    scale = 1.0 / root
+    return (v * (scale / scale.mean())) @ v.T
+
+
+def whitening_matrix(centred: np.ndarray, lam: float) -> np.ndarray:
+    """:func:`shrunk_inverse_sqrt` of the covariance of ``centred`` rows (already centred), scaled to
+    a mean eigenvalue of 1 (the scale is irrelevant after the cosine, and keeps float32 values
+    moderate); float32. Identity when the rows do not vary (one anchor, or all alike)."""
+    x = np.asarray(centred, np.float64)
+    if len(x) > MAX_ROWS:
+        x = x[np.linspace(0, len(x) - 1, MAX_ROWS).astype(np.int64)]
+    return shrunk_inverse_sqrt(x.T @ x / max(len(x), 1), lam, unit_mean=True).astype(np.float32)
