@@ -96,7 +96,9 @@ def main():
         if BEGIN not in body or END not in body:
             raise SystemExit(f"expected the markers {BEGIN!r} and {END!r} in {readme}; add them where the table goes")
         head, rest = body.split(BEGIN, 1)
-        readme.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
+        tmp = readme.with_name(readme.name + ".tmp")  # written whole, then renamed over the old one
+        tmp.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
+        tmp.replace(readme)
 
 
 if __name__ == "__main__":
