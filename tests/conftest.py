@@ -17,6 +17,10 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach for the hub
 # Tests get their own anchor cache: never read or fill the user's ~/.cache/retrieval.
 os.environ["RETRIEVAL_CACHE"] = tempfile.mkdtemp(prefix="retrieval-test-cache-")
+# No default background bank (retrieval/build/background.py): the fake encoders would encode every
+# emoji in each session, and the tests' expected rankings are those of the anchors alone. The bank
+# has tests of its own (tests/test_background.py), which pass it explicitly.
+os.environ["RETRIEVAL_BACKGROUND"] = "none"
 
 from retrieval.encoders import registry  # noqa: E402
 from retrieval.encoders.base import AudioEncoder, ImageEncoder, TextEncoder  # noqa: E402

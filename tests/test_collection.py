@@ -17,7 +17,7 @@ FAKE = dict(image_encoder="fake-image", text_encoder="fake-text")
 
 def test_manifest_records_what_built_it(tiny_collection, tiny_data):
     m = json.loads((tiny_collection / "manifest.json").read_text())
-    assert m["format"] == "retrieval-collection" and m["format_version"] == 5
+    assert m["format"] == "retrieval-collection" and m["format_version"] == 6
     assert m["encoders"] == {"image": {"spec": "fake-image", "dim": 24}, "text": {"spec": "fake-text", "dim": 32}}
     assert m["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True, "whiten": DEFAULT_WHITEN}
     assert m["counts"]["items"] == 8 and m["counts"]["anchors"] == 8 and m["counts"]["corpus_captions"] == 8
@@ -165,7 +165,7 @@ def test_foreign_newer_and_damaged_collections_are_refused(tiny_collection, tmp_
         Collection.open(tmp_path / "other")
 
     _edit_manifest(tiny_collection, format_version=99)
-    with pytest.raises(CollectionFormatError, match="expected format_version 1..5 .* got 99"):
+    with pytest.raises(CollectionFormatError, match="expected format_version 1..6 .* got 99"):
         Collection.open(tiny_collection)
     _edit_manifest(tiny_collection, format_version=1)
     items = tiny_collection / "items.parquet"

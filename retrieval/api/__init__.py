@@ -25,6 +25,7 @@ from retrieval.api.classify import (
 )
 from retrieval.api.collection import Collection, Hit
 from retrieval.api.sharded import ShardedCollection
+from retrieval.build.background import DEFAULT_WEIGHT as DEFAULT_BACKGROUND_WEIGHT
 from retrieval.build.builder import build_collection
 from retrieval.build.options import (
     DEFAULT_CENTER,
@@ -103,5 +104,5 @@ __all__ = ["Collection", "Hit", "Searchable", "ShardedCollection", "open_collect
            "BuildOptions", "add_items", "delete_items", "reanchor", "reencode", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
            "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P", "DEFAULT_WHITEN",
-           "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",
+           "DEFAULT_BACKGROUND_WEIGHT", "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",
            "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded", "FilterError", "SELECTORS"]

@@ -66,8 +66,17 @@ def read_labels(path) -> List[str]:
 
 class ZeroShotClassifier:
     def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder,
-                 text_anchors: np.ndarray, image_anchors: np.ndarray, projector_params: Dict, style=None):
+                 text_anchors: np.ndarray, image_anchors: np.ndarray, projector_params: Dict, style=None,
+                 use_background: bool = False):
         labels = [str(lab).strip() for lab in labels]
+        n_bank = int(projector_params.get("background", 0) or 0)
+        if n_bank and not use_background:
+            # A collection's background bank (retrieval/build/background.py) was chosen for retrieval, on
+            # retrieval's validation folds; on the classification suites it moved top-1 both ways (MNIST
+            # digits up, emoji groups down below plain ASIF, subgroups up: docs/research/README.md), so
+            # classification uses the anchors alone unless asked (the bank's rows come last).
+            text_anchors, image_anchors = text_anchors[:-n_bank], image_anchors[:-n_bank]
+            projector_params = {k: v for k, v in projector_params.items() if not k.startswith("background")}
         if not labels or any(not lab for lab in labels):
             raise InputError(f"expected non-empty labels, got {labels[:5]!r}")
         if len(set(labels)) != len(labels):

@@ -22,6 +22,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from retrieval.build.anchors import encode_anchors, stored_anchor_set
+from retrieval.build.background import stored_bank
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.style import fit_views
 from retrieval.core.translation import Translator
@@ -58,6 +59,10 @@ def stitch(folder: Path, manifest: Dict, modality: str, encoder: Encoder, a_vect
         if anchor_set.has_views:  # prototypes per concept and a style normaliser, as the build made them
             style, _, b_vecs, _ = fit_views(anchor_set.concepts, b_vecs, np.zeros((len(b_vecs), 1), np.float32))
         where = anchor_set.source
+        if len(b_vecs) == int(manifest["anchors"]["count"]) < len(a_vectors):  # the background bank comes last
+            bank = stored_bank(manifest, "encode it with the query's encoder")
+            b_vecs = np.vstack([b_vecs, encode_anchors(bank, encoder, modality, cache_dir=cache_dir,
+                                                       show_progress_bar=False)])
     else:
         raise InputError(f"expected a stitched encoder for the collection's items ({items_modality}) or text, got "
                          f"one for {modality}; pivot modalities keep the encoder they were built with")

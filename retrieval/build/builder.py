@@ -11,7 +11,15 @@ import numpy as np
 import pyarrow as pa
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, default_whiten, parse_index_spec
+from retrieval.build.options import (
+    DEFAULT_K,
+    DEFAULT_P,
+    DEFAULT_VIEWS_K,
+    BuildOptions,
+    default_k_p,
+    default_whiten,
+    parse_index_spec,
+)
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.selection import select
 from retrieval.core.style import StyleNormaliser
@@ -246,6 +254,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     k, p = default_k_p(anchor_set, k, p, specs[modality], o.n_anchors)
     whiten = default_whiten(anchor_set, o.whiten)
     RelativeProjector(k=k, p=p, kind=kind, center=center, whiten=whiten).check_params(o.n_anchors or anchor_set.n_anchors)
+    bank, bank_weight = background_bank(anchor_set, o)
     clock = Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     clock.lap("check_files")
@@ -276,6 +285,8 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     anchor_set, a_med, a_txt, style = prepare_views(anchor_set, a_med, a_txt)
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
+    background = None if bank is None else (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
+                                            encode_anchors(bank, encoders["text"], "text", **enc_kw), bank_weight)
 
     clock.lap("encode_anchors")
     item_vecs, captioned, cap_vecs, item_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
@@ -298,7 +309,17 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
                             corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
                             style=style, anchor_views=views, pivot_kp=pivot_kp,
                             labels=None if item_labels is None else (item_labels, label_cfg),
-                            anchors_selected=selected)
+                            anchors_selected=selected, background=background, background_k=o.k)
+
+
+def background_bank(anchor_set: AnchorSet, o: BuildOptions):
+    """(the background bank or None, its weight) for a build with options ``o``: checked, and the
+    default emoji bank rendered, before anything is encoded (retrieval/build/background.py)."""
+    from retrieval.build import background as bg
+
+    weight = bg.check_weight(bg.DEFAULT_WEIGHT if o.background_weight is None else o.background_weight)
+    spec = bg.default_spec(anchor_set, o.background)
+    return bg.resolve(spec, anchor_set, explicit=o.background is not None, show_progress_bar=o.show_progress_bar), weight
 
 
 def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,
@@ -309,7 +330,8 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                      anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None,
                      labels: Optional[Tuple[np.ndarray, Dict]] = None, next_item_id: Optional[int] = None,
                      anchors_selected: Optional[Dict] = None,
-                     skipped_total: Optional[int] = None, whiten: float = 0.0) -> Path:
+                     skipped_total: Optional[int] = None, whiten: float = 0.0, background=None,
+                     background_k: Optional[int] = None) -> Path:
     """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
     index and write a collection from embeddings already made: the second half of a build, shared
     by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
@@ -322,6 +344,10 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     ``next_item_id`` (default: after the largest id) and ``skipped_total`` (default: the skipped
     listed) carry a rewritten collection's history: ids never reused, skips counted beyond the list.
     ``whiten``: shrinkage-whitening strength of both sides' projectors (retrieval/core/whiten.py; 0: off).
+    ``background``: (bank AnchorSet, its media vectors, its text vectors, weight), a background bank
+    (retrieval/build/background.py) stored after the anchors; its captions are not searchable texts.
+    ``background_k``: the bank block's k, the k the build was asked for (default: the larger of ``k``
+    and the default k), capped at the bank's size.
     """
     clock = clock or Clock()
     a_med, a_txt = anchor_vecs
@@ -334,8 +360,18 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     text_item = [int(ids[i]) for i in captioned] + [-1] * len(anchor_set)
 
     log.info("relativising (k=%d, p=%g, centred=%s, whitened=%g) and writing %s", k, p, center, whiten, out)
-    med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, style=style, whiten=whiten).fit(a_med)
-    txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, whiten=whiten).fit(a_txt)
+    stored_set, s_med, s_txt, bg = anchor_set, a_med, a_txt, {}
+    if background is not None:  # the bank's rows go after the anchors' (the projector's "background" block)
+        bank, b_med, b_txt, weight = background
+        stored_set = AnchorSet(list(anchor_set.paths) + list(bank.paths), list(anchor_set.captions) + list(bank.captions),
+                               source=anchor_set.source, content_hash=anchor_set.content_hash, modality=modality)
+        s_med, s_txt = np.vstack([a_med, b_med]), np.vstack([a_txt, b_txt])
+        # the bank's k: the k asked for (or the default), capped at the bank, not at the user's anchors
+        asked = DEFAULT_VIEWS_K if style is not None else DEFAULT_K
+        bg = dict(background=len(bank), background_weight=float(weight),
+                  background_k=min(len(bank), background_k if background_k is not None else max(k, asked)))
+    med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, style=style, whiten=whiten, **bg).fit(s_med)
+    txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, whiten=whiten, **bg).fit(s_txt)
     if rel is None:
         item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
     else:  # made elsewhere (a distributed build's workers); the anchor captions' are made here
@@ -371,7 +407,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                              str(tmp / "texts.parquet"))
         write_vectors(tmp, modality, item_vecs)
         write_vectors(tmp, "text", text_vecs)
-        write_parquet_atomic(_anchor_table(anchor_set, a_med, a_txt), str(tmp / "anchors.parquet"))
+        write_parquet_atomic(_anchor_table(stored_set, s_med, s_txt), str(tmp / "anchors.parquet"))
         style_meta = save_style(style, tmp, modality) if style is not None else None
         label_meta = None
         if labels is not None:
@@ -387,7 +423,10 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
             "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash, "count": len(anchor_set),
                         "modalities": [modality, "text"],
                         **({"views": int(anchor_views)} if anchor_views and anchor_views != len(anchor_set) else {}),
-                        **({"selected": anchors_selected} if anchors_selected else {})},
+                        **({"selected": anchors_selected} if anchors_selected else {}),
+                        **({"background": {"source": background[0].source, "count": len(background[0]),
+                                           "content_hash": background[0].content_hash,
+                                           "weight": float(background[3])}} if background is not None else {})},
             **({"style": style_meta} if style_meta else {}),
             **({"labels": label_meta} if label_meta else {}),
             "pivots": pivot_meta,

@@ -56,6 +56,8 @@ class BuildOptions:
     kind: str = "asif"                     # "asif" (sparse top-k) or "cosine" (dense)
     center: bool = DEFAULT_CENTER          # centre on the anchors' mean before the cosine
     whiten: Optional[float] = None         # shrinkage-whitening strength (0: off; None: the default for these anchors)
+    background: Optional[str] = None       # background anchor bank: "emoji", "none" or a table (None: the default)
+    background_weight: Optional[float] = None  # weight of the bank's score (None: background.DEFAULT_WEIGHT)
     index: str = "exact"                   # the relative vectors' index: see parse_index_spec
     dense_index: Optional[str] = None      # FAISS for the dense routes: "auto" or a factory string
     max_memory: Optional[str] = None       # budget for dense_index="auto", e.g. "4G"
@@ -117,12 +119,13 @@ class BuildOptions:
     def check_sharded(self) -> None:
         """What a sharded (Ray) build does not support yet is refused before anything starts."""
         unsupported = [name for name, bad in (("pivots", bool(self.pivots)), ("dense_index", bool(self.dense_index)),
+                                              ("background", self.background not in (None, "none")),
                                               ("kind", self.kind != "asif"), ("labels", self.labels is True),
                                               ("n_anchors", self.n_anchors is not None))
                        if bad]
         if unsupported:
             raise InputError(f"expected a plain ASIF build for a sharded collection, got {', '.join(unsupported)} "
-                             f"(--pivot-anchors, --dense-index, --kind cosine, --labels and --n-anchors are not "
+                             f"(--pivot-anchors, --dense-index, --kind cosine, --labels, --background and --n-anchors are not "
                              f"supported with --ray yet); build without --ray for those")
 
 

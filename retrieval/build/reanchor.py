@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.builder import HASH_COLUMN, Clock, dense_spec, write_collection
+from retrieval.build.builder import HASH_COLUMN, Clock, background_bank, dense_spec, write_collection
 from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, default_whiten, parse_index_spec
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.selection import select
@@ -142,6 +142,7 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     whiten = default_whiten(anchor_set, o.whiten)
     RelativeProjector(k=k, p=p, kind=o.kind, center=o.center, whiten=whiten).check_params(
         o.n_anchors or anchor_set.n_anchors)
+    bank, bank_weight = background_bank(anchor_set, o)  # as a fresh build with these anchors and options
     index_spec = parse_index_spec(o.index) if "index" in given else {
         key: v for key, v in m["indexes"][f"{modality}_relative"].items() if key in ("backend", "dtype", "factory")}
     item_vecs = corpus["item_vecs"] if corpus else col.sides[modality].abs
@@ -179,6 +180,8 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
                                source=anchor_set.source, modality=modality)
         a_med, a_txt, views = a_med[keep], a_txt[keep], len(keep)
         selected = {"pool": pool, "method": o.select, "seed": 0, "pool_content_hash": pool_hash}
+    background = None if bank is None else (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
+                                            encode_anchors(bank, encoders["text"], "text", **enc_kw), bank_weight)
     clock.lap("encode_anchors")
 
     # the corpus as the build read it: rows in stored order, captions and their embeddings
@@ -205,11 +208,10 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
 
     labels = None
     if keep_labels:
-        lm = m["labels"]
+        # a reencode's label settings are the new network's (the old collection may have had none)
+        lm = corpus["label_cfg"] if corpus is not None else m["labels"]
         weight = o.label_weight if o.label_weight is not None else (
             DEFAULT_VIEWS_WEIGHT if style is not None else DEFAULT_WEIGHT)
-        if corpus is not None:
-            lm = corpus["label_cfg"]
         vecs = corpus["labels"] if corpus is not None else col.item_labels
         labels = (np.asarray(vecs, np.float32), {"names": lm["names"], "count": lm["count"],
                                                  "temperature": lm["temperature"], "weight": float(weight)})
@@ -226,6 +228,9 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
                             labels=labels,
                             extra=record,
                             next_item_id=next_items, skipped_total=m["counts"].get("skipped"),
-                            anchors_selected=selected)
+                            anchors_selected=selected, background=background,
+                            # a reencode keeps the bank block's k as built; a reanchor follows a fresh build
+                            background_k=o.k if "k" in given else (
+                                m["projector"].get("background_k") if "reencoded" in record else None))
     log.info("rewrote %s against %d anchors -> %s", src, len(anchor_set), path)
     return path

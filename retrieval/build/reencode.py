@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from retrieval.build.anchors import stored_anchor_set
+from retrieval.build.anchors import AnchorSet, stored_anchor_set
 from retrieval.build.builder import label_setup
 from retrieval.build.options import BuildOptions
 from retrieval.build.reanchor import _given, remake
@@ -92,6 +92,15 @@ def reencode(folder, out=None, options: Optional[BuildOptions] = None, *, chunk:
         raise InputError(f"expected an encoder other than the collection's ({specs}) to reencode with, got none; "
                          f"pass --{modality}-encoder or --text-encoder (pivot sets keep their own encoders)")
     anchor_set = stored_anchor_set(src, m, modality, "encode them with the new encoder")
+    # the background bank as built (or none), encoded again with the new encoders
+    bank = m["anchors"].get("background")
+    if "background" not in given:
+        o = o.replace(background=bank["source"] if bank else "none",
+                      **({"background_weight": bank["weight"]} if bank and "background_weight" not in given else {}))
+    if bank and anchor_set.source == str(src / "anchors.parquet"):  # the stored rows: the bank's come last
+        n = int(m["anchors"]["count"])
+        anchor_set = AnchorSet(anchor_set.paths[:n], anchor_set.captions[:n], source=anchor_set.source,
+                               modality=modality)
     paths = col.items["path"]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:

@@ -12,6 +12,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from retrieval.api import (
+    DEFAULT_BACKGROUND_WEIGHT,
     DEFAULT_CENTER,
     DEFAULT_ENCODERS,
     DEFAULT_IMAGE_P,
@@ -279,6 +280,10 @@ def cmd_info(a) -> int:
     print("encoders     " + ", ".join(f"{m} {x['spec']} ({x['dim']}-d)" for m, x in e.items()))
     print(f"anchors      {info['anchors']['count']} {info['modality']}-text pairs from {info['anchors']['source']} "
           f"(sha256 {info['anchors']['content_hash'][:12]}…)")
+    bank = info["anchors"].get("background")
+    if bank:
+        print(f"background   {bank['count']} pairs from {bank['source']} (sha256 {bank['content_hash'][:12]}…), "
+              f"their score added with weight {bank['weight']:g}")
     style = info.get("style")
     if style:
         print(f"style        {style['method']} (lambda {style['lambda']:g}) learned from {style['views']} views of "
@@ -337,6 +342,14 @@ def _settings(sp, defaults: bool = True) -> None:
                     help=f"shrinkage-whiten both sides on their anchors' covariance before the cosine, with strength "
                          f"LAMBDA (0: off; default {DEFAULT_WHITEN:g} for images with one picture per caption, off "
                          f"with views and for sounds)")
+    sp.add_argument("--background", default=d(None), metavar="emoji|none|PATH",
+                    help="a background anchor bank relativised beside the anchors, its score added with "
+                         "--background-weight: 'emoji' (every Noto emoji with its name, rendered and encoded once, "
+                         "cached), 'none', or an anchor table or folder of your own of the same modalities; default "
+                         "emoji for images with one picture per caption, none with views and for sounds "
+                         "($RETRIEVAL_BACKGROUND=none turns that default off)")
+    sp.add_argument("--background-weight", type=float, default=d(None), metavar="BETA",
+                    help=f"weight of the background bank's score (default {DEFAULT_BACKGROUND_WEIGHT:g})")
     sp.add_argument("--index", default=d("exact"), help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")
     sp.add_argument("--dense-index", default=d(None), metavar="auto|FACTORY",
                     help="FAISS index for the dense routes into the items (image->image, translation): 'auto' picks "

@@ -106,8 +106,16 @@ class RelativeProjector:
     """
 
     def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False,
-                 select: str = "auto", device: str = "cpu", ef: int = 256, style=None, whiten: float = 0.0):
+                 select: str = "auto", device: str = "cpu", ef: int = 256, style=None, whiten: float = 0.0,
+                 background: int = 0, background_weight: float = 1.0, background_k: Optional[int] = None):
         self.k, self.p, self.kind, self.center, self.select, self.device = k, p, kind, center, select, device
+        # background: the last ``background`` anchors are a background bank (retrieval/build/background.py):
+        # a second block relativised on its own (its own centring, whitening and top k, k capped at
+        # its size) and appended with weight ``background_weight``, so that the inner product of two
+        # vectors is their own-anchor score plus that weight times their bank score. ``background_k``:
+        # the bank block's k (default: min(k, bank size)); a build sets it from the k it was asked
+        # for, not the one capped at the user's anchors, so a few dozen anchors keep a full bank block.
+        self.background, self.background_weight, self.background_k = background, background_weight, background_k
         # whiten: shrinkage-whitening strength (retrieval/core/whiten.py); 0 = off. Whitening centres
         # on the anchors' mean too, whatever ``center`` says.
         self.whiten = whiten
@@ -129,12 +137,34 @@ class RelativeProjector:
         if self.select not in SELECTS:
             raise InputError(f"expected select in {SELECTS}, got {self.select!r}")
         self.whiten = check_lambda(self.whiten)
+        if not isinstance(self.background, (int, np.integer)) or not 0 <= self.background < n_anchors:
+            raise InputError(f"expected a background bank of 0 to {n_anchors - 1} of the {n_anchors} anchors, "
+                             f"got background={self.background!r}")
+        w = self.background_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating)) or not np.isfinite(w) or w < 0:
+            raise InputError(f"expected a finite background weight >= 0, got {w!r}")
+        bk = self.background_k
+        if self.background and bk is not None and (not isinstance(bk, (int, np.integer)) or not 1 <= bk <= self.background):
+            raise InputError(f"expected a background k from 1 to the bank's {self.background} anchors, got {bk!r}")
+        if self.background and self.kind == "asif" and self.k > n_anchors - self.background:
+            raise InputError(f"expected k <= number of anchors without the background bank "
+                             f"({n_anchors - self.background}), got k={self.k}; lower k or add anchors")
 
     def fit(self, anchors: np.ndarray) -> "RelativeProjector":
         anchors = np.asarray(anchors, dtype=np.float32)
         if anchors.ndim != 2 or anchors.shape[0] == 0:
             raise InputError(f"expected anchors as a non-empty 2-D array, got shape {anchors.shape}")
         self.check_params(anchors.shape[0])
+        self._blocks = None
+        if self.background:
+            own, bank = anchors[:-self.background], anchors[-self.background:]
+            kw = dict(p=self.p, kind=self.kind, center=self.center, select=self.select, device=self.device,
+                      ef=self.ef, style=self.style, whiten=self.whiten)
+            self._blocks = (RelativeProjector(k=self.k, **kw).fit(own),
+                            RelativeProjector(k=min(self.k, len(bank)) if self.background_k is None
+                                              else self.background_k, **kw).fit(bank))
+            self.n_anchors_, self.dim_ = anchors.shape
+            return self
         styled = self._styled(anchors)
         # Centring on the anchors' mean: embeddings of one encoder share a large common direction
         # (EfficientNet features are all positive), which makes every cosine high and alike.
@@ -181,6 +211,8 @@ class RelativeProjector:
         return l2_normalise(x)
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
+        if getattr(self, "_blocks", None):  # the own anchors' preprocessing
+            return self._blocks[0]._prepare(x)
         x = self._styled(x)
         if not (self.center or self.whiten):
             return x
@@ -190,7 +222,7 @@ class RelativeProjector:
         return l2_normalise(x)
 
     def _check_input(self, x) -> np.ndarray:
-        if not hasattr(self, "anchors_"):
+        if not hasattr(self, "n_anchors_"):
             raise InputError("this RelativeProjector is not fitted yet; call fit(anchor_vectors) first")
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim_:
@@ -199,11 +231,20 @@ class RelativeProjector:
         return x
 
     def dense(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """The dense cosine relative representation after the same preprocessing (the secondary score)."""
+        """The dense cosine relative representation after the same preprocessing (the secondary score;
+        against the own anchors only when there is a background bank)."""
+        if getattr(self, "_blocks", None):
+            return self._blocks[0].dense(self._check_input(x), dtype)
         return cosine_relative(self._prepare(self._check_input(x)), self.anchors_, dtype)
 
     def transform(self, x: np.ndarray, *, block: Optional[int] = None):
         x = self._check_input(x)
+        if getattr(self, "_blocks", None):
+            own, bank = (b.transform(x, block=block) for b in self._blocks)
+            scale = np.float32(np.sqrt(self.background_weight))
+            if self.kind == "cosine":
+                return np.hstack([own, bank * scale])
+            return sp.hstack([own, bank * scale], format="csr").astype(np.float32)
         if self.kind == "cosine":
             return self.dense(x)
         block = block or BLOCK
@@ -284,7 +325,10 @@ class RelativeProjector:
     def get_params(self) -> dict:
         # "whiten" only when on: a manifest without it (every collection before whitening) means off.
         return {"kind": self.kind, "k": int(self.k), "p": float(self.p), "center": bool(self.center),
-                **({"whiten": float(self.whiten)} if self.whiten else {})}
+                **({"whiten": float(self.whiten)} if self.whiten else {}),
+                **({"background": int(self.background), "background_weight": float(self.background_weight),
+                    **({"background_k": int(self.background_k)} if self.background_k is not None else {})}
+                   if self.background else {})}
 
 
 def pivot(projector: RelativeProjector, landing: np.ndarray, x: np.ndarray, *,

@@ -49,8 +49,10 @@ from retrieval.version import __version__
 FORMAT = "retrieval-collection"
 # 2: items of any media modality, pivot anchor sets; 3: embeddings in memory-mapped .npy files;
 # 4: the manifest checksums its own content; 5: the projector may whiten ("whiten" in its params,
-# retrieval/core/whiten.py; absent means off, as in every earlier version). 1 to 4 are still read.
-FORMAT_VERSION = 5
+# retrieval/core/whiten.py; absent means off, as in every earlier version); 6: a background anchor
+# bank after the anchors ("background", "background_weight" in the projector's params, "background"
+# under "anchors"; retrieval/build/background.py; absent means none). 1 to 5 are still read.
+FORMAT_VERSION = 6
 MANIFEST = "manifest.json"
 # Formats whose folders --overwrite may replace: a collection, or a sharded one (retrieval/distributed.py).
 OVERWRITABLE_FORMATS = (FORMAT, "retrieval-sharded-collection")

