@@ -3,8 +3,8 @@
 For every single-view source of the ``pictures`` suite (Tux Paint, Open Clip Art, Scratch, emoji
 with Noto anchors), the anchor half of the concepts is the *pool*; N pairs of it are kept by each
 selector that ``retrieval build --n-anchors N --select METHOD`` offers, and the engine's default
-text -> image search (ASIF k = min(256, N), p = 2, centred, plus the label bridge) is measured on
-the unseen query half. Nothing is chosen here: the curve is what a user reads to pick N.
+text -> image search (ASIF k = min(256, N), p = 2, whitened, plus the background bank and the label
+bridge) is measured on the unseen query half. Nothing is chosen here: the curve is what a user reads to pick N.
 
 Bootstrapping (the thesis' growing of an anchor set): from a random seed of N0 pairs, the rest of the
 pool is given as two unpaired lists (pictures, captions); pairs that are each other's best match over
@@ -40,7 +40,7 @@ def curve(test: PictureTask, cfg: Dict) -> Dict[str, Dict[int, Dict[str, float]]
             ms = []
             for seed in seeds:
                 keep = select(method, test.ai, n, seed=seed, corpus=test.g)
-                t = PictureTask(test.at[keep], test.ai[keep], test.q, test.g, test.g_logits, test.classes)
+                t = PictureTask(test.at[keep], test.ai[keep], test.q, test.g, test.g_logits, test.classes, test.background)
                 ms.append(t.metrics("asif", cfg))
             out[method][n] = {k: float(np.mean([m[k] for m in ms])) for k in ("R@1", "R@10", "MRR")}
     return out
@@ -61,7 +61,7 @@ def bootstrap(test: PictureTask, cfg: Dict, seed_sizes=(25, 50, 100)) -> list:
         pi = RelativeProjector(k=k, p=a["p"], center=a["center"]).fit(test.ai[seed])
         pt = RelativeProjector(k=k, p=a["p"], center=a["center"]).fit(test.at[seed])
         proposals = bootstrap_pairs(pi.transform(test.ai[rest]), pt.transform(test.at[rest]), accept=len(rest))
-        seed_only = PictureTask(test.at[seed], test.ai[seed], test.q, test.g, test.g_logits, test.classes)
+        seed_only = PictureTask(test.at[seed], test.ai[seed], test.q, test.g, test.g_logits, test.classes, test.background)
         base = seed_only.metrics("asif", cfg)["R@10"]
         for m in (n0 // 2, n0, 2 * n0):
             acc = proposals[:m].astype(int)
@@ -69,9 +69,9 @@ def bootstrap(test: PictureTask, cfg: Dict, seed_sizes=(25, 50, 100)) -> list:
                 break
             mi, ti = rest[acc[:, 0]], rest[acc[:, 1]]
             grown = PictureTask(np.vstack([test.at[seed], test.at[ti]]), np.vstack([test.ai[seed], test.ai[mi]]),
-                                test.q, test.g, test.g_logits, test.classes)
+                                test.q, test.g, test.g_logits, test.classes, test.background)
             true_n = select("random", test.ai, n0 + m, seed=0)
-            truth = PictureTask(test.at[true_n], test.ai[true_n], test.q, test.g, test.g_logits, test.classes)
+            truth = PictureTask(test.at[true_n], test.ai[true_n], test.q, test.g, test.g_logits, test.classes, test.background)
             rows.append([n0, m, float(np.mean(mi == ti)), base, grown.metrics("asif", cfg)["R@10"],
                          truth.metrics("asif", cfg)["R@10"]])
     return rows
@@ -85,19 +85,21 @@ other half's captions, gallery: their pictures (unseen concepts). Selectors look
 images (`coverage` also at the gallery's, as a build looks at its corpus), never at captions. The
 search is the engine's default for single-view anchors (ASIF k = min({cfg['asif']['k']}, N),
 p = {cfg['asif']['p']:g}, whitened on the kept anchors with lambda {cfg['asif'].get('whiten', 0):g}, plus
-{cfg['w']:g} x the label bridge); random is the mean of
+{cfg['asif'].get('background', 0):g} x the score against the background bank (the pictures suite's, named per source),
+plus {cfg['w']:g} x the label bridge); random is the mean of
 {len(SEEDS)} draws. Test R@10, text -> image.""")
     summary, missing = {}, []
     for name in SOURCES:
         try:
-            test, _, pool = source_tasks(name, ctx.image, ctx.text, ctx.show_progress_bar)
+            test, _, pool, bank = source_tasks(name, ctx.image, ctx.text, ctx.show_progress_bar)
         except Exception as exc:  # noqa: BLE001 - a source whose data is not installed is named, not fatal
             missing.append(f"{name} ({str(exc).splitlines()[0][:200]})")
             continue
         res = curve(test, cfg)
         sizes = list(next(iter(res.values())))
         summary[name] = {m: {str(n): v for n, v in r.items()} for m, r in res.items()}
-        report.table(f"{name}: test R@10 against the number of anchors kept (pool {pool}, {len(test.q)} queries)",
+        report.table(f"{name}: test R@10 against the number of anchors kept (pool {pool}, {len(test.q)} queries; "
+                     f"background bank: {bank})",
                      ["anchors"] + list(SELECTORS), [[n] + [res[m][n]["R@10"] for m in SELECTORS] for n in sizes])
         report.plot(f"{name}.png", f"{name}: R@10 vs anchors kept (unseen, text->image)", "anchors", "R@10",
                     {m: (sizes, [res[m][n]["R@10"] for n in sizes]) for m in SELECTORS}, logx=True,

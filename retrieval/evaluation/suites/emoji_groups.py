@@ -21,7 +21,8 @@ from retrieval.evaluation.harness import (
 from retrieval.evaluation.report import Report
 
 
-def emoji_groups(report: Report, data, text_encoder, more: Optional[Dict] = None) -> Dict:
+def emoji_groups(report: Report, data, text_encoder, more: Optional[Dict] = None, bank=None) -> Dict:
+    """``bank``: (texts, images, what it is) of a background bank whose concepts are not emoji, or None."""
     from retrieval.api.classify import ZeroShotClassifier
 
     s = emoji_splits(data.names)
@@ -45,6 +46,14 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
                (f"ASIF default (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} whitened, lambda {DEFAULT_WHITEN:g})",
                 single, "noto", data),
                ("ASIF default, anchors pooled from both styles", single, "pooled", data)]
+    if bank is not None:  # the engine's emoji bank would hold the evaluated concepts: the picture sources' pairs
+        from retrieval.build.background import DEFAULT_WEIGHT as BANK_WEIGHT
+
+        n = len(bank[0])
+        configs.insert(3, (f"ASIF default + background bank x {BANK_WEIGHT:g}, not the classification default ({bank[2]}; "
+                           f"the engine's emoji bank would hold the evaluated concepts)",
+                           dict(single, background=n, background_weight=BANK_WEIGHT, background_k=min(DEFAULT_K, n)),
+                           "bank", data))
     from retrieval.build.options import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
 
     views_kp = {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}
@@ -69,11 +78,14 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
             style = None
             if isinstance(kind, tuple):
                 _, style, a_img, a_txt = view_anchors(d, anchors, kind)
+            elif kind == "bank":
+                a_img, a_txt = np.vstack([In[anchors], bank[1]]), np.vstack([T[anchors], bank[0]])
             else:
                 a_img = np.vstack([In[anchors], It[anchors]]) if kind == "pooled" else In[anchors]
                 a_txt = np.vstack([T[anchors], T[anchors]]) if kind == "pooled" else T[anchors]
             clf = ZeroShotClassifier([pretty[x] for x in labels_all], templates, text_encoder=text_encoder,
-                                     text_anchors=a_txt, image_anchors=a_img, projector_params=params, style=style)
+                                     text_anchors=a_txt, image_anchors=a_img, projector_params=params, style=style,
+                                     use_background=True)
             preds = clf.predict(It[evaluated], k=5)
             y = [pretty[str(x)] for x in truth[evaluated]]
             top1 = float(np.mean([p.labels[0] == t for p, t in zip(preds, y)]))
@@ -97,7 +109,9 @@ def run(report: Report, ctx) -> Dict:
                                svg_styles=True)
         more[LITE_PAIR] = (pair_data, lite_pair_views_kp())
         ctx.encoders["image (last row)"] = LITE_PAIR
-    return emoji_groups(report, data, ctx.text, more)
+    from retrieval.evaluation.suites.pictures import background_bank
+
+    return emoji_groups(report, data, ctx.text, more, background_bank("emoji", ctx.image, ctx.text, ctx.show_progress_bar))
 
 
 SUITE = Suite("emoji-groups", "zero-shot classification of emoji into Unicode groups and subgroups", run)

@@ -69,22 +69,33 @@ def label_bridge(logits: np.ndarray, classes: np.ndarray, q: np.ndarray) -> np.n
 
 class PictureTask:
     """Text -> image: anchors (text, image), queries (text), gallery (image) with its classifier
-    logits; row i of ``q`` matches row i of ``g``."""
+    logits; row i of ``q`` matches row i of ``g``. ``background``: (texts, images) of a background
+    bank from another domain (retrieval/build/background.py), or None."""
 
-    def __init__(self, at, ai, q, g, g_logits, classes):
+    def __init__(self, at, ai, q, g, g_logits, classes, background=None):
         self.at, self.ai, self.q, self.g, self.g_logits, self.classes = at, ai, q, g, g_logits, classes
+        self.background = background
 
-    def asif_parts(self, k, p, center, whiten=0.0):
+    def asif_parts(self, k, p, center, whiten=0.0, background=0.0):
         """(primary ASIF scores, secondary dense relative cosine, the anchor captions' primary scores
-        against the gallery: the reference bank of the hubness correction)."""
-        k = min(k, len(self.at))
-        pt = RelativeProjector(k=k, p=p, center=center, whiten=whiten).fit(self.at)
-        pi = RelativeProjector(k=k, p=p, center=center, whiten=whiten).fit(self.ai)
+        against the gallery: the reference bank of the hubness correction). ``background``: the
+        weight of the task's background bank, appended as the engine appends it (0: none)."""
+        kk, k = k, min(k, len(self.at))
+        at, ai, bg = self.at, self.ai, {}
+        if background:
+            if self.background is None:
+                raise ValueError("this task has no background bank")
+            at, ai = np.vstack([at, self.background[0]]), np.vstack([ai, self.background[1]])
+            # the bank block's k: the k asked for, capped at the bank (as a build sets it)
+            bg = dict(background=len(self.background[0]), background_weight=background,
+                      background_k=min(kk, len(self.background[0])))
+        pt = RelativeProjector(k=k, p=p, center=center, whiten=whiten, **bg).fit(at)
+        pi = RelativeProjector(k=k, p=p, center=center, whiten=whiten, **bg).fit(ai)
         g_rel = pi.transform(self.g)
         prim = (pt.transform(self.q) @ g_rel.T).toarray()
         sec = pt.dense(self.q) @ pi.dense(self.g).T
-        bank = (pt.transform(self.at) @ g_rel.T).toarray()
-        return prim, sec, bank
+        hub = (pt.transform(self.at) @ g_rel.T).toarray()
+        return prim, sec, hub
 
     def labels(self):
         return label_bridge(self.g_logits, self.classes, self.q)
@@ -125,12 +136,39 @@ def choose(tasks, method, base: Dict, key: str, grid):
     return best, best_m
 
 
+def background_bank(name: str, image_encoder, text_encoder, show_progress_bar=None):
+    """(texts, images, what it is) of the background bank a source's default is measured with: the
+    engine's default bank (every Noto emoji, captioned as the engine captions it) for the picture
+    sources; for emoji, whose query concepts that bank holds, the pairs of the other picture sources
+    (those installed). None when none can be had."""
+    from retrieval.build.background import TEMPLATE
+    from retrieval.errors import InputError
+    from retrieval.evaluation.data import load_emoji, load_pictures
+
+    if name != "emoji":
+        data = load_emoji(image_encoder, text_encoder, [TEMPLATE], show_progress_bar)
+        return data.texts[TEMPLATE], data.images["noto"], f"the engine's emoji bank ({len(data.names)} Noto emoji)"
+    parts = []
+    for other in SOURCES:
+        if other != "emoji":
+            try:
+                parts.append((other, load_pictures(other, image_encoder, text_encoder, show_progress_bar)))
+            except InputError:
+                continue
+    if not parts:
+        return None
+    return (np.vstack([d.texts for _, d in parts]), np.vstack([d.images for _, d in parts]),
+            f"the pairs of {', '.join(o for o, _ in parts)} ({sum(len(d.names) for _, d in parts)})")
+
+
 def source_tasks(name: str, image_encoder, text_encoder, show_progress_bar=None):
-    """(test task, validation tasks, anchors) of one source."""
+    """(test task, validation tasks, anchors, background bank description) of one source."""
     from retrieval.encoders.labels import class_vectors, imagenet_names
     from retrieval.evaluation.data import load_pictures
 
     classes = class_vectors(text_encoder, imagenet_names())
+    found = background_bank(name, image_encoder, text_encoder, show_progress_bar)
+    bank, about = (found[:2], found[2]) if found else (None, "none available")
     if name == "emoji":
         import pyarrow.parquet as pq
 
@@ -143,24 +181,25 @@ def source_tasks(name: str, image_encoder, text_encoder, show_progress_bar=None)
                           "emoji-twemoji", show_progress_bar)
 
         def task(a, q):
-            return PictureTask(T[a], In[a], T[q], It[q], lg[q], classes)
-        return task(s["anchor"], s["query"]), [task(a, q) for a, q in s["folds"]], len(s["anchor"])
+            return PictureTask(T[a], In[a], T[q], It[q], lg[q], classes, bank)
+        return task(s["anchor"], s["query"]), [task(a, q) for a, q in s["folds"]], len(s["anchor"]), about
     d = load_pictures(name, image_encoder, text_encoder, show_progress_bar)
     anchor, query, folds = split(d.names, name + ":")
     lg = image_logits(d.paths, name, show_progress_bar)
 
     def task(a, q):
-        return PictureTask(d.texts[a], d.images[a], d.texts[q], d.images[q], lg[q], classes)
-    return task(anchor, query), [task(a, q) for a, q in folds], len(anchor)
+        return PictureTask(d.texts[a], d.images[a], d.texts[q], d.images[q], lg[q], classes, bank)
+    return task(anchor, query), [task(a, q) for a, q in folds], len(anchor), about
 
 
 def engine_default() -> Dict:
     """What ``retrieval build`` does with a single-view anchor table (k capped at the anchors)."""
+    from retrieval.build.background import DEFAULT_WEIGHT as BACKGROUND_WEIGHT
     from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_WHITEN
     from retrieval.encoders.labels import DEFAULT_WEIGHT
 
-    return {"asif": dict(k=DEFAULT_K, p=DEFAULT_IMAGE_P, center=DEFAULT_CENTER, whiten=DEFAULT_WHITEN),
-            "w": DEFAULT_WEIGHT}
+    return {"asif": dict(k=DEFAULT_K, p=DEFAULT_IMAGE_P, center=DEFAULT_CENTER, whiten=DEFAULT_WHITEN,
+                         background=BACKGROUND_WEIGHT), "w": DEFAULT_WEIGHT}
 
 
 def source_rows(test: PictureTask, val: List[PictureTask]) -> List[Dict]:
@@ -179,15 +218,20 @@ def source_rows(test: PictureTask, val: List[PictureTask]) -> List[Dict]:
     add("label bridge alone (no anchors)", "labels", {}, mean_val(val, "labels", {}))
     csa, v = choose(val, "csa", {}, "csa", CSA_GRID)
     add("CSA: regularised CCA, correlation-weighted cosine", "csa", csa, v)
+    if test.background is None:  # nothing to append: the default is measured without its bank
+        default = {"asif": dict(default["asif"], background=0.0), "w": default["w"]}
     rel = {"asif": default["asif"]}
     nnn, v = choose(val, "asif+nnn", rel, "nnn", NNN_GRID)
-    add("default's ASIF + NNN hubness correction (bank: the anchor captions)", "asif+nnn", nnn, v)
+    add("default's ASIF + NNN hubness correction (reference bank: the anchor captions)", "asif+nnn", nnn, v)
     add("default's ASIF without the label bridge (route relative)", "asif", rel, mean_val(val, "asif", rel))
-    before = {"asif": dict(default["asif"], whiten=0.0), "w": default["w"]}
-    add("default without whitening (the default before)", "asif", before, mean_val(val, "asif", before))
+    unwhitened = {"asif": dict(default["asif"], whiten=0.0, background=0.0), "w": default["w"]}
+    add("default without whitening or background bank", "asif", unwhitened, mean_val(val, "asif", unwhitened))
+    before = {"asif": dict(default["asif"], background=0.0), "w": default["w"]}
+    add("default without the background bank (the default before)", "asif", before, mean_val(val, "asif", before))
+    bank = default["asif"]["background"]
     add(f"**engine default**: ASIF k={default['asif']['k']} p={default['asif']['p']:g} whitened "
-        f"(lambda {default['asif']['whiten']:g}) + {default['w']:g} x label bridge (route relative+labels)", "asif",
-        default, mean_val(val, "asif", default))
+        f"(lambda {default['asif']['whiten']:g})" + (f" + background bank x {bank:g}" if bank else "")
+        + f" + {default['w']:g} x label bridge (route relative+labels)", "asif", default, mean_val(val, "asif", default))
     return rows
 
 
@@ -208,21 +252,23 @@ the queries, so no query concept is ever an anchor. Choices marked *val* were ma
 of the anchor concepts. Ties are counted fairly. The engine default is what `retrieval build` does
 with such a table: ASIF k={default['asif']['k']} (at most the anchors) p={default['asif']['p']:g} after
 shrinkage whitening of both sides on their anchors (lambda {default['asif']['whiten']:g}, retrieval/core/whiten.py),
-plus {default['w']:g} x the label bridge (retrieval/encoders/labels.py). Image encoder `{image_encoder.name}`,
+plus {default['asif']['background']:g} x the score against a background bank of another domain (retrieval/build/background.py:
+every Noto emoji for the picture sources; for emoji, whose query concepts that bank holds, the three picture sources'
+pairs), plus {default['w']:g} x the label bridge (retrieval/encoders/labels.py). Image encoder `{image_encoder.name}`,
 text `{text_encoder.name}`.""")
     summary, missing = {}, []
     for name in SOURCES:
         try:
-            test, val, n_anchors = source_tasks(name, image_encoder, text_encoder, show_progress_bar)
+            test, val, n_anchors, bank = source_tasks(name, image_encoder, text_encoder, show_progress_bar)
         except InputError as exc:
             missing.append(f"{name}: {exc}")
             continue
         rows = source_rows(test, val)
-        report.table(f"{name}: {n_anchors} anchors, {len(test.q)} test queries (text -> image)",
+        report.table(f"{name}: {n_anchors} anchors, {len(test.q)} test queries (text -> image); background bank: {bank}",
                      ["method", "val R@10", "R@1", "R@10", "MRR", "choice"],
                      [[r["method"], (r["val"] or {}).get("R@10", ""), r["R@1"], r["R@10"], r["MRR"],
                        _cfg(r["config"])] for r in rows])
-        summary[name] = {"anchors": n_anchors, "queries": len(test.q), "rows": rows}
+        summary[name] = {"anchors": n_anchors, "queries": len(test.q), "background": bank, "rows": rows}
     if missing:
         report.text("Not measured in this run (install the Debian package named): " + "; ".join(missing))
     if summary:
