@@ -317,3 +317,19 @@ def test_classification_leaves_the_bank_out_unless_asked(tiny_data, fake_encoder
                                    image_anchors=anchors["image"], projector_params=bg.manifest["projector"],
                                    use_background=True)
     assert with_bank.class_rel.shape[1] == 2 * len(tiny_data["colours"])
+
+
+def test_explain_names_the_bank_and_counts_its_cost(tiny_data, fake_encoders, bank_table, tmp_path):
+    from retrieval import Collection, build_collection
+
+    kw = dict(KW, cache_dir=str(tmp_path / "cache"))
+    bg = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "b",
+                                          background=bank_table, **kw))
+    none = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "n",
+                                            background="none", **kw))
+    text = bg.plan("text").explain()
+    assert f"and background bank {bank_table} ({len(tiny_data['colours'])})" in text
+    def cost(col):
+        return {r.route: r.cost for r in col.plan("text").alternatives}["relative"]
+
+    assert cost(bg) > cost(none)  # the bank's anchors are relativised against too

@@ -76,7 +76,9 @@ class Collection(StoredCollection):
         for modality, enc in (encoders or {}).items():
             self._check_encoder(modality, enc)
         # Collections from before translators existed have only the anchor bridge.
-        self.bridges = [Bridge("anchors", (self.modality, "text"), manifest["anchors"].get("source", ""))]
+        bank = manifest["anchors"].get("background")  # named beside the anchors in EXPLAIN
+        self.bridges = [Bridge("anchors", (self.modality, "text"), manifest["anchors"].get("source", "")
+                               + (f" and background bank {bank['source']} ({bank['count']})" if bank else ""))]
         self.bridges += [Bridge("anchors", tuple(pv["modalities"]), pv.get("source", ""), indexed=False)
                          for pv in manifest.get("pivots", [])]
         for b in manifest.get("bridges", []):
@@ -173,7 +175,8 @@ class Collection(StoredCollection):
         ``target`` defaults to the collection's items."""
         target = self._target(target)
         spaces = {m: e["spec"] for m, e in self.manifest["encoders"].items()}
-        sizes = {"items": len(self.sides[target].abs), "anchors": self.manifest["anchors"]["count"],
+        bank = self.manifest["anchors"].get("background", {}).get("count", 0)  # relativised against too
+        sizes = {"items": len(self.sides[target].abs), "anchors": self.manifest["anchors"]["count"] + bank,
                  "k": self.manifest["projector"]["k"],
                  **{f"dim_{m}": e["dim"] for m, e in self.manifest["encoders"].items()},
                  **{f"anchors_{pv['modalities'][0]}_text": pv["count"] for pv in self.manifest.get("pivots", [])}}
