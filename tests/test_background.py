@@ -172,7 +172,9 @@ def test_default_bank_follows_the_anchors_and_the_environment(tiny_data, monkeyp
     monkeypatch.delenv(bg.ENV)
     assert bg.default_spec(single, None) == "emoji"
     views = AnchorSet(single.paths, single.captions, concepts=["x", "x"] + [str(i) for i in range(len(single) - 2)])
-    assert bg.default_spec(views, None) == "none"
+    assert bg.default_spec(views, None) == "emoji"
+    sounds = AnchorSet(single.paths, single.captions, modality="audio")
+    assert bg.default_spec(sounds, None) == "none"
     with pytest.raises(InputError, match="expected --background 'emoji', 'none' or an anchor table"):
         bg.default_spec(single, "no/such/bank.parquet")
     for bad in (0, -1.0, float("nan"), float("inf"), "heavy", True):
@@ -299,15 +301,20 @@ def test_cli_builds_with_a_bank_and_info_shows_it(tiny_data, fake_encoders, bank
     assert code != 0 and "background weight" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
-def test_classification_leaves_the_bank_out_unless_asked(tiny_data, fake_encoders, bank_table, tmp_path):
+def with_and_without(tiny_data, bank_table, tmp_path):
+    """The tiny collection built with the bank and without it (opened)."""
     from retrieval import Collection, build_collection
-    from retrieval.api.classify import ZeroShotClassifier
 
     kw = dict(KW, cache_dir=str(tmp_path / "cache"))
-    bg = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "b",
-                                          background=bank_table, **kw))
-    none = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "n",
-                                            background="none", **kw))
+    return tuple(Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / name,
+                                                  background=spec, **kw))
+                 for name, spec in (("with", bank_table), ("without", "none")))
+
+
+def test_classification_leaves_the_bank_out_unless_asked(tiny_data, fake_encoders, bank_table, tmp_path):
+    from retrieval.api.classify import ZeroShotClassifier
+
+    bg, none = with_and_without(tiny_data, bank_table, tmp_path)
     labels = [f"{c} thing" for c in tiny_data["colours"]]
     a, b = bg.classify(None, labels, k=3), none.classify(None, labels, k=3)
     assert [p.labels for p in a] == [p.labels for p in b]
@@ -320,16 +327,34 @@ def test_classification_leaves_the_bank_out_unless_asked(tiny_data, fake_encoder
 
 
 def test_explain_names_the_bank_and_counts_its_cost(tiny_data, fake_encoders, bank_table, tmp_path):
-    from retrieval import Collection, build_collection
-
-    kw = dict(KW, cache_dir=str(tmp_path / "cache"))
-    bg = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "b",
-                                          background=bank_table, **kw))
-    none = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "n",
-                                            background="none", **kw))
+    bg, none = with_and_without(tiny_data, bank_table, tmp_path)
     text = bg.plan("text").explain()
     assert f"and background bank {bank_table} ({len(tiny_data['colours'])})" in text
+
     def cost(col):
         return {r.route: r.cost for r in col.plan("text").alternatives}["relative"]
 
     assert cost(bg) > cost(none)  # the bank's anchors are relativised against too
+
+
+def test_a_views_build_runs_the_bank_through_its_style_normaliser(tiny_data, fake_encoders, bank_table, tmp_path):
+    import pyarrow.parquet as pq
+
+    from retrieval import Collection, build_collection
+    from retrieval.store.arrow import sparse_from_columns
+
+    from .test_style import _two_style_anchors
+
+    out = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "styled", background=bank_table,
+                           cache_dir=str(tmp_path / "cache"), **KW)
+    m = json.loads((out / "manifest.json").read_text())
+    n, n_bank = m["counts"]["anchors"], len(tiny_data["colours"])
+    assert m["style"]["concepts"] == n and m["anchors"]["background"]["count"] == n_bank
+    col = Collection.open(out)
+    proj = col.projectors["image"]
+    assert proj.style is not None and all(b.style is proj.style for b in proj._blocks)  # anchors and bank alike
+    table = pq.read_table(out / "items.parquet")
+    stored = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), n + n_bank)
+    assert abs(proj.transform(np.asarray(col.sides["image"].abs)) - stored).max() < 1e-6
+    for colour in tiny_data["colours"]:
+        assert col.search(f"a {colour} square", k=1)[0].path.endswith(f"{colour}.png")

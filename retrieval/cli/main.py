@@ -346,7 +346,7 @@ def _settings(sp, defaults: bool = True) -> None:
                     help="a background anchor bank relativised beside the anchors, its score added with "
                          "--background-weight: 'emoji' (every Noto emoji with its name, rendered and encoded once, "
                          "cached), 'none', or an anchor table or folder of your own of the same modalities; default "
-                         "emoji for images with one picture per caption, none with views and for sounds "
+                         "emoji for image anchors, none for sounds "
                          "($RETRIEVAL_BACKGROUND=none turns that default off)")
     sp.add_argument("--background-weight", type=float, default=d(None), metavar="BETA",
                     help=f"weight of the background bank's score (default {DEFAULT_BACKGROUND_WEIGHT:g})")

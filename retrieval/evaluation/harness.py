@@ -98,6 +98,8 @@ class EmojiTask:
         else:
             a_img = np.vstack([data.images[st][anchors] for st in styles])
             a_txt = np.vstack([T[anchors]] * len(styles))
+        # what a background bank's images go through as a build's would (the task's style normaliser)
+        self.direction, self.style = direction, (norm if views and normalise else None)
         if direction == "t2i":
             self.aq, self.ag, self.q, self.g = a_txt, a_img, T[queries], Ig[queries]
         else:
