@@ -77,8 +77,10 @@ class StoredCollection:
             table = read_parquet(self.folder, pv["file"])
             own, land = (dense_from_column(table.column(f"{x}_vector"), dims[x]) for x in (m, "text"))
             # "p" absent: written before pivot sets had their own p (they used the main set's). Pivot
-            # sets are never whitened (measured only without; whitening is the main set's setting).
-            self.pivots[m] = (RelativeProjector(**dict(params, k=pv["k"], p=pv.get("p", params["p"]),
+            # sets are never whitened (measured only without; whitening is the main set's setting) and
+            # have no background bank (the bank's rows follow the main anchors only).
+            own_params = {key: v for key, v in params.items() if not key.startswith("background")}
+            self.pivots[m] = (RelativeProjector(**dict(own_params, k=pv["k"], p=pv.get("p", params["p"]),
                                                               whiten=0.0)).fit(own), land)
         # What is read into memory: the tables' text columns and ids. Embeddings (format 3) are
         # memory-mapped; relative vectors are read only for backends that need them in memory
