@@ -108,7 +108,7 @@ def emoji_bank(show_progress_bar: Optional[bool] = None) -> AnchorSet:
             img = emoji.render_noto(c.char, font)
             if img is None:
                 continue
-            tmp = path.with_name(f".{path.name}.tmp")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two builds at once never share one
             img.save(tmp, format="PNG")
             os.replace(tmp, path)
         paths.append(str(path))
