@@ -193,3 +193,19 @@ def tone_data(tmp_path):
         tone(tmp_path / "sounds" / f"{c}.wav", hz, seconds=0.6, amplitude=0.3)
         (tmp_path / "sounds" / f"{c}.txt").write_text(f"{c} beep", encoding="utf-8")
     return {"anchors": str(tmp_path / "sound-anchors"), "corpus": str(tmp_path / "sounds"), "pitch": PITCH}
+
+
+@pytest.fixture
+def bank_table(tiny_data):
+    """A bank of another 'domain': larger tiles of the same colours, captioned otherwise."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tiny_data["root"] / "bank"
+    root.mkdir()
+    names = tiny_data["colours"]
+    for c in names:
+        solid(root / f"{c}.png", c, size=48)
+    pq.write_table(pa.table({"image": [f"bank/{c}.png" for c in names], "caption": [f"{c} paint" for c in names]}),
+                   tiny_data["root"] / "bank.parquet")
+    return str(tiny_data["root"] / "bank.parquet")

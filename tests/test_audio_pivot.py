@@ -14,9 +14,9 @@ FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", audio_encoder=
 
 
 @pytest.fixture(params=["none", "bank"])
-def image_col_with_sounds(request, tiny_data, tone_data, fake_encoders, tmp_path):
-    # with a background bank too (the anchors themselves serve as one): pivot sets never take it
-    bank = tiny_data["anchors"] if request.param == "bank" else "none"
+def image_col_with_sounds(request, tiny_data, tone_data, fake_encoders, bank_table, tmp_path):
+    # with a background bank too: pivot sets never take it
+    bank = bank_table if request.param == "bank" else "none"
     return build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "img", pivots=[tone_data["anchors"]],
                             k=3, p=2.0, background=bank, **FAKE)
 

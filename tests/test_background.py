@@ -56,24 +56,6 @@ def test_bad_bank_settings_are_refused_with_what_was_expected(bad, match):
         RelativeProjector(**kw).fit(vectors(40, 4, 7))
 
 
-@pytest.fixture
-def bank_table(tiny_data):
-    """A bank of another 'domain': larger tiles of the same colours, captioned otherwise."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from tests.conftest import solid
-
-    root = tiny_data["root"] / "bank"
-    root.mkdir()
-    names = tiny_data["colours"]
-    for c in names:
-        solid(root / f"{c}.png", c, size=48)
-    pq.write_table(pa.table({"image": [f"bank/{c}.png" for c in names], "caption": [f"{c} paint" for c in names]}),
-                   tiny_data["root"] / "bank.parquet")
-    return str(tiny_data["root"] / "bank.parquet")
-
-
 KW = dict(image_encoder="fake-image", text_encoder="fake-text", k=3, p=2.0)
 
 
@@ -358,3 +340,19 @@ def test_a_views_build_runs_the_bank_through_its_style_normaliser(tiny_data, fak
     assert abs(proj.transform(np.asarray(col.sides["image"].abs)) - stored).max() < 1e-6
     for colour in tiny_data["colours"]:
         assert col.search(f"a {colour} square", k=1)[0].path.endswith(f"{colour}.png")
+
+
+def test_bank_rows_the_anchors_already_have_are_left_out(tiny_data, bank_table, tmp_path):
+    from retrieval.build import background as bg
+    from retrieval.build.anchors import AnchorSet, load_anchor_set
+
+    anchors, bank = load_anchor_set(tiny_data["anchors"]), load_anchor_set(bank_table)
+    assert bg.without_duplicates(anchors, anchors.paths, anchors.captions) is None  # a bank of the anchors: none
+    assert bg.resolve(tiny_data["anchors"], anchors, explicit=True) is None
+    kept = bg.resolve(bank_table, anchors, explicit=True)
+    assert kept is not None and len(kept) == len(bank)  # nothing shared: the bank as it is
+    # one row shares a caption (other case and spaces), one a picture (the same bytes): both go
+    mixed = AnchorSet(bank.paths[:3] + [anchors.paths[0]], ["  A RED SQUARE ", bank.captions[1], bank.captions[2],
+                                                            "something else"], source="mixed")
+    out = bg.without_duplicates(mixed, anchors.paths, anchors.captions)
+    assert out.captions == [bank.captions[1], bank.captions[2]] and out.source == "mixed"

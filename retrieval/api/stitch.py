@@ -60,7 +60,7 @@ def stitch(folder: Path, manifest: Dict, modality: str, encoder: Encoder, a_vect
             style, _, b_vecs, _ = fit_views(anchor_set.concepts, b_vecs, np.zeros((len(b_vecs), 1), np.float32))
         where = anchor_set.source
         if len(b_vecs) == int(manifest["anchors"]["count"]) < len(a_vectors):  # the background bank comes last
-            bank = stored_bank(manifest, "encode it with the query's encoder")
+            bank = stored_bank(manifest, "encode it with the query's encoder", anchor_set.paths, anchor_set.captions)
             b_vecs = np.vstack([b_vecs, encode_anchors(bank, encoder, modality, cache_dir=cache_dir,
                                                        show_progress_bar=False)])
     else:
