@@ -209,3 +209,19 @@ def bank_table(tiny_data):
     pq.write_table(pa.table({"image": [f"bank/{c}.png" for c in names], "caption": [f"{c} paint" for c in names]}),
                    tiny_data["root"] / "bank.parquet")
     return str(tiny_data["root"] / "bank.parquet")
+
+
+def as_older_format(folder, dest, version: int):
+    """A copy of a collection whose manifest says it was written by format ``version`` (its checksum
+    made again, as that version's writer would have): for "older collections still open" tests."""
+    import json
+    import shutil
+
+    from retrieval.store.format import manifest_checksum
+
+    old = shutil.copytree(folder, dest)
+    m = json.loads((old / "manifest.json").read_text())
+    m["format_version"] = version
+    m["manifest_sha256"] = manifest_checksum(m)
+    (old / "manifest.json").write_text(json.dumps(m))
+    return old

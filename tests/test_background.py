@@ -246,19 +246,16 @@ def test_a_rotated_encoder_stitches_exactly_through_anchors_and_bank(tiny_data, 
 
 
 def test_a_format_5_collection_opens_without_a_bank_and_answers_as_before(tiny_data, fake_encoders, tmp_path):
-    import shutil
 
     from retrieval import Collection, build_collection
-    from retrieval.store.format import manifest_checksum
+
+    from .conftest import as_older_format
 
     plain = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "plain", background="none",
                              cache_dir=str(tmp_path / "cache"), **KW)
-    old = shutil.copytree(plain, tmp_path / "old")
-    m = json.loads((old / "manifest.json").read_text())
+    m = json.loads((plain / "manifest.json").read_text())
     assert "background" not in m["projector"] and "background" not in m["anchors"]
-    m["format_version"] = 5
-    m["manifest_sha256"] = manifest_checksum(m)
-    (old / "manifest.json").write_text(json.dumps(m))
+    old = as_older_format(plain, tmp_path / "old", 5)
     a, b = Collection.open(plain), Collection.open(old)
     assert b.manifest["format_version"] == 5 and b.projectors["image"].background == 0
     for c in tiny_data["colours"]:

@@ -114,19 +114,15 @@ def test_a_bad_whiten_option_fails_before_anything_is_written(tiny_data, fake_en
 
 def test_a_format_4_collection_opens_unwhitened_and_answers_as_before(tiny_data, fake_encoders, tmp_path):
     """What every collection written before whitening looks like: format 4, projector without "whiten"."""
-    import shutil
 
     from retrieval import Collection, build_collection
-    from retrieval.store.format import manifest_checksum
+
+    from .conftest import as_older_format
 
     kw = dict(image_encoder="fake-image", text_encoder="fake-text", k=3, p=2.0, cache_dir=str(tmp_path / "cache"))
     plain = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "plain", whiten=0, **kw)
-    old = shutil.copytree(plain, tmp_path / "old")
-    m = json.loads((old / "manifest.json").read_text())
-    assert "whiten" not in m["projector"]
-    m["format_version"] = 4
-    m["manifest_sha256"] = manifest_checksum(m)
-    (old / "manifest.json").write_text(json.dumps(m))
+    assert "whiten" not in json.loads((plain / "manifest.json").read_text())["projector"]
+    old = as_older_format(plain, tmp_path / "old", 4)
     a, b = Collection.open(plain), Collection.open(old)
     assert b.manifest["format_version"] == 4 and b.projectors["image"].whiten == 0
     for c in tiny_data["colours"]:

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from retrieval.core.ranking import topk_with_ties
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.relative import RelativeProjector, without_background
 from retrieval.encoders.base import Encoder, l2_normalise
 from retrieval.errors import InputError
 
@@ -76,7 +76,7 @@ class ZeroShotClassifier:
             # digits up, emoji groups down below plain ASIF, subgroups up: docs/research/README.md), so
             # classification uses the anchors alone unless asked (the bank's rows come last).
             text_anchors, image_anchors = text_anchors[:-n_bank], image_anchors[:-n_bank]
-            projector_params = {k: v for k, v in projector_params.items() if not k.startswith("background")}
+            projector_params = without_background(projector_params)
         if not labels or any(not lab for lab in labels):
             raise InputError(f"expected non-empty labels, got {labels[:5]!r}")
         if len(set(labels)) != len(labels):

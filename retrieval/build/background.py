@@ -56,9 +56,11 @@ def default_spec(anchor_set: AnchorSet, spec: Optional[str]) -> str:
 
 
 def check_weight(weight) -> float:
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight == weight \
-            or weight in (float("inf"),) or weight <= 0:
-        raise InputError(f"expected a finite background weight > 0, got {weight!r}")
+    import math
+
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+        raise InputError(f"expected a finite background weight > 0, got {weight!r} (for no bank at all, pass "
+                         f"--background none)")
     return float(weight)
 
 

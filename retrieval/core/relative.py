@@ -331,6 +331,15 @@ class RelativeProjector:
                    if self.background else {})}
 
 
+BACKGROUND_PARAMS = ("background", "background_weight", "background_k")
+
+
+def without_background(params: dict) -> dict:
+    """Projector parameters (``get_params``'s form) without the background bank's: for anchors that
+    never carry it (pivot sets) or uses that leave it out (classification)."""
+    return {key: v for key, v in params.items() if key not in BACKGROUND_PARAMS}
+
+
 def pivot(projector: RelativeProjector, landing: np.ndarray, x: np.ndarray, *,
           center: Optional[bool] = None) -> np.ndarray:
     """Carry vectors into another space through parallel anchors: relativise ``x`` against the

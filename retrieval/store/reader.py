@@ -14,7 +14,7 @@ from typing import Dict
 import numpy as np
 import pyarrow.parquet as pq
 
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.relative import RelativeProjector, without_background
 from retrieval.indexes import ExactIndex, make_index
 from retrieval.store.arrow import dense_from_column, sparse_from_columns
 from retrieval.store.bridges import load_style, load_translator
@@ -79,8 +79,7 @@ class StoredCollection:
             # "p" absent: written before pivot sets had their own p (they used the main set's). Pivot
             # sets are never whitened (measured only without; whitening is the main set's setting) and
             # have no background bank (the bank's rows follow the main anchors only).
-            own_params = {key: v for key, v in params.items() if not key.startswith("background")}
-            self.pivots[m] = (RelativeProjector(**dict(own_params, k=pv["k"], p=pv.get("p", params["p"]),
+            self.pivots[m] = (RelativeProjector(**dict(without_background(params), k=pv["k"], p=pv.get("p", params["p"]),
                                                               whiten=0.0)).fit(own), land)
         # What is read into memory: the tables' text columns and ids. Embeddings (format 3) are
         # memory-mapped; relative vectors are read only for backends that need them in memory
