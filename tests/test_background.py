@@ -339,13 +339,14 @@ def test_a_views_build_runs_the_bank_through_its_style_normaliser(tiny_data, fak
         assert col.search(f"a {colour} square", k=1)[0].path.endswith(f"{colour}.png")
 
 
-def test_bank_rows_the_anchors_already_have_are_left_out(tiny_data, bank_table, tmp_path):
+def test_bank_rows_the_anchors_already_have_are_left_out(tiny_data, bank_table, tmp_path, caplog):
     from retrieval.build import background as bg
     from retrieval.build.anchors import AnchorSet, load_anchor_set
 
     anchors, bank = load_anchor_set(tiny_data["anchors"]), load_anchor_set(bank_table)
     assert bg.without_duplicates(anchors, anchors.paths, anchors.captions) is None  # a bank of the anchors: none
     assert bg.resolve(tiny_data["anchors"], anchors, explicit=True) is None
+    assert "every pair of" in caplog.text and "already among the anchors" in caplog.text
     kept = bg.resolve(bank_table, anchors, explicit=True)
     assert kept is not None and len(kept) == len(bank)  # nothing shared: the bank as it is
     # one row shares a caption (other case and spaces), one a picture (the same bytes): both go

@@ -86,7 +86,10 @@ def resolve(spec: str, anchor_set: AnchorSet, *, explicit: bool,
             raise InputError(f"expected background anchors pairing {anchor_set.modality} with text, one row per "
                              f"concept, got {bank.modality} anchors{' with views' if bank.has_views else ''} from "
                              f"{spec!r}")
-    return without_duplicates(bank, anchor_set.paths, anchor_set.captions)
+    kept = without_duplicates(bank, anchor_set.paths, anchor_set.captions)
+    if kept is None and explicit:
+        log.warning("no background bank: every pair of %s is already among the anchors", bank.source)
+    return kept
 
 
 def without_duplicates(bank: AnchorSet, paths, captions) -> Optional[AnchorSet]:
