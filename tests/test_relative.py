@@ -163,3 +163,59 @@ def test_hnsw_selection_finds_most_of_the_true_top_k():
     recall = np.mean([len(set(exact[i].indices) & set(approx[i].indices)) / 20 for i in range(200)])
     assert 0.9 <= recall <= 1.0
     assert (np.diff(approx.indptr) == 20).all() and np.all(np.diff(approx.indices.reshape(200, 20), axis=1) > 0)
+
+
+@pytest.mark.parametrize("params", [dict(center=True), dict(whiten=9.0)])
+def test_centring_inputs_on_the_anchors_own_mean_changes_nothing(params):
+    rng = np.random.default_rng(3)
+    anchors, x = rng.normal(size=(80, 16)).astype(np.float32), rng.normal(size=(7, 16)).astype(np.float32)
+    proj = RelativeProjector(k=8, p=2.0, **params).fit(anchors)
+    own = proj.input_mean(anchors)
+    again = proj.centred_on(own)
+    assert np.allclose(again.transform(x).toarray(), proj.transform(x).toarray(), atol=1e-5)
+    assert np.allclose(again.dense(x), proj.dense(x), atol=1e-5)
+
+
+def test_with_a_background_bank_both_blocks_centre_inputs_on_the_given_mean():
+    rng = np.random.default_rng(6)
+    proj = RelativeProjector(k=8, center=True, background=20).fit(rng.normal(size=(80, 16)).astype(np.float32))
+    mean = rng.normal(size=16).astype(np.float32)
+    assert all(np.array_equal(b.mean_, mean) for b in proj.centred_on(mean)._blocks)
+    assert not any(np.array_equal(b.mean_, mean) for b in proj._blocks)
+
+
+def test_inputs_centred_on_their_own_mean_undo_a_domain_offset():
+    """Inputs = anchors' twins plus one shared offset (another 'domain'): centred on the anchors' mean
+    they all lean on the same anchors; centred on their own mean each finds its twin again."""
+    rng = np.random.default_rng(4)
+    anchors = rng.normal(size=(60, 32)).astype(np.float32)
+    anchors /= np.linalg.norm(anchors, axis=1, keepdims=True)
+    inputs = anchors + 3.0 * rng.normal(size=32).astype(np.float32)
+    proj = RelativeProjector(k=1, p=1.0, center=True).fit(anchors)
+    nearest = proj.transform(inputs).toarray().argmax(1)
+    recentred = proj.centred_on(proj.input_mean(inputs)).transform(inputs).toarray().argmax(1)
+    assert np.mean(nearest == np.arange(60)) < 0.5
+    assert np.mean(recentred == np.arange(60)) > 0.95
+    # the anchors themselves are untouched: the copy shares them, the original keeps its own mean
+    assert np.array_equal(proj.transform(anchors).toarray().argmax(1), np.arange(60))
+
+
+def test_input_mean_is_the_mean_of_unit_rows_in_blocks():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(50, 8)).astype(np.float32) * rng.uniform(0.1, 9, size=(50, 1)).astype(np.float32)
+    proj = RelativeProjector(k=4, center=True).fit(rng.normal(size=(20, 8)).astype(np.float32))
+    want = (x / np.linalg.norm(x, axis=1, keepdims=True)).mean(0)
+    assert np.allclose(proj.input_mean(x, block=7), want, atol=1e-6)
+
+
+def test_centring_errors_say_expected_and_received():
+    proj = RelativeProjector(k=2, center=True)
+    with pytest.raises(InputError, match="not fitted"):
+        proj.centred_on(np.zeros(4, np.float32))
+    proj.fit(np.eye(4, dtype=np.float32))
+    with pytest.raises(InputError, match="width 4.*shape \\(3,\\)"):
+        proj.centred_on(np.zeros(3, np.float32))
+    with pytest.raises(InputError, match="at least one vector"):
+        proj.input_mean(np.zeros((0, 4), np.float32))
+    with pytest.raises(InputError, match="width 4"):
+        proj.input_mean(np.zeros((3, 5), np.float32))

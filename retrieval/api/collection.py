@@ -418,11 +418,14 @@ class Collection(StoredCollection):
     # ---- classification -----------------------------------------------------------------------
     def classifier(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotClassifier:
         """An ASIF zero-shot classifier of this collection's modality over ``labels``, prompts
-        averaged over ``templates``."""
+        averaged over ``templates``. Inputs are centred on the mean of the collection's items (its
+        corpus) rather than the anchors' when it holds at least ``classify.MIN_CORPUS`` of them: the
+        collection is the domain its inputs are classified in."""
         return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"),
                                   text_anchors=self.anchor_vectors["text"],
                                   image_anchors=self.anchor_vectors[self.modality],
-                                  projector_params=self.manifest["projector"], style=self.style)
+                                  projector_params=self.manifest["projector"], style=self.style,
+                                  corpus=self.sides[self.modality].abs)
 
     def classify(self, inputs: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5, batch_size: int = 32,

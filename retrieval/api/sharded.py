@@ -92,7 +92,8 @@ class ShardedCollection:
         return self.first.plan(modality, self._target(target), route)
 
     def classify(self, inputs, labels, **kwargs):
-        """Classify files (the anchors are the same in every shard, so the first shard answers)."""
+        """Classify files (the anchors are the same in every shard, so the first shard answers; its
+        items stand for the corpus whose mean the inputs are centred on)."""
         if inputs is None:
             raise InputError("expected files to classify: a sharded collection's own items live in its shards; "
                              "classify a shard folder (NAME/shard-00000, ...) to label its items")

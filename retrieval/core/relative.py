@@ -13,6 +13,7 @@ The maths is in module functions; :class:`RelativeProjector` is a thin scikit-le
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Optional
 
@@ -318,6 +319,42 @@ class RelativeProjector:
             return self.transform(x)
         rows = [self.transform(x[i:i + 1]) for i in range(len(x))]
         return sp.vstack(rows, format="csr").astype(np.float32) if self.kind == "asif" else np.vstack(rows)
+
+    def input_mean(self, x: np.ndarray, *, block: int = 65536) -> np.ndarray:
+        """The mean of ``x``'s rows as this projector sees them (unit rows, after its style
+        normaliser), in float64: what :meth:`centred_on` takes. In blocks, so a memory-mapped corpus
+        is never copied whole."""
+        x = self._check_input(x)
+        if len(x) == 0:
+            raise InputError("expected at least one vector to take a mean of, got none")
+        style = self._blocks[0].style if getattr(self, "_blocks", None) else self.style
+        total = np.zeros(x.shape[1], np.float64)
+        for i in range(0, len(x), block):
+            part = x[i:i + block]
+            total += l2_normalise(style.transform(part) if style is not None else part).sum(0, dtype=np.float64)
+        return total / len(x)
+
+    def centred_on(self, mean: np.ndarray) -> "RelativeProjector":
+        """A copy that centres its *inputs* on ``mean`` (see :meth:`input_mean`) instead of the
+        anchors' mean; the anchors, their whitening and everything else stay as fitted.
+
+        Inputs of another domain than the anchors (MNIST digits against scikit-learn's 8x8 ones,
+        Twemoji drawings against Noto's) share an offset from the anchors' mean that pulls every one
+        of them towards the same few anchors; centring them on their own domain's mean removes it
+        (results/digits). Without centring or whitening nothing is centred, so this changes nothing.
+        """
+        mean = np.asarray(mean, np.float32)
+        if not hasattr(self, "n_anchors_"):
+            raise InputError("this RelativeProjector is not fitted yet; call fit(anchor_vectors) first")
+        if mean.shape != (self.dim_,) or not np.all(np.isfinite(mean)):
+            raise InputError(f"expected a finite mean vector of width {self.dim_} (the anchors' width), "
+                             f"got shape {mean.shape}")
+        out = copy.copy(self)
+        if getattr(self, "_blocks", None):
+            out._blocks = tuple(b.centred_on(mean) for b in self._blocks)
+        elif self.center or self.whiten:
+            out.mean_ = mean
+        return out
 
     def fit_transform(self, anchors: np.ndarray, x: np.ndarray):
         return self.fit(anchors).transform(x)

@@ -1,0 +1,86 @@
+"""ZeroShotClassifier: inputs centred on their corpus's mean (synthetic domains, exact checks)."""
+
+import numpy as np
+import pytest
+
+from retrieval.api.classify import MIN_CORPUS, ZeroShotClassifier
+
+
+class WordEncoder:
+    """Text encoder stand-in: a prompt's vector is the fixed random vector of its last word."""
+
+    def __init__(self, words, dim=24, seed=0):
+        rng = np.random.default_rng(seed)
+        self.vec = {w: rng.normal(size=dim).astype(np.float32) for w in words}
+
+    def encode(self, texts, **_):
+        return np.stack([self.vec[t.split()[-1]] for t in texts])
+
+
+OFFSET = 16.0  # the other domain's shift, in units of a class's spread (0.3): a large one
+
+
+def domains(n_classes=6, per_class=40, seed=1):
+    """Anchors: one caption and one picture per class and a few repeats; inputs: pictures of the same
+    classes from another 'domain' (a large shared offset), with their true classes."""
+    rng = np.random.default_rng(seed)
+    words = [f"c{i}" for i in range(n_classes)]
+    enc = WordEncoder(words)
+    protos = rng.normal(size=(n_classes, 32)).astype(np.float32)
+    cls = np.repeat(np.arange(n_classes), 10)
+    img_anchors = protos[cls] + 0.3 * rng.normal(size=(len(cls), 32)).astype(np.float32)
+    txt_anchors = enc.encode([f"a {words[c]}" for c in cls]) + 0.05 * rng.normal(size=(len(cls), 24)).astype(np.float32)
+    truth = np.repeat(np.arange(n_classes), per_class)
+    offset = OFFSET * rng.normal(size=32).astype(np.float32)
+    inputs = protos[truth] + 0.3 * rng.normal(size=(len(truth), 32)).astype(np.float32) + offset
+    return enc, words, txt_anchors, img_anchors, inputs, truth
+
+
+PARAMS = {"kind": "asif", "k": 8, "p": 2.0, "center": True, "whiten": 9.0}
+
+
+def classifier(corpus=None, params=PARAMS):
+    enc, words, ta, ia, inputs, truth = domains()
+    clf = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, text_anchors=ta, image_anchors=ia,
+                             projector_params=params, corpus=corpus)
+    return clf, words, inputs, truth
+
+
+def top1(clf, words, inputs, truth):
+    return np.mean([p.labels[0] == words[t] for p, t in zip(clf.predict(inputs, k=1), truth)])
+
+
+def test_inputs_of_another_domain_are_classified_against_their_corpus_mean():
+    before, words, inputs, truth = classifier()
+    after = classifier(corpus=inputs)[0]
+    assert before.centred_on == "anchors" and after.centred_on == f"corpus ({len(inputs)} items)"
+    assert top1(before, words, inputs, truth) < 0.6
+    assert top1(after, words, inputs, truth) > 0.9
+
+
+def test_an_input_is_labelled_the_same_alone_or_in_a_batch():
+    clf, words, inputs, truth = classifier(corpus=domains()[4])
+    batch = clf.predict(inputs[:30], k=3)
+    alone = [clf.predict(inputs[i:i + 1], k=3)[0] for i in range(30)]
+    assert [p.labels for p in batch] == [p.labels for p in alone]
+
+
+def test_a_small_corpus_or_an_uncentred_projector_keeps_the_anchors_mean():
+    enc, words, ta, ia, inputs, truth = domains()
+    small = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, text_anchors=ta, image_anchors=ia,
+                               projector_params=PARAMS, corpus=inputs[:MIN_CORPUS - 1])
+    plain = {"kind": "asif", "k": 8, "p": 8.0, "center": False}
+    raw = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, text_anchors=ta, image_anchors=ia,
+                             projector_params=plain, corpus=inputs)
+    none = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, text_anchors=ta, image_anchors=ia,
+                              projector_params=PARAMS)
+    assert small.centred_on == raw.centred_on == "anchors"
+    assert np.array_equal(small.scores(inputs), none.scores(inputs))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((200, 5), np.float32)])
+def test_a_corpus_of_another_width_is_refused(bad):
+    from retrieval.errors import InputError
+
+    with pytest.raises(InputError, match="width 32"):
+        classifier(corpus=bad)
