@@ -175,3 +175,21 @@ def test_views_task_keeps_concepts_a_style_does_not_draw_as_a_build_does():
     q, g = data.texts["an emoji of {}"][s["query"]], data.images["twemoji"][s["query"]]
     got = M.asif(task.aq, task.ag, task.q, task.g, k=16, p=3.0, center=True, engine=False)
     np.testing.assert_allclose(got, (txt.transform(q) @ img.transform(g).T).toarray(), atol=1e-5)
+
+
+def test_tuxpaint_stamp_sounds_are_named_by_their_stamp_and_skip_spoken_files(tmp_path):
+    from retrieval.datasets.sounds import _tuxpaint_sounds
+
+    birds, letters = tmp_path / "animals" / "birds", tmp_path / "symbols" / "alphabets" / "latin"
+    birds.mkdir(parents=True)
+    letters.mkdir(parents=True)
+    for name, text in (("heron", "A great blue heron.\nfr.utf8=Un heron"), ("owl_2", "fr.utf8=Un hibou")):
+        (birds / f"{name}.txt").write_text(text, encoding="utf-8")
+        (birds / f"{name}.ogg").write_bytes(b"OggS")
+    for spoken in ("heron_fr.ogg", "heron_desc_fr.ogg", "lonely.ogg"):  # languages; no .txt beside it
+        (birds / spoken).write_bytes(b"OggS")
+    (letters / "a.txt").write_text("A.", encoding="utf-8")
+    (letters / "a.ogg").write_bytes(b"OggS")
+    found = _tuxpaint_sounds(tmp_path)
+    assert [(s.name, s.words, s.source) for s in found] == [("heron", "a great blue heron", "tuxpaint"),
+                                                            ("owl_2", "owl", "tuxpaint")]

@@ -7,13 +7,14 @@ from typing import Dict
 
 import numpy as np
 
-from retrieval.core.metrics import retrieval_metrics
+from retrieval.core.metrics import lexicographic, retrieval_metrics
 from retrieval.datasets.emoji import stable_hash
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.harness import CAPTION, METRIC_COLS, Suite, chance, row
 from retrieval.evaluation.report import Report
 
 SOUND_CAPTION = "the sound of {}"
+DEFAULT_BANK_K = 256  # the bank block's k, as a build sets it from the default k (capped at the bank)
 
 
 def _mask_twins(scores: np.ndarray, q_words, g_words, targets) -> np.ndarray:
@@ -25,8 +26,9 @@ def _mask_twins(scores: np.ndarray, q_words, g_words, targets) -> np.ndarray:
     return scores
 
 
-def sounds(report: Report, snd, emoji_data) -> Dict:
-    """Text <-> audio across two folds of named sounds; audio -> emoji images through the pivot route."""
+def sounds(report: Report, snd, emoji_data, bank=None) -> Dict:
+    """Text <-> audio across two folds of named sounds; audio -> emoji images through the pivot route.
+    ``bank``: (caption vectors, audio vectors, what it is) of a sound bank from another package, or None."""
     from retrieval.build.options import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, DEFAULT_WHITEN
     from retrieval.core.relative import RelativeProjector, pivot
     from retrieval.datasets.sounds import EMOJI_OF
@@ -77,6 +79,8 @@ p = {DEFAULT_P:g}, centred = {DEFAULT_CENTER}) chosen on the emoji suite.""")
                 row("translation: orthogonal (Procrustes)", fold_metrics(tr)),
                 row("translation: affine", fold_metrics(fold_scores(direction, M.translate, method="affine"))),
                 row("fusion (RRF) of relative + Procrustes", fold_metrics(fused))]
+        if bank is not None:  # measured, not the default (docs/research: a sound bank)
+            rows += bank_rows(direction, bank, fold_scores, fold_metrics, asif_kw)
         report.table(f"{label}: queries of one fold against anchors from the other, both folds pooled "
                      f"({n} queries)", ["method"] + METRIC_COLS, rows)
         routes[label] = {"relative": rows[1][3], "translation": rows[6][3], "fusion": rows[8][3]}
@@ -170,11 +174,61 @@ as `PIVOT_HOP` x its continuation's estimate, with `PIVOT_HOP` = {PIVOT_HOP:.2f}
     return out
 
 
+def bank_rows(direction: str, bank, fold_scores, fold_metrics, asif_kw) -> list:
+    """Rows with a background bank of sounds appended to each fold's anchors, as the picture suites'
+    default appends the emoji bank: the relative route at two weights, and Procrustes fitted on the
+    anchors and the bank together."""
+    from retrieval.core.relative import RelativeProjector
+
+    b_text, b_audio, about = bank
+    b_q, b_g = (b_text, b_audio) if direction == "t2a" else (b_audio, b_text)
+
+    def with_bank(aq, ag, q, g, *, weight, **kw):
+        bg = dict(background=len(b_q), background_weight=weight, background_k=min(DEFAULT_BANK_K, len(b_q)))
+        pq_ = RelativeProjector(**kw, **bg).fit(np.vstack([aq, b_q]))
+        pg = RelativeProjector(**kw, **bg).fit(np.vstack([ag, b_g]))
+        return lexicographic((pq_.transform(q) @ pg.transform(g).T).toarray(), pq_.dense(q) @ pg.dense(g).T)
+
+    def procrustes_bank(aq, ag, q, g):
+        return M.translate(np.vstack([aq, b_q]), np.vstack([ag, b_g]), q, g, method="orthogonal")
+
+    out = []
+    for weight in (1.0, 1.5):
+        out.append(row(f"relative: ASIF default + sound bank x {weight:g} ({about}; not the default)",
+                       fold_metrics(fold_scores(direction, with_bank, weight=weight, **asif_kw))))
+    out.append(row(f"translation: Procrustes fitted on the anchors + the sound bank ({about}; not the default)",
+                   fold_metrics(fold_scores(direction, procrustes_bank))))
+    return out
+
+
+def sound_bank(audio_encoder, text_encoder, show_progress_bar=None):
+    """(caption vectors, audio vectors, what it is) of Tux Paint's stamp sounds, or None when the
+    package is not installed."""
+    from retrieval.build.anchors import AnchorSet, encode_anchors
+    from retrieval.datasets.sounds import find_sounds
+    from retrieval.errors import InputError
+
+    try:
+        found = find_sounds(("tuxpaint",))
+    except InputError:
+        return None
+    sset = AnchorSet([s.path for s in found], [SOUND_CAPTION.format(s.words) for s in found], source="tuxpaint-sounds",
+                     modality="audio")
+    kw = dict(show_progress_bar=show_progress_bar)
+    return (encode_anchors(sset, text_encoder, "text", batch_size=64, **kw),
+            encode_anchors(sset, audio_encoder, "audio", batch_size=16, **kw),
+            f"Tux Paint's {len(found)} stamp sounds")
+
+
 def run(report: Report, ctx) -> Dict:
     from retrieval.evaluation.data import load_emoji, load_sounds
 
     snd = load_sounds(ctx.audio, ctx.text, SOUND_CAPTION, ctx.show_progress_bar)
-    return sounds(report, snd, load_emoji(ctx.image, ctx.text, [CAPTION], ctx.show_progress_bar))
+    bank = sound_bank(ctx.audio, ctx.text, ctx.show_progress_bar)
+    if bank is None:
+        report.text("The sound bank rows need Debian's tuxpaint-stamps-default (apt-get install "
+                    "tuxpaint-stamps-default); not installed here, so they are left out.")
+    return sounds(report, snd, load_emoji(ctx.image, ctx.text, [CAPTION], ctx.show_progress_bar), bank)
 
 
 SUITE = Suite("sounds", "text<->audio retrieval over named sound effects, and audio->image search through the pivot "
