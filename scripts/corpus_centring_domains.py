@@ -43,7 +43,7 @@ def classification(image, text):
         for corpus in (None, d.mnist) if params.get("center") else (None,):
             clf = ZeroShotClassifier(list(DIGIT_WORDS), ["a handwritten digit {}"], text_encoder=text,
                                      text_anchors=d.sk_captions, image_anchors=d.sk_images, projector_params=params,
-                                     corpus=corpus)
+                                     whiten=params.get("whiten", 0.0), corpus=corpus)
             preds = clf.predict(d.mnist, k=5)
             t1 = np.array([p.labels[0] for p in preds]) == y
             t5 = np.array([t in p.labels for p, t in zip(preds, y)])
@@ -63,7 +63,8 @@ def classification(image, text):
         for name, params in configs:
             for corpus in (None, It) if params.get("center") else (None,):
                 clf = ZeroShotClassifier(labels, templates, text_encoder=text, text_anchors=T[anchors],
-                                         image_anchors=In[anchors], projector_params=params, corpus=corpus)
+                                         image_anchors=In[anchors], projector_params=params,
+                                         whiten=params.get("whiten", 0.0), corpus=corpus)
                 preds = clf.predict(It[ev], k=5)
                 rows.append({"suite": f"emoji {level}", "method": name, "centred on": clf.centred_on,
                              "top-1 (first half / other half / all)":

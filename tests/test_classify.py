@@ -84,3 +84,11 @@ def test_a_corpus_of_another_width_is_refused(bad):
 
     with pytest.raises(InputError, match="width 32"):
         classifier(corpus=bad)
+
+
+def test_classification_leaves_the_collections_whitening_out_unless_asked():
+    enc, words, ta, ia, inputs, truth = domains()
+    kw = dict(text_encoder=enc, text_anchors=ta, image_anchors=ia, projector_params=PARAMS)
+    assert PARAMS["whiten"] == 9.0
+    assert ZeroShotClassifier(words, ["a {}"], **kw).image_proj.whiten == 0.0
+    assert ZeroShotClassifier(words, ["a {}"], whiten=9.0, **kw).image_proj.whiten == 9.0

@@ -25,6 +25,11 @@ DEFAULT_TEMPLATES = ("a photo of a {}", "an emoji of {}", "an image of {}")
 # would remove what tells them apart: the anchors' mean is used instead. A judgement, not a fit: the
 # suites' corpora (5,000 MNIST digits, 1,758 Twemoji drawings) are far above it.
 MIN_CORPUS = 100
+# Classification's own whitening: none, whatever the collection was built with. Chosen on validation
+# folds in two domains (emoji groups and subgroups on the anchor concepts' folds, MNIST's first half:
+# mean top-1 0.377 without against 0.358 with lambda 9; results/experiments/classify_validation.md);
+# whitening was chosen for retrieval, on retrieval's folds.
+CLASSIFY_WHITEN = 0.0
 
 
 @dataclass
@@ -72,12 +77,14 @@ def read_labels(path) -> List[str]:
 class ZeroShotClassifier:
     def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder,
                  text_anchors: np.ndarray, image_anchors: np.ndarray, projector_params: Dict, style=None,
-                 use_background: bool = False, corpus: Optional[np.ndarray] = None):
+                 use_background: bool = False, corpus: Optional[np.ndarray] = None,
+                 whiten: Optional[float] = None):
         """``corpus``: vectors of the corpus the inputs come from (a collection's items): with at
         least MIN_CORPUS of them, inputs are centred on their mean instead of on the image anchors'
         mean, which on inputs of another domain than the anchors lifts top-1 (results/digits,
         results/emoji-groups). None or fewer: the anchors' mean, as before. Either way an input's
-        labels never depend on the other inputs classified with it."""
+        labels never depend on the other inputs classified with it. ``whiten``: the shrinkage
+        whitening strength; None = CLASSIFY_WHITEN (off), whatever ``projector_params`` say."""
         labels = [str(lab).strip() for lab in labels]
         n_bank = int(projector_params.get("background", 0) or 0)
         if n_bank and not use_background:
@@ -87,6 +94,9 @@ class ZeroShotClassifier:
             # classification uses the anchors alone unless asked (the bank's rows come last).
             text_anchors, image_anchors = text_anchors[:-n_bank], image_anchors[:-n_bank]
             projector_params = without_background(projector_params)
+        projector_params = dict(projector_params, whiten=CLASSIFY_WHITEN if whiten is None else whiten)
+        if not projector_params["whiten"]:
+            del projector_params["whiten"]  # get_params's form: absent means off
         if not labels or any(not lab for lab in labels):
             raise InputError(f"expected non-empty labels, got {labels[:5]!r}")
         if len(set(labels)) != len(labels):

@@ -45,10 +45,11 @@ ROUTES = ("absolute", "relative", "relative+labels", "translation", "fusion", "p
 # best route for unseen concepts alone, relative for seen ones; the planner cannot tell which a
 # query is, so it takes the best mean. The absolute route compares a query with items of its own
 # space and encoder: no bridge loses information. These are the defaults for any pair of
-# modalities; image -> text was not measured separately and uses them.
+# modalities; image -> text uses them too (results/pictures now measures that direction: the
+# relative route above plain ASIF and Procrustes on every source).
 # relative+labels: relative's estimate plus the mean test R@10 the label bridge added to the default's
 # ASIF (whitened, with the background bank) across the single-view suites of results/pictures
-# (`retrieval eval --suite pictures`: +0.069, -0.003, +0.040, +0.004, mean +0.03); higher than
+# (`retrieval eval --suite pictures`, rerun 2026-12-03: +0.065, +0.000, +0.040, +0.005, mean +0.03); higher than
 # relative's, so it is taken wherever it exists.
 QUALITY_PRIOR = {"absolute": 1.0, "relative": 0.52, "translation": 0.41, "fusion": 0.51, "relative+labels": 0.55}
 # Measured per pair of modalities where a suite exists: R@10 from results/sounds/README.md

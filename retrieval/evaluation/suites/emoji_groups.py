@@ -37,18 +37,23 @@ images with captions "{CAPTION}", so no evaluated concept is an anchor. Prompts 
 {templates}, averaged per class. Subgroup names have '-' replaced by spaces. As a collection of
 Twemoji drawings would, every row but one centres its inputs on the mean of that corpus (all
 {len(data.names)} Twemoji drawings, labels unused) rather than on the anchors' mean
-(retrieval/api/classify.py); the row marked "the default before" does not.""")
+(retrieval/api/classify.py); the row marked "the default before" does not. Classification also
+leaves a collection's whitening out unless a row says otherwise
+(results/experiments/classify_validation.md).""")
     from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_WHITEN
 
     # (row name, projector parameters, anchors: "noto", "pooled" (Noto + Twemoji) or a tuple of view
-    # styles (merged, with WCCN), the embeddings to use)
-    single = {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER, "whiten": DEFAULT_WHITEN}
+    # styles (merged, with WCCN), the embeddings to use). A row's "whiten" is the whitening the classifier
+    # is asked for; without one it uses its own default, none (retrieval/api/classify.py: CLASSIFY_WHITEN),
+    # whatever the collection was built with.
+    single = {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER}
+    whitened = dict(single, whiten=DEFAULT_WHITEN)
     configs = [("ASIF k=64 p=8, raw (baseline)", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, "noto", data),
-               (f"ASIF default without whitening (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} centred={DEFAULT_CENTER})",
-                dict(single, whiten=0.0), "noto", data),
-               (f"ASIF default (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} whitened, lambda {DEFAULT_WHITEN:g})",
-                single, "noto", data),
-               ("ASIF default, inputs centred on the anchors' mean (the default before)", single, "noto", data),
+               (f"ASIF default (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} centred; classification leaves the collection's "
+                f"whitening out)", single, "noto", data),
+               (f"ASIF default with the collection's whitening (lambda {DEFAULT_WHITEN:g})", whitened, "noto", data),
+               (f"ASIF default with the collection's whitening (lambda {DEFAULT_WHITEN:g}), inputs centred on the "
+                f"anchors' mean (the default before)", whitened, "noto", data),
                ("ASIF default, anchors pooled from both styles", single, "pooled", data)]
     if bank is not None:  # the engine's emoji bank would hold the evaluated concepts: the picture sources' pairs
         from retrieval.build.background import DEFAULT_WEIGHT as BANK_WEIGHT
@@ -90,7 +95,8 @@ Twemoji drawings would, every row but one centres its inputs on the mean of that
             clf = ZeroShotClassifier([pretty[x] for x in labels_all], templates, text_encoder=text_encoder,
                                      text_anchors=a_txt, image_anchors=a_img, projector_params=params, style=style,
                                      use_background=True,
-                                     corpus=None if "(the default before)" in name else d.images["twemoji"])
+                                     corpus=None if "(the default before)" in name else d.images["twemoji"],
+                                     whiten=params.get("whiten", 0.0))
             preds = clf.predict(It[evaluated], k=5)
             y = [pretty[str(x)] for x in truth[evaluated]]
             top1 = float(np.mean([p.labels[0] == t for p, t in zip(preds, y)]))
