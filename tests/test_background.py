@@ -354,3 +354,19 @@ def test_bank_rows_the_anchors_already_have_are_left_out(tiny_data, bank_table, 
                                                             "something else"], source="mixed")
     out = bg.without_duplicates(mixed, anchors.paths, anchors.captions)
     assert out.captions == [bank.captions[1], bank.captions[2]] and out.source == "mixed"
+
+
+def test_a_views_build_takes_its_bank_k_from_the_encoders_views_defaults(tiny_data, fake_encoders, bank_table,
+                                                                        tmp_path, monkeypatch):
+    """An encoder whose views k validation chose differently (options.VIEWS_K_P_BY_ENCODER) gives
+    its bank block that k too, not the generic DEFAULT_VIEWS_K."""
+    from retrieval import build_collection
+    from retrieval.build import options
+
+    from .test_style import _two_style_anchors
+
+    monkeypatch.setitem(options.VIEWS_K_P_BY_ENCODER, "fake-image", (2, 2.0))
+    out = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "styled", background=bank_table,
+                           cache_dir=str(tmp_path / "cache"), image_encoder="fake-image", text_encoder="fake-text")
+    projector = json.loads((out / "manifest.json").read_text())["projector"]
+    assert projector["k"] == 2 and projector["background_k"] == 2

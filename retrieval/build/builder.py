@@ -15,6 +15,7 @@ from retrieval.build.options import (
     DEFAULT_K,
     DEFAULT_P,
     DEFAULT_VIEWS_K,
+    VIEWS_K_P_BY_ENCODER,
     BuildOptions,
     default_k_p,
     default_whiten,
@@ -367,7 +368,8 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                                source=anchor_set.source, content_hash=anchor_set.content_hash, modality=modality)
         s_med, s_txt = np.vstack([a_med, b_med]), np.vstack([a_txt, b_txt])
         # the bank's k: the k asked for (or the default), capped at the bank, not at the user's anchors
-        asked = DEFAULT_VIEWS_K if style is not None else DEFAULT_K
+        asked = (VIEWS_K_P_BY_ENCODER.get(encoders[modality]["spec"], (DEFAULT_VIEWS_K, None))[0] if style is not None
+                 else DEFAULT_K)
         bg = dict(background=len(bank), background_weight=float(weight),
                   background_k=min(len(bank), background_k if background_k is not None else max(k, asked)))
     med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, style=style, whiten=whiten, **bg).fit(s_med)
