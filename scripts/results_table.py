@@ -62,7 +62,8 @@ def digit_row(summary):
         elif m.startswith("**ASIF default**"):
             cells["**default**"] = f"{r['top-1']:.3f}"
     if "**default**" in cells and before:
-        cells["**default**"] += (f" (inputs centred on the corpus, no whitening; {before} whitened and on the "
+        cells["**default**"] += (f" (with the bank, inputs centred on the corpus, no whitening; {before} whitened, "
+                                 f"without the bank and on the "
                                  f"anchors' mean, the default before)")
     return ("MNIST digits, zero-shot classification with scikit-learn digit anchors, top-1",
             "`retrieval eval --suite digits`", cells)

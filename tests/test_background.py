@@ -290,19 +290,23 @@ def with_and_without(tiny_data, bank_table, tmp_path):
                  for name, spec in (("with", bank_table), ("without", "none")))
 
 
-def test_classification_leaves_the_bank_out_unless_asked(tiny_data, fake_encoders, bank_table, tmp_path):
+def test_classification_keeps_the_bank_unless_asked_to_leave_it_out(tiny_data, fake_encoders, bank_table, tmp_path):
     from retrieval.api.classify import ZeroShotClassifier
 
     bg, none = with_and_without(tiny_data, bank_table, tmp_path)
     labels = [f"{c} thing" for c in tiny_data["colours"]]
-    a, b = bg.classify(None, labels, k=3), none.classify(None, labels, k=3)
-    assert [p.labels for p in a] == [p.labels for p in b]
-    np.testing.assert_allclose([p.scores for p in a], [p.scores for p in b], atol=1e-6)
+    assert bg.classifier(labels).class_rel.shape[1] == 2 * len(tiny_data["colours"])  # the collection's bank kept
+    assert none.classifier(labels).class_rel.shape[1] == len(tiny_data["colours"])
     anchors = {m: bg.anchor_vectors[m] for m in ("image", "text")}
-    with_bank = ZeroShotClassifier(labels, ["a {}"], text_encoder=bg.encoder("text"), text_anchors=anchors["text"],
-                                   image_anchors=anchors["image"], projector_params=bg.manifest["projector"],
-                                   use_background=True)
-    assert with_bank.class_rel.shape[1] == 2 * len(tiny_data["colours"])
+    kw = dict(text_encoder=bg.encoder("text"), text_anchors=anchors["text"], image_anchors=anchors["image"],
+              projector_params=bg.manifest["projector"])
+    without = ZeroShotClassifier(labels, ["a {}"], use_background=False, **kw)
+    alone = ZeroShotClassifier(labels, ["a {}"], text_encoder=none.encoder("text"),
+                               text_anchors=none.anchor_vectors["text"], image_anchors=none.anchor_vectors["image"],
+                               projector_params=none.manifest["projector"])
+    x = np.asarray(bg.sides["image"].abs)
+    assert without.class_rel.shape[1] == len(tiny_data["colours"])
+    np.testing.assert_allclose(without.scores(x), alone.scores(x), atol=1e-6)  # left out = built without
 
 
 def test_explain_names_the_bank_and_counts_its_cost(tiny_data, fake_encoders, bank_table, tmp_path):
