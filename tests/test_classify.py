@@ -92,3 +92,15 @@ def test_classification_leaves_the_collections_whitening_out_unless_asked():
     assert PARAMS["whiten"] == 9.0
     assert ZeroShotClassifier(words, ["a {}"], **kw).image_proj.whiten == 0.0
     assert ZeroShotClassifier(words, ["a {}"], whiten=9.0, **kw).image_proj.whiten == 9.0
+
+
+def test_a_corpus_mean_taken_once_classifies_as_the_corpus_itself():
+    from retrieval.api.classify import CorpusMean
+    from retrieval.core.relative import unit_mean
+
+    enc, words, ta, ia, inputs, truth = domains()
+    kw = dict(text_encoder=enc, text_anchors=ta, image_anchors=ia, projector_params=PARAMS)
+    direct = ZeroShotClassifier(words, ["a {}"], corpus=inputs, **kw)
+    taken = ZeroShotClassifier(words, ["a {}"], corpus=CorpusMean(unit_mean(inputs, block=7), len(inputs)), **kw)
+    assert taken.centred_on == direct.centred_on
+    np.testing.assert_allclose(taken.scores(inputs), direct.scores(inputs), atol=1e-6)

@@ -80,6 +80,9 @@ def test_zero_shot_classification(tiny_collection, tiny_data):
     assert [p.labels[0] for p in preds] == tiny_data["colours"]
     own = col.classify(None, tiny_data["colours"], templates=["a {} square"], k=1)
     assert len(own) == 8
+    # the items' mean is taken once per opened collection; 8 items are too few to centre on
+    assert col.corpus_mean() is col.corpus_mean() and col.corpus_mean().count == 8
+    assert col.classifier(tiny_data["colours"]).centred_on == "anchors"
     with pytest.raises(InputError, match="distinct labels"):
         col.classify(None, ["red", "red"])
     with pytest.raises(InputError, match="exactly one {}"):

@@ -33,6 +33,15 @@ MIN_CORPUS = 100
 CLASSIFY_WHITEN = 0.0
 
 
+@dataclass(frozen=True)
+class CorpusMean:
+    """A corpus's mean, taken once (``core.relative.unit_mean`` of its vectors, after the style
+    normaliser the classifier uses), and how many vectors it is the mean of: what a collection hands
+    its classifiers so that each request does not read every item again."""
+    mean: np.ndarray
+    count: int
+
+
 @dataclass
 class Prediction:
     labels: List[str]
@@ -78,9 +87,10 @@ def read_labels(path) -> List[str]:
 class ZeroShotClassifier:
     def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder,
                  text_anchors: np.ndarray, image_anchors: np.ndarray, projector_params: Dict, style=None,
-                 use_background: bool = True, corpus: Optional[np.ndarray] = None,
+                 use_background: bool = True, corpus=None,
                  whiten: Optional[float] = None):
-        """``corpus``: vectors of the corpus the inputs come from (a collection's items): with at
+        """``corpus``: vectors of the corpus the inputs come from (a collection's items), or their
+        CorpusMean: with at
         least MIN_CORPUS of them, inputs are centred on their mean instead of on the image anchors'
         mean, which on inputs of another domain than the anchors lifts top-1 (results/digits,
         results/emoji-groups). None or fewer: the anchors' mean, as before. Either way an input's
@@ -119,9 +129,11 @@ class ZeroShotClassifier:
         # what the inputs were centred on, for reports: "corpus (N items)" or "anchors"
         self.centred_on = "anchors"
         centres = bool(projector_params.get("center") or projector_params.get("whiten"))
-        if corpus is not None and len(corpus) >= MIN_CORPUS and centres:
-            self.image_proj = self.image_proj.centred_on(self.image_proj.input_mean(corpus))
-            self.centred_on = f"corpus ({len(corpus)} items)"
+        n_corpus = 0 if corpus is None else corpus.count if isinstance(corpus, CorpusMean) else len(corpus)
+        if n_corpus >= MIN_CORPUS and centres:
+            mean = corpus.mean if isinstance(corpus, CorpusMean) else self.image_proj.input_mean(corpus)
+            self.image_proj = self.image_proj.centred_on(mean)
+            self.centred_on = f"corpus ({n_corpus} items)"
 
     def scores(self, image_vectors: np.ndarray) -> np.ndarray:
         """(n_images, n_labels) ASIF similarities."""

@@ -13,14 +13,14 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from retrieval.api.classify import DEFAULT_TEMPLATES, ZeroShotClassifier
+from retrieval.api.classify import DEFAULT_TEMPLATES, CorpusMean, ZeroShotClassifier
 from retrieval.api.sharded import ShardedCollection
 from retrieval.api.stitch import Stitched, stitch
 from retrieval.build.builder import build_collection
 from retrieval.build.reanchor import reanchor
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.ranking import TIE_EPS, rank_candidates
-from retrieval.core.relative import RelativeProjector, pivot
+from retrieval.core.relative import RelativeProjector, pivot, unit_mean
 from retrieval.core.rowcache import DEFAULT_BYTES as DENSE_CACHE_BYTES
 from retrieval.core.rowcache import RowCache
 from retrieval.encoders import Encoder, load_encoder, load_encoder_as_built
@@ -425,7 +425,16 @@ class Collection(StoredCollection):
                                   text_anchors=self.anchor_vectors["text"],
                                   image_anchors=self.anchor_vectors[self.modality],
                                   projector_params=self.manifest["projector"], style=self.style,
-                                  corpus=self.sides[self.modality].abs)
+                                  corpus=self.corpus_mean())
+
+    def corpus_mean(self) -> CorpusMean:
+        """The mean of this collection's items (unit rows, after its style normaliser), taken once per
+        opened collection: a collection never changes in place (``add`` and ``delete`` return a new one)."""
+        if getattr(self, "_corpus_mean", None) is None:
+            items = self.sides[self.modality].abs
+            self._corpus_mean = CorpusMean(unit_mean(items, self.style) if len(items) else
+                                           np.zeros(self.sides[self.modality].abs.shape[1]), len(items))
+        return self._corpus_mean
 
     def classify(self, inputs: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5, batch_size: int = 32,

@@ -325,14 +325,7 @@ class RelativeProjector:
         normaliser), in float64: what :meth:`centred_on` takes. In blocks, so a memory-mapped corpus
         is never copied whole."""
         x = self._check_input(x)
-        if len(x) == 0:
-            raise InputError("expected at least one vector to take a mean of, got none")
-        style = self._blocks[0].style if getattr(self, "_blocks", None) else self.style
-        total = np.zeros(x.shape[1], np.float64)
-        for i in range(0, len(x), block):
-            part = x[i:i + block]
-            total += l2_normalise(style.transform(part) if style is not None else part).sum(0, dtype=np.float64)
-        return total / len(x)
+        return unit_mean(x, self._blocks[0].style if getattr(self, "_blocks", None) else self.style, block=block)
 
     def centred_on(self, mean: np.ndarray) -> "RelativeProjector":
         """A copy that centres its *inputs* on ``mean`` (see :meth:`input_mean`) instead of the
@@ -369,6 +362,20 @@ class RelativeProjector:
 
 
 BACKGROUND_PARAMS = ("background", "background_weight", "background_k")
+
+
+def unit_mean(x: np.ndarray, style=None, *, block: int = 65536) -> np.ndarray:
+    """The float64 mean of ``x``'s rows made unit (after ``style``, a StyleNormaliser, if given), in
+    blocks so that a memory-mapped corpus is never copied whole: what a projector's inputs are centred
+    on by :meth:`RelativeProjector.centred_on`."""
+    x = np.asarray(x) if not hasattr(x, "shape") else x
+    if x.ndim != 2 or len(x) == 0:
+        raise InputError(f"expected at least one vector to take a mean of, got shape {tuple(x.shape)}")
+    total = np.zeros(x.shape[1], np.float64)
+    for i in range(0, len(x), block):
+        part = np.asarray(x[i:i + block], np.float32)
+        total += l2_normalise(style.transform(part) if style is not None else part).sum(0, dtype=np.float64)
+    return total / len(x)
 
 
 def without_background(params: dict) -> dict:
