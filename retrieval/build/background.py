@@ -14,7 +14,8 @@ The default bank for image anchor sets (one picture per caption, or views) is ev
 Color Emoji draws (Debian ``fonts-noto-color-emoji``), captioned with its name: rendered once into
 the cache, encoded once per encoder (cached by content like any anchor set). With views it raised
 the emoji views default on its validation folds too (results/experiments/background/views.md).
-Sound sets get none by default (no sound bank of that size is available offline).
+Sound sets get none by default: the one offline sound bank found, Tux Paint's 121 stamp sounds, did
+not help text <-> audio (results/sounds).
 """
 
 from __future__ import annotations
