@@ -31,8 +31,9 @@ def classification(image, text):
 
     default = {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER, "whiten": DEFAULT_WHITEN}
     configs = [("plain ASIF k=64 p=8 (baseline; it does not centre)", {"kind": "asif", "k": 64, "p": 8.0, "center": False}),
-               (f"engine default (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g}, whitened lambda {DEFAULT_WHITEN:g})", default),
-               ("default without whitening", dict(default, whiten=0.0)),
+               (f"the collection's retrieval settings (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g}, whitened lambda "
+                f"{DEFAULT_WHITEN:g}; classification now leaves whitening out)", default),
+               ("the same without whitening (classification's choice since, no bank here)", dict(default, whiten=0.0)),
                ("k=256 p=4 centred (an earlier default)", {"kind": "asif", "k": 256, "p": 4.0, "center": True})]
     rows = []
     d = load_digits(image, text, "a handwritten digit {}", False)

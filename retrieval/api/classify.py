@@ -28,8 +28,7 @@ MIN_CORPUS = 100
 # Classification's own whitening: none, whatever the collection was built with. Chosen on validation
 # folds in two domains (emoji groups and subgroups on the anchor concepts' folds, MNIST's first half:
 # mean top-1 0.377 without against 0.358 with lambda 9, both without the bank; 0.399 and 0.369 with
-# it; results/experiments/classify_validation.md);
-# whitening was chosen for retrieval, on retrieval's folds.
+# it; results/experiments/classify_validation.md); whitening was chosen for retrieval, on its folds.
 CLASSIFY_WHITEN = 0.0
 
 
@@ -90,9 +89,8 @@ class ZeroShotClassifier:
                  use_background: bool = True, corpus=None,
                  whiten: Optional[float] = None):
         """``corpus``: vectors of the corpus the inputs come from (a collection's items), or their
-        CorpusMean: with at
-        least MIN_CORPUS of them, inputs are centred on their mean instead of on the image anchors'
-        mean, which on inputs of another domain than the anchors lifts top-1 (results/digits,
+        CorpusMean: with at least MIN_CORPUS of them, inputs are centred on their mean instead of on
+        the image anchors' mean, which on inputs of another domain than the anchors lifts top-1 (results/digits,
         results/emoji-groups). None or fewer: the anchors' mean, as before. Either way an input's
         labels never depend on the other inputs classified with it. ``whiten``: the shrinkage
         whitening strength; None = CLASSIFY_WHITEN (off), whatever ``projector_params`` say.

@@ -432,8 +432,8 @@ class Collection(StoredCollection):
         opened collection: a collection never changes in place (``add`` and ``delete`` return a new one)."""
         if getattr(self, "_corpus_mean", None) is None:
             items = self.sides[self.modality].abs
-            self._corpus_mean = CorpusMean(unit_mean(items, self.style) if len(items) else
-                                           np.zeros(self.sides[self.modality].abs.shape[1]), len(items))
+            self._corpus_mean = CorpusMean(unit_mean(items, self.style) if len(items) else np.zeros(items.shape[1]),
+                                           len(items))
         return self._corpus_mean
 
     def classify(self, inputs: Optional[Sequence[ImageLike]], labels: Sequence[str], *,

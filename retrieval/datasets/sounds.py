@@ -84,7 +84,7 @@ def _tuxpaint_sounds(root: Path) -> List[Sound]:
 
 def find_sounds(sources: Sequence[str] = ("scratch", "freedesktop")) -> List[Sound]:
     """Every named sound of the given Debian packages, sorted by path; a clear error if one is missing.
-    ``tuxpaint`` (Tux Paint's stamp sounds, package tuxpaint-stamps-default, 123 clips, mostly
+    ``tuxpaint`` (Tux Paint's stamp sounds, package tuxpaint-stamps-default, 121 clips, mostly
     animals and vehicles) is not among the defaults: the sounds suite measures it as a bank."""
     dirs = {"scratch": (SCRATCH_DIR, "scratch"), "freedesktop": (FREEDESKTOP_DIR, "sound-theme-freedesktop"),
             "tuxpaint": (TUXPAINT_STAMPS, "tuxpaint-stamps-default")}
@@ -96,7 +96,7 @@ def find_sounds(sources: Sequence[str] = ("scratch", "freedesktop")) -> List[Sou
         folder, package = dirs[src]
         if not folder.is_dir():
             raise InputError(f"expected the Debian package {package} at {folder}, which does not exist; "
-                             f"apt-get install {package} (scripts/setup.sh does)")
+                             f"apt-get install {package}" + ("" if src == "tuxpaint" else " (scripts/setup.sh does)"))
         if src == "tuxpaint":
             out += _tuxpaint_sounds(folder)
             continue

@@ -14,7 +14,6 @@ from retrieval.evaluation.harness import CAPTION, METRIC_COLS, Suite, chance, ro
 from retrieval.evaluation.report import Report
 
 SOUND_CAPTION = "the sound of {}"
-DEFAULT_BANK_K = 256  # the bank block's k, as a build sets it from the default k (capped at the bank)
 
 
 def _mask_twins(scores: np.ndarray, q_words, g_words, targets) -> np.ndarray:
@@ -178,13 +177,14 @@ def bank_rows(direction: str, bank, fold_scores, fold_metrics, asif_kw) -> list:
     """Rows with a background bank of sounds appended to each fold's anchors, as the picture suites'
     default appends the emoji bank: the relative route at two weights, and Procrustes fitted on the
     anchors and the bank together."""
+    from retrieval.build.options import DEFAULT_K
     from retrieval.core.relative import RelativeProjector
 
     b_text, b_audio, about = bank
     b_q, b_g = (b_text, b_audio) if direction == "t2a" else (b_audio, b_text)
 
     def with_bank(aq, ag, q, g, *, weight, **kw):
-        bg = dict(background=len(b_q), background_weight=weight, background_k=min(DEFAULT_BANK_K, len(b_q)))
+        bg = dict(background=len(b_q), background_weight=weight, background_k=min(DEFAULT_K, len(b_q)))  # as a build sets it
         pq_ = RelativeProjector(**kw, **bg).fit(np.vstack([aq, b_q]))
         pg = RelativeProjector(**kw, **bg).fit(np.vstack([ag, b_g]))
         return lexicographic((pq_.transform(q) @ pg.transform(g).T).toarray(), pq_.dense(q) @ pg.dense(g).T)
