@@ -161,7 +161,7 @@ def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes:
             vecs = open_vectors(tmp, modality, items.num_rows, manifest["encoders"][modality]["dim"])
             out["dense_indexes"] = write_dense_indexes(tmp, dense_spec, modality, vecs,
                                                        col.translators[("text", modality)])
-        out["format_version"] = FORMAT_VERSION  # a version 1 or 2 collection is written back as version 3
+        out["format_version"] = FORMAT_VERSION  # an older collection is written back in the current version
         captions = int(np.sum(np.asarray(texts.column("source").to_pylist()) == "corpus"))
         out.update(indexes=indexes, next_ids=changes.pop("next_ids"),
                    counts=dict(manifest["counts"], items=items.num_rows, texts=texts.num_rows, corpus_captions=captions,
