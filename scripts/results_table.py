@@ -16,7 +16,14 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 BEGIN, END = "<!-- suites-table: begin (scripts/results_table.py) -->", "<!-- suites-table: end -->"
 COLUMNS = ("chance", "plain ASIF k=64 p=8 (baseline)", "Procrustes", "CSA", "NNN", "label bridge alone",
-           "default before whitening and the bank", "default before the background bank", "**default**")
+           "default before whitening and the bank", "default before the background bank", "**default**",
+           "default - plain (95% interval)")
+GAIN = COLUMNS[-1]
+
+
+def interval(g) -> str:
+    """A gain and its paired-bootstrap interval, as the suites store them (retrieval.core.metrics.paired_interval)."""
+    return f"{g['gain']:+.3f} ({g['low']:+.3f} … {g['high']:+.3f})"
 
 
 def picture_rows(summary):
@@ -32,6 +39,8 @@ def picture_rows(summary):
             col = next((c for key, c in names.items() if r["method"].startswith(key) or key in r["method"]), None)
             if col:
                 cells[col] = f"{r['R@10']:.3f} / {r['R@1']:.3f}"
+            if col == "**default**" and "gain R@10" in r:
+                cells[GAIN] = interval(r["gain R@10"])
         yield (f"{source}: text -> image, one picture per caption, unseen concepts ({v['queries']} queries), "
                "R@10 / R@1", "`retrieval eval --suite pictures`", cells)
     for source, v in summary.items():  # the same test splits turned round (measured since 2026-12-03)
@@ -42,6 +51,8 @@ def picture_rows(summary):
             col = next((c for key, c in names.items() if r["method"].startswith(key) or key in r["method"]), None)
             if col:
                 cells[col] = f"{r['R@10']:.3f} / {r['R@1']:.3f}" + (" (route relative)" if col == "**default**" else "")
+            if col == "**default**" and "gain R@10" in r:
+                cells[GAIN] = interval(r["gain R@10"])
         yield (f"{source}: image -> text, the same split turned round ({v['queries']} queries), R@10 / R@1",
                "`retrieval eval --suite pictures`", cells)
 
@@ -65,27 +76,34 @@ def digit_row(summary):
         cells["**default**"] += (f" (with the bank, inputs centred on the corpus, no whitening; {before} whitened, "
                                  f"without the bank and on the "
                                  f"anchors' mean, the default before)")
+    if "gain top-1" in summary:
+        cells[GAIN] = interval(summary["gain top-1"])
     return ("MNIST digits, zero-shot classification with scikit-learn digit anchors, top-1",
             "`retrieval eval --suite digits`", cells)
 
 
-def sound_row(summary):
-    """Text -> audio; the default is the route the planner takes there (its measured best)."""
-    cells, pick = {}, summary["picks"]["text -> audio"]
-    prefix = {"relative": "relative: ASIF engine default", "translation": "translation: orthogonal",
-              "fusion": "fusion (RRF)"}[pick]
-    for r in summary["tables"]["text -> audio"]:
-        m, v = r["method"], f"{r['R@10']:.3f} / {r['R@1']:.3f}"
-        if m == "chance":
-            cells["chance"] = v
-        elif m.startswith("plain ASIF"):
-            cells[COLUMNS[1]] = v
-        elif m.startswith("translation: orthogonal"):
-            cells["Procrustes"] = v
-        if m.startswith(prefix):
-            cells["**default**"] = f"{v} (the planner's route: {pick})"
-    return ("named sounds, text -> audio, both folds pooled (149 queries; noise about 0.04), R@10 / R@1 "
-            "(sounds are not whitened and have no background bank)", "`retrieval eval --suite sounds`", cells)
+def sound_rows(summary):
+    """Text -> audio and back; the default is the route the planner takes (its measured best)."""
+    for direction in ("text -> audio", "audio -> text"):
+        if direction not in summary["tables"]:
+            continue
+        cells, pick = {}, summary["picks"][direction]
+        prefix = {"relative": "relative: ASIF engine default", "translation": "translation: orthogonal",
+                  "fusion": "fusion (RRF)"}[pick]
+        for r in summary["tables"][direction]:
+            m, v = r["method"], f"{r['R@10']:.3f} / {r['R@1']:.3f}"
+            if m == "chance":
+                cells["chance"] = v
+            elif m.startswith("plain ASIF"):
+                cells[COLUMNS[1]] = v
+            elif m.startswith("translation: orthogonal"):
+                cells["Procrustes"] = v
+            if m.startswith(prefix):
+                cells["**default**"] = f"{v} (the planner's route: {pick})"
+        if direction in summary.get("gains", {}):
+            cells[GAIN] = interval(summary["gains"][direction])
+        yield (f"named sounds, {direction}, both folds pooled (149 queries; noise about 0.04), R@10 / R@1 "
+               "(sounds are not whitened and have no background bank)", "`retrieval eval --suite sounds`", cells)
 
 
 def table() -> str:
@@ -93,10 +111,10 @@ def table() -> str:
     pictures = RESULTS / "pictures" / "summary.json"
     if pictures.is_file():
         rows += list(picture_rows(json.loads(pictures.read_text())))
-    for name, fn in (("digits", digit_row), ("sounds", sound_row)):
+    for name, fn in (("digits", lambda s: [digit_row(s)]), ("sounds", sound_rows)):
         f = RESULTS / name / "summary.json"
         if f.is_file():
-            rows.append(fn(json.loads(f.read_text())))
+            rows += list(fn(json.loads(f.read_text())))
     lines = ["| suite | command | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for suite, command, cells in rows:
         lines.append(f"| {suite} | {command} | " + " | ".join(

@@ -7,7 +7,7 @@ import pytest
 from retrieval.core.metrics import retrieval_metrics
 from retrieval.datasets import pictures
 from retrieval.evaluation import methods as M
-from retrieval.evaluation.suites.pictures import PictureTask, source_rows, split
+from retrieval.evaluation.suites.pictures import PictureTask, reverse_rows, source_rows, split
 
 
 def test_csa_recovers_a_linear_relation_between_two_spaces():
@@ -47,6 +47,12 @@ def test_picture_rows_hold_the_baseline_and_the_default():
     assert names[0] == "chance" and names[1].startswith("plain ASIF") and "engine default" in names[-1]
     assert all(0 <= r["R@10"] <= 1 for r in rows)
     assert rows[1]["R@10"] > 3 * rows[0]["R@10"]  # a linear relation: ASIF finds it well above chance
+    gain = rows[-1]["gain R@10"]  # the default against the baseline, query by query
+    assert gain["gain"] == pytest.approx(rows[-1]["R@10"] - rows[1]["R@10"])
+    assert gain["low"] <= gain["gain"] <= gain["high"] and gain["queries"] == len(query)
+    back = reverse_rows(task(anchor, query))  # image -> text on the same split, with its own interval
+    assert back[1]["method"].startswith("plain ASIF") and "engine default" in back[-1]["method"]
+    assert back[-1]["gain R@10"]["gain"] == pytest.approx(back[-1]["R@10"] - back[1]["R@10"])
 
 
 def test_caption_cleaning_and_concepts():

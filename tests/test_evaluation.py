@@ -193,3 +193,29 @@ def test_tuxpaint_stamp_sounds_are_named_by_their_stamp_and_skip_spoken_files(tm
     found = _tuxpaint_sounds(tmp_path)
     assert [(s.name, s.words, s.source) for s in found] == [("heron", "a great blue heron", "tuxpaint"),
                                                             ("owl_2", "owl", "tuxpaint")]
+
+
+def test_query_recall_is_the_per_query_form_of_recall_at_k():
+    from retrieval.core.metrics import query_recall
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=(30, 30)))  # rounded: many ties, counted fairly in both
+    hits = query_recall(scores, np.arange(30), 5)
+    assert hits.shape == (30,) and np.all((hits >= 0) & (hits <= 1)) and np.any((hits > 0) & (hits < 1))
+    assert hits.mean() == pytest.approx(retrieval_metrics(scores, np.arange(30))["R@5"])
+
+
+def test_paired_interval_is_wide_for_few_queries_and_covers_the_gain():
+    from retrieval.core.metrics import paired_interval
+
+    rng = np.random.default_rng(1)
+    base = (rng.random(2000) < 0.4).astype(float)
+    better = np.where(rng.random(2000) < 0.1, 1.0, base)  # about +0.06
+    big = paired_interval(base, better)
+    small = paired_interval(base[:100], better[:100])
+    assert big["low"] < big["gain"] < big["high"] and big["low"] > 0
+    assert small["high"] - small["low"] > 2 * (big["high"] - big["low"])  # 20x fewer queries: ~4.5x wider
+    assert paired_interval(base, better) == big  # seeded: a rerun prints the same interval
+    assert paired_interval(base, base) == {"gain": 0.0, "low": 0.0, "high": 0.0, "queries": 2000}
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paired_interval(base, better[:10])

@@ -94,5 +94,8 @@ def test_the_results_table_is_what_the_suites_wrote():
     text = mod.table()
     readme = (ROOT / "results" / "README.md").read_text(encoding="utf-8")
     assert mod.BEGIN + "\n" + text + "\n" + mod.END in readme
-    rows = [r for r in text.splitlines()[2:]]
-    assert len(rows) >= 6 and all("**" in r.split("|")[-2] for r in rows)  # pictures x4, digits, sounds
+    header = [c.strip() for c in text.splitlines()[0].split("|")]
+    default, gain = header.index("**default**"), header.index(mod.GAIN)
+    rows = [[c.strip() for c in r.split("|")] for r in text.splitlines()[2:]]
+    assert len(rows) >= 6 and all(r[default].startswith("**") for r in rows)  # pictures x4, digits, sounds
+    assert all("…" in r[gain] for r in rows)  # each default's gain has its interval beside it

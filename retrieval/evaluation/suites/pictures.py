@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.metrics import lexicographic, paired_interval, query_recall, retrieval_metrics
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.relative import RelativeProjector
 from retrieval.datasets.emoji import stable_hash
@@ -205,15 +205,17 @@ def engine_default() -> Dict:
 def source_rows(test: PictureTask, val: List[PictureTask]) -> List[Dict]:
     """Every method's test metrics (and, where a choice was made, its validation score)."""
     default = engine_default()
-    rows = []
+    rows, truth = [], np.arange(len(test.q))
 
     def add(label, method, cfg, v=None):
-        rows.append({"method": label, "config": cfg, "val": v, **test.metrics(method, cfg)})
+        scores = test.score(method, cfg)
+        rows.append({"method": label, "config": cfg, "val": v, **retrieval_metrics(scores, truth)})
+        return query_recall(scores, truth, 10)  # per query, for the default's interval against the baseline
 
     n = len(test.q)
     rows.append({"method": "chance", "config": {}, "val": None, "R@1": 1 / n, "R@10": min(1.0, 10 / n),
                  "MRR": float(np.mean(1 / np.arange(1, n + 1)))})
-    add("plain ASIF k=64 p=8, no centring (baseline)", "asif", {"asif": PLAIN}, mean_val(val, "asif", {"asif": PLAIN}))
+    plain = add("plain ASIF k=64 p=8, no centring (baseline)", "asif", {"asif": PLAIN}, mean_val(val, "asif", {"asif": PLAIN}))
     add("Procrustes translation", "procrustes", {}, mean_val(val, "procrustes", {}))
     add("label bridge alone (no anchors)", "labels", {}, mean_val(val, "labels", {}))
     csa, v = choose(val, "csa", {}, "csa", CSA_GRID)
@@ -229,9 +231,10 @@ def source_rows(test: PictureTask, val: List[PictureTask]) -> List[Dict]:
     before = {"asif": dict(default["asif"], background=0.0), "w": default["w"]}
     add("default without the background bank (the default before)", "asif", before, mean_val(val, "asif", before))
     bank = default["asif"]["background"]
-    add(f"**engine default**: ASIF k={default['asif']['k']} p={default['asif']['p']:g} whitened "
+    hits = add(f"**engine default**: ASIF k={default['asif']['k']} p={default['asif']['p']:g} whitened "
         f"(lambda {default['asif']['whiten']:g})" + (f" + background bank x {bank:g}" if bank else "")
         + f" + {default['w']:g} x label bridge (route relative+labels)", "asif", default, mean_val(val, "asif", default))
+    rows[-1]["gain R@10"] = paired_interval(plain, hits)
     return rows
 
 
@@ -244,10 +247,14 @@ def reverse_rows(test: PictureTask) -> List[Dict]:
         default = {"asif": dict(default["asif"], background=0.0)}
     n, truth = len(test.q), np.arange(len(test.q))
     rows = [{"method": "chance", "R@1": 1 / n, "R@10": min(1.0, 10 / n), "MRR": float(np.mean(1 / np.arange(1, n + 1)))}]
+    hits = []
     for label, cfg in (("plain ASIF k=64 p=8, no centring (baseline)", PLAIN),
                        ("**engine default** (route relative)", default["asif"])):
         prim, sec, _ = test.asif_parts(**cfg)
-        rows.append({"method": label, **retrieval_metrics(lexicographic(prim.T, sec.T), truth)})
+        scores = lexicographic(prim.T, sec.T)
+        rows.append({"method": label, **retrieval_metrics(scores, truth)})
+        hits.append(query_recall(scores, truth, 10))
+    rows[-1]["gain R@10"] = paired_interval(*hits)
     rows.insert(2, {"method": "Procrustes translation", **retrieval_metrics(M.translate(test.ai, test.at, test.g, test.q),
                                                                             truth)})
     return rows
@@ -296,12 +303,18 @@ text `{text_encoder.name}`. The last table turns each test split round: image ->
                      [[s] + [r["R@10"] for r in v["rows"]] for s, v in summary.items()],
                      note="Each row is one source's test split; the plain ASIF column is the baseline every "
                           "default is held against.")
-        base, dflt = methods.index(methods[1]), len(methods) - 1
+        gain_rows = []
+        for s, v in summary.items():
+            for direction, rs in (("text -> image", v["rows"]), ("image -> text", v["image -> text"])):
+                b, d = rs[1], rs[-1]  # the baseline row follows chance in both; the default is last
+                gain_rows.append([f"{s}, {direction}", b["R@10"], d["R@10"], d["gain R@10"]["gain"],
+                                  f"{d['gain R@10']['low']:+.3f} … {d['gain R@10']['high']:+.3f}", b["R@1"], d["R@1"]])
         report.table("The engine default against plain ASIF (test)", ["source", "plain R@10", "default R@10",
-                                                                      "gain R@10", "plain R@1", "default R@1"],
-                     [[s, v["rows"][base]["R@10"], v["rows"][dflt]["R@10"],
-                       v["rows"][dflt]["R@10"] - v["rows"][base]["R@10"], v["rows"][base]["R@1"],
-                       v["rows"][dflt]["R@1"]] for s, v in summary.items()])
+                                                                      "gain R@10", "95% interval of the gain",
+                                                                      "plain R@1", "default R@1"], gain_rows,
+                     note="The interval is a paired bootstrap over the test queries (10,000 resamples, "
+                          "`retrieval.core.metrics.paired_interval`): how far the gain could move had the "
+                          "suite held other queries of the same kind.")
     if summary:
         names = [r["method"] for r in next(iter(summary.values()))["image -> text"]]
         report.table("Image -> text, test R@10 / R@1 (each test picture a query, the test captions the candidates)",

@@ -7,7 +7,7 @@ from typing import Dict
 
 import numpy as np
 
-from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.metrics import lexicographic, paired_interval, query_recall, retrieval_metrics
 from retrieval.datasets.emoji import stable_hash
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.harness import CAPTION, METRIC_COLS, Suite, chance, row
@@ -62,15 +62,20 @@ p = {DEFAULT_P:g}, centred = {DEFAULT_CENTER}) chosen on the emoji suite.""")
 
     k_def = min(DEFAULT_K, int(min((~fold).sum(), fold.sum())))
     asif_kw = dict(k=k_def, p=DEFAULT_P, center=DEFAULT_CENTER)
-    routes, tables = {}, {}
+    def fold_hits(mats) -> np.ndarray:  # each query's R@10 term, both folds in a row
+        return np.concatenate([query_recall(m, np.arange(len(m)), 10) for m in mats])
+
+    routes, tables, hits = {}, {}, {}
     for direction, label in (("t2a", "text -> audio"), ("a2t", "audio -> text")):
         rel = fold_scores(direction, M.asif, **asif_kw)
         tr = fold_scores(direction, M.translate, method="orthogonal")
         fused = [M.rrf(a, b) for a, b in zip(rel, tr)]
+        plain = fold_scores(direction, M.asif, k=64, p=8.0, center=False)
+        hits[label] = {"plain": fold_hits(plain), "relative": fold_hits(rel), "translation": fold_hits(tr),
+                       "fusion": fold_hits(fused)}
         rows = [row("chance", fold_metrics([np.zeros_like(m) for m in rel])),
                 row(f"relative: ASIF engine default (k={k_def})", fold_metrics(rel)),
-                row("plain ASIF k=64 p=8, no centring (baseline)",
-                    fold_metrics(fold_scores(direction, M.asif, k=64, p=8.0, center=False))),
+                row("plain ASIF k=64 p=8, no centring (baseline)", fold_metrics(plain)),
                 row(f"ASIF default + shrinkage whitening (lambda {DEFAULT_WHITEN:g}; not the sound default)",
                     fold_metrics(fold_scores(direction, M.asif, **asif_kw, whiten=DEFAULT_WHITEN))),
                 row("ASIF k=16 p=4 centred", fold_metrics(fold_scores(direction, M.asif, k=16, p=4.0, center=True))),
@@ -154,21 +159,25 @@ as `PIVOT_HOP` x its continuation's estimate, with `PIVOT_HOP` = {PIVOT_HOP:.2f}
 ({'matches this measurement' if abs(PIVOT_HOP - round(hop, 2)) < 0.006 else 'STALE: update planner.PIVOT_HOP'}).""")
 
     pair = {"text -> audio": ("text", "audio"), "audio -> text": ("audio", "text")}
-    route_rows, picks = [], {}
+    route_rows, picks, gains = [], {}, {}
     for d, r in routes.items():
         recorded = PAIR_PRIOR.get(pair[d], {})
         chosen = picks[d] = max(recorded, key=recorded.get) if recorded else "relative"
         stale = any(abs(recorded.get(x, -1) - v) > 5e-4 for x, v in r.items())
+        g = gains[d] = paired_interval(hits[d]["plain"], hits[d][chosen])
         route_rows.append([d, r["relative"], r["translation"], r["fusion"], chosen, max(r.values()) - r[chosen],
+                           g["gain"], f"{g['low']:+.3f} … {g['high']:+.3f}",
                            "STALE: update planner.PAIR_PRIOR" if stale else "matches"])
     report.table("Routes per direction (R@10) and the planner's choice from them",
                  ["direction", "relative", "translation", "fusion", "planner picks", "best - picked",
-                  "planner.PAIR_PRIOR"], route_rows,
+                  "picked - plain ASIF", "95% interval of that gain", "planner.PAIR_PRIOR"], route_rows,
                  note=f"The planner picks the route with the highest R@10 recorded in `planner.PAIR_PRIOR`, copied "
                       f"from this table. With {n} queries a recall near 0.45 has a standard error of about "
                       f"{np.sqrt(0.45 * 0.55 / n):.3f}, so the three routes are within noise of each other here. "
-                      f"A pivot is offered only where no direct route exists, so it has no competitor to beat.")
-    out = {"routes": routes, "picks": picks, "pivot": rows, "tables": tables}
+                      f"A pivot is offered only where no direct route exists, so it has no competitor to beat. "
+                      f"The interval is a paired bootstrap over the {n} queries (10,000 resamples, "
+                      f"`retrieval.core.metrics.paired_interval`).")
+    out = {"routes": routes, "picks": picks, "gains": gains, "pivot": rows, "tables": tables}
     report.data("summary.json", out)
     return out
 
