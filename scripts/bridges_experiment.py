@@ -27,6 +27,7 @@ from retrieval.core.relative import RelativeProjector
 from retrieval.datasets.emoji import stable_hash
 from retrieval.encoders import load_encoder
 from retrieval.evaluation import methods as M
+from retrieval.evaluation.suites.pictures import choose, mean_val  # the suite's own validation choice
 
 FOLDS = 4
 ASIF_GRID = [dict(k=k, p=p, center=c) for k, p, c in itertools.product((16, 32, 64, 128, 256), (1.0, 2.0, 4.0, 8.0),
@@ -131,21 +132,6 @@ class Task:
 
     def metrics(self, method, cfg):
         return retrieval_metrics(self.score(method, cfg), np.arange(len(self.q)))
-
-
-def mean_val(tasks, method, cfg):
-    ms = [t.metrics(method, cfg) for t in tasks]
-    return {k: float(np.mean([m[k] for m in ms])) for k in ("R@1", "R@10", "MRR")}
-
-
-def choose(tasks, method, base, key, grid):
-    best, best_m = None, None
-    for g in grid:
-        cfg = dict(base, **{key: g})
-        m = mean_val(tasks, method, cfg)
-        if best_m is None or (m["R@10"], m["MRR"]) > (best_m["R@10"], best_m["MRR"]):
-            best, best_m = cfg, m
-    return best, best_m
 
 
 def suite_tasks(name, image_encoder, text_encoder):
