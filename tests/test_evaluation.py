@@ -219,3 +219,25 @@ def test_paired_interval_is_wide_for_few_queries_and_covers_the_gain():
     assert paired_interval(base, base) == {"gain": 0.0, "low": 0.0, "high": 0.0, "queries": 2000}
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_interval(base, better[:10])
+
+
+def test_a_suite_report_records_the_runtime_it_ran_on(tmp_path, monkeypatch):
+    """The runtime moves figures a little (bfloat16 on OpenVINO), so a report names it and the
+    command that reproduces it carries --runtime."""
+    import types
+
+    from retrieval.evaluation import suites
+    from retrieval.evaluation.harness import Suite
+
+    def fake(spec, modality):
+        import os
+
+        return types.SimpleNamespace(name=f"fake-{modality}", runtime=os.environ.get("RETRIEVAL_RUNTIME", "auto"))
+
+    monkeypatch.setattr(suites, "load_encoder", fake)
+    monkeypatch.setitem(suites.SUITES, "tiny", Suite("tiny", "a suite of one line", lambda report, ctx: {}))
+    monkeypatch.setenv("RETRIEVAL_RUNTIME", "onnx")  # main() sets it from --runtime; restored after the test
+    assert main(["eval", "--suite", "tiny", "--out", str(tmp_path), "--runtime", "torch", "--no-progress"]) == 0
+    text = (tmp_path / "tiny" / "README.md").read_text()
+    assert f"`retrieval eval --suite tiny --out {tmp_path} --runtime torch`" in text
+    assert "Encoder runtimes: image torch, text torch" in text

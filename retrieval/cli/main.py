@@ -310,7 +310,8 @@ def cmd_eval(a) -> int:
     from retrieval.evaluation import run_suite
 
     folder, _ = run_suite(a.suite, a.out, show_progress_bar=a.progress,
-                          command=f"retrieval eval --suite {a.suite}" + (f" --out {a.out}" if a.out != "results" else ""))
+                          command=f"retrieval eval --suite {a.suite}" + (f" --out {a.out}" if a.out != "results" else "")
+                          + (f" --runtime {a.runtime}" if getattr(a, "runtime", None) else ""))
     print(f"wrote {folder / 'README.md'}")
     return 0
 

@@ -29,6 +29,12 @@ def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bo
     encoders = {"image": image.name, "text": text.name, **({"audio": audio.name} if audio else {})}
     report = Report(name, f"Evaluation: {name}", command or f"retrieval eval --suite {name}", encoders)
     report.text(suite.summary[0].upper() + suite.summary[1:] + ".")
+    # the runtime changes the encoders' arithmetic (OpenVINO computes in bfloat16) and so the figures a
+    # little: the small sounds suite moved by 0.007-0.016 R@10 between runtimes (docs/research)
+    runtimes = {m: getattr(e, "runtime", None) for m, e in (("image", image), ("text", text), ("audio", audio)) if e}
+    if any(runtimes.values()):
+        report.text("Encoder runtimes: " + ", ".join(f"{m} {r}" for m, r in runtimes.items() if r)
+                    + " (`--runtime`, `$RETRIEVAL_RUNTIME`).")
     summary = suite.run(report, Context(image, text, audio, encoders, show_progress_bar))
     return report.write(out), summary
 
