@@ -62,6 +62,7 @@ p = {DEFAULT_P:g}, centred = {DEFAULT_CENTER}) chosen on the emoji suite.""")
 
     k_def = min(DEFAULT_K, int(min((~fold).sum(), fold.sum())))
     asif_kw = dict(k=k_def, p=DEFAULT_P, center=DEFAULT_CENTER)
+
     def fold_hits(mats) -> np.ndarray:  # each query's R@10 term, both folds in a row
         return np.concatenate([query_recall(m, np.arange(len(m)), 10) for m in mats])
 
