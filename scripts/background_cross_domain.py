@@ -13,7 +13,6 @@ at the views weight (0.2) in the views rows. Nothing is chosen here.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import report  # noqa: E402
+from benchlib import out_args, report  # noqa: E402
 
 
 def main():
@@ -37,10 +36,7 @@ def main():
     from retrieval.evaluation.harness import CAPTION, anchor_views, view_anchors
     from retrieval.evaluation.suites.pictures import image_logits, label_bridge
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
-    t0 = time.time()
+    a, t0 = out_args(__doc__)
     image, text = load_encoder("efficientnet-lite0-multi", "image"), load_encoder("minilm", "text")
     data = load_emoji(image, text, [CAPTION], show_progress_bar=False, svg_styles=True)
     classes = class_vectors(text, imagenet_names())

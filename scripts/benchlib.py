@@ -55,8 +55,26 @@ def report(lines: Sequence[str], out: Optional[str], data: Optional[dict] = None
     print(text)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n", encoding="utf-8")
         if data is not None:
-            Path(out).with_suffix(".json").write_text(json.dumps(data, indent=2, default=float) + "\n",
-                                                      encoding="utf-8")
+            _write_whole(Path(out).with_suffix(".json"), json.dumps(data, indent=2, default=float) + "\n")
+        _write_whole(Path(out), text + "\n")
     return text
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write beside the target, then rename over it: a run that dies mid-write leaves the old report."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def out_args(doc: str, configure: Optional[Callable] = None):
+    """(arguments, start time) of an experiment script: its docstring's first line as the description
+    and ``--out`` (where ``report`` writes); ``configure(parser)`` adds the script's own options."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--out", default=None, help="write the Markdown report here (and its numbers beside it as .json)")
+    if configure is not None:
+        configure(ap)
+    return ap.parse_args(), time.time()

@@ -21,7 +21,6 @@ MNIST half.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import report  # noqa: E402
+from benchlib import out_args, report  # noqa: E402
 
 GRID = [dict(whiten=w, p=p, bank=b) for b in (False, True) for w in (9.0, 0.0) for p in (2.0, 4.0)]
 
@@ -43,10 +42,7 @@ def main():
     from retrieval.evaluation.harness import CAPTION, emoji_splits
     from retrieval.evaluation.suites.pictures import background_bank
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
-    t0 = time.time()
+    a, t0 = out_args(__doc__)
     image, text = load_encoder("efficientnet-lite0-multi", "image"), load_encoder("minilm", "text")
     base = {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER, "whiten": DEFAULT_WHITEN}
     data = load_emoji(image, text, sorted({CAPTION, TEMPLATE}), show_progress_bar=False)

@@ -10,7 +10,6 @@ tell whether the issue's +0.08 over plain ASIF is within reach with these encode
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import report  # noqa: E402
+from benchlib import out_args, report  # noqa: E402
 
 
 def main():
@@ -32,10 +31,7 @@ def main():
     from retrieval.evaluation.data import load_sounds
     from retrieval.evaluation.suites.sounds import SOUND_CAPTION, _mask_twins
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
-    t0 = time.time()
+    a, t0 = out_args(__doc__)
     snd = load_sounds(load_encoder("aisfx", "audio"), load_encoder("minilm", "text"), SOUND_CAPTION, False)
     fold = np.array([stable_hash("sounds:" + w) < 0.5 for w in snd.words])  # the suite's folds
 

@@ -219,6 +219,8 @@ def test_paired_interval_is_wide_for_few_queries_and_covers_the_gain():
     assert paired_interval(base, base) == {"gain": 0.0, "low": 0.0, "high": 0.0, "queries": 2000}
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_interval(base, better[:10])
+    with pytest.raises(ValueError, match="at least one bootstrap resample"):
+        paired_interval(base, better, resamples=0)
 
 
 def test_a_suite_report_records_the_runtime_it_ran_on(tmp_path, monkeypatch):

@@ -53,6 +53,8 @@ def paired_interval(baseline: np.ndarray, method: np.ndarray, *, level: float = 
         raise ValueError(f"expected two equal, non-empty 1-d arrays of per-query scores, got shapes {a.shape} and {b.shape}")
     if not 0 < level < 1:
         raise ValueError(f"expected a confidence level between 0 and 1, got {level}")
+    if resamples < 1:
+        raise ValueError(f"expected at least one bootstrap resample, got {resamples}")
     diff = b - a
     rng = np.random.default_rng(seed)
     # in blocks of resamples, so that 5,000 queries do not need one 10,000 x 5,000 index array
