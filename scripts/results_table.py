@@ -1,7 +1,7 @@
 """The cross-suite table of results/README.md: suites as rows, methods as columns, the default marked.
 
-Reads the ``summary.json`` that ``retrieval eval --suite pictures``, ``--suite digits`` and ``--suite
-sounds`` write beside their READMEs and prints the table (Markdown); ``--write`` replaces the table
+Reads the ``summary.json`` that ``retrieval eval --suite pictures``, ``--suite digits``, ``--suite
+sounds`` and ``--suite instruments`` write beside their READMEs and prints the table (Markdown); ``--write`` replaces the table
 between the markers in results/README.md. A method a suite does not measure is left blank.
 
     .venv/bin/python scripts/results_table.py --write
@@ -82,7 +82,7 @@ def digit_row(summary):
             "`retrieval eval --suite digits`", cells)
 
 
-def sound_rows(summary):
+def sound_rows(summary, suite="sounds", what="named sounds"):
     """Text -> audio and back; the default is the route the planner takes (its measured best)."""
     for direction in ("text -> audio", "audio -> text"):
         if direction not in summary["tables"]:
@@ -98,12 +98,17 @@ def sound_rows(summary):
                 cells[COLUMNS[1]] = v
             elif m.startswith("translation: orthogonal"):
                 cells["Procrustes"] = v
+            elif m.startswith("CSA"):
+                cells["CSA"] = v
+            elif "NNN" in m:
+                cells["NNN"] = v
             if m.startswith(prefix):
                 cells["**default**"] = f"{v} (the planner's route: {pick})"
         if direction in summary.get("gains", {}):
             cells[GAIN] = interval(summary["gains"][direction])
-        yield (f"named sounds, {direction}, both folds pooled (149 queries; noise about 0.04), R@10 / R@1 "
-               "(sounds are not whitened and have no background bank)", "`retrieval eval --suite sounds`", cells)
+        yield (f"{what}, {direction}, each half against the other's anchors, {summary['splits']} two-fold "
+               f"splits averaged ({summary['queries']} queries), R@10 / R@1 (sounds are not whitened and have no background bank)",
+               f"`retrieval eval --suite {suite}`", cells)
 
 
 def table() -> str:
@@ -111,7 +116,8 @@ def table() -> str:
     pictures = RESULTS / "pictures" / "summary.json"
     if pictures.is_file():
         rows += list(picture_rows(json.loads(pictures.read_text())))
-    for name, fn in (("digits", lambda s: [digit_row(s)]), ("sounds", sound_rows)):
+    for name, fn in (("digits", lambda s: [digit_row(s)]), ("sounds", sound_rows),
+                     ("instruments", lambda s: sound_rows(s, "instruments", "General MIDI sounds"))):
         f = RESULTS / name / "summary.json"
         if f.is_file():
             rows += list(fn(json.loads(f.read_text())))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything this project needs in ./.venv, from the package registries only (no model hub):
-# Debian's emoji font, Unicode data and named sound effects for the demo data, Chromium for the
+# Debian's emoji font, Unicode data and named sound effects for the demo data, fluidsynth (with a small
+# General MIDI soundfont) for the tests of the instruments data, Chromium for the
 # browser tests of the web page, npm for further emoji drawings, then torch (pinned
 # first: an unpinned torch resolves to a multi-GB CUDA build here), then the package with its data,
 # eval, audio, serve, ray and test extras (Ray only so that the distributed tests run; the package
@@ -14,6 +15,7 @@ need=()
 [ -f /usr/share/unicode/emoji/emoji-test.txt ] || need+=(unicode-data)
 [ -d /usr/share/scratch/Media/Sounds ] || need+=(scratch)
 [ -d /usr/share/sounds/freedesktop/stereo ] || need+=(sound-theme-freedesktop)
+command -v fluidsynth >/dev/null || need+=(fluidsynth)  # renders General MIDI sounds (tests; the instruments suite)
 [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || need+=(chromium chromium-driver)  # browser tests
 command -v npm >/dev/null || need+=(npm)  # fetches the emoji drawings below (the npm registry)
 if [ ${#need[@]} -gt 0 ]; then

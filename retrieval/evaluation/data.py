@@ -146,20 +146,23 @@ class SoundData:
     audio: np.ndarray           # (n, 512) audio embeddings
     captions: np.ndarray        # (n, d_text) embeddings of "the sound of WORDS"
     caption_template: str
-    sources: np.ndarray         # "scratch" or "freedesktop"
+    sources: np.ndarray         # "scratch", "freedesktop", "general-midi"
+    categories: np.ndarray      # the package's folder ("Animal", ...), "event", "instrument", "percussion"
 
 
 def load_sounds(audio_encoder: Encoder, text_encoder: Encoder, caption_template: str,
-                show_progress_bar: Optional[bool] = None) -> SoundData:
+                show_progress_bar: Optional[bool] = None, sounds=None, source: str = "debian-sounds") -> SoundData:
+    """Named sounds (by default the Debian packages' 149, :func:`retrieval.datasets.sounds.find_sounds`)
+    with their audio and caption embeddings, cached by content under ``source``."""
     from retrieval.datasets.sounds import find_sounds
 
-    sounds = find_sounds()
+    sounds = find_sounds() if sounds is None else list(sounds)
     caps = [caption_template.format(s.words) for s in sounds]
     kw = dict(batch_size=16, show_progress_bar=show_progress_bar)
-    sset = AnchorSet([s.path for s in sounds], caps, source="debian-sounds", modality="audio")
+    sset = AnchorSet([s.path for s in sounds], caps, source=source, modality="audio")
     return SoundData(np.array([s.name for s in sounds]), np.array([s.words for s in sounds]),
                      encode_anchors(sset, audio_encoder, "audio", **kw), encode_anchors(sset, text_encoder, "text", **kw),
-                     caption_template, np.array([s.source for s in sounds]))
+                     caption_template, np.array([s.source for s in sounds]), np.array([s.category for s in sounds]))
 
 
 @dataclass
