@@ -56,7 +56,7 @@ def test_a_sound_collection_answers_text_and_sound(sound_col, tone_data):
     assert col.modality == "audio" and col.info()["modality"] == "audio"
     hits = col.search("a yellow noise", k=3)
     assert hits[0].kind == "audio" and Path(hits[0].path).stem == "yellow"
-    assert col.plan("text").route == "translation"  # the measured best for text -> audio (planner.PAIR_PRIOR)
+    assert col.plan("text").route == "fusion"  # the measured best for text -> audio (planner.PAIR_PRIOR)
     for route in ("relative", "translation", "fusion"):
         assert Path(col.search("a yellow noise", k=1, route=route)[0].path).stem == "yellow"
     same = col.search(str(Path(tone_data["anchors"]) / "grey.wav"), k=1)  # audio -> audio: raw embeddings

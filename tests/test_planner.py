@@ -109,7 +109,9 @@ def test_measured_pair_priors_override_the_defaults():
     bridges = [Bridge("anchors", ("audio", "text")), Bridge("translator", ("text", "audio")),
                Bridge("translator", ("audio", "text"))]
     t2a, a2t = plan("text", "audio", spaces, bridges), plan("audio", "text", spaces, bridges)
-    assert (t2a.route, a2t.route) == ("translation", "fusion")
+    # the measured best of both audio suites pooled; the defaults alone would take relative
+    assert (t2a.route, a2t.route) == ("fusion", "fusion")
+    assert max(QUALITY_PRIOR[r] for r in ("relative", "translation", "fusion")) == QUALITY_PRIOR["relative"]
     assert {r.route: r.quality for r in t2a.alternatives}["translation"] == PAIR_PRIOR[("text", "audio")]["translation"]
 
 

@@ -99,3 +99,17 @@ def test_the_results_table_is_what_the_suites_wrote():
     rows = [[c.strip() for c in r.split("|")] for r in text.splitlines()[2:]]
     assert len(rows) >= 6 and all(r[default].startswith("**") for r in rows)  # pictures x4, digits, sounds
     assert all("…" in r[gain] for r in rows)  # each default's gain has its interval beside it
+
+
+def test_the_planners_audio_priors_pool_the_audio_suites():
+    """planner.PAIR_PRIOR is each route's R@10 in the committed sounds and instruments suites'
+    summary.json, averaged with their query counts as weights (rerun both suites, then update it)."""
+    from retrieval.planning.planner import PAIR_PRIOR
+
+    found = [json.loads((ROOT / "results" / s / "summary.json").read_text()) for s in ("sounds", "instruments")]
+    for direction, pair in (("text -> audio", ("text", "audio")), ("audio -> text", ("audio", "text"))):
+        total = sum(f["queries"] for f in found)
+        pooled = {route: sum(f["routes"][direction][route] * f["queries"] for f in found) / total
+                  for route in ("relative", "translation", "fusion")}
+        assert PAIR_PRIOR[pair] == pytest.approx(pooled, abs=5e-4), (direction, pooled)
+        assert all(f["picks"][direction] == max(pooled, key=pooled.get) for f in found)
