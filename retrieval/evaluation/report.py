@@ -21,12 +21,17 @@ def data_versions() -> Dict[str, str]:
         except Exception:  # noqa: BLE001 - not installed: not part of this run
             pass
     for deb in ("fonts-noto-color-emoji", "unicode-data"):
-        try:
-            out[deb] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", deb], capture_output=True, text=True,
-                                      timeout=10).stdout.strip() or "not installed"
-        except (OSError, subprocess.SubprocessError):
-            out[deb] = "unknown"
+        out[deb] = deb_version(deb)
     return out
+
+
+def deb_version(package: str) -> str:
+    """A Debian package's installed version, "not installed", or "unknown" (no dpkg here)."""
+    try:
+        return subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "not installed"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def fmt(v) -> str:
