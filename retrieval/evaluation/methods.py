@@ -13,7 +13,7 @@ import numpy as np
 from retrieval.core.metrics import lexicographic
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.relative import RelativeProjector
-from retrieval.core.selection import farthest_point  # noqa: F401  (the suites' name for it)
+from retrieval.core.selection import farthest_point, kmeans_select  # noqa: F401  (build --select's, for the suites)
 from retrieval.core.translation import Translator
 
 
@@ -62,24 +62,6 @@ def ranks(scores: np.ndarray) -> np.ndarray:
 def rrf(*score_mats: np.ndarray, c: float = 60.0) -> np.ndarray:
     """Reciprocal-rank fusion of several score matrices."""
     return sum(1.0 / (c + 1 + ranks(s)) for s in score_mats)
-
-
-def kmeans_select(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """The row nearest to each of n k-means centroids (distinct rows)."""
-    from sklearn.cluster import KMeans
-
-    x = l2_normalise(x, dtype=None)
-    km = KMeans(n_clusters=n, n_init=1, random_state=seed).fit(x)
-    d = ((x[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1) if len(x) * n < 4e6 else None
-    picked, used = [], set()
-    for c in range(n):
-        dist = d[:, c] if d is not None else ((x - km.cluster_centers_[c]) ** 2).sum(1)
-        for i in np.argsort(dist):
-            if int(i) not in used:
-                used.add(int(i))
-                picked.append(int(i))
-                break
-    return np.array(picked)
 
 
 SIMILARITIES = ("cosine", "euclidean", "l1", "linf")
