@@ -130,3 +130,6 @@ def test_text_audio_protocol_on_planted_pairs():
         h = out["hits"][label]["plain"]
         assert h.shape == (n,) and np.allclose(h * SPLITS, np.round(h * SPLITS))
         assert abs(h.mean() - plain) < 1e-9
+        per_split = out["per split"][label]
+        assert len(per_split["plain"]) == SPLITS and abs(np.mean(per_split["plain"]) - plain) < 1e-9
+        assert abs(np.mean(per_split["fusion"]) - out["routes"][label]["fusion"]) < 1e-9

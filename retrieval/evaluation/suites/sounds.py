@@ -29,7 +29,7 @@ def halves(words, salt: str, splits: Optional[int] = None) -> List[Tuple[np.ndar
     """(anchor rows, query rows) of each half of ``splits`` (default SPLITS) random two-fold splits,
     each cut at the median of a stable hash of the words, so that twins share a half and the halves
     are as even as the twins allow. Several splits, because with about 75 anchors a side which sounds
-    land among the anchors moved R@10 by up to 0.08 (docs/research); cut at the hash's median, because
+    land among the anchors moves R@10 by up to 0.11 (the suites print each split's); at the median, because
     cut at 0.5 one split of 149 sounds left 53 anchors against 96 queries."""
     parts = []
     for r in range(SPLITS if splits is None else splits):
@@ -44,7 +44,8 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
     in halves by a stable hash of their words (twins share a half) and each half's sounds are queries
     against anchors from the other. Metrics are averaged over every split and half, each query's R@10
     term over the splits (the paired interval's unit). Returns {"routes": direction -> R@10 per planner
-    route, "tables": the rows, "hits": each query's R@10 term per method, "queries": n}. ``bank``:
+    route, "tables": the rows, "hits": each query's R@10 term per method, "queries": n, "per split":
+    each split's R@10 per route and plain ASIF}. ``bank``:
     (caption vectors, audio vectors, what it is) of a sound bank from another package, or None."""
     from retrieval.build.options import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, DEFAULT_WHITEN
 
@@ -76,7 +77,7 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
     asif_kw = dict(k=DEFAULT_K, p=DEFAULT_P, center=DEFAULT_CENTER)
     k_def = f"min({DEFAULT_K}, anchors)"
 
-    routes, tables, hits = {}, {}, {}
+    routes, tables, hits, spread = {}, {}, {}, {}
     for direction, label in (("t2a", "text -> audio"), ("a2t", "audio -> text")):
         rel = fold_scores(direction, M.asif, **asif_kw)
         tr = fold_scores(direction, M.translate, method="orthogonal")
@@ -108,11 +109,15 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
                      note="CSA's regulariser, width and weighting and NNN's strength are chosen per test half by "
                           f"the mean R@10 over {VAL_FOLDS} validation folds of that half's anchors (each held out "
                           "in turn as queries against the rest), never on the test half.")
-        by_name = {r[0]: r[3] for r in rows}
-        routes[label] = {"relative": by_name[rows[1][0]], "translation": by_name[rows[6][0]],
-                         "fusion": by_name[rows[8][0]]}
+        routes[label] = {"relative": rows[1][3], "translation": rows[6][3], "fusion": rows[8][3]}
         tables[label] = [dict(zip(["method"] + METRIC_COLS, r)) for r in rows]
-    return {"routes": routes, "tables": tables, "hits": hits, "queries": n}
+        # how much the split alone moves a figure: each split's R@10, both its halves pooled
+        spread[label] = {name: [fold_metrics(m[2 * r:2 * r + 2])["R@10"] for r in range(SPLITS)]
+                         for name, m in (("plain", plain), ("relative", rel), ("translation", tr), ("fusion", fused))}
+        report.text(f"Each split's R@10 ({label}): " + "; ".join(
+            f"{name} " + " ".join(f"{v:.3f}" for v in vals) + f" (range {max(vals) - min(vals):.3f})"
+            for name, vals in spread[label].items()) + ".")
+    return {"routes": routes, "tables": tables, "hits": hits, "queries": n, "per split": spread}
 
 
 SPLITS = 5     # repeated two-fold splits of a sound suite (each a new stable hash of the words)
@@ -191,7 +196,7 @@ def route_table(report: Report, name: str, measured: Dict) -> Dict:
                       f"interval is a paired bootstrap over the {n} queries (10,000 resamples, "
                       "`retrieval.core.metrics.paired_interval`).")
     return {"routes": measured["routes"], "picks": picks, "gains": gains, "tables": measured["tables"],
-            "queries": n, "splits": SPLITS}
+            "queries": n, "splits": SPLITS, "per split R@10": measured["per split"]}
 
 
 def sounds(report: Report, snd, emoji_data, bank=None) -> Dict:
