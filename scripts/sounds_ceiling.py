@@ -64,11 +64,7 @@ def main():
         return score
 
     def nnn_relative(aq, ag, q, g, alpha, k):
-        kk = min(72, len(aq))
-        pq, pg = RelativeProjector(k=kk, p=4.0, center=True).fit(aq), RelativeProjector(k=kk, p=4.0, center=True).fit(ag)
-        gal = pg.transform(g)
-        prim, ref = (pq.transform(q) @ gal.T).toarray(), (pq.transform(aq) @ gal.T).toarray()
-        return lexicographic(M.hubness_corrected(prim, ref, alpha=alpha, k=k), pq.dense(q) @ pg.dense(g).T)
+        return M.asif_nnn(aq, ag, q, g, k=72, p=4.0, center=True, alpha=alpha, k_bank=k)
 
     def nnn_procrustes(aq, ag, q, g, alpha, k):
         t = Translator("orthogonal").fit(aq, ag)

@@ -156,3 +156,14 @@ def hubness_corrected(scores: np.ndarray, bank_scores: np.ndarray, *, alpha=0.75
     k = min(int(k), len(bank_scores))
     bias = np.sort(bank_scores, axis=0)[-k:].mean(0)
     return scores - alpha * bias[None, :]
+
+
+def asif_nnn(aq, ag, q, g, *, k=64, p=8.0, center=False, alpha=0.75, k_bank=16) -> np.ndarray:
+    """The relative route with NNN hubness correction (:func:`hubness_corrected`), the reference bank
+    being the anchors' own query side (e.g. the anchor captions for text -> audio); ``k`` is capped at
+    the anchors."""
+    kk = min(int(k), len(aq))
+    pq_, pg = RelativeProjector(k=kk, p=p, center=center).fit(aq), RelativeProjector(k=kk, p=p, center=center).fit(ag)
+    g_rel = pg.transform(g)
+    prim, bank = (pq_.transform(q) @ g_rel.T).toarray(), (pq_.transform(aq) @ g_rel.T).toarray()
+    return lexicographic(hubness_corrected(prim, bank, alpha=alpha, k=k_bank), pq_.dense(q) @ pg.dense(g).T)

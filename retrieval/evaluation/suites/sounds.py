@@ -12,6 +12,8 @@ from retrieval.datasets.emoji import stable_hash
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.harness import CAPTION, METRIC_COLS, Suite, chance, row
 from retrieval.evaluation.report import Report
+from retrieval.evaluation.suites.pictures import CSA_GRID as PICTURE_CSA_GRID
+from retrieval.evaluation.suites.pictures import NNN_GRID
 
 SOUND_CAPTION = "the sound of {}"
 
@@ -87,7 +89,7 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
                        "fusion": fold_hits(fused)}
         csa_cfgs, nnn_cfgs = [], []
         csa = fold_scores(direction, _chosen(M.csa, CSA_GRID, csa_cfgs, salt))
-        nnn = fold_scores(direction, _chosen(_asif_nnn, NNN_GRID, nnn_cfgs, salt, **asif_kw))
+        nnn = fold_scores(direction, _chosen(M.asif_nnn, NNN_GRID, nnn_cfgs, salt, **asif_kw))
         rows = [row("chance", fold_metrics([np.zeros_like(m) for m in rel])),
                 row(f"relative: ASIF engine default (k={k_def})", fold_metrics(rel)),
                 row("plain ASIF k=64 p=8, no centring (baseline)", fold_metrics(plain)),
@@ -122,21 +124,8 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
 
 SPLITS = 5     # repeated two-fold splits of a sound suite (each a new stable hash of the words)
 VAL_FOLDS = 2  # folds of a test half's anchors on which CSA's and NNN's settings are chosen
-CSA_GRID = [dict(reg=r, dims=d, power=w) for r in (1.0, 3.0, 10.0, 30.0, 100.0) for d in (None, 16, 32)
-            for w in (1.0, 2.0)]
-NNN_GRID = [dict(alpha=a, k=k) for a in (0.25, 0.5, 0.75, 1.0) for k in (4, 16, 64)]
-
-
-def _asif_nnn(aq, ag, q, g, *, k, p, center, alpha, k_bank):
-    """The relative route with NNN hubness correction: the anchors' own query side is the reference bank."""
-    from retrieval.core.relative import RelativeProjector
-
-    kk = min(k, len(aq))
-    pq_, pg = RelativeProjector(k=kk, p=p, center=center).fit(aq), RelativeProjector(k=kk, p=p, center=center).fit(ag)
-    g_rel = pg.transform(g)
-    prim = (pq_.transform(q) @ g_rel.T).toarray()
-    bank = (pq_.transform(aq) @ g_rel.T).toarray()
-    return lexicographic(M.hubness_corrected(prim, bank, alpha=alpha, k=k_bank), pq_.dense(q) @ pg.dense(g).T)
+# the picture suites' grids; CSA's widths smaller, as a sound half's validation anchors are some 40
+CSA_GRID = [dict(cfg, dims=d) for cfg in PICTURE_CSA_GRID if cfg["dims"] is None for d in (None, 16, 32)]
 
 
 def _chosen(fn, grid, picked: list, salt: str, **fixed):
@@ -190,8 +179,8 @@ def route_table(report: Report, name: str, measured: Dict) -> Dict:
                  ["direction", "relative", "translation", "fusion", "planner picks", "best here - picked",
                   "picked - plain ASIF", "95% interval of that gain"], route_rows,
                  note=f"The planner picks the route with the highest R@10 in `planner.PAIR_PRIOR`, the mean of "
-                      f"the audio suites' route tables (this one's and {name}'s) weighted by their queries; "
-                      f"`tests/test_planner.py` checks it against both suites' `summary.json`. With {n} queries "
+                      f"the audio suites' route tables (this one's and the {name} suite's) weighted by their queries; "
+                      f"`tests/test_scripts.py` checks it against both suites' `summary.json`. With {n} queries "
                       f"a recall near 0.45 has a standard error of about {np.sqrt(0.45 * 0.55 / n):.3f}. The "
                       f"interval is a paired bootstrap over the {n} queries (10,000 resamples, "
                       "`retrieval.core.metrics.paired_interval`).")
