@@ -44,8 +44,9 @@ from retrieval.errors import CollectionFormatError, InputError
 from retrieval.media.tables import rows_from
 from retrieval.progress import progress
 from retrieval.store.arrow import sha256_file
-from retrieval.store.format import check_output, now_iso, read_manifest, write_manifest
+from retrieval.store.format import now_iso, read_manifest, write_manifest
 from retrieval.store.sharded import SHARDED_FORMAT, SHARDED_VERSION
+from retrieval.store.writing import check_output
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +378,7 @@ def _run(job: _Job) -> Path:
     run_file.unlink()
     (work / "checked.json").unlink()
     if out.exists():
+        check_output(out, overwrite=True)  # again: files may have been put there while the shards were encoded
         old = out.parent / f".{out.name}.old"
         shutil.rmtree(old, ignore_errors=True)
         os.replace(out, old)

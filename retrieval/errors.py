@@ -30,6 +30,11 @@ class CollectionFormatError(RetrievalError):
     """A collection folder that this version cannot trust or read (foreign, newer, damaged)."""
 
 
+class CollectionDamagedError(CollectionFormatError):
+    """An opened collection whose files changed under it (a memory-mapped file cut short in place):
+    it answers nothing more. The server answers it 503 for that collection alone."""
+
+
 def expected(what: str, got: object, hint: str = "") -> str:
     """Format the standard 'expected X, got Y' message used across the package."""
     msg = f"expected {what}, got {got!r}" if not isinstance(got, str) else f"expected {what}, got {got}"

@@ -39,13 +39,12 @@ from retrieval.store.bridges import save_style, save_translator
 from retrieval.store.format import (
     FORMAT,
     FORMAT_VERSION,
-    check_output,
     labels_file,
     library_versions,
     now_iso,
-    write_atomically,
     write_vectors,
 )
+from retrieval.store.writing import check_output, write_atomically
 
 log = logging.getLogger(__name__)
 

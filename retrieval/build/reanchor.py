@@ -33,9 +33,10 @@ from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
 from retrieval.errors import InputError
 from retrieval.media.tables import RESERVED_COLUMNS
 from retrieval.store.arrow import dense_from_column
-from retrieval.store.format import check_output, now_iso, read_parquet
+from retrieval.store.format import now_iso, read_parquet
 from retrieval.store.reader import StoredCollection
 from retrieval.store.sharded import is_sharded
+from retrieval.store.writing import check_output
 
 log = logging.getLogger(__name__)
 KEPT_UNLESS_GIVEN = ("index", "dense_index", "labels")  # decided for the corpus, not for the anchors

@@ -33,9 +33,10 @@ from retrieval.encoders import load_encoder
 from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
 from retrieval.errors import InputError
 from retrieval.progress import progress
-from retrieval.store.format import check_output, now_iso
+from retrieval.store.format import now_iso
 from retrieval.store.reader import StoredCollection
 from retrieval.store.sharded import is_sharded
+from retrieval.store.writing import check_output
 
 log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 2048

@@ -42,11 +42,11 @@ from retrieval.store.format import (
     open_vectors,
     read_parquet,
     vectors_file,
-    write_atomically,
     write_vectors,
 )
 from retrieval.store.reader import StoredCollection
 from retrieval.store.sharded import is_sharded
+from retrieval.store.writing import write_atomically
 
 log = logging.getLogger(__name__)
 CHANGING = ("items.parquet", "texts.parquet", "manifest.json")

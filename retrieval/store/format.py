@@ -1,6 +1,6 @@
-"""A collection on disk: a self-describing folder, written atomically, verified before it is read.
+"""A collection on disk: a self-describing folder, verified before it is read (written by ``writing.py``).
 
-Format (version 4; documented for users in ``indexes/README.md``). M is the items' modality
+Format (version 6; documented for users in ``indexes/README.md``). M is the items' modality
 (``image`` or ``audio``, ``manifest["items"]["modality"]``; version 1 collections are all image)::
 
     NAME/
@@ -33,11 +33,8 @@ import hashlib
 import json
 import os
 import platform
-import secrets
-import shutil
-import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Dict
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -54,11 +51,6 @@ FORMAT = "retrieval-collection"
 # under "anchors"; retrieval/build/background.py; absent means none). 1 to 5 are still read.
 FORMAT_VERSION = 6
 MANIFEST = "manifest.json"
-# Formats whose folders --overwrite may replace: a collection, or a sharded one (retrieval/distributed.py).
-OVERWRITABLE_FORMATS = (FORMAT, "retrieval-sharded-collection")
-# A scratch folder of a write (``.NAME.tmp-PID-…``) whose process is gone is removed by the next write;
-# one named the older way (no process id) once it is this old.
-STALE_AFTER_S = 600
 
 
 def library_versions() -> Dict[str, str]:
@@ -91,139 +83,6 @@ def write_manifest(path: Path, manifest: Dict) -> None:
         json.dump(manifest, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
     os.replace(tmp, path)
-
-
-def _is_ours(folder: Path) -> bool:
-    """Whether a folder holds a manifest this project writes (a collection or a sharded one)."""
-    try:
-        m = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(m, dict) and m.get("format") in OVERWRITABLE_FORMATS
-
-
-def check_output(out, overwrite: bool) -> Path:
-    """Refuse an output folder that a build must not write, before any costly work.
-
-    ``out`` may be new, or (with ``overwrite``) a collection this project wrote; never any other
-    folder, the working directory or a folder that holds it. Its parent must be writable: that is
-    probed by making and removing a folder there, so a read-only place fails now, not after encoding.
-    """
-    out = Path(out)
-    where = Path(os.path.abspath(out))
-    cwd = Path(os.getcwd())
-    if where == cwd or where in cwd.parents or where.parent == where:
-        raise InputError(f"expected an output folder for the collection, got {str(out)!r}, which is the current "
-                         f"directory or holds it; name a new folder, e.g. indexes/NAME")
-    if out.exists() or out.is_symlink():
-        if not overwrite:
-            raise InputError(f"expected a new output folder, got {str(out)!r}, which exists; pass --overwrite "
-                             f"(overwrite=True) to replace it if it is a collection")
-        if not out.is_dir():
-            raise InputError(f"expected {str(out)!r} to be a collection folder to overwrite, it is a file; "
-                             f"nothing was changed")
-        if not _is_ours(out):
-            n = sum(1 for _ in out.iterdir())
-            raise InputError(f"expected --overwrite to replace a collection written by retrieval, got {str(out)!r}, "
-                             f"which holds {n} entr{'y' if n == 1 else 'ies'} and no retrieval manifest.json; nothing "
-                             f"was deleted. Choose another --out, or remove that folder yourself")
-    probe = where.parent
-    while not probe.exists():  # the folders a write would create: check the first one that exists
-        probe = probe.parent
-    if not probe.is_dir():
-        raise InputError(f"expected {str(out)!r} to lie inside folders, but {str(probe)!r} is a file")
-    try:
-        os.rmdir(_scratch_dir(probe, "write-check", ".tmp-"))
-    except OSError as exc:
-        raise InputError(f"expected to be able to write the collection {str(out)!r}, but {str(probe)!r} is not "
-                         f"writable ({exc.strerror or exc}); choose another --out") from exc
-    return out
-
-
-def _scratch_dir(parent: Path, name: str, tag: str) -> Path:
-    """A new folder ``.NAME{tag}PID-RANDOM`` in ``parent``, made with the user's umask (``mkdtemp``
-    would make it 0700, and the collection would keep that mode). The process id tells a later
-    write whether its writer is still alive (see :func:`clean_stale`)."""
-    for _ in range(100):
-        path = Path(parent) / f".{name}{tag}{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not make a scratch folder in {parent}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _stale(entry: Path, tag: str) -> bool:
-    """A scratch folder left by a write whose process died (or, named the older way, an old one)."""
-    rest = entry.name.split(tag, 1)[1]
-    pid = rest.split("-", 1)[0]
-    if "-" in rest and pid.isdigit():
-        return int(pid) != os.getpid() and not _alive(int(pid))
-    try:
-        return time.time() - entry.stat().st_mtime > STALE_AFTER_S
-    except OSError:
-        return False
-
-
-def clean_stale(out: Path) -> None:
-    """Tidy what an interrupted write of ``out`` left beside it: scratch folders of dead writers are
-    removed, and if the write died between its two renames (the old version moved aside, the new
-    one not yet in place), the old version is put back."""
-    out = Path(os.path.abspath(out))
-    parent = out.parent
-    if not parent.is_dir():
-        return
-    for tag in (".tmp-", ".old-"):
-        for entry in sorted(parent.glob(f".{out.name}{tag}*")):
-            if not entry.is_dir() or not _stale(entry, tag):
-                continue
-            if tag == ".old-" and not out.exists() and _is_ours(entry):
-                os.replace(entry, out)  # the previous version, never replaced: restore it
-            else:
-                shutil.rmtree(entry, ignore_errors=True)
-
-
-def write_atomically(out: Path, fill: Callable[[Path], Dict], *, overwrite: bool = False) -> Path:
-    """Create ``out`` by letting ``fill(tmp)`` write files into a temporary sibling folder and return
-    the manifest; checksums are added, then the folder is renamed into place.
-
-    On any failure the temporary folder is removed and an existing ``out`` is untouched. With
-    ``overwrite``, the old folder (which must be a collection: see :func:`check_output`) is moved
-    aside first and removed only after the new one is in place.
-    """
-    out = Path(out)
-    clean_stale(out)
-    check_output(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _scratch_dir(out.parent, out.name, ".tmp-")
-    try:
-        manifest = fill(tmp)
-        manifest["files"] = {f: {"sha256": sha256_file(str(tmp / f)), "bytes": (tmp / f).stat().st_size}
-                             for f in sorted(os.listdir(tmp))}
-        write_manifest(tmp / MANIFEST, manifest)
-        if out.exists():
-            old = _scratch_dir(out.parent, out.name, ".old-")
-            os.rmdir(old)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
 
 def read_manifest(folder: Path, *, verify: bool = True) -> Dict:
@@ -270,7 +129,62 @@ def read_manifest(folder: Path, *, verify: bool = True) -> Dict:
     # Version 1 collections hold images and one image-text anchor set: say so in version 2 terms.
     manifest.setdefault("items", {"modality": "image"})
     manifest.setdefault("pivots", [])
+    check_schema(manifest, path)
+    if verify:
+        for name in files:
+            if name.endswith(".npy"):
+                check_finite(folder, name)
     return manifest
+
+
+def _fail(path: Path, what: str, got) -> CollectionFormatError:
+    return CollectionFormatError(f"expected the manifest {str(path)!r} to give {what}, got {got!r}: it was edited "
+                                 f"or damaged after the collection was written; rebuild the collection")
+
+
+def check_schema(manifest: Dict, path: Path) -> None:
+    """The keys every reader relies on, with the types it relies on: a manifest whose checksum was
+    rewritten after an edit is refused here, by name, rather than failing somewhere inside a reader."""
+    items = manifest.get("items")
+    modality = items.get("modality") if isinstance(items, dict) else None
+    if modality not in ("image", "audio"):
+        raise _fail(path, "the items' modality ('image' or 'audio') under 'items'", items)
+    encoders = manifest.get("encoders")
+    if not isinstance(encoders, dict) or not {modality, "text"} <= set(encoders):
+        raise _fail(path, f"'encoders' for {modality!r} and 'text'", encoders)
+    for m, e in encoders.items():
+        if not (isinstance(e, dict) and isinstance(e.get("spec"), str) and type(e.get("dim")) is int and e["dim"] > 0):
+            raise _fail(path, f"the {m} encoder as {{'spec': NAME, 'dim': WIDTH}}", e)
+    pr = manifest.get("projector")
+    if not (isinstance(pr, dict) and pr.get("kind") in ("asif", "cosine") and type(pr.get("k")) is int
+            and pr["k"] > 0 and isinstance(pr.get("p"), (int, float)) and pr["p"] > 0):
+        raise _fail(path, "a 'projector' with kind 'asif' or 'cosine', k >= 1 and p > 0", pr)
+    indexes = manifest.get("indexes")
+    for stem in (f"{modality}_relative", "text_relative"):
+        spec = indexes.get(stem) if isinstance(indexes, dict) else None
+        if not (isinstance(spec, dict) and isinstance(spec.get("backend"), str)):
+            raise _fail(path, f"an index {stem!r} with its 'backend' under 'indexes'", indexes)
+    anchors = manifest.get("anchors")
+    if not (isinstance(anchors, dict) and type(anchors.get("count")) is int):
+        raise _fail(path, "'anchors' with their 'count'", anchors)
+
+
+def check_finite(folder: Path, name: str) -> None:
+    """Refuse a vectors file that is not a plain numeric array, or that holds NaN or infinity (every
+    score against such a row is NaN: it would answer with nothing, silently)."""
+    try:
+        x = np.load(Path(folder) / name, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise CollectionFormatError(f"expected {name!r} in {str(folder)!r} to be a numeric .npy array, it does not "
+                                    f"read as one ({exc}): the collection is damaged; rebuild it") from exc
+    if x.dtype.kind != "f":
+        return  # ids and offsets of an inverted index: integers, finite by type
+    for i in range(0, len(x), VECTOR_CHUNK):
+        bad = ~np.isfinite(np.asarray(x[i:i + VECTOR_CHUNK]))
+        if bad.any():
+            row = i + int(np.argwhere(bad)[0][0])
+            raise CollectionFormatError(f"expected finite numbers in {name!r} in {str(folder)!r}, got NaN or infinity "
+                                        f"(row {row} first): the collection is damaged; rebuild it")
 
 
 def read_parquet(folder: Path, name: str, columns=None):

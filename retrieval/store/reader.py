@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Dict
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retrieval.core.relative import RelativeProjector, without_background
+from retrieval.errors import CollectionFormatError, RetrievalError
 from retrieval.indexes import ExactIndex, make_index
 from retrieval.store.arrow import dense_from_column, sparse_from_columns
 from retrieval.store.bridges import load_style, load_translator
 from retrieval.store.format import open_vectors, read_manifest, read_parquet, vectors_file
+from retrieval.store.mapped import MappedFiles
 
 
 class RowMap:
@@ -55,7 +58,22 @@ class StoredCollection:
     ``"audio"``); texts (corpus and anchor captions) are the other side."""
 
     def __init__(self, folder: Path, manifest: Dict, *, device: str = "cpu"):
+        try:
+            self._open(Path(folder), manifest, device)
+        except RetrievalError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, EOFError, OSError, RuntimeError, pa.ArrowException) as exc:
+            # The manifest verified, so a file that does not read as it says was damaged with its
+            # checksum rewritten (or written by something else): refused, never a traceback.
+            raise CollectionFormatError(f"expected the collection {str(folder)!r} to read as its manifest describes, "
+                                        f"it does not ({type(exc).__name__}: {exc}): it is damaged or was edited "
+                                        f"by hand; rebuild it") from exc
+
+    def _open(self, folder: Path, manifest: Dict, device: str) -> None:
         self.folder, self.manifest, self.device = Path(folder), manifest, device
+        # every .npy is memory-mapped (embeddings, label vectors, inverted postings): watched from now on
+        self.mapped = MappedFiles(self.folder, {n: f["bytes"] for n, f in manifest["files"].items()
+                                                if n.endswith(".npy")})
         self.modality: str = manifest["items"]["modality"]
         anchors = read_parquet(self.folder, "anchors.parquet")
         dims = {m: e["dim"] for m, e in manifest["encoders"].items()}
@@ -119,6 +137,11 @@ class StoredCollection:
         lm = manifest.get("labels")
         self.item_labels = (open_vectors(self.folder, self.modality, len(self.item_ids), int(lm["dim"]), lm["file"])
                             if lm else None)
+
+    def check_files(self) -> None:
+        """Refuse to go on (:class:`~retrieval.errors.CollectionDamagedError`) if a memory-mapped file
+        was cut short on disk since opening: reading it would kill the process (see ``mapped.py``)."""
+        self.mapped.check()
 
     @classmethod
     def read(cls, folder, *, device: str = "cpu", verify: bool = True) -> "StoredCollection":
