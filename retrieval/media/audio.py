@@ -41,8 +41,9 @@ def load_audio(path: Union[str, os.PathLike], sr: Optional[float], max_seconds: 
             warnings.simplefilter("ignore")
             y, _ = librosa.load(str(p), sr=sr, mono=True, duration=max_seconds)
     except Exception as exc:  # soundfile, audioread and ffmpeg raise many unrelated types
+        why = str(exc).strip() or "no decoder on this machine could read it (not a sound, or a format they lack)"
         raise InputError(f"expected a readable sound file ({', '.join(AUDIO_EXTENSIONS)}), got {str(p)!r}: "
-                         f"{type(exc).__name__}: {exc}") from exc
+                         f"{type(exc).__name__}: {why}") from exc
     if y.size == 0:
         raise InputError(f"expected a sound file with at least one sample, got {str(p)!r}, which is empty")
     if not np.all(np.isfinite(y)):

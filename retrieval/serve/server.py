@@ -14,6 +14,7 @@ endpoint, and time the query stages (encode, relativise, search) per collection.
 # No "from __future__ import annotations" here: FastAPI reads the endpoint annotations at run time,
 # and they name types imported inside create_app (fastapi is an optional dependency).
 import asyncio
+import contextlib
 import os
 import tempfile
 import threading
@@ -30,7 +31,7 @@ from retrieval.api import (
     open_collection,
     open_image,
 )
-from retrieval.errors import InputError, RetrievalError, UnsupportedQueryError
+from retrieval.errors import CollectionDamagedError, InputError, RetrievalError, UnsupportedQueryError
 from retrieval.serve.batching import MicroBatcher, QueueFull
 from retrieval.serve.live import LiveCollection
 from retrieval.store.filters import MAX_LENGTH as MAX_FILTER_CHARS
@@ -39,7 +40,13 @@ from retrieval.store.filters import FilterError
 # A prompt template: exactly one {} where the label goes, literal braces doubled (classify.check_template).
 TEMPLATE_PATTERN = r"^(?:[^{}]|\{\{|\}\})*\{\}(?:[^{}]|\{\{|\}\})*$"
 DEFAULT_LIMITS = {"max_body_bytes": 10 * 1024 * 1024, "max_query_chars": 1000, "max_k": 100,
-                  "max_image_pixels": 40_000_000, "max_labels": 1000, "request_timeout_s": 30.0}
+                  "max_image_pixels": 40_000_000, "max_labels": 1000, "request_timeout_s": 30.0,
+                  "max_connections": 512}
+# max_connections: requests in flight at once; past it a request is answered 503 (JSON, Retry-After)
+# at once. It is twice the search queue (256) so that a burst meets the queue's own limit first.
+# Open connections, idle keep-alive ones included, are capped by uvicorn at CONNECTION_HEADROOM times
+# it (uvicorn's own plain-text 503 past that).
+CONNECTION_HEADROOM = 2
 # Micro-batching of searches (batching.py): how long the first query of a batch waits for others
 # (0: one query at a time, as before batching), the most queries a batch takes, how many may wait.
 DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "workers": 1}
@@ -48,10 +55,38 @@ DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "work
 def _deps():
     try:
         import fastapi  # noqa: F401
+        import fastapi_offline  # noqa: F401
         import prometheus_client  # noqa: F401
     except ImportError as exc:
         raise InputError("the server needs the 'serve' extra: pip install 'retrieval[serve]' "
-                         "(fastapi, uvicorn, python-multipart, prometheus-client)") from exc
+                         "(fastapi, fastapi-offline, uvicorn, python-multipart, prometheus-client)") from exc
+
+
+@contextlib.contextmanager
+def upload_named(query, modality: str, filename: Optional[str]):
+    """An uploaded sound is read from a temporary file: an error about it names the upload, not
+    where the server put it."""
+    try:
+        yield
+    except RetrievalError as exc:
+        if modality != "audio" or str(query) not in str(exc):
+            raise
+        name = filename or "the upload"
+        raise type(exc)(str(exc).replace(repr(str(query)), repr(name)).replace(str(query), name)) from None
+
+
+def public_info(info: Dict, name: str) -> Dict:
+    """A collection's description as a client sees it: the server's own file paths (the folder, the
+    corpus and anchor sources, skipped files) are reduced to their last part."""
+    def strip(x, key=""):
+        if isinstance(x, dict):
+            return {k: strip(v, k) for k, v in x.items()}
+        if isinstance(x, list):
+            return [strip(v, key) for v in x]
+        if key in ("path", "source", "name") and isinstance(x, str) and os.path.isabs(x):
+            return Path(x).name
+        return x
+    return dict(strip(info), path=name)
 
 
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
@@ -70,9 +105,10 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
     _deps()
-    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi import File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from fastapi_offline import FastAPIOffline  # /docs from packaged assets: Swagger UI's CDN is not reachable offline
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
     from pydantic import BaseModel, ConfigDict, Field, create_model
     from starlette.concurrency import run_in_threadpool
@@ -118,7 +154,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     targets = ("items",) + tuple(sorted({m for c in served for m in getattr(c, "sides", [c.modality])}))
     Modality, Target, Route = Literal[modalities], Literal[targets], Literal[ROUTES]
 
-    app = FastAPI(title="retrieval", version="1",
+    app = FastAPIOffline(title="retrieval", version="1",
                   description="Cross-modal search with encoders never trained together (ASIF relative "
                               "representations). Every error is JSON {\"error\": message}.")
 
@@ -136,6 +172,10 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     @app.exception_handler(UnsupportedQueryError)
     async def _not_here(request, exc):  # well formed, but not something this collection holds
         return error(409, str(exc))
+
+    @app.exception_handler(CollectionDamagedError)
+    async def _damaged(request, exc):  # this collection's files changed under it; the others answer on
+        return error(503, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc):
@@ -192,22 +232,31 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         logging.getLogger(__name__).exception("unexpected error on %s", request.url.path)
         return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
+    inflight = [0]  # requests being answered; read and changed on the event loop only
+
     @app.middleware("http")
     async def _guard_and_measure(request: Request, call_next):
         route = request.scope.get("path", "")
         endpoint = route.split("/")[1] if route.count("/") else route
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > lim["max_body_bytes"]):
+        if inflight[0] >= lim["max_connections"]:  # refused at once, in JSON, never left to hang
+            resp = error(503, f"the server is busy ({inflight[0]} requests in flight, at most "
+                              f"{lim['max_connections']}); retry in a second")
+            resp.headers["Retry-After"] = "1"
+        elif length is not None and (not length.isdigit() or int(length) > lim["max_body_bytes"]):
             resp = error(413, f"expected a request body of at most {lim['max_body_bytes']} bytes, got {length}")
         elif length is None and request.method in ("POST", "PUT") and request.headers.get("transfer-encoding"):
             resp = error(411, "expected a Content-Length header (chunked uploads are not accepted)")
         else:
             t = time.perf_counter()
+            inflight[0] += 1
             try:
                 resp = await asyncio.wait_for(call_next(request), lim["request_timeout_s"])
             except asyncio.TimeoutError:
                 resp = error(503, f"the request took longer than {lim['request_timeout_s']} s; try a smaller k "
                                   f"or a shorter clip")
+            finally:
+                inflight[0] -= 1
             latency.labels(endpoint).observe(time.perf_counter() - t)
         requests.labels(endpoint, str(resp.status_code)).inc()
         return resp
@@ -218,9 +267,13 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         return cols[name].current()
 
     def hits_json(col_name: str, hits) -> List[Dict]:
+        """Hits as a client sees them: where the server keeps its files is not said; each item's file is
+        named (``file``) and fetched at its ``url``."""
         out = []
         for h in hits:
             d = h.to_dict()
+            d["file"] = None if h.path is None else Path(h.path).name
+            del d["path"]
             if h.path is not None:
                 item = h.item_id if h.kind == "text" else h.id
                 d["url"] = f"/collections/{col_name}/items/{item}/file"
@@ -270,18 +323,27 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
 
     SearchBody = Union[(TextQuery,) + tuple(vector_query(m) for m in modalities)]
 
+    def damage(c: LiveCollection) -> Optional[str]:
+        try:
+            c.current().check_files()
+        except CollectionDamagedError as exc:
+            return str(exc)
+        return None
+
     @app.get("/health", responses=errors(503))
     def health():
         stale = {n: c.error for n, c in cols.items() if c.error}
-        return {"status": "ok", "collections": sorted(cols), **({"not_reopened": stale} if stale else {})}
+        damaged = {n: why for n, c in cols.items() if (why := damage(c))}
+        return {"status": "degraded" if damaged else "ok", "collections": sorted(cols),
+                **({"not_reopened": stale} if stale else {}), **({"damaged": damaged} if damaged else {})}
 
     @app.get("/collections", responses=errors(503))
     def list_collections():
-        return {name: c.current().info() for name, c in cols.items()}
+        return {name: public_info(c.current().info(), name) for name, c in cols.items()}
 
     @app.get("/collections/{name}", responses=errors(404, 422, 503))
     def describe(name: str):
-        return collection(name).info()
+        return public_info(collection(name).info(), name)
 
     def run_group(key, queries: List) -> List:
         """One batched search: every query of ``queries`` shares ``key``'s settings."""
@@ -349,7 +411,9 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
         collection(name)
         query, modality = as_query(await read_upload(file), file.filename)
         try:  # in a worker thread: waiting for the batch must not stop the event loop
-            hits, used = await run_in_threadpool(answer, (name, "queries", modality, k, target, route, where), query)
+            with upload_named(query, modality, file.filename):
+                hits, used = await run_in_threadpool(answer, (name, "queries", modality, k, target, route, where),
+                                                     query)
         finally:
             if modality == "audio":
                 os.unlink(query)
@@ -375,7 +439,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
                 a = {"image": "an image", "audio": "a sound"}
                 raise UnsupportedQueryError(f"expected {a[col.modality]} file to classify in this collection, got "
                                             f"{a[modality]} file")
-            with lock:
+            with lock, upload_named(query, modality, file.filename):
                 pred = col.classify([query], names, templates=[template] if template else DEFAULT_TEMPLATES,
                                     k=min(k, len(names)))[0]
         finally:
@@ -429,13 +493,27 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     return app
 
 
+def server_config(app, host: str = "127.0.0.1", port: int = 8000, limits: Optional[Dict] = None, **kwargs):
+    """The uvicorn configuration ``serve`` runs ``app`` with (tests run the same one)."""
+    import uvicorn
+
+    most = dict(DEFAULT_LIMITS, **(limits or {}))["max_connections"]
+    return uvicorn.Config(app, host=host, port=port, timeout_keep_alive=5,
+                          limit_concurrency=CONNECTION_HEADROOM * int(most), **kwargs)
+
+
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
           query_encoders: Optional[Dict[str, str]] = None,
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
           batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None) -> None:
     """Start the server (blocking). Collections are named by their folder names."""
+    import faulthandler
+
     import uvicorn
 
+    # A fatal signal (a memory-mapped file cut short during a query: store/mapped.py) leaves a traceback
+    # in the log instead of a silent exit.
+    faulthandler.enable()
     names: Dict[str, str] = {}
     for f in folders:
         name = Path(f).name
@@ -444,4 +522,4 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
         names[name] = str(f)
     app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders,
                      reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb)
-    uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=64)
+    uvicorn.Server(server_config(app, host, port, limits)).run()
