@@ -6,6 +6,7 @@ the table's column names or the folder's file types.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from pathlib import Path
@@ -15,8 +16,10 @@ import pyarrow as pa
 
 from retrieval.errors import InputError
 from retrieval.media.audio import AUDIO_EXTENSIONS
+from retrieval.media.csv_types import typed_columns
 from retrieval.media.images import IMAGE_EXTENSIONS
 
+log = logging.getLogger(__name__)
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
 MEDIA_EXTENSIONS = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS}
 # Modality-specific names first: a table with an "audio" column holds sounds whatever its files end in.
@@ -26,6 +29,9 @@ CAPTION_COLUMNS = ("caption", "text", "title")
 LABEL_COLUMNS = ("label", "class", "category")
 # Anchor tables only: rows sharing a concept are views of one anchor (retrieval/core/style.py).
 CONCEPT_COLUMN = "concept"
+# Columns a CSV keeps as text whatever they hold: paths, captions, labels and concepts.
+TEXT_COLUMNS = frozenset(c for cols in NAMED_COLUMNS.values() for c in cols) | frozenset(
+    GENERIC_COLUMNS + CAPTION_COLUMNS + LABEL_COLUMNS + (CONCEPT_COLUMN,))
 
 
 def read_table(path: Path) -> pa.Table:
@@ -38,11 +44,12 @@ def read_table(path: Path) -> pa.Table:
         if suffix == ".csv":
             import pyarrow.csv as pcsv
 
-            # Read every column as text: captions such as "1984" must not become integers.
+            # Read as text first, then type the metadata columns (csv_types.py): captions such as
+            # "1984" and codes such as "007" must stay text, while "year >= 2020" needs a number.
             with open(path, "rb") as f:
                 header = f.readline().decode("utf-8", "replace").strip().split(",")
             opts = pcsv.ConvertOptions(column_types={h.strip('"'): pa.string() for h in header})
-            return pcsv.read_csv(path, convert_options=opts)
+            return typed_columns(pcsv.read_csv(path, convert_options=opts), keep_text=TEXT_COLUMNS)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"expected a readable {suffix[1:]} table at {str(path)!r}: {exc}") from exc
     raise InputError(f"expected a table ending in {', '.join(TABLE_SUFFIXES)} or a folder, got {str(path)!r}")
@@ -80,6 +87,14 @@ def guess_modality(query) -> str:
     return "image"
 
 
+def check_texts(queries: Sequence) -> None:
+    """Refuse a text query that is not a string or holds nothing but spaces (it would match at random)."""
+    for i, q in enumerate(queries):
+        if not isinstance(q, str) or not q.strip():
+            where = f" (query {i + 1} of {len(queries)})" if len(queries) > 1 else ""
+            raise InputError(f"expected a text query with something other than spaces, got {q!r}{where}")
+
+
 def _check_modality(modality: Optional[str]) -> None:
     if modality is not None and modality not in MEDIA_EXTENSIONS:
         raise InputError(f"expected a media modality in {sorted(MEDIA_EXTENSIONS)}, got {modality!r}")
@@ -100,6 +115,9 @@ def table_rows(path: Path, *, caption_required: bool,
                          f"got columns {table.column_names}")
     path_col = pick_column(table, wanted, path=path, role="media path", required=True)
     cap_col = pick_column(table, CAPTION_COLUMNS, path=path, role="caption", required=caption_required)
+    if cap_col and cap_col != CAPTION_COLUMNS[0]:  # taken as captions only for want of a 'caption' column: say so
+        log.warning("took the column %r of %s as the captions (there is no 'caption' column); name it 'caption' "
+                    "to say so, or rename it to keep it as metadata for --where", cap_col, path)
     lab_col = pick_column(table, LABEL_COLUMNS, path=path, role="label", required=False)
     paths = table.column(path_col).to_pylist()
     caps = table.column(cap_col).to_pylist() if cap_col else [None] * len(paths)
