@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -27,7 +28,7 @@ from retrieval.encoders import Encoder, load_encoder, load_encoder_as_built
 from retrieval.errors import InputError, UnsupportedQueryError
 from retrieval.indexes import ExactIndex, Hits, make_index
 from retrieval.media.images import ImageLike
-from retrieval.media.tables import guess_modality
+from retrieval.media.tables import check_texts, guess_modality
 from retrieval.planning.planner import Bridge, Plan, plan
 from retrieval.store.filters import allowed_rows
 from retrieval.store.filters import columns as filter_columns
@@ -50,6 +51,10 @@ class Hit:
     label: Optional[str] = None
     source: Optional[str] = None   # text results: "corpus" caption or "anchor" caption
     item_id: Optional[int] = None  # text results from a corpus caption: the item it describes
+
+    def text_key(self) -> str:
+        """What makes two text results the same text (spacing and case aside)."""
+        return " ".join((self.caption or "").split()).casefold()
 
     def to_dict(self) -> Dict:
         d = asdict(self)  # every key always present (null when not applicable): a stable schema
@@ -155,10 +160,13 @@ class Collection(StoredCollection):
                                  f"encoder {enc.name!r} of dimension {enc.dim}")
             self._encoders[modality] = enc
 
-    def encoder(self, modality: str) -> Encoder:
+    def _require(self, modality: str) -> None:
         if modality not in self.manifest["encoders"]:
             raise UnsupportedQueryError(f"expected a query in one of this collection's modalities {sorted(self.manifest['encoders'])}, "
                              f"got {modality!r}; add {modality}-text anchors with 'retrieval build --pivot-anchors'")
+
+    def encoder(self, modality: str) -> Encoder:
+        self._require(modality)
         if modality not in self._encoders:
             self._encoders[modality] = load_encoder_as_built(self.manifest, modality, device=self.device)
         return self._encoders[modality]
@@ -207,10 +215,15 @@ class Collection(StoredCollection):
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"expected k >= 1, got {k!r}")
         target = self._target(target)
-        encoder = self.encoder(modality)  # first: its error says how to add a modality
-        self.plan(modality, target, route)  # fail on an impossible route before encoding
+        # Everything that can be refused is, before a model loads (seconds): the modality (its error says
+        # how to add one), the route, the filter, and blank text.
+        self._require(modality)
+        self.plan(modality, target, route)
         if where is not None:
-            self._allowed(where, target)  # and on a filter that does not hold together
+            self._allowed(where, target)
+        if modality == "text":
+            check_texts(queries)
+        encoder = self.encoder(modality)
         with self._stage("encode"):
             q = encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
         return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
@@ -237,6 +250,7 @@ class Collection(StoredCollection):
         L2-normalised here)."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"expected k >= 1, got {k!r}")
+        self.check_files()
         target = self._target(target)
         if modality not in self.manifest["encoders"]:
             raise UnsupportedQueryError(f"expected vectors of one of this collection's modalities "
@@ -263,9 +277,30 @@ class Collection(StoredCollection):
                 q = l2_normalise(st.translator.transform(q))
             st = None
         projector = st.projector if st is not None else None
-        hits = self._run(p.then if p.route in ("pivot", "stitch") else p.route, q, modality, target, k, allowed,
-                         projector)
-        return [self._hits(h, target) for h in hits]
+        route = p.then if p.route in ("pivot", "stitch") else p.route
+        if target == "text":
+            return self._distinct_texts(lambda depth: self._run(route, q, modality, target, depth, allowed, projector),
+                                        k, len(self.texts["text"]) if allowed is None else len(allowed))
+        return [self._hits(h, target) for h in self._run(route, q, modality, target, k, allowed, projector)]
+
+    def _distinct_texts(self, run, k: int, n: int) -> List[List[Hit]]:
+        """Text results with each text once: a corpus caption that is also an anchor caption (or two
+        items captioned alike) would otherwise fill the list twice. The first, best-ranked occurrence
+        is kept (a corpus caption before an anchor's of the same score: it names its item); the
+        search is deepened until k distinct texts are found or the texts run out."""
+        depth = min(n, 2 * k + 10)
+        while True:
+            out = []
+            for h in run(depth):
+                seen, kept = set(), []
+                for hit in self._hits(h, "text"):
+                    if hit.text_key() not in seen:
+                        seen.add(hit.text_key())
+                        kept.append(dataclasses.replace(hit, rank=len(kept) + 1))
+                out.append(kept[:k])
+            if depth >= n or all(len(r) >= k for r in out):
+                return out
+            depth = min(n, 2 * depth)
 
     def _stage(self, name: str):
         """Times a stage of a query for ``self.timer(stage, seconds)``, when one is set (the server's metrics)."""
@@ -441,6 +476,7 @@ class Collection(StoredCollection):
                  show_progress_bar: Optional[bool] = None):
         """Top-k labels for each input (images, or sounds in an audio collection); ``inputs=None``
         classifies the collection's own items (from their stored vectors, no re-encoding)."""
+        self.check_files()
         clf = self.classifier(labels, templates)
         if inputs is None:
             vecs = self.sides[self.modality].abs

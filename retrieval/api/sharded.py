@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from retrieval.api.cluster import connect
 from retrieval.core.ranking import rank_candidates
 from retrieval.errors import InputError, UnsupportedQueryError
-from retrieval.media.tables import guess_modality
+from retrieval.media.tables import check_texts, guess_modality
 from retrieval.store.format import read_manifest
 from retrieval.store.sharded import read_sharded_manifest
 
@@ -117,6 +117,8 @@ class ShardedCollection:
         self.plan(modality, target, route)  # an impossible route fails before encoding
         if where is not None:  # and a filter that does not hold together (every shard has the same columns)
             self.first._allowed(where, self.first.modality)
+        if modality == "text":  # and blank text
+            check_texts(queries)
         q = self.encoder(modality).encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
         return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
 

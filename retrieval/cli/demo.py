@@ -15,6 +15,9 @@ a small sound collection searched with text.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,6 +33,19 @@ QUERIES = ("an emoji of a red apple", "an emoji of a dog face", "an emoji of a r
 SOUND_QUERIES = ("Dog1", "Rooster", "BellToll", "Trumpet1")
 SOUND_TEXT_QUERIES = ("the sound of a bell", "the sound of a camera shutter", "the sound of a phone ringing")
 STEPS = 6
+
+
+def invocation() -> str:
+    """How to run this command again from here: ``retrieval`` when the shell finds this very script,
+    else its path (after setup, ``.venv/bin/retrieval``: the venv is on PATH only once activated)."""
+    me = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(me) != "retrieval" or not os.path.isfile(me):
+        return f"{sys.executable} -m retrieval"  # started some other way (python -m, a notebook)
+    found = shutil.which("retrieval")
+    if found and os.path.samefile(found, me):
+        return "retrieval"
+    rel = os.path.relpath(me)
+    return me if rel.startswith("..") else rel
 
 
 def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Optional[int] = None,
@@ -77,7 +93,7 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
           f"(chance top-1 {1 / len(labels):.3f})")
     if sound_paths:
         _sound_demo(col, scratch, Path(data), out, show_progress_bar)
-    print(f"done in {time.perf_counter() - t0:.0f} s. Try: retrieval search {out} \"an emoji of a cat\" -k 5")
+    print(f"done in {time.perf_counter() - t0:.0f} s. Try: {invocation()} search {out} \"an emoji of a cat\" -k 5")
     return 0
 
 

@@ -47,15 +47,28 @@ def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def _short(s: Optional[str], width: int) -> str:
+def _printable(s: Optional[str]) -> str:
+    """A file name or caption as it may be printed: control characters (a newline that would break
+    the table, an ANSI escape that would reach the terminal) are shown escaped, as Python writes them."""
     s = "" if s is None else str(s)
+    return s if s.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def _short(s: Optional[str], width: int) -> str:
+    s = _printable(s)
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
 def _short_path(s: Optional[str], width: int) -> str:
     """Paths keep their end, where the file name is."""
-    s = "" if s is None else str(s)
+    s = _printable(s)
     return s if len(s) <= width else "…" + s[-(width - 1):]
+
+
+# Printed once under search results: what the number is, and why it may pass 1.
+SCORE_NOTE = ("score: similarity of the query's and the result's relative vectors, higher is closer; a route that "
+              "adds the background bank's or the label bridge's score (weighted) can pass 1; tiebrk: the dense "
+              "cosine that orders equal scores (docs/how-it-works.md, 'Scores')")
 
 
 def _table(hits, target: str) -> str:
@@ -153,7 +166,8 @@ def cmd_serve(a) -> int:
     from retrieval.serve.server import serve
 
     for flag, value, least in (("--batch-wait-ms", a.batch_wait_ms, 0), ("--batch-size", a.batch_size, 1),
-                               ("--queue", a.queue, 1), ("--dense-cache-mb", a.dense_cache_mb, 0)):
+                               ("--queue", a.queue, 1), ("--dense-cache-mb", a.dense_cache_mb, 0),
+                               ("--max-connections", a.max_connections, 1)):
         if not value >= least:
             raise InputError(f"expected {flag} to be at least {least}, got {value}")
     if not a.reload_every >= 0:
@@ -162,7 +176,8 @@ def cmd_serve(a) -> int:
         print(f"warning: serving on {a.host}: anyone who can reach this address can query the collections",
               file=sys.stderr)
     serve(a.index, host=a.host, port=a.port, device=a.device, shard_actors=a.ray, query_encoders=_query_encoders(a),
-          limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout},
+          limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout,
+                  "max_connections": a.max_connections},
           reload_s=a.reload_every,
           batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue},
           dense_cache_mb=a.dense_cache_mb)
@@ -225,8 +240,10 @@ def cmd_search(a) -> int:
                          "results": {t: [h.to_dict() for h in r[qi]] for t, r in results.items()}})
         else:
             for t, r in results.items():
-                print(f"{modality} -> {t}: {q}")
+                print(f"{modality} -> {t}: {_printable(q)}")
                 print(_table(r[qi], t))
+    if not (a.json or a.queries is not None):
+        print(SCORE_NOTE)
     return 0
 
 
@@ -253,7 +270,8 @@ def cmd_classify(a) -> int:
         if a.json:
             _print_json({"path": name, **p.to_dict()})
         else:
-            print(f"{_short(name, 60):60}  " + ", ".join(f"{lab} ({s:.3f})" for lab, s in zip(p.labels, p.scores)))
+            print(f"{_short_path(name, 60):60}  " + ", ".join(f"{_printable(lab)} ({s:.3f})"
+                                                               for lab, s in zip(p.labels, p.scores)))
     if files is None:
         truth = col.items["label"]
         known = [t for t in truth if t is not None]
@@ -475,6 +493,10 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--batch-size", type=int, default=32, help="most searches answered together (default 32)")
     sv.add_argument("--queue", type=int, default=256,
                     help="most searches waiting; beyond it a request is answered 503 with Retry-After (default 256)")
+    sv.add_argument("--max-connections", type=int, default=512, metavar="N",
+                    help="most requests in flight at once; beyond it a request is answered 503 (JSON, with "
+                         "Retry-After) at once; open connections, idle ones included, are capped at twice it "
+                         "(default 512: twice --queue's default)")
     sv.add_argument("--dense-cache-mb", type=float, default=128.0, metavar="MB",
                     help="memory a collection may keep for items' dense relative vectors, which break ties and are "
                          "otherwise recomputed for every query (default 128; 0 keeps none)")
