@@ -361,7 +361,7 @@ def test_file_names_are_printed_escaped(tiny_data, fake_encoders, tmp_path, caps
     col = build_collection(str(corpus), tiny_data["anchors"], tmp_path / "col", **FAKE)
     code, out, _ = cli(capsys, "search", col, "a red square", "-k", "2", "--target", "items")
     assert code == 0 and "\x1b" not in out and "\\x1b[31mred.png" in out and "two\\nlines.png" in out
-    assert len(out.splitlines()) == 1 + 1 + 2 + 1  # heading, column names, 2 results, the score note
+    assert len(out.splitlines()) == 1 + 1 + 1 + 2  # the score note, heading, column names, 2 results
 
 
 def test_classify_keeps_the_end_of_long_paths(tiny_collection, tiny_data, fake_encoders, tmp_path, capsys):

@@ -65,7 +65,7 @@ def _short_path(s: Optional[str], width: int) -> str:
     return s if len(s) <= width else "…" + s[-(width - 1):]
 
 
-# Printed once under search results: what the number is, and why it may pass 1.
+# Printed once above search results: what the number is, and why it may pass 1.
 SCORE_NOTE = ("score: similarity of the query's and the result's relative vectors, higher is closer; a route that "
               "adds the background bank's or the label bridge's score (weighted) can pass 1; tiebrk: the dense "
               "cosine that orders equal scores (docs/how-it-works.md, 'Scores')")
@@ -234,6 +234,8 @@ def cmd_search(a) -> int:
     for target in _targets(a, col, modality):
         results[target] = col.search_many(queries, k=a.k, modality=modality, target=target, route=a.route,
                                           show_progress_bar=a.progress, where=a.where)
+    if not (a.json or a.queries is not None):
+        print(SCORE_NOTE)
     for qi, q in enumerate(queries):
         if a.json or a.queries is not None:
             _print_json({"query": q, "modality": modality,
@@ -242,8 +244,6 @@ def cmd_search(a) -> int:
             for t, r in results.items():
                 print(f"{modality} -> {t}: {_printable(q)}")
                 print(_table(r[qi], t))
-    if not (a.json or a.queries is not None):
-        print(SCORE_NOTE)
     return 0
 
 
