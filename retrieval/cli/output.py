@@ -1,0 +1,46 @@
+"""How the command line prints: JSON lines for programs, tables for people (names escaped)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def printable(s: Optional[str]) -> str:
+    """A file name or caption as it may be printed: control characters (a newline that would break
+    the table, an ANSI escape that would reach the terminal) are shown escaped, as Python writes them."""
+    s = "" if s is None else str(s)
+    return s if s.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def short(s: Optional[str], width: int) -> str:
+    s = printable(s)
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def short_path(s: Optional[str], width: int) -> str:
+    """Paths keep their end, where the file name is."""
+    s = printable(s)
+    return s if len(s) <= width else "…" + s[-(width - 1):]
+
+
+# Printed once above search results: what the number is, and why it may pass 1.
+SCORE_NOTE = ("score: similarity of the query's and the result's relative vectors, higher is closer; a route that "
+              "adds the background bank's or the label bridge's score (weighted) can pass 1; tiebrk: the dense "
+              "cosine that orders equal scores (docs/how-it-works.md, 'Scores')")
+
+
+def table(hits, target: str) -> str:
+    items = target != "text"
+    lines = [f"  {'rank':>4}  {'score':>7}  {'tiebrk':>7}  {'id':>6}  " + ("path / caption" if items else "caption (source)")]
+    for h in hits:
+        sec = "" if h.secondary != h.secondary else f"{h.secondary:7.4f}"  # NaN check
+        what = (f"{short_path(h.path, 50)}  {short(h.caption, 40)}" if items
+                else f"{short(h.caption, 70)}  ({h.source})")
+        lines.append(f"  {h.rank:>4}  {h.score:7.4f}  {sec:>7}  {h.id:>6}  {what}")
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""Commands that run something beside a collection: serve, eval, demo."""
+
+from __future__ import annotations
+
+import sys
+
+from retrieval.cli.query_cmds import add_query_encoder_options, query_encoders
+from retrieval.errors import InputError
+
+
+def cmd_serve(a) -> int:
+    from retrieval.serve.server import serve
+
+    for flag, value, least in (("--batch-wait-ms", a.batch_wait_ms, 0), ("--batch-size", a.batch_size, 1),
+                               ("--queue", a.queue, 1), ("--dense-cache-mb", a.dense_cache_mb, 0),
+                               ("--max-connections", a.max_connections, 1)):
+        if not value >= least:
+            raise InputError(f"expected {flag} to be at least {least}, got {value}")
+    if not a.reload_every >= 0:
+        raise InputError(f"expected --reload-every to be 0 (never) or a number of seconds, got {a.reload_every}")
+    if a.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {a.host}: anyone who can reach this address can query the collections",
+              file=sys.stderr)
+    serve(a.index, host=a.host, port=a.port, device=a.device, shard_actors=a.ray, query_encoders=query_encoders(a),
+          limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout,
+                  "max_connections": a.max_connections},
+          reload_s=a.reload_every,
+          batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue},
+          dense_cache_mb=a.dense_cache_mb)
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from retrieval.evaluation import run_suite
+
+    folder, _ = run_suite(a.suite, a.out, show_progress_bar=a.progress,
+                          command=f"retrieval eval --suite {a.suite}" + (f" --out {a.out}" if a.out != "results" else "")
+                          + (f" --runtime {a.runtime}" if getattr(a, "runtime", None) else ""))
+    print(f"wrote {folder / 'README.md'}")
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from retrieval.cli.demo import run_demo
+
+    return run_demo(out=a.out, data=a.data, limit=a.limit, show_progress_bar=a.progress)
+
+
+def add_parsers(sub, common) -> None:
+    """The subcommands of this module, on ``sub``; ``common(sp)`` adds the options every command shares."""
+    sv = sub.add_parser("serve", help="HTTP API and web page over one or more collections (FastAPI)")
+    sv.add_argument("index", nargs="+", help="collection folders; each is served under its folder name")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-body-mb", type=int, default=10, help="largest request body or upload (default 10 MB)")
+    sv.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
+    sv.add_argument("--timeout", type=float, default=30.0, help="seconds before a request is answered 503 (default 30)")
+    sv.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                    help="gather concurrent searches for at most this long and answer them together "
+                         "(default 5; 0: one at a time)")
+    sv.add_argument("--batch-size", type=int, default=32, help="most searches answered together (default 32)")
+    sv.add_argument("--queue", type=int, default=256,
+                    help="most searches waiting; beyond it a request is answered 503 with Retry-After (default 256)")
+    sv.add_argument("--max-connections", type=int, default=512, metavar="N",
+                    help="most requests in flight at once; beyond it a request is answered 503 (JSON, with "
+                         "Retry-After) at once; open connections, idle ones included, are capped at twice it "
+                         "(default 512: twice --queue's default)")
+    sv.add_argument("--dense-cache-mb", type=float, default=128.0, metavar="MB",
+                    help="memory a collection may keep for items' dense relative vectors, which break ties and are "
+                         "otherwise recomputed for every query (default 128; 0 keeps none)")
+    sv.add_argument("--reload-every", type=float, default=2.0, metavar="SECONDS",
+                    help="look for collections rewritten on disk (build, add, reanchor, reencode) at most this "
+                         "often, and reopen them while the old ones answer (default 2; 0: never)")
+    sv.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="hold each shard of a sharded collection in a Ray actor (on the cluster at ADDRESS, or a "
+                         "local one) instead of in this process")
+    common(sv)
+    sv.set_defaults(func=cmd_serve)
+    add_query_encoder_options(sv)
+
+    from retrieval.evaluation import SUITES
+
+    e = sub.add_parser("eval", help="run an evaluation suite on real offline data; writes results/NAME/",
+                       epilog="suites: " + "; ".join(f"{s.name}: {s.summary}" for s in SUITES.values()))
+    e.add_argument("--suite", required=True, help="one of: " + ", ".join(SUITES))
+    e.add_argument("--out", default="results", help="results folder (default results/)")
+    common(e, device=False)
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("demo", help="build the embedded emoji demo offline and run a few queries")
+    d.add_argument("--out", default="indexes/emoji-demo")
+    d.add_argument("--data", default="indexes/.emoji-data", help="where the rendered demo data goes")
+    d.add_argument("--limit", type=int, default=None, help="use only N concepts (quick look)")
+    common(d, device=False)
+    d.set_defaults(func=cmd_demo)
