@@ -20,21 +20,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from retrieval import Collection, build_collection
-from retrieval.cli.main import main
 from retrieval.errors import CollectionDamagedError
 from retrieval.store.arrow import sha256_file
 from retrieval.store.format import MANIFEST, manifest_checksum, write_manifest
 
+from .test_safety import FAKE, FAKE_ARGS, cli  # the first round's helpers
+
 ROOT = Path(__file__).resolve().parents[1]
-FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", k=3, p=2.0)
-FAKE_ARGS = ["--image-encoder", "fake-image", "--text-encoder", "fake-text", "--cache-dir", "", "-k", "3",
-             "--no-progress"]
-
-
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def rewrite_checksums(folder: Path) -> None:
