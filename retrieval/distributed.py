@@ -37,7 +37,8 @@ import numpy as np
 from retrieval.api.cluster import connect
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.builder import Clock, readable_media, write_collection
-from retrieval.build.options import BuildOptions, default_k_p, default_whiten, parse_index_spec
+from retrieval.build.options import BuildOptions, parse_index_spec
+from retrieval.build.recipe import recipe
 from retrieval.core.relative import RelativeProjector
 from retrieval.encoders import load_encoder
 from retrieval.errors import CollectionFormatError, InputError
@@ -191,11 +192,8 @@ def build_sharded(corpus, anchors, out, options: Optional[BuildOptions] = None, 
     modality = anchor_set.modality
     # views of one concept (a 'concept' column with repeats) become one anchor, as in a one-process build
     specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
-    k, p = default_k_p(anchor_set, o.k, o.p, specs[modality])
-    whiten = default_whiten(anchor_set, o.whiten)
     # "whiten" only when on, so that the settings of a build without it are what they were (resumable)
-    projector = {"kind": "asif", "k": k, "p": p, "center": o.center, **({"whiten": whiten} if whiten else {})}
-    RelativeProjector(**projector).check_params(anchor_set.n_anchors)
+    projector = recipe(anchor_set, specs[modality], o).projector()
     specs = {m: specs[m] for m in (modality, "text")}
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
 

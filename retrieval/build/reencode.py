@@ -29,8 +29,8 @@ from retrieval.build.anchors import AnchorSet, stored_anchor_set
 from retrieval.build.builder import label_setup
 from retrieval.build.options import BuildOptions
 from retrieval.build.reanchor import _given, remake
+from retrieval.build.recipe import label_weight
 from retrieval.encoders import load_encoder
-from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
 from retrieval.errors import InputError
 from retrieval.progress import progress
 from retrieval.store.format import now_iso
@@ -114,8 +114,7 @@ def reencode(folder, out=None, options: Optional[BuildOptions] = None, *, chunk:
     remake_encoders = dict(encoders)
     label_cfg = None
     if modality in encoders:  # label vectors come from the new network's head
-        weight = o.label_weight if o.label_weight is not None else (
-            DEFAULT_VIEWS_WEIGHT if anchor_set.has_views else DEFAULT_WEIGHT)
+        weight = label_weight(anchor_set, o)
         text_enc = encoders.get("text") or load_encoder(specs["text"], "text", device=o.device)
         remake_encoders["text"] = text_enc  # loaded once: the anchors' captions are encoded with it below
         label_cfg = label_setup({modality: encoders[modality], "text": text_enc}, modality, o.labels, weight,
