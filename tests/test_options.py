@@ -79,3 +79,38 @@ def test_open_collection_opens_a_folder_that_keeps_the_protocol(tiny_collection)
     assert isinstance(col, Collection) and isinstance(col, Searchable)
     assert [h.id for h in col.search("a red square", k=3)] == [h.id for h in Collection.open(tiny_collection).search(
         "a red square", k=3)]
+
+
+def test_the_recipe_settles_every_default_once(tiny_data, fake_encoders, tmp_path):
+    """Build, reanchor, reencode and the distributed build take their settings from one function:
+    the defaults for images with one picture per caption, for views, for sounds; what was given
+    wins; a setting that cannot work is refused before anything is encoded."""
+    from retrieval.build.anchors import AnchorSet
+    from retrieval.build.options import DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_P, DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
+    from retrieval.build.recipe import recipe
+    from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT
+
+    paths = [str(tmp_path / f"{i}.png") for i in range(300)]
+    for f in paths + [str(tmp_path / f"{i}.wav") for i in range(300)]:
+        open(f, "wb").close()  # an anchor set wants its files to exist; the recipe never reads them
+    single = AnchorSet(paths, [f"thing {i}" for i in range(300)], modality="image")
+    views = AnchorSet(paths, [f"thing {i // 3}" for i in range(300)], modality="image",
+                      concepts=[str(i // 3) for i in range(300)])
+    sounds = AnchorSet([str(tmp_path / f"{i}.wav") for i in range(300)], [f"sound {i}" for i in range(300)], modality="audio")
+    r = recipe(single, "fake-image", BuildOptions())
+    assert (r.k, r.p, r.whiten, r.label_weight, r.pivot_k, r.pivot_p) == (
+        DEFAULT_K, DEFAULT_IMAGE_P, DEFAULT_WHITEN, DEFAULT_WEIGHT, DEFAULT_K, DEFAULT_P)
+    r = recipe(views, "fake-image", BuildOptions())
+    assert (r.k, r.p, r.whiten, r.label_weight) == (DEFAULT_VIEWS_K, DEFAULT_VIEWS_P, 0.0, DEFAULT_VIEWS_WEIGHT)
+    assert recipe(sounds, "fake-audio", BuildOptions()).p == DEFAULT_P
+    r = recipe(single, "fake-image", BuildOptions(k=16, p=3.0, whiten=0, label_weight=0.2))
+    assert (r.k, r.p, r.whiten, r.label_weight, r.pivot_k, r.pivot_p) == (16, 3.0, 0.0, 0.2, 16, 3.0)
+    assert "whiten" not in r.projector() and recipe(single, None, BuildOptions()).projector()["whiten"] == DEFAULT_WHITEN
+    assert recipe(single, None, BuildOptions(n_anchors=40)).k == 40  # k at most the anchors kept
+    for bad, match in ((dict(label_weight=-1.0), "label weight"), (dict(background_weight=0.0), "background weight"),
+                       (dict(k=301), "k <= number of anchors")):
+        with pytest.raises(InputError, match=match):
+            recipe(single, None, BuildOptions(**bad))
+    with pytest.raises(InputError, match="label weight"):  # in a build, before any encoder loads
+        build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "x", label_weight=-1.0, **FAKE)
+    assert not fake_encoders and not (tmp_path / "x").exists()
