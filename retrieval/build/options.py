@@ -15,10 +15,11 @@ from retrieval.encoders import DEFAULT_ENCODERS
 from retrieval.errors import InputError, UnknownNameError
 
 log = logging.getLogger(__name__)
-# Below this many anchor pairs a collection still builds, with a warning: quality grows steeply with
-# the anchors (results/anchors, `retrieval eval --suite anchors`: Tux Paint text -> image R@10 0.370
-# with 25 random pairs, 0.594 with 100, 0.767 with all 302; Open Clip Art 0.160 with 25, 0.490 with 1,210).
+# Below this many anchor pairs a collection still builds, with a warning that says why (FEW_ANCHORS_WHY:
+# quality grows steeply with the anchors; Open Clip Art likewise, 0.160 with 25 pairs, 0.490 with 1,210).
 FEW_ANCHORS = 100
+FEW_ANCHORS_WHY = ("text -> image R@10 on Tux Paint: 0.370 with 25 random pairs, 0.594 with 100, 0.767 with all "
+                   "302; results/anchors, `retrieval eval --suite anchors`")
 
 # Chosen by 4-fold validation on the anchor concepts of the emoji-xstyle suite, averaging the seen and
 # unseen regimes (never the test queries); see results/emoji-xstyle/README.md. With fewer anchors than
@@ -180,7 +181,6 @@ def parse_index_spec(spec: str) -> Dict:
 def warn_if_few(n: int, source: str = "") -> None:
     """Say so when a collection is built on fewer than FEW_ANCHORS anchors (it still is)."""
     if n < FEW_ANCHORS:
-        log.warning("only %d anchor pair%s%s: relative vectors get sharper with more (text -> image R@10 on Tux "
-                    "Paint: 0.370 with 25 pairs, 0.594 with 100, 0.767 with 302; results/anchors). A few "
-                    "hundred pairs or more are worth having", n, "" if n == 1 else "s",
-                    f" from {source}" if source else "")
+        log.warning("only %d anchor pair%s%s: relative vectors get sharper with more (%s). A few hundred pairs "
+                    "or more are worth having", n, "" if n == 1 else "s", f" from {source}" if source else "",
+                    FEW_ANCHORS_WHY)
