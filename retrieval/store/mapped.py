@@ -4,8 +4,10 @@ Embeddings, label vectors and inverted postings are ``.npy`` files mapped into m
 them is cut short on disk while it is mapped (``truncate``, or a build copied over the folder in
 place: ``cp`` truncates the file it writes to), the next read of a page past its new end is a
 SIGBUS, which no Python code can catch: the whole process dies, a server with every collection it
-serves. So before a query touches them, every mapped file is looked at (one ``stat`` each, about a
-microsecond) and a shrunk one raises :class:`CollectionDamagedError` instead.
+serves. So before a query touches them, every mapped file is looked at (one ``stat`` each) and a
+shrunk one raises :class:`CollectionDamagedError` instead. On the demo collection (4 mapped files)
+the check cost 0.005 x one text query's ``search_vectors`` (34 us against 6.6 ms, timed with
+``timeit`` in one process on 2 cores, 2026-12-04).
 
 A file *replaced* by a rename (how every write of this project lands) is another inode: the one
 mapped keeps its data until it is unmapped, so only a change of size of the same inode counts. A
