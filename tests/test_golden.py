@@ -1,0 +1,37 @@
+"""Collections written before open and answer bit-identically.
+
+``tests/golden/collections`` were written by the product of an earlier commit (``tests/golden/make.py``
+says how); their every answer then (each route of each query modality, to items and to texts, and
+classification) is in ``tests/golden/answers.json`` as float32 bits. Each is reopened by today's product,
+as written and relabelled as each older format version that can hold it, and must answer the same.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import as_older_format
+from tests.golden import make
+
+RECORDED = json.loads(make.ANSWERS.read_text())
+# The oldest format each collection's contents can claim (retrieval/store/format.py): embeddings in
+# .npy files are format 3, whitening 5 (every default build), a background bank 6.
+OLDEST = {name: 6 if "background" in o else 5 if o.get("whiten", 9.0) else 3 for name, o in make.CONFIGS.items()}
+
+
+def _cases():
+    for name in make.CONFIGS:
+        for version in range(OLDEST[name], 7):
+            yield pytest.param(name, version, id=f"{name}-v{version}")
+
+
+@pytest.mark.parametrize("name,version", list(_cases()))
+def test_a_collection_written_before_answers_as_it_did(name, version, fake_encoders, tmp_path):
+    folder = as_older_format(make.COLLECTIONS / name, tmp_path / name, version)
+    got = make.answers(folder)
+    want = RECORDED[name]
+    assert sorted(got) == sorted(want)
+    for key in want:  # one by one, so a failure names the route
+        assert got[key] == want[key], key
