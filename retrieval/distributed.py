@@ -38,8 +38,8 @@ from retrieval.api.cluster import connect
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.builder import Clock, readable_media, write_collection
 from retrieval.build.options import BuildOptions, parse_index_spec
-from retrieval.build.recipe import recipe
-from retrieval.core.relative import RelativeProjector
+from retrieval.build.recipe import Recipe, recipe
+from retrieval.core.projector import fit_projector, spec_summary
 from retrieval.encoders import load_encoder
 from retrieval.errors import CollectionFormatError, InputError
 from retrieval.media.tables import rows_from
@@ -83,10 +83,10 @@ class _Encode:
 
         if isinstance(anchors, ray.ObjectRef):  # put in the object store once by the driver; fetched once here
             anchors = ray.get(anchors)
-        self.modality, self.batch_size, self.k = modality, batch_size, int(projector["k"])
+        self.modality, self.batch_size, self.k = modality, batch_size, int(spec_summary(projector[modality])["k"])
         self.encoders = {m: load_encoder(specs[m], m, device=device) for m in (modality, "text")}
         style = anchors.get("style")  # the driver's style normaliser (views), applied to the items' modality
-        self.projectors = {m: RelativeProjector(**projector, style=style if m == modality else None).fit(anchors[m])
+        self.projectors = {m: fit_projector(projector[m], anchors[m], style=style if m == modality else None)
                            for m in (modality, "text")}
 
     def _rel(self, m: str, x: np.ndarray, rows: Optional[np.ndarray] = None):
@@ -192,8 +192,8 @@ def build_sharded(corpus, anchors, out, options: Optional[BuildOptions] = None, 
     modality = anchor_set.modality
     # views of one concept (a 'concept' column with repeats) become one anchor, as in a one-process build
     specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
-    # "whiten" only when on, so that the settings of a build without it are what they were (resumable)
-    projector = recipe(anchor_set, specs[modality], o).projector()
+    rec = recipe(anchor_set, specs[modality], o)
+    projector = rec.specs(modality, style=anchor_set.has_views)  # a distributed build has no background bank
     specs = {m: specs[m] for m in (modality, "text")}
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
 
@@ -233,7 +233,7 @@ def build_sharded(corpus, anchors, out, options: Optional[BuildOptions] = None, 
             setattr(ctx, attr, False)
     try:
         return _run(_Job(ray=ray, work=work, run_file=run_file, run_id=run_id, out=out, corpus=corpus, rows=rows,
-                         anchor_set=anchor_set, modality=modality, specs=specs, projector=projector,
+                         anchor_set=anchor_set, modality=modality, specs=specs, projector=projector, rec=rec,
                          index_spec=index_spec, shard_size=shard_size, workers=workers, options=o,
                          worker_setup=worker_setup))
     except InputError:
@@ -261,6 +261,7 @@ class _Job:
     modality: str
     specs: Dict[str, str]
     projector: Dict
+    rec: Recipe
     index_spec: Dict
     shard_size: int
     workers: Optional[int]
@@ -347,7 +348,7 @@ def _run(job: _Job) -> Path:
                 if not np.array_equal(got["row"][:n], np.arange(lo, lo + n)):  # never write a mixed shard
                     raise RuntimeError(f"shard {s}: rows arrived out of order; nothing of it was written")
                 _write_shard(work / _shard_name(s), {key: v[:n] for key, v in got.items()}, rows, lo,
-                             anchor_set, (a_med, a_txt), enc_meta, projector, index_spec, str(corpus), run_id, s,
+                             anchor_set, (a_med, a_txt), enc_meta, job.rec, index_spec, str(corpus), run_id, s,
                              write_collection, style, views)
                 buf, held = {key: [v[n:]] for key, v in got.items()}, held - n
         if bar is not None:
@@ -365,7 +366,7 @@ def _run(job: _Job) -> Path:
                             "first_id": s * shard_size, "last_id": min(len(rows), (s + 1) * shard_size) - 1,
                             "manifest_sha256": sha256_file(str(folder / "manifest.json"))})
     manifest = {"format": SHARDED_FORMAT, "format_version": SHARDED_VERSION, "created": _now(), "run": run_id,
-                "items": {"modality": modality}, "encoders": enc_meta, "projector": projector,
+                "items": {"modality": modality}, "encoders": enc_meta, "projectors": projector,
                 "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash,
                             "count": len(anchor_set), **({"views": views} if style is not None else {})},
                 **({"style": dict(style.meta(), modality=modality)} if style is not None else {}),
@@ -388,15 +389,14 @@ def _run(job: _Job) -> Path:
 
 
 def _write_shard(folder: Path, got: Dict[str, np.ndarray], rows: List[Dict], lo: int, anchor_set, anchor_vecs,
-                 enc_meta, projector, index_spec, corpus, run_id, number, write_collection, style=None,
+                 enc_meta, rec, index_spec, corpus, run_id, number, write_collection, style=None,
                  views=None) -> None:
     n_anchors = len(anchor_set)
     shard_rows = rows[lo:lo + len(got["row"])]
     has = got["has_caption"].astype(bool)
     captioned = np.flatnonzero(has).tolist()
     write_collection(folder, rows=shard_rows, item_vecs=got["vec"], captioned=captioned, cap_vecs=got["cap"][has],
-                     anchor_set=anchor_set, anchor_vecs=anchor_vecs, encoders=enc_meta, k=projector["k"],
-                     p=projector["p"], kind="asif", center=projector["center"], whiten=projector.get("whiten", 0.0),
+                     anchor_set=anchor_set, anchor_vecs=anchor_vecs, encoders=enc_meta, rec=rec,
                      index_spec=index_spec, corpus=corpus,
                      ids=np.arange(lo, lo + len(shard_rows)),
                      rel=(_csr(got["rel_idx"], got["rel_val"], n_anchors), _csr(got["cap_idx"][has], got["cap_val"][has],

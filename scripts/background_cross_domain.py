@@ -29,7 +29,7 @@ def main():
     from retrieval.build.background import DEFAULT_WEIGHT, emoji_bank, without_duplicates
     from retrieval.build.options import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
     from retrieval.core.metrics import lexicographic, retrieval_metrics
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
     from retrieval.encoders import load_encoder
     from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, class_vectors, imagenet_names
     from retrieval.evaluation.data import data_dir, load_emoji, load_pictures

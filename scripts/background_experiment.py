@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import report  # noqa: E402
 
 from retrieval.core.metrics import lexicographic, retrieval_metrics  # noqa: E402
-from retrieval.core.relative import RelativeProjector  # noqa: E402
+from retrieval.core.projector import RelativeProjector  # noqa: E402
 from retrieval.encoders import load_encoder  # noqa: E402
 from retrieval.evaluation.data import load_emoji, load_pictures  # noqa: E402
 from retrieval.evaluation.suites.pictures import PLAIN, SOURCES, source_tasks  # noqa: E402

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
 
     torch.set_num_threads(os.cpu_count() or 1)
     rng = np.random.default_rng(0)

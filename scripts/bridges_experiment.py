@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.core.metrics import lexicographic, retrieval_metrics
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.projector import RelativeProjector
 from retrieval.datasets.emoji import stable_hash
 from retrieval.encoders import load_encoder
 from retrieval.evaluation import methods as M

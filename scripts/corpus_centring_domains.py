@@ -77,7 +77,7 @@ def classification(image, text):
 
 def retrieval(image, text, sources):
     from retrieval.core.metrics import lexicographic, retrieval_metrics
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
     from retrieval.evaluation.suites import pictures as P
 
     default = P.engine_default()

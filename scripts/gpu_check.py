@@ -100,7 +100,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
     from retrieval.indexes import FaissIndex, TorchIndex
     from retrieval.indexes.inverted import InvertedIndex
 

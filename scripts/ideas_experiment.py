@@ -29,7 +29,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from retrieval.core.metrics import lexicographic, retrieval_metrics
-from retrieval.core.relative import RelativeProjector, asif_topk
+from retrieval.core.projector import RelativeProjector
+from retrieval.core.relative import asif_topk
 from retrieval.core.style import StyleNormaliser
 from retrieval.datasets import emoji as E
 from retrieval.encoders import load_encoder

@@ -27,7 +27,7 @@ from benchlib import out_args, report  # noqa: E402
 def main():
     from retrieval.build.options import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
     from retrieval.core.metrics import lexicographic, retrieval_metrics
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
     from retrieval.core.translation import Translator
     from retrieval.encoders import load_encoder
     from retrieval.evaluation import methods as M

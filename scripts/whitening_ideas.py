@@ -29,7 +29,7 @@ from benchlib import report  # noqa: E402
 
 from retrieval.core.metrics import lexicographic, retrieval_metrics  # noqa: E402
 from retrieval.core.normalise import l2_normalise  # noqa: E402
-from retrieval.core.relative import RelativeProjector  # noqa: E402
+from retrieval.core.projector import RelativeProjector  # noqa: E402
 from retrieval.core.whiten import whitening_matrix  # noqa: E402
 from retrieval.encoders import load_encoder  # noqa: E402
 from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT, label_vectors  # noqa: E402

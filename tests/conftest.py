@@ -225,3 +225,11 @@ def as_older_format(folder, dest, version: int):
     m["manifest_sha256"] = manifest_checksum(m)
     (old / "manifest.json").write_text(json.dumps(m))
     return old
+
+
+def flat(manifest) -> dict:
+    """A manifest's projector in the flat form (kind, k, p, center, whiten, background ...), whatever
+    its format: format 7 stores steps (retrieval/store/projectors.py)."""
+    from retrieval.store.projectors import summary
+
+    return summary(manifest)

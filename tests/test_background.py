@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.projector import RelativeProjector
 from retrieval.errors import InputError
+from tests.conftest import flat
 
 
 def vectors(n, d, seed):
@@ -69,8 +70,8 @@ def test_a_build_stores_the_bank_after_the_anchors_and_answers_with_it(tiny_data
     out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "bg", background=bank_table,
                            background_weight=0.8, cache_dir=str(tmp_path / "cache"), **KW)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["format_version"] == 6
-    assert m["projector"]["background"] == n and m["projector"]["background_weight"] == 0.8
+    assert m["format_version"] == 7
+    assert flat(m)["background"] == n and flat(m)["background_weight"] == 0.8
     assert m["anchors"]["count"] == n and m["anchors"]["background"]["count"] == n
     assert m["anchors"]["background"]["source"] == bank_table
     anchors = pq.read_table(out / "anchors.parquet")
@@ -141,7 +142,7 @@ def test_reencode_keeps_the_bank_it_was_built_with(tiny_data, fake_encoders, ban
                                     **KW)
     out = reencode(reencode_src, tmp_path / "re", image_encoder="fake-labelled-image")
     m = json.loads((out / "manifest.json").read_text())
-    assert m["anchors"]["background"]["source"] == bank_table and m["projector"]["background_weight"] == 0.7
+    assert m["anchors"]["background"]["source"] == bank_table and flat(m)["background_weight"] == 0.7
     assert m["encoders"]["image"]["spec"] == "fake-labelled-image"
 
 
@@ -223,7 +224,7 @@ def test_the_bank_block_keeps_the_k_asked_for_not_the_one_capped_at_a_few_anchor
     n = len(tiny_data["colours"])
     default = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", **kw)
     given = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "g", k=3, **kw)
-    read = lambda f: json.loads((f / "manifest.json").read_text())["projector"]  # noqa: E731
+    read = lambda f: flat(json.loads((f / "manifest.json").read_text()))  # noqa: E731
     assert read(default)["k"] == n and read(default)["background_k"] == n  # min(the default 256, the bank's n)
     assert read(given)["k"] == 3 and read(given)["background_k"] == 3
 
@@ -254,10 +255,10 @@ def test_a_format_5_collection_opens_without_a_bank_and_answers_as_before(tiny_d
     plain = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "plain", background="none",
                              cache_dir=str(tmp_path / "cache"), **KW)
     m = json.loads((plain / "manifest.json").read_text())
-    assert "background" not in m["projector"] and "background" not in m["anchors"]
+    assert "background" not in flat(m) and "background" not in m["anchors"]
     old = as_older_format(plain, tmp_path / "old", 5)
     a, b = Collection.open(plain), Collection.open(old)
-    assert b.manifest["format_version"] == 5 and b.projectors["image"].background == 0
+    assert b.manifest["format_version"] == 5 and isinstance(b.projectors["image"].to_spec(), list)  # no bank block
     for c in tiny_data["colours"]:
         assert [(h.id, h.score) for h in a.search(f"a {c} square", k=4)] == \
                [(h.id, h.score) for h in b.search(f"a {c} square", k=4)]
@@ -299,11 +300,11 @@ def test_classification_keeps_the_bank_unless_asked_to_leave_it_out(tiny_data, f
     assert none.classifier(labels).class_rel.shape[1] == len(tiny_data["colours"])
     anchors = {m: bg.anchor_vectors[m] for m in ("image", "text")}
     kw = dict(text_encoder=bg.encoder("text"), text_anchors=anchors["text"], image_anchors=anchors["image"],
-              projector_params=bg.manifest["projector"])
+              projector_params=flat(bg.manifest))
     without = ZeroShotClassifier(labels, ["a {}"], use_background=False, **kw)
     alone = ZeroShotClassifier(labels, ["a {}"], text_encoder=none.encoder("text"),
                                text_anchors=none.anchor_vectors["text"], image_anchors=none.anchor_vectors["image"],
-                               projector_params=none.manifest["projector"])
+                               projector_params=flat(none.manifest))
     x = np.asarray(bg.sides["image"].abs)
     assert without.class_rel.shape[1] == len(tiny_data["colours"])
     np.testing.assert_allclose(without.scores(x), alone.scores(x), atol=1e-6)  # left out = built without
@@ -335,7 +336,9 @@ def test_a_views_build_runs_the_bank_through_its_style_normaliser(tiny_data, fak
     assert m["style"]["concepts"] == n and m["anchors"]["background"]["count"] == n_bank
     col = Collection.open(out)
     proj = col.projectors["image"]
-    assert proj.style is not None and all(b.style is proj.style for b in proj._blocks)  # anchors and bank alike
+    # anchors and bank alike start with the collection's style normaliser
+    assert all(chain.steps[0].name == "style" and chain.steps[0].normaliser is col.style
+               for chain in proj.blocks.values()) and col.style is not None
     table = pq.read_table(out / "items.parquet")
     stored = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), n + n_bank)
     assert abs(proj.transform(np.asarray(col.sides["image"].abs)) - stored).max() < 1e-6
@@ -372,5 +375,5 @@ def test_a_views_build_takes_its_bank_k_from_the_encoders_views_defaults(tiny_da
     monkeypatch.setitem(options.VIEWS_K_P_BY_ENCODER, "fake-image", (2, 2.0))
     out = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "styled", background=bank_table,
                            cache_dir=str(tmp_path / "cache"), image_encoder="fake-image", text_encoder="fake-text")
-    projector = json.loads((out / "manifest.json").read_text())["projector"]
+    projector = flat(json.loads((out / "manifest.json").read_text()))
     assert projector["k"] == 2 and projector["background_k"] == 2

@@ -9,6 +9,7 @@ import pytest
 from retrieval import Collection, build_collection
 from retrieval.api import DEFAULT_WHITEN
 from retrieval.errors import CollectionFormatError, InputError
+from tests.conftest import flat
 
 from .conftest import FakeTextEncoder, solid
 
@@ -17,9 +18,9 @@ FAKE = dict(image_encoder="fake-image", text_encoder="fake-text")
 
 def test_manifest_records_what_built_it(tiny_collection, tiny_data):
     m = json.loads((tiny_collection / "manifest.json").read_text())
-    assert m["format"] == "retrieval-collection" and m["format_version"] == 6
+    assert m["format"] == "retrieval-collection" and m["format_version"] == 7
     assert m["encoders"] == {"image": {"spec": "fake-image", "dim": 24}, "text": {"spec": "fake-text", "dim": 32}}
-    assert m["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True, "whiten": DEFAULT_WHITEN}
+    assert flat(m) == {"kind": "asif", "k": 3, "p": 2.0, "center": True, "whiten": DEFAULT_WHITEN}
     assert m["counts"]["items"] == 8 and m["counts"]["anchors"] == 8 and m["counts"]["corpus_captions"] == 8
     assert set(m["files"]) == {"items.parquet", "texts.parquet", "anchors.parquet",
                                "translator-text-image.parquet", "translator-image-text.parquet",
@@ -141,7 +142,7 @@ def test_failed_rebuild_never_damages_the_existing_collection(tiny_collection, t
 def test_overwrite_replaces_atomically(tiny_collection, tiny_data, fake_encoders):
     build_collection(tiny_data["corpus"], tiny_data["anchors"], tiny_collection, k=2, overwrite=True, cache_dir="",
                      **FAKE)
-    assert Collection.open(tiny_collection).manifest["projector"]["k"] == 2
+    assert flat(Collection.open(tiny_collection).manifest)["k"] == 2
     assert [p.name for p in tiny_collection.parent.iterdir() if p.name.startswith(".col.")] == []
 
 
@@ -168,7 +169,7 @@ def test_foreign_newer_and_damaged_collections_are_refused(tiny_collection, tmp_
         Collection.open(tmp_path / "other")
 
     _edit_manifest(tiny_collection, format_version=99)
-    with pytest.raises(CollectionFormatError, match="expected format_version 1..6 .* got 99"):
+    with pytest.raises(CollectionFormatError, match="expected format_version 1..7 .* got 99"):
         Collection.open(tiny_collection)
     _edit_manifest(tiny_collection, format_version=1)
     items = tiny_collection / "items.parquet"
@@ -204,7 +205,7 @@ def test_cosine_kind_builds_and_searches(tiny_data, fake_encoders, tmp_path):
     out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "cos", kind="cosine", cache_dir="",
                            **FAKE)
     col = Collection.open(out)
-    assert col.manifest["projector"]["kind"] == "cosine"
+    assert flat(col.manifest)["kind"] == "cosine"
     assert col.search("a green square", k=1)[0].path.endswith("green.png")
     assert np.isfinite(col.search("a green square", k=1)[0].score)
 
@@ -214,7 +215,7 @@ def test_default_k_is_capped_by_the_anchor_count_but_explicit_k_is_not(tiny_data
 
     assert DEFAULT_K > 8
     out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", cache_dir="", **FAKE)
-    assert Collection.open(out).manifest["projector"]["k"] == 8  # the tiny set has 8 anchors
+    assert flat(Collection.open(out).manifest)["k"] == 8  # the tiny set has 8 anchors
     with pytest.raises(InputError, match="got k=9"):
         build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "e", k=9, cache_dir="", **FAKE)
 

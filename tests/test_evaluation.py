@@ -122,7 +122,7 @@ def test_eval_and_demo_bad_arguments_exit_2(capsys, tmp_path):
 def test_views_task_computes_what_a_styled_engine_projector_computes():
     """EmojiTask(views=...) pre-applies the style normaliser; the engine applies it inside
     RelativeProjector. Both must give the same scores, or the suite would not measure the engine."""
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
     from retrieval.core.style import StyleNormaliser, merge_views
 
     data = Parallel(noise=0.2)
@@ -152,7 +152,7 @@ def test_views_task_computes_what_a_styled_engine_projector_computes():
 def test_views_task_keeps_concepts_a_style_does_not_draw_as_a_build_does():
     """A style that draws only some anchor concepts adds views to those alone; the others keep the
     views they have (a build merges whatever rows an anchor table gives a concept)."""
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
     from retrieval.core.style import StyleNormaliser, merge_views
 
     data = Parallel(noise=0.2)

@@ -35,3 +35,21 @@ def test_a_collection_written_before_answers_as_it_did(name, version, fake_encod
     assert sorted(got) == sorted(want)
     for key in want:  # one by one, so a failure names the route
         assert got[key] == want[key], key
+
+
+@pytest.mark.parametrize("name", list(make.CONFIGS))
+def test_a_build_today_answers_as_the_build_then(name, fake_encoders, tmp_path):
+    """Today's build (format 7: projectors as steps, made by the recipe) of the same data and options
+    answers exactly as the collection written then (flat projector parameters)."""
+    from retrieval import build_collection
+    from retrieval.store.format import FORMAT_VERSION
+
+    o = make.options(name, {"anchors": make.DATA / "anchors.parquet", "views": make.DATA / "views.parquet",
+                            "bank": make.DATA / "bank.parquet", "tones": make.DATA / "tones"})
+    folder = build_collection(str(make.DATA / "corpus"), o.pop("anchors"), tmp_path / name, **o)
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["format_version"] == FORMAT_VERSION == 7 and "projector" not in m and "projectors" in m
+    got, want = make.answers(folder), RECORDED[name]
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == want[key], key

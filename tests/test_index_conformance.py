@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.projector import RelativeProjector
 from retrieval.errors import InputError, UnknownNameError
 from retrieval.indexes import BACKENDS, ExactIndex, FaissIndex, make_index
 

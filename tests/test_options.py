@@ -11,6 +11,7 @@ from retrieval import BuildOptions, Collection, build_collection, open_collectio
 from retrieval.api import DEFAULT_WHITEN, Searchable
 from retrieval.cli.main import parser
 from retrieval.errors import InputError, UnknownNameError
+from tests.conftest import flat
 
 FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="")
 
@@ -22,7 +23,7 @@ def test_options_and_keywords_build_the_same_collection(tiny_data, fake_encoders
     c = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", BuildOptions(k=2, **FAKE), k=3,
                          p=2.0)
     ma, mb, mc = (Collection.open(x).manifest for x in (a, b, c))
-    assert ma["projector"] == mb["projector"] == mc["projector"] == {"kind": "asif", "k": 3, "p": 2.0, "center": True,
+    assert flat(ma) == flat(mb) == flat(mc) == {"kind": "asif", "k": 3, "p": 2.0, "center": True,
                                                                  "whiten": DEFAULT_WHITEN}
     hits = [[h.id for h in Collection.open(x).search("a red square", k=4)] for x in (a, b, c)]
     assert hits[0] == hits[1] == hits[2]
@@ -105,7 +106,14 @@ def test_the_recipe_settles_every_default_once(tiny_data, fake_encoders, tmp_pat
     assert recipe(sounds, "fake-audio", BuildOptions()).p == DEFAULT_P
     r = recipe(single, "fake-image", BuildOptions(k=16, p=3.0, whiten=0, label_weight=0.2))
     assert (r.k, r.p, r.whiten, r.label_weight, r.pivot_k, r.pivot_p) == (16, 3.0, 0.0, 0.2, 16, 3.0)
-    assert "whiten" not in r.projector() and recipe(single, None, BuildOptions()).projector()["whiten"] == DEFAULT_WHITEN
+    names = lambda spec: [s["step"] for s in spec]  # noqa: E731
+    assert names(r.spec()) == ["unit", "centre", "unit", "asif"]
+    assert names(recipe(single, None, BuildOptions()).spec()) == ["unit", "centre", "whiten", "unit", "asif"]
+    assert recipe(single, None, BuildOptions()).spec()[2] == {"step": "whiten", "lam": DEFAULT_WHITEN}
+    assert names(recipe(views, None, BuildOptions()).specs("image", style=True)["image"])[0] == "style"
+    # the bank block: the k asked for (or the default) capped at the bank, not at the user's anchors
+    banked = recipe(single, None, BuildOptions(k=16)).spec(n_bank=10)
+    assert banked["blocks"]["bank"][-1] == {"step": "asif", "k": 10, "p": DEFAULT_IMAGE_P}
     assert recipe(single, None, BuildOptions(n_anchors=40)).k == 40  # k at most the anchors kept
     for bad, match in ((dict(label_weight=-1.0), "label weight"), (dict(background_weight=0.0), "background weight"),
                        (dict(k=301), "k <= number of anchors")):

@@ -13,6 +13,7 @@ from retrieval import Collection, build_collection
 from retrieval.api import reanchor
 from retrieval.cli.main import main
 from retrieval.errors import InputError
+from tests.conftest import flat
 
 from .conftest import COLOURS, solid, tone
 
@@ -35,7 +36,7 @@ def new_anchors(tiny_data):
 
 def same_collections(a: Collection, b: Collection):
     ma, mb = a.manifest, b.manifest
-    for key in ("projector", "items", "encoders", "pivots"):
+    for key in ("projectors", "items", "encoders", "pivots"):
         assert ma[key] == mb[key], key
     assert {k: v for k, v in ma["counts"].items()} == mb["counts"]
     assert ma["anchors"]["content_hash"] == mb["anchors"]["content_hash"]
@@ -117,7 +118,7 @@ def test_cli_reanchor(tiny_data, new_anchors, fake_encoders, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "reanchored" in out and "against 8 anchors (k=4" in out and "no item was encoded" in out
     m = json.loads((tmp_path / "new" / "manifest.json").read_text())
-    assert m["projector"]["k"] == 4 and m["projector"]["p"] == 2.0  # p not given: the default for images
+    assert flat(m)["k"] == 4 and flat(m)["p"] == 2.0  # p not given: the default for images
     assert main(["reanchor", str(old), "--anchors", str(tiny_data["root"] / "missing.csv")]) == 2
 
 
@@ -128,4 +129,4 @@ def test_a_reanchor_with_cached_anchors_loads_no_model(tiny_data, new_anchors, f
     fake_encoders.clear()
     out = reanchor(old, new_anchors, tmp_path / "b", k=5, cache_dir=cache)  # another k: all cached
     assert fake_encoders == {}  # no encoder was even made
-    assert Collection.open(out).manifest["projector"]["k"] == 5
+    assert flat(Collection.open(out).manifest)["k"] == 5

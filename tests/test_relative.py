@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from retrieval.core.relative import RelativeProjector, asif_topk, cosine_relative
+from retrieval.core.projector import RelativeProjector
+from retrieval.core.relative import asif_topk, cosine_relative
 from retrieval.errors import InputError
 
 
@@ -116,7 +117,7 @@ def test_fused_selections_equal_numpy_selection(center, select):
 
 def test_heap_path_over_many_row_blocks_on_threads_equals_numpy(monkeypatch):
     # small blocks so that rows spread over worker threads and columns end in a partial block
-    import retrieval.core.relative as rel
+    import retrieval.core.engines as rel
 
     monkeypatch.setattr(rel, "HEAP_BLOCK", 37)
     monkeypatch.setattr(rel, "HEAP_COLS", 256)
@@ -180,8 +181,12 @@ def test_with_a_background_bank_both_blocks_centre_inputs_on_the_given_mean():
     rng = np.random.default_rng(6)
     proj = RelativeProjector(k=8, center=True, background=20).fit(rng.normal(size=(80, 16)).astype(np.float32))
     mean = rng.normal(size=16).astype(np.float32)
-    assert all(np.array_equal(b.mean_, mean) for b in proj.centred_on(mean)._blocks)
-    assert not any(np.array_equal(b.mean_, mean) for b in proj._blocks)
+    def centres(projector):  # each block's centring step: the bank is a named block of its own
+        return [next(s for s in chain.steps if s.name == "centre") for chain in projector.blocks.values()]
+
+    assert set(proj.projector_.blocks) == {"anchors", "bank"}
+    assert all(np.array_equal(c.mean_, mean) for c in centres(proj.centred_on(mean)))
+    assert not any(np.array_equal(c.mean_, mean) for c in centres(proj.projector_))
 
 
 def test_inputs_centred_on_their_own_mean_undo_a_domain_offset():

@@ -14,6 +14,7 @@ from PIL import Image
 from retrieval import Collection, build_collection
 from retrieval.cli.main import main
 from retrieval.errors import CollectionFormatError, InputError
+from tests.conftest import flat
 
 from .conftest import solid
 
@@ -50,7 +51,7 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_collection(tiny_data, fa
     col = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "col", **FAKE)
     code, _, _ = cli(capsys, "build", "--corpus", tiny_data["corpus"], "--anchors", tiny_data["anchors"],
                      "--out", col, "--overwrite", *FAKE_ARGS, "-p", "3")
-    assert code == 0 and Collection.open(col).manifest["projector"]["p"] == 3.0
+    assert code == 0 and flat(Collection.open(col).manifest)["p"] == 3.0
 
 
 def test_out_dot_and_unwritable_places_are_refused_before_encoding(tiny_data, fake_encoders, tmp_path, capsys,
@@ -191,14 +192,15 @@ def test_a_collection_built_before_hashes_learns_them_on_add(tiny_collection, ti
 
 def test_a_hand_edited_manifest_is_refused(tiny_collection):
     m = json.loads((tiny_collection / "manifest.json").read_text())
-    for edit in ({"projector": dict(m["projector"], p=9.0)}, {"counts": dict(m["counts"], items=3)}):
+    steps = dict(m["projectors"], text=[dict(s, p=9.0) if s["step"] == "asif" else s for s in m["projectors"]["text"]])
+    for edit in ({"projectors": steps}, {"counts": dict(m["counts"], items=3)}):
         (tiny_collection / "manifest.json").write_text(json.dumps(dict(m, **edit), indent=2))
         with pytest.raises(CollectionFormatError, match="match its own checksum"):
             Collection.open(tiny_collection)
         with pytest.raises(CollectionFormatError, match="match its own checksum"):
             Collection.open(tiny_collection, verify=False)  # cheap, so checked even without --verify
     (tiny_collection / "manifest.json").write_text(json.dumps(m, indent=4))  # reformatted, unchanged: fine
-    assert Collection.open(tiny_collection).manifest["projector"]["p"] == m["projector"]["p"]
+    assert flat(Collection.open(tiny_collection).manifest)["p"] == flat(m)["p"]
 
 
 def test_leftovers_of_a_killed_write_are_cleaned_or_restored(tiny_collection, tiny_data, fake_encoders, tmp_path):

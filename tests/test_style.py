@@ -8,9 +8,11 @@ import pytest
 
 from retrieval import Collection, build_collection
 from retrieval.build.anchors import AnchorSet, load_anchor_set
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.projector import RelativeProjector
 from retrieval.core.style import StyleNormaliser, merge_views
 from retrieval.errors import InputError
+from retrieval.store.projectors import pivot_summary
+from tests.conftest import flat
 
 from .conftest import COLOURS, solid
 
@@ -105,7 +107,7 @@ def test_a_build_with_views_merges_them_learns_a_style_and_carries_it(tiny_data,
         assert col.search(f"a {colour} square", k=1)[0].path.endswith(f"{colour}.png")
     # the stored relative vectors are what the reopened collection's projector computes
     proj = col.projectors["image"]
-    assert proj.style is not None and col.projectors["text"].style is None
+    assert proj.steps[0].normaliser is col.style is not None and col.projectors["text"].steps[0].name == "unit"
     fresh = RelativeProjector(k=3, p=2.0, center=True, style=col.style).fit(col.anchor_vectors["image"])
     again = fresh.transform(np.asarray(col.sides["image"].abs))
     items = pq.read_table(out / "items.parquet")
@@ -151,17 +153,17 @@ def test_pivot_sets_keep_the_plain_defaults_beside_views(tiny_data, tone_data, f
     kw = dict(FAKE, audio_encoder="fake-audio", pivots=[tone_data["anchors"]])
     out = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path), tmp_path / "a", **kw)
     m = json.loads((out / "manifest.json").read_text())
-    assert (m["pivots"][0]["k"], m["pivots"][0]["p"]) == (8, DEFAULT_P)  # 8 tones: all of them, plain p
-    assert m["projector"]["p"] == 2.0  # the views' own default
+    assert {k: v for k, v in pivot_summary(m, m["pivots"][0]).items() if k in "kp"} == {"k": 8, "p": DEFAULT_P}  # 8 tones: all of them, plain p
+    assert flat(m)["p"] == 2.0  # the views' own default
     col = Collection.open(out)
     proj = col.pivots["audio"][0]
-    assert (proj.k, proj.p) == (8, DEFAULT_P)
+    assert (proj.relativiser.k, proj.relativiser.p) == (8, DEFAULT_P)
     red = str(tmp_path / "sounds" / "red.wav")
     assert col.search(red, k=1)[0].path.endswith("red.png")
     (tmp_path / "b").mkdir()
     given = build_collection(tiny_data["corpus"], _two_style_anchors(tmp_path / "b"), tmp_path / "c", k=3, p=3.0, **kw)
     m = json.loads((given / "manifest.json").read_text())
-    assert (m["pivots"][0]["k"], m["pivots"][0]["p"]) == (3, 3.0)  # given k / p apply to every set
+    assert {k: v for k, v in pivot_summary(m, m["pivots"][0]).items() if k in "kp"} == {"k": 3, "p": 3.0}  # given k / p: every set
 
 
 def test_views_that_never_differ_give_the_identity():

@@ -131,7 +131,7 @@ def test_format_2_collections_open_and_update_into_format_3(tiny_data, split, fa
     for folder in (new, old):
         assert main(["add", str(folder), "--corpus", split["b"]]) == 0
     a, b = Collection.open(new), Collection.open(old)
-    assert b.manifest["format_version"] == 6 and (Path(old) / "image_vectors.npy").is_file()
+    assert b.manifest["format_version"] == 7 and (Path(old) / "image_vectors.npy").is_file()
     assert "image_vector" not in pq.read_schema(Path(old) / "items.parquet").names
     for q in QUERIES:
         assert [h.id for h in a.search(q, k=8)] == [h.id for h in b.search(q, k=8)]

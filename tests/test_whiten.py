@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.projector import RelativeProjector
 from retrieval.core.whiten import whitening_matrix
 from retrieval.errors import InputError
+from tests.conftest import flat
 
 
 def correlated(n, d, seed=0):
@@ -88,7 +89,7 @@ def test_default_builds_whiten_single_view_images_and_record_it(tiny_data, fake_
     kw = dict(image_encoder="fake-image", text_encoder="fake-text", k=3, p=2.0, cache_dir=str(tmp_path / "cache"))
     on = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "on", **kw)
     off = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "off", whiten=0, **kw)
-    read = lambda f: json.loads((f / "manifest.json").read_text())["projector"]  # noqa: E731
+    read = lambda f: flat(json.loads((f / "manifest.json").read_text()))  # noqa: E731
     assert read(on)["whiten"] == DEFAULT_WHITEN
     assert "whiten" not in read(off)  # what every collection before whitening records
     col_on, col_off = Collection.open(on), Collection.open(off)
@@ -121,10 +122,10 @@ def test_a_format_4_collection_opens_unwhitened_and_answers_as_before(tiny_data,
 
     kw = dict(image_encoder="fake-image", text_encoder="fake-text", k=3, p=2.0, cache_dir=str(tmp_path / "cache"))
     plain = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "plain", whiten=0, **kw)
-    assert "whiten" not in json.loads((plain / "manifest.json").read_text())["projector"]
+    assert "whiten" not in flat(json.loads((plain / "manifest.json").read_text()))
     old = as_older_format(plain, tmp_path / "old", 4)
     a, b = Collection.open(plain), Collection.open(old)
-    assert b.manifest["format_version"] == 4 and b.projectors["image"].whiten == 0
+    assert b.manifest["format_version"] == 4 and "whiten" not in [s.name for s in b.projectors["image"].steps]
     for c in tiny_data["colours"]:
         ha, hb = a.search(f"a {c} square", k=4), b.search(f"a {c} square", k=4)
         assert [(h.id, h.score) for h in ha] == [(h.id, h.score) for h in hb]

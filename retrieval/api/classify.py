@@ -14,8 +14,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from retrieval.core.projector import RelativeProjector, without_background
 from retrieval.core.ranking import topk_with_ties
-from retrieval.core.relative import RelativeProjector, without_background
 from retrieval.encoders.base import Encoder, l2_normalise
 from retrieval.errors import InputError
 

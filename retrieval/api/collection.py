@@ -20,8 +20,8 @@ from retrieval.api.stitch import Stitched, stitch
 from retrieval.build.builder import build_collection
 from retrieval.build.reanchor import reanchor
 from retrieval.core.normalise import l2_normalise
+from retrieval.core.projector import Projector, pivot
 from retrieval.core.ranking import TIE_EPS, rank_candidates
-from retrieval.core.relative import RelativeProjector, pivot, unit_mean
 from retrieval.core.rowcache import DEFAULT_BYTES as DENSE_CACHE_BYTES
 from retrieval.core.rowcache import RowCache
 from retrieval.encoders import Encoder, load_encoder, load_encoder_as_built
@@ -33,6 +33,7 @@ from retrieval.planning.planner import Bridge, Plan, plan
 from retrieval.store.filters import allowed_rows
 from retrieval.store.filters import columns as filter_columns
 from retrieval.store.format import read_manifest
+from retrieval.store.projectors import summary as projector_summary
 from retrieval.store.reader import RowMap, StoredCollection
 from retrieval.store.sharded import is_sharded
 
@@ -149,9 +150,7 @@ class Collection(StoredCollection):
             if enc.modality != modality:
                 raise InputError(f"expected a {modality} encoder to stitch to this collection, got the "
                                  f"{enc.modality} encoder {enc.name!r}")
-            params = dict(self.manifest["projector"])
-            self.stitched[modality] = stitch(self.folder, self.manifest, modality, enc,
-                                             self.anchor_vectors[modality], params)
+            self.stitched[modality] = stitch(self.folder, self.manifest, modality, enc, self.anchor_vectors[modality])
             self._encoders[modality] = enc
             return
         if isinstance(enc, Encoder):
@@ -185,7 +184,7 @@ class Collection(StoredCollection):
         spaces = {m: e["spec"] for m, e in self.manifest["encoders"].items()}
         bank = self.manifest["anchors"].get("background", {}).get("count", 0)  # relativised against too
         sizes = {"items": len(self.sides[target].abs), "anchors": self.manifest["anchors"]["count"] + bank,
-                 "k": self.manifest["projector"]["k"],
+                 "k": projector_summary(self.manifest).get("k", self.manifest["anchors"]["count"]),
                  **{f"dim_{m}": e["dim"] for m, e in self.manifest["encoders"].items()},
                  **{f"anchors_{pv['modalities'][0]}_text": pv["count"] for pv in self.manifest.get("pivots", [])}}
         st = self.stitched.get(query_modality)
@@ -321,7 +320,7 @@ class Collection(StoredCollection):
         return timed()
 
     def _run(self, route: str, q: np.ndarray, modality: str, target: str, k: int,
-             allowed: Optional[np.ndarray] = None, projector: Optional[RelativeProjector] = None) -> List[Hits]:
+             allowed: Optional[np.ndarray] = None, projector: Optional[Projector] = None) -> List[Hits]:
         """``projector``: the query side's, when the query was encoded by a stitched encoder."""
         if route == "absolute":
             with self._stage("search"):
@@ -382,11 +381,11 @@ class Collection(StoredCollection):
         return pivot(proj, land, q)
 
     def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0,
-                  allowed: Optional[np.ndarray] = None, projector: Optional[RelativeProjector] = None) -> List[Hits]:
+                  allowed: Optional[np.ndarray] = None, projector: Optional[Projector] = None) -> List[Hits]:
         side = self.sides[target]
         proj = projector or self.projectors[modality]
         with self._stage("relativise"):
-            q_rel = proj.transform_rows(q)  # batch-independent, see RelativeProjector.transform_rows
+            q_rel = proj.transform_rows(q)  # batch-independent, see retrieval.core.step.transform_rows
             q_dense = np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
 
         def secondary(row: int, cand: np.ndarray) -> np.ndarray:
@@ -459,7 +458,7 @@ class Collection(StoredCollection):
         return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"),
                                   text_anchors=self.anchor_vectors["text"],
                                   image_anchors=self.anchor_vectors[self.modality],
-                                  projector_params=self.manifest["projector"], style=self.style,
+                                  projector_params=projector_summary(self.manifest), style=self.style,
                                   corpus=self.corpus_mean())
 
     def corpus_mean(self) -> CorpusMean:
@@ -467,7 +466,8 @@ class Collection(StoredCollection):
         opened collection: a collection never changes in place (``add`` and ``delete`` return a new one)."""
         if getattr(self, "_corpus_mean", None) is None:
             items = self.sides[self.modality].abs
-            self._corpus_mean = CorpusMean(unit_mean(items, self.style) if len(items) else np.zeros(items.shape[1]),
+            proj = self.projectors[self.modality]
+            self._corpus_mean = CorpusMean(proj.input_mean(items) if len(items) else np.zeros(items.shape[1]),
                                            len(items))
         return self._corpus_mean
 
@@ -491,7 +491,8 @@ class Collection(StoredCollection):
         size = sum(f["bytes"] for f in m["files"].values())
         return {"path": str(self.folder), "created": m["created"], "format_version": m["format_version"],
                 "modality": self.modality, "encoders": m["encoders"], "anchors": m["anchors"],
-                "pivots": m.get("pivots", []), "projector": m["projector"],
+                "pivots": m.get("pivots", []), "projector": projector_summary(m),
+                **({"projectors": m["projectors"]} if "projectors" in m else {}),
                 "indexes": m["indexes"], "counts": m["counts"], "bytes_on_disk": size,
                 "versions": m.get("versions", {}), "corpus": m.get("corpus", {}),
                 "skipped": m.get("skipped", []), **({"style": m["style"]} if m.get("style") else {}),

@@ -23,12 +23,12 @@ import numpy as np
 
 from retrieval.build.anchors import encode_anchors, stored_anchor_set
 from retrieval.build.background import stored_bank
-from retrieval.core.relative import RelativeProjector
 from retrieval.core.style import fit_views
 from retrieval.core.translation import Translator
 from retrieval.encoders import Encoder
 from retrieval.errors import InputError
 from retrieval.store.format import read_parquet
+from retrieval.store.projectors import fitted, specs
 
 
 @dataclass
@@ -36,13 +36,13 @@ class Stitched:
     """What a query of one modality needs to reach a collection from another encoder's space."""
 
     encoder: Encoder          # the query's encoder (B)
-    projector: RelativeProjector  # B-encoded anchors, the collection's k, p, centring (and a B style normaliser)
+    projector: object  # a chain (retrieval/core/step.py) over the B-encoded anchors, the collection's k, p, centring (and a B style normaliser)
     translator: Translator    # B -> A, fitted on the anchors encoded by both
     anchors: str              # where the anchors came from (for EXPLAIN)
 
 
 def stitch(folder: Path, manifest: Dict, modality: str, encoder: Encoder, a_vectors: np.ndarray,
-           projector_params: Dict, cache_dir: Optional[str] = None) -> Stitched:
+           cache_dir: Optional[str] = None) -> Stitched:
     """Fit what queries of ``modality`` encoded by ``encoder`` need: the anchors encoded by it (cached
     by content hash, like every anchor encoding), a projector over them with the collection's own
     settings, and the orthogonal map into the collection's space (``a_vectors``: its anchor vectors)."""
@@ -69,6 +69,6 @@ def stitch(folder: Path, manifest: Dict, modality: str, encoder: Encoder, a_vect
     if len(b_vecs) != len(a_vectors):
         raise InputError(f"expected the anchors encoded by {encoder.name!r} to match the collection's "
                          f"{len(a_vectors)} anchors, got {len(b_vecs)}; the anchor files changed since the build")
-    projector = RelativeProjector(**projector_params, style=style).fit(b_vecs)
+    projector = fitted(manifest, specs(manifest)[modality], b_vecs, style=style)
     translator = Translator("orthogonal").fit(b_vecs, a_vectors)
     return Stitched(encoder, projector, translator, where)

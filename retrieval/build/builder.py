@@ -11,15 +11,9 @@ import numpy as np
 import pyarrow as pa
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.options import (
-    DEFAULT_K,
-    DEFAULT_VIEWS_K,
-    VIEWS_K_P_BY_ENCODER,
-    BuildOptions,
-    parse_index_spec,
-)
-from retrieval.build.recipe import recipe
-from retrieval.core.relative import RelativeProjector
+from retrieval.build.options import BuildOptions, parse_index_spec
+from retrieval.build.recipe import Recipe, recipe
+from retrieval.core.projector import fit_projector
 from retrieval.core.selection import select
 from retrieval.core.style import StyleNormaliser
 from retrieval.core.translation import Translator
@@ -270,8 +264,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
     background = None if bank is None else (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
-                                            encode_anchors(bank, encoders["text"], "text", **enc_kw),
-                                            rec.background_weight)
+                                            encode_anchors(bank, encoders["text"], "text", **enc_kw))
 
     clock.lap("encode_anchors")
     item_vecs, captioned, cap_vecs, item_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
@@ -290,11 +283,11 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     return write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=list(zip(pivot_sets, pivot_vecs)),
                             encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
-                            k=rec.k, p=rec.p, kind=rec.kind, center=rec.center, whiten=rec.whiten, index_spec=index_spec,
+                            rec=rec, index_spec=index_spec,
                             dspec=dspec, corpus=str(corpus), skipped=skipped, clock=clock, overwrite=overwrite,
-                            style=style, anchor_views=views, pivot_kp=(rec.pivot_k, rec.pivot_p),
+                            style=style, anchor_views=views,
                             labels=None if item_labels is None else (item_labels, label_cfg),
-                            anchors_selected=selected, background=background, background_k=o.k)
+                            anchors_selected=selected, background=background)
 
 
 def background_bank(anchor_set: AnchorSet, o: BuildOptions) -> Optional[AnchorSet]:
@@ -308,31 +301,28 @@ def background_bank(anchor_set: AnchorSet, o: BuildOptions) -> Optional[AnchorSe
 
 
 def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned: List[int], cap_vecs: np.ndarray,
-                     anchor_set: AnchorSet, anchor_vecs, pivots=(), encoders: Dict, k: int, p: float, kind: str,
-                     center: bool, index_spec: Dict, dspec: Optional[Dict] = None, corpus: str = "",
+                     anchor_set: AnchorSet, anchor_vecs, pivots=(), encoders: Dict, rec: Recipe, index_spec: Dict, dspec: Optional[Dict] = None, corpus: str = "",
                      skipped: Sequence[Dict] = (), clock: Optional["Clock"] = None, overwrite: bool = False,
                      ids=None, rel=None, extra: Optional[Dict] = None, style: Optional[StyleNormaliser] = None,
-                     anchor_views: Optional[int] = None, pivot_kp: Optional[Tuple[int, float]] = None,
+                     anchor_views: Optional[int] = None,
                      labels: Optional[Tuple[np.ndarray, Dict]] = None, next_item_id: Optional[int] = None,
                      anchors_selected: Optional[Dict] = None,
-                     skipped_total: Optional[int] = None, whiten: float = 0.0, background=None,
-                     background_k: Optional[int] = None) -> Path:
+                     skipped_total: Optional[int] = None, background=None) -> Path:
     """Relativise (unless ``rel`` = (item relative vectors, caption relative vectors) is given),
     index and write a collection from embeddings already made: the second half of a build, shared
     by :func:`build_collection` and the shards of a distributed build (retrieval/distributed.py).
 
     ``ids`` are the items' stable ids (default 0..n-1); ``extra`` is merged into the manifest.
+    ``rec``: the build's recipe (retrieval/build/recipe.py), which makes every projector's steps.
     ``style`` (learned from anchors drawn several ways, retrieval/core/style.py) is applied to the items'
     modality before relativising and saved with the collection; ``anchor_views`` is the number of
-    anchor rows before their views were merged. ``pivot_kp``: (k, p) for pivot sets (default: k, p).
+    anchor rows before their views were merged.
     ``labels``: (the items' label vectors, the label settings of :func:`label_setup`).
     ``next_item_id`` (default: after the largest id) and ``skipped_total`` (default: the skipped
     listed) carry a rewritten collection's history: ids never reused, skips counted beyond the list.
-    ``whiten``: shrinkage-whitening strength of both sides' projectors (retrieval/core/whiten.py; 0: off).
-    ``background``: (bank AnchorSet, its media vectors, its text vectors, weight), a background bank
-    (retrieval/build/background.py) stored after the anchors; its captions are not searchable texts.
-    ``background_k``: the bank block's k, the k the build was asked for (default: the larger of ``k``
-    and the default k), capped at the bank's size.
+    ``background``: (bank AnchorSet, its media vectors, its text vectors), a background bank
+    (retrieval/build/background.py) stored after the anchors, its own block of the projectors (its
+    weight and k are the recipe's); its captions are not searchable texts.
     """
     clock = clock or Clock()
     a_med, a_txt = anchor_vecs
@@ -344,20 +334,18 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
     text_source = ["corpus"] * len(captioned) + ["anchor"] * len(anchor_set)
     text_item = [int(ids[i]) for i in captioned] + [-1] * len(anchor_set)
 
-    log.info("relativising (k=%d, p=%g, centred=%s, whitened=%g) and writing %s", k, p, center, whiten, out)
-    stored_set, s_med, s_txt, bg = anchor_set, a_med, a_txt, {}
-    if background is not None:  # the bank's rows go after the anchors' (the projector's "background" block)
-        bank, b_med, b_txt, weight = background
+    stored_set, s_med, s_txt, bank_vecs = anchor_set, a_med, a_txt, {}
+    if background is not None:  # the bank's rows go after the anchors' (the projectors' "bank" block)
+        bank, b_med, b_txt = background
         stored_set = AnchorSet(list(anchor_set.paths) + list(bank.paths), list(anchor_set.captions) + list(bank.captions),
                                source=anchor_set.source, content_hash=anchor_set.content_hash, modality=modality)
         s_med, s_txt = np.vstack([a_med, b_med]), np.vstack([a_txt, b_txt])
-        # the bank's k: the k asked for (or the default), capped at the bank, not at the user's anchors
-        asked = (VIEWS_K_P_BY_ENCODER.get(encoders[modality]["spec"], (DEFAULT_VIEWS_K, None))[0] if style is not None
-                 else DEFAULT_K)
-        bg = dict(background=len(bank), background_weight=float(weight),
-                  background_k=min(len(bank), background_k if background_k is not None else max(k, asked)))
-    med_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, style=style, whiten=whiten, **bg).fit(s_med)
-    txt_proj = RelativeProjector(k=k, p=p, kind=kind, center=center, whiten=whiten, **bg).fit(s_txt)
+        bank_vecs = {modality: b_med, "text": b_txt}
+    specs = rec.specs(modality, style=style is not None, n_bank=len(background[0]) if background is not None else 0)
+    log.info("relativising (%s) and writing %s", specs[modality], out)
+    med_proj, txt_proj = (fit_projector(specs[m], a, bank=bank_vecs.get(m), style=style if m == modality else None)
+                          for m, a in ((modality, a_med), ("text", a_txt)))
+    kind = med_proj.kind
     if rel is None:
         item_rel, text_rel = med_proj.transform(item_vecs), txt_proj.transform(text_vecs)
     else:  # made elsewhere (a distributed build's workers); the anchor captions' are made here
@@ -387,7 +375,7 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
             write_parquet_atomic(_anchor_table(pv, pm, pt), str(tmp / fname))
             pivot_meta.append({"modalities": [pv.modality, "text"], "source": pv.source,
                                "content_hash": pv.content_hash, "count": len(pv), "file": fname,
-                               "k": min((pivot_kp or (k, p))[0], len(pv)), "p": float((pivot_kp or (k, p))[1])})
+                               "projector": rec.pivot_spec(len(pv))})
         write_parquet_atomic(items_table(ids, rows, item_rel, kind), str(tmp / "items.parquet"))
         write_parquet_atomic(texts_table(np.arange(len(texts)), texts, text_source, text_item, text_rel, kind),
                              str(tmp / "texts.parquet"))
@@ -412,11 +400,11 @@ def write_collection(out, *, rows: List[Dict], item_vecs: np.ndarray, captioned:
                         **({"selected": anchors_selected} if anchors_selected else {}),
                         **({"background": {"source": background[0].source, "count": len(background[0]),
                                            "content_hash": background[0].content_hash,
-                                           "weight": float(background[3])}} if background is not None else {})},
+                                           "weight": rec.background_weight}} if background is not None else {})},
             **({"style": style_meta} if style_meta else {}),
             **({"labels": label_meta} if label_meta else {}),
             "pivots": pivot_meta,
-            "projector": med_proj.get_params(),
+            "projectors": specs,
             "corpus": {"source": corpus},
             "indexes": indexes,
             **({"dense_indexes": dense} if dense else {}),

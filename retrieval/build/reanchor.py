@@ -33,6 +33,7 @@ from retrieval.errors import InputError
 from retrieval.media.tables import RESERVED_COLUMNS
 from retrieval.store.arrow import dense_from_column
 from retrieval.store.format import now_iso, read_parquet
+from retrieval.store.projectors import summary as projector_summary
 from retrieval.store.reader import StoredCollection
 from retrieval.store.sharded import is_sharded
 from retrieval.store.writing import check_output
@@ -138,6 +139,9 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
                          f"{anchor_set.modality} anchors from {anchor_set.source or 'the anchor set'}; nothing was written")
     specs = {x: (encoders[x].name if encoders and x in encoders else m["encoders"][x]["spec"]) for x in m["encoders"]}
     rec = recipe(anchor_set, specs[modality], o)  # as a fresh build with these anchors and options
+    built_bank_k = projector_summary(m).get("background_k")
+    if "reencoded" in record and "k" not in given and built_bank_k is not None:
+        rec = dataclasses.replace(rec, bank_k=built_bank_k)  # a reencode keeps the bank block's k as built
     bank = background_bank(anchor_set, o)
     index_spec = parse_index_spec(o.index) if "index" in given else {
         key: v for key, v in m["indexes"][f"{modality}_relative"].items() if key in ("backend", "dtype", "factory")}
@@ -175,8 +179,7 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
         a_med, a_txt, views = a_med[keep], a_txt[keep], len(keep)
         selected = {"pool": pool, "method": o.select, "seed": 0, "pool_content_hash": pool_hash}
     background = None if bank is None else (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
-                                            encode_anchors(bank, encoders["text"], "text", **enc_kw),
-                                            rec.background_weight)
+                                            encode_anchors(bank, encoders["text"], "text", **enc_kw))
     clock.lap("encode_anchors")
 
     # the corpus as the build read it: rows in stored order, captions and their embeddings
@@ -214,16 +217,13 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     path = write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
                             anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=_pivots(col, encoders["text"]),
                             encoders=enc_meta,
-                            k=rec.k, p=rec.p, kind=rec.kind, center=rec.center, whiten=rec.whiten, index_spec=index_spec,
+                            rec=rec, index_spec=index_spec,
                             dspec=dspec,
                             corpus=m.get("corpus", {}).get("source", ""), skipped=m.get("skipped", []), clock=clock,
-                            overwrite=True, ids=col.item_ids, style=style, anchor_views=views, pivot_kp=(rec.pivot_k, rec.pivot_p),
+                            overwrite=True, ids=col.item_ids, style=style, anchor_views=views,
                             labels=labels,
                             extra=record,
                             next_item_id=next_items, skipped_total=m["counts"].get("skipped"),
-                            anchors_selected=selected, background=background,
-                            # a reencode keeps the bank block's k as built; a reanchor follows a fresh build
-                            background_k=o.k if "k" in given else (
-                                m["projector"].get("background_k") if "reencoded" in record else None))
+                            anchors_selected=selected, background=background)
     log.info("rewrote %s against %d anchors -> %s", src, len(anchor_set), path)
     return path

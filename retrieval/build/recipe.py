@@ -11,17 +11,44 @@ encoded, on settings that cannot work with these anchors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
 from retrieval.build import background as bg
 from retrieval.build.anchors import AnchorSet
-from retrieval.build.options import DEFAULT_K, DEFAULT_P, BuildOptions, default_k_p, default_whiten
-from retrieval.core.relative import RelativeProjector
+from retrieval.build.options import (
+    DEFAULT_K,
+    DEFAULT_P,
+    DEFAULT_VIEWS_K,
+    VIEWS_K_P_BY_ENCODER,
+    BuildOptions,
+    default_k_p,
+    default_whiten,
+)
+from retrieval.core.centre import Centre, Unit
+from retrieval.core.projector import RelativeProjector, Spec, blocks_spec
+from retrieval.core.relativisers import AsifTopK, CosineRelative
+from retrieval.core.style import Restyle
+from retrieval.core.whiten import ShrinkageWhiten
 from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABEL_WEIGHT
 from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
 from retrieval.errors import InputError
+
+
+@dataclass(frozen=True)
+class AnchorShape:
+    """What the recipe reads of an anchor set: its size, modality and whether it has views. The
+    evaluation suites, which hold vectors rather than files, describe their anchors with it, so that
+    they take their defaults from the same function as a build."""
+
+    n_anchors: int
+    modality: str = "image"
+    has_views: bool = False
+    source: str = "the suite's anchors"
+
+    def __len__(self) -> int:
+        return self.n_anchors
 
 
 @dataclass(frozen=True)
@@ -42,11 +69,36 @@ class Recipe:
     pivot_p: float
     label_weight: float        # weight of the label bridge's cosine
     background_weight: float   # weight of the background bank's score
+    bank_k: int                # the bank block's k before it is capped at the bank's size
 
-    def projector(self) -> Dict:
-        """The manifest's ``projector`` parameters ("whiten" only when on, as every version wrote them)."""
-        return {"kind": self.kind, "k": self.k, "p": self.p, "center": self.center,
-                **({"whiten": self.whiten} if self.whiten else {})}
+    def chain(self, *, style: bool, k: Optional[int] = None, p: Optional[float] = None,
+              whiten: Optional[float] = None) -> List[Dict]:
+        """The steps of one projector, one line per idea (retrieval/core/step.py). This is what a build
+        makes; the flat parameters of format 6 and before are read by their own, fixed, translation
+        (retrieval/core/projector.py: spec_from_params), which must stay as it is for old collections."""
+        whiten = self.whiten if whiten is None else whiten
+        centred = self.center or bool(whiten)  # whitening centres, whatever "center" says
+        steps = [Restyle() if style else Unit()]
+        steps += [Centre()] if centred else []
+        steps += [ShrinkageWhiten(whiten)] if whiten else []
+        steps += [Unit()] if centred else []
+        steps += [AsifTopK(k or self.k, self.p if p is None else p) if self.kind == "asif" else CosineRelative()]
+        return [s.to_spec() for s in steps]
+
+    def spec(self, *, style: bool = False, n_bank: int = 0) -> Spec:
+        """One modality's projector: its chain, and the background bank's beside it when there is one."""
+        main = self.chain(style=style)
+        if not n_bank:
+            return main
+        return blocks_spec(main, self.chain(style=style, k=min(n_bank, self.bank_k)), self.background_weight)
+
+    def specs(self, modality: str, *, style: bool = False, n_bank: int = 0) -> Dict[str, Spec]:
+        """The items' modality's projector (with the style normaliser, when the anchors have views) and text's."""
+        return {modality: self.spec(style=style, n_bank=n_bank), "text": self.spec(n_bank=n_bank)}
+
+    def pivot_spec(self, n_anchors: int) -> List[Dict]:
+        """A pivot set's projector: the pivot k (capped at the set) and p, never whitened, no bank."""
+        return self.chain(style=False, k=min(self.pivot_k, n_anchors), p=self.pivot_p, whiten=0.0)
 
 
 def check_label_weight(weight) -> float:
@@ -62,7 +114,7 @@ def label_weight(anchor_set: AnchorSet, o: BuildOptions) -> float:
     return DEFAULT_VIEWS_LABEL_WEIGHT if anchor_set.has_views else DEFAULT_LABEL_WEIGHT
 
 
-def recipe(anchor_set: AnchorSet, media_encoder: Optional[str], o: BuildOptions) -> Recipe:
+def recipe(anchor_set: Union[AnchorSet, AnchorShape], media_encoder: Optional[str], o: BuildOptions) -> Recipe:
     """The settings a build with options ``o`` makes from ``anchor_set`` (before its views are merged)
     and the spec of the encoder of its media side."""
     o.check_budget(anchor_set)
@@ -70,7 +122,10 @@ def recipe(anchor_set: AnchorSet, media_encoder: Optional[str], o: BuildOptions)
     whiten = default_whiten(anchor_set, o.whiten)
     RelativeProjector(k=k, p=p, kind=o.kind, center=o.center, whiten=whiten).check_params(
         o.n_anchors or anchor_set.n_anchors)
-    return Recipe(k=k, p=p, kind=o.kind, center=o.center, whiten=whiten,
+    # the bank's k: the k asked for (or the default), capped at the bank later, not at the user's anchors
+    asked = (VIEWS_K_P_BY_ENCODER.get(media_encoder, (DEFAULT_VIEWS_K, None))[0] if anchor_set.has_views
+             else DEFAULT_K)
+    return Recipe(k=k, p=p, kind=o.kind, center=o.center, whiten=whiten, bank_k=o.k if o.k is not None else max(k, asked),
                   pivot_k=DEFAULT_K if o.k is None else o.k, pivot_p=DEFAULT_P if o.p is None else o.p,
                   label_weight=label_weight(anchor_set, o),
                   background_weight=bg.check_weight(bg.DEFAULT_WEIGHT if o.background_weight is None

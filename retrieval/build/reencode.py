@@ -34,6 +34,7 @@ from retrieval.encoders import load_encoder
 from retrieval.errors import InputError
 from retrieval.progress import progress
 from retrieval.store.format import now_iso
+from retrieval.store.projectors import summary as projector_summary
 from retrieval.store.reader import StoredCollection
 from retrieval.store.sharded import is_sharded
 from retrieval.store.writing import check_output
@@ -84,7 +85,8 @@ def reencode(folder, out=None, options: Optional[BuildOptions] = None, *, chunk:
     m, modality = col.manifest, col.modality
     # the anchors do not change: neither does how vectors are made from them, unless asked
     # (absent from the manifest: "center" and "whiten" were off)
-    o = o.replace(**{f: m["projector"].get(f, {"center": False, "whiten": 0.0}.get(f))
+    built = projector_summary(m)
+    o = o.replace(**{f: built.get(f, {"center": False, "whiten": 0.0}.get(f))
                      for f in ("k", "p", "kind", "center", "whiten") if f not in given})
     specs = {x: e["spec"] for x, e in m["encoders"].items()}
     new = {x: getattr(o, f"{x}_encoder") for x in (modality, "text") if f"{x}_encoder" in given

@@ -115,7 +115,7 @@ def _duplicates(rows, old_items: pa.Table, duplicates: str):
 
 def _relative(col, table: pa.Table, modality: str):
     """The stored relative vectors of a table (recomputed from its embeddings for kind 'cosine')."""
-    if col.manifest["projector"]["kind"] == "asif":
+    if col.kind == "asif":
         return sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(col.anchor_captions))
     return col.projectors[modality].transform(col.sides[modality].abs)
 
@@ -202,7 +202,7 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
         labels = {"classes": class_vectors(encoders["text"], encoders[modality].label_names), "temperature": lm["temperature"]}
     vecs, captioned, cap_vecs, new_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
                                                           show_progress_bar=show_progress_bar, labels=labels)
-    kind = col.manifest["projector"]["kind"]
+    kind = col.kind
     rel = col.projectors[modality].transform(vecs)
     cap_rel = col.projectors["text"].transform(cap_vecs)
     nxt = _next_ids(col)

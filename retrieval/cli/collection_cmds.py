@@ -29,6 +29,7 @@ from retrieval.api import (
     reanchor,
     reencode,
 )
+from retrieval.cli.output import projector_words
 from retrieval.errors import InputError
 from retrieval.store.format import read_manifest
 from retrieval.store.sharded import read_sharded_manifest
@@ -45,7 +46,7 @@ def cmd_build(a) -> int:
     c = m["counts"]
     pivots = "".join(f", {pv['count']} {pv['modalities'][0]}-text pivot anchors" for pv in m.get("pivots", []))
     print(f"built {path}: {c['items']} {m['items']['modality']} items, {c['texts']} texts, {c['anchors']} anchors"
-          f"{pivots}, {c['skipped']} skipped (k={m['projector']['k']}, p={m['projector']['p']})")
+          f"{pivots}, {c['skipped']} skipped ({projector_words(m)})")
     for s in m.get("skipped", [])[:10]:
         print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
     t = m.get("timings", {})
@@ -70,7 +71,7 @@ def cmd_reanchor(a) -> int:
     m = read_manifest(path, verify=False)
     c = m["counts"]
     print(f"reanchored {a.folder} -> {path} in {time.perf_counter() - t:.1f} s: {c['items']} {m['items']['modality']} "
-          f"items against {c['anchors']} anchors (k={m['projector']['k']}, p={m['projector']['p']}); no item was "
+          f"items against {c['anchors']} anchors ({projector_words(m)}); no item was "
           f"encoded")
     return 0
 
@@ -110,7 +111,7 @@ def _build_on_ray(a) -> int:
     m = read_sharded_manifest(path)
     c = m["counts"]
     print(f"built {path}: {c['items']} {m['items']['modality']} items in {c['shards']} shard(s), "
-          f"{c['skipped']} skipped (k={m['projector']['k']}, p={m['projector']['p']})")
+          f"{c['skipped']} skipped ({projector_words(m)})")
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from retrieval.api import Collection, accuracy, build_collection, read_labels
+from retrieval.cli.output import projector_words
 from retrieval.datasets import emoji, sounds
 from retrieval.errors import InputError
 
@@ -78,7 +79,7 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
     views = (f" ({paths.get('views_styles')} drawings of each, {info['anchors']['views']} images, merged; style normaliser "
              f"learned from them)" if info["anchors"].get("views") else " (Noto)")
     print(f"      {info['counts']['items']} Twemoji images, {info['counts']['anchors']} anchors{views}, "
-          f"k={info['projector']['k']}, p={info['projector']['p']}"
+          f"{projector_words(info)}"
           + "".join(f"; {pv['count']} sound anchors" for pv in info["pivots"]))
     print(f"[3/{STEPS}] text -> image search (top 5; caption shown is the corpus image's own name):", flush=True)
     for q, hits in zip(QUERIES, col.search_many(list(QUERIES), k=5)):

@@ -6,6 +6,9 @@ import json
 import sys
 from typing import Optional
 
+from retrieval.store.projectors import pivot_summary
+from retrieval.store.projectors import summary as projector_summary
+
 
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
@@ -44,3 +47,14 @@ def table(hits, target: str) -> str:
                 else f"{short(h.caption, 70)}  ({h.source})")
         lines.append(f"  {h.rank:>4}  {h.score:7.4f}  {sec:>7}  {h.id:>6}  {what}")
     return "\n".join(lines)
+
+
+def projector_words(m: dict, pivot: Optional[dict] = None) -> str:
+    """"k=256, p=2" (or "dense cosines") for a manifest, a collection's info, or one of its pivot sets."""
+    if pivot is not None:
+        pr = pivot_summary(m, pivot) if "projector" in pivot else {"k": pivot["k"], "p": pivot.get("p", m["projector"]["p"])}
+    else:
+        pr = m["projector"] if "projector" in m else projector_summary(m)
+    if "k" not in pr:
+        return "dense cosines"
+    return f"k={pr['k']}, p={pr['p']:g}"

@@ -12,7 +12,7 @@ from retrieval.api import (
     check_template,
     read_labels,
 )
-from retrieval.cli.output import SCORE_NOTE, print_json, printable, short_path, table
+from retrieval.cli.output import SCORE_NOTE, print_json, printable, projector_words, short_path, table
 from retrieval.errors import InputError
 
 
@@ -139,8 +139,8 @@ def cmd_info(a) -> int:
               f"{style['concepts']} concepts; applied to {style['modality']} before relativising")
     for pv in info["pivots"]:
         print(f"pivot        {pv['count']} {'-'.join(pv['modalities'])} pairs from {pv['source']} "
-              f"(k={pv['k']}, p={pv.get('p', info['projector']['p'])})")
-    print(f"projector    {pr['kind']} k={pr['k']} p={pr['p']} centred={pr.get('center', False)}"
+              f"({projector_words(info, pv)})")
+    print(f"projector    {pr['kind']} {projector_words(info)} centred={pr.get('center', False)}"
           + (f" whitened (lambda {pr['whiten']:g})" if pr.get("whiten") else ""))
     lab = info.get("labels")
     if lab:

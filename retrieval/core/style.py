@@ -26,6 +26,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from retrieval.core.normalise import l2_normalise
+from retrieval.core.step import Step
 from retrieval.core.whiten import shrunk_inverse_sqrt
 from retrieval.errors import InputError
 
@@ -79,6 +80,23 @@ class StyleNormaliser:
 
     def meta(self) -> dict:
         return {"method": "wccn", "lambda": self.lam, "views": self.views, "concepts": self.groups}
+
+
+class Restyle(Step):
+    """The first step of a chain whose anchors were drawn several ways: unit rows through a fitted
+    :class:`StyleNormaliser`, then unit again. The normaliser is learned from the anchors' views
+    before the chain is fitted, and stored beside the collection (``style`` in its manifest), so the
+    spec names the step only; :func:`retrieval.core.projector.projector_from_spec` hands it back."""
+
+    name = "style"
+
+    def __init__(self, normaliser: Optional[StyleNormaliser] = None):
+        self.normaliser = normaliser
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        if self.normaliser is None:
+            raise InputError("expected the collection's style normaliser for its 'style' step, got none")
+        return l2_normalise(self.normaliser.transform(x))
 
 
 def _group(concepts: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

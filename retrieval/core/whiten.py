@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from retrieval.core.step import Step
 from retrieval.errors import InputError
 
 # The most anchor rows the covariance is estimated from: evenly spaced rows beyond this (a
@@ -65,3 +66,27 @@ def whitening_matrix(centred: np.ndarray, lam: float) -> np.ndarray:
     if len(x) > MAX_ROWS:
         x = x[np.linspace(0, len(x) - 1, MAX_ROWS).astype(np.int64)]
     return shrunk_inverse_sqrt(x.T @ x / max(len(x), 1), lam, unit_mean=True).astype(np.float32)
+
+
+class ShrinkageWhiten(Step):
+    """Whiten centred rows by the shrunk covariance of the rows it was fitted on (a chain puts it
+    after :class:`retrieval.core.centre.Centre` and before unit rows)."""
+
+    name = "whiten"
+    PARAMS = ("lam",)
+
+    def __init__(self, lam: float = 9.0):
+        self.lam = check_lambda(lam)
+
+    def fit(self, x: np.ndarray) -> "ShrinkageWhiten":
+        # float64: a float32 product of a batch and of one row round differently (~1e-8), which would
+        # make a query's vector depend on its batch-mates; in float64 that noise is gone after the
+        # cast back to float32
+        self.matrix_ = whitening_matrix(x, self.lam).astype(np.float64)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x).astype(np.float64) @ self.matrix_).astype(np.float32)
+
+    def summary(self) -> dict:
+        return {"whiten": self.lam}

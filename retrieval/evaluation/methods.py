@@ -12,7 +12,7 @@ import numpy as np
 
 from retrieval.core.metrics import lexicographic
 from retrieval.core.normalise import l2_normalise
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.projector import RelativeProjector
 from retrieval.core.selection import farthest_point, kmeans_select  # noqa: F401  (build --select's, for the suites)
 from retrieval.core.translation import Translator
 

@@ -39,7 +39,8 @@ from typing import Dict
 import numpy as np
 import pyarrow.parquet as pq
 
-from retrieval.errors import CollectionFormatError, InputError
+from retrieval.core.projector import projector_from_spec
+from retrieval.errors import CollectionFormatError, InputError, RetrievalError
 from retrieval.store.arrow import sha256_file
 from retrieval.version import __version__
 
@@ -48,8 +49,10 @@ FORMAT = "retrieval-collection"
 # 4: the manifest checksums its own content; 5: the projector may whiten ("whiten" in its params,
 # retrieval/core/whiten.py; absent means off, as in every earlier version); 6: a background anchor
 # bank after the anchors ("background", "background_weight" in the projector's params, "background"
-# under "anchors"; retrieval/build/background.py; absent means none). 1 to 5 are still read.
-FORMAT_VERSION = 6
+# under "anchors"; retrieval/build/background.py; absent means none); 7: each modality's projector as the
+# list of its steps ("projectors", retrieval/core/step.py) and each pivot set's under its entry, instead of
+# flat parameters (retrieval/store/projectors.py reads both). 1 to 6 are still read.
+FORMAT_VERSION = 7
 MANIFEST = "manifest.json"
 
 
@@ -155,10 +158,7 @@ def check_schema(manifest: Dict, path: Path) -> None:
     for m, e in encoders.items():
         if not (isinstance(e, dict) and isinstance(e.get("spec"), str) and type(e.get("dim")) is int and e["dim"] > 0):
             raise _fail(path, f"the {m} encoder as {{'spec': NAME, 'dim': WIDTH}}", e)
-    pr = manifest.get("projector")
-    if not (isinstance(pr, dict) and pr.get("kind") in ("asif", "cosine") and type(pr.get("k")) is int
-            and pr["k"] > 0 and isinstance(pr.get("p"), (int, float)) and pr["p"] > 0):
-        raise _fail(path, "a 'projector' with kind 'asif' or 'cosine', k >= 1 and p > 0", pr)
+    _check_projectors(manifest, path, modality)
     indexes = manifest.get("indexes")
     for stem in (f"{modality}_relative", "text_relative"):
         spec = indexes.get(stem) if isinstance(indexes, dict) else None
@@ -167,6 +167,23 @@ def check_schema(manifest: Dict, path: Path) -> None:
     anchors = manifest.get("anchors")
     if not (isinstance(anchors, dict) and type(anchors.get("count")) is int):
         raise _fail(path, "'anchors' with their 'count'", anchors)
+
+
+def _check_projectors(manifest: Dict, path: Path, modality: str) -> None:
+    if "projectors" in manifest:
+        pr = manifest["projectors"]
+        if not (isinstance(pr, dict) and set(pr) == {modality, "text"}):
+            raise _fail(path, f"'projectors' for {modality!r} and 'text'", pr)
+        for spec in pr.values():
+            try:
+                projector_from_spec(spec)
+            except RetrievalError as exc:
+                raise _fail(path, f"projector steps that can be rebuilt ({exc})", spec) from None
+        return
+    pr = manifest.get("projector")
+    if not (isinstance(pr, dict) and pr.get("kind") in ("asif", "cosine") and type(pr.get("k")) is int
+            and pr["k"] > 0 and isinstance(pr.get("p"), (int, float)) and pr["p"] > 0):
+        raise _fail(path, "a 'projector' with kind 'asif' or 'cosine', k >= 1 and p > 0", pr)
 
 
 def check_finite(folder: Path, name: str) -> None:

@@ -15,13 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retrieval.core.relative import RelativeProjector, without_background
 from retrieval.errors import CollectionFormatError, RetrievalError
 from retrieval.indexes import ExactIndex, make_index
 from retrieval.store.arrow import dense_from_column, sparse_from_columns
 from retrieval.store.bridges import load_style, load_translator
 from retrieval.store.format import open_vectors, read_manifest, read_parquet, vectors_file
 from retrieval.store.mapped import MappedFiles
+from retrieval.store.projectors import engine_for, fitted, pivot_spec, specs, style_for
 
 
 class RowMap:
@@ -80,25 +80,20 @@ class StoredCollection:
         self.anchor_vectors = {m: dense_from_column(anchors.column(f"{m}_vector"), dims[m])
                                for m in (self.modality, "text")}
         self.anchor_captions = anchors.column("caption").to_pylist()
-        params = dict(manifest["projector"])
-        if str(device).startswith("cuda"):  # queries are relativised on the GPU too
-            params.update(select="torch", device=device)
         # A style normaliser (learned from anchors drawn several ways) applies to the items' modality.
         st = manifest.get("style")
         self.style = load_style(self.folder, st, dims[st["modality"]]) if st else None
-        self.projectors = {m: RelativeProjector(**params, style=self.style if st and m == st["modality"] else None).fit(v)
-                           for m, v in self.anchor_vectors.items()}
+        engine = engine_for(device)
+        self.projectors = {m: fitted(manifest, spec, self.anchor_vectors[m], style=style_for(manifest, m, self.style),
+                                     **engine) for m, spec in specs(manifest).items()}
         # Pivot sets: (projector over the set's own-modality side, the set's text side as the landing space).
         self.pivots: Dict[str, tuple] = {}
         for pv in manifest.get("pivots", []):
             m = pv["modalities"][0]
             table = read_parquet(self.folder, pv["file"])
             own, land = (dense_from_column(table.column(f"{x}_vector"), dims[x]) for x in (m, "text"))
-            # "p" absent: written before pivot sets had their own p (they used the main set's). Pivot
-            # sets are never whitened (measured only without; whitening is the main set's setting) and
-            # have no background bank (the bank's rows follow the main anchors only).
-            self.pivots[m] = (RelativeProjector(**dict(without_background(params), k=pv["k"], p=pv.get("p", params["p"]),
-                                                              whiten=0.0)).fit(own), land)
+            self.pivots[m] = (fitted(manifest, pivot_spec(manifest, pv), own, **engine), land)
+        self.kind = self.projectors[self.modality].kind
         # What is read into memory: the tables' text columns and ids. Embeddings (format 3) are
         # memory-mapped; relative vectors are read only for backends that need them in memory
         # (the inverted index maps its own postings).
@@ -109,13 +104,13 @@ class StoredCollection:
                               ("text", "texts.parquet", "text_relative")):
             spec = manifest["indexes"][stem]
             in_npy = vectors_file(m) in files
-            skip = ({"rel_indices", "rel_values"} if spec.get("backend") == "inverted" and params["kind"] == "asif"
+            skip = ({"rel_indices", "rel_values"} if spec.get("backend") == "inverted" and self.kind == "asif"
                     else set()) | ({f"{m}_vector"} if in_npy else set())
             cols = [c for c in pq.read_schema(self.folder / name).names if c not in skip]
             table = tables[m] = read_parquet(self.folder, name, columns=cols)
             vecs = (open_vectors(self.folder, m, table.num_rows, dims[m]) if in_npy
                     else dense_from_column(table.column(f"{m}_vector"), dims[m]))
-            if params["kind"] != "asif":
+            if self.kind != "asif":
                 rel = self.projectors[m].transform(vecs)
             elif "rel_indices" in cols:
                 rel = sparse_from_columns(table.column("rel_indices"), table.column("rel_values"), len(self.anchor_captions))

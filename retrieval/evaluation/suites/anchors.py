@@ -18,7 +18,7 @@ from typing import Dict
 
 import numpy as np
 
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.projector import RelativeProjector
 from retrieval.core.selection import SELECTORS, bootstrap_pairs, random_select, select
 from retrieval.evaluation.harness import Suite
 from retrieval.evaluation.report import Report

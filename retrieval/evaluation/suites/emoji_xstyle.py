@@ -40,7 +40,7 @@ def with_bank(task: EmojiTask, cfg: Dict, bank, weight: float, bank_k: int) -> D
     """``task``'s metrics with a background bank ((texts, images)) appended as a build appends it: the
     bank's images through the task's style normaliser, the bank a block of its own (k ``bank_k``)."""
     from retrieval.core.metrics import lexicographic
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
 
     bt, bi = bank
     bi = task.style.transform(bi) if task.style is not None else bi

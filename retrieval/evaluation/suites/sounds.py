@@ -192,7 +192,7 @@ def sounds(report: Report, snd, emoji_data, bank=None) -> Dict:
     """Text <-> audio over named sounds (:func:`text_audio`); audio -> emoji images through the pivot route.
     ``bank``: (caption vectors, audio vectors, what it is) of a sound bank from another package, or None."""
     from retrieval.build.options import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
-    from retrieval.core.relative import RelativeProjector, pivot
+    from retrieval.core.projector import RelativeProjector, pivot
     from retrieval.datasets.sounds import EMOJI_OF
 
     n = len(snd.names)
@@ -285,7 +285,7 @@ def bank_rows(direction: str, bank, fold_scores, fold_metrics, asif_kw) -> list:
     default appends the emoji bank: the relative route at two weights, and Procrustes fitted on the
     anchors and the bank together."""
     from retrieval.build.options import DEFAULT_K
-    from retrieval.core.relative import RelativeProjector
+    from retrieval.core.projector import RelativeProjector
 
     b_text, b_audio, about = bank
     b_q, b_g = (b_text, b_audio) if direction == "t2a" else (b_audio, b_text)
