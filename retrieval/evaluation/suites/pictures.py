@@ -15,9 +15,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from retrieval.build.options import BuildOptions
+from retrieval.build.recipe import AnchorShape, Recipe, recipe
 from retrieval.core.metrics import lexicographic, paired_interval, query_recall, retrieval_metrics
 from retrieval.core.normalise import l2_normalise
-from retrieval.core.relative import RelativeProjector
+from retrieval.core.projector import fit_projector
 from retrieval.datasets.emoji import stable_hash
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.harness import CAPTION, Suite, emoji_splits
@@ -79,18 +81,16 @@ class PictureTask:
     def asif_parts(self, k, p, center, whiten=0.0, background=0.0):
         """(primary ASIF scores, secondary dense relative cosine, the anchor captions' primary scores
         against the gallery: the reference bank of the hubness correction). ``background``: the
-        weight of the task's background bank, appended as the engine appends it (0: none)."""
-        kk, k = k, min(k, len(self.at))
-        at, ai, bg = self.at, self.ai, {}
-        if background:
-            if self.background is None:
-                raise ValueError("this task has no background bank")
-            at, ai = np.vstack([at, self.background[0]]), np.vstack([ai, self.background[1]])
-            # the bank block's k: the k asked for, capped at the bank (as a build sets it)
-            bg = dict(background=len(self.background[0]), background_weight=background,
-                      background_k=min(kk, len(self.background[0])))
-        pt = RelativeProjector(k=k, p=p, center=center, whiten=whiten, **bg).fit(at)
-        pi = RelativeProjector(k=k, p=p, center=center, whiten=whiten, **bg).fit(ai)
+        weight of the task's background bank, appended as the engine appends it (0: none). The
+        projectors are the build's: its recipe's chains (retrieval/build/recipe.py), fitted here."""
+        if background and self.background is None:
+            raise ValueError("this task has no background bank")
+        # k is capped at the anchors; the bank's k is the k asked for, capped at the bank, as in a build
+        rec = Recipe(k=min(k, len(self.at)), p=p, kind="asif", center=center, whiten=whiten, pivot_k=k, pivot_p=p,
+                     label_weight=0.0, background_weight=background or 1.0, bank_k=k)
+        spec = rec.spec(n_bank=len(self.background[0]) if background else 0)
+        bank = self.background if background else (None, None)
+        pt, pi = fit_projector(spec, self.at, bank=bank[0]), fit_projector(spec, self.ai, bank=bank[1])
         g_rel = pi.transform(self.g)
         prim = (pt.transform(self.q) @ g_rel.T).toarray()
         sec = pt.dense(self.q) @ pi.dense(self.g).T
@@ -193,13 +193,11 @@ def source_tasks(name: str, image_encoder, text_encoder, show_progress_bar=None)
 
 
 def engine_default() -> Dict:
-    """What ``retrieval build`` does with a single-view anchor table (k capped at the anchors)."""
-    from retrieval.build.background import DEFAULT_WEIGHT as BACKGROUND_WEIGHT
-    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_WHITEN
-    from retrieval.encoders.labels import DEFAULT_WEIGHT
-
-    return {"asif": dict(k=DEFAULT_K, p=DEFAULT_IMAGE_P, center=DEFAULT_CENTER, whiten=DEFAULT_WHITEN,
-                         background=BACKGROUND_WEIGHT), "w": DEFAULT_WEIGHT}
+    """What ``retrieval build`` does with a single-view image anchor table, from the build's own recipe
+    (k as for a set too large to cap it: each task caps it at its anchors, as a build does)."""
+    rec = recipe(AnchorShape(1 << 20, "image"), None, BuildOptions())
+    return {"asif": dict(k=rec.k, p=rec.p, center=rec.center, whiten=rec.whiten, background=rec.background_weight),
+            "w": rec.label_weight}
 
 
 def source_rows(test: PictureTask, val: List[PictureTask]) -> List[Dict]:
