@@ -36,9 +36,10 @@ import numpy as np
 
 from retrieval.api.cluster import connect
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.builder import Clock, readable_media, write_collection
+from retrieval.build.builder import readable_media
 from retrieval.build.options import BuildOptions, parse_index_spec
 from retrieval.build.recipe import Recipe, recipe
+from retrieval.build.writer import Clock, Contents, write_collection
 from retrieval.core.projector import fit_projector, spec_summary
 from retrieval.encoders import load_encoder
 from retrieval.errors import CollectionFormatError, InputError
@@ -395,13 +396,12 @@ def _write_shard(folder: Path, got: Dict[str, np.ndarray], rows: List[Dict], lo:
     shard_rows = rows[lo:lo + len(got["row"])]
     has = got["has_caption"].astype(bool)
     captioned = np.flatnonzero(has).tolist()
-    write_collection(folder, rows=shard_rows, item_vecs=got["vec"], captioned=captioned, cap_vecs=got["cap"][has],
-                     anchor_set=anchor_set, anchor_vecs=anchor_vecs, encoders=enc_meta, rec=rec,
-                     index_spec=index_spec, corpus=corpus,
-                     ids=np.arange(lo, lo + len(shard_rows)),
-                     rel=(_csr(got["rel_idx"], got["rel_val"], n_anchors), _csr(got["cap_idx"][has], got["cap_val"][has],
-                                                                               n_anchors)),
-                     extra={"shard": {"run": run_id, "number": number}}, style=style, anchor_views=views)
+    rel = (_csr(got["rel_idx"], got["rel_val"], n_anchors), _csr(got["cap_idx"][has], got["cap_val"][has], n_anchors))
+    write_collection(folder, Contents(rows=shard_rows, item_vecs=got["vec"], captioned=captioned, cap_vecs=got["cap"][has],
+                                      anchor_set=anchor_set, anchor_vecs=anchor_vecs, encoders=enc_meta, rec=rec,
+                                      index_spec=index_spec, style=style, anchor_views=views, corpus=corpus,
+                                      ids=np.arange(lo, lo + len(shard_rows)), rel=rel,
+                                      extra={"shard": {"run": run_id, "number": number}}))
     log.info("wrote %s (%d items)", folder.name, len(shard_rows))
 
 

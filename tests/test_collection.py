@@ -126,7 +126,7 @@ def test_failed_rebuild_never_damages_the_existing_collection(tiny_collection, t
     with pytest.raises(InputError, match="exists"):
         build_collection(tiny_data["corpus"], tiny_data["anchors"], tiny_collection, k=3, **FAKE)
 
-    import retrieval.build.builder as build_mod
+    import retrieval.build.writer as build_mod
 
     def boom(*a, **kw):
         raise RuntimeError("disk full while writing")

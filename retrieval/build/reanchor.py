@@ -24,9 +24,10 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.builder import HASH_COLUMN, Clock, background_bank, dense_spec, write_collection
+from retrieval.build.builder import background_bank, dense_spec
 from retrieval.build.options import BuildOptions, parse_index_spec
 from retrieval.build.recipe import recipe
+from retrieval.build.writer import HASH_COLUMN, Clock, Contents, write_collection
 from retrieval.core.selection import select
 from retrieval.encoders import DEFAULT_ENCODERS, load_encoder_as_built
 from retrieval.errors import InputError
@@ -214,16 +215,12 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     enc_meta = {x: dict(e) for x, e in m["encoders"].items()}
     enc_meta.update({x: {"spec": e.name, "dim": e.dim} for x, e in encoders.items()})
     next_items = max(int(m.get("next_ids", {}).get("items", 0)), int(col.item_ids.max(initial=-1)) + 1)
-    path = write_collection(out, rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs,
-                            anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), pivots=_pivots(col, encoders["text"]),
-                            encoders=enc_meta,
-                            rec=rec, index_spec=index_spec,
-                            dspec=dspec,
-                            corpus=m.get("corpus", {}).get("source", ""), skipped=m.get("skipped", []), clock=clock,
-                            overwrite=True, ids=col.item_ids, style=style, anchor_views=views,
-                            labels=labels,
-                            extra=record,
-                            next_item_id=next_items, skipped_total=m["counts"].get("skipped"),
-                            anchors_selected=selected, background=background)
+    contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, anchor_set=anchor_set,
+                        anchor_vecs=(a_med, a_txt), encoders=enc_meta, rec=rec, index_spec=index_spec, dspec=dspec,
+                        pivots=_pivots(col, encoders["text"]), style=style, anchor_views=views,
+                        anchors_selected=selected, background=background, labels=labels,
+                        corpus=m.get("corpus", {}).get("source", ""), skipped=m.get("skipped", []),
+                        ids=col.item_ids, next_item_id=next_items, skipped_total=m["counts"].get("skipped"), extra=record)
+    path = write_collection(out, contents, clock=clock, overwrite=True)
     log.info("rewrote %s against %d anchors -> %s", src, len(anchor_set), path)
     return path

@@ -22,12 +22,11 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 import pyarrow as pa
 
-from retrieval.build.builder import (
+from retrieval.build.builder import encode_corpus, load_corpus
+from retrieval.build.writer import (
     HASH_COLUMN,
     MAX_SKIPPED_LISTED,
-    encode_corpus,
     items_table,
-    load_corpus,
     texts_table,
     write_dense_indexes,
     write_indexes,
