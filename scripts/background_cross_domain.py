@@ -13,14 +13,11 @@ at the views weight (0.2) in the views rows. Nothing is chosen here.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import out_args, report  # noqa: E402
+from retrieval.evaluation.benchlib import out_args, report
 
 
 def main():

@@ -17,22 +17,19 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import report  # noqa: E402
+from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.projector import RelativeProjector
+from retrieval.encoders import load_encoder
+from retrieval.evaluation.benchlib import report
+from retrieval.evaluation.data import load_emoji, load_pictures
+from retrieval.evaluation.suites.pictures import PLAIN, SOURCES, engine_default, source_tasks
 
-from retrieval.core.metrics import lexicographic, retrieval_metrics  # noqa: E402
-from retrieval.core.projector import RelativeProjector  # noqa: E402
-from retrieval.encoders import load_encoder  # noqa: E402
-from retrieval.evaluation.data import load_emoji, load_pictures  # noqa: E402
-from retrieval.evaluation.suites.pictures import PLAIN, SOURCES, source_tasks  # noqa: E402
-
-LAM, K, P, W = 9.0, 256, 2.0, 0.6  # the single-view default
+_DEFAULT = engine_default()  # the single-view default, from the build's recipe
+LAM, K, P, W = _DEFAULT["asif"]["whiten"], _DEFAULT["asif"]["k"], _DEFAULT["asif"]["p"], _DEFAULT["w"]
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 TEMPLATES = ("an emoji of {}", "{}", "a picture of {}")
 PICTURES = ("tuxpaint", "openclipart", "scratch")

@@ -15,21 +15,17 @@ every setting.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import report  # noqa: E402
-
-from retrieval.build.options import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P  # noqa: E402
-from retrieval.core.metrics import lexicographic, retrieval_metrics  # noqa: E402
-from retrieval.core.normalise import l2_normalise  # noqa: E402
-from retrieval.core.projector import RelativeProjector  # noqa: E402
-from retrieval.encoders import load_encoder  # noqa: E402
-from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, class_vectors, imagenet_names, label_vectors  # noqa: E402
+from retrieval.build.options import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
+from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.normalise import l2_normalise
+from retrieval.core.projector import RelativeProjector
+from retrieval.encoders import load_encoder
+from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, class_vectors, imagenet_names, label_vectors
+from retrieval.evaluation.benchlib import report
 
 GRID = [(0.0, 0)] + [(b, kb) for kb in (DEFAULT_VIEWS_K, 256) for b in (0.5, 1.0, 1.5, 2.0)]
 

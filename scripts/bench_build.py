@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
+from retrieval.evaluation.benchlib import report
 
 
 def main(argv=None) -> int:

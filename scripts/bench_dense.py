@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import best_of, recall_at, report  # noqa: E402
+from retrieval.evaluation.benchlib import best_of, recall_at, report
 
 
 def main(argv=None) -> int:
@@ -37,7 +36,7 @@ def main(argv=None) -> int:
 
     from bench_relativise import real_vectors
 
-    from retrieval.build.builder import DENSE_TIE_MARGIN
+    from retrieval.build.writer import DENSE_TIE_MARGIN
     from retrieval.indexes import FaissIndex
     from retrieval.indexes.budget import options, plan_dense
 

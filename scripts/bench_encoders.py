@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import best_of, paired, report  # noqa: E402
+from retrieval.evaluation.benchlib import best_of, paired, report
 
 OTHERS = ("efficientnet-lite0", "efficientnet-lite2-multi", "efficientnet-lite0-lite2-multi")
 RUNTIME_ENCODERS = (("efficientnet-lite0-multi", "image"), ("efficientnet-lite2-multi", "image"), ("minilm", "text"),

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
+from retrieval.evaluation.benchlib import report
 
 
 def main(argv=None) -> int:

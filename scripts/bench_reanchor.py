@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import emoji_data_args, report  # noqa: E402
+from retrieval.evaluation.benchlib import emoji_data_args, report
 
 QUERIES = ["an emoji of a red apple", "an emoji of a dog face", "an emoji of a rocket", "an emoji of a smiling face",
            "an emoji of a flag", "an emoji of a train", "an emoji of a heart", "an emoji of a cat"]

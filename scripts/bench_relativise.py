@@ -25,12 +25,10 @@ import argparse
 import os
 import platform
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import best_of, paired, recall_at, report  # noqa: E402
+from retrieval.evaluation.benchlib import best_of, paired, recall_at, report
 
 
 def real_vectors(d: int, n: int, rng) -> np.ndarray:

@@ -21,14 +21,11 @@ MNIST half.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import out_args, report  # noqa: E402
+from retrieval.evaluation.benchlib import out_args, report
 
 GRID = [dict(whiten=w, p=p, bank=b) for b in (False, True) for w in (9.0, 0.0) for p in (2.0, 4.0)]
 

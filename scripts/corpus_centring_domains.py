@@ -13,14 +13,11 @@ validation folds and its test split; plain ASIF and the engine default, each bot
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import report  # noqa: E402
+from retrieval.evaluation.benchlib import report
 
 
 def classification(image, text):

@@ -30,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import best_of, recall_at, report  # noqa: E402
+from retrieval.evaluation.benchlib import best_of, recall_at, report
 
 
 def ort_cuda_row(device: str):

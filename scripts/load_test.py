@@ -31,8 +31,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
+from retrieval.evaluation.benchlib import report
 
 QUERIES = ["an emoji of a red apple", "an emoji of a dog face", "an emoji of a rocket", "an emoji of a birthday cake",
            "an emoji of the flag of Japan", "an emoji of a cat", "an emoji of a smiling face", "an emoji of a tree",

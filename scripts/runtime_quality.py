@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import report  # noqa: E402
+from retrieval.evaluation.benchlib import report
 
 
 def main(argv=None) -> int:

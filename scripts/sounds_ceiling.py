@@ -14,14 +14,11 @@ bridges it tries each side's own ASIF setting (k, p, centring for the captions a
 from __future__ import annotations
 
 import itertools
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import out_args, report  # noqa: E402
+from retrieval.evaluation.benchlib import out_args, report
 
 
 def main():
@@ -32,7 +29,7 @@ def main():
     from retrieval.encoders import load_encoder
     from retrieval.evaluation import methods as M
     from retrieval.evaluation.data import load_sounds
-    from retrieval.evaluation.suites.sounds import SOUND_CAPTION, _mask_twins
+    from retrieval.evaluation.suites.sounds import SOUND_CAPTION, mask_twins
 
     a, t0 = out_args(__doc__)
     from retrieval.datasets.instruments import FLUID_R3, render
@@ -49,7 +46,7 @@ def main():
         for name, (snd, salt) in suites.items():
             ms = []
             for anc, gal in halves(snd.words, salt):
-                sc = _mask_twins(fn(snd.captions[anc], snd.audio[anc], snd.captions[gal], snd.audio[gal]),
+                sc = mask_twins(fn(snd.captions[anc], snd.audio[anc], snd.captions[gal], snd.audio[gal]),
                                  snd.words[gal], snd.words[gal], np.arange(len(gal)))
                 ms.append((len(gal), retrieval_metrics(sc, np.arange(len(gal)))))
             w = np.array([n for n, _ in ms], float)

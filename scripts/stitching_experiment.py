@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import emoji_data_args, report  # noqa: E402
+from retrieval.evaluation.benchlib import emoji_data_args, report
 
 NETS = ("efficientnet-lite0", "efficientnet-lite2")
 

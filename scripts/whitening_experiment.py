@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import report  # noqa: E402
-
-from retrieval.core.metrics import lexicographic, retrieval_metrics  # noqa: E402
-from retrieval.core.projector import RelativeProjector  # noqa: E402
-from retrieval.encoders import load_encoder  # noqa: E402
-from retrieval.evaluation.suites.pictures import PLAIN, SOURCES, source_tasks  # noqa: E402
+from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.projector import RelativeProjector
+from retrieval.encoders import load_encoder
+from retrieval.evaluation.benchlib import report
+from retrieval.evaluation.suites.pictures import PLAIN, SOURCES, source_tasks
 
 LAMBDAS = (0.0, 1.0, 3.0, 9.0, 30.0, 100.0)
 KS = (64, 128, 256)

@@ -19,23 +19,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import report  # noqa: E402
+from retrieval.core.metrics import lexicographic, retrieval_metrics
+from retrieval.core.normalise import l2_normalise
+from retrieval.core.projector import RelativeProjector
+from retrieval.core.whiten import whitening_matrix
+from retrieval.encoders import load_encoder
+from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, label_vectors
+from retrieval.evaluation.benchlib import report
+from retrieval.evaluation.suites.pictures import PLAIN, SOURCES, engine_default, source_tasks
 
-from retrieval.core.metrics import lexicographic, retrieval_metrics  # noqa: E402
-from retrieval.core.normalise import l2_normalise  # noqa: E402
-from retrieval.core.projector import RelativeProjector  # noqa: E402
-from retrieval.core.whiten import whitening_matrix  # noqa: E402
-from retrieval.encoders import load_encoder  # noqa: E402
-from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT, DEFAULT_WEIGHT, label_vectors  # noqa: E402
-from retrieval.evaluation.suites.pictures import PLAIN, SOURCES, source_tasks  # noqa: E402
-
-LAM, K, P, W = 9.0, 256, 2.0, DEFAULT_WEIGHT  # the default
+_DEFAULT = engine_default()  # the single-view default, from the build's recipe
+LAM, K, P, W = _DEFAULT["asif"]["whiten"], _DEFAULT["asif"]["k"], _DEFAULT["asif"]["p"], _DEFAULT["w"]
 
 
 def unit(x):

@@ -1,4 +1,6 @@
-"""Shared by the benchmark scripts: best-of timing, recall against an exact answer, and the report."""
+"""Shared by the benchmark and experiment scripts (scripts/): best-of timing, paired speed ratios,
+recall against an exact answer, and the report written whole (a temporary file renamed into place).
+A module of the package, so that scripts import it as they import the product."""
 
 from __future__ import annotations
 
