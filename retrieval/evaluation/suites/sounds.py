@@ -18,7 +18,7 @@ from retrieval.evaluation.suites.pictures import NNN_GRID
 SOUND_CAPTION = "the sound of {}"
 
 
-def _mask_twins(scores: np.ndarray, q_words, g_words, targets) -> np.ndarray:
+def mask_twins(scores: np.ndarray, q_words, g_words, targets) -> np.ndarray:
     """Gallery sounds with the same name as the target (Dog1, Dog2) are not counted against it."""
     scores = scores.copy()
     for i, t in enumerate(targets):
@@ -49,7 +49,7 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
     route, "tables": the rows, "hits": each query's R@10 term per method, "queries": n, "per split":
     each split's R@10 per route and plain ASIF}. ``bank``:
     (caption vectors, audio vectors, what it is) of a sound bank from another package, or None."""
-    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, DEFAULT_WHITEN
+    from retrieval.build.options import DEFAULT_K, DEFAULT_WHITEN
 
     n = len(snd.names)
     parts = halves(snd.words, salt)
@@ -62,7 +62,7 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
             else:
                 aq, ag, q, g = snd.audio[anc], snd.captions[anc], snd.audio[gal], snd.captions[gal]
             sc = fn(aq, ag, q, g, **({**kw, "k": min(kw["k"], len(anc))} if "k" in kw else kw))
-            mats.append(_mask_twins(sc, snd.words[gal], snd.words[gal], np.arange(len(gal))))
+            mats.append(mask_twins(sc, snd.words[gal], snd.words[gal], np.arange(len(gal))))
         return mats
 
     def fold_metrics(mats) -> Dict[str, float]:
@@ -76,7 +76,9 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
             h[gal] += query_recall(m, np.arange(len(m)), 10)
         return h / SPLITS
 
-    asif_kw = dict(k=DEFAULT_K, p=DEFAULT_P, center=DEFAULT_CENTER)
+    rec = engine_recipe()
+    # whitening named only when the recipe turns it on for sounds (it does not: measured below)
+    asif_kw = dict(k=rec.k, p=rec.p, center=rec.center, **({"whiten": rec.whiten} if rec.whiten else {}))
     k_def = f"min({DEFAULT_K}, anchors)"
 
     routes, tables, hits, spread = {}, {}, {}, {}
@@ -94,7 +96,7 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
                 row(f"relative: ASIF engine default (k={k_def})", fold_metrics(rel)),
                 row("plain ASIF k=64 p=8, no centring (baseline)", fold_metrics(plain)),
                 row(f"ASIF default + shrinkage whitening (lambda {DEFAULT_WHITEN:g}; not the sound default)",
-                    fold_metrics(fold_scores(direction, M.asif, **asif_kw, whiten=DEFAULT_WHITEN))),
+                    fold_metrics(fold_scores(direction, M.asif, **dict(asif_kw, whiten=DEFAULT_WHITEN)))),
                 row("ASIF k=16 p=4 centred", fold_metrics(fold_scores(direction, M.asif, k=16, p=4.0, center=True))),
                 row("dense cosine relative, centred", fold_metrics(fold_scores(direction, M.cosine_relative, center=True))),
                 row("translation: orthogonal (Procrustes)", fold_metrics(tr)),
@@ -280,20 +282,31 @@ as `PIVOT_HOP` x its continuation's estimate, with `PIVOT_HOP` = {PIVOT_HOP:.2f}
     return out
 
 
+def engine_recipe():
+    """What ``retrieval build`` makes of a sound anchor table, from the build's own recipe (k as for a
+    set too large to cap it)."""
+    from retrieval.build.options import BuildOptions
+    from retrieval.build.recipe import AnchorShape, recipe
+
+    return recipe(AnchorShape(1 << 20, "audio"), None, BuildOptions())
+
+
 def bank_rows(direction: str, bank, fold_scores, fold_metrics, asif_kw) -> list:
     """Rows with a background bank of sounds appended to each fold's anchors, as the picture suites'
     default appends the emoji bank: the relative route at two weights, and Procrustes fitted on the
     anchors and the bank together."""
-    from retrieval.build.options import DEFAULT_K
-    from retrieval.core.projector import RelativeProjector
+    import dataclasses
+
+    from retrieval.core.projector import fit_projector
 
     b_text, b_audio, about = bank
     b_q, b_g = (b_text, b_audio) if direction == "t2a" else (b_audio, b_text)
 
     def with_bank(aq, ag, q, g, *, weight, **kw):
-        bg = dict(background=len(b_q), background_weight=weight, background_k=min(DEFAULT_K, len(b_q)))  # as a build sets it
-        pq_ = RelativeProjector(**kw, **bg).fit(np.vstack([aq, b_q]))
-        pg = RelativeProjector(**kw, **bg).fit(np.vstack([ag, b_g]))
+        # the build's projectors with a bank block (its k: the k asked for, capped at the bank)
+        rec = dataclasses.replace(engine_recipe(), background_weight=weight, **kw)
+        spec = rec.spec(n_bank=len(b_q))
+        pq_, pg = fit_projector(spec, aq, bank=b_q), fit_projector(spec, ag, bank=b_g)
         return lexicographic((pq_.transform(q) @ pg.transform(g).T).toarray(), pq_.dense(q) @ pg.dense(g).T)
 
     def procrustes_bank(aq, ag, q, g):
