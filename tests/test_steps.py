@@ -12,7 +12,7 @@ from retrieval.core.projector import RelativeProjector, fit_projector, projector
 from retrieval.core.relativisers import AsifTopK
 from retrieval.core.step import REGISTRY, Chain, Step, step_from_spec
 from retrieval.core.style import StyleNormaliser
-from retrieval.errors import CollectionFormatError
+from retrieval.errors import CollectionFormatError, InputError
 from tests.conftest import as_older_format
 
 RNG = np.random.default_rng(0)
@@ -101,6 +101,8 @@ def test_a_new_idea_is_one_step_class_and_one_line_of_the_chain():
 def test_an_unknown_or_damaged_step_is_refused_by_name(tiny_collection, tmp_path):
     with pytest.raises(CollectionFormatError, match="expected a projector step, one of .*'whiten'"):
         step_from_spec({"step": "sharpen"})
+    with pytest.raises(InputError, match="named chains under 'blocks'"):
+        projector_from_spec({"step": "blocks"})
     from retrieval import Collection
     from retrieval.store.format import manifest_checksum
 

@@ -75,8 +75,11 @@ def projector_from_spec(spec: Spec, *, style=None, select: str = "auto", device:
     """The unfitted projector a spec describes. ``style``: the StyleNormaliser a ``style`` step needs;
     ``select`` / ``device`` / ``ef``: the top-k engine (retrieval/core/engines.py), a run-time choice."""
     if is_blocks(spec):
+        blocks, weights = spec.get("blocks"), spec.get("weights", {})
+        if not (isinstance(blocks, Mapping) and blocks and isinstance(weights, Mapping)):
+            raise InputError(f"expected a blocks step with named chains under 'blocks' and their 'weights', got {spec!r}")
         return Blocks({n: projector_from_spec(s, style=style, select=select, device=device, ef=ef)
-                       for n, s in spec["blocks"].items()}, spec.get("weights"))
+                       for n, s in blocks.items()}, weights)
     if not isinstance(spec, list):
         raise InputError(f"expected a projector spec (a list of steps or a blocks step), got {spec!r}")
     steps = []
