@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from retrieval.evaluation.benchlib import out_args, report
+from retrieval.evaluation.benchlib import classifier_sides, out_args, report
 
 GRID = [dict(whiten=w, p=p, bank=b) for b in (False, True) for w in (9.0, 0.0) for p in (2.0, 4.0)]
 
@@ -53,29 +53,23 @@ def main():
     first = np.random.default_rng(0).permutation(len(y))[:len(y) // 2]
     other = np.setdiff1d(np.arange(len(y)), first)
 
-    def banked(params, at, ai, bank):
-        """(projector parameters, text anchors, image anchors) with the bank appended when asked."""
-        if not params.get("bank"):
-            return {k: v for k, v in params.items() if k != "bank"}, at, ai
-        n = len(bank[0])
-        extra = dict(background=n, background_weight=DEFAULT_WEIGHT, background_k=min(DEFAULT_K, n))
-        return (dict({k: v for k, v in params.items() if k != "bank"}, **extra), np.vstack([at, bank[0]]),
-                np.vstack([ai, bank[1]]))
+    def sides(params, at, ai, bank):
+        """The classifier's sides, the bank's block beside the anchors when ``params`` ask for it."""
+        return classifier_sides({k: v for k, v in params.items() if k != "bank"}, at, ai,
+                                bank if params.get("bank") else None)
 
     def emoji_top1(params, anchors, inputs, truth):
         inputs = np.array([i for i in inputs if data.groups[i] != "None"])
         labels = sorted({str(x).replace("-", " ") for x in truth[inputs]})
-        pp, at, ai = banked(params, T[anchors], In[anchors], emoji_bank)
-        clf = ZeroShotClassifier(labels, templates, text_encoder=text, text_anchors=at, image_anchors=ai,
-                                 projector_params=pp, whiten=params.get("whiten", 0.0), corpus=It, use_background=True)
+        clf = ZeroShotClassifier(labels, templates, text_encoder=text, **sides(params, T[anchors], In[anchors], emoji_bank),
+                                 keep_whitening=True, corpus=It)
         want = [str(truth[i]).replace("-", " ") for i in inputs]
         return float(np.mean([p.labels[0] == t for p, t in zip(clf.predict(It[inputs], k=1), want)]))
 
     def mnist_top1(params, rows):
-        pp, at, ai = banked(params, digits.sk_captions, digits.sk_images, digit_bank)
-        clf = ZeroShotClassifier(list(DIGIT_WORDS), ["a handwritten digit {}"], text_encoder=text, text_anchors=at,
-                                 image_anchors=ai, projector_params=pp, whiten=params.get("whiten", 0.0),
-                                 corpus=digits.mnist, use_background=True)
+        clf = ZeroShotClassifier(list(DIGIT_WORDS), ["a handwritten digit {}"], text_encoder=text,
+                                 **sides(params, digits.sk_captions, digits.sk_images, digit_bank),
+                                 keep_whitening=True, corpus=digits.mnist)
         return float(np.mean(np.array([p.labels[0] for p in clf.predict(digits.mnist[rows], k=1)]) == y[rows]))
 
     rows = []

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from retrieval.evaluation.benchlib import report
+from retrieval.evaluation.benchlib import classifier_sides, report
 
 
 def classification(image, text):
@@ -40,8 +40,8 @@ def classification(image, text):
     for name, params in configs:
         for corpus in (None, d.mnist) if params.get("center") else (None,):
             clf = ZeroShotClassifier(list(DIGIT_WORDS), ["a handwritten digit {}"], text_encoder=text,
-                                     text_anchors=d.sk_captions, image_anchors=d.sk_images, projector_params=params,
-                                     whiten=params.get("whiten", 0.0), corpus=corpus)
+                                     **classifier_sides(params, d.sk_captions, d.sk_images), keep_whitening=True,
+                                     corpus=corpus)
             preds = clf.predict(d.mnist, k=5)
             t1 = np.array([p.labels[0] for p in preds]) == y
             t5 = np.array([t in p.labels for p, t in zip(preds, y)])
@@ -60,9 +60,9 @@ def classification(image, text):
         want = [str(truth[i]).replace("-", " ") for i in ev]
         for name, params in configs:
             for corpus in (None, It) if params.get("center") else (None,):
-                clf = ZeroShotClassifier(labels, templates, text_encoder=text, text_anchors=T[anchors],
-                                         image_anchors=In[anchors], projector_params=params,
-                                         whiten=params.get("whiten", 0.0), corpus=corpus)
+                clf = ZeroShotClassifier(labels, templates, text_encoder=text,
+                                         **classifier_sides(params, T[anchors], In[anchors]), keep_whitening=True,
+                                         corpus=corpus)
                 preds = clf.predict(It[ev], k=5)
                 rows.append({"suite": f"emoji {level}", "method": name, "centred on": clf.centred_on,
                              "top-1 (first half / other half / all)":

@@ -291,6 +291,16 @@ def with_and_without(tiny_data, bank_table, tmp_path):
                  for name, spec in (("with", bank_table), ("without", "none")))
 
 
+def sides(col):
+    """A collection's classifier sides, as Collection.classifier makes them."""
+    from retrieval.api.classify import Side
+    from retrieval.store import projectors as stored
+
+    specs = stored.specs(col.manifest)
+    return {("image" if m == col.modality else "text"): Side(s, *stored.parts(col.manifest, s, col.anchor_vectors[m]))
+            for m, s in specs.items()}
+
+
 def test_classification_keeps_the_bank_unless_asked_to_leave_it_out(tiny_data, fake_encoders, bank_table, tmp_path):
     from retrieval.api.classify import ZeroShotClassifier
 
@@ -298,13 +308,8 @@ def test_classification_keeps_the_bank_unless_asked_to_leave_it_out(tiny_data, f
     labels = [f"{c} thing" for c in tiny_data["colours"]]
     assert bg.classifier(labels).class_rel.shape[1] == 2 * len(tiny_data["colours"])  # the collection's bank kept
     assert none.classifier(labels).class_rel.shape[1] == len(tiny_data["colours"])
-    anchors = {m: bg.anchor_vectors[m] for m in ("image", "text")}
-    kw = dict(text_encoder=bg.encoder("text"), text_anchors=anchors["text"], image_anchors=anchors["image"],
-              projector_params=flat(bg.manifest))
-    without = ZeroShotClassifier(labels, ["a {}"], use_background=False, **kw)
-    alone = ZeroShotClassifier(labels, ["a {}"], text_encoder=none.encoder("text"),
-                               text_anchors=none.anchor_vectors["text"], image_anchors=none.anchor_vectors["image"],
-                               projector_params=flat(none.manifest))
+    without = ZeroShotClassifier(labels, ["a {}"], text_encoder=bg.encoder("text"), use_background=False, **sides(bg))
+    alone = ZeroShotClassifier(labels, ["a {}"], text_encoder=none.encoder("text"), **sides(none))
     x = np.asarray(bg.sides["image"].abs)
     assert without.class_rel.shape[1] == len(tiny_data["colours"])
     np.testing.assert_allclose(without.scores(x), alone.scores(x), atol=1e-6)  # left out = built without

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from retrieval.api.classify import MIN_CORPUS, ZeroShotClassifier
+from retrieval.api.classify import MIN_CORPUS, Side, ZeroShotClassifier
+from retrieval.core.projector import chain_spec
 
 
 class WordEncoder:
@@ -36,13 +37,16 @@ def domains(n_classes=6, per_class=40, seed=1):
     return enc, words, txt_anchors, img_anchors, inputs, truth
 
 
-PARAMS = {"kind": "asif", "k": 8, "p": 2.0, "center": True, "whiten": 9.0}
+SPEC = chain_spec(kind="asif", k=8, p=2.0, center=True, whiten=9.0)
 
 
-def classifier(corpus=None, params=PARAMS):
+def sides(ta, ia, spec=SPEC):
+    return dict(image=Side(spec, ia), text=Side(spec, ta))
+
+
+def classifier(corpus=None, spec=SPEC):
     enc, words, ta, ia, inputs, truth = domains()
-    clf = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, text_anchors=ta, image_anchors=ia,
-                             projector_params=params, corpus=corpus)
+    clf = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia, spec), corpus=corpus)
     return clf, words, inputs, truth
 
 
@@ -67,13 +71,10 @@ def test_an_input_is_labelled_the_same_alone_or_in_a_batch():
 
 def test_a_small_corpus_or_an_uncentred_projector_keeps_the_anchors_mean():
     enc, words, ta, ia, inputs, truth = domains()
-    small = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, text_anchors=ta, image_anchors=ia,
-                               projector_params=PARAMS, corpus=inputs[:MIN_CORPUS - 1])
-    plain = {"kind": "asif", "k": 8, "p": 8.0, "center": False}
-    raw = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, text_anchors=ta, image_anchors=ia,
-                             projector_params=plain, corpus=inputs)
-    none = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, text_anchors=ta, image_anchors=ia,
-                              projector_params=PARAMS)
+    small = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), corpus=inputs[:MIN_CORPUS - 1])
+    plain = chain_spec(kind="asif", k=8, p=8.0, center=False)
+    raw = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia, plain), corpus=inputs)
+    none = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia))
     assert small.centred_on == raw.centred_on == "anchors"
     assert np.array_equal(small.scores(inputs), none.scores(inputs))
 
@@ -88,10 +89,25 @@ def test_a_corpus_of_another_width_is_refused(bad):
 
 def test_classification_leaves_the_collections_whitening_out_unless_asked():
     enc, words, ta, ia, inputs, truth = domains()
-    kw = dict(text_encoder=enc, text_anchors=ta, image_anchors=ia, projector_params=PARAMS)
-    assert PARAMS["whiten"] == 9.0
-    assert ZeroShotClassifier(words, ["a {}"], **kw).image_proj.whiten == 0.0
-    assert ZeroShotClassifier(words, ["a {}"], whiten=9.0, **kw).image_proj.whiten == 9.0
+    kw = dict(text_encoder=enc, **sides(ta, ia))
+
+    def steps(clf):
+        return [s["step"] for s in clf.image_proj.to_spec()]
+
+    assert "whiten" in [s["step"] for s in SPEC]
+    assert steps(ZeroShotClassifier(words, ["a {}"], **kw)) == ["unit", "centre", "unit", "asif"]
+    assert steps(ZeroShotClassifier(words, ["a {}"], keep_whitening=True, **kw)) == [s["step"] for s in SPEC]
+
+
+def test_leaving_whitening_out_is_the_chain_built_without_it():
+    """The edit is exactly the projector a build without whitening makes (centring kept: whitening's
+    chain centres, so a chain without it still does)."""
+    enc, words, ta, ia, inputs, truth = domains()
+    edited = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia))
+    built = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, keep_whitening=True,
+                               **sides(ta, ia, chain_spec(kind="asif", k=8, p=2.0, center=True)))
+    assert np.array_equal(edited.scores(inputs), built.scores(inputs))
+    assert (edited.class_rel != built.class_rel).nnz == 0
 
 
 def test_a_corpus_mean_taken_once_classifies_as_the_corpus_itself():
@@ -99,8 +115,23 @@ def test_a_corpus_mean_taken_once_classifies_as_the_corpus_itself():
     from retrieval.core.relative import unit_mean
 
     enc, words, ta, ia, inputs, truth = domains()
-    kw = dict(text_encoder=enc, text_anchors=ta, image_anchors=ia, projector_params=PARAMS)
+    kw = dict(text_encoder=enc, **sides(ta, ia))
     direct = ZeroShotClassifier(words, ["a {}"], corpus=inputs, **kw)
     taken = ZeroShotClassifier(words, ["a {}"], corpus=CorpusMean(unit_mean(inputs, block=7), len(inputs)), **kw)
     assert taken.centred_on == direct.centred_on
     np.testing.assert_allclose(taken.scores(inputs), direct.scores(inputs), atol=1e-6)
+
+
+def test_the_experiments_keyword_form_is_the_same_classifier():
+    """scripts/ sweep flat parameters (benchlib.classifier_sides): the same chains as the specs."""
+    from retrieval.evaluation.benchlib import classifier_sides
+
+    enc, words, ta, ia, inputs, truth = domains()
+    keyword = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, keep_whitening=True,
+                                 **classifier_sides({"k": 8, "p": 2.0, "center": True, "whiten": 9.0}, ta, ia))
+    spec = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, keep_whitening=True, **sides(ta, ia))
+    assert np.array_equal(keyword.scores(inputs), spec.scores(inputs))
+    banked = classifier_sides({"k": 8, "p": 2.0}, ta, ia, bank=(ta[:20], ia[:20]))
+    assert banked["image"].spec["blocks"]["bank"][-1]["k"] == 8
+    clf = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **banked)
+    assert clf.class_rel.shape[1] == len(ta) + 20

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from retrieval.core.projector import RelativeProjector, without_background
+from retrieval.core.projector import Projector, Spec, fit_projector, is_blocks, spec_block, spec_without
 from retrieval.core.ranking import topk_with_ties
 from retrieval.encoders.base import Encoder, l2_normalise
 from retrieval.errors import InputError
@@ -25,11 +25,6 @@ DEFAULT_TEMPLATES = ("a photo of a {}", "an emoji of {}", "an image of {}")
 # would remove what tells them apart: the anchors' mean is used instead. A judgement, not a fit: the
 # suites' corpora (5,000 MNIST digits, 1,758 Twemoji drawings) are far above it.
 MIN_CORPUS = 100
-# Classification's own whitening: none, whatever the collection was built with. Chosen on validation
-# folds in two domains (emoji groups and subgroups on the anchor concepts' folds, MNIST's first half:
-# mean top-1 0.377 without against 0.358 with lambda 9, both without the bank; 0.399 and 0.369 with
-# it; results/experiments/classify_validation.md); whitening was chosen for retrieval, on its folds.
-CLASSIFY_WHITEN = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +66,23 @@ def check_template(template) -> str:
     return template
 
 
+def check_labels(labels: Sequence[str]) -> List[str]:
+    """Labels stripped; refused when empty or repeated."""
+    labels = [str(lab).strip() for lab in labels]
+    if not labels or any(not lab for lab in labels):
+        raise InputError(f"expected non-empty labels, got {labels[:5]!r}")
+    if len(set(labels)) != len(labels):
+        dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+        raise InputError(f"expected distinct labels, got duplicates {dup[:5]}")
+    return labels
+
+
+def check_templates(templates: Sequence[str]) -> List[str]:
+    if isinstance(templates, str) or not templates:
+        raise InputError(f"expected a list of prompt templates, each with one {{}}, got {templates!r}")
+    return [check_template(t) for t in templates]
+
+
 def read_labels(path) -> List[str]:
     """One label a line; blank lines and lines starting with '#' are ignored."""
     try:
@@ -83,52 +95,51 @@ def read_labels(path) -> List[str]:
     return labels
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a classifier: its projector spec (a collection's, as stored) and the anchor vectors
+    it is fitted on, with the background bank's vectors beside them when the spec has a bank block."""
+    spec: Spec
+    anchors: np.ndarray
+    bank: Optional[np.ndarray] = None
+
+    def edited(self, *, keep_whitening: bool, use_background: bool) -> Spec:
+        """The spec as classification uses it: without whitening unless kept, without the bank's block
+        unless used. Whitening was chosen for retrieval: on classification's own validation folds, in
+        two domains (emoji groups and subgroups on the anchor concepts' folds, MNIST's first half),
+        mean top-1 was 0.377 without against 0.358 with lambda 9, both without the bank; 0.399 and
+        0.369 with it. The bank raised it (0.377 to 0.399), so it is kept by default
+        (results/experiments/classify_validation.md)."""
+        spec = self.spec if keep_whitening else spec_without(self.spec, "whiten")
+        return spec if use_background else spec_block(spec, "anchors")
+
+    def fit(self, spec: Spec, style=None) -> Projector:
+        return fit_projector(spec, self.anchors, bank=self.bank if is_blocks(spec) else None, style=style)
+
+
 class ZeroShotClassifier:
-    def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder,
-                 text_anchors: np.ndarray, image_anchors: np.ndarray, projector_params: Dict, style=None,
-                 use_background: bool = True, corpus=None,
-                 whiten: Optional[float] = None):
-        """``corpus``: vectors of the corpus the inputs come from (a collection's items), or their
-        CorpusMean: with at least MIN_CORPUS of them, inputs are centred on their mean instead of on
-        the image anchors' mean, which on inputs of another domain than the anchors lifts top-1 (results/digits,
-        results/emoji-groups). None or fewer: the anchors' mean, as before. Either way an input's
-        labels never depend on the other inputs classified with it. ``whiten``: the shrinkage
-        whitening strength; None = CLASSIFY_WHITEN (off), whatever ``projector_params`` say.
-        ``use_background``: keep the collection's background bank (its last ``background`` anchors)."""
-        labels = [str(lab).strip() for lab in labels]
-        n_bank = int(projector_params.get("background", 0) or 0)
-        if n_bank and not use_background:
-            # Asked to leave a collection's background bank (retrieval/build/background.py) out: the
-            # bank's rows come last. By default classification keeps it: with inputs centred on their
-            # corpus and no whitening, the bank raised mean validation top-1 over emoji groups,
-            # subgroups and MNIST from 0.377 to 0.399 (results/experiments/classify_validation.md).
-            text_anchors, image_anchors = text_anchors[:-n_bank], image_anchors[:-n_bank]
-            projector_params = without_background(projector_params)
-        projector_params = dict(projector_params, whiten=CLASSIFY_WHITEN if whiten is None else whiten)
-        if not projector_params["whiten"]:
-            del projector_params["whiten"]  # get_params's form: absent means off
-        if not labels or any(not lab for lab in labels):
-            raise InputError(f"expected non-empty labels, got {labels[:5]!r}")
-        if len(set(labels)) != len(labels):
-            dup = sorted({lab for lab in labels if labels.count(lab) > 1})
-            raise InputError(f"expected distinct labels, got duplicates {dup[:5]}")
-        if isinstance(templates, str) or not templates:
-            raise InputError(f"expected a list of prompt templates, each with one {{}}, got {templates!r}")
-        for t in templates:
-            check_template(t)
-        self.labels, self.templates = labels, list(templates)
-        prompts = [t.format(lab) for lab in labels for t in self.templates]
-        vecs = text_encoder.encode(prompts).reshape(len(labels), len(self.templates), -1)
+    def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder, image: Side,
+                 text: Side, style=None, corpus=None, keep_whitening: bool = False, use_background: bool = True):
+        """``image`` / ``text``: each side's spec and anchors (:class:`Side`); classification's variations
+        are edits of those specs (:meth:`Side.edited`): the whitening left out unless ``keep_whitening``,
+        the background bank kept unless ``use_background`` is False. ``style``: the collection's style
+        normaliser, for a ``style`` step of the image side. ``corpus``: vectors of the corpus the inputs
+        come from (a collection's items), or their CorpusMean: with at least MIN_CORPUS of them, inputs
+        are centred on their mean instead of on the image anchors' mean, which on inputs of another
+        domain than the anchors lifts top-1 (results/digits, results/emoji-groups). None or fewer: the
+        anchors' mean. Either way an input's labels never depend on the other inputs classified with it."""
+        self.labels, self.templates = check_labels(labels), check_templates(templates)
+        edits = dict(keep_whitening=keep_whitening, use_background=use_background)
+        prompts = [t.format(lab) for lab in self.labels for t in self.templates]
+        vecs = text_encoder.encode(prompts).reshape(len(self.labels), len(self.templates), -1)
         class_vecs = l2_normalise(vecs.mean(1))
-        text_proj = RelativeProjector(**projector_params).fit(text_anchors)
+        text_proj = text.fit(text.edited(**edits))
         self.class_rel, self.class_dense = text_proj.transform(class_vecs), text_proj.dense(class_vecs)
-        # style: the collection's normaliser of its items' modality (retrieval/core/style.py), if any
-        self.image_proj = RelativeProjector(**projector_params, style=style).fit(image_anchors)
+        self.image_proj = image.fit(image.edited(**edits), style=style)
         # what the inputs were centred on, for reports: "corpus (N items)" or "anchors"
         self.centred_on = "anchors"
-        centres = bool(projector_params.get("center") or projector_params.get("whiten"))
         n_corpus = 0 if corpus is None else corpus.count if isinstance(corpus, CorpusMean) else len(corpus)
-        if n_corpus >= MIN_CORPUS and centres:
+        if n_corpus >= MIN_CORPUS and self.image_proj.centres:
             mean = corpus.mean if isinstance(corpus, CorpusMean) else self.image_proj.input_mean(corpus)
             self.image_proj = self.image_proj.centred_on(mean)
             self.centred_on = f"corpus ({n_corpus} items)"

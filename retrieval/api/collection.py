@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from retrieval.api.classify import DEFAULT_TEMPLATES, CorpusMean, ZeroShotClassifier
+from retrieval.api.classify import DEFAULT_TEMPLATES, CorpusMean, Side, ZeroShotClassifier
 from retrieval.api.sharded import ShardedCollection
 from retrieval.api.stitch import Stitched, stitch
 from retrieval.build.builder import build_collection
@@ -30,6 +30,7 @@ from retrieval.indexes import ExactIndex, Hits, make_index
 from retrieval.media.images import ImageLike
 from retrieval.media.tables import check_texts, guess_modality
 from retrieval.planning.planner import Bridge, Plan, plan
+from retrieval.store import projectors as stored
 from retrieval.store.filters import allowed_rows
 from retrieval.store.filters import columns as filter_columns
 from retrieval.store.format import read_manifest
@@ -455,11 +456,10 @@ class Collection(StoredCollection):
         averaged over ``templates``. Inputs are centred on the mean of the collection's items (its
         corpus) rather than the anchors' when it holds at least ``classify.MIN_CORPUS`` of them: the
         collection is the domain its inputs are classified in."""
-        return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"),
-                                  text_anchors=self.anchor_vectors["text"],
-                                  image_anchors=self.anchor_vectors[self.modality],
-                                  projector_params=projector_summary(self.manifest), style=self.style,
-                                  corpus=self.corpus_mean())
+        sides = {m: Side(spec, *stored.parts(self.manifest, spec, self.anchor_vectors[m]))
+                 for m, spec in stored.specs(self.manifest).items()}
+        return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"), image=sides[self.modality],
+                                  text=sides["text"], style=self.style, corpus=self.corpus_mean())
 
     def corpus_mean(self) -> CorpusMean:
         """The mean of this collection's items (unit rows, after its style normaliser), taken once per

@@ -116,6 +116,23 @@ def spec_summary(spec: Spec) -> Dict:
     return projector_from_spec(spec, style=None).summary()
 
 
+def spec_without(spec: Spec, name: str) -> Spec:
+    """The spec without its steps named ``name``, in every block: e.g. ``spec_without(s, "whiten")``."""
+    if is_blocks(spec):
+        return dict(spec, blocks={n: spec_without(c, name) for n, c in spec["blocks"].items()})
+    return [step for step in spec if step.get("step") != name]
+
+
+def spec_block(spec: Spec, name: str) -> Spec:
+    """One block's chain of a blocks spec (e.g. the anchors' without the background bank); a plain
+    chain is its own only block."""
+    if not is_blocks(spec):
+        return spec
+    if name not in spec["blocks"]:
+        raise InputError(f"expected one of the blocks {sorted(spec['blocks'])}, got {name!r}")
+    return spec["blocks"][name]
+
+
 def without_background(params: dict) -> dict:
     """Flat parameters without the background bank's (pivot sets never carry one)."""
     return {key: v for key, v in params.items() if key not in BACKGROUND_PARAMS}

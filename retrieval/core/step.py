@@ -132,6 +132,11 @@ class Chain:
         """Dense cosines to the prepared anchors (the secondary, tie-breaking score)."""
         return cosine_relative(self.prepare(self.check_input(x)), self.relativiser.anchors_, dtype)
 
+    @property
+    def centres(self) -> bool:
+        """Whether a step centres its inputs (so that :meth:`centred_on` changes anything)."""
+        return any(getattr(s, "centres", False) for s in self.steps)
+
     def _until_centre(self) -> List[Step]:
         steps = self.steps[:-1]
         for i, step in enumerate(steps):
@@ -226,6 +231,10 @@ class Blocks:
 
     def input_mean(self, x: np.ndarray, *, block: int = 65536) -> np.ndarray:
         return self.main.input_mean(x, block=block)
+
+    @property
+    def centres(self) -> bool:
+        return self.main.centres
 
     def centred_on(self, mean: np.ndarray) -> "Blocks":
         out = copy.copy(self)

@@ -80,3 +80,21 @@ def out_args(doc: str, configure: Optional[Callable] = None):
     if configure is not None:
         configure(ap)
     return ap.parse_args(), time.time()
+
+
+def classifier_sides(params: dict, text_anchors: np.ndarray, image_anchors: np.ndarray, bank=None) -> dict:
+    """The ``image`` and ``text`` sides of a ZeroShotClassifier from a projector in keyword form (the
+    flat parameters experiments sweep, e.g. ``{"k": 256, "p": 2.0, "center": True, "whiten": 9.0}``),
+    with ``bank`` = (texts, images) of a background bank as its block when given. Pass
+    ``keep_whitening=True`` with them: the parameters already say whether to whiten."""
+    from retrieval.api.classify import Side
+    from retrieval.build.background import DEFAULT_WEIGHT
+    from retrieval.core.projector import spec_from_params
+
+    if bank is not None:
+        n = len(bank[0])
+        params = dict(params, background=n, background_weight=DEFAULT_WEIGHT,
+                      background_k=min(params.get("k", 64), n))
+    spec = spec_from_params(params)
+    bt, bi = (None, None) if bank is None else bank
+    return {"image": Side(spec, image_anchors, bi), "text": Side(spec, text_anchors, bt)}

@@ -10,7 +10,7 @@ both sides, the style normaliser applying to the items' modality: they are read 
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -57,13 +57,17 @@ def pivot_summary(manifest: Mapping, pivot: Mapping) -> Dict:
     return spec_summary(pivot_spec(manifest, pivot))
 
 
-def fitted(manifest: Mapping, spec: Spec, vectors: np.ndarray, *, style=None, **engine):
-    """The projector ``spec`` describes fitted on a modality's stored anchor ``vectors`` (the
-    background bank's rows after the anchors' when the spec has a bank block)."""
+def parts(manifest: Mapping, spec: Spec, vectors: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """A modality's stored anchor ``vectors`` split into the anchors' and the background bank's (its
+    rows come after the anchors'), the bank None when the spec has no bank block."""
     n = bank_count(manifest) if is_blocks(spec) else 0
-    if n:
-        return fit_projector(spec, vectors[:-n], bank=vectors[-n:], style=style, **engine)
-    return fit_projector(spec, vectors, style=style, **engine)
+    return (vectors[:-n], vectors[-n:]) if n else (vectors, None)
+
+
+def fitted(manifest: Mapping, spec: Spec, vectors: np.ndarray, *, style=None, **engine):
+    """The projector ``spec`` describes fitted on a modality's stored anchor ``vectors``."""
+    anchors, bank = parts(manifest, spec, vectors)
+    return fit_projector(spec, anchors, bank=bank, style=style, **engine)
 
 
 def engine_for(device: str) -> Dict:

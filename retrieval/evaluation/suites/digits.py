@@ -13,7 +13,6 @@ from retrieval.evaluation.report import Report
 
 def digits(report: Report, data, text_encoder, bank=None) -> Dict:
     """``bank``: (texts, images) of the engine's default background bank (every Noto emoji), or None."""
-    from retrieval.api.classify import ZeroShotClassifier
     from retrieval.evaluation.data import DIGIT_WORDS
 
     report.text(f"""
@@ -27,41 +26,38 @@ classifies its inputs centred on the mean of its own items (its corpus) rather t
 would hold, labels unused. It also leaves the collection's whitening out (chosen for retrieval; on
 classification's own validation folds, in this domain and in emoji's, top-1 was higher without:
 results/experiments/classify_validation.md, which also chose to keep the bank).""")
-    from retrieval.api.classify import CLASSIFY_WHITEN
-    from retrieval.build.background import DEFAULT_WEIGHT as BANK_WEIGHT
-    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_WHITEN
+    from retrieval.api.classify import Side, ZeroShotClassifier
+    from retrieval.build.options import BuildOptions
+    from retrieval.build.recipe import AnchorShape, recipe
+    from retrieval.core.projector import chain_spec
 
-    rows, correct = [], []
-    # what a collection built with the defaults holds (whitened for retrieval)
-    built = {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER, "whiten": DEFAULT_WHITEN}
+    # what a build makes of these anchors (whitened for retrieval), from the build's own recipe
+    rec = recipe(AnchorShape(len(data.sk_images), "image"), None, BuildOptions())
     n_bank = 0 if bank is None else len(bank[0])
-    banked = dict(built, **({"background": n_bank, "background_weight": BANK_WEIGHT,
-                             "background_k": min(DEFAULT_K, n_bank)} if n_bank else {}))
+    built, banked = rec.spec(), rec.spec(n_bank=n_bank)
+    rows, correct = [], []
     # classification keeps a collection's background bank and leaves its whitening out
-    # (retrieval/api/classify.py); each is measured as a row of its own. (row, projector parameters,
-    # whitening lambda, inputs centred on the corpus's mean rather than the anchors')
-    lam = f"lambda {DEFAULT_WHITEN:g}"
-    with_bank = f" + background bank x {BANK_WEIGHT:g} (the engine's emoji bank)" if n_bank else " (no bank available)"
-    for name, params, whiten, on_corpus in (
-            ("ASIF k=64 p=8, raw (baseline)", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, 0.0, False),
-            (f"**ASIF default** (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} centred{with_bank}, inputs centred on the "
-             f"corpus; classification leaves the collection's whitening out)", banked, CLASSIFY_WHITEN, True),
-            ("ASIF default without the background bank", built, CLASSIFY_WHITEN, True),
+    # (retrieval/api/classify.py); each is measured as a row of its own. (row, the collection's
+    # projector spec, its whitening kept, inputs centred on the corpus's mean rather than the anchors')
+    lam = f"lambda {rec.whiten:g}"
+    with_bank = f" + background bank x {rec.background_weight:g} (the engine's emoji bank)" if n_bank else " (no bank available)"
+    for name, spec, whitened, on_corpus in (
+            ("ASIF k=64 p=8, raw (baseline)", chain_spec(k=64, p=8.0), False, False),
+            (f"**ASIF default** (k={rec.k} p={rec.p:g} centred{with_bank}, inputs centred on the "
+             f"corpus; classification leaves the collection's whitening out)", banked, False, True),
+            ("ASIF default without the background bank", built, False, True),
             (f"ASIF default with the collection's whitening ({lam}), without the bank, inputs centred on the corpus",
-             built, DEFAULT_WHITEN, True),
+             built, True, True),
             (f"ASIF default with the collection's whitening ({lam}), without the bank, inputs centred on the "
-             f"anchors' mean (the default before)", built, DEFAULT_WHITEN, False),
-            ("ASIF default without whitening or background bank, centred on the anchors' mean", built, 0.0, False),
-            ("ASIF k=16 p=4 centred on the anchors' mean", {"kind": "asif", "k": 16, "p": 4.0, "center": True}, 0.0,
-             False),
-            ("ASIF k=256 p=4 centred on the anchors' mean (an earlier default)",
-             {"kind": "asif", "k": 256, "p": 4.0, "center": True}, 0.0, False)):
-        appended = bool(params.get("background"))
+             f"anchors' mean (the default before)", built, True, False),
+            ("ASIF default without whitening or background bank, centred on the anchors' mean", built, False, False),
+            ("ASIF k=16 p=4 centred on the anchors' mean", chain_spec(k=16, p=4.0, center=True), False, False),
+            ("ASIF k=256 p=4 centred on the anchors' mean (an earlier default)", chain_spec(k=256, p=4.0, center=True),
+             False, False)):
+        bt, bi = bank if n_bank else (None, None)
         clf = ZeroShotClassifier(list(DIGIT_WORDS), [data.caption_template], text_encoder=text_encoder,
-                                 text_anchors=np.vstack([data.sk_captions, bank[0]]) if appended else data.sk_captions,
-                                 image_anchors=np.vstack([data.sk_images, bank[1]]) if appended else data.sk_images,
-                                 projector_params=params,
-                                 corpus=data.mnist if on_corpus else None, whiten=whiten)
+                                 image=Side(spec, data.sk_images, bi), text=Side(spec, data.sk_captions, bt),
+                                 corpus=data.mnist if on_corpus else None, keep_whitening=whitened)
         preds = clf.predict(data.mnist, k=5)
         y = [DIGIT_WORDS[i] for i in data.mnist_labels]
         correct.append(np.array([p.labels[0] == t for p, t in zip(preds, y)], float))

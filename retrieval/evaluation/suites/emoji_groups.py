@@ -24,7 +24,7 @@ from retrieval.evaluation.report import Report
 
 def emoji_groups(report: Report, data, text_encoder, more: Optional[Dict] = None, bank=None) -> Dict:
     """``bank``: (texts, images, what it is) of a background bank whose concepts are not emoji, or None."""
-    from retrieval.api.classify import ZeroShotClassifier
+    from retrieval.api.classify import Side, ZeroShotClassifier
 
     s = emoji_splits(data.names)
     # A few Twemoji concepts are missing from emoji-test.txt and have no group: not evaluated.
@@ -41,65 +41,63 @@ Twemoji drawings would, every row but one centres its inputs on the mean of that
 (retrieval/api/classify.py); the row marked "the default before" does not. Classification also
 leaves a collection's whitening out unless a row says otherwise, and keeps its background bank
 (results/experiments/classify_validation.md).""")
-    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_IMAGE_P, DEFAULT_K, DEFAULT_WHITEN
+    from retrieval.build.options import BuildOptions
+    from retrieval.build.recipe import AnchorShape, recipe
+    from retrieval.core.projector import chain_spec
 
-    # (row name, projector parameters, anchors: "noto", "pooled" (Noto + Twemoji) or a tuple of view
-    # styles (merged, with WCCN), the embeddings to use). A row's "whiten" is the whitening the classifier
-    # is asked for; without one it uses its own default, none (retrieval/api/classify.py: CLASSIFY_WHITEN),
-    # whatever the collection was built with.
-    single = {"kind": "asif", "k": DEFAULT_K, "p": DEFAULT_IMAGE_P, "center": DEFAULT_CENTER}
-    whitened = dict(single, whiten=DEFAULT_WHITEN)
-    configs = [("ASIF k=64 p=8, raw (baseline)", {"kind": "asif", "k": 64, "p": 8.0, "center": False}, "noto", data),
-               (f"ASIF default without the background bank (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} centred; "
-                f"classification leaves the collection's whitening out)", single, "noto", data),
-               (f"ASIF default with the collection's whitening (lambda {DEFAULT_WHITEN:g}), without the bank",
-                whitened, "noto", data),
-               (f"ASIF default with the collection's whitening (lambda {DEFAULT_WHITEN:g}), without the bank, inputs "
-                f"centred on the anchors' mean (the default before)", whitened, "noto", data),
-               ("ASIF default without the bank, anchors pooled from both styles", single, "pooled", data)]
+    # (row name, the collection's projector specs (image, text), its whitening kept, anchors: "noto",
+    # "pooled" (Noto + Twemoji), "bank" or a tuple of view styles (merged, with WCCN), the embeddings to
+    # use). The defaults are what a build's recipe makes of these anchors; classification leaves their
+    # whitening out unless a row keeps it (retrieval/api/classify.py: Side.edited).
+    rec = recipe(AnchorShape(len(anchors), "image"), None, BuildOptions())
+    single = rec.spec()
+    configs = [("ASIF k=64 p=8, raw (baseline)", (chain_spec(k=64, p=8.0),) * 2, False, "noto", data),
+               (f"ASIF default without the background bank (k={rec.k} p={rec.p:g} centred; "
+                f"classification leaves the collection's whitening out)", (single,) * 2, False, "noto", data),
+               (f"ASIF default with the collection's whitening (lambda {rec.whiten:g}), without the bank",
+                (single,) * 2, True, "noto", data),
+               (f"ASIF default with the collection's whitening (lambda {rec.whiten:g}), without the bank, inputs "
+                f"centred on the anchors' mean (the default before)", (single,) * 2, True, "noto", data),
+               ("ASIF default without the bank, anchors pooled from both styles", (single,) * 2, False, "pooled", data)]
     if bank is not None:  # the engine's emoji bank would hold the evaluated concepts: the picture sources' pairs
-        from retrieval.build.background import DEFAULT_WEIGHT as BANK_WEIGHT
-
-        n = len(bank[0])
-        configs.insert(1, (f"**ASIF default** (k={DEFAULT_K} p={DEFAULT_IMAGE_P:g} centred, + background bank x "
-                           f"{BANK_WEIGHT:g}: {bank[2]}, since the engine's emoji bank would hold the evaluated "
-                           f"concepts; no whitening)",
-                           dict(single, background=n, background_weight=BANK_WEIGHT, background_k=min(DEFAULT_K, n)),
-                           "bank", data))
-    from retrieval.build.options import DEFAULT_VIEWS_K, DEFAULT_VIEWS_P
-
-    views_kp = {"kind": "asif", "k": DEFAULT_VIEWS_K, "p": DEFAULT_VIEWS_P, "center": DEFAULT_CENTER}
+        configs.insert(1, (f"**ASIF default** (k={rec.k} p={rec.p:g} centred, + background bank x "
+                           f"{rec.background_weight:g}: {bank[2]}, since the engine's emoji bank would hold the "
+                           f"evaluated concepts; no whitening)", (rec.spec(n_bank=len(bank[0])),) * 2, False, "bank",
+                           data))
+    views = recipe(AnchorShape(len(anchors), "image", has_views=True), None, BuildOptions())
+    views_specs = (views.spec(style=True), views.spec())
     all_views = anchor_views(data, "twemoji")
     # what a build does with an anchor table of views (the gallery's style never among them)
-    for views in [vs for _, vs in fewer_views(all_views)] + [all_views]:
-        if len(views) > 1 and all(v in data.images for v in views):
-            configs.append((f"ASIF views default (k={DEFAULT_VIEWS_K} p={DEFAULT_VIEWS_P:g}), views "
-                            f"{' + '.join(views)} (prototypes + WCCN)", views_kp, views, data))
+    for vs in [vs for _, vs in fewer_views(all_views)] + [all_views]:
+        if len(vs) > 1 and all(v in data.images for v in vs):
+            configs.append((f"ASIF views default (k={views.k} p={views.p:g}), views "
+                            f"{' + '.join(vs)} (prototypes + WCCN)", views_specs, False, vs, data))
     # the same with another image encoder (the opt-in pair), at the k, p its views section chose
     for name, (d, kp) in (more or {}).items():
-        views = anchor_views(d, "twemoji")
-        if len(views) > 1:
-            configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views {' + '.join(views)}",
-                            {"kind": "asif", "k": kp["k"], "p": kp["p"], "center": DEFAULT_CENTER}, views, d))
+        vs = anchor_views(d, "twemoji")
+        if len(vs) > 1:
+            pair = dict(k=kp["k"], p=kp["p"], center=views.center)
+            configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views {' + '.join(vs)}",
+                            (chain_spec(**pair, style=True), chain_spec(**pair)), False, vs, d))
     rows, gains = [], {}
     for level, truth in (("group", data.groups), ("subgroup", data.subgroups)):
         labels_all = sorted({str(x) for x in truth[evaluated]})
         pretty = {lab: lab.replace("-", " ") for lab in labels_all}
         correct = []  # per config, each image's top-1 hit: the default's interval against the baseline
-        for name, params, kind, d in configs:
+        for name, (spec, text_spec), whitened, kind, d in configs:
             T, In, It = d.texts[CAPTION], d.images["noto"], d.images["twemoji"]
-            style = None
+            style, bt, bi = None, None, None
             if isinstance(kind, tuple):
                 _, style, a_img, a_txt = view_anchors(d, anchors, kind)
             elif kind == "bank":
-                a_img, a_txt = np.vstack([In[anchors], bank[1]]), np.vstack([T[anchors], bank[0]])
+                a_img, a_txt, bt, bi = In[anchors], T[anchors], bank[0], bank[1]
             else:
                 a_img = np.vstack([In[anchors], It[anchors]]) if kind == "pooled" else In[anchors]
                 a_txt = np.vstack([T[anchors], T[anchors]]) if kind == "pooled" else T[anchors]
             clf = ZeroShotClassifier([pretty[x] for x in labels_all], templates, text_encoder=text_encoder,
-                                     text_anchors=a_txt, image_anchors=a_img, projector_params=params, style=style,
+                                     image=Side(spec, a_img, bi), text=Side(text_spec, a_txt, bt), style=style,
                                      corpus=None if "(the default before)" in name else d.images["twemoji"],
-                                     whiten=params.get("whiten", 0.0))
+                                     keep_whitening=whitened)
             preds = clf.predict(It[evaluated], k=5)
             y = [pretty[str(x)] for x in truth[evaluated]]
             correct.append(np.array([p.labels[0] == t for p, t in zip(preds, y)], float))
