@@ -23,6 +23,7 @@ The folders it writes are searched as one collection by :class:`retrieval.api.sh
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -271,23 +272,31 @@ class _Job:
 
 
 def _run(job: _Job) -> Path:
-    """The build itself, once settings are checked and the work folder is claimed."""
-    ray, work, run_file, run_id, out, corpus = job.ray, job.work, job.run_file, job.run_id, job.out, job.corpus
-    rows, anchor_set, modality, specs, projector = job.rows, job.anchor_set, job.modality, job.specs, job.projector
-    index_spec, shard_size, workers, worker_setup = job.index_spec, job.shard_size, job.workers, job.worker_setup
-    o = job.options
-    batch_size, device, show_progress_bar = o.batch_size, o.device, o.show_progress_bar
+    """The build itself, once settings are checked and the work folder is claimed: which files decode,
+    the anchors, the shards still to write, then the top-level manifest and the folder into place."""
     clock = Clock()
+    rows, skipped = _checked_rows(job)
+    clock.lap("check_files")
+    anchors = _encoded_anchors(job)
+    clock.lap("encode_anchors")
+    n_shards = _encode_shards(job, rows, anchors)
+    clock.lap("encode_corpus")
+    _finish(job, rows, skipped, anchors, n_shards, clock)
+    return job.out
 
-    # 1. which files decode: in parallel on the workers; decides the items' ids, as a one-process
-    # build does. Kept in the work folder, so that a resumed build does not decode everything again.
-    checked_file = work / "checked.json"
+
+def _checked_rows(job: _Job) -> Tuple[List[Dict], List[Dict]]:
+    """(the rows whose files decode, the skipped ones with why): checked in parallel on the workers;
+    decides the items' ids, as a one-process build does. Kept in the work folder, so that a resumed
+    build does not decode everything again."""
+    ray, rows, o = job.ray, job.rows, job.options
+    checked_file = job.work / "checked.json"
     if checked_file.is_file():
         reasons = json.loads(checked_file.read_text(encoding="utf-8"))
     else:
         checked = (ray.data.from_items([{"row": i, "path": r["path"]} for i, r in enumerate(rows)])
-                   .map_batches(_Check, fn_constructor_kwargs={"modality": modality, "setup": worker_setup},
-                                batch_size=max(1, batch_size), compute=_pool(ray, workers), batch_format="numpy"))
+                   .map_batches(_Check, fn_constructor_kwargs={"modality": job.modality, "setup": job.worker_setup},
+                                batch_size=max(1, o.batch_size), compute=_pool(ray, job.workers), batch_format="numpy"))
         reasons = [""] * len(rows)
         for b in checked.iter_batches(batch_size=None, batch_format="numpy"):
             for r, why in zip(b["row"].tolist(), b["reason"].tolist()):
@@ -298,67 +307,80 @@ def _run(job: _Job) -> Path:
     skipped = [{"path": rows[i]["path"], "reason": why} for i, why in enumerate(reasons) if why]
     rows = [r for r, why in zip(rows, reasons) if not why]
     if not rows:
-        raise InputError(f"expected at least one readable {modality} file in the corpus {str(corpus)!r}, "
+        raise InputError(f"expected at least one readable {job.modality} file in the corpus {str(job.corpus)!r}, "
                          f"all {len(skipped)} failed, e.g. {skipped[0]['reason'] if skipped else 'none listed'}")
-    clock.lap("check_files")
+    return rows, skipped
 
-    # 2. anchors on the driver (cached by content hash), then into the object store once
-    enc_kw = dict(cache_dir=o.cache_dir, batch_size=batch_size, show_progress_bar=show_progress_bar)
-    if worker_setup is not None:
-        worker_setup()
-    encoders = {m: load_encoder(specs[m], m, device=device) for m in (modality, "text")}
-    a_med = encode_anchors(anchor_set, encoders[modality], modality, **enc_kw)
-    a_txt = encode_anchors(anchor_set, encoders["text"], "text", **enc_kw)
-    views = len(anchor_set)
-    anchor_set, a_med, a_txt, style = prepare_views(anchor_set, a_med, a_txt)  # fitted once, here
-    enc_meta = {m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()}
-    del encoders
-    anchors_ref = ray.put({modality: a_med, "text": a_txt, "style": style})
-    clock.lap("encode_anchors")
 
-    # 3. shards still to write; encode their rows through the actor pool, in corpus order
+def _encoded_anchors(job: _Job) -> Contents:
+    """The anchors encoded on the driver (cached by content hash) and their views merged, as the
+    anchor fields (and settings) of every shard's :class:`Contents`."""
+    o, modality = job.options, job.modality
+    enc_kw = dict(cache_dir=o.cache_dir, batch_size=o.batch_size, show_progress_bar=o.show_progress_bar)
+    if job.worker_setup is not None:
+        job.worker_setup()
+    encoders = {m: load_encoder(job.specs[m], m, device=o.device) for m in (modality, "text")}
+    a_med = encode_anchors(job.anchor_set, encoders[modality], modality, **enc_kw)
+    a_txt = encode_anchors(job.anchor_set, encoders["text"], "text", **enc_kw)
+    views = len(job.anchor_set)
+    anchor_set, a_med, a_txt, style = prepare_views(job.anchor_set, a_med, a_txt)  # fitted once, here
+    return Contents(rows=[], item_vecs=np.zeros((0, a_med.shape[1]), np.float32), captioned=[], cap_vecs=None,
+                    anchor_set=anchor_set, anchor_vecs=(a_med, a_txt),
+                    encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()}, rec=job.rec,
+                    index_spec=job.index_spec, style=style, anchor_views=views, corpus=str(job.corpus))
+
+
+def _encode_shards(job: _Job, rows: List[Dict], anchors: Contents) -> int:
+    """The shards still to write, their rows encoded through the actor pool in corpus order and each
+    written as soon as its last row is in; returns how many shards the collection has."""
+    ray, o, shard_size = job.ray, job.options, job.shard_size
     n_shards = (len(rows) + shard_size - 1) // shard_size
-    done = _finished_shards(work, run_id)
+    done = _finished_shards(job.work, job.run_id)
     todo = [s for s in range(n_shards) if s not in done]
     log.info("%d shard(s) of %d items: %d written before, %d to build", n_shards, shard_size, len(done), len(todo))
     pending_rows = [i for s in todo for i in range(s * shard_size, min(len(rows), (s + 1) * shard_size))]
-    if pending_rows:
-        ds = ray.data.from_items([{"row": i, "path": rows[i]["path"], "caption": rows[i]["caption"] or ""}
-                                  for i in pending_rows])
-        resources = _resources(ray)
-        encoded = ds.map_batches(_Encode, fn_constructor_kwargs={
-            "modality": modality, "specs": specs, "anchors": anchors_ref, "projector": projector,
-            "batch_size": batch_size, "device": "cuda" if "num_gpus" in resources else device,
-            "setup": worker_setup},
-            batch_size=max(1, batch_size), compute=_pool(ray, workers), batch_format="numpy", **resources)
-        buf: Dict[str, List[np.ndarray]] = {}
-        held = 0  # rows in buf
-        queue = list(todo)
-        bar = progress(None, total=len(pending_rows), desc="encode corpus (Ray)", show=show_progress_bar)
-        for b in encoded.iter_batches(batch_size=None, batch_format="numpy"):
-            for key, v in b.items():
-                buf.setdefault(key, []).append(v)
-            held += len(b["row"])
-            if bar is not None:
-                bar.update(len(b["row"]))
-            # rows arrive in corpus order (preserve_order): a shard is complete once its last row is in
-            while queue and held >= _shard_len(queue[0], shard_size, len(rows)):
-                s = queue.pop(0)
-                lo, n = s * shard_size, _shard_len(s, shard_size, len(rows))
-                got = {key: np.concatenate(v) for key, v in buf.items()}
-                if not np.array_equal(got["row"][:n], np.arange(lo, lo + n)):  # never write a mixed shard
-                    raise RuntimeError(f"shard {s}: rows arrived out of order; nothing of it was written")
-                _write_shard(work / _shard_name(s), {key: v[:n] for key, v in got.items()}, rows, lo,
-                             anchor_set, (a_med, a_txt), enc_meta, job.rec, index_spec, str(corpus), run_id, s,
-                             write_collection, style, views)
-                buf, held = {key: [v[n:]] for key, v in got.items()}, held - n
+    if not pending_rows:
+        return n_shards
+    a_med, a_txt = anchors.anchor_vecs
+    ds = ray.data.from_items([{"row": i, "path": rows[i]["path"], "caption": rows[i]["caption"] or ""}
+                              for i in pending_rows])
+    resources = _resources(ray)
+    encoded = ds.map_batches(_Encode, fn_constructor_kwargs={
+        "modality": job.modality, "specs": job.specs,
+        "anchors": ray.put({job.modality: a_med, "text": a_txt, "style": anchors.style}), "projector": job.projector,
+        "batch_size": o.batch_size, "device": "cuda" if "num_gpus" in resources else o.device,
+        "setup": job.worker_setup},
+        batch_size=max(1, o.batch_size), compute=_pool(ray, job.workers), batch_format="numpy", **resources)
+    buf: Dict[str, List[np.ndarray]] = {}
+    held = 0  # rows in buf
+    queue = list(todo)
+    bar = progress(None, total=len(pending_rows), desc="encode corpus (Ray)", show=o.show_progress_bar)
+    for b in encoded.iter_batches(batch_size=None, batch_format="numpy"):
+        for key, v in b.items():
+            buf.setdefault(key, []).append(v)
+        held += len(b["row"])
         if bar is not None:
-            bar.close()
-        if queue:
-            raise RuntimeError(f"the encoded stream ended before shard {queue[0]} was complete")
-    clock.lap("encode_corpus")
+            bar.update(len(b["row"]))
+        # rows arrive in corpus order (preserve_order): a shard is complete once its last row is in
+        while queue and held >= _shard_len(queue[0], shard_size, len(rows)):
+            s = queue.pop(0)
+            lo, n = s * shard_size, _shard_len(s, shard_size, len(rows))
+            got = {key: np.concatenate(v) for key, v in buf.items()}
+            if not np.array_equal(got["row"][:n], np.arange(lo, lo + n)):  # never write a mixed shard
+                raise RuntimeError(f"shard {s}: rows arrived out of order; nothing of it was written")
+            _write_shard(job.work / _shard_name(s), {key: v[:n] for key, v in got.items()}, rows, lo, anchors,
+                         job.run_id, s)
+            buf, held = {key: [v[n:]] for key, v in got.items()}, held - n
+    if bar is not None:
+        bar.close()
+    if queue:
+        raise RuntimeError(f"the encoded stream ended before shard {queue[0]} was complete")
+    return n_shards
 
-    # 4. the top-level manifest, then the folder into place
+
+def _finish(job: _Job, rows: List[Dict], skipped: List[Dict], anchors: Contents, n_shards: int, clock: Clock) -> None:
+    """The top-level manifest, then the work folder renamed into place (over an old collection there)."""
+    work, out, shard_size, style = job.work, job.out, job.shard_size, anchors.style
     shards_meta = []
     for s in range(n_shards):
         folder = work / _shard_name(s)
@@ -366,16 +388,17 @@ def _run(job: _Job) -> Path:
         shards_meta.append({"name": folder.name, "items": m["counts"]["items"], "texts": m["counts"]["texts"],
                             "first_id": s * shard_size, "last_id": min(len(rows), (s + 1) * shard_size) - 1,
                             "manifest_sha256": sha256_file(str(folder / "manifest.json"))})
-    manifest = {"format": SHARDED_FORMAT, "format_version": SHARDED_VERSION, "created": _now(), "run": run_id,
-                "items": {"modality": modality}, "encoders": enc_meta, "projectors": projector,
+    anchor_set = anchors.anchor_set
+    manifest = {"format": SHARDED_FORMAT, "format_version": SHARDED_VERSION, "created": _now(), "run": job.run_id,
+                "items": {"modality": job.modality}, "encoders": anchors.encoders, "projectors": job.projector,
                 "anchors": {"source": anchor_set.source, "content_hash": anchor_set.content_hash,
-                            "count": len(anchor_set), **({"views": views} if style is not None else {})},
-                **({"style": dict(style.meta(), modality=modality)} if style is not None else {}),
-                "corpus": {"source": str(corpus)}, "shard_size": int(shard_size), "shards": shards_meta,
+                            "count": len(anchor_set), **({"views": anchors.anchor_views} if style is not None else {})},
+                **({"style": dict(style.meta(), modality=job.modality)} if style is not None else {}),
+                "corpus": {"source": str(job.corpus)}, "shard_size": int(shard_size), "shards": shards_meta,
                 "counts": {"items": len(rows), "shards": n_shards, "skipped": len(skipped)},
                 "skipped": skipped[:100], "timings": dict(clock.laps)}
     write_manifest(work / "manifest.json", manifest)
-    run_file.unlink()
+    job.run_file.unlink()
     (work / "checked.json").unlink()
     if out.exists():
         check_output(out, overwrite=True)  # again: files may have been put there while the shards were encoded
@@ -386,22 +409,20 @@ def _run(job: _Job) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(work, out)
-    return out
 
 
-def _write_shard(folder: Path, got: Dict[str, np.ndarray], rows: List[Dict], lo: int, anchor_set, anchor_vecs,
-                 enc_meta, rec, index_spec, corpus, run_id, number, write_collection, style=None,
-                 views=None) -> None:
-    n_anchors = len(anchor_set)
+def _write_shard(folder: Path, got: Dict[str, np.ndarray], rows: List[Dict], lo: int, anchors: Contents,
+                 run_id: str, number: int) -> None:
+    """One shard: its rows' encoded vectors and relative vectors (made on the workers), with the
+    anchors and settings every shard shares (``anchors``)."""
+    n_anchors = len(anchors.anchor_set)
     shard_rows = rows[lo:lo + len(got["row"])]
     has = got["has_caption"].astype(bool)
-    captioned = np.flatnonzero(has).tolist()
     rel = (_csr(got["rel_idx"], got["rel_val"], n_anchors), _csr(got["cap_idx"][has], got["cap_val"][has], n_anchors))
-    write_collection(folder, Contents(rows=shard_rows, item_vecs=got["vec"], captioned=captioned, cap_vecs=got["cap"][has],
-                                      anchor_set=anchor_set, anchor_vecs=anchor_vecs, encoders=enc_meta, rec=rec,
-                                      index_spec=index_spec, style=style, anchor_views=views, corpus=corpus,
-                                      ids=np.arange(lo, lo + len(shard_rows)), rel=rel,
-                                      extra={"shard": {"run": run_id, "number": number}}))
+    write_collection(folder, dataclasses.replace(
+        anchors, rows=shard_rows, item_vecs=got["vec"], captioned=np.flatnonzero(has).tolist(),
+        cap_vecs=got["cap"][has], ids=np.arange(lo, lo + len(shard_rows)), rel=rel,
+        extra={"shard": {"run": run_id, "number": number}}))
     log.info("wrote %s (%d items)", folder.name, len(shard_rows))
 
 

@@ -135,3 +135,10 @@ def test_the_experiments_keyword_form_is_the_same_classifier():
     assert banked["image"].spec["blocks"]["bank"][-1]["k"] == 8
     clf = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **banked)
     assert clf.class_rel.shape[1] == len(ta) + 20
+
+
+def test_a_whitened_collection_built_without_centring_classifies_centred():
+    """Whitening's chain centres whatever ``center`` said; classification drops only the whiten step."""
+    spec = chain_spec(kind="asif", k=8, p=2.0, center=False, whiten=9.0)
+    edited = Side(spec, np.eye(3, dtype=np.float32)).edited(keep_whitening=False, use_background=True)
+    assert [s["step"] for s in edited] == ["unit", "centre", "unit", "asif"]

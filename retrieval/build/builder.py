@@ -123,10 +123,6 @@ def dense_spec(dense_index: Optional[str], n: int, d: int, max_memory=None,
     return {"backend": "faiss", "factory": dense_index, **({"rerank": int(rerank)} if rerank else {})}
 
 
-
-
-
-
 def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = None, **changes) -> Path:
     """Build a collection folder from a corpus and a parallel anchor set; return its path.
 
@@ -161,11 +157,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     index_spec = parse_index_spec(o.index)
     anchor_set = anchors if isinstance(anchors, AnchorSet) else load_anchor_set(anchors)
     modality = anchor_set.modality
-    pivot_sets = [pv if isinstance(pv, AnchorSet) else load_anchor_set(pv) for pv in o.pivots]
-    for pv in pivot_sets:
-        if pv.modality == modality or any(o is not pv and o.modality == pv.modality for o in pivot_sets):
-            raise InputError(f"expected pivot anchors of a modality other than the collection's ({modality}) and "
-                             f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
+    pivot_sets = load_pivot_sets(o.pivots, modality)
     specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
     rec = recipe(anchor_set, specs[modality], o)
     bank = background_bank(anchor_set, o)
@@ -175,15 +167,8 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
 
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]
     encoders = {m: load_encoder(specs[m], m, device=o.device) for m in needed}
-    dspec = dense_spec(o.dense_index, len(rows), encoders[modality].dim, o.max_memory, o.max_query_ms, o.dense_rerank)  # fails before encoding
-    if dspec is not None:
-        import faiss
-
-        try:
-            faiss.index_factory(encoders[modality].dim, dspec["factory"], faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as exc:
-            raise InputError(f"expected a FAISS factory string for --dense-index, such as 'HNSW32' or "
-                             f"'IVF1024,Flat', got {dspec['factory']!r}: {exc}") from exc
+    dspec = check_factory(dense_spec(o.dense_index, len(rows), encoders[modality].dim, o.max_memory, o.max_query_ms,
+                                     o.dense_rerank), encoders[modality].dim)  # fails before encoding
     # the label settings (and their refusals) before the anchors' minutes of encoding
     label_cfg = label_setup(encoders, modality, o.labels, rec.label_weight, cache_dir)
     clock.lap("load_models")
@@ -196,22 +181,15 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     anchor_set, a_med, a_txt, style = prepare_views(anchor_set, a_med, a_txt)
     pivot_vecs = [(encode_anchors(pv, encoders[pv.modality], pv.modality, **enc_kw),
                    encode_anchors(pv, encoders["text"], "text", **enc_kw)) for pv in pivot_sets]
-    background = None if bank is None else (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
-                                            encode_anchors(bank, encoders["text"], "text", **enc_kw))
+    background = encode_bank(bank, encoders, modality, enc_kw)
 
     clock.lap("encode_anchors")
     item_vecs, captioned, cap_vecs, item_labels = encode_corpus(rows, modality, encoders, batch_size=batch_size,
                                                                 show_progress_bar=show_progress_bar, labels=label_cfg)
     clock.lap("encode_corpus")
-    selected = None
-    if o.n_anchors is not None and o.n_anchors < len(anchor_set):  # the budget: N of the pool's pairs
-        pool = len(anchor_set)
-        keep = select(o.select, a_med, o.n_anchors, corpus=item_vecs)
-        anchor_set = AnchorSet([anchor_set.paths[i] for i in keep], [anchor_set.captions[i] for i in keep],
-                               source=anchor_set.source, modality=modality)
-        a_med, a_txt = a_med[keep], a_txt[keep]
+    anchor_set, a_med, a_txt, selected = apply_budget(anchor_set, a_med, a_txt, o, item_vecs, anchors_hash)
+    if selected:
         views = len(anchor_set)
-        selected = {"pool": pool, "method": o.select, "seed": 0, "pool_content_hash": anchors_hash}
         clock.lap("select_anchors")
     contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, anchor_set=anchor_set,
                         anchor_vecs=(a_med, a_txt), encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
@@ -220,6 +198,50 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
                         labels=None if item_labels is None else (item_labels, label_cfg), corpus=str(corpus),
                         skipped=skipped)
     return write_collection(out, contents, clock=clock, overwrite=overwrite)
+
+
+def load_pivot_sets(pivots, modality: str) -> List[AnchorSet]:
+    """The pivot anchor sets: each of a modality other than the collection's, at most one per modality."""
+    sets = [pv if isinstance(pv, AnchorSet) else load_anchor_set(pv) for pv in pivots]
+    for pv in sets:
+        if pv.modality == modality or any(other is not pv and other.modality == pv.modality for other in sets):
+            raise InputError(f"expected pivot anchors of a modality other than the collection's ({modality}) and "
+                             f"at most one set per modality, got {pv.modality} anchors from {pv.source!r}")
+    return sets
+
+
+def check_factory(dspec: Optional[Dict], dim: int) -> Optional[Dict]:
+    """The dense index's spec, its FAISS factory string tried on ``dim`` first (refused by name)."""
+    if dspec is None:
+        return None
+    import faiss
+
+    try:
+        faiss.index_factory(dim, dspec["factory"], faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise InputError(f"expected a FAISS factory string for --dense-index, such as 'HNSW32' or "
+                         f"'IVF1024,Flat', got {dspec['factory']!r}: {exc}") from exc
+    return dspec
+
+
+def encode_bank(bank: Optional[AnchorSet], encoders: Dict, modality: str, enc_kw: Dict):
+    """(the bank, its media vectors, its text vectors), or None without a bank."""
+    if bank is None:
+        return None
+    return (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
+            encode_anchors(bank, encoders["text"], "text", **enc_kw))
+
+
+def apply_budget(anchor_set: AnchorSet, a_med, a_txt, o: BuildOptions, corpus_vecs, pool_hash: str):
+    """(anchors, their media and text vectors, the selection's record or None): ``o.n_anchors`` of the
+    pool's pairs chosen by ``o.select`` when a budget smaller than the pool is set, else all of them."""
+    if o.n_anchors is None or o.n_anchors >= len(anchor_set):
+        return anchor_set, a_med, a_txt, None
+    keep = select(o.select, a_med, o.n_anchors, corpus=corpus_vecs)
+    kept = AnchorSet([anchor_set.paths[i] for i in keep], [anchor_set.captions[i] for i in keep],
+                     source=anchor_set.source, modality=anchor_set.modality)
+    return kept, a_med[keep], a_txt[keep], {"pool": len(anchor_set), "method": o.select, "seed": 0,
+                                            "pool_content_hash": pool_hash}
 
 
 def background_bank(anchor_set: AnchorSet, o: BuildOptions) -> Optional[AnchorSet]:

@@ -19,16 +19,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.builder import background_bank, dense_spec
+from retrieval.build.builder import apply_budget, background_bank, dense_spec, encode_bank
 from retrieval.build.options import BuildOptions, parse_index_spec
 from retrieval.build.recipe import recipe
 from retrieval.build.writer import HASH_COLUMN, Clock, Contents, write_collection
-from retrieval.core.selection import select
 from retrieval.encoders import DEFAULT_ENCODERS, load_encoder_as_built
 from retrieval.errors import InputError
 from retrieval.media.tables import RESERVED_COLUMNS
@@ -144,49 +143,85 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     if "reencoded" in record and "k" not in given and built_bank_k is not None:
         rec = dataclasses.replace(rec, bank_k=built_bank_k)  # a reencode keeps the bank block's k as built
     bank = background_bank(anchor_set, o)
-    index_spec = parse_index_spec(o.index) if "index" in given else {
-        key: v for key, v in m["indexes"][f"{modality}_relative"].items() if key in ("backend", "dtype", "factory")}
     item_vecs = corpus["item_vecs"] if corpus else col.sides[modality].abs
-    if "dense_index" in given:
-        dspec = dense_spec(o.dense_index, len(col.item_ids), item_vecs.shape[1], o.max_memory, o.max_query_ms,
-                           o.dense_rerank)
-    else:
-        stored = m.get("dense_indexes", {}).get(f"{modality}_absolute")
-        dspec = None if stored is None else {key: v for key, v in stored.items() if key not in ("files", "tie_margin")}
-    keep_labels = col.item_labels is not None and ("labels" not in given or o.labels is not False)
-    if corpus is not None:
-        keep_labels = corpus.get("labels") is not None
-    elif "labels" in given and o.labels and col.item_labels is None:
-        raise InputError("expected a collection with label vectors for --labels, got one built without them: label "
-                         "vectors come from encoding the items, which reanchoring does not do; build it again")
+    index_spec, dspec = _index_specs(col, o, given, item_vecs.shape[1])
+    keep_labels = _keep_labels(col, o, given, corpus)
     out = check_output(src if out is None else out, overwrite=o.overwrite or out is None
                        or Path(out).resolve() == src.resolve())
     clock.lap("check_files")
 
     encoders = {x: (encoders or {}).get(x) or _AsBuilt(m, x, o.device) for x in (modality, "text")}
     clock.lap("load_models")
+    anchors = _encoded_anchors(anchor_set, bank, encoders, o, item_vecs)
+    clock.lap("encode_anchors")
+
+    rows, captioned, cap_vecs = _stored_corpus(col)
+    if corpus is not None and corpus.get("cap_vecs") is not None:  # re-encoded, in item order like the build's
+        cap_vecs = corpus["cap_vecs"]
+    labels = _labels(col, corpus, rec) if keep_labels else None
+    enc_meta = {x: dict(e) for x, e in m["encoders"].items()}
+    enc_meta.update({x: {"spec": e.name, "dim": e.dim} for x, e in encoders.items()})
+    next_items = max(int(m.get("next_ids", {}).get("items", 0)), int(col.item_ids.max(initial=-1)) + 1)
+    contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, encoders=enc_meta,
+                        rec=rec, index_spec=index_spec, dspec=dspec, pivots=_pivots(col, encoders["text"]),
+                        labels=labels, corpus=m.get("corpus", {}).get("source", ""), skipped=m.get("skipped", []),
+                        ids=col.item_ids, next_item_id=next_items, skipped_total=m["counts"].get("skipped"),
+                        extra=record, **anchors)
+    path = write_collection(out, contents, clock=clock, overwrite=True)
+    log.info("rewrote %s against %d anchors -> %s", src, len(contents.anchor_set), path)
+    return path
+
+
+def _index_specs(col: StoredCollection, o: BuildOptions, given: set, dim: int) -> Tuple[Dict, Optional[Dict]]:
+    """(the relative index's spec, the dense index's or None): as built unless given."""
+    m, modality = col.manifest, col.modality
+    index_spec = parse_index_spec(o.index) if "index" in given else {
+        key: v for key, v in m["indexes"][f"{modality}_relative"].items() if key in ("backend", "dtype", "factory")}
+    if "dense_index" in given:
+        return index_spec, dense_spec(o.dense_index, len(col.item_ids), dim, o.max_memory, o.max_query_ms,
+                                      o.dense_rerank)
+    stored = m.get("dense_indexes", {}).get(f"{modality}_absolute")
+    return index_spec, None if stored is None else {key: v for key, v in stored.items()
+                                                    if key not in ("files", "tie_margin")}
+
+
+def _keep_labels(col: StoredCollection, o: BuildOptions, given: set, corpus: Optional[Dict]) -> bool:
+    """Whether the rewrite has label vectors: a reencode's when it made them, else the stored ones
+    unless ``labels`` was turned off; asking for them where none are stored is refused."""
+    if corpus is not None:
+        return corpus.get("labels") is not None
+    if "labels" in given and o.labels and col.item_labels is None:
+        raise InputError("expected a collection with label vectors for --labels, got one built without them: label "
+                         "vectors come from encoding the items, which reanchoring does not do; build it again")
+    return col.item_labels is not None and ("labels" not in given or o.labels is not False)
+
+
+def _encoded_anchors(anchor_set: AnchorSet, bank: Optional[AnchorSet], encoders: Dict, o: BuildOptions,
+                     item_vecs) -> Dict:
+    """The new anchors encoded (cached by content hash), their views merged and the budget applied as
+    a build applies them, and the background bank: the anchor fields of :class:`Contents`."""
+    modality = anchor_set.modality
     enc_kw = dict(cache_dir=o.cache_dir, batch_size=o.batch_size, show_progress_bar=o.show_progress_bar)
     log.info("encoding %d new anchor pairs (cached by content hash); the corpus is not encoded", len(anchor_set))
     a_med = encode_anchors(anchor_set, encoders[modality], modality, **enc_kw)
     a_txt = encode_anchors(anchor_set, encoders["text"], "text", **enc_kw)
     views = len(anchor_set)
     anchor_set, a_med, a_txt, style = prepare_views(anchor_set, a_med, a_txt)
-    selected = None
-    if o.n_anchors is not None and o.n_anchors < len(anchor_set):  # the budget, as a build applies it
-        pool, pool_hash = len(anchor_set), anchor_set.content_hash
-        keep = select(o.select, a_med, o.n_anchors, corpus=np.asarray(item_vecs))
-        anchor_set = AnchorSet([anchor_set.paths[i] for i in keep], [anchor_set.captions[i] for i in keep],
-                               source=anchor_set.source, modality=modality)
-        a_med, a_txt, views = a_med[keep], a_txt[keep], len(keep)
-        selected = {"pool": pool, "method": o.select, "seed": 0, "pool_content_hash": pool_hash}
-    background = None if bank is None else (bank, encode_anchors(bank, encoders[modality], modality, **enc_kw),
-                                            encode_anchors(bank, encoders["text"], "text", **enc_kw))
-    clock.lap("encode_anchors")
+    # the budget, as a build applies it (the pool's hash: the set after its views are merged)
+    anchor_set, a_med, a_txt, selected = apply_budget(anchor_set, a_med, a_txt, o, np.asarray(item_vecs),
+                                                      anchor_set.content_hash)
+    views = len(anchor_set) if selected else views
+    background = encode_bank(bank, encoders, modality, enc_kw)
+    return dict(anchor_set=anchor_set, anchor_vecs=(a_med, a_txt), style=style, anchor_views=views,
+                anchors_selected=selected, background=background)
 
-    # the corpus as the build read it: rows in stored order, captions and their embeddings
+
+def _stored_corpus(col: StoredCollection) -> Tuple[List[Dict], List[int], np.ndarray]:
+    """The corpus as the build read it: (rows in stored order with their hashes and metadata, the rows
+    with a caption, in item order as a fresh build lists them, those captions' stored embeddings)."""
     rows = [{"path": pth, "caption": cap, "label": lab}
             for pth, cap, lab in zip(col.items["path"], col.items["caption"], col.items["label"])]
-    table = col.sides[modality].meta
+    table = col.sides[col.modality].meta
     if HASH_COLUMN in table.column_names:  # how 'add' recognises files the collection already has
         for r, h in zip(rows, table.column(HASH_COLUMN).to_pylist()):
             r["sha256"] = h
@@ -197,30 +232,17 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     row_of = {int(i): r for r, i in enumerate(col.item_ids.tolist())}
     corpus_texts = [t for t, s in enumerate(col.texts["source"]) if s == "corpus"]
     captioned = [row_of[int(col.texts["item_id"][t])] for t in corpus_texts]
-    order = np.argsort(captioned, kind="stable")  # a fresh build lists corpus captions in item order
-    captioned = [captioned[i] for i in order]
+    order = np.argsort(captioned, kind="stable")
     text_abs = col.sides["text"].abs
     cap_vecs = (np.asarray(text_abs[np.asarray(corpus_texts)[order]], np.float32) if corpus_texts
                 else np.zeros((0, text_abs.shape[1]), np.float32))
-    if corpus is not None and corpus.get("cap_vecs") is not None:  # re-encoded, in item order like the build's
-        cap_vecs = corpus["cap_vecs"]
+    return rows, [captioned[i] for i in order], cap_vecs
 
-    labels = None
-    if keep_labels:
-        # a reencode's label settings are the new network's (the old collection may have had none)
-        lm = corpus["label_cfg"] if corpus is not None else m["labels"]
-        vecs = corpus["labels"] if corpus is not None else col.item_labels
-        labels = (np.asarray(vecs, np.float32), {"names": lm["names"], "count": lm["count"],
-                                                 "temperature": lm["temperature"], "weight": rec.label_weight})
-    enc_meta = {x: dict(e) for x, e in m["encoders"].items()}
-    enc_meta.update({x: {"spec": e.name, "dim": e.dim} for x, e in encoders.items()})
-    next_items = max(int(m.get("next_ids", {}).get("items", 0)), int(col.item_ids.max(initial=-1)) + 1)
-    contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, anchor_set=anchor_set,
-                        anchor_vecs=(a_med, a_txt), encoders=enc_meta, rec=rec, index_spec=index_spec, dspec=dspec,
-                        pivots=_pivots(col, encoders["text"]), style=style, anchor_views=views,
-                        anchors_selected=selected, background=background, labels=labels,
-                        corpus=m.get("corpus", {}).get("source", ""), skipped=m.get("skipped", []),
-                        ids=col.item_ids, next_item_id=next_items, skipped_total=m["counts"].get("skipped"), extra=record)
-    path = write_collection(out, contents, clock=clock, overwrite=True)
-    log.info("rewrote %s against %d anchors -> %s", src, len(anchor_set), path)
-    return path
+
+def _labels(col: StoredCollection, corpus: Optional[Dict], rec) -> Tuple[np.ndarray, Dict]:
+    """The label vectors and their settings: a reencode's are the new network's (the old collection
+    may have had none), with the recipe's weight."""
+    lm = corpus["label_cfg"] if corpus is not None else col.manifest["labels"]
+    vecs = corpus["labels"] if corpus is not None else col.item_labels
+    return np.asarray(vecs, np.float32), {"names": lm["names"], "count": lm["count"],
+                                          "temperature": lm["temperature"], "weight": rec.label_weight}

@@ -74,8 +74,6 @@ class Contents:
         return self.anchor_set.modality
 
 
-
-
 def items_table(ids, rows: List[Dict], rel, kind: str) -> pa.Table:
     """The items' rows; their embeddings go to a .npy file beside it (collection.write_vectors)."""
     cols = {"id": pa.array(np.asarray(ids, np.int64), pa.int64()),

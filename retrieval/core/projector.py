@@ -147,6 +147,8 @@ class RelativeProjector:
     2
     """
 
+    # Thirteen keywords on purpose: this is the flat form experiments sweep and format-6 manifests
+    # stored; the product composes steps (Recipe.chain) instead.
     def __init__(self, k: int = 64, p: float = 8.0, kind: str = "asif", center: bool = False,
                  select: str = "auto", device: str = "cpu", ef: int = 256, style=None, whiten: float = 0.0,
                  background: int = 0, background_weight: float = 1.0, background_k: Optional[int] = None):

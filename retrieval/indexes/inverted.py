@@ -40,7 +40,9 @@ INT32_MAX = np.iinfo(np.int32).max
 
 def _kernels():
     """The numba kernels (float32 weights, float16 weights), compiled on first use (a few seconds;
-    cached on disk afterwards)."""
+    cached on disk afterwards). Long because the kernels are defined inside it: importing numba and
+    compiling wait until an inverted index is first searched, and a machine without numba still
+    imports this module."""
     global _KERNELS
     if _KERNELS is None:
         try:
