@@ -75,6 +75,8 @@ def view_anchors(data, anchors, views: Tuple[str, ...], template: str = CAPTION,
 class EmojiTask:
     """One retrieval setting: anchors, queries, styles, direction, caption template, pooling."""
 
+    # Twelve parameters on purpose: each keyword is one axis the emoji suites vary (styles, direction,
+    # template, pooling, views, WCCN's lambda); every call site names only those it changes.
     def __init__(self, data, anchors, queries, *, anchor_style="noto", gallery_style="twemoji", direction="t2i",
                  template=CAPTION, pooled=False, views: Optional[Tuple[str, ...]] = None, lam: float = DEFAULT_LAMBDA,
                  normalise: bool = True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -41,44 +41,7 @@ Twemoji drawings would, every row but one centres its inputs on the mean of that
 (retrieval/api/classify.py); the row marked "the default before" does not. Classification also
 leaves a collection's whitening out unless a row says otherwise, and keeps its background bank
 (results/experiments/classify_validation.md).""")
-    from retrieval.build.options import BuildOptions
-    from retrieval.build.recipe import AnchorShape, recipe
-    from retrieval.core.projector import chain_spec
-
-    # (row name, the collection's projector specs (image, text), its whitening kept, anchors: "noto",
-    # "pooled" (Noto + Twemoji), "bank" or a tuple of view styles (merged, with WCCN), the embeddings to
-    # use). The defaults are what a build's recipe makes of these anchors; classification leaves their
-    # whitening out unless a row keeps it (retrieval/api/classify.py: Side.edited).
-    rec = recipe(AnchorShape(len(anchors), "image"), None, BuildOptions())
-    single = rec.spec()
-    configs = [("ASIF k=64 p=8, raw (baseline)", (chain_spec(k=64, p=8.0),) * 2, False, "noto", data),
-               (f"ASIF default without the background bank (k={rec.k} p={rec.p:g} centred; "
-                f"classification leaves the collection's whitening out)", (single,) * 2, False, "noto", data),
-               (f"ASIF default with the collection's whitening (lambda {rec.whiten:g}), without the bank",
-                (single,) * 2, True, "noto", data),
-               (f"ASIF default with the collection's whitening (lambda {rec.whiten:g}), without the bank, inputs "
-                f"centred on the anchors' mean (the default before)", (single,) * 2, True, "noto", data),
-               ("ASIF default without the bank, anchors pooled from both styles", (single,) * 2, False, "pooled", data)]
-    if bank is not None:  # the engine's emoji bank would hold the evaluated concepts: the picture sources' pairs
-        configs.insert(1, (f"**ASIF default** (k={rec.k} p={rec.p:g} centred, + background bank x "
-                           f"{rec.background_weight:g}: {bank[2]}, since the engine's emoji bank would hold the "
-                           f"evaluated concepts; no whitening)", (rec.spec(n_bank=len(bank[0])),) * 2, False, "bank",
-                           data))
-    views = recipe(AnchorShape(len(anchors), "image", has_views=True), None, BuildOptions())
-    views_specs = (views.spec(style=True), views.spec())
-    all_views = anchor_views(data, "twemoji")
-    # what a build does with an anchor table of views (the gallery's style never among them)
-    for vs in [vs for _, vs in fewer_views(all_views)] + [all_views]:
-        if len(vs) > 1 and all(v in data.images for v in vs):
-            configs.append((f"ASIF views default (k={views.k} p={views.p:g}), views "
-                            f"{' + '.join(vs)} (prototypes + WCCN)", views_specs, False, vs, data))
-    # the same with another image encoder (the opt-in pair), at the k, p its views section chose
-    for name, (d, kp) in (more or {}).items():
-        vs = anchor_views(d, "twemoji")
-        if len(vs) > 1:
-            pair = dict(k=kp["k"], p=kp["p"], center=views.center)
-            configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views {' + '.join(vs)}",
-                            (chain_spec(**pair, style=True), chain_spec(**pair)), False, vs, d))
+    configs = classifier_configs(data, anchors, more, bank)
     rows, gains = [], {}
     for level, truth in (("group", data.groups), ("subgroup", data.subgroups)):
         labels_all = sorted({str(x) for x in truth[evaluated]})
@@ -117,6 +80,48 @@ leaves a collection's whitening out unless a row says otherwise, and keeps its b
     out = {"rows": rows, "gains top-1": gains}
     report.data("summary.json", out)
     return out
+
+
+def classifier_configs(data, anchors, more: Optional[Dict] = None, bank=None) -> List[Tuple]:
+    """(row name, the collection's projector specs (image, text), its whitening kept, anchors: "noto",
+    "pooled" (Noto + Twemoji), "bank" or a tuple of view styles (merged, with WCCN), the embeddings to
+    use). The defaults are what a build's recipe makes of these anchors; classification leaves their
+    whitening out unless a row keeps it (retrieval/api/classify.py: Side.edited)."""
+    from retrieval.build.options import BuildOptions
+    from retrieval.build.recipe import AnchorShape, recipe
+    from retrieval.core.projector import chain_spec
+
+    rec = recipe(AnchorShape(len(anchors), "image"), None, BuildOptions())
+    single = rec.spec()
+    configs = [("ASIF k=64 p=8, raw (baseline)", (chain_spec(k=64, p=8.0),) * 2, False, "noto", data),
+               (f"ASIF default without the background bank (k={rec.k} p={rec.p:g} centred; "
+                f"classification leaves the collection's whitening out)", (single,) * 2, False, "noto", data),
+               (f"ASIF default with the collection's whitening (lambda {rec.whiten:g}), without the bank",
+                (single,) * 2, True, "noto", data),
+               (f"ASIF default with the collection's whitening (lambda {rec.whiten:g}), without the bank, inputs "
+                f"centred on the anchors' mean (the default before)", (single,) * 2, True, "noto", data),
+               ("ASIF default without the bank, anchors pooled from both styles", (single,) * 2, False, "pooled", data)]
+    if bank is not None:  # the engine's emoji bank would hold the evaluated concepts: the picture sources' pairs
+        configs.insert(1, (f"**ASIF default** (k={rec.k} p={rec.p:g} centred, + background bank x "
+                           f"{rec.background_weight:g}: {bank[2]}, since the engine's emoji bank would hold the "
+                           f"evaluated concepts; no whitening)", (rec.spec(n_bank=len(bank[0])),) * 2, False, "bank",
+                           data))
+    views = recipe(AnchorShape(len(anchors), "image", has_views=True), None, BuildOptions())
+    views_specs = (views.spec(style=True), views.spec())
+    all_views = anchor_views(data, "twemoji")
+    # what a build does with an anchor table of views (the gallery's style never among them)
+    for vs in [vs for _, vs in fewer_views(all_views)] + [all_views]:
+        if len(vs) > 1 and all(v in data.images for v in vs):
+            configs.append((f"ASIF views default (k={views.k} p={views.p:g}), views "
+                            f"{' + '.join(vs)} (prototypes + WCCN)", views_specs, False, vs, data))
+    # the same with another image encoder (the opt-in pair), at the k, p its views section chose
+    for name, (d, kp) in (more or {}).items():
+        vs = anchor_views(d, "twemoji")
+        if len(vs) > 1:
+            pair = dict(k=kp["k"], p=kp["p"], center=views.center)
+            configs.append((f"ASIF views, image encoder {name} (k={kp['k']} p={kp['p']:g}), views {' + '.join(vs)}",
+                            (chain_spec(**pair, style=True), chain_spec(**pair)), False, vs, d))
+    return configs
 
 
 def run(report: Report, ctx) -> Dict:

@@ -3,12 +3,10 @@ and baselines; the views section (anchors drawn several ways) and the held-out O
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from retrieval.build.background import DEFAULT_WEIGHT as BANK_WEIGHT
-from retrieval.build.options import DEFAULT_VIEWS_K
 from retrieval.core.metrics import retrieval_metrics
 from retrieval.datasets.emoji import SVG_STYLES
 from retrieval.evaluation import methods as M
@@ -36,20 +34,81 @@ from retrieval.evaluation.harness import (
 from retrieval.evaluation.report import Report
 
 
-def with_bank(task: EmojiTask, cfg: Dict, bank, weight: float, bank_k: int) -> Dict[str, float]:
-    """``task``'s metrics with a background bank ((texts, images)) appended as a build appends it: the
-    bank's images through the task's style normaliser, the bank a block of its own (k ``bank_k``)."""
+def engine_views_recipe(task: EmojiTask, encoder: str):
+    """What ``retrieval build`` makes of an anchor table with views for ``encoder``: the build's recipe."""
+    from retrieval.build.options import BuildOptions
+    from retrieval.build.recipe import AnchorShape, recipe
+
+    return recipe(AnchorShape(task.n_anchors, "image", has_views=True), encoder, BuildOptions())
+
+
+def with_bank(task: EmojiTask, rec, bank) -> Dict[str, float]:
+    """``task``'s metrics with the projectors ``rec`` (a build's recipe) makes with a background bank
+    ((texts, images)) as their bank block: the bank's images through the task's style normaliser, as a
+    build's are. The task's images are normalised already (harness.EmojiTask), so the chains start
+    from unit rows rather than the ``style`` step."""
     from retrieval.core.metrics import lexicographic
-    from retrieval.core.projector import RelativeProjector
+    from retrieval.core.projector import fit_projector
 
     bt, bi = bank
     bi = task.style.transform(bi) if task.style is not None else bi
     bq, bg = (bt, bi) if task.direction == "t2i" else (bi, bt)
-    kw = dict(k=cfg["k"], p=cfg["p"], center=cfg.get("center", True), background=len(bt), background_weight=weight,
-              background_k=bank_k)
-    pq_, pg = RelativeProjector(**kw).fit(np.vstack([task.aq, bq])), RelativeProjector(**kw).fit(np.vstack([task.ag, bg]))
+    spec = rec.spec(n_bank=len(bt))
+    pq_, pg = fit_projector(spec, task.aq, bank=bq), fit_projector(spec, task.ag, bank=bg)
     scores = lexicographic((pq_.transform(task.q) @ pg.transform(task.g).T).toarray(), pq_.dense(task.q) @ pg.dense(task.g).T)
     return retrieval_metrics(scores, np.arange(len(task.q)))
+
+
+def choices(report: Report, data, s) -> Tuple[Dict, Dict, Dict, Dict]:
+    """(raw, centred, pooled, engine default without views) configurations chosen on the validation
+    folds of the anchor concepts, and their table."""
+    val = [EmojiTask(data, a, q) for a, q in s["folds"]]
+    val_pooled = [EmojiTask(data, a, q, pooled=True) for a, q in s["folds"]]
+    chosen_raw, val_rm = choose(val, center=False)
+    chosen, val_m = choose(val, center=True)
+    chosen_pooled, val_pm = choose(val_pooled, center=True)
+    # The engine's default must serve both regimes: validation queries against anchors that exclude
+    # them (unseen) and against all anchor-half concepts, theirs included in the other style (seen).
+    val_seen = [EmojiTask(data, s["anchor"], q) for _, q in s["folds"]]
+    chosen_default, val_dm = choose(val + val_seen, center="both")
+    report.table(f"Configurations chosen by {FOLDS}-fold validation on the anchor concepts "
+                 "(text -> image, Noto anchors -> Twemoji; grid k in " + str(KS) + ", p in " + str(PS) + ")",
+                 ["setting", "k", "p", "centred", "mean val R@1", "mean val R@10"],
+                 [["ASIF, raw", chosen_raw["k"], chosen_raw["p"], False, val_rm["R@1"], val_rm["R@10"]],
+                  ["ASIF, centred", chosen["k"], chosen["p"], True, val_m["R@1"], val_m["R@10"]],
+                  ["ASIF, centred, pooled styles", chosen_pooled["k"], chosen_pooled["p"], True, val_pm["R@1"],
+                   val_pm["R@10"]],
+                  ["engine default without views: seen + unseen validation", chosen_default["k"], chosen_default["p"],
+                   chosen_default["center"], val_dm["R@1"], val_dm["R@10"]]])
+    return chosen_raw, chosen, chosen_pooled, chosen_default
+
+
+def method_rows(task: EmojiTask, pooled_task: Optional[EmojiTask], chosen_raw: Dict, chosen: Dict,
+                chosen_pooled: Dict, chosen_default: Dict) -> List:
+    """Every method's row on one task, at the configurations chosen on validation."""
+    rows = [row("chance", chance(len(task.q))),
+            row("ASIF k=64 p=8, primary only (the pre-project baseline)", task.evaluate(M.asif, k=64, p=8, engine=False)),
+            row("ASIF k=64 p=8", task.evaluate(M.asif, k=64, p=8)),
+            row(f"ASIF raw, val-chosen k={chosen_raw['k']} p={chosen_raw['p']:g}", task.evaluate(M.asif, **chosen_raw)),
+            row("dense cosine relative (Moschella)", task.evaluate(M.cosine_relative)),
+            row("dense cosine relative, centred", task.evaluate(M.cosine_relative, center=True)),
+            row("translation: orthogonal (Procrustes)", task.evaluate(M.translate, method="orthogonal")),
+            row("translation: linear", task.evaluate(M.translate, method="linear")),
+            row("translation: affine", task.evaluate(M.translate, method="affine")),
+            row(f"ASIF centred, k={chosen['k']} p={chosen['p']:g}", task.evaluate(M.asif, **chosen)),
+            row(f"ASIF engine default without views, k={chosen_default['k']} p={chosen_default['p']:g} "
+                f"centred={chosen_default['center']}", task.evaluate(M.asif, **chosen_default)),
+            row("ASIF centred + CSLS", task.evaluate(M.csls, **chosen)),
+            row("product of invariances, dense (cosine, L2, L1, Linf)", task.evaluate(M.product_of_invariances)),
+            row(f"product of invariances, ASIF k={chosen_default['k']} p={chosen_default['p']:g}",
+                task.evaluate(M.asif_product_of_invariances, k=chosen_default["k"], p=chosen_default["p"])),
+            row("fusion (RRF): default without views + Procrustes (the planner's fusion route)",
+                retrieval_metrics(M.rrf(M.asif(task.aq, task.ag, task.q, task.g, **chosen_default),
+                                        M.translate(task.aq, task.ag, task.q, task.g)), np.arange(len(task.q))))]
+    if pooled_task is not None:
+        rows.append(row(f"ASIF centred, anchors pooled from both styles, k={chosen_pooled['k']} p={chosen_pooled['p']:g}",
+                        pooled_task.evaluate(M.asif, **chosen_pooled)))
+    return rows
 
 
 def emoji_xstyle(report: Report, data, more: Optional[Dict] = None, bank=None) -> Dict:
@@ -70,50 +129,7 @@ dense relative cosine) unless marked "primary only". The tables up to the views 
 image encoder the project started with (`efficientnet-lite0`) and one drawing style as anchors; the
 engine's current default is measured in the views section.""")
 
-    val = [EmojiTask(data, a, q) for a, q in s["folds"]]
-    val_pooled = [EmojiTask(data, a, q, pooled=True) for a, q in s["folds"]]
-    chosen_raw, val_rm = choose(val, center=False)
-    chosen, val_m = choose(val, center=True)
-    chosen_pooled, val_pm = choose(val_pooled, center=True)
-    # The engine's default must serve both regimes: validation queries against anchors that exclude
-    # them (unseen) and against all anchor-half concepts, theirs included in the other style (seen).
-    val_seen = [EmojiTask(data, s["anchor"], q) for _, q in s["folds"]]
-    chosen_default, val_dm = choose(val + val_seen, center="both")
-    report.table(f"Configurations chosen by {FOLDS}-fold validation on the anchor concepts "
-                 "(text -> image, Noto anchors -> Twemoji; grid k in " + str(KS) + ", p in " + str(PS) + ")",
-                 ["setting", "k", "p", "centred", "mean val R@1", "mean val R@10"],
-                 [["ASIF, raw", chosen_raw["k"], chosen_raw["p"], False, val_rm["R@1"], val_rm["R@10"]],
-                  ["ASIF, centred", chosen["k"], chosen["p"], True, val_m["R@1"], val_m["R@10"]],
-                  ["ASIF, centred, pooled styles", chosen_pooled["k"], chosen_pooled["p"], True, val_pm["R@1"],
-                   val_pm["R@10"]],
-                  ["engine default without views: seen + unseen validation", chosen_default["k"], chosen_default["p"],
-                   chosen_default["center"], val_dm["R@1"], val_dm["R@10"]]])
-
-    def method_rows(task: EmojiTask, pooled_task: Optional[EmojiTask]):
-        rows = [row("chance", chance(len(task.q))),
-                row("ASIF k=64 p=8, primary only (the pre-project baseline)", task.evaluate(M.asif, k=64, p=8, engine=False)),
-                row("ASIF k=64 p=8", task.evaluate(M.asif, k=64, p=8)),
-                row(f"ASIF raw, val-chosen k={chosen_raw['k']} p={chosen_raw['p']:g}", task.evaluate(M.asif, **chosen_raw)),
-                row("dense cosine relative (Moschella)", task.evaluate(M.cosine_relative)),
-                row("dense cosine relative, centred", task.evaluate(M.cosine_relative, center=True)),
-                row("translation: orthogonal (Procrustes)", task.evaluate(M.translate, method="orthogonal")),
-                row("translation: linear", task.evaluate(M.translate, method="linear")),
-                row("translation: affine", task.evaluate(M.translate, method="affine")),
-                row(f"ASIF centred, k={chosen['k']} p={chosen['p']:g}", task.evaluate(M.asif, **chosen)),
-                row(f"ASIF engine default without views, k={chosen_default['k']} p={chosen_default['p']:g} "
-                    f"centred={chosen_default['center']}", task.evaluate(M.asif, **chosen_default)),
-                row("ASIF centred + CSLS", task.evaluate(M.csls, **chosen)),
-                row("product of invariances, dense (cosine, L2, L1, Linf)", task.evaluate(M.product_of_invariances)),
-                row(f"product of invariances, ASIF k={chosen_default['k']} p={chosen_default['p']:g}",
-                    task.evaluate(M.asif_product_of_invariances, k=chosen_default["k"], p=chosen_default["p"])),
-                row("fusion (RRF): default without views + Procrustes (the planner's fusion route)",
-                    retrieval_metrics(M.rrf(M.asif(task.aq, task.ag, task.q, task.g, **chosen_default),
-                                            M.translate(task.aq, task.ag, task.q, task.g)), np.arange(len(task.q))))]
-        if pooled_task is not None:
-            rows.append(row(f"ASIF centred, anchors pooled from both styles, k={chosen_pooled['k']} p={chosen_pooled['p']:g}",
-                            pooled_task.evaluate(M.asif, **chosen_pooled)))
-        return rows
-
+    chosen_raw, chosen, chosen_pooled, chosen_default = choices(report, data, s)
     headline = {}
     for a_style, g_style in (("noto", "twemoji"), ("twemoji", "noto")):
         for direction, label in (("t2i", "text -> image"), ("i2t", "image -> text")):
@@ -121,7 +137,7 @@ engine's current default is measured in the views section.""")
                 task = EmojiTask(data, anchors, s["query"], anchor_style=a_style, gallery_style=g_style, direction=direction)
                 pooled = (EmojiTask(data, anchors, s["query"], anchor_style=a_style, gallery_style=g_style,
                                     direction=direction, pooled=True) if regime == "unseen" else None)
-                rows = method_rows(task, pooled)
+                rows = method_rows(task, pooled, chosen_raw, chosen, chosen_pooled, chosen_default)
                 report.table(f"{label}, {regime}: anchors {a_style}, gallery {g_style}", ["method"] + METRIC_COLS, rows)
                 headline[(a_style, direction, regime)] = rows
 
@@ -131,7 +147,14 @@ engine's current default is measured in the views section.""")
     else:
         report.text("The held-out third style (OpenMoji) was not available in this run (needs npm and cairosvg).")
 
-    # Sweeps on the test split (reported for the curve's shape; nothing below is used to choose).
+    sweeps(report, data, s, chosen)
+    anchor_counts(report, data, s, chosen)
+    templates(report, data, s, chosen)
+    return {"chosen": chosen, "chosen_pooled": chosen_pooled, "chosen_default": chosen_default, "headline": headline}
+
+
+def sweeps(report: Report, data, s, chosen: Dict) -> None:
+    """k and p swept on the test split: reported for the curves' shape; nothing here is used to choose."""
     task = EmojiTask(data, s["anchor"], s["query"])
     ks = [k for k in KS if k <= task.n_anchors]
     report.plot("k_sweep.png", "R@10 vs k (unseen, text->image, Noto->Twemoji, centred)", "k", "R@10",
@@ -140,6 +163,11 @@ engine's current default is measured in the views section.""")
     report.plot("p_sweep.png", f"R@10 vs p (unseen, text->image, k={chosen['k']}, centred)", "p", "R@10",
                 {"ASIF": (list(PS), [task.evaluate(M.asif, k=chosen["k"], p=p, center=True)["R@10"] for p in PS])},
                 logx=True, hline=10 / len(task.q))
+
+
+def anchor_counts(report: Report, data, s, chosen: Dict) -> None:
+    """R@10 against the number of anchors kept, chosen at random, by farthest point or by k-means."""
+    task = EmojiTask(data, s["anchor"], s["query"])
     sizes = [n for n in (25, 50, 100, 200, 400) if n < len(s["anchor"])] + [len(s["anchor"])]
     pool_img = data.images["noto"][s["anchor"]]
     series = {}
@@ -164,7 +192,9 @@ engine's current default is measured in the views section.""")
     report.table("Anchor count and selection (unseen, text -> image, Noto -> Twemoji, R@10)",
                  ["anchors"] + list(series), [[n] + [series[k][1][i] for k in series] for i, n in enumerate(sizes)])
 
-    # Prompt templates, chosen on validation, reported on test.
+
+def templates(report: Report, data, s, chosen: Dict) -> None:
+    """Caption templates, chosen on validation, reported on test."""
     rows = []
     for t in TEMPLATES:
         v = np.mean([EmojiTask(data, a, q, template=t).evaluate(M.asif, **chosen)["R@10"] for a, q in s["folds"]])
@@ -172,7 +202,6 @@ engine's current default is measured in the views section.""")
         rows.append([f'"{t}"', float(v), te["R@1"], te["R@10"]])
     report.table("Caption template (same template for anchor captions and queries; centred ASIF)",
                  ["template", "mean val R@10", "test R@1", "test R@10"], rows)
-    return {"chosen": chosen, "chosen_pooled": chosen_pooled, "chosen_default": chosen_default, "headline": headline}
 
 
 LAMBDAS = (0.3, 1.0, 3.0)
@@ -206,9 +235,15 @@ DEFAULT_VIEWS_P), and k=256 p=4 without; with views a build also appends its bac
 (retrieval/build/background.py: every Noto emoji, which would hold the query concepts here, so the row
 marked *engine default* uses the three picture sources' pairs of `retrieval eval --suite pictures`
 instead). These rows leave the label bridge out (route relative).""")
+    chosen = views_choices(report, datas, s, by_gallery["twemoji"], chosen_default)
+    views_tables(report, datas, s, by_gallery, chosen, chosen_default, headline, bank)
+
+
+def views_choices(report: Report, datas: Dict, s, views, chosen_default: Dict) -> Dict:
+    """(encoder, setting) -> the k, p chosen on the seen + unseen validation folds for each views
+    setting, with their table, and lambda's on the unseen folds."""
     chosen = {}
     choice_rows = []
-    views = by_gallery["twemoji"]
     settings = [(n, vs, True) for n, vs in fewer_views(views)] + [("proto", views, False), ("wccn", views, True)]
     for enc, data in datas.items():
         # one style (Noto) as anchors, no views: what a build without a concept column uses
@@ -243,6 +278,13 @@ instead). These rows leave the label bridge out (route relative).""")
         lam_rows.append([lam, float(np.mean([m["R@1"] for m in ms])), float(np.mean([m["R@10"] for m in ms]))])
     report.table(f"WCCN regulariser lambda (validation, unseen folds, {enc})", ["lambda", "mean val R@1", "mean val R@10"],
                  lam_rows)
+    return chosen
+
+
+def views_tables(report: Report, datas: Dict, s, by_gallery: Dict, chosen: Dict, chosen_default: Dict,
+                 headline: Dict, bank=None) -> None:
+    """The test tables of the views section, at the configurations chosen on validation; with a bank,
+    the engine default (the build's recipe for views) as a row of its own."""
     for g_style, views in by_gallery.items():
         directions = (("t2i", "text -> image"), ("i2t", "image -> text")) if g_style == "twemoji" else (("t2i", "text -> image"),)
         for direction, label in directions:
@@ -266,10 +308,11 @@ instead). These rows leave the label bridge out (route relative).""")
                             rows.append(row(f"{enc}: views {' + '.join(vs)}, WCCN, Procrustes translation",
                                             t.evaluate(M.translate)))
                         if key == "wccn" and enc == MULTI and bank is not None:  # the engine default with views
-                            rows.append(row(f"**{enc}: views {' + '.join(vs)}, prototypes + WCCN, k={c['k']} "
-                                            f"p={c['p']:g} + background bank x {BANK_WEIGHT:g} (engine default; bank: "
-                                            f"{bank[2]}, k={min(DEFAULT_VIEWS_K, len(bank[0]))})**",
-                                            with_bank(t, c, bank[:2], BANK_WEIGHT, min(DEFAULT_VIEWS_K, len(bank[0])))))
+                            rec = engine_views_recipe(t, enc)
+                            rows.append(row(f"**{enc}: views {' + '.join(vs)}, prototypes + WCCN, k={rec.k} "
+                                            f"p={rec.p:g} + background bank x {rec.background_weight:g} (engine "
+                                            f"default; bank: {bank[2]}, k={min(rec.bank_k, len(bank[0]))})**",
+                                            with_bank(t, rec, bank[:2])))
                 report.table(f"{label}, {regime}: views {' + '.join(views)}, gallery {g_style}",
                              ["method"] + METRIC_COLS, [row("chance", chance(len(t.q)))] + rows)
                 headline[("views", g_style, direction, regime)] = rows

@@ -41,22 +41,17 @@ def halves(words, salt: str, splits: Optional[int] = None) -> List[Tuple[np.ndar
     return parts
 
 
-def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
-    """Text <-> audio over named sounds, by repeated two-fold splits: SPLITS times the sounds are cut
-    in halves by a stable hash of their words (twins share a half) and each half's sounds are queries
-    against anchors from the other. Metrics are averaged over every split and half, each query's R@10
-    term over the splits (the paired interval's unit). Returns {"routes": direction -> R@10 per planner
-    route, "tables": the rows, "hits": each query's R@10 term per method, "queries": n, "per split":
-    each split's R@10 per route and plain ASIF}. ``bank``:
-    (caption vectors, audio vectors, what it is) of a sound bank from another package, or None."""
-    from retrieval.build.options import DEFAULT_K, DEFAULT_WHITEN
+class Folds:
+    """The repeated two-fold splits of a sound set (:func:`halves`): each half's sounds are queries
+    against anchors from the other, twins masked."""
 
-    n = len(snd.names)
-    parts = halves(snd.words, salt)
+    def __init__(self, snd, salt: str):
+        self.snd, self.parts, self.n = snd, halves(snd.words, salt), len(snd.names)
 
-    def fold_scores(direction: str, fn, **kw):
-        mats = []
-        for anc, gal in parts:
+    def scores(self, direction: str, fn, **kw) -> List[np.ndarray]:
+        """Each half's score matrix by ``fn(aq, ag, q, g, **kw)``, ``k`` capped at the half's anchors."""
+        snd, mats = self.snd, []
+        for anc, gal in self.parts:
             if direction == "t2a":
                 aq, ag, q, g = snd.captions[anc], snd.audio[anc], snd.captions[gal], snd.audio[gal]
             else:
@@ -65,49 +60,34 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
             mats.append(mask_twins(sc, snd.words[gal], snd.words[gal], np.arange(len(gal))))
         return mats
 
-    def fold_metrics(mats) -> Dict[str, float]:
+    @staticmethod
+    def metrics(mats) -> Dict[str, float]:
         ms = [retrieval_metrics(m, np.arange(len(m))) for m in mats]
         w = np.array([len(m) for m in mats], float)
         return {key: float(np.average([x[key] for x in ms], weights=w)) for key in ms[0]}
 
-    def fold_hits(mats) -> np.ndarray:  # each query's R@10 term, averaged over the splits
-        h = np.zeros(n)
-        for (_, gal), m in zip(parts, mats):
+    def hits(self, mats) -> np.ndarray:
+        """Each query's R@10 term, averaged over the splits."""
+        h = np.zeros(self.n)
+        for (_, gal), m in zip(self.parts, mats):
             h[gal] += query_recall(m, np.arange(len(m)), 10)
         return h / SPLITS
 
-    rec = engine_recipe()
-    # whitening named only when the recipe turns it on for sounds (it does not: measured below)
-    asif_kw = dict(k=rec.k, p=rec.p, center=rec.center, **({"whiten": rec.whiten} if rec.whiten else {}))
-    k_def = f"min({DEFAULT_K}, anchors)"
 
+def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
+    """Text <-> audio over named sounds, by repeated two-fold splits: SPLITS times the sounds are cut
+    in halves by a stable hash of their words (twins share a half) and each half's sounds are queries
+    against anchors from the other. Metrics are averaged over every split and half, each query's R@10
+    term over the splits (the paired interval's unit). Returns {"routes": direction -> R@10 per planner
+    route, "tables": the rows, "hits": each query's R@10 term per method, "queries": n, "per split":
+    each split's R@10 per route and plain ASIF}. ``bank``:
+    (caption vectors, audio vectors, what it is) of a sound bank from another package, or None."""
+    folds = Folds(snd, salt)
     routes, tables, hits, spread = {}, {}, {}, {}
     for direction, label in (("t2a", "text -> audio"), ("a2t", "audio -> text")):
-        rel = fold_scores(direction, M.asif, **asif_kw)
-        tr = fold_scores(direction, M.translate, method="orthogonal")
-        fused = [M.rrf(a, b) for a, b in zip(rel, tr)]
-        plain = fold_scores(direction, M.asif, k=64, p=8.0, center=False)
-        hits[label] = {"plain": fold_hits(plain), "relative": fold_hits(rel), "translation": fold_hits(tr),
-                       "fusion": fold_hits(fused)}
-        csa_cfgs, nnn_cfgs = [], []
-        csa = fold_scores(direction, _chosen(M.csa, CSA_GRID, csa_cfgs, salt))
-        nnn = fold_scores(direction, _chosen(M.asif_nnn, NNN_GRID, nnn_cfgs, salt, **asif_kw))
-        rows = [row("chance", fold_metrics([np.zeros_like(m) for m in rel])),
-                row(f"relative: ASIF engine default (k={k_def})", fold_metrics(rel)),
-                row("plain ASIF k=64 p=8, no centring (baseline)", fold_metrics(plain)),
-                row(f"ASIF default + shrinkage whitening (lambda {DEFAULT_WHITEN:g}; not the sound default)",
-                    fold_metrics(fold_scores(direction, M.asif, **dict(asif_kw, whiten=DEFAULT_WHITEN)))),
-                row("ASIF k=16 p=4 centred", fold_metrics(fold_scores(direction, M.asif, k=16, p=4.0, center=True))),
-                row("dense cosine relative, centred", fold_metrics(fold_scores(direction, M.cosine_relative, center=True))),
-                row("translation: orthogonal (Procrustes)", fold_metrics(tr)),
-                row("translation: affine", fold_metrics(fold_scores(direction, M.translate, method="affine"))),
-                row("fusion (RRF) of relative + Procrustes", fold_metrics(fused)),
-                row(f"CSA: regularised CCA, correlation-weighted cosine (chosen on validation: {_cfgs(csa_cfgs)})",
-                    fold_metrics(csa)),
-                row("relative + NNN hubness correction, reference bank the anchors' own side "
-                    f"(chosen on validation: {_cfgs(nnn_cfgs)})", fold_metrics(nnn))]
-        if bank is not None:  # measured, not the default (docs/research: a sound bank)
-            rows += bank_rows(direction, bank, fold_scores, fold_metrics, asif_kw)
+        rows, mats = direction_rows(folds, direction, salt, bank)
+        n = folds.n
+        hits[label] = {name: folds.hits(m) for name, m in mats.items()}
         report.table(f"{label}: each half's {n // 2}-odd queries against anchors from the other, {SPLITS} "
                      f"random two-fold splits averaged ({n} queries)", ["method"] + METRIC_COLS, rows,
                      note="CSA's regulariser, width and weighting and NNN's strength are chosen per test half by "
@@ -116,12 +96,48 @@ def text_audio(report: Report, snd, *, salt: str, bank=None) -> Dict:
         routes[label] = {"relative": rows[1][3], "translation": rows[6][3], "fusion": rows[8][3]}
         tables[label] = [dict(zip(["method"] + METRIC_COLS, r)) for r in rows]
         # how much the split alone moves a figure: each split's R@10, both its halves pooled
-        spread[label] = {name: [fold_metrics(m[2 * r:2 * r + 2])["R@10"] for r in range(SPLITS)]
-                         for name, m in (("plain", plain), ("relative", rel), ("translation", tr), ("fusion", fused))}
+        spread[label] = {name: [folds.metrics(m[2 * r:2 * r + 2])["R@10"] for r in range(SPLITS)]
+                         for name, m in (("plain", mats["plain"]), ("relative", mats["relative"]),
+                                         ("translation", mats["translation"]), ("fusion", mats["fusion"]))}
         report.text(f"Each split's R@10 ({label}): " + "; ".join(
             f"{name} " + " ".join(f"{v:.3f}" for v in vals) + f" (range {max(vals) - min(vals):.3f})"
             for name, vals in spread[label].items()) + ".")
-    return {"routes": routes, "tables": tables, "hits": hits, "queries": n, "per split": spread}
+    return {"routes": routes, "tables": tables, "hits": hits, "queries": folds.n, "per split": spread}
+
+
+def direction_rows(folds: Folds, direction: str, salt: str, bank=None) -> Tuple[List, Dict[str, List[np.ndarray]]]:
+    """(every method's row in one direction, the score matrices of the baseline and the planner's
+    routes). Rows 1, 6 and 8 are the routes' (relative, translation, fusion)."""
+    from retrieval.build.options import DEFAULT_K, DEFAULT_WHITEN
+
+    rec = engine_recipe()
+    # whitening named only when the recipe turns it on for sounds (it does not: measured below)
+    asif_kw = dict(k=rec.k, p=rec.p, center=rec.center, **({"whiten": rec.whiten} if rec.whiten else {}))
+    score, metrics = folds.scores, folds.metrics
+    rel = score(direction, M.asif, **asif_kw)
+    tr = score(direction, M.translate, method="orthogonal")
+    fused = [M.rrf(a, b) for a, b in zip(rel, tr)]
+    plain = score(direction, M.asif, k=64, p=8.0, center=False)
+    csa_cfgs, nnn_cfgs = [], []
+    csa = score(direction, _chosen(M.csa, CSA_GRID, csa_cfgs, salt))
+    nnn = score(direction, _chosen(M.asif_nnn, NNN_GRID, nnn_cfgs, salt, **asif_kw))
+    rows = [row("chance", metrics([np.zeros_like(m) for m in rel])),
+            row(f"relative: ASIF engine default (k=min({DEFAULT_K}, anchors))", metrics(rel)),
+            row("plain ASIF k=64 p=8, no centring (baseline)", metrics(plain)),
+            row(f"ASIF default + shrinkage whitening (lambda {DEFAULT_WHITEN:g}; not the sound default)",
+                metrics(score(direction, M.asif, **dict(asif_kw, whiten=DEFAULT_WHITEN)))),
+            row("ASIF k=16 p=4 centred", metrics(score(direction, M.asif, k=16, p=4.0, center=True))),
+            row("dense cosine relative, centred", metrics(score(direction, M.cosine_relative, center=True))),
+            row("translation: orthogonal (Procrustes)", metrics(tr)),
+            row("translation: affine", metrics(score(direction, M.translate, method="affine"))),
+            row("fusion (RRF) of relative + Procrustes", metrics(fused)),
+            row(f"CSA: regularised CCA, correlation-weighted cosine (chosen on validation: {_cfgs(csa_cfgs)})",
+                metrics(csa)),
+            row("relative + NNN hubness correction, reference bank the anchors' own side "
+                f"(chosen on validation: {_cfgs(nnn_cfgs)})", metrics(nnn))]
+    if bank is not None:  # measured, not the default (docs/research: a sound bank)
+        rows += bank_rows(direction, bank, score, metrics, asif_kw)
+    return rows, {"plain": plain, "relative": rel, "translation": tr, "fusion": fused}
 
 
 SPLITS = 5     # repeated two-fold splits of a sound suite (each a new stable hash of the words)
@@ -194,8 +210,6 @@ def sounds(report: Report, snd, emoji_data, bank=None) -> Dict:
     """Text <-> audio over named sounds (:func:`text_audio`); audio -> emoji images through the pivot route.
     ``bank``: (caption vectors, audio vectors, what it is) of a sound bank from another package, or None."""
     from retrieval.build.options import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P
-    from retrieval.core.projector import RelativeProjector, pivot
-    from retrieval.datasets.sounds import EMOJI_OF
 
     n = len(snd.names)
     report.text(f"""
@@ -208,8 +222,24 @@ splits, and the gains carry a paired-bootstrap interval over the {n} queries. Ev
 p = {DEFAULT_P:g}, centred = {DEFAULT_CENTER}) chosen on the picture suites. A second domain of
 named sounds, General MIDI's, is `retrieval eval --suite instruments`.""")
     measured = text_audio(report, snd, salt="sounds:", bank=bank)
+    rows = pivot_section(report, snd, emoji_data)
+    out = dict(route_table(report, "instruments", measured), pivot=rows)
+    report.data("summary.json", out)
+    return out
 
-    # ---- B. audio -> image through the pivot ------------------------------------------------------
+
+def pivot_section(report: Report, snd, emoji_data) -> List:
+    """Audio -> emoji images through the pivot route (leave one sound out), with oracle rows that
+    bound it; checks planner.PIVOT_HOP against what the audio hop keeps here."""
+    from retrieval.build.options import DEFAULT_CENTER, DEFAULT_K, DEFAULT_P, BuildOptions
+    from retrieval.build.recipe import AnchorShape, recipe
+    from retrieval.core.projector import fit_projector, pivot
+    from retrieval.datasets.sounds import EMOJI_OF
+
+    n = len(snd.names)
+    # the audio hop: an image collection's audio pivot set, from the build's recipe
+    rec = recipe(AnchorShape(1 << 20, "image"), None, BuildOptions())
+
     names = list(emoji_data.names)
     queries = [i for i, nm in enumerate(snd.names) if nm in EMOJI_OF and EMOJI_OF[nm] in names]
     targets = np.array([names.index(EMOJI_OF[snd.names[i]]) for i in queries])
@@ -235,10 +265,9 @@ removed too, so neither hop has seen the answer.""")
             if regime == "unseen":
                 keep_snd &= concept_of != t
                 keep_img[t] = False
-            if mode in ("soft", "soft raw"):
-                proj = RelativeProjector(k=min(DEFAULT_K, int(keep_snd.sum())), p=DEFAULT_P, center=DEFAULT_CENTER)
-                text_q = pivot(proj.fit(snd.audio[keep_snd]), snd.captions[keep_snd], snd.audio[qi:qi + 1],
-                               center=mode == "soft")
+            if mode in ("soft", "soft raw"):  # a pivot set's projector, as a build makes it
+                proj = fit_projector(rec.pivot_spec(int(keep_snd.sum())), snd.audio[keep_snd])
+                text_q = pivot(proj, snd.captions[keep_snd], snd.audio[qi:qi + 1], center=mode == "soft")
             elif mode == "nearest":
                 cand = np.flatnonzero(keep_snd)
                 text_q = snd.captions[cand[np.argmax(snd.audio[cand] @ snd.audio[qi])]][None, :]
@@ -246,6 +275,8 @@ removed too, so neither hop has seen the answer.""")
                 text_q = snd.captions[qi:qi + 1]
             else:  # the emoji's own caption: the image hop alone
                 text_q = T[t:t + 1]
+            # the image hop: centred ASIF at the engine's plain k and p, alike in every row, since what
+            # is measured (and PIVOT_HOP) is the audio hop's share of what the image hop achieves
             k_img = min(DEFAULT_K, int(keep_img.sum()))
             out[r] = M.asif(T[keep_img], In[keep_img], text_q, It, k=k_img, p=DEFAULT_P, center=DEFAULT_CENTER)[0]
         return out
@@ -277,9 +308,7 @@ the image hop alone achieves from the emoji's own caption. The planner's EXPLAIN
 as `PIVOT_HOP` x its continuation's estimate, with `PIVOT_HOP` = {PIVOT_HOP:.2f}
 ({'matches this measurement' if abs(PIVOT_HOP - round(hop, 2)) < 0.006 else 'STALE: update planner.PIVOT_HOP'}).""")
 
-    out = dict(route_table(report, "instruments", measured), pivot=rows)
-    report.data("summary.json", out)
-    return out
+    return rows
 
 
 def engine_recipe():
