@@ -40,6 +40,9 @@ class AnchorSet:
     # concepts[i] names what row i shows; rows sharing a concept are views of one anchor, merged at
     # build time (retrieval/core/style.py). None, or no concept repeated: every row is its own anchor.
     concepts: Optional[List[str]] = None
+    # Embeddings brought with the table (retrieval/encoders/vectors.py): modality -> (n, d) rows, for a
+    # side whose encoder is vectors:NAME. A set with its media side's vectors needs no files.
+    vectors: Optional[Dict[str, np.ndarray]] = None
 
     def __post_init__(self):
         if self.modality not in ("image", "audio"):
@@ -54,7 +57,12 @@ class AnchorSet:
             shown = ", ".join(f"row {i} ({Path(self.paths[i]).name})" for i in empty[:5])
             raise InputError(f"expected a non-empty caption for every anchor, got {len(empty)} empty: {shown}"
                              f"{' …' if len(empty) > 5 else ''}")
-        missing = [p for p in self.paths if not os.path.isfile(p)]
+        if self.vectors:
+            from retrieval.encoders.vectors import check_vectors
+
+            self.vectors = {m: check_vectors(v, what=f"{m} vectors of {self.source or 'the anchor set'}")
+                            for m, v in self.vectors.items()}
+        missing = [] if self.modality in (self.vectors or {}) else [p for p in self.paths if not os.path.isfile(p)]
         if missing:
             raise InputError(f"expected every anchor {self.modality} file to exist, got {len(missing)} missing, "
                              f"e.g. {missing[0]!r}")
@@ -80,12 +88,25 @@ class AnchorSet:
         # Content, not paths: moving the folder keeps the cache; editing a caption or a pixel does not.
         # Image sets keep the original prefix so caches and manifests written before audio stay valid.
         h = hashlib.sha256(b"anchors-v1\n" if self.modality == "image" else f"anchors-v1-{self.modality}\n".encode())
+        brought = self.vectors or {}
         for i, (img, cap) in enumerate(zip(self.paths, self.captions)):
-            h.update(sha256_file(img).encode())
+            if self.modality in brought:  # the vectors are the content (and only sets with them hash so)
+                h.update(b"vector\t" + hashlib.sha256(brought[self.modality][i].tobytes()).hexdigest().encode())
+            else:
+                h.update(sha256_file(img).encode())
+            if "text" in brought:
+                h.update(b"text-vector\t" + hashlib.sha256(brought["text"][i].tobytes()).hexdigest().encode())
             h.update(b"\t" + cap.strip().encode("utf-8") + b"\n")
             if self.concepts is not None:  # only sets with views: older hashes stay valid
                 h.update(b"concept\t" + str(self.concepts[i]).encode("utf-8") + b"\n")
         return h.hexdigest()
+
+    def subset(self, rows, *, content_hash: str = "") -> "AnchorSet":
+        """The set of ``rows`` (in that order), its brought vectors with them."""
+        rows = list(rows)
+        return AnchorSet([self.paths[i] for i in rows], [self.captions[i] for i in rows], source=self.source,
+                         content_hash=content_hash, modality=self.modality,
+                         vectors={m: v[rows] for m, v in self.vectors.items()} if self.vectors else None)
 
     @property
     def n_anchors(self) -> int:
@@ -106,8 +127,10 @@ def load_anchor_set(path, modality: Optional[str] = None) -> AnchorSet:
     """
     modality, rows = rows_from(path, caption_required=True, what="anchor", modality=modality)
     concepts = [r.get("concept") for r in rows]
+    brought = rows[0].get("vectors", {}) if rows else {}
+    vectors = {m: [r["vectors"][m] for r in rows] for m in brought} if brought else None
     return AnchorSet([r["path"] for r in rows], [r["caption"] for r in rows], source=str(path), modality=modality,
-                     concepts=None if all(c is None for c in concepts) else concepts)
+                     concepts=None if all(c is None for c in concepts) else concepts, vectors=vectors)
 
 
 def _cache_key(anchors: AnchorSet, encoder: Encoder, modality: str) -> str:
@@ -123,6 +146,17 @@ def encode_anchors(anchors: AnchorSet, encoder: Encoder, modality: str, *, cache
     """
     if modality not in anchors.modalities:
         raise InputError(f"expected a modality of this anchor set {list(anchors.modalities)}, got {modality!r}")
+    from retrieval.encoders.vectors import is_vectors
+
+    if is_vectors(encoder.name):  # brought with the table: checked when the set was made, nothing to cache
+        if modality not in (anchors.vectors or {}):
+            column = "text_embedding" if modality == "text" else f"{modality}_embedding"
+            raise InputError(f"expected {modality} vectors in the anchor set {anchors.source!r} for the "
+                             f"{encoder.name!r} side (a {column!r} column), got none")
+        return encoder.encode(anchors.vectors[modality])
+    if modality != "text" and modality in (anchors.vectors or {}) and not os.path.isfile(anchors.paths[0]):
+        raise InputError(f"expected {modality} files for the model encoder {encoder.name!r}, got an anchor set of "
+                         f"{modality} vectors ({anchors.source!r}); use --{modality}-encoder vectors:NAME")
     inputs = anchors.captions if modality == "text" else anchors.paths
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     key = _cache_key(anchors, encoder, modality)
@@ -157,8 +191,7 @@ def prepare_views(anchor_set, media: np.ndarray, text: np.ndarray, lam: float = 
     if not anchor_set.has_views:
         return anchor_set, media, text, None
     style, rows, med, txt = fit_views(anchor_set.concepts, media, text, lam)
-    merged = AnchorSet([anchor_set.paths[i] for i in rows], [anchor_set.captions[i] for i in rows],
-                       source=anchor_set.source, content_hash=anchor_set.content_hash, modality=anchor_set.modality)
+    merged = anchor_set.subset(rows, content_hash=anchor_set.content_hash)
     return merged, med, txt, style
 
 

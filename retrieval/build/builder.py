@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+
+import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.options import BuildOptions, parse_index_spec
@@ -12,6 +16,7 @@ from retrieval.build.recipe import recipe
 from retrieval.build.writer import Clock, Contents, write_collection
 from retrieval.core.selection import select
 from retrieval.encoders import load_encoder
+from retrieval.encoders.vectors import is_vectors
 from retrieval.errors import InputError
 from retrieval.media.audio import load_audio
 from retrieval.media.images import load_rgb
@@ -40,9 +45,20 @@ def readable_media(rows: List[Dict], modality: str,
     return ok, skipped
 
 
-def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool]) -> Tuple[List[Dict], List[Dict]]:
-    """Readable corpus rows and the skipped ones; an error if none is readable."""
+def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool],
+                vectors: bool = False) -> Tuple[List[Dict], List[Dict]]:
+    """Readable corpus rows and the skipped ones; an error if none is readable. ``vectors``: the
+    media side is ``vectors:NAME``, so every row must bring its vector (and no file is decoded)."""
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
+    if vectors:
+        check_brought(rows, modality, str(corpus))
+        for r in rows:  # content hashes of the vectors: 'add' recognises an item it already has
+            r["sha256"] = vector_hash(r["vectors"][modality])
+        return rows, []
+    brought = [r for r in rows if modality in r.get("vectors", {})]
+    if brought and not os.path.isfile(brought[0]["path"]):
+        raise InputError(f"expected {modality} files for the model encoder of this build, got a corpus of {modality} "
+                         f"vectors ({str(corpus)!r}); build with --{modality}-encoder vectors:NAME to use them")
     rows, skipped = readable_media(rows, modality, show_progress_bar)
     for r in rows:  # content hashes: 'add' recognises a file that is already in the collection
         r["sha256"] = sha256_file(r["path"])
@@ -54,6 +70,26 @@ def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool]) -> Tup
     return rows, skipped
 
 
+def check_brought(rows: List[Dict], modality: str, where: str) -> None:
+    """Every row brings a ``modality`` vector (a ``vectors:`` side), or an error names the rows without."""
+    missing = [i for i, r in enumerate(rows) if r.get("vectors", {}).get(modality) is None]
+    if missing:
+        raise InputError(f"expected a {modality} vector in every row of {where!r} for a vectors: {modality} side "
+                         f"(an '{'embedding' if modality != 'text' else 'text_embedding'}' column), got none in "
+                         f"row(s) {missing[:10]}{' …' if len(missing) > 10 else ''}")
+
+
+def vector_hash(v) -> str:
+    return hashlib.sha256(np.asarray(v, np.float32).tobytes()).hexdigest()
+
+
+def side_inputs(rows: List[Dict], modality: str, encoder, field: str = "path") -> List:
+    """What ``encoder`` takes for ``rows``: their vectors for a ``vectors:`` side, else ``field``."""
+    if is_vectors(encoder.name):
+        return [r["vectors"][modality] for r in rows]
+    return [r[field] for r in rows]
+
+
 def encode_corpus(rows: List[Dict], modality: str, encoders: Dict, *, batch_size: int,
                   show_progress_bar: Optional[bool], labels: Optional[Dict] = None):
     """(item vectors, row numbers that have a caption, caption vectors, item label vectors or None).
@@ -61,7 +97,7 @@ def encode_corpus(rows: List[Dict], modality: str, encoders: Dict, *, batch_size
     ``labels`` (``{"classes": class name vectors, "temperature": T}``): the items' label vectors
     too (retrieval/encoders/labels.py), from the classifier logits of the same pass of the image network."""
     log.info("encoding %d corpus %s files", len(rows), modality)
-    paths = [r["path"] for r in rows]
+    paths = side_inputs(rows, modality, encoders[modality])
     item_labels = None
     if labels is not None:
         from retrieval.encoders.labels import label_vectors
@@ -72,8 +108,10 @@ def encode_corpus(rows: List[Dict], modality: str, encoders: Dict, *, batch_size
     else:
         item_vecs = encoders[modality].encode(paths, batch_size=batch_size, show_progress_bar=show_progress_bar)
     captioned = [i for i, r in enumerate(rows) if r["caption"] and r["caption"].strip()]
-    cap_vecs = encoders["text"].encode([rows[i]["caption"] for i in captioned], batch_size=batch_size,
-                                       show_progress_bar=show_progress_bar)
+    if is_vectors(encoders["text"].name):
+        check_brought([rows[i] for i in captioned], "text", "the corpus's captioned rows")
+    cap_vecs = encoders["text"].encode(side_inputs([rows[i] for i in captioned], "text", encoders["text"], "caption"),
+                                       batch_size=batch_size, show_progress_bar=show_progress_bar)
     return item_vecs, captioned, cap_vecs, item_labels
 
 
@@ -162,7 +200,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     rec = recipe(anchor_set, specs[modality], o)
     bank = background_bank(anchor_set, o)
     clock = Clock()
-    rows, skipped = load_corpus(corpus, modality, show_progress_bar)
+    rows, skipped = load_corpus(corpus, modality, show_progress_bar, vectors=is_vectors(specs[modality]))
     clock.lap("check_files")
 
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]
@@ -238,8 +276,7 @@ def apply_budget(anchor_set: AnchorSet, a_med, a_txt, o: BuildOptions, corpus_ve
     if o.n_anchors is None or o.n_anchors >= len(anchor_set):
         return anchor_set, a_med, a_txt, None
     keep = select(o.select, a_med, o.n_anchors, corpus=corpus_vecs)
-    kept = AnchorSet([anchor_set.paths[i] for i in keep], [anchor_set.captions[i] for i in keep],
-                     source=anchor_set.source, modality=anchor_set.modality)
+    kept = anchor_set.subset(keep)
     return kept, a_med[keep], a_txt[keep], {"pool": len(anchor_set), "method": o.select, "seed": 0,
                                             "pool_content_hash": pool_hash}
 
@@ -250,6 +287,14 @@ def background_bank(anchor_set: AnchorSet, o: BuildOptions) -> Optional[AnchorSe
     recipe's)."""
     from retrieval.build import background as bg
 
+    media = {"image": o.image_encoder, "audio": o.audio_encoder}[anchor_set.modality]
+    if is_vectors(media) or is_vectors(o.text_encoder):
+        # a bank is files, encoded with the build's encoders: a side of vectors made elsewhere has none
+        if o.background not in (None, "none"):
+            raise InputError(f"expected no background bank for a build whose encoders include vectors: sides "
+                             f"({media}, {o.text_encoder}), got {o.background!r}: a bank is encoded with the build's "
+                             f"models; pass --background none, or bring the bank's pairs in your anchor table")
+        return None
     spec = bg.default_spec(anchor_set, o.background)
     return bg.resolve(spec, anchor_set, explicit=o.background is not None, show_progress_bar=o.show_progress_bar)
 

