@@ -49,13 +49,14 @@ def names(col, hits_lists):
     return [[h.path.rsplit("/", 1)[-1] for h in hits] for hits in hits_lists]
 
 
-def test_a_build_from_vectors_answers_as_the_build_from_the_files(tiny_data, fake_encoders, tmp_path):
+@pytest.mark.parametrize("index", ["exact", "inverted", "inverted:float32", "faiss", "faiss:HNSW8", "torch"])
+def test_a_build_from_vectors_answers_as_the_build_from_the_files(tiny_data, fake_encoders, tmp_path, index):
     files = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "files",
                                              image_encoder="fake-image", text_encoder="fake-text",
-                                             cache_dir="", **KW))
+                                             cache_dir="", index=index, **KW))
     corpus, anchors = tables(tiny_data, tmp_path)
     vecs = Collection.open(build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:fake-colours",
-                                            text_encoder="fake-text", cache_dir="", **KW))
+                                            text_encoder="fake-text", cache_dir="", index=index, **KW))
     assert vecs.manifest["encoders"]["image"] == {"spec": "vectors:fake-colours", "dim": 24}
     np.testing.assert_allclose(by_name(vecs), by_name(files), atol=1e-6)
     queries = [f"a {c} thing" for c in tiny_data["colours"]]
@@ -88,6 +89,30 @@ def test_bad_vectors_are_refused_by_row_and_nothing_is_written(tiny_data, fake_e
         build_collection(corpus, anchors, tmp_path / "out", image_encoder="vectors:x", text_encoder="fake-text",
                          cache_dir="", **KW)
     assert not (tmp_path / "out").exists()
+
+
+def test_vectors_in_npy_files_beside_a_csv_and_in_arrow_ipc_tables(tiny_data, fake_encoders, tmp_path):
+    import pyarrow.csv as pcsv
+    import pyarrow.feather as feather
+
+    corpus, anchors = tables(tiny_data, tmp_path)
+    kw = dict(image_encoder="vectors:colours", text_encoder="fake-text", cache_dir="", **KW)
+    ref = Collection.open(build_collection(corpus, anchors, tmp_path / "ref", **kw))
+    t = pq.read_table(corpus)
+    pcsv.write_csv(t.drop(["embedding"]), tmp_path / "items.csv")
+    np.save(tmp_path / "items.embedding.npy", np.asarray(t.column("embedding").to_pylist(), np.float32))
+    feather.write_feather(pq.read_table(anchors), tmp_path / "pairs.arrow")
+    col = Collection.open(build_collection(str(tmp_path / "items.csv"), str(tmp_path / "pairs.arrow"),
+                                           tmp_path / "csv", **kw))
+    queries = [f"a {c} thing" for c in tiny_data["colours"]]
+    assert answers(col, queries) == answers(ref, queries)
+    np.save(tmp_path / "items.embedding.npy", np.ones((3, 24), np.float32))
+    with pytest.raises(InputError, match=r"8 rows of numbers .* shape \(3, 24\)"):
+        build_collection(str(tmp_path / "items.csv"), anchors, tmp_path / "short", **kw)
+    np.save(tmp_path / "items.embedding.npy", np.array([{"a": 1}] * 8, dtype=object))
+    with pytest.raises(InputError, match="NumPy array of vectors"):  # loaded without unpickling
+        build_collection(str(tmp_path / "items.csv"), anchors, tmp_path / "pickled", **kw)
+    assert not (tmp_path / "short").exists() and not (tmp_path / "pickled").exists()
 
 
 def test_a_row_of_another_width_is_refused_by_row(tiny_data, fake_encoders, tmp_path):

@@ -20,7 +20,7 @@ from retrieval.media.csv_types import typed_columns
 from retrieval.media.images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
-TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".arrow", ".feather", ".ipc")
 MEDIA_EXTENSIONS = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS}
 # Modality-specific names first: a table with an "audio" column holds sounds whatever its files end in.
 NAMED_COLUMNS = {"image": ("image", "image_path"), "audio": ("audio", "audio_path", "sound")}
@@ -55,6 +55,10 @@ def read_table(path: Path) -> pa.Table:
                 header = f.readline().decode("utf-8", "replace").strip().split(",")
             opts = pcsv.ConvertOptions(column_types={h.strip('"'): pa.string() for h in header})
             return typed_columns(pcsv.read_csv(path, convert_options=opts), keep_text=TEXT_COLUMNS)
+        if suffix in (".arrow", ".feather", ".ipc"):
+            import pyarrow.feather as feather
+
+            return feather.read_table(path)  # Arrow IPC files, Feather v2 included
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"expected a readable {suffix[1:]} table at {str(path)!r}: {exc}") from exc
     raise InputError(f"expected a table ending in {', '.join(TABLE_SUFFIXES)} or a folder, got {str(path)!r}")
@@ -109,7 +113,7 @@ def table_rows(path: Path, *, caption_required: bool,
                modality: Optional[str] = None) -> Tuple[str, List[Dict[str, Optional[str]]]]:
     """Rows of {path, caption, label} from a table; relative paths are resolved against the table's folder."""
     _check_modality(modality)
-    table = read_table(path)
+    table = with_sidecar_vectors(read_table(path), path)
     named = [(m, c) for m, cols in NAMED_COLUMNS.items() for c in cols if c in table.column_names]
     if modality is None and named:
         modality = named[0][0]
@@ -158,6 +162,30 @@ def table_rows(path: Path, *, caption_required: bool,
         kinds = Counter(media_modality(r["path"]) for r in rows)
         modality = "audio" if kinds.get("audio", 0) > kinds.get("image", 0) else "image"
     return modality, rows
+
+
+def with_sidecar_vectors(table: pa.Table, path: Path) -> pa.Table:
+    """``table`` with the embedding columns kept beside it as ``.npy`` files: ``items.csv`` takes
+    ``items.embedding.npy`` (and ``pairs.parquet`` ``pairs.text_embedding.npy``), one row a row.
+    A CSV cannot hold lists of floats; a NumPy file holds them compactly."""
+    import numpy as np
+
+    for col in (EMBEDDING_COLUMN,) + tuple(m + EMBEDDING_SUFFIX for m in ("text",) + tuple(MEDIA_EXTENSIONS)):
+        npy = path.with_suffix(f".{col}.npy")
+        if not npy.is_file():
+            continue
+        if col in table.column_names:
+            raise InputError(f"expected the {col!r} vectors once, got both a column of {str(path)!r} and {str(npy)!r}")
+        try:
+            x = np.load(npy, allow_pickle=False)  # never unpickle a file a user supplied
+        except (ValueError, OSError) as exc:
+            raise InputError(f"expected a NumPy array of vectors in {str(npy)!r}: {exc}") from exc
+        if x.ndim != 2 or x.shape[0] != table.num_rows or x.dtype.kind not in "fiu":
+            raise InputError(f"expected {str(npy)!r} to hold {table.num_rows} rows of numbers (one a row of "
+                             f"{str(path)!r}), got an array of shape {x.shape} and type {x.dtype}")
+        flat = pa.array(np.ascontiguousarray(x, np.float32).reshape(-1))
+        table = table.append_column(col, pa.FixedSizeListArray.from_arrays(flat, x.shape[1]))
+    return table
 
 
 def embedding_columns(table: pa.Table, modality: Optional[str]) -> Dict[str, list]:
