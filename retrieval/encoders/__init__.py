@@ -1,7 +1,16 @@
 """Unimodal encoders behind one contract; see :mod:`retrieval.encoders.base`."""
 
 from retrieval.encoders.base import AudioEncoder, Encoder, ImageEncoder, TextEncoder, l2_normalise
-from retrieval.encoders.registry import DEFAULT_ENCODERS, REGISTRY, load_encoder, load_encoder_as_built, parse_spec
+from retrieval.encoders.registry import (
+                                         DEFAULT_ENCODERS,
+                                         ENTRY_POINT_GROUP,
+                                         REGISTRY,
+                                         Backend,
+                                         load_encoder,
+                                         load_encoder_as_built,
+                                         parse_spec,
+)
 
 __all__ = ["AudioEncoder", "Encoder", "ImageEncoder", "TextEncoder", "l2_normalise", "DEFAULT_ENCODERS", "REGISTRY",
+           "Backend", "ENTRY_POINT_GROUP",
            "load_encoder", "load_encoder_as_built", "parse_spec"]

@@ -93,6 +93,12 @@ def _open_clip(arg, *, name, device, modality):
     return cls(arg, name=name, device=device)
 
 
+def _onnx(arg, *, name, device, modality):
+    from retrieval.encoders.onnx_file import ONNX_ENCODERS
+
+    return ONNX_ENCODERS[modality](arg, name=name, device=device)
+
+
 def _vectors(arg, *, name, device, modality):
     from retrieval.encoders.vectors import VectorsEncoder
 
@@ -125,10 +131,41 @@ REGISTRY: Dict[str, Backend] = {
                         _hf_audio),
     "timm": Backend(("image",), True, False, "timm model by name, pretrained, classifier removed", _timm),
     "open_clip": Backend(("image", "text"), True, False, "one tower of an open_clip model: ARCH@PRETRAINED", _open_clip),
+    "onnx": Backend(("image", "text", "audio"), True, True,
+                    "a network exported to ONNX: PATH (settings in PATH.json or the model's metadata)", _onnx),
     "vectors": Backend(("image", "text", "audio"), True, True,
                        "embeddings made elsewhere, brought in tables (embedding columns): NAME names their space",
                        _vectors),
 }
+
+
+# Plug-ins: a package registers a backend in this entry-point group, its name the spec's prefix and
+# its object a Backend, e.g. in pyproject.toml: [project.entry-points."retrieval.encoders"]
+# myenc = "my_package.encoders:BACKEND". Built-in names win over a plug-in's.
+ENTRY_POINT_GROUP = "retrieval.encoders"
+
+
+def plugin_names() -> Dict[str, str]:
+    """Plug-in backend name -> the object its entry point names (not imported)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in REGISTRY}
+
+
+def backend(name: str) -> Optional[Backend]:
+    """The built-in backend ``name``, else the plug-in's (imported now), else None."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        return None
+    got = found[0].load()
+    if not isinstance(got, Backend):
+        raise InputError(f"expected the {ENTRY_POINT_GROUP!r} entry point {name!r} ({found[0].value}) to name a "
+                         f"retrieval.encoders.Backend, got a {type(got).__name__}")
+    return got
 
 
 def parse_spec(spec: str) -> Tuple[str, Optional[str]]:
@@ -139,19 +176,21 @@ def parse_spec(spec: str) -> Tuple[str, Optional[str]]:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"expected an encoder spec such as 'minilm' or 'st:NAME', got {spec!r}")
-    backend, sep, arg = spec.strip().partition(":")
-    if backend not in REGISTRY:
-        raise UnknownNameError(f"unknown encoder {backend!r} (from spec {spec!r}); known: {describe()}")
-    b = REGISTRY[backend]
+    backend_name, sep, arg = spec.strip().partition(":")
+    b = backend(backend_name)
+    if b is None:
+        raise UnknownNameError(f"unknown encoder {backend_name!r} (from spec {spec!r}); known: {describe()}")
     if b.takes_argument and not arg:
-        raise InputError(f"encoder {backend!r} needs an argument, e.g. '{backend}:NAME_OR_PATH'; got {spec!r}")
+        raise InputError(f"encoder {backend_name!r} needs an argument, e.g. '{backend_name}:NAME_OR_PATH'; "
+                         f"got {spec!r}")
     if not b.takes_argument and sep:
-        raise InputError(f"encoder {backend!r} takes no argument, got {spec!r}; use plain {backend!r}")
-    return backend, (arg or None)
+        raise InputError(f"encoder {backend_name!r} takes no argument, got {spec!r}; use plain {backend_name!r}")
+    return backend_name, (arg or None)
 
 
 def describe() -> str:
-    return "; ".join(f"{k}{':ARG' if b.takes_argument else ''} ({'/'.join(b.modalities)})" for k, b in REGISTRY.items())
+    built_in = [f"{k}{':ARG' if b.takes_argument else ''} ({'/'.join(b.modalities)})" for k, b in REGISTRY.items()]
+    return "; ".join(built_in + [f"{k} (plug-in {v})" for k, v in plugin_names().items()])
 
 
 def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu", runtime: Optional[str] = None) -> Encoder:
@@ -162,8 +201,8 @@ def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu", run
     >>> load_encoder("minilm", "text").dim  # doctest: +SKIP
     384
     """
-    backend, arg = parse_spec(spec)
-    b = REGISTRY[backend]
+    name, arg = parse_spec(spec)
+    b = backend(name)
     if modality not in b.modalities:
         fits = [k for k, v in REGISTRY.items() if modality in v.modalities]
         raise InputError(f"encoder {spec!r} encodes {'/'.join(b.modalities)}, not {modality}; "
@@ -171,8 +210,8 @@ def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu", run
     requested_runtime(runtime)  # a bad name is refused whatever the backend
     extra = {"runtime": runtime} if b.runtimes else {}
     enc = b.factory(arg, name=spec.strip(), device=resolve_device(device), modality=modality, **extra)
-    if enc.modality != modality or (enc.dim <= 0 and backend != "vectors"):  # vectors: width set by the data
-        raise RuntimeError(f"backend {backend!r} built a {enc.modality} encoder of dim {enc.dim} for {modality}")
+    if enc.modality != modality or (enc.dim <= 0 and name != "vectors"):  # vectors: width set by the data
+        raise RuntimeError(f"backend {name!r} built a {enc.modality} encoder of dim {enc.dim} for {modality}")
     return enc
 
 
