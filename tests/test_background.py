@@ -177,7 +177,7 @@ def test_the_default_emoji_bank_is_skipped_with_a_warning_where_it_cannot_be_had
     single = load_anchor_set(tiny_data["anchors"])
     assert bg.resolve("emoji", single, explicit=False) is None
     assert "no background bank" in caplog.text
-    with pytest.raises(InputError, match="needs the Noto Color Emoji font"):
+    with pytest.raises(InputError, match="need the Noto Color Emoji font"):
         bg.resolve("emoji", single, explicit=True)
 
 

@@ -81,6 +81,24 @@ class Searchable(Protocol):
     def info(self) -> Dict: ...
 
 
+def anchor_packs() -> List[Dict]:
+    """The anchor packs (``--anchors pack:NAME``): name, modality, description, pairs when already
+    made, and what is missing here to make them."""
+    from retrieval.datasets.packs import list_packs
+    from retrieval.store.cache import default_cache_dir
+
+    return list_packs(Path(default_cache_dir()))
+
+
+def prepare_anchors(sources, show_progress_bar: Optional[bool] = None) -> Dict:
+    """Make (once) and check the anchor set ``sources`` names: its source, modality and pairs."""
+    from retrieval.build.anchors import load_anchor_set
+
+    anchors = load_anchor_set(sources, show_progress_bar=show_progress_bar)
+    return {"source": anchors.source, "modality": anchors.modality, "pairs": len(anchors),
+            "anchors": anchors.n_anchors, "content_hash": anchors.content_hash}
+
+
 def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_actors: Optional[str] = None,
                     **encoders) -> Searchable:
     """Open a collection folder or a sharded one (after checking its manifest and checksums).
@@ -100,7 +118,7 @@ def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_a
     return Collection.open(folder, device=device, verify=verify, **encoders)
 
 
-__all__ = ["Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
+__all__ = ["anchor_packs", "prepare_anchors", "Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
            "BuildOptions", "add_items", "delete_items", "reanchor", "reencode", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
            "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P", "DEFAULT_WHITEN",

@@ -119,18 +119,48 @@ class AnchorSet:
         return self.concepts is not None
 
 
-def load_anchor_set(path, modality: Optional[str] = None) -> AnchorSet:
-    """Read anchors from a Parquet/CSV table (an image or audio column + a caption column) or a folder
-    of images or sounds with sidecar .txt captions.
+def load_anchor_set(sources, modality: Optional[str] = None, show_progress_bar: Optional[bool] = None) -> AnchorSet:
+    """Read anchors from a Parquet/CSV/Arrow table (an image or audio column + a caption column), a
+    folder of images or sounds with sidecar .txt captions, a pack (``pack:NAME``) or a dataset
+    (``hf:NAME``, or a folder saved with ``save_to_disk``): retrieval/build/sources.py. Several
+    sources (a list) are one set, their rows one after another.
 
     >>> anchors = load_anchor_set("data/anchors.parquet")  # doctest: +SKIP
+    >>> anchors = load_anchor_set(["data/anchors.csv", "pack:tuxpaint"])  # doctest: +SKIP
     """
+    from retrieval.build.sources import SEPARATOR, local_table, split_sources
+
+    names = split_sources(sources)
+    sets = [read_anchor_table(local_table(s, show_progress_bar), modality, source=s) for s in names]
+    return sets[0] if len(sets) == 1 else concatenated(sets, SEPARATOR.join(names))
+
+
+def read_anchor_table(path, modality: Optional[str] = None, *, source: Optional[str] = None) -> AnchorSet:
+    """One local table or folder of anchors; ``source`` is what the user named (default: ``path``)."""
     modality, rows = rows_from(path, caption_required=True, what="anchor", modality=modality)
     concepts = [r.get("concept") for r in rows]
     brought = rows[0].get("vectors", {}) if rows else {}
     vectors = {m: [r["vectors"][m] for r in rows] for m in brought} if brought else None
-    return AnchorSet([r["path"] for r in rows], [r["caption"] for r in rows], source=str(path), modality=modality,
-                     concepts=None if all(c is None for c in concepts) else concepts, vectors=vectors)
+    return AnchorSet([r["path"] for r in rows], [r["caption"] for r in rows], source=source or str(path),
+                     modality=modality, concepts=None if all(c is None for c in concepts) else concepts,
+                     vectors=vectors)
+
+
+def concatenated(sets: List[AnchorSet], source: str) -> AnchorSet:
+    """Several anchor sets as one, rows in order; they must pair the same modality with text and
+    bring the same vectors. A row without a concept stays its own anchor."""
+    kinds = {(s.modality, tuple(sorted(s.vectors or {}))) for s in sets}
+    if len(kinds) > 1:
+        shown = ", ".join(f"{s.source!r}: {s.modality}" + (f" with {sorted(s.vectors)} vectors" if s.vectors else "")
+                          for s in sets)
+        raise InputError(f"expected anchor sources of one modality bringing the same vectors, got {shown}")
+    concepts = None
+    if any(s.concepts for s in sets):
+        concepts = [c if c is not None else f"{s.source}#{i}" for s in sets  # its own: a name no other row has
+                    for i, c in enumerate(s.concepts or [None] * len(s))]
+    vectors = {m: np.concatenate([s.vectors[m] for s in sets]) for m in sets[0].vectors} if sets[0].vectors else None
+    return AnchorSet([p for s in sets for p in s.paths], [c for s in sets for c in s.captions], source=source,
+                     modality=sets[0].modality, concepts=concepts, vectors=vectors)
 
 
 def _cache_key(anchors: AnchorSet, encoder: Encoder, modality: str) -> str:

