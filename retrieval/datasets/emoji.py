@@ -15,7 +15,6 @@ ambiguous) and are kept as they are.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import pyarrow as pa
 
+from retrieval.core.folds import stable_hash  # noqa: F401  (the emoji sets' sampling, and the suites' name for it)
 from retrieval.errors import InputError
 from retrieval.store.arrow import write_parquet_atomic
 
@@ -308,11 +308,6 @@ def render_svgs(svgs: Dict[str, object], concepts: List[Concept], out: Path, siz
             os.replace(tmp, path)  # a crash never leaves a half-written PNG to be reused
         done[c.key] = str(path)
     return done
-
-
-def stable_hash(name: str) -> float:
-    """A number in [0, 1) from the name alone, the same on every machine and run."""
-    return int(hashlib.sha1(name.encode("utf-8")).hexdigest()[:8], 16) / 2 ** 32
 
 
 def render_noto(char: str, font=None, size: int = 128):

@@ -10,9 +10,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from retrieval.core.folds import concept_split
 from retrieval.core.metrics import retrieval_metrics
 from retrieval.core.style import DEFAULT_LAMBDA, fit_views
-from retrieval.datasets.emoji import SVG_STYLES, stable_hash
+from retrieval.datasets.emoji import SVG_STYLES
 from retrieval.encoders import DEFAULT_ENCODERS
 from retrieval.evaluation import methods as M
 
@@ -50,10 +51,7 @@ METRIC_COLS = ["R@1", "R@5", "R@10", "MRR", "tied"]
 def emoji_splits(names) -> Dict:
     """Concepts split in halves by a stable hash of the name (anchors / test queries); the anchor half
     is cut into FOLDS validation folds by a second hash, each fold held out in turn as queries."""
-    h = np.array([stable_hash(n) for n in names])
-    fold = (np.array([stable_hash("validation:" + n) for n in names]) * FOLDS).astype(int)
-    anchor, query = np.flatnonzero(h < 0.5), np.flatnonzero(h >= 0.5)
-    folds = [(anchor[fold[anchor] != f], anchor[fold[anchor] == f]) for f in range(FOLDS)]
+    anchor, query, folds = concept_split(names, FOLDS)
     return {"anchor": anchor, "query": query, "folds": folds, "all": np.arange(len(names))}
 
 

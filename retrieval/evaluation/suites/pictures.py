@@ -17,10 +17,10 @@ import numpy as np
 
 from retrieval.build.options import BuildOptions
 from retrieval.build.recipe import AnchorShape, Recipe, recipe
+from retrieval.core.folds import concept_split
 from retrieval.core.metrics import lexicographic, paired_interval, query_recall, retrieval_metrics
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.projector import fit_projector
-from retrieval.datasets.emoji import stable_hash
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.harness import CAPTION, Suite, emoji_splits
 
@@ -35,10 +35,7 @@ METRICS = ("R@1", "R@10", "MRR")
 
 def split(names, salt: str = ""):
     """(anchor rows, query rows, validation folds of the anchor rows) by stable hashes of the concept."""
-    h = np.array([stable_hash(salt + n) for n in names])
-    fold = (np.array([stable_hash("validation:" + salt + n) for n in names]) * FOLDS).astype(int)
-    anchor, query = np.flatnonzero(h < 0.5), np.flatnonzero(h >= 0.5)
-    return anchor, query, [(anchor[fold[anchor] != f], anchor[fold[anchor] == f]) for f in range(FOLDS)]
+    return concept_split(names, FOLDS, salt)
 
 
 def image_logits(paths: List[str], cache_key: str, show_progress_bar: Optional[bool] = None) -> np.ndarray:

@@ -7,8 +7,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from retrieval.core.folds import fold_of, stable_hash
 from retrieval.core.metrics import lexicographic, paired_interval, query_recall, retrieval_metrics
-from retrieval.datasets.emoji import stable_hash
 from retrieval.evaluation import methods as M
 from retrieval.evaluation.harness import CAPTION, METRIC_COLS, Suite, chance, row
 from retrieval.evaluation.report import Report
@@ -153,7 +153,7 @@ def _chosen(fn, grid, picked: list, salt: str, **fixed):
         return {("k_bank" if key == "k" and "alpha" in cfg else key): v for key, v in cfg.items()}
 
     def score(aq, ag, q, g):
-        vf = (np.array([stable_hash("validation:" + salt + str(i)) for i in range(len(aq))]) * VAL_FOLDS).astype(int)
+        vf = fold_of(range(len(aq)), VAL_FOLDS, salt)
         best, best_m = None, None
         for cfg in grid:
             ms = []
