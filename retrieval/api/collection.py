@@ -497,6 +497,7 @@ class Collection(StoredCollection):
                 "versions": m.get("versions", {}), "corpus": m.get("corpus", {}),
                 "skipped": m.get("skipped", []), **({"style": m["style"]} if m.get("style") else {}),
                 **({"labels": m["labels"]} if m.get("labels") else {}),
+                **({"tuning": m["tuning"]} if m.get("tuning") else {}),
                 "columns": [{"name": n, "type": ty} for n, ty in self.filter_columns()]}
 
 

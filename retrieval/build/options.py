@@ -76,6 +76,7 @@ class BuildOptions:
     pivots: Sequence = field(default=())   # further anchor sets linking another modality with text
     n_anchors: Optional[int] = None        # keep this many anchor pairs of the set given (the anchor budget)
     select: str = "random"                 # how: random, fps, kmeans or coverage (retrieval/core/selection.py)
+    tune: bool = False                     # choose k, p, centring and whitening on the anchors' own folds (build/tuning.py)
     overwrite: bool = False                # replace an existing collection (atomically)
     cache_dir: Optional[str] = None        # anchor encodings cache ('' disables; None: the default place)
     batch_size: int = 32
@@ -130,7 +131,7 @@ class BuildOptions:
         unsupported = [name for name, bad in (("pivots", bool(self.pivots)), ("dense_index", bool(self.dense_index)),
                                               ("background", self.background not in (None, "none")),
                                               ("kind", self.kind != "asif"), ("labels", self.labels is True),
-                                              ("n_anchors", self.n_anchors is not None))
+                                              ("n_anchors", self.n_anchors is not None), ("tune", self.tune))
                        if bad]
         if unsupported:
             raise InputError(f"expected a plain ASIF build for a sharded collection, got {', '.join(unsupported)} "

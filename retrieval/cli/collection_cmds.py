@@ -222,6 +222,10 @@ def add_parsers(sub, common) -> None:
     b.add_argument("--restart", action="store_true",
                    help="with --ray: discard an interrupted build of other settings instead of refusing")
     common(b)
+    b.add_argument("--tune", action="store_true",
+                   help="choose k, p, centring and whitening on concept folds of your own anchor pairs (kept only "
+                        "where they beat the defaults there by more than the folds' noise; the folds' table goes "
+                        "into the manifest, shown by info). For encoders other than the packaged ones")
     b.set_defaults(func=cmd_build)
     an = sub.add_parser("anchors", help="anchor sources: list the packs, or make and check a source before a build")
     an.add_argument("action", choices=("list", "prepare"))

@@ -58,3 +58,14 @@ def projector_words(m: dict, pivot: Optional[dict] = None) -> str:
     if "k" not in pr:
         return "dense cosines"
     return f"k={pr['k']}, p={pr['p']:g}"
+
+
+def tuning_words(tu: dict) -> str:
+    """What ``build --tune`` chose (retrieval/build/tuning.py's record), in a line."""
+    def said(r):
+        return f"k={r['k']} p={r['p']:g}" + (f" whitened {r['whiten']:g}" if r["whiten"] else " centred" if r["center"]
+                                             else "")
+    kept = "kept the defaults" if tu["chosen"] == tu["default"] else f"chose {said(tu['chosen'])}"
+    return (f"{kept} on {tu['folds']} folds over {tu['concepts']} anchor concepts: validation {tu['chosen']['score']:.3f} "
+            f"against the defaults' ({said(tu['default'])}) {tu['default']['score']:.3f}; {tu['tried']} of "
+            f"{tu['candidates']} settings tried in {tu['seconds']:g} s")

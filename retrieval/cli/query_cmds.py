@@ -12,7 +12,7 @@ from retrieval.api import (
     check_template,
     read_labels,
 )
-from retrieval.cli.output import SCORE_NOTE, print_json, printable, projector_words, short_path, table
+from retrieval.cli.output import SCORE_NOTE, print_json, printable, projector_words, short_path, table, tuning_words
 from retrieval.errors import InputError
 
 
@@ -113,6 +113,8 @@ def cmd_explain(a) -> int:
             print_json(dict(p.to_dict(), query=query, modality=modality, target=target))
         else:
             print(p.explain())
+    if not a.json and col.manifest.get("tuning"):
+        print(f"settings: {tuning_words(col.manifest['tuning'])}")
     return 0
 
 
@@ -168,6 +170,8 @@ def cmd_info(a) -> int:
               f"({projector_words(info, pv)})")
     print(f"projector    {pr['kind']} {projector_words(info)} centred={pr.get('center', False)}"
           + (f" whitened (lambda {pr['whiten']:g})" if pr.get("whiten") else ""))
+    if info.get("tuning"):
+        print(f"tuning       {tuning_words(info['tuning'])}")
     lab = info.get("labels")
     if lab:
         print(f"labels       {lab['count']} {lab['names']} classes of the image encoder's head, weight {lab['weight']:g} "
