@@ -116,3 +116,19 @@ def test_tune_refuses_what_it_cannot_choose_around(tiny_data, fake_encoders, tmp
     with pytest.raises(InputError, match="got k given as well"):
         build_collection(tiny_data["corpus"], anchors, tmp_path / "o2", tune=True, k=8, **kw)
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_reanchor_tunes_to_the_new_anchors_as_a_build_does(tiny_data, fake_encoders, tmp_path):
+    from retrieval.cli.main import main
+
+    anchors = colour_anchors(tmp_path, tuning.needed_concepts() + 8)
+    kw = ["--image-encoder", "fake-image", "--text-encoder", "fake-text", "--background", "none", "--no-labels",
+          "--no-progress"]
+    assert main(["build", "--corpus", tiny_data["corpus"], "--anchors", tiny_data["anchors"], "--out",
+                 str(tmp_path / "col"), *kw]) == 0
+    assert main(["build", "--corpus", tiny_data["corpus"], "--anchors", anchors, "--out", str(tmp_path / "fresh"),
+                 "--tune", *kw]) == 0
+    assert main(["reanchor", str(tmp_path / "col"), "--anchors", anchors, "--tune", "--no-progress"]) == 0
+    moved, fresh = Collection.open(tmp_path / "col"), Collection.open(tmp_path / "fresh")
+    assert moved.manifest["tuning"]["chosen"] == fresh.manifest["tuning"]["chosen"]
+    assert moved.manifest["projectors"] == fresh.manifest["projectors"]

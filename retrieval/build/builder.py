@@ -13,7 +13,7 @@ import numpy as np
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.options import BuildOptions, parse_index_spec
 from retrieval.build.recipe import recipe
-from retrieval.build.tuning import check_tune, concepts_of, tune
+from retrieval.build.tuning import check_tune, tuned
 from retrieval.build.writer import Clock, Contents, write_collection
 from retrieval.core.selection import select
 from retrieval.encoders import load_encoder
@@ -232,17 +232,15 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     if selected:
         views = len(anchor_set)
         clock.lap("select_anchors")
-    tuning = None
-    if o.tune:
-        tuning = tune(a_med, a_txt, concepts_of(anchor_set.captions), rec, show_progress_bar=show_progress_bar)
-        rec = tuning.recipe
+    rec, tuning = tuned(rec, anchor_set, a_med, a_txt, o)
+    if tuning:
         clock.lap("tune")
     contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, anchor_set=anchor_set,
                         anchor_vecs=(a_med, a_txt), encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
                         rec=rec, index_spec=index_spec, dspec=dspec, pivots=list(zip(pivot_sets, pivot_vecs)), style=style,
                         anchor_views=views, anchors_selected=selected, background=background,
                         labels=None if item_labels is None else (item_labels, label_cfg), corpus=str(corpus),
-                        skipped=skipped, extra={"tuning": tuning.record} if tuning else None)
+                        skipped=skipped, extra={"tuning": tuning} if tuning else None)
     return write_collection(out, contents, clock=clock, overwrite=overwrite)
 
 

@@ -27,6 +27,7 @@ from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, 
 from retrieval.build.builder import apply_budget, background_bank, dense_spec, encode_bank
 from retrieval.build.options import BuildOptions, parse_index_spec
 from retrieval.build.recipe import recipe
+from retrieval.build.tuning import check_tune, tuned
 from retrieval.build.writer import HASH_COLUMN, Clock, Contents, write_collection
 from retrieval.encoders import DEFAULT_ENCODERS, load_encoder_as_built
 from retrieval.errors import InputError
@@ -142,6 +143,8 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     built_bank_k = projector_summary(m).get("background_k")
     if "reencoded" in record and "k" not in given and built_bank_k is not None:
         rec = dataclasses.replace(rec, bank_k=built_bank_k)  # a reencode keeps the bank block's k as built
+    if o.tune:
+        check_tune(anchor_set, o)  # before the anchors' encoding
     bank = background_bank(anchor_set, o)
     item_vecs = corpus["item_vecs"] if corpus else col.sides[modality].abs
     index_spec, dspec = _index_specs(col, o, given, item_vecs.shape[1])
@@ -154,6 +157,8 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     clock.lap("load_models")
     anchors = _encoded_anchors(anchor_set, bank, encoders, o, item_vecs)
     clock.lap("encode_anchors")
+    rec, tuning = tuned(rec, anchors["anchor_set"], *anchors["anchor_vecs"], o)
+    record = dict(record, **({"tuning": tuning} if tuning else {}))
 
     rows, captioned, cap_vecs = _stored_corpus(col)
     if corpus is not None and corpus.get("cap_vecs") is not None:  # re-encoded, in item order like the build's

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -80,6 +80,15 @@ def check_tune(anchor_set, o) -> None:
         raise InputError("expected --tune with a single-view anchor set (no repeated 'concept'), the asif kind and "
                          "no --n-anchors budget; those are not tuned yet, build without --tune")
     check_enough(concepts_of(anchor_set.captions))
+
+
+def tuned(rec: Recipe, anchor_set, media: np.ndarray, text: np.ndarray, o) -> Tuple[Recipe, Optional[Dict]]:
+    """(the recipe to build with, the manifest's ``tuning`` record or None): what build and reanchor
+    call once their anchors are encoded; without ``o.tune``, the recipe as it is."""
+    if not o.tune:
+        return rec, None
+    got = tune(media, text, concepts_of(anchor_set.captions), rec, show_progress_bar=o.show_progress_bar)
+    return got.recipe, got.record
 
 
 def candidates(rec: Recipe, n_fit: int) -> List[Recipe]:

@@ -144,6 +144,10 @@ def _settings(sp, defaults: bool = True) -> None:
                          "cached), 'none', or an anchor table or folder of your own of the same modalities; default "
                          "emoji for image anchors, none for sounds "
                          "($RETRIEVAL_BACKGROUND=none turns that default off)")
+    sp.add_argument("--tune", action="store_true", default=d(False),
+                    help="choose k, p, centring and whitening on concept folds of your own anchor pairs (kept only "
+                         "where they beat the defaults there by more than the folds' noise; the folds' table goes "
+                         "into the manifest, shown by info). For encoders other than the packaged ones")
     sp.add_argument("--background-weight", type=float, default=d(None), metavar="BETA",
                     help=f"weight of the background bank's score (default {DEFAULT_BACKGROUND_WEIGHT:g})")
     sp.add_argument("--index", default=d("exact"), help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")
@@ -222,10 +226,6 @@ def add_parsers(sub, common) -> None:
     b.add_argument("--restart", action="store_true",
                    help="with --ray: discard an interrupted build of other settings instead of refusing")
     common(b)
-    b.add_argument("--tune", action="store_true",
-                   help="choose k, p, centring and whitening on concept folds of your own anchor pairs (kept only "
-                        "where they beat the defaults there by more than the folds' noise; the folds' table goes "
-                        "into the manifest, shown by info). For encoders other than the packaged ones")
     b.set_defaults(func=cmd_build)
     an = sub.add_parser("anchors", help="anchor sources: list the packs, or make and check a source before a build")
     an.add_argument("action", choices=("list", "prepare"))
@@ -257,8 +257,9 @@ def add_parsers(sub, common) -> None:
                         epilog="Options not given keep the collection's index, dense index and label vectors; k and p "
                                "not given follow the new anchors, as in a fresh build.")
     ra.add_argument("folder", metavar="INDEX", help="collection folder")  # --index is the index backend here
-    ra.add_argument("--anchors", required=True,
-                    help="the new parallel anchors (same modalities as the collection's), as for 'build --anchors'")
+    ra.add_argument("--anchors", required=True, action="append", metavar="SOURCE",
+                    help="the new parallel anchors (same modalities as the collection's), as for 'build --anchors' "
+                         "(repeat to combine sets)")
     ra.add_argument("--out", default=None, help="write the result here (default: replace the collection, atomically)")
     _settings(ra, defaults=False)
     common(ra)
