@@ -199,8 +199,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     pivot_sets = load_pivot_sets(o.pivots, modality)
     specs = {"image": o.image_encoder, "text": o.text_encoder, "audio": o.audio_encoder}
     rec = recipe(anchor_set, specs[modality], o)
-    if o.tune:
-        check_tune(anchor_set, o)  # before minutes of encoding
+    check_tune(anchor_set, o)  # --tune's refusals, before minutes of encoding
     bank = background_bank(anchor_set, o)
     clock = Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar, vectors=is_vectors(specs[modality]))

@@ -143,8 +143,7 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     built_bank_k = projector_summary(m).get("background_k")
     if "reencoded" in record and "k" not in given and built_bank_k is not None:
         rec = dataclasses.replace(rec, bank_k=built_bank_k)  # a reencode keeps the bank block's k as built
-    if o.tune:
-        check_tune(anchor_set, o)  # before the anchors' encoding
+    check_tune(anchor_set, o)  # --tune's refusals, before the anchors' encoding
     bank = background_bank(anchor_set, o)
     item_vecs = corpus["item_vecs"] if corpus else col.sides[modality].abs
     index_spec, dspec = _index_specs(col, o, given, item_vecs.shape[1])

@@ -71,7 +71,9 @@ def check_enough(concepts: Sequence[str]) -> None:
 
 
 def check_tune(anchor_set, o) -> None:
-    """--tune with what it cannot choose around is refused before anything is encoded."""
+    """--tune with what it cannot choose around is refused before anything is encoded (no --tune: nothing to check)."""
+    if not o.tune:
+        return
     given = [name for name, v in (("k", o.k), ("p", o.p), ("whiten", o.whiten)) if v is not None]
     if given:
         raise InputError(f"expected --tune to choose k, p, centring and whitening itself, got {', '.join(given)} "

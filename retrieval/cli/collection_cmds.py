@@ -198,6 +198,16 @@ def cmd_anchors(a) -> int:
     return 0
 
 
+def _anchors_parser(sub) -> None:
+    an = sub.add_parser("anchors", help="anchor sources: list the packs, or make and check a source before a build")
+    an.add_argument("action", choices=("list", "prepare"))
+    an.add_argument("sources", nargs="*", metavar="SOURCE", help="for prepare: as --anchors takes them (combined)")
+    an.add_argument("--json", action="store_true")
+    an.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bars (default: when stderr is a terminal)")
+    an.set_defaults(func=cmd_anchors)
+
+
 def add_parsers(sub, common) -> None:
     """The subcommands of this module, on ``sub``; ``common(sp)`` adds the options every command shares."""
     b = sub.add_parser("build", help="build a collection from a corpus and an anchor set",
@@ -227,13 +237,7 @@ def add_parsers(sub, common) -> None:
                    help="with --ray: discard an interrupted build of other settings instead of refusing")
     common(b)
     b.set_defaults(func=cmd_build)
-    an = sub.add_parser("anchors", help="anchor sources: list the packs, or make and check a source before a build")
-    an.add_argument("action", choices=("list", "prepare"))
-    an.add_argument("sources", nargs="*", metavar="SOURCE", help="for prepare: as --anchors takes them (combined)")
-    an.add_argument("--json", action="store_true")
-    an.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                    help="progress bars (default: when stderr is a terminal)")
-    an.set_defaults(func=cmd_anchors)
+    _anchors_parser(sub)
 
     ad = sub.add_parser("add", help="encode new files and append them to a collection (existing items are not re-encoded)")
     ad.add_argument("index", help="collection folder")
