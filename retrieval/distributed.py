@@ -198,6 +198,9 @@ def build_sharded(corpus, anchors, out, options: Optional[BuildOptions] = None, 
     projector = rec.specs(modality, style=anchor_set.has_views)  # a distributed build has no background bank
     specs = {m: specs[m] for m in (modality, "text")}
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
+    if o.self_anchors and any(r["caption"] and str(r["caption"]).strip() for r in rows):
+        log.warning("a sharded build does not make anchors of the corpus's captions (self-anchoring) yet: the "
+                    "captioned items are found by their captions as texts only; a one-process build does both")
 
     settings = {"format": SHARDED_VERSION, "corpus": [(r["path"], r["caption"], r["label"]) for r in rows],
                 "anchors": anchor_set.content_hash, "encoders": specs, "projector": projector, "index": index_spec,

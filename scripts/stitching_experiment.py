@@ -58,8 +58,10 @@ def main(argv=None) -> int:
     corpus = pq.read_table(paths["corpus"]).to_pylist()
     qdir = Path(a.data) / "openmoji"
     tmp = Path(tempfile.mkdtemp(prefix="stitching-"))
+    # no self-anchoring: the corpus's captions are this experiment's queries
     cols = {net: Collection.open(build_collection(paths["corpus"], paths["anchors"], tmp / net, image_encoder=net,
-                                                  labels=False, show_progress_bar=False)) for net in NETS}
+                                                  labels=False, show_progress_bar=False, self_anchors=False))
+            for net in NETS}
     first = cols[NETS[0]]
     by_path = {p: int(i) for p, i in zip(first.items["path"], first.item_ids)}
     queries, item_targets, text_targets = [], [], []

@@ -129,5 +129,5 @@ def test_build_takes_repeated_anchors_on_the_command_line(tiny_data, fake_encode
     monkeypatch.setenv("RETRIEVAL_BACKGROUND", "none")
     assert main(["build", "--corpus", tiny_data["corpus"], "--anchors", h1, "--anchors", h2, "--out",
                  str(tmp_path / "col"), "--image-encoder", "fake-image", "--text-encoder", "fake-text",
-                 "--no-labels", "--no-progress"]) == 0
+                 "--no-labels", "--no-progress", "--no-self-anchors"]) == 0
     assert Collection.open(tmp_path / "col").manifest["anchors"]["count"] == len(pq.read_table(tiny_data["anchors"]))

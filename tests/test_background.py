@@ -57,7 +57,7 @@ def test_bad_bank_settings_are_refused_with_what_was_expected(bad, match):
         RelativeProjector(**kw).fit(vectors(40, 4, 7))
 
 
-KW = dict(image_encoder="fake-image", text_encoder="fake-text", k=3, p=2.0)
+KW = dict(image_encoder="fake-image", text_encoder="fake-text", k=3, p=2.0, self_anchors=False)  # the corpus's own pairs (test_self_anchors.py) would join the anchors
 
 
 def test_a_build_stores_the_bank_after_the_anchors_and_answers_with_it(tiny_data, fake_encoders, bank_table, tmp_path):
@@ -220,7 +220,7 @@ def test_the_bank_block_keeps_the_k_asked_for_not_the_one_capped_at_a_few_anchor
     with pytest.raises(InputError, match="background k from 1 to the bank's 40"):
         RelativeProjector(k=5, background=40, background_k=41).fit(np.vstack([own, bank]))
     kw = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir=str(tmp_path / "cache"),
-              background=bank_table)
+              background=bank_table, self_anchors=False)
     n = len(tiny_data["colours"])
     default = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", **kw)
     given = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "g", k=3, **kw)

@@ -12,7 +12,7 @@ from retrieval.core.selection import SELECTORS, select
 from retrieval.errors import InputError, UnknownNameError
 from tests.conftest import flat
 
-FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", p=2.0)
+FAKE = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", p=2.0, self_anchors=False)  # the corpus's own pairs (test_self_anchors.py) would join the anchors
 
 
 def clusters(seed=0):

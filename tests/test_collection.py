@@ -21,7 +21,8 @@ def test_manifest_records_what_built_it(tiny_collection, tiny_data):
     assert m["format"] == "retrieval-collection" and m["format_version"] == 7
     assert m["encoders"] == {"image": {"spec": "fake-image", "dim": 24}, "text": {"spec": "fake-text", "dim": 32}}
     assert flat(m) == {"kind": "asif", "k": 3, "p": 2.0, "center": True, "whiten": DEFAULT_WHITEN}
-    assert m["counts"]["items"] == 8 and m["counts"]["anchors"] == 8 and m["counts"]["corpus_captions"] == 8
+    assert m["counts"]["items"] == 8 and m["counts"]["corpus_captions"] == 8
+    assert m["counts"]["anchors"] == 16 and m["anchors"]["self"]["count"] == 8  # 8 given + the captioned items
     assert set(m["files"]) == {"items.parquet", "texts.parquet", "anchors.parquet",
                                "translator-text-image.parquet", "translator-image-text.parquet",
                                "image_vectors.npy", "text_vectors.npy"}
@@ -214,7 +215,8 @@ def test_default_k_is_capped_by_the_anchor_count_but_explicit_k_is_not(tiny_data
     from retrieval.build.options import DEFAULT_K
 
     assert DEFAULT_K > 8
-    out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", cache_dir="", **FAKE)
+    out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "d", cache_dir="", self_anchors=False,
+                           **FAKE)  # the given anchors alone: the corpus's own pairs would join them
     assert flat(Collection.open(out).manifest)["k"] == 8  # the tiny set has 8 anchors
     with pytest.raises(InputError, match="got k=9"):
         build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "e", k=9, cache_dir="", **FAKE)

@@ -116,7 +116,7 @@ def test_cli_reanchor(tiny_data, new_anchors, fake_encoders, tmp_path, capsys):
     assert main(["reanchor", str(old), "--anchors", new_anchors, "--out", str(tmp_path / "new"), "-k", "4",
                  "--cache-dir", "", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "reanchored" in out and "against 8 anchors (k=4" in out and "no item was encoded" in out
+    assert "reanchored" in out and "against 8 anchors + 8 captioned corpus items (k=4" in out and "no item was encoded" in out
     m = json.loads((tmp_path / "new" / "manifest.json").read_text())
     assert flat(m)["k"] == 4 and flat(m)["p"] == 2.0  # p not given: the default for images
     assert main(["reanchor", str(old), "--anchors", str(tiny_data["root"] / "missing.csv")]) == 2

@@ -67,7 +67,7 @@ def test_stitching_refuses_what_it_cannot_do(tiny_data, fake_encoders, tmp_path)
         Collection.open(out, image_encoder=FakeTextEncoder(name="other-text"))
     for f in (tiny_data["root"] / "anchors").iterdir():
         f.unlink()
-    with pytest.raises(InputError, match="anchors' image files to encode them with the query's encoder, but 8 of 8"):
+    with pytest.raises(InputError, match="anchors' image files to encode them with the query's encoder, but 8 of 16"):
         Collection.open(out, image_encoder=RotatedImage())
     assert Collection.open(out).search("a red square", k=1)  # the collection itself needs no anchor files
 

@@ -39,6 +39,7 @@ from retrieval.build.options import (
 )
 from retrieval.build.reanchor import reanchor
 from retrieval.build.reencode import reencode
+from retrieval.build.self_anchors import given_count
 from retrieval.build.update import add_items, delete_items
 from retrieval.core.selection import SELECTORS
 from retrieval.encoders import DEFAULT_ENCODERS
@@ -118,7 +119,7 @@ def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_a
     return Collection.open(folder, device=device, verify=verify, **encoders)
 
 
-__all__ = ["anchor_packs", "prepare_anchors", "Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
+__all__ = ["anchor_packs", "prepare_anchors", "given_count", "Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
            "BuildOptions", "add_items", "delete_items", "reanchor", "reencode", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
            "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P", "DEFAULT_WHITEN",

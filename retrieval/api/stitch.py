@@ -23,6 +23,7 @@ import numpy as np
 
 from retrieval.build.anchors import encode_anchors, stored_anchor_set
 from retrieval.build.background import stored_bank
+from retrieval.build.self_anchors import in_corpus_domain
 from retrieval.core.style import fit_views
 from retrieval.core.translation import Translator
 from retrieval.encoders import Encoder
@@ -50,11 +51,13 @@ def stitch(folder: Path, manifest: Dict, modality: str, encoder: Encoder, a_vect
     if modality == "text":
         table = read_parquet(folder, "anchors.parquet", columns=["caption"])
         captions = table.column("caption").to_pylist()
-        b_vecs = encoder.encode(captions, batch_size=64, show_progress_bar=False)
+        b_vecs = in_corpus_domain(encoder.encode(captions, batch_size=64, show_progress_bar=False), manifest["anchors"])
         where, style = "the stored anchor captions", None
     elif modality == items_modality:
-        anchor_set = stored_anchor_set(folder, manifest, modality, "encode them with the query's encoder")
+        own = bool((manifest["anchors"].get("self") or {}).get("kept"))  # the stored rows hold the corpus's pairs
+        anchor_set = stored_anchor_set(folder, manifest, modality, "encode them with the query's encoder", original=not own)
         b_vecs = encode_anchors(anchor_set, encoder, modality, cache_dir=cache_dir, show_progress_bar=False)
+        b_vecs = in_corpus_domain(b_vecs, manifest["anchors"])
         style = None
         if anchor_set.has_views:  # prototypes per concept and a style normaliser, as the build made them
             style, _, b_vecs, _ = fit_views(anchor_set.concepts, b_vecs, np.zeros((len(b_vecs), 1), np.float32))

@@ -225,12 +225,12 @@ def prepare_views(anchor_set, media: np.ndarray, text: np.ndarray, lam: float = 
     return merged, med, txt, style
 
 
-def stored_anchor_set(folder: Path, manifest: Dict, modality: str, purpose: str) -> AnchorSet:
+def stored_anchor_set(folder: Path, manifest: Dict, modality: str, purpose: str, *, original: bool = True) -> AnchorSet:
     """A built collection's anchors with readable files, to encode them with another encoder: the
-    original table (views kept) when it is there and unchanged, else the rows the collection stores
-    (``anchors.parquet``). Refused, naming what is missing and ``purpose``, otherwise."""
+    original table (views kept) when it is there and unchanged (and ``original``), else the rows the
+    collection stores (``anchors.parquet``). Refused, naming what is missing and ``purpose``, otherwise."""
     source, want = manifest["anchors"].get("source", ""), manifest["anchors"].get("content_hash", "")
-    if source and os.path.isfile(source):
+    if original and source and os.path.isfile(source):
         try:
             original = load_anchor_set(source, modality)
             if original.content_hash == want:

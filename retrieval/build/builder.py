@@ -13,6 +13,7 @@ import numpy as np
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.options import BuildOptions, parse_index_spec
 from retrieval.build.recipe import recipe
+from retrieval.build.self_anchors import Corpus, self_anchored
 from retrieval.build.tuning import check_tune, tuned
 from retrieval.build.writer import Clock, Contents, write_collection
 from retrieval.core.selection import select
@@ -231,6 +232,11 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     if selected:
         views = len(anchor_set)
         clock.lap("select_anchors")
+    sa = self_anchored(anchor_set, a_med, a_txt, Corpus(rows, item_vecs, captioned, cap_vecs), rec, o,
+                       specs[modality], background, style)
+    if sa.record and sa.record["kept"]:
+        anchor_set, a_med, a_txt, rec, views = sa.anchor_set, sa.a_med, sa.a_txt, sa.rec, len(sa.anchor_set)
+        clock.lap("self_anchors")
     rec, tuning = tuned(rec, anchor_set, a_med, a_txt, o)
     if tuning:
         clock.lap("tune")
@@ -239,7 +245,8 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
                         rec=rec, index_spec=index_spec, dspec=dspec, pivots=list(zip(pivot_sets, pivot_vecs)), style=style,
                         anchor_views=views, anchors_selected=selected, background=background,
                         labels=None if item_labels is None else (item_labels, label_cfg), corpus=str(corpus),
-                        skipped=skipped, extra={"tuning": tuning} if tuning else None)
+                        skipped=skipped, extra={"tuning": tuning} if tuning else None, self_anchors=sa.record,
+                        given_text_vecs=sa.given_txt)
     return write_collection(out, contents, clock=clock, overwrite=overwrite)
 
 

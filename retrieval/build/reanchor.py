@@ -27,6 +27,7 @@ from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, 
 from retrieval.build.builder import apply_budget, background_bank, dense_spec, encode_bank
 from retrieval.build.options import BuildOptions, parse_index_spec
 from retrieval.build.recipe import recipe
+from retrieval.build.self_anchors import Corpus, self_anchored
 from retrieval.build.tuning import check_tune, tuned
 from retrieval.build.writer import HASH_COLUMN, Clock, Contents, write_collection
 from retrieval.encoders import DEFAULT_ENCODERS, load_encoder_as_built
@@ -156,12 +157,14 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     clock.lap("load_models")
     anchors = _encoded_anchors(anchor_set, bank, encoders, o, item_vecs)
     clock.lap("encode_anchors")
-    rec, tuning = tuned(rec, anchors["anchor_set"], *anchors["anchor_vecs"], o)
-    record = dict(record, **({"tuning": tuning} if tuning else {}))
-
     rows, captioned, cap_vecs = _stored_corpus(col)
     if corpus is not None and corpus.get("cap_vecs") is not None:  # re-encoded, in item order like the build's
         cap_vecs = corpus["cap_vecs"]
+    o = o if "self_anchors" in given else o.replace(self_anchors=bool(m["anchors"].get("self")))  # as built
+    rec, anchors["self_anchors"] = _self_anchored(anchors, Corpus(rows, item_vecs, captioned, cap_vecs), rec, o,
+                                                  specs[modality])
+    rec, tuning = tuned(rec, anchors["anchor_set"], *anchors["anchor_vecs"], o)
+    record = dict(record, **({"tuning": tuning} if tuning else {}))
     labels = _labels(col, corpus, rec) if keep_labels else None
     enc_meta = {x: dict(e) for x, e in m["encoders"].items()}
     enc_meta.update({x: {"spec": e.name, "dim": e.dim} for x, e in encoders.items()})
@@ -174,6 +177,17 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     path = write_collection(out, contents, clock=clock, overwrite=True)
     log.info("rewrote %s against %d anchors -> %s", src, len(contents.anchor_set), path)
     return path
+
+
+def _self_anchored(anchors: Dict, corpus: Corpus, rec, o: BuildOptions, media_encoder: str):
+    """(the recipe, the self-anchoring record): ``anchors`` (the anchor fields of :class:`Contents`)
+    updated as a fresh build would with this corpus (retrieval/build/self_anchors.py)."""
+    sa = self_anchored(anchors["anchor_set"], *anchors["anchor_vecs"], corpus, rec, o, media_encoder,
+                       anchors["background"], anchors["style"])
+    if sa.record and sa.record["kept"]:
+        anchors.update(anchor_set=sa.anchor_set, anchor_vecs=(sa.a_med, sa.a_txt), anchor_views=len(sa.anchor_set),
+                       given_text_vecs=sa.given_txt)
+    return sa.rec, sa.record
 
 
 def _index_specs(col: StoredCollection, o: BuildOptions, given: set, dim: int) -> Tuple[Dict, Optional[Dict]]:

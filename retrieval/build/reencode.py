@@ -30,6 +30,7 @@ from retrieval.build.builder import label_setup
 from retrieval.build.options import BuildOptions
 from retrieval.build.reanchor import _given, remake
 from retrieval.build.recipe import label_weight
+from retrieval.build.self_anchors import given_count
 from retrieval.encoders import load_encoder
 from retrieval.errors import InputError
 from retrieval.progress import progress
@@ -124,11 +125,12 @@ def _settings(col: StoredCollection, o: BuildOptions, given) -> Tuple[BuildOptio
 
 def _anchors(src: Path, col: StoredCollection) -> AnchorSet:
     """The collection's anchors, to encode with the new encoders; the stored rows without the
-    background bank's (they come last: the bank is encoded again as a build would)."""
+    corpus's own (self-anchoring makes them again) and the background bank's (encoded again as a
+    build would)."""
     m, modality = col.manifest, col.modality
     anchor_set = stored_anchor_set(src, m, modality, "encode them with the new encoder")
-    if m["anchors"].get("background") and anchor_set.source == str(src / "anchors.parquet"):
-        n = int(m["anchors"]["count"])
+    n = given_count(m["anchors"])
+    if n < len(anchor_set) and anchor_set.source == str(src / "anchors.parquet"):
         anchor_set = AnchorSet(anchor_set.paths[:n], anchor_set.captions[:n], source=anchor_set.source,
                                modality=modality)
     return anchor_set

@@ -57,6 +57,8 @@ class Contents:
     anchor_views: Optional[int] = None       # anchor rows before their views were merged
     anchors_selected: Optional[Dict] = None  # how an anchor budget chose the pairs kept
     background: Optional[tuple] = None       # (bank AnchorSet, its media vectors, its text vectors)
+    self_anchors: Optional[Dict] = None      # how captioned corpus items joined the anchors (build/self_anchors.py)
+    given_text_vecs: Optional[np.ndarray] = None  # the given anchors' captions as encoded, when that moved them
     labels: Optional[Tuple[np.ndarray, Dict]] = None  # (items' label vectors, builder.label_setup's settings)
     corpus: str = ""                 # where the corpus came from
     skipped: Sequence[Dict] = ()     # corpus files that could not be decoded
@@ -172,9 +174,13 @@ def relativise(c: Contents, out="") -> _Relativised:
     relative vectors of the items and of every text: corpus captions first, then the anchors'."""
     ids = _ids(c)
     a_med, a_txt = c.anchor_vecs
-    modality, n_anchors = c.modality, len(c.anchor_set)
-    texts = [c.rows[i]["caption"] for i in c.captioned] + list(c.anchor_set.captions)
-    text_vecs = np.vstack([c.cap_vecs, a_txt]) if len(c.captioned) else a_txt
+    modality = c.modality
+    # the anchors' captions are texts too, but for the corpus's own pairs: their captions are already
+    # (and as encoded: self-anchoring moved the given ones, but a query typed as one is not moved)
+    n_anchors = len(c.anchor_set) - (c.self_anchors["count"] if (c.self_anchors or {}).get("kept") else 0)
+    given_txt = a_txt[:n_anchors] if c.given_text_vecs is None else c.given_text_vecs
+    texts = [c.rows[i]["caption"] for i in c.captioned] + list(c.anchor_set.captions[:n_anchors])
+    text_vecs = np.vstack([c.cap_vecs, given_txt]) if len(c.captioned) else given_txt
     stored, bank = (c.anchor_set, a_med, a_txt), {}
     if c.background is not None:  # the bank's rows go after the anchors' (the projectors' "bank" block)
         b_set, b_med, b_txt = c.background
@@ -192,7 +198,7 @@ def relativise(c: Contents, out="") -> _Relativised:
         import scipy.sparse as sp
 
         item_rel = c.rel[0]
-        text_rel = (sp.vstack([c.rel[1], txt.transform(a_txt)], format="csr") if med.kind == "asif"
+        text_rel = (sp.vstack([c.rel[1], txt.transform(given_txt)], format="csr") if med.kind == "asif"
                     else txt.transform(text_vecs))
     return _Relativised(texts, ["corpus"] * len(c.captioned) + ["anchor"] * n_anchors,
                         [int(ids[i]) for i in c.captioned] + [-1] * n_anchors, text_vecs, specs, item_rel, text_rel,
@@ -246,6 +252,7 @@ def _anchors_entry(c: Contents) -> Dict:
     return {"source": a.source, "content_hash": a.content_hash, "count": len(a), "modalities": [c.modality, "text"],
             **({"views": int(views)} if views and views != len(a) else {}),
             **({"selected": c.anchors_selected} if c.anchors_selected else {}),
+            **({"self": c.self_anchors} if c.self_anchors else {}),
             **({"background": {"source": bank.source, "count": len(bank), "content_hash": bank.content_hash,
                                "weight": c.rec.background_weight}} if bank is not None else {})}
 

@@ -31,7 +31,7 @@ from retrieval.api import (
     reanchor,
     reencode,
 )
-from retrieval.cli.output import projector_words
+from retrieval.cli.output import anchor_count_words, projector_words
 from retrieval.errors import InputError
 from retrieval.store.format import read_manifest
 from retrieval.store.sharded import read_sharded_manifest
@@ -47,7 +47,7 @@ def cmd_build(a) -> int:
     m = read_manifest(path, verify=False)
     c = m["counts"]
     pivots = "".join(f", {pv['count']} {pv['modalities'][0]}-text pivot anchors" for pv in m.get("pivots", []))
-    print(f"built {path}: {c['items']} {m['items']['modality']} items, {c['texts']} texts, {c['anchors']} anchors"
+    print(f"built {path}: {c['items']} {m['items']['modality']} items, {c['texts']} texts, {anchor_count_words(m)}"
           f"{pivots}, {c['skipped']} skipped ({projector_words(m)})")
     for s in m.get("skipped", [])[:10]:
         print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
@@ -73,7 +73,7 @@ def cmd_reanchor(a) -> int:
     m = read_manifest(path, verify=False)
     c = m["counts"]
     print(f"reanchored {a.folder} -> {path} in {time.perf_counter() - t:.1f} s: {c['items']} {m['items']['modality']} "
-          f"items against {c['anchors']} anchors ({projector_words(m)}); no item was "
+          f"items against {anchor_count_words(m)} ({projector_words(m)}); no item was "
           f"encoded")
     return 0
 
@@ -148,6 +148,10 @@ def _settings(sp, defaults: bool = True) -> None:
                     help="choose k, p, centring and whitening on concept folds of your own anchor pairs (kept only "
                          "where they beat the defaults there by more than the folds' noise; the folds' table goes "
                          "into the manifest, shown by info). For encoders other than the packaged ones")
+    sp.add_argument("--self-anchors", action=argparse.BooleanOptionalAction, default=d(True),
+                    help="the corpus's captioned items join the anchors, the given anchors moved to the corpus's "
+                         "domain first, unless validation on those captions says it loses (default on; reanchor "
+                         "keeps what the collection was built with)")
     sp.add_argument("--background-weight", type=float, default=d(None), metavar="BETA",
                     help=f"weight of the background bank's score (default {DEFAULT_BACKGROUND_WEIGHT:g})")
     sp.add_argument("--index", default=d("exact"), help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")

@@ -72,8 +72,10 @@ def run_demo(out="indexes/emoji-demo", data="indexes/.emoji-data", limit: Option
         sound_paths, scratch = None, {}
     print(f"[2/{STEPS}] building {out} (EfficientNet-Lite0 at two depths + MiniLM text, ASIF relative vectors"
           f"{'; aiSFX sounds as pivot anchors' if sound_paths else ''}) …", flush=True)
+    # the corpus's captions are the emoji's names, which the searches below look for: self-anchoring on
+    # them would find the pictures by their names, and the demo is about finding them by what they show
     build_collection(paths["corpus"], anchors, out, overwrite=True, show_progress_bar=show_progress_bar,
-                     pivots=[sound_paths["sounds"]] if sound_paths else ())
+                     pivots=[sound_paths["sounds"]] if sound_paths else (), self_anchors=False)
     col = Collection.open(out)
     info = col.info()
     views = (f" ({paths.get('views_styles')} drawings of each, {info['anchors']['views']} images, merged; style normaliser "

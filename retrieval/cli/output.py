@@ -60,6 +60,26 @@ def projector_words(m: dict, pivot: Optional[dict] = None) -> str:
     return f"k={pr['k']}, p={pr['p']:g}"
 
 
+def anchor_count_words(m: dict) -> str:
+    """"N anchors", and the corpus's own captioned items among them apart."""
+    own, n = m["anchors"].get("self") or {}, m["counts"]["anchors"]
+    if not own.get("kept"):
+        return f"{n} anchors"
+    return f"{n - own['count']} anchors + {own['count']} captioned corpus items"
+
+
+def self_anchor_words(own: dict) -> str:
+    """How the corpus's captioned items joined the anchors (retrieval/build/self_anchors.py's record)."""
+    v, sk = own.get("validation"), own.get("skipped", {})
+    said = (f"{own['count']} of {own.get('captioned', own['count'])} captioned items joined the anchors"
+            if own.get("kept") else f"not used ({own.get('why', '')})")
+    checked = (f"; validation R@10 {v['self']:.3f} with them, {v['alone']:.3f} without ({v['queries']} held-out "
+               f"captions)" if v else "")
+    dropped = ", ".join(f"{n} {what}" for what, n in (("repeated", sk.get("repeated", 0)),
+                                                      ("over the maximum", sk.get("over_max", 0))) if n)
+    return said + checked + (f"; skipped {dropped}" if dropped else "") + (f" — {own['why']}" if own.get("kept") else "")
+
+
 def tuning_words(tu: dict) -> str:
     """What ``build --tune`` chose (retrieval/build/tuning.py's record), in a line."""
     def said(r):

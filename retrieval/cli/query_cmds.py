@@ -10,9 +10,19 @@ from retrieval.api import (
     Collection,
     accuracy,
     check_template,
+    given_count,
     read_labels,
 )
-from retrieval.cli.output import SCORE_NOTE, print_json, printable, projector_words, short_path, table, tuning_words
+from retrieval.cli.output import (
+    SCORE_NOTE,
+    print_json,
+    printable,
+    projector_words,
+    self_anchor_words,
+    short_path,
+    table,
+    tuning_words,
+)
 from retrieval.errors import InputError
 
 
@@ -155,7 +165,7 @@ def cmd_info(a) -> int:
     c, e, pr = info["counts"], info["encoders"], info["projector"]
     print(f"collection   {info['path']} (format v{info['format_version']}, created {info['created']})")
     print("encoders     " + ", ".join(f"{m} {x['spec']} ({x['dim']}-d)" for m, x in e.items()))
-    print(f"anchors      {info['anchors']['count']} {info['modality']}-text pairs from {info['anchors']['source']} "
+    print(f"anchors      {given_count(info['anchors'])} {info['modality']}-text pairs from {info['anchors']['source']} "
           f"(sha256 {info['anchors']['content_hash'][:12]}…)")
     bank = info["anchors"].get("background")
     if bank:
@@ -170,6 +180,8 @@ def cmd_info(a) -> int:
               f"({projector_words(info, pv)})")
     print(f"projector    {pr['kind']} {projector_words(info)} centred={pr.get('center', False)}"
           + (f" whitened (lambda {pr['whiten']:g})" if pr.get("whiten") else ""))
+    if info["anchors"].get("self"):
+        print(f"self-anchors {self_anchor_words(info['anchors']['self'])}")
     if info.get("tuning"):
         print(f"tuning       {tuning_words(info['tuning'])}")
     lab = info.get("labels")
