@@ -10,10 +10,19 @@ from retrieval.encoders import DEFAULT_ENCODERS, load_encoder
 from retrieval.errors import UnknownNameError
 from retrieval.evaluation.harness import Context, Suite
 from retrieval.evaluation.report import Report
-from retrieval.evaluation.suites import anchors, digits, emoji_groups, emoji_xstyle, instruments, pictures, sounds
+from retrieval.evaluation.suites import (
+    anchors,
+    captions,
+    digits,
+    emoji_groups,
+    emoji_xstyle,
+    instruments,
+    pictures,
+    sounds,
+)
 
 SUITES = {s.name: s for s in (emoji_xstyle.SUITE, emoji_groups.SUITE, digits.SUITE, sounds.SUITE, instruments.SUITE,
-                                pictures.SUITE, anchors.SUITE)}
+                                pictures.SUITE, anchors.SUITE, captions.SUITE)}
 
 
 def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bool] = None,
