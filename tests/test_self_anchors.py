@@ -202,3 +202,14 @@ def test_the_captions_suite_scores_each_row_on_the_uncaptioned_items_only():
     assert all(len(out[r]) == 160 for r in C.ROWS) and len(out["own caption R@1"]) == 40
     assert out["kept"].tolist() == [True]
     assert all(0.0 <= out[r].min() and out[r].max() <= 1.0 for r in C.ROWS)
+
+
+def test_sound_collections_self_anchor_only_when_asked(tone_data, fake_encoders, tmp_path):
+    """Sounds measured a little lower with it (scripts/self_anchor_sounds.py): off unless asked for."""
+    kw = dict(text_encoder="fake-text", audio_encoder="fake-audio", cache_dir="", k=3, p=2.0)
+    plain = Collection.open(build_collection(tone_data["corpus"], tone_data["anchors"], tmp_path / "plain", **kw))
+    assert "self" not in plain.manifest["anchors"] and plain.manifest["counts"]["corpus_captions"] > 0
+    asked = Collection.open(build_collection(tone_data["corpus"], tone_data["anchors"], tmp_path / "asked",
+                                             self_anchors=True, **kw))
+    own = asked.manifest["anchors"]["self"]
+    assert own["kept"] and asked.manifest["anchors"]["count"] == plain.manifest["anchors"]["count"] + own["count"]

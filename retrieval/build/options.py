@@ -77,7 +77,7 @@ class BuildOptions:
     n_anchors: Optional[int] = None        # keep this many anchor pairs of the set given (the anchor budget)
     select: str = "random"                 # how: random, fps, kmeans or coverage (retrieval/core/selection.py)
     tune: bool = False                     # choose k, p, centring and whitening on the anchors' own folds (build/tuning.py)
-    self_anchors: bool = True              # captioned corpus items join the anchors, when validation agrees (build/self_anchors.py)
+    self_anchors: Optional[bool] = None    # captioned corpus items join the anchors (None: for images; build/self_anchors.py)
     overwrite: bool = False                # replace an existing collection (atomically)
     cache_dir: Optional[str] = None        # anchor encodings cache ('' disables; None: the default place)
     batch_size: int = 32

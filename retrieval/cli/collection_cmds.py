@@ -148,10 +148,10 @@ def _settings(sp, defaults: bool = True) -> None:
                     help="choose k, p, centring and whitening on concept folds of your own anchor pairs (kept only "
                          "where they beat the defaults there by more than the folds' noise; the folds' table goes "
                          "into the manifest, shown by info). For encoders other than the packaged ones")
-    sp.add_argument("--self-anchors", action=argparse.BooleanOptionalAction, default=d(True),
+    sp.add_argument("--self-anchors", action=argparse.BooleanOptionalAction, default=d(None),
                     help="the corpus's captioned items join the anchors, the given anchors moved to the corpus's "
-                         "domain first, unless validation on those captions says it loses (default on; reanchor "
-                         "keeps what the collection was built with)")
+                         "domain first, unless validation on those captions says it loses (default: on for images, "
+                         "off for sounds; reanchor keeps what the collection was built with)")
     sp.add_argument("--background-weight", type=float, default=d(None), metavar="BETA",
                     help=f"weight of the background bank's score (default {DEFAULT_BACKGROUND_WEIGHT:g})")
     sp.add_argument("--index", default=d("exact"), help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")
