@@ -48,9 +48,10 @@ def readable_media(rows: List[Dict], modality: str,
 
 
 def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool],
-                vectors: bool = False) -> Tuple[List[Dict], List[Dict]]:
+                vectors: bool = False, embedded: bool = True) -> Tuple[List[Dict], List[Dict]]:
     """Readable corpus rows and the skipped ones; an error if none is readable. ``vectors``: the
-    media side is ``vectors:NAME``, so every row must bring its vector (and no file is decoded)."""
+    media side is ``vectors:NAME``, so every row must bring its vector (and no file is decoded).
+    ``embedded``: an image row without a caption takes the one its file's metadata holds."""
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
     if vectors:
         check_brought(rows, modality, str(corpus))
@@ -64,12 +65,32 @@ def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool],
     rows, skipped = readable_media(rows, modality, show_progress_bar)
     for r in rows:  # content hashes: 'add' recognises a file that is already in the collection
         r["sha256"] = sha256_file(r["path"])
+    if embedded and modality == "image":
+        embedded_captions(rows, show_progress_bar)
     if skipped:
         log.warning("skipping %d unreadable corpus file(s), e.g. %s", len(skipped), skipped[0]["path"])
     if not rows:
         raise InputError(f"expected at least one readable {modality} file in the corpus {str(corpus)!r}, "
                          f"all {len(skipped)} failed, e.g. {skipped[0]['reason']}")
     return rows, skipped
+
+
+def embedded_captions(rows: List[Dict], show_progress_bar: Optional[bool]) -> Dict[str, int]:
+    """Rows without a caption take the one embedded in their image file (XMP, IPTC, EXIF:
+    retrieval/media/metadata.py); how many did, and how many files' metadata could not be read."""
+    from retrieval.media.metadata import embedded_caption
+
+    counts = {"found": 0, "unreadable": 0}
+    bare = [r for r in rows if not (r["caption"] and str(r["caption"]).strip())]
+    for r in progress(bare, total=len(bare), desc="read embedded captions", show=show_progress_bar):
+        caption, readable = embedded_caption(r["path"])
+        counts["unreadable"] += not readable
+        if caption:
+            r["caption"], counts["found"] = caption, counts["found"] + 1
+    if counts["found"] or counts["unreadable"]:
+        log.info("captions from the files' own metadata: %d; files whose metadata could not be read (no caption "
+                 "taken from them): %d", counts["found"], counts["unreadable"])
+    return counts
 
 
 def check_brought(rows: List[Dict], modality: str, where: str) -> None:
@@ -203,7 +224,8 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     check_tune(anchor_set, o)  # --tune's refusals, before minutes of encoding
     bank = background_bank(anchor_set, o)
     clock = Clock()
-    rows, skipped = load_corpus(corpus, modality, show_progress_bar, vectors=is_vectors(specs[modality]))
+    rows, skipped = load_corpus(corpus, modality, show_progress_bar, vectors=is_vectors(specs[modality]),
+                                embedded=o.embedded_captions)
     clock.lap("check_files")
 
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]

@@ -78,6 +78,7 @@ class BuildOptions:
     select: str = "random"                 # how: random, fps, kmeans or coverage (retrieval/core/selection.py)
     tune: bool = False                     # choose k, p, centring and whitening on the anchors' own folds (build/tuning.py)
     self_anchors: Optional[bool] = None    # captioned corpus items join the anchors (None: for images; build/self_anchors.py)
+    embedded_captions: bool = True         # an image without a caption takes its file's XMP / IPTC / EXIF one (media/metadata.py)
     overwrite: bool = False                # replace an existing collection (atomically)
     cache_dir: Optional[str] = None        # anchor encodings cache ('' disables; None: the default place)
     batch_size: int = 32

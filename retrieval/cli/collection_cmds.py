@@ -230,6 +230,10 @@ def add_parsers(sub, common) -> None:
     b.add_argument("--image-encoder", default=DEFAULT_ENCODERS["image"])
     b.add_argument("--text-encoder", default=DEFAULT_ENCODERS["text"])
     b.add_argument("--audio-encoder", default=DEFAULT_ENCODERS["audio"])
+    b.add_argument("--embedded-captions", action=argparse.BooleanOptionalAction, default=True,
+                   help="an image without a caption (table column or .txt beside it) takes the one in its own "
+                        "metadata: XMP description, IPTC caption, EXIF ImageDescription, else its keywords (camera "
+                        "names are not captions; unreadable metadata is skipped and counted); default on")
     _settings(b)
     b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="build on Ray: encode on a cluster's workers and write a sharded collection. ADDRESS: "
