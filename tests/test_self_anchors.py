@@ -213,3 +213,9 @@ def test_sound_collections_self_anchor_only_when_asked(tone_data, fake_encoders,
                                              self_anchors=True, **kw))
     own = asked.manifest["anchors"]["self"]
     assert own["kept"] and asked.manifest["anchors"]["count"] == plain.manifest["anchors"]["count"] + own["count"]
+
+
+def test_explain_names_the_corpus_pairs_among_the_anchors(tiny_data, fake_encoders, tmp_path):
+    col = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "col", k=3, p=2.0,
+                                           **FAKE))
+    assert "and 8 captioned corpus items" in col.plan("text").explain()

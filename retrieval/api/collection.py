@@ -84,7 +84,9 @@ class Collection(StoredCollection):
             self._check_encoder(modality, enc)
         # Collections from before translators existed have only the anchor bridge.
         bank = manifest["anchors"].get("background")  # named beside the anchors in EXPLAIN
+        own = manifest["anchors"].get("self") or {}
         self.bridges = [Bridge("anchors", (self.modality, "text"), manifest["anchors"].get("source", "")
+                               + (f" and {own['count']} captioned corpus items" if own.get("kept") else "")
                                + (f" and background bank {bank['source']} ({bank['count']})" if bank else ""))]
         self.bridges += [Bridge("anchors", tuple(pv["modalities"]), pv.get("source", ""), indexed=False)
                          for pv in manifest.get("pivots", [])]
