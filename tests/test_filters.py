@@ -78,9 +78,11 @@ def test_every_backend_and_route_filters_before_the_cut(meta_corpus, tiny_data, 
     for where in ("year >= 2020", "shop = 'north' AND sale = TRUE", "price < 3", "shop IS NULL"):
         keep = {r["image"] for r in rows if eval_row(r, where)}
         for q in QUERIES:
-            hits = col.search(q, k=5, route="relative", where=where)
+            hits = col.search(q, k=5, route="relative", where=where, captions=False)  # the route alone
             assert {h.path for h in hits} <= keep and len(hits) == min(5, len(keep))
             assert [h.id for h in hits] == brute(col, q, where, 5)
+            hybrid = col.search(q, k=5, route="relative", where=where)  # captions matched within the filter too
+            assert {h.path for h in hybrid} <= keep and len(hybrid) == min(5, len(keep))
             for route in ("relative+labels", "translation", "fusion"):
                 got = col.search(q, k=5, route=route, where=where)
                 assert {h.path for h in got} <= keep and len(got) == min(5, len(keep)), route

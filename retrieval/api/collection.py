@@ -19,6 +19,7 @@ from retrieval.api.sharded import ShardedCollection
 from retrieval.api.stitch import Stitched, stitch
 from retrieval.build.builder import build_collection
 from retrieval.build.reanchor import reanchor
+from retrieval.core.caption_match import CaptionMatch, promote
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.projector import Projector, pivot
 from retrieval.core.ranking import TIE_EPS, rank_candidates
@@ -53,6 +54,7 @@ class Hit:
     label: Optional[str] = None
     source: Optional[str] = None   # text results: "corpus" caption or "anchor" caption
     item_id: Optional[int] = None  # text results from a corpus caption: the item it describes
+    matched: Optional[str] = None  # item results found by their own caption: "caption" or "keywords"
 
     def text_key(self) -> str:
         """What makes two text results the same text (spacing and case aside)."""
@@ -93,6 +95,10 @@ class Collection(StoredCollection):
         for b in manifest.get("bridges", []):
             if b.get("kind") in ("translator", "labels"):
                 self.bridges.append(Bridge(b["kind"], tuple(b["modalities"]), b.get("name", "")))
+        captioned = sum(1 for s in self.texts["source"] if s == "corpus")
+        if captioned:  # text queries also match the items' own captions (core/caption_match.py)
+            self.bridges.append(Bridge("captions", ("text", self.modality), f"{captioned} item captions"))
+        self._caption_match: Optional[CaptionMatch] = None
         self._scaled: Dict[str, ExactIndex] = {}
         self._last_filter: tuple = (None, None)
 
@@ -180,9 +186,10 @@ class Collection(StoredCollection):
             raise UnsupportedQueryError(f"expected a target among {sorted(self.sides)} (or 'items'), got {target!r}")
         return target
 
-    def plan(self, query_modality: str, target: Optional[str] = None, route: Optional[str] = None) -> Plan:
+    def plan(self, query_modality: str, target: Optional[str] = None, route: Optional[str] = None,
+             captions: bool = True) -> Plan:
         """The route a query would take, with every alternative's estimates (``.explain()`` prints it).
-        ``target`` defaults to the collection's items."""
+        ``target`` defaults to the collection's items; ``captions=False``: without the caption match."""
         target = self._target(target)
         spaces = {m: e["spec"] for m, e in self.manifest["encoders"].items()}
         bank = self.manifest["anchors"].get("background", {}).get("count", 0)  # relativised against too
@@ -192,10 +199,11 @@ class Collection(StoredCollection):
                  **{f"anchors_{pv['modalities'][0]}_text": pv["count"] for pv in self.manifest.get("pivots", [])}}
         st = self.stitched.get(query_modality)
         return plan(query_modality, target, spaces, self.bridges, route=route, sizes=sizes,
-                    query_encoder=st.encoder.name if st else None)
+                    query_encoder=st.encoder.name if st else None, captions=captions)
 
     def search(self, query: Union[str, ImageLike], *, k: int = 10, modality: Optional[str] = None,
-               target: Optional[str] = None, route: Optional[str] = None, where: Optional[str] = None) -> List[Hit]:
+               target: Optional[str] = None, route: Optional[str] = None, where: Optional[str] = None,
+               captions: bool = True) -> List[Hit]:
         """Search with one query: a path to an existing image or sound file is that, a PIL image an
         image, any other string text. ``target`` defaults to the collection's items.
 
@@ -206,13 +214,17 @@ class Collection(StoredCollection):
 
         ``where`` filters the target's rows by their stored columns (the corpus table's metadata;
         :mod:`retrieval.store.filters`) before the top k is cut: k results whenever k rows match.
+
+        A text query to the items of a partly captioned collection also matches the items' own captions
+        (:mod:`retrieval.core.caption_match`): an item whose caption the query repeats, or names every
+        word of, comes first (``Hit.matched`` says so). ``captions=False`` searches cross-modally only.
         """
         return self.search_many([query], k=k, modality=modality or guess_modality(query), target=target, route=route,
-                                where=where)[0]
+                                where=where, captions=captions)[0]
 
     def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
                     route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
-                    where: Optional[str] = None) -> List[List[Hit]]:
+                    where: Optional[str] = None, captions: bool = True) -> List[List[Hit]]:
         """Answer many queries of one modality with one encoder load and one batched encode."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"expected k >= 1, got {k!r}")
@@ -228,7 +240,8 @@ class Collection(StoredCollection):
         encoder = self.encoder(modality)
         with self._stage("encode"):
             q = encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
+        return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where,
+                                   captions=captions, texts=list(queries) if modality == "text" else None)
 
     def _allowed(self, where: Optional[str], target: str) -> Optional[np.ndarray]:
         """The target's rows that ``where`` keeps (None: no filter)."""
@@ -247,9 +260,11 @@ class Collection(StoredCollection):
         return filter_columns(self.sides[self._target(target)].meta)
 
     def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                       route: Optional[str] = None, where: Optional[str] = None) -> List[List[Hit]]:
+                       route: Optional[str] = None, where: Optional[str] = None, captions: bool = True,
+                       texts: Optional[Sequence[str]] = None) -> List[List[Hit]]:
         """Search with embeddings already made by this collection's ``modality`` encoder (rows are
-        L2-normalised here)."""
+        L2-normalised here). ``texts``: the text queries' words, for the caption match's keywords
+        (without them, captions are matched by cosine only)."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"expected k >= 1, got {k!r}")
         self.check_files()
@@ -268,7 +283,7 @@ class Collection(StoredCollection):
             raise InputError(f"expected finite {modality} vectors, got NaN or infinite values")
         q = q / np.maximum(np.abs(q).max(axis=1, keepdims=True), 1e-300)  # no overflow in the norm below
         q = l2_normalise(q)
-        p = self.plan(modality, target, route)
+        p = self.plan(modality, target, route, captions)
         with self._stage("filter"):
             allowed = self._allowed(where, target)
         if p.route == "pivot":
@@ -283,7 +298,31 @@ class Collection(StoredCollection):
         if target == "text":
             return self._distinct_texts(lambda depth: self._run(route, q, modality, target, depth, allowed, projector),
                                         k, len(self.texts["text"]) if allowed is None else len(allowed))
+        if p.captions:
+            return self._with_captions(q, texts, k, allowed, lambda depth: self._run(route, q, modality, target, depth,
+                                                                                  allowed, projector))
         return [self._hits(h, target) for h in self._run(route, q, modality, target, k, allowed, projector)]
+
+    def caption_match(self) -> CaptionMatch:
+        """The items' own captions as a :class:`CaptionMatch` (fitted once per opened collection)."""
+        if self._caption_match is None:
+            rows = [i for i, s in enumerate(self.texts["source"]) if s == "corpus"]
+            items = [self.item_row(self.texts["item_id"][i]) for i in rows]
+            self._caption_match = CaptionMatch.fit(np.asarray(self.sides["text"].abs[rows], np.float32),
+                                                   [self.texts["text"][i] for i in rows], items)
+        return self._caption_match
+
+    def _with_captions(self, q: np.ndarray, texts, k: int, allowed, run) -> List[List[Hit]]:
+        """The route's top k, with the items whose own caption matches the query moved first."""
+        with self._stage("captions"):
+            matches = self.caption_match().match(q, texts, allowed)
+        hits = run(k + min(k, max(len(m.rows) for m in matches)))
+        out = []
+        for m, h in zip(matches, hits):
+            ids, scores, secondary, how = promote(m, h.ids, h.scores, h.secondary, k)
+            found = self._hits(Hits(ids, scores, secondary), self.modality)
+            out.append([dataclasses.replace(hit, matched=w) for hit, w in zip(found, how)])
+        return out
 
     def _distinct_texts(self, run, k: int, n: int) -> List[List[Hit]]:
         """Text results with each text once: a corpus caption that is also an anchor caption (or two

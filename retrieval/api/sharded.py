@@ -28,7 +28,7 @@ class _ShardHolder:
         self.cols = [shard_type.open(f, verify=verify) for f in folders]
 
     def search_vectors(self, q, k, modality, target, route, where=None):
-        return [c.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
+        return [c.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where, captions=False)
                 for c in self.cols]
 
 
@@ -89,7 +89,8 @@ class ShardedCollection:
         return self.first.encoder(modality)
 
     def plan(self, modality: str, target: Optional[str] = None, route: Optional[str] = None):
-        return self.first.plan(modality, self._target(target), route)
+        # no caption match: its scores are caption cosines, which do not merge with the route's across shards
+        return self.first.plan(modality, self._target(target), route, captions=False)
 
     def classify(self, inputs, labels, **kwargs):
         """Classify files (the anchors are the same in every shard, so the first shard answers; its
@@ -107,13 +108,15 @@ class ShardedCollection:
         return self.modality
 
     def search(self, query, *, k: int = 10, modality: Optional[str] = None, target: Optional[str] = None,
-               route: Optional[str] = None, where: Optional[str] = None):
+               route: Optional[str] = None, where: Optional[str] = None, captions: bool = True):
         return self.search_many([query], k=k, modality=modality or guess_modality(query), target=target,
                                 route=route, where=where)[0]
 
     def search_many(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
                     route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
-                    where: Optional[str] = None):
+                    where: Optional[str] = None, captions: bool = True):
+        """As :meth:`Collection.search_many`, without the caption match (``captions`` is accepted and
+        ignored: a shard's caption cosines would not merge with the other shards' route scores)."""
         self.plan(modality, target, route)  # an impossible route fails before encoding
         if where is not None:  # and a filter that does not hold together (every shard has the same columns)
             self.first._allowed(where, self.first.modality)
@@ -123,8 +126,10 @@ class ShardedCollection:
         return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
 
     def search_vectors(self, vectors, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
-                       route: Optional[str] = None, where: Optional[str] = None):
-        """As :meth:`Collection.search_vectors`; ``where`` is applied in every shard before its top k."""
+                       route: Optional[str] = None, where: Optional[str] = None, captions: bool = True,
+                       texts=None):
+        """As :meth:`Collection.search_vectors`; ``where`` is applied in every shard before its top k;
+        no caption match (see :meth:`search_many`)."""
         target = self._target(target)
         chosen = self.plan(modality, target, route)
         if chosen.route == "fusion" or chosen.then == "fusion":
@@ -138,8 +143,8 @@ class ShardedCollection:
                      for r in h]
             parts = [parts[self._order.index(i)] for i in range(len(parts))]
         else:
-            parts = [c.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where)
-                     for c in self._local]
+            parts = [c.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where,
+                                      captions=False) for c in self._local]
         out = []
         for r in range(len(q)):
             hits = [h for part in parts for h in part[r]]

@@ -35,7 +35,8 @@ def short_path(s: Optional[str], width: int) -> str:
 # Printed once above search results: what the number is, and why it may pass 1.
 SCORE_NOTE = ("score: similarity of the query's and the result's relative vectors, higher is closer; a route that "
               "adds the background bank's or the label bridge's score (weighted) can pass 1; tiebrk: the dense "
-              "cosine that orders equal scores (docs/how-it-works.md, 'Scores')")
+              "cosine that orders equal scores (docs/how-it-works.md, 'Scores'); '=' marks an item found by its own "
+              "caption (score: the caption's cosine with the query), '~' by every query word in its caption")
 
 
 def table(hits, target: str) -> str:
@@ -45,7 +46,8 @@ def table(hits, target: str) -> str:
         sec = "" if h.secondary != h.secondary else f"{h.secondary:7.4f}"  # NaN check
         what = (f"{short_path(h.path, 50)}  {short(h.caption, 40)}" if items
                 else f"{short(h.caption, 70)}  ({h.source})")
-        lines.append(f"  {h.rank:>4}  {h.score:7.4f}  {sec:>7}  {h.id:>6}  {what}")
+        mark = {"caption": "=", "keywords": "~"}.get(getattr(h, "matched", None), " ")
+        lines.append(f"  {h.rank:>4}{mark} {h.score:7.4f}  {sec:>7}  {h.id:>6}  {what}")
     return "\n".join(lines)
 
 

@@ -97,10 +97,10 @@ def cmd_search(a) -> int:
     for target in _targets(a, col, modality):
         if vectors is not None:
             results[target] = col.search_vectors(vectors, k=a.k, modality=modality, target=target, route=a.route,
-                                                 where=a.where)
+                                                 where=a.where, captions=a.caption_match)
         else:
             results[target] = col.search_many(queries, k=a.k, modality=modality, target=target, route=a.route,
-                                              show_progress_bar=a.progress, where=a.where)
+                                              show_progress_bar=a.progress, where=a.where, captions=a.caption_match)
     if not (a.json or a.queries is not None):
         print(SCORE_NOTE)
     for qi, q in enumerate(queries):
@@ -118,7 +118,7 @@ def cmd_explain(a) -> int:
     (query,), modality = _one_query(a, allow_file=False)
     col = Collection.open(a.index, **query_encoders(a))
     for target in _targets(a, col, modality):
-        p = col.plan(modality, target, a.route)
+        p = col.plan(modality, target, a.route, a.caption_match)
         if a.json:
             print_json(dict(p.to_dict(), query=query, modality=modality, target=target))
         else:
@@ -244,6 +244,9 @@ def add_parsers(sub, common) -> None:
     x.set_defaults(func=cmd_explain)
     for sp in (s, x):
         add_query_encoder_options(sp)
+        sp.add_argument("--no-caption-match", dest="caption_match", action="store_false",
+                        help="text queries find items cross-modally only: without it, an item whose own caption "
+                             "the query repeats (or names every word of) comes first (docs/cli.md)")
 
     c = sub.add_parser("classify", help="ASIF zero-shot classification of images or sounds (or of the collection's items)")
     c.add_argument("index")

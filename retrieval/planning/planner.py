@@ -20,6 +20,10 @@ Routes:
   -> image). The query is relativised against its side of the pivot anchors and re-expressed in the
   third space as the same weighted mix of the other side's anchors; the best route from there
   finishes the trip.
+* captions (not a route: a last step of any route a text query takes to the items of a partly
+  captioned collection): the items whose own caption matches the query come first
+  (retrieval/core/caption_match.py). It reorders only where a caption matches about as well as the
+  query matches itself, so the route's estimate stands (measured in results/captions).
 * ``stitch``: the query was encoded by another encoder than the collection's (zero-shot stitching,
   retrieval/api/stitch.py): an orthogonal map fitted on the anchors, encoded by both, carries it
   into the collection's space, and the best route from there finishes the trip. A stitched query
@@ -98,8 +102,8 @@ class Space:
 class Bridge:
     """A link between two modalities: a parallel anchor set (both ways) or a fitted translator (src -> dst)."""
 
-    kind: str                      # "anchors", "translator" or "labels"
-    modalities: Tuple[str, str]    # anchors: the two sides; translator and labels: (src, dst)
+    kind: str                      # "anchors", "translator", "labels" or "captions"
+    modalities: Tuple[str, str]    # anchors: the two sides; translator, labels and captions: (src, dst)
     name: str = ""
     # anchors only: True when the collection's relative vectors are over this set (a relative route can
     # end here); False for a pivot set, which can only carry a query into another space.
@@ -130,12 +134,14 @@ class Plan:
     alternatives: Tuple[RouteEstimate, ...] = field(default_factory=tuple)
     via: Optional[str] = None
     then: Optional[str] = None
+    captions: bool = False  # the items' own captions are matched too (caption_match.py)
 
     def to_dict(self) -> Dict:
         """The plan as JSON-ready data (``retrieval explain --json`` and the HTTP API print this)."""
         return {"query": {"modality": self.query.modality, "encoder": self.query.encoder},
                 "target": {"modality": self.target.modality, "encoder": self.target.encoder},
                 "route": self.route, "via": self.via, "then": self.then, "steps": list(self.steps),
+                "captions": self.captions,
                 "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
                                   "est_cost": r.cost} for r in self.alternatives]}
 
@@ -257,15 +263,27 @@ def _estimates(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence[Bri
     return out
 
 
+def _caption_steps(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence[Bridge]) -> Tuple[str, ...]:
+    """The caption match's steps, where a text query in the collection's own text space meets items
+    that have captions (a captions bridge); none otherwise."""
+    found = [b for b in bridges if b.kind == "captions" and b.links(q.modality, t.modality)]
+    if not found or q.encoder != spaces.get(q.modality):
+        return ()
+    return (f"match the items' own captions ({found[0].name}): text cosine in {q.encoder} above the corpus's "
+            "threshold, or every query word in the caption (BM25)",
+            "matched items first (by cosine, then BM25), the rest in the route's order")
+
+
 def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], bridges: Sequence[Bridge],
          *, route: Optional[str] = None, sizes: Optional[Dict[str, int]] = None,
-         query_encoder: Optional[str] = None) -> Plan:
+         query_encoder: Optional[str] = None, captions: bool = True) -> Plan:
     """Choose a route from a query modality to a target modality of a collection.
 
     ``spaces`` maps each modality the collection has an encoder for to its spec; ``bridges`` are
     the anchor sets and translators it holds; ``sizes`` (items, anchors, k, dim_<modality>,
     anchors_<from>_<via>) feed the cost estimates. ``query_encoder``: the query's encoder when it is
-    not the collection's for that modality (a stitched query).
+    not the collection's for that modality (a stitched query). ``captions=False`` leaves out the
+    caption match a captions bridge offers.
 
     >>> plan("text", "image", {"image": "efficientnet-lite0", "text": "minilm"},
     ...      [Bridge("anchors", ("image", "text"))]).route
@@ -291,4 +309,5 @@ def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], brid
                          f"possible: {list(est)}")
     chosen = est[route] if route else _best(est)
     alternatives = tuple(sorted(est.values(), key=lambda r: (-r.quality, r.cost)))
-    return Plan(q, t, chosen.route, chosen.steps, alternatives, chosen.via, chosen.then)
+    extra = _caption_steps(q, t, spaces, bridges) if captions else ()
+    return Plan(q, t, chosen.route, chosen.steps + extra, alternatives, chosen.via, chosen.then, bool(extra))

@@ -45,6 +45,8 @@ def request_models(lim: Dict, encoders: Sequence[Tuple[str, int]], targets: Sequ
         target: Optional[Target] = Field(None, description="items (default), or a modality the collection holds")
         route: Optional[Route] = Field(None, description="force a route (default: the planner's choice)")
         where: Optional[str] = Field(None, **where_field)
+        caption_match: bool = Field(True, description="also match the items' own captions: an item whose caption "
+                                                       "the query repeats, or names every word of, comes first")
 
     def vector_query(modality: str):
         """A body carrying an embedding of ``modality``: its width is stated when every collection

@@ -129,7 +129,8 @@ def query_routes(served: Served, models: Models) -> APIRouter:
             modality, kind, query = "text", "queries", body.query
         else:
             modality, kind, query = body.modality, "vectors", body.vector
-        hits, used = served.answer((name, kind, modality, body.k, body.target, body.route, body.where), query)
+        hits, used = served.answer((name, kind, modality, body.k, body.target, body.route, body.where,
+                                    getattr(body, "caption_match", True)), query)
         return {"query": getattr(body, "query", None), "modality": modality, "route": used,
                 "results": hits_json(name, hits)}
 

@@ -39,14 +39,17 @@ class Served:
 
     def run_group(self, key, queries: List) -> List:
         """One batched search: every query of ``queries`` shares ``key``'s settings."""
-        name, kind, modality, k, target, route, where = key
+        name, kind, modality, k, target, route, where, *rest = key
+        captions = rest[0] if rest else True  # the caption match (text queries to the items), on unless asked
         col = self.collection(name)
         self.metrics.batch_sizes.labels(name).observe(len(queries))
         with self.lock:
             if kind == "vectors":
-                hits = col.search_vectors(queries, k=k, modality=modality, target=target, route=route, where=where)
+                hits = col.search_vectors(queries, k=k, modality=modality, target=target, route=route, where=where,
+                                          captions=captions)
             else:
-                hits = col.search_many(queries, k=k, modality=modality, target=target, route=route, where=where)
+                hits = col.search_many(queries, k=k, modality=modality, target=target, route=route, where=where,
+                                       captions=captions)
             used = col.plan(modality, target, route).route
         return [(h, used) for h in hits]
 
