@@ -27,6 +27,7 @@ from retrieval.api.collection import Collection, Hit
 from retrieval.api.sharded import ShardedCollection
 from retrieval.build.background import DEFAULT_WEIGHT as DEFAULT_BACKGROUND_WEIGHT
 from retrieval.build.builder import build_collection
+from retrieval.build.captioning import apply_captions, suggest, write_todo
 from retrieval.build.options import (
     DEFAULT_CENTER,
     DEFAULT_IMAGE_P,
@@ -120,7 +121,7 @@ def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_a
 
 
 __all__ = ["anchor_packs", "prepare_anchors", "given_count", "Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
-           "BuildOptions", "add_items", "delete_items", "reanchor", "reencode", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
+           "BuildOptions", "apply_captions", "suggest", "write_todo", "add_items", "delete_items", "reanchor", "reencode", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
            "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P", "DEFAULT_WHITEN",
            "DEFAULT_BACKGROUND_WEIGHT", "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",

@@ -133,7 +133,8 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
            encoders: Optional[Dict] = None, corpus: Optional[Dict] = None) -> Path:
     """Write ``col`` again against ``anchor_set``: what reanchor and reencode share. ``encoders``
     (modality -> Encoder) replace the build's; ``corpus`` (``item_vecs``, ``cap_vecs``, and with label
-    vectors ``labels`` and ``label_cfg``) replaces the stored embeddings, in stored row order."""
+    vectors ``labels`` and ``label_cfg``) replaces the stored embeddings, in stored row order; with
+    ``rows`` and ``captioned`` (as :func:`stored_corpus` gives them) the corpus's captions too."""
     clock = Clock()
     src, m, modality = col.folder, col.manifest, col.modality
     if anchor_set.modality != modality:
@@ -157,9 +158,11 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     clock.lap("load_models")
     anchors = _encoded_anchors(anchor_set, bank, encoders, o, item_vecs)
     clock.lap("encode_anchors")
-    rows, captioned, cap_vecs = _stored_corpus(col)
+    rows, captioned, cap_vecs = stored_corpus(col)
     if corpus is not None and corpus.get("cap_vecs") is not None:  # re-encoded, in item order like the build's
         cap_vecs = corpus["cap_vecs"]
+    if corpus is not None and corpus.get("rows") is not None:  # captions given to the collection
+        rows, captioned = corpus["rows"], corpus["captioned"]
     o = o if "self_anchors" in given else o.replace(self_anchors=bool(m["anchors"].get("self")))  # as built
     rec, anchors["self_anchors"] = _self_anchored(anchors, Corpus(rows, item_vecs, captioned, cap_vecs), rec, o,
                                                   specs[modality])
@@ -234,7 +237,7 @@ def _encoded_anchors(anchor_set: AnchorSet, bank: Optional[AnchorSet], encoders:
                 anchors_selected=selected, background=background)
 
 
-def _stored_corpus(col: StoredCollection) -> Tuple[List[Dict], List[int], np.ndarray]:
+def stored_corpus(col: StoredCollection) -> Tuple[List[Dict], List[int], np.ndarray]:
     """The corpus as the build read it: (rows in stored order with their hashes and metadata, the rows
     with a caption, in item order as a fresh build lists them, those captions' stored embeddings)."""
     rows = [{"path": pth, "caption": cap, "label": lab}

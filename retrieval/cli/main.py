@@ -1,6 +1,7 @@
 """Command line: a thin caller of the Python API. ``retrieval --help`` lists the subcommands, which live
-one module per group: ``collection_cmds`` (build, add, delete, reanchor, reencode), ``query_cmds`` (search,
-explain, classify, info) and ``service_cmds`` (serve, eval, demo)."""
+one module per group: ``collection_cmds`` (build, add, delete, reanchor, reencode), ``caption_cmds``
+(suggest, caption), ``query_cmds`` (search, explain, classify, info) and ``service_cmds`` (serve, eval,
+demo)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from retrieval.cli import collection_cmds, query_cmds, service_cmds
+from retrieval.cli import caption_cmds, collection_cmds, query_cmds, service_cmds
 from retrieval.errors import RetrievalError
 
 
@@ -28,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
                         help="where the packaged encoders run (default $RETRIEVAL_RUNTIME, else auto: on a CPU, "
                              "images on ONNX Runtime, text and sound on OpenVINO when installed, else torch)")
 
-    for group in (collection_cmds, query_cmds, service_cmds):
+    for group in (collection_cmds, caption_cmds, query_cmds, service_cmds):
         group.add_parsers(sub, common)
     return p
 
@@ -61,7 +62,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if args.command in ("build", "add", "search", "classify", "demo", "eval", "serve") and not args.verbose:
+    if args.command in ("build", "add", "caption", "search", "classify", "demo", "eval", "serve") and not args.verbose:
         _quiet_model_loading()
     saved = os.environ.get("RETRIEVAL_RUNTIME")
     if getattr(args, "runtime", None):  # read where encoders are loaded (retrieval/encoders/runtime.py)

@@ -23,6 +23,7 @@ from retrieval.core.normalise import l2_normalise
 from retrieval.errors import InputError, UnknownNameError
 
 SELECTORS = ("random", "fps", "kmeans", "coverage")
+MAX_CELLS = 1 << 25  # coverage: similarities held at once (128 MiB of float32)
 
 
 def random_select(n_pool: int, n: int, seed: int = 0) -> np.ndarray:
@@ -74,23 +75,34 @@ def kmeans_select(x: np.ndarray, n: int, seed: int = 0, iterations: int = 25) ->
     return np.array(picked)
 
 
-def coverage_select(pool: np.ndarray, corpus: np.ndarray, n: int, block: int = 4096) -> np.ndarray:
-    """Greedy facility location: each step the pool row that most raises sum_corpus max cosine."""
+def coverage_select(pool: np.ndarray, corpus: np.ndarray, n: int, block: int = 4096,
+                    covered: Optional[np.ndarray] = None) -> np.ndarray:
+    """Greedy facility location: each step the pool row that most raises sum_corpus max cosine.
+    ``covered``: rows already chosen before (say, the items that have a caption): the greedy starts
+    from what they cover. Returned in the order chosen, the most useful first. The (corpus x pool)
+    similarities are computed once when they fit in :data:`MAX_CELLS`, else a block at a time."""
     p = l2_normalise(pool, dtype=np.float32)
     c = l2_normalise(corpus, dtype=np.float32)
     best = np.full(len(c), -1.0, np.float32)
+    if covered is not None and len(covered):
+        k = l2_normalise(covered, dtype=np.float32)
+        for s in range(0, len(c), block):
+            best[s:s + block] = (c[s:s + block] @ k.T).max(1)
+    whole = c @ p.T if len(c) * len(p) <= MAX_CELLS else None
     chosen = []
     taken = np.zeros(len(p), bool)
     for _ in range(n):
-        gains = np.zeros(len(p), np.float64)
-        for s in range(0, len(c), block):  # (corpus block x pool) similarities, never the whole matrix
-            sims = c[s:s + block] @ p.T
-            gains += np.maximum(sims - best[s:s + block, None], 0).sum(0)
+        if whole is not None:
+            gains = np.maximum(whole - best[:, None], 0).sum(0, dtype=np.float64)
+        else:
+            gains = np.zeros(len(p), np.float64)
+            for s in range(0, len(c), block):  # (corpus block x pool) similarities, never the whole matrix
+                gains += np.maximum(c[s:s + block] @ p.T - best[s:s + block, None], 0).sum(0)
         gains[taken] = -1
         i = int(np.argmax(gains))
         chosen.append(i)
         taken[i] = True
-        best = np.maximum(best, c @ p[i])
+        best = np.maximum(best, whole[:, i] if whole is not None else c @ p[i])
     return np.array(chosen)
 
 

@@ -54,13 +54,23 @@ def write_parquet_atomic(table: pa.Table, path: str, metadata: Optional[Dict[str
         meta = dict(table.schema.metadata or {})
         meta.update({k.encode(): v.encode() for k, v in metadata.items()})
         table = table.replace_schema_metadata(meta)
+    write_table_atomic(table, path, "parquet")
+
+
+def write_table_atomic(table: pa.Table, path: str, kind: str) -> None:
+    """``table`` as ``kind`` ("parquet" or "csv") at ``path``, written beside it and renamed."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # Not mkstemp: its files are 0600 whatever the umask, and the collection would keep that mode.
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet")
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{secrets.token_hex(4)}.{kind}")
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        pq.write_table(table, tmp)
+        if kind == "csv":
+            import pyarrow.csv as pcsv
+
+            pcsv.write_csv(table, tmp)
+        else:
+            pq.write_table(table, tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
