@@ -116,3 +116,34 @@ def test_errors_are_shown_on_the_page(server, browser):
     wait_for(browser, lambda: browser.execute_script("return document.getElementById('collection').options.length"))
     browser.find_element("id", "go").click()  # empty query
     assert "non-empty text query" in wait_for(browser, lambda: browser.find_element("id", "error").text)
+
+
+def test_describe_suggested_pictures_in_a_browser(tiny_data, fake_encoders, tmp_path, browser):
+    import uvicorn
+
+    for c in ("red", "green"):
+        (tiny_data["root"] / "corpus" / f"{c}.txt").unlink()
+    col = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "squares", **FAKE)
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app({"squares": str(col)}, captions=True), host="127.0.0.1",
+                                        port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(browser, lambda: srv.started)
+        browser.get(f"http://127.0.0.1:{port}")
+        wait_for(browser, lambda: browser.execute_script("return document.getElementById('collection').options.length"))
+        browser.find_element("id", "suggest").click()
+        boxes = wait_for(browser, lambda: browser.find_elements("css selector", "#grid input.caption"))
+        assert len(boxes) == 2  # the two pictures without a caption
+        boxes[0].send_keys("zork quux")
+        browser.find_element("id", "apply").click()
+        said = wait_for(browser, lambda: browser.find_element("id", "dresult").text.startswith("1 new") and
+                        browser.find_element("id", "dresult").text)
+        assert "7 items have a caption now" in said
+        browser.find_element("id", "q").send_keys("zork quux\n")
+        alts = wait_for(browser, lambda: loaded_images(browser))
+        assert alts[0] == "zork quux"  # found first, by the caption just typed
+    finally:
+        srv.should_exit = True
+        thread.join(5)

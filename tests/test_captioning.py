@@ -129,3 +129,41 @@ def test_suggest_refuses_what_it_cannot_do(tiny_data, fake_encoders, tmp_path):
     with pytest.raises(InputError, match=".csv or .parquet"):
         write_todo([], tmp_path / "todo.txt")
     assert main(["suggest", str(out)]) == 2
+
+
+def _app(tiny_data, tmp_path, allowed):
+    from fastapi.testclient import TestClient
+
+    from retrieval.serve.server import create_app
+
+    later = _uncaptioned_build(tiny_data, tmp_path, str(tmp_path / "cache"))
+    return TestClient(create_app({"later": str(later)}, captions=allowed, reload_s=0), raise_server_exceptions=False)
+
+
+def test_the_server_suggests_always_and_writes_captions_only_when_allowed(tiny_data, fake_encoders, tmp_path):
+    pytest.importorskip("fastapi")
+    with _app(tiny_data, tmp_path, allowed=False) as c:
+        r = c.get("/collections/later/suggest", params={"n": 3})
+        assert r.status_code == 200 and not r.json()["editable"] and len(r.json()["items"]) == 3
+        first = r.json()["items"][0]
+        assert c.get(first["url"]).status_code == 200 and "/" not in first["file"]  # no server path given out
+        r = c.post("/collections/later/captions", json={"captions": [{"id": first["id"], "caption": "zork quux"}]})
+        assert r.status_code == 403 and "--allow-captions" in r.json()["error"]
+        assert c.get("/collections/nope/suggest").status_code == 404
+        assert c.get("/collections/later/suggest", params={"n": 0}).status_code == 422
+
+
+def test_captions_given_through_the_server_are_searched_at_once(tiny_data, fake_encoders, tmp_path):
+    pytest.importorskip("fastapi")
+    with _app(tiny_data, tmp_path, allowed=True) as c:
+        first = c.get("/collections/later/suggest", params={"n": 2}).json()["items"][0]
+        r = c.post("/collections/later/captions", json={"captions": [{"id": first["id"], "caption": "zork quux"}]})
+        assert r.status_code == 200, r.text
+        assert (r.json()["new"], r.json()["captioned"]) == (1, 5) and "path" not in r.json()
+        hit = c.post("/collections/later/search", json={"query": "zork quux", "k": 1}).json()["results"][0]
+        assert (hit["id"], hit["matched"]) == (first["id"], "caption")  # the new version, without a restart
+        bad = c.post("/collections/later/captions", json={"captions": [{"id": 999, "caption": "x"}]})
+        assert bad.status_code == 409 and "unknown" in bad.json()["error"]
+        assert c.post("/collections/later/captions", json={"captions": []}).status_code == 422
+        blank = c.post("/collections/later/captions", json={"captions": [{"id": first["id"], "caption": " "}]})
+        assert blank.status_code == 422

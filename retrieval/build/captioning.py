@@ -91,10 +91,22 @@ def write_todo(suggestions: List[Dict], path) -> Path:
     return path
 
 
-def _given_captions(col: StoredCollection, table_path) -> Tuple[Dict[int, str], Dict]:
+def _caption_table(table) -> Tuple[pa.Table, Path]:
+    """The captions as a table, and what to call it in messages: a table file's path, or rows given
+    in memory (a pyarrow table, or dicts such as ``{"id": 7, "caption": "a red bus"}``)."""
+    if isinstance(table, pa.Table):
+        return table, Path("the captions given")
+    if isinstance(table, (list, tuple)):
+        try:
+            return pa.Table.from_pylist([dict(r) for r in table]), Path("the captions given")
+        except (TypeError, ValueError, pa.ArrowException) as exc:
+            raise InputError(f"expected caption rows as mappings of id (or path) and caption, got {exc}") from exc
+    return read_table(Path(table)), Path(table)
+
+
+def _given_captions(col: StoredCollection, table) -> Tuple[Dict[int, str], Dict]:
     """Stored row -> new caption from the table, and the counts of rows skipped (blank captions)."""
-    path = Path(table_path)
-    table = read_table(path)
+    table, path = _caption_table(table)
     cap = pick_column(table, CAPTION_COLUMNS, path=path, role="caption", required=True)
     by = pick_column(table, ("id", "path"), path=path, role="item (id or path)", required=True)
     keys, caps = table.column(by).to_pylist(), table.column(cap).to_pylist()
@@ -170,7 +182,8 @@ def _self_anchoring(col: StoredCollection, o: BuildOptions, given: set) -> Tuple
 
 
 def apply_captions(folder, table, out=None, options: Optional[BuildOptions] = None, **changes) -> Dict:
-    """Give the items named in ``table`` (columns ``id`` or ``path``, and ``caption``) their captions
+    """Give the items named in ``table`` (a .csv/.parquet file or rows in memory, with ``id`` or
+    ``path``, and ``caption``) their captions
     and write the collection again (default: in place, atomically); see the module docstring.
     Blank captions are skipped; an unknown id or path, or an item named twice, changes nothing.
     Returns the counts (``new``, ``replaced``, ``unchanged``, ``blank``, ``captioned``) and ``path``.
@@ -182,11 +195,12 @@ def apply_captions(folder, table, out=None, options: Optional[BuildOptions] = No
     o, given = _self_anchoring(col, BuildOptions.of(options, **changes), given)
     new, read = _given_captions(col, table)
     if not new:
-        raise InputError(f"expected at least one filled caption in {str(table)!r}, got {read['rows']} rows with "
+        raise InputError(f"expected at least one filled caption, got {read['rows']} rows with "
                          f"blank captions; nothing was changed")
     corpus, counts = _corpus(col, new, load_encoder_as_built(col.manifest, "text", device=o.device))
     counts.update(blank=read["blank"])
-    record = {"captions_given": dict(counts, at=now_iso(), source=str(table))}
+    source = str(table) if isinstance(table, (str, Path)) else "rows given in memory"
+    record = {"captions_given": dict(counts, at=now_iso(), source=source)}
     path = remake(col, _given_anchors(col), out, o, given, record=record, corpus=corpus)
     log.info("gave %d captions to %s -> %s", len(new), folder, path)
     return dict(counts, path=str(path))

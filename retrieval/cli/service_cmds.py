@@ -26,7 +26,7 @@ def cmd_serve(a) -> int:
                   "max_connections": a.max_connections},
           reload_s=a.reload_every,
           batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue},
-          dense_cache_mb=a.dense_cache_mb)
+          dense_cache_mb=a.dense_cache_mb, captions=a.allow_captions)
     return 0
 
 
@@ -74,6 +74,10 @@ def add_parsers(sub, common) -> None:
     sv.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                     help="hold each shard of a sharded collection in a Ray actor (on the cluster at ADDRESS, or a "
                          "local one) instead of in this process")
+    sv.add_argument("--allow-captions", action="store_true",
+                    help="let the web page (and POST /collections/NAME/captions) give items captions, rewriting "
+                         "the collection on disk as 'retrieval caption' does; off by default: the server writes "
+                         "nothing")
     common(sv)
     sv.set_defaults(func=cmd_serve)
     add_query_encoder_options(sv)

@@ -16,10 +16,11 @@ from retrieval.store.filters import FilterError
 log = logging.getLogger("retrieval.serve")
 
 MEANING = {400: "bad input (a file that does not decode, too many labels...)",
-           403: "the item's file is not served (a link out of its folder, not a regular file)",
+           403: "the item's file is not served (a link out of its folder, not a regular file), or this server "
+                "does not write collections (captions without serve --allow-captions)",
            404: "unknown collection or item",
            409: "well formed, but not something this collection holds (a modality, target or route it has no "
-                "bridge for, vectors of another width)",
+                "bridge for, vectors of another width, an item id it does not have, no item left to describe)",
            411: "a chunked body (send Content-Length)", 413: "a body or file over the size limit",
            422: "a request that does not match this spec",
            503: "the request took longer than the timeout, too many requests are in flight or waiting (then with "

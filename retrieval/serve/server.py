@@ -50,7 +50,8 @@ def _deps():
 
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
                warm: bool = True, shard_actors: Optional[str] = None, query_encoders: Optional[Dict[str, str]] = None,
-               reload_s: float = 2.0, batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None):
+               reload_s: float = 2.0, batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None,
+               captions: bool = False):
     """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
     are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
     cluster) by Ray actors that each hold one shard. ``query_encoders`` (``{"image_encoder": SPEC}``...)
@@ -59,13 +60,15 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     every ``reload_s`` seconds (0: never). Concurrent searches are answered in micro-batches
     (``batching``: see ``DEFAULT_BATCHING``; ``max_wait_ms=0`` answers one at a time).
     ``dense_cache_mb``: the memory each collection side may keep for items' dense relative vectors
-    (retrieval/core/rowcache.py; default 128; 0 keeps none).
+    (retrieval/core/rowcache.py; default 128; 0 keeps none). ``captions``: whether a client may give
+    items captions, which rewrites their collection on disk (retrieval/serve/describe.py).
 
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
     _deps()
     from fastapi_offline import FastAPIOffline  # /docs from packaged assets: Swagger UI's CDN is not reachable offline
 
+    from retrieval.serve.describe import describe_routes
     from retrieval.serve.errors import install_error_handlers
     from retrieval.serve.guard import install_guard
     from retrieval.serve.metrics import Metrics
@@ -95,6 +98,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     install_guard(app, lim, metrics)
     app.include_router(collection_routes(served, models))
     app.include_router(query_routes(served, models))
+    app.include_router(describe_routes(served, captions))
     app.state.collections, app.state.batcher = opened, served.batcher
     return app
 
@@ -135,7 +139,7 @@ def server_config(app, host: str = "127.0.0.1", port: int = 8000, limits: Option
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
           query_encoders: Optional[Dict[str, str]] = None,
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
-          batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None) -> None:
+          batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False) -> None:
     """Start the server (blocking). Collections are named by their folder names."""
     import faulthandler
 
@@ -151,5 +155,5 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
             raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
         names[name] = str(f)
     app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders,
-                     reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb)
+                     reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb, captions=captions)
     uvicorn.Server(server_config(app, host, port, limits)).run()
