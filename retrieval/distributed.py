@@ -37,8 +37,8 @@ import numpy as np
 
 from retrieval.api.cluster import connect
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.builder import readable_media
-from retrieval.build.options import BuildOptions, parse_index_spec
+from retrieval.build.builder import names_as_captions, readable_media
+from retrieval.build.options import BuildOptions, check_captions_from, parse_index_spec
 from retrieval.build.recipe import Recipe, recipe
 from retrieval.build.self_anchors import wanted
 from retrieval.build.writer import Clock, Contents, write_collection
@@ -199,6 +199,9 @@ def build_sharded(corpus, anchors, out, options: Optional[BuildOptions] = None, 
     projector = rec.specs(modality, style=anchor_set.has_views)  # a distributed build has no background bank
     specs = {m: specs[m] for m in (modality, "text")}
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
+    check_captions_from(o.captions_from)
+    if o.captions_from == "names":  # embedded captions are not read here: that would open every file first
+        names_as_captions(rows)
     if wanted(o, modality) and any(r["caption"] and str(r["caption"]).strip() for r in rows):
         log.warning("a sharded build does not make anchors of the corpus's captions (self-anchoring) yet: the "
                     "captioned items are found by their captions as texts only; a one-process build does both")

@@ -8,6 +8,7 @@ from PIL import Image
 
 from retrieval import Collection, build_collection
 from retrieval.build.builder import embedded_captions
+from retrieval.errors import UnknownNameError
 from retrieval.media.metadata import caption_of, embedded_caption
 
 from .conftest import COLOURS
@@ -74,3 +75,37 @@ def test_a_build_takes_embedded_captions_unless_told_not_to(tiny_data, fake_enco
         assert np.all([h.caption == "a red photo" for h in col.search("a red photo", k=1)])
     else:
         assert captions == [None] * len(COLOURS) and "self" not in col.manifest["anchors"]
+
+
+def test_file_names_are_captions_only_when_asked_and_never_camera_counters():
+    from retrieval.media.names import name_caption
+
+    named = {"red_apple.png": "red apple", "GoldenRetriever-02.jpg": "golden retriever 02", "t-junction.png": "t junction",
+             "photo of a dog.jpg": "photo of a dog", "picnic.jpg": "picnic"}
+    assert {p: name_caption(f"/x/{p}") for p in named} == named
+    for generic in ("IMG_1234.JPG", "DSC01234.jpg", "DSCN0001.JPG", "PXL_20230101_123456.jpg", "P1010001.JPG",
+                    "Screenshot 2020-01-01 at 10.00.00.png", "2020-01-01.jpg", "9.png", "untitled.png", "frame_0001.png"):
+        assert name_caption(generic) is None, generic
+
+
+def test_a_build_and_add_read_file_names_with_captions_from_names(tiny_data, fake_encoders, tmp_path):
+    from retrieval.cli.main import main
+
+    folder, more = tmp_path / "photos", tmp_path / "more"
+    folder.mkdir(), more.mkdir()
+    for c in list(COLOURS)[:6]:
+        picture(folder / f"{c}_square.jpg", c, description=f"a {c} photo" if c == "red" else None)
+    picture(folder / "IMG_0001.jpg", "grey")
+    picture(more / "black_thing.jpg", "black")
+    kw = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", background="none")
+    plain = Collection.open(build_collection(str(folder), tiny_data["anchors"], tmp_path / "plain", **kw))
+    assert sum(c is not None for c in plain.items["caption"]) == 1  # the embedded one only
+    col = Collection.open(build_collection(str(folder), tiny_data["anchors"], tmp_path / "col", captions_from="names",
+                                           **kw))
+    captions = dict(zip([p.rsplit("/", 1)[-1] for p in col.items["path"]], col.items["caption"]))
+    assert captions["red_square.jpg"] == "a red photo"  # its own description comes first
+    assert captions["green_square.jpg"] == "green square" and captions["IMG_0001.jpg"] is None
+    assert main(["add", str(col.folder), "--corpus", str(more), "--captions-from", "names"]) == 0
+    assert "black thing" in list(Collection.open(col.folder).items["caption"])
+    with pytest.raises(UnknownNameError, match="known: None, names"):
+        build_collection(str(folder), tiny_data["anchors"], tmp_path / "bad", captions_from="folders", **kw)

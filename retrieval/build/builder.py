@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.options import BuildOptions, parse_index_spec
+from retrieval.build.options import BuildOptions, check_captions_from, parse_index_spec
 from retrieval.build.recipe import recipe
 from retrieval.build.self_anchors import Corpus, self_anchored
 from retrieval.build.tuning import check_tune, tuned
@@ -22,6 +22,7 @@ from retrieval.encoders.vectors import is_vectors
 from retrieval.errors import InputError
 from retrieval.media.audio import load_audio
 from retrieval.media.images import load_rgb
+from retrieval.media.names import name_caption
 from retrieval.media.tables import rows_from
 from retrieval.progress import progress
 from retrieval.store.arrow import sha256_file
@@ -47,11 +48,13 @@ def readable_media(rows: List[Dict], modality: str,
     return ok, skipped
 
 
-def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool],
-                vectors: bool = False, embedded: bool = True) -> Tuple[List[Dict], List[Dict]]:
+def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool], vectors: bool = False,
+                embedded: bool = True, captions_from: Optional[str] = None) -> Tuple[List[Dict], List[Dict]]:
     """Readable corpus rows and the skipped ones; an error if none is readable. ``vectors``: the
     media side is ``vectors:NAME``, so every row must bring its vector (and no file is decoded).
-    ``embedded``: an image row without a caption takes the one its file's metadata holds."""
+    ``embedded``: an image row without a caption takes the one its file's metadata holds;
+    ``captions_from="names"``: a row still without one takes its file name's words."""
+    check_captions_from(captions_from)
     _, rows = rows_from(corpus, caption_required=False, what="corpus", modality=modality)
     if vectors:
         check_brought(rows, modality, str(corpus))
@@ -67,12 +70,24 @@ def load_corpus(corpus, modality: str, show_progress_bar: Optional[bool],
         r["sha256"] = sha256_file(r["path"])
     if embedded and modality == "image":
         embedded_captions(rows, show_progress_bar)
+    if captions_from == "names":
+        names_as_captions(rows)
     if skipped:
         log.warning("skipping %d unreadable corpus file(s), e.g. %s", len(skipped), skipped[0]["path"])
     if not rows:
         raise InputError(f"expected at least one readable {modality} file in the corpus {str(corpus)!r}, "
                          f"all {len(skipped)} failed, e.g. {skipped[0]['reason']}")
     return rows, skipped
+
+
+def names_as_captions(rows: List[Dict]) -> int:
+    """Rows without a caption take their file name's words (retrieval/media/names.py); how many did."""
+    named = [r for r in rows if not (r["caption"] and str(r["caption"]).strip())]
+    for r in named:
+        r["caption"] = name_caption(r["path"])
+    found = sum(bool(r["caption"]) for r in named)
+    log.info("captions from file names: %d of %d rows without one", found, len(named))
+    return found
 
 
 def embedded_captions(rows: List[Dict], show_progress_bar: Optional[bool]) -> Dict[str, int]:
@@ -225,7 +240,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     bank = background_bank(anchor_set, o)
     clock = Clock()
     rows, skipped = load_corpus(corpus, modality, show_progress_bar, vectors=is_vectors(specs[modality]),
-                                embedded=o.embedded_captions)
+                                embedded=o.embedded_captions, captions_from=o.captions_from)
     clock.lap("check_files")
 
     needed = ["text", modality] + [pv.modality for pv in pivot_sets]

@@ -24,6 +24,12 @@ FEW_ANCHORS_WHY = ("text -> image R@10 on Tux Paint: 0.370 with 25 random pairs,
 # Chosen by 4-fold validation on the anchor concepts of the emoji-xstyle suite, averaging the seen and
 # unseen regimes (never the test queries); see results/emoji-xstyle/README.md. With fewer anchors than
 # DEFAULT_K, an unspecified k becomes the number of anchors.
+CAPTIONS_FROM = (None, "names")  # further caption sources a build may be asked to read
+
+
+def check_captions_from(value) -> None:
+    if value not in CAPTIONS_FROM:
+        raise UnknownNameError(f"unknown caption source {value!r}; known: {', '.join(map(str, CAPTIONS_FROM))}")
 DEFAULT_K = 256
 DEFAULT_P = 4.0  # sound collections and pivot sets (the sounds suite measured it)
 DEFAULT_CENTER = True
@@ -79,6 +85,7 @@ class BuildOptions:
     tune: bool = False                     # choose k, p, centring and whitening on the anchors' own folds (build/tuning.py)
     self_anchors: Optional[bool] = None    # captioned corpus items join the anchors (None: for images; build/self_anchors.py)
     embedded_captions: bool = True         # an image without a caption takes its file's XMP / IPTC / EXIF one (media/metadata.py)
+    captions_from: Optional[str] = None    # "names": a row still without a caption takes its file name's words (media/names.py)
     overwrite: bool = False                # replace an existing collection (atomically)
     cache_dir: Optional[str] = None        # anchor encodings cache ('' disables; None: the default place)
     batch_size: int = 32

@@ -174,13 +174,14 @@ def _rewrite(col, items: pa.Table, texts: pa.Table, item_rel, text_rel, changes:
 
 
 def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
-              device: str = "cpu", duplicates: str = "refuse") -> Dict:
+              device: str = "cpu", duplicates: str = "refuse", captions_from: Optional[str] = None) -> Dict:
     """Encode the files of ``corpus`` (folder or table, as for a build) and append them to the
     collection at ``folder``; returns ``{"added": n, "ids": [...], "skipped": [...]}``.
 
     Files whose content (SHA-256) the collection already has are ``duplicates``: ``"refuse"`` (the
     default: an error that names them, nothing added), ``"skip"`` (add the others; the duplicates
-    are listed as skipped) or ``"allow"`` (add them again).
+    are listed as skipped) or ``"allow"`` (add them again). ``captions_from="names"``: a new file
+    without a caption takes its name's words, as in a build.
 
     >>> add_items("indexes/photos", "new-photos/")  # doctest: +SKIP
     """
@@ -190,7 +191,7 @@ def add_items(folder, corpus, *, batch_size: int = 32, show_progress_bar: Option
     col = StoredCollection.read(folder, device=device)
     modality = col.modality
     rows, skipped = load_corpus(corpus, modality, show_progress_bar,
-                                vectors=is_vectors(col.manifest["encoders"][modality]["spec"]))
+                                vectors=is_vectors(col.manifest["encoders"][modality]["spec"]), captions_from=captions_from)
     old_items, old_texts = _tables(col)
     rows, dup = _duplicates(rows, old_items, duplicates)  # before encoding: a refusal costs nothing
     skipped = skipped + dup

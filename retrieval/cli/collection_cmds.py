@@ -92,7 +92,7 @@ def cmd_reencode(a) -> int:
 def cmd_add(a) -> int:
     duplicates = "allow" if a.allow_duplicates else "skip" if a.skip_duplicates else "refuse"
     res = add_items(a.index, a.corpus, batch_size=a.batch_size, show_progress_bar=a.progress, device=a.device,
-                    duplicates=duplicates)
+                    duplicates=duplicates, captions_from=a.captions_from)
     ids = res["ids"]
     print(f"added {res['added']} items to {a.index} (ids {ids[0]}..{ids[-1]}), {len(res['skipped'])} skipped")
     for s in res["skipped"][:10]:
@@ -234,6 +234,10 @@ def add_parsers(sub, common) -> None:
                    help="an image without a caption (table column or .txt beside it) takes the one in its own "
                         "metadata: XMP description, IPTC caption, EXIF ImageDescription, else its keywords (camera "
                         "names are not captions; unreadable metadata is skipped and counted); default on")
+    b.add_argument("--captions-from", choices=["names"], default=None,
+                   help="names: a file still without a caption takes its name's words (red_apple.png: 'red apple'; "
+                        "camera names such as IMG_1234 give none). Off by default: most photo folders name files by "
+                        "counter or date")
     _settings(b)
     b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="build on Ray: encode on a cluster's workers and write a sharded collection. ADDRESS: "
@@ -251,6 +255,8 @@ def add_parsers(sub, common) -> None:
     ad.add_argument("index", help="collection folder")
     ad.add_argument("--corpus", required=True, help="folder or .parquet/.csv of new files, of the collection's modality")
     ad.add_argument("--batch-size", type=int, default=32)
+    ad.add_argument("--captions-from", choices=["names"], default=None,
+                    help="names: a new file without a caption takes its name's words, as in build")
     dup = ad.add_mutually_exclusive_group()
     dup.add_argument("--skip-duplicates", action="store_true",
                      help="add only the files whose content the collection does not have yet (default: refuse "
