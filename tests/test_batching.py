@@ -158,7 +158,7 @@ def test_bad_queries_in_a_batch_get_their_own_errors(folder):
 def test_a_full_queue_answers_503_with_retry_after(folder, monkeypatch):
     from retrieval.serve import batching
 
-    monkeypatch.setattr(batching.MicroBatcher, "submit", lambda self, *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(batching.MicroBatcher, "submit_future", lambda self, *a, **k: (_ for _ in ()).throw(
         QueueFull("256 queries are already waiting")))
     client = TestClient(create_app({"c": str(folder)}), raise_server_exceptions=False)
     r = client.post("/collections/c/search", json={"query": "red"})
@@ -174,3 +174,22 @@ def test_the_dense_vector_cache_is_bounded_by_the_server_setting(folder):
     col = app.state.collections["c"].current()
     assert col.dense_cache_bytes == 0 and all(c._bytes == 0 for c in col._dense_cache.values())
     assert create_app({"c": str(folder)}).state.collections["c"].current().dense_cache_bytes == 128 * 2**20
+
+
+def test_a_query_given_up_before_its_batch_is_not_answered():
+    release, seen = threading.Event(), []
+
+    def run(key, payloads):
+        release.wait(5)
+        seen.extend(payloads)
+        return payloads
+
+    b = MicroBatcher(run, max_batch=1, max_wait_s=0.001, idle_exit_s=0.2)
+    first = b.submit_future("k", 1)
+    deadline = time.monotonic() + 5
+    while not b.batches and time.monotonic() < deadline:  # the worker holds query 1
+        time.sleep(0.01)
+    gone, kept = b.submit_future("k", 2), b.submit_future("k", 3)
+    assert gone.cancel()  # its client timed out while it waited
+    release.set()
+    assert first.result(5) == 1 and kept.result(5) == 3 and seen == [1, 3]

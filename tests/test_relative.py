@@ -224,3 +224,21 @@ def test_centring_errors_say_expected_and_received():
         proj.input_mean(np.zeros((0, 4), np.float32))
     with pytest.raises(InputError, match="width 4"):
         proj.input_mean(np.zeros((3, 5), np.float32))
+
+
+@pytest.mark.parametrize("params", [dict(k=3, p=2.0), dict(k=5, p=8.0, center=True, whiten=0.5),
+                                    dict(k=4, p=3.0, center=True, background=10, background_weight=0.3)])
+def test_rows_at_once_equal_rows_one_by_one(params):
+    """Queries are relativised a row at a time (batch-independent); selecting the anchors for all rows
+    at once after the per-row products must give exactly those rows, ties included."""
+    from retrieval.core.step import transform_rows
+
+    rng = np.random.default_rng(7)
+    anchors = np.round(rng.normal(size=(40, 6)), 1).astype(np.float32)  # rounded: ties at the k-th occur
+    x = np.round(rng.normal(size=(30, 6)), 1).astype(np.float32)
+    proj = RelativeProjector(**params).fit(anchors)._fitted()
+    fast, slow = proj.transform_rows(x), transform_rows(proj, x)
+    assert (fast != slow).nnz == 0 and fast.dtype == slow.dtype == np.float32
+    np.testing.assert_array_equal(fast.indptr, slow.indptr)
+    np.testing.assert_array_equal(fast.indices, slow.indices)
+    np.testing.assert_array_equal(fast.data, slow.data)

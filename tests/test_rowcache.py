@@ -39,3 +39,21 @@ def test_search_answers_are_the_same_with_and_without_the_cache(tiny_collection)
                 assert [h.id for h in g] == [h.id for h in w]
                 np.testing.assert_allclose([h.secondary for h in g], [h.secondary for h in w], rtol=1e-12)
     assert cached._dense_cache["image"].hits > 0 and plain._dense_cache["image"]._bytes == 0
+
+
+def test_rows_that_all_fit_are_held_in_one_array():
+    table = np.arange(40, dtype=np.float64).reshape(10, 4)
+    asked = []
+
+    def compute(ids):
+        asked.append(np.asarray(ids).tolist())
+        return table[ids] * 2
+
+    cache = RowCache(compute, max_bytes=10 * 4 * 8, n_rows=10)
+    np.testing.assert_array_equal(cache([4, 1, 4]), table[[4, 1, 4]] * 2)
+    np.testing.assert_array_equal(cache([1, 2]), table[[1, 2]] * 2)
+    assert cache._slab is not None and cache._slab.shape == (10, 4)
+    assert asked[1:] == [[1, 4], [2]] and cache.misses == 3  # asked[0]: the one row computed to see its width
+    small = RowCache(compute, max_bytes=9 * 4 * 8, n_rows=10)  # all ten do not fit: rows kept one by one
+    np.testing.assert_array_equal(small([3, 5]), table[[3, 5]] * 2)
+    assert small._slab is None and sorted(small._rows) == [3, 5]

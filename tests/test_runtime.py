@@ -210,3 +210,21 @@ def test_exported_sound_network_agrees_with_torch():
     for runtime in ("onnx", "openvino"):
         enc = load_encoder("aisfx", "audio", runtime=runtime)
         assert enc.runtime == runtime and cosines(enc.encode(files, batch_size=4), torch_).min() >= 0.9999
+
+
+def test_the_encoder_threads_setting_reaches_the_runtimes(tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    texts = ["a red apple", "the dog"]
+    monkeypatch.setenv("RETRIEVAL_ENCODER_THREADS", "1")
+    onnx = load_encoder(tiny_bert, "text", runtime="onnx")
+    assert onnx._onnx.session.get_session_options().intra_op_num_threads == 1
+    pytest.importorskip("openvino")
+    ov = load_encoder(tiny_bert, "text", runtime="openvino")
+    assert ov._onnx.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert cosines(ov.encode(texts), onnx.encode(texts)).min() >= 0.999
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("RETRIEVAL_ENCODER_THREADS", bad)
+        with pytest.raises(InputError, match=f"RETRIEVAL_ENCODER_THREADS to be a whole number >= 1, got '{bad}'"):
+            rt.encoder_threads()
+    monkeypatch.delenv("RETRIEVAL_ENCODER_THREADS")
+    assert rt.encoder_threads() is None

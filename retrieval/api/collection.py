@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -61,9 +61,14 @@ class Hit:
         return " ".join((self.caption or "").split()).casefold()
 
     def to_dict(self) -> Dict:
-        d = asdict(self)  # every key always present (null when not applicable): a stable schema
+        # every key always present (null when not applicable): a stable schema; plain Python values
+        d = {f: getattr(self, f) for f in HIT_FIELDS}
+        d["score"] = float(self.score)
         d["secondary"] = None if np.isnan(self.secondary) else float(self.secondary)
         return d
+
+
+HIT_FIELDS = tuple(f.name for f in fields(Hit))
 
 
 class Collection(StoredCollection):
@@ -226,6 +231,16 @@ class Collection(StoredCollection):
                     route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
                     where: Optional[str] = None, captions: bool = True) -> List[List[Hit]]:
         """Answer many queries of one modality with one encoder load and one batched encode."""
+        q = self.encode_queries(queries, k=k, modality=modality, target=target, route=route, batch_size=batch_size,
+                                show_progress_bar=show_progress_bar, where=where)
+        return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where,
+                                   captions=captions, texts=list(queries) if modality == "text" else None)
+
+    def encode_queries(self, queries: Sequence, *, k: int = 10, modality: str = "text", target: Optional[str] = None,
+                       route: Optional[str] = None, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
+                       where: Optional[str] = None) -> np.ndarray:
+        """The first half of :meth:`search_many`: the queries checked and encoded, for ``search_vectors``
+        (a server encodes one batch while it searches the one before)."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"expected k >= 1, got {k!r}")
         target = self._target(target)
@@ -239,9 +254,7 @@ class Collection(StoredCollection):
             check_texts(queries)
         encoder = self.encoder(modality)
         with self._stage("encode"):
-            q = encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return self.search_vectors(q, k=k, modality=modality, target=target, route=route, where=where,
-                                   captions=captions, texts=list(queries) if modality == "text" else None)
+            return encoder.encode(list(queries), batch_size=batch_size, show_progress_bar=show_progress_bar)
 
     def _allowed(self, where: Optional[str], target: str) -> Optional[np.ndarray]:
         """The target's rows that ``where`` keeps (None: no filter)."""
@@ -386,10 +399,12 @@ class Collection(StoredCollection):
         side, w = self.sides[target], float(self.manifest["labels"]["weight"])
         n = len(side.abs) if allowed is None else len(allowed)
         depth = min(n, max(4 * k, 100))
-        first = self._relative(q, modality, target, depth, allowed=allowed)
         proj, t_proj = self.projectors[modality], self.projectors[target]
+        with self._stage("relativise"):
+            dense = self._query_dense(proj, q)
+        first = self._relative(q, modality, target, depth, allowed=allowed, q_dense=dense)
         out = []
-        with self._stage("search"):
+        with self._stage("labels"):
             for r, h in enumerate(first):
                 lab = np.asarray(self.item_labels @ q[r].astype(np.float32), np.float64)
                 ids = np.asarray(h.ids, np.int64)
@@ -404,8 +419,8 @@ class Collection(StoredCollection):
                         prim = np.asarray(prim.todense() if hasattr(prim, "todense") else prim, np.float64).ravel()
                         ids = np.concatenate([ids, extra])
                         combined = np.concatenate([combined, prim + w * lab[extra]])
-                q_dense = proj.dense(q[r:r + 1], np.float64)[0]
-                out.append(Hits(*rank_candidates(ids, combined, k, lambda c: self._dense_rows(target)(c) @ q_dense)))
+                out.append(Hits(*rank_candidates(ids, combined, k,
+                                                 lambda c, r=r: self._dense_rows(target)(c) @ dense[r])))
         return out
 
     def _dense_rows(self, target: str) -> RowCache:
@@ -414,7 +429,8 @@ class Collection(StoredCollection):
         if cache is None:
             side, t_proj = self.sides[target], self.projectors[target]
             cache = self._dense_cache[target] = RowCache(
-                lambda ids: t_proj.dense(np.asarray(side.abs[ids]), np.float64), self.dense_cache_bytes)
+                lambda ids: t_proj.dense(np.asarray(side.abs[ids]), np.float64), self.dense_cache_bytes,
+                n_rows=len(side.abs))
         return cache
 
     def _pivot(self, q: np.ndarray, modality: str) -> np.ndarray:
@@ -422,13 +438,19 @@ class Collection(StoredCollection):
         proj, land = self.pivots[modality]
         return pivot(proj, land, q)
 
+    @staticmethod
+    def _query_dense(proj, q: np.ndarray) -> np.ndarray:
+        """The queries' dense relative vectors (the tie-break), a row at a time: batch-independent."""
+        return np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
+
     def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0,
-                  allowed: Optional[np.ndarray] = None, projector: Optional[Projector] = None) -> List[Hits]:
+                  allowed: Optional[np.ndarray] = None, projector: Optional[Projector] = None,
+                  q_dense: Optional[np.ndarray] = None) -> List[Hits]:
         side = self.sides[target]
         proj = projector or self.projectors[modality]
         with self._stage("relativise"):
             q_rel = proj.transform_rows(q)  # batch-independent, see retrieval.core.step.transform_rows
-            q_dense = np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
+            q_dense = self._query_dense(proj, q) if q_dense is None else q_dense
 
         def secondary(row: int, cand: np.ndarray) -> np.ndarray:
             # float64: the same candidate gets the same score whichever other candidates a backend passes

@@ -13,7 +13,8 @@ def cmd_serve(a) -> int:
 
     for flag, value, least in (("--batch-wait-ms", a.batch_wait_ms, 0), ("--batch-size", a.batch_size, 1),
                                ("--queue", a.queue, 1), ("--dense-cache-mb", a.dense_cache_mb, 0),
-                               ("--max-connections", a.max_connections, 1)):
+                               ("--max-connections", a.max_connections, 1), ("--batch-workers", a.batch_workers, 1),
+                               ("--encoder-threads", a.encoder_threads or 1, 1)):
         if not value >= least:
             raise InputError(f"expected {flag} to be at least {least}, got {value}")
     if not a.reload_every >= 0:
@@ -25,8 +26,9 @@ def cmd_serve(a) -> int:
           limits={"max_body_bytes": a.max_body_mb * 1024 * 1024, "max_k": a.max_k, "request_timeout_s": a.timeout,
                   "max_connections": a.max_connections},
           reload_s=a.reload_every,
-          batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue},
-          dense_cache_mb=a.dense_cache_mb, captions=a.allow_captions)
+          batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue,
+                    "workers": a.batch_workers},
+          dense_cache_mb=a.dense_cache_mb, captions=a.allow_captions, encoder_threads=a.encoder_threads)
     return 0
 
 
@@ -59,6 +61,13 @@ def add_parsers(sub, common) -> None:
                     help="gather concurrent searches for at most this long and answer them together "
                          "(default 5; 0: one at a time)")
     sv.add_argument("--batch-size", type=int, default=32, help="most searches answered together (default 32)")
+    sv.add_argument("--batch-workers", type=int, default=1, metavar="N",
+                    help="batches answered at once: with 2, one batch is encoded while the one before is "
+                         "searched, which helps with more than 2 cores (default 1)")
+    sv.add_argument("--encoder-threads", type=int, default=None, metavar="N",
+                    help="threads an exported encoder (ONNX Runtime, OpenVINO) runs on (default: "
+                         "$RETRIEVAL_ENCODER_THREADS, else half the cores, at least 1: the rest answer requests "
+                         "and search)")
     sv.add_argument("--queue", type=int, default=256,
                     help="most searches waiting; beyond it a request is answered 503 with Retry-After (default 256)")
     sv.add_argument("--max-connections", type=int, default=512, metavar="N",

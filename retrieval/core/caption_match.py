@@ -36,7 +36,9 @@ TOKENS = r"(?u)\b\w+\b"  # single letters and digits are words here ("1 yen" is 
 def _tokenize(texts: Sequence[str]) -> List[List[str]]:
     import bm25s
 
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index built at DEBUG
+    quiet = logging.getLogger("bm25s")
+    if quiet.level != logging.WARNING:  # it logs every index built at DEBUG (setting it costs a cache clear)
+        quiet.setLevel(logging.WARNING)
     return bm25s.tokenize(list(texts), stopwords="en", token_pattern=TOKENS, return_ids=False, show_progress=False)
 
 
@@ -90,9 +92,10 @@ class CaptionMatch:
     def to_spec(self) -> dict:
         return {"captions": len(self.texts), "threshold": round(self.threshold, 4), "keywords": "bm25s"}
 
-    def _keywords(self, text: str) -> Tuple[np.ndarray, np.ndarray]:
-        """Captions holding every word of ``text`` (stop words aside), and every caption's BM25 score."""
-        words = sorted(set(_tokenize([text])[0])) if self.vocab else []
+    def _keywords(self, tokens: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """Captions holding every word of a query's ``tokens`` (stop words aside), and every caption's
+        BM25 score."""
+        words = sorted(set(tokens)) if self.vocab else []
         if not words or any(w not in self.bm25.vocab_dict for w in words):
             return np.zeros(len(self.texts), bool), np.zeros(len(self.texts))
         per_word = np.vstack([self.bm25.get_scores([w]) for w in words])
@@ -105,9 +108,10 @@ class CaptionMatch:
         cos = np.asarray(q, np.float32) @ self.vectors.T
         keep = np.ones(len(self.rows), bool) if allowed is None else np.isin(self.rows, allowed)
         out = []
+        tokens = _tokenize(texts) if texts is not None and self.vocab else None  # all queries in one call
         for r in range(len(q)):
             close = (cos[r] >= self.threshold) & keep
-            words, score = self._keywords(texts[r]) if texts is not None else (np.zeros(len(keep), bool), None)
+            words, score = self._keywords(tokens[r]) if tokens is not None else (np.zeros(len(keep), bool), None)
             words &= keep & ~close
             first = np.flatnonzero(close)[np.argsort(-cos[r][close], kind="stable")]
             then = np.flatnonzero(words)[np.argsort(-score[words], kind="stable")] if words.any() else first[:0]

@@ -20,7 +20,7 @@ from retrieval.core.centre import Centre, Unit
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.relative import KINDS
 from retrieval.core.relativisers import AsifTopK, CosineRelative, check_k_p
-from retrieval.core.step import Blocks, Chain, step_from_spec, transform_rows
+from retrieval.core.step import Blocks, Chain, step_from_spec
 from retrieval.core.style import Restyle
 from retrieval.core.whiten import ShrinkageWhiten, check_lambda
 from retrieval.errors import InputError
@@ -205,7 +205,7 @@ class RelativeProjector:
         return self._fitted().dense(x, dtype)
 
     def transform_rows(self, x: np.ndarray):
-        return transform_rows(self._fitted(), x)
+        return self._fitted().transform_rows(x)
 
     def input_mean(self, x: np.ndarray, *, block: int = 65536) -> np.ndarray:
         return self._fitted().input_mean(x, block=block)
@@ -244,6 +244,6 @@ def pivot(projector, landing: np.ndarray, x: np.ndarray, *, center: Optional[boo
         raise InputError(f"expected one landing vector per anchor ({projector.n_anchors_}), got shape {landing.shape}")
     if projector.summary().get("center", False) if center is None else center:
         landing = landing - landing.mean(0)
-    w = transform_rows(projector, x)
+    w = projector.transform_rows(x)
     out = np.asarray(w @ landing, np.float32)
     return l2_normalise(out)

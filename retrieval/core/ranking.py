@@ -53,11 +53,13 @@ def rank_candidates(cand: np.ndarray, primary: np.ndarray, k: int,
     move ~5% of scores into a neighbouring TIE_EPS bucket and reorder them."""
     cand = np.asarray(cand, dtype=np.int64)
     primary = np.asarray(primary, dtype=np.float64)
-    if secondary is not None and len(cand):
-        sec = np.asarray(secondary(cand), dtype=np.float64)
-    else:
-        sec = np.full(len(cand), np.nan)
     bucket = tie_bucket(primary)
+    sec = np.full(len(cand), np.nan)
+    if secondary is not None and len(cand):
+        # Only candidates that can be among the k need the secondary score (it orders equal buckets):
+        # those at or above the k-th best bucket. The rest sort after them whatever it would be.
+        need = slice(None) if len(cand) <= k else bucket >= np.partition(bucket, len(cand) - k)[len(cand) - k]
+        sec[need] = np.asarray(secondary(cand[need]), dtype=np.float64)
     sec_bucket = np.round(np.nan_to_num(sec, nan=-np.inf) / SECONDARY_EPS)
     # lexsort: last key is the primary key; ids ascending make the order fully deterministic.
     order = np.lexsort((cand, -sec_bucket, -bucket))[:k]

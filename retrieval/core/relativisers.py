@@ -13,8 +13,8 @@ from typing import Callable, Optional
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.core.engines import SELECTS, engine
-from retrieval.core.relative import BLOCK, cosine_relative
+from retrieval.core.engines import SELECTS, NumpyTopK, engine
+from retrieval.core.relative import BLOCK, asif_topk, cosine_relative
 from retrieval.core.step import Step
 from retrieval.errors import InputError
 
@@ -44,6 +44,16 @@ class AsifTopK(Step):
         self.anchors_ = anchors
         self.engine_ = engine(self.select, anchors, self.k, self.p, ef=self.ef, device=self.device)
         return self
+
+    @property
+    def rowwise(self) -> bool:
+        """Whether :meth:`from_sims` gives what this engine gives: the numpy engine selects from the
+        similarities it is given, row by row; the others compute them their own way."""
+        return type(self.engine_) is NumpyTopK
+
+    def from_sims(self, sims: np.ndarray) -> sp.csr_matrix:
+        """ASIF rows from similarities to the prepared anchors (rows = inputs)."""
+        return asif_topk(sims, self.k, self.p).astype(np.float32)
 
     def relativise(self, x: np.ndarray, prepare: Callable, *, block: Optional[int] = None) -> sp.csr_matrix:
         parts = self.engine_(x, prepare, block or BLOCK)

@@ -8,13 +8,17 @@ it is computed once and kept, least recently used dropped first, up to a memory 
 are those of computing the rows afresh: float64 rows computed in batches of other sizes differ at
 most in their last bits (~1e-16), far below the tie-break's resolution
 (``retrieval.core.ranking.SECONDARY_EPS``, 1e-12), as rows computed without the cache already did.
+
+When the number of items is known and all their rows fit the budget, the rows live in one array with a
+mask of those computed (a *slab*): a query's hundred candidates are then one fancy index, where the
+least-recently-used dictionary costs a Python step per candidate (most of a batched search's time).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -24,15 +28,51 @@ DEFAULT_BYTES = 128 * 2**20
 class RowCache:
     """``cache(ids)`` = ``compute(ids)``, with rows already computed taken from memory."""
 
-    def __init__(self, compute: Callable[[np.ndarray], np.ndarray], max_bytes: int = DEFAULT_BYTES):
-        self.compute, self.max_bytes = compute, int(max_bytes)
+    def __init__(self, compute: Callable[[np.ndarray], np.ndarray], max_bytes: int = DEFAULT_BYTES,
+                 n_rows: Optional[int] = None):
+        self.compute, self.max_bytes, self.n_rows = compute, int(max_bytes), n_rows
         self._rows: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self._slab: Optional[np.ndarray] = None  # all rows, when they fit (n_rows known)
+        self._have: Optional[np.ndarray] = None
 
     def __call__(self, ids) -> np.ndarray:
         ids = np.asarray(ids, np.int64).ravel()
+        if self._slab is not None:
+            return self._from_slab(ids)
+        if self.n_rows is not None and len(ids) and self._start_slab(ids):
+            return self._from_slab(ids)
+        return self._from_dict(ids)
+
+    def _start_slab(self, ids: np.ndarray) -> bool:
+        """Holds every row in one array when ``n_rows`` of them fit the budget (one row computed to see)."""
+        row = np.asarray(self.compute(ids[:1]))
+        if row.ndim != 2 or len(row) != 1 or self.n_rows * row[0].nbytes > self.max_bytes:
+            return False
+        with self._lock:
+            if self._slab is None:
+                self._slab = np.empty((self.n_rows, row.shape[1]), row.dtype)
+                self._have = np.zeros(self.n_rows, bool)
+                self._bytes = self._slab.nbytes
+        return True
+
+    def _from_slab(self, ids: np.ndarray) -> np.ndarray:
+        with self._lock:
+            missing = np.unique(ids[~self._have[ids]])
+        if len(missing):
+            new = np.asarray(self.compute(missing))
+            if new.ndim != 2 or len(new) != len(missing):
+                raise RuntimeError(f"expected {len(missing)} rows, got an array of shape {new.shape}")
+        with self._lock:
+            if len(missing):
+                self._slab[missing], self._have[missing] = new, True
+            self.hits += len(ids) - len(missing)
+            self.misses += len(missing)
+            return self._slab[ids]
+
+    def _from_dict(self, ids: np.ndarray) -> np.ndarray:
         with self._lock:
             have = {int(i): self._rows.get(int(i)) for i in ids}
             missing = np.array(sorted({i for i, r in have.items() if r is None}), np.int64)

@@ -40,6 +40,27 @@ def transform_rows(projector, x: np.ndarray):
     return sp.vstack(rows, format="csr").astype(np.float32) if projector.kind == "asif" else np.vstack(rows)
 
 
+# A float64 copy of the anchors is kept up to this size: a served query's tie-break needs its dense
+# cosines in float64, and converting the anchors for every query was most of a search's time.
+KEEP_CONVERTED_BYTES = 256 * 2**20
+
+
+def anchors_as(relativiser, dtype) -> np.ndarray:
+    """The relativiser's prepared anchors in ``dtype``, converted once (while small enough) and kept
+    beside the anchors they came from, so a refitted or copied relativiser never uses a stale copy."""
+    anchors, dtype = relativiser.anchors_, np.dtype(dtype)
+    if anchors.dtype == dtype:
+        return anchors
+    kept = getattr(relativiser, "_converted", {})
+    hit = kept.get(dtype)
+    if hit is not None and hit[0] is anchors:
+        return hit[1]
+    converted = np.ascontiguousarray(anchors, dtype)
+    if converted.nbytes <= KEEP_CONVERTED_BYTES:
+        relativiser._converted = {**kept, dtype: (anchors, converted)}  # a new dict: copies share none
+    return converted
+
+
 class Step:
     """One fitted transformation of one modality's vectors. ``__init__`` stores the parameters named
     in ``PARAMS`` (what the spec holds); ``fit`` learns attributes with a trailing underscore."""
@@ -126,11 +147,19 @@ class Chain:
         return self.relativiser.relativise(self.check_input(x), self.prepare, block=block)
 
     def transform_rows(self, x: np.ndarray):
-        return transform_rows(self, x)
+        """``transform`` a row at a time (see :func:`transform_rows`). When the relativiser selects each
+        row's anchors by itself (``from_sims``), only the preparation and the product are taken a row at
+        a time: they are what BLAS computes differently in another batch; the selection after them
+        (a Python step per row otherwise) runs once over all rows, with the same result."""
+        rel, x = self.relativiser, np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or len(x) < 2 or getattr(rel, "from_sims", None) is None or not rel.rowwise:
+            return transform_rows(self, x)
+        x = self.check_input(x)
+        return rel.from_sims(np.vstack([self.prepare(x[i:i + 1]) @ rel.anchors_.T for i in range(len(x))]))
 
     def dense(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
         """Dense cosines to the prepared anchors (the secondary, tie-breaking score)."""
-        return cosine_relative(self.prepare(self.check_input(x)), self.relativiser.anchors_, dtype)
+        return cosine_relative(self.prepare(self.check_input(x)), anchors_as(self.relativiser, dtype), dtype)
 
     @property
     def centres(self) -> bool:
@@ -224,7 +253,17 @@ class Blocks:
         return sp.hstack(parts, format="csr").astype(np.float32)
 
     def transform_rows(self, x: np.ndarray):
-        return transform_rows(self, x)
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or len(x) < 2:
+            return transform_rows(self, x)
+        x = self.main.check_input(x)
+        parts = []
+        for n, chain in self.blocks.items():  # each block's rows as its transform_rows makes them
+            rel, w = chain.transform_rows(x), self.weights[n]
+            parts.append(rel if w == 1.0 else rel * np.float32(np.sqrt(w)))
+        if self.kind == "cosine":
+            return np.hstack(parts)
+        return sp.hstack(parts, format="csr").astype(np.float32)
 
     def dense(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
         return self.main.dense(x, dtype)

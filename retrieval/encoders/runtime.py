@@ -14,7 +14,9 @@ tested (tests/test_runtime.py), so the runtime is an execution setting like the 
 of an encoder's identity: a collection built on one runtime is searched on another.
 
 Choosing: ``runtime=`` where an encoder is loaded, else ``$RETRIEVAL_RUNTIME``, else ``auto``; the CLI's
-``--runtime`` sets the latter for its process.
+``--runtime`` sets the latter for its process. ``$RETRIEVAL_ENCODER_THREADS`` caps the threads ONNX Runtime
+and OpenVINO run a network on (default: theirs, every core): a server sets it so that encoding leaves a
+core to the requests and the search (``retrieval serve --encoder-threads``).
 
 Exported models are cached (``$RETRIEVAL_CACHE/onnx``, like the anchor encodings) under a key made of
 everything that decides the graph: the weights' content hash, the encoder's readout, the inputs
@@ -93,6 +95,16 @@ def weights_hash(module) -> str:
     return h.hexdigest()
 
 
+def encoder_threads() -> Optional[int]:
+    """``$RETRIEVAL_ENCODER_THREADS`` as a thread count, or None (the runtime's own default)."""
+    raw = os.environ.get("RETRIEVAL_ENCODER_THREADS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(f"expected $RETRIEVAL_ENCODER_THREADS to be a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
 class OnnxModel:
     """An ONNX Runtime session on the CPU: ``run({input: array}) -> [outputs]``."""
 
@@ -103,6 +115,7 @@ class OnnxModel:
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = threads or encoder_threads()
         if threads:
             opts.intra_op_num_threads = threads
         self.path = Path(path)
@@ -124,6 +137,8 @@ class OpenVinoModel:
         import openvino as ov
 
         config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
+        if encoder_threads():
+            config["INFERENCE_NUM_THREADS"] = encoder_threads()
         self.path = Path(path)
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Any, Callable, Dict, Hashable, List, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 
 class QueueFull(Exception):
@@ -33,25 +33,32 @@ class MicroBatcher:
     raised for it). ``run`` returns one result per payload, in order."""
 
     def __init__(self, run: Callable[[Hashable, List[Any]], List[Any]], *, max_batch: int = 32,
-                 max_wait_s: float = 0.005, max_queue: int = 256, workers: int = 1, idle_exit_s: float = 5.0):
+                 max_wait_s: float = 0.005, max_queue: int = 256, workers: int = 1, idle_exit_s: float = 5.0,
+                 waited: Optional[Callable[[float], None]] = None):
         if max_batch < 1 or max_wait_s < 0 or max_queue < 1 or workers < 1:
             raise ValueError(f"expected max_batch, max_queue and workers >= 1 and max_wait_s >= 0, got {max_batch}, "
                              f"{max_queue}, {workers} and {max_wait_s}")
         self.run, self.max_batch, self.max_wait_s = run, max_batch, max_wait_s
         self.workers, self.idle_exit_s = workers, idle_exit_s
+        self.waited = waited  # called with each query's seconds from submit to its batch's start
         self._queue: "queue.Queue[Tuple[Hashable, Any, Future]]" = queue.Queue(max_queue)
         self._alive = 0
         self._guard = threading.Lock()
         self.batches: "deque[int]" = deque(maxlen=1024)  # sizes of the latest calls (bounded: a server runs for weeks)
 
     def submit(self, key: Hashable, payload: Any, timeout: float = None) -> Any:
+        return self.submit_future(key, payload).result(timeout)
+
+    def submit_future(self, key: Hashable, payload: Any) -> Future:
+        """Queues the payload at once (QueueFull when the queue is full); its answer comes in the future."""
         fut: Future = Future()
+        fut.submitted = time.perf_counter()
         try:
             self._queue.put_nowait((key, payload, fut))
         except queue.Full:
             raise QueueFull(f"{self._queue.maxsize} queries are already waiting") from None
         self._ensure_workers()
-        return fut.result(timeout)
+        return fut
 
     def _ensure_workers(self) -> None:
         with self._guard:
@@ -89,6 +96,12 @@ class MicroBatcher:
                         self._alive -= 1
                         return
                 continue
+            # a query whose client gave up (its future cancelled) is not answered
+            taken = [t for t in taken if t[2].set_running_or_notify_cancel()]
+            if self.waited is not None:
+                now = time.perf_counter()
+                for _, _, fut in taken:
+                    self.waited(now - fut.submitted)
             groups: Dict[Hashable, List[Tuple[Any, Future]]] = {}
             for key, payload, fut in taken:
                 groups.setdefault(key, []).append((payload, fut))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -20,6 +20,15 @@ from retrieval.serve.state import Served
 from retrieval.serve.uploads import as_query, read_upload, upload_named
 
 MEDIA = {"image/*": {}, "audio/*": {}, "application/octet-stream": {}}
+
+
+class FastJSON(JSONResponse):
+    """JSON by orjson, returned as is (no validation of the answer against a model: it is built here)."""
+
+    def render(self, content) -> bytes:
+        import orjson
+
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 PAGE = Path(__file__).parent / "web" / "index.html"
 
 
@@ -123,16 +132,18 @@ def query_routes(served: Served, models: Models) -> APIRouter:
     Target, Route, SearchBody, TextQuery = models.Target, models.Route, models.SearchBody, models.TextQuery
     k_field, where_field, lim = models.k_field, models.where_field, served.lim
 
-    @router.post("/collections/{name}/search", responses=documented(*POSTED))
-    def search(name: str, body: SearchBody):
+    @router.post("/collections/{name}/search", responses=documented(*POSTED), response_class=FastJSON)
+    async def search(name: str, body: SearchBody):
         if isinstance(body, TextQuery):
             modality, kind, query = "text", "queries", body.query
         else:
             modality, kind, query = body.modality, "vectors", body.vector
-        hits, used = served.answer((name, kind, modality, body.k, body.target, body.route, body.where,
-                                    getattr(body, "caption_match", True)), query)
-        return {"query": getattr(body, "query", None), "modality": modality, "route": used,
-                "results": hits_json(name, hits)}
+        # awaited on the event loop: the micro-batcher's thread answers it, no worker thread waits for it
+        hits, used = await served.answer_async((name, kind, modality, body.k, body.target, body.route, body.where,
+                                                getattr(body, "caption_match", True)), query)
+        with served.metrics.stages.labels(name, "respond").time():
+            return FastJSON({"query": getattr(body, "query", None), "modality": modality, "route": used,
+                             "results": hits_json(name, hits)})
 
     @router.post("/collections/{name}/search/file", responses=documented(*POSTED))
     async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10, **k_field),

@@ -18,6 +18,9 @@ time limits; request metrics), ``models`` (request bodies stated from the served
 
 # No "from __future__ import annotations" in the serve modules: FastAPI reads endpoint annotations
 # at run time.
+import gc
+import os
+import sys
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
@@ -35,7 +38,17 @@ DEFAULT_LIMITS = {"max_body_bytes": 10 * 1024 * 1024, "max_query_chars": 1000, "
 CONNECTION_HEADROOM = 2
 # Micro-batching of searches (batching.py): how long the first query of a batch waits for others
 # (0: one query at a time, as before batching), the most queries a batch takes, how many may wait.
+# workers: batches answered at once (2: one encoded while the one before is searched, state.py's two locks;
+# on 2 cores that measured slower than 1, 460 against 525 req/s: scripts/load_wrk.py).
 DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "workers": 1}
+SWITCH_INTERVAL_S = 0.0005
+
+
+def default_encoder_threads() -> int:
+    """Half the cores, at least one: an encoder on every core fights the event loop and the search for them,
+    and on 2 cores its threads then wait on each other (scripts/load_wrk.py: 0.98 ms a query on one
+    thread under load against 1.48 on two)."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def _deps():
@@ -139,8 +152,10 @@ def server_config(app, host: str = "127.0.0.1", port: int = 8000, limits: Option
 def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
           query_encoders: Optional[Dict[str, str]] = None,
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
-          batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False) -> None:
-    """Start the server (blocking). Collections are named by their folder names."""
+          batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False,
+          encoder_threads: Optional[int] = None) -> None:
+    """Start the server (blocking). Collections are named by their folder names. ``encoder_threads``:
+    the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores)."""
     import faulthandler
 
     import uvicorn
@@ -148,6 +163,11 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
     # A fatal signal (a memory-mapped file cut short during a query: store/mapped.py) leaves a traceback
     # in the log instead of a silent exit.
     faulthandler.enable()
+    # The micro-batcher's thread gives the GIL up in every encoder call and numpy product, and must win it
+    # back from the event loop each time; at Python's default 5 ms interval that wait was most of a batch's.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    os.environ["RETRIEVAL_ENCODER_THREADS"] = str(encoder_threads or os.environ.get("RETRIEVAL_ENCODER_THREADS")
+                                                  or default_encoder_threads())
     names: Dict[str, str] = {}
     for f in folders:
         name = Path(f).name
@@ -156,4 +176,9 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
         names[name] = str(f)
     app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders,
                      reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb, captions=captions)
+    # What start-up made (models, tables, modules: millions of objects) lives as long as the server; kept
+    # out of the garbage collector's sweeps, which otherwise stall every request for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)  # a request makes thousands of short-lived objects: sweep less often
     uvicorn.Server(server_config(app, host, port, limits)).run()

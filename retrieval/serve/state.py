@@ -1,9 +1,11 @@
 """What a running server holds: its collections (each following its folder), the lock around the
 encoders, the micro-batcher, the limits and the metrics; and how one query is answered."""
 
+import asyncio
 import threading
 from typing import Dict, List, Optional
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from retrieval.api import Searchable
@@ -18,11 +20,18 @@ class Served:
 
     def __init__(self, cols: Dict[str, LiveCollection], lim: Dict, bat: Dict, metrics: Metrics):
         self.cols, self.lim, self.metrics = cols, lim, metrics
-        self.lock = threading.Lock()  # encoders are not guaranteed thread-safe; queries are short
+        # Encoders are not guaranteed thread-safe, nor is a search's lazily filled state: one thread at a
+        # time encodes and one searches, so that with two batch workers one batch is encoded while the
+        # one before is searched. ``lock`` holds both (classify encodes and searches in one call).
+        self.encode_lock, self.search_lock = threading.Lock(), threading.Lock()
+        self.lock = Both(self.encode_lock, self.search_lock)
         self.batcher = (MicroBatcher(self.run_group, max_batch=int(bat["max_batch"]),
                                      max_wait_s=bat["max_wait_ms"] / 1000, max_queue=int(bat["max_queue"]),
-                                     workers=int(bat["workers"]))
+                                     workers=int(bat["workers"]), waited=self._waited)
                         if bat["max_wait_ms"] > 0 else None)
+
+    def _waited(self, seconds: float) -> None:
+        self.metrics.stages.labels("*", "wait").observe(seconds)
 
     def collection(self, name: str) -> Searchable:
         if name not in self.cols:
@@ -43,8 +52,16 @@ class Served:
         captions = rest[0] if rest else True  # the caption match (text queries to the items), on unless asked
         col = self.collection(name)
         self.metrics.batch_sizes.labels(name).observe(len(queries))
-        with self.lock:
-            if kind == "vectors":
+        texts = list(queries) if kind == "queries" and modality == "text" else None
+        if kind == "queries" and hasattr(col, "encode_queries"):
+            with self.encode_lock:
+                queries = col.encode_queries(queries, k=k, modality=modality, target=target, route=route, where=where)
+            kind = "encoded"
+        with self.lock if kind == "queries" else self.search_lock:
+            if kind == "encoded":
+                hits = col.search_vectors(queries, k=k, modality=modality, target=target, route=route, where=where,
+                                          captions=captions, texts=texts)
+            elif kind == "vectors":
                 hits = col.search_vectors(queries, k=k, modality=modality, target=target, route=route, where=where,
                                           captions=captions)
             else:
@@ -53,9 +70,37 @@ class Served:
             used = col.plan(modality, target, route).route
         return [(h, used) for h in hits]
 
+    async def answer_async(self, key, query):
+        """``answer`` for a coroutine: it awaits the batch instead of holding a thread while it waits."""
+        self.collection(key[0])
+        if self.batcher is None:
+            return (await run_in_threadpool(self.run_group, key, [query]))[0]
+        fut = self.batcher.submit_future(key, query)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), self.lim["request_timeout_s"])
+        except asyncio.TimeoutError:
+            fut.cancel()
+            raise
+
     def answer(self, key, query):
         """(hits, route) of one query: through the batcher, or alone under the lock."""
         self.collection(key[0])  # an unknown collection is a 404 before anything waits
         if self.batcher is None:
             return self.run_group(key, [query])[0]
         return self.batcher.submit(key, query, timeout=self.lim["request_timeout_s"])
+
+
+class Both:
+    """Two locks taken as one, always in the same order (encoding's, then searching's)."""
+
+    def __init__(self, first: threading.Lock, second: threading.Lock):
+        self.first, self.second = first, second
+
+    def __enter__(self):
+        self.first.acquire()
+        self.second.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.second.release()
+        self.first.release()

@@ -1,0 +1,253 @@
+"""The server under load, measured with ``wrk`` (a C load generator: its cost is small beside the
+server's), beside the encoder's own limit and the server's per-stage timings, in one run.
+
+The script starts ``retrieval serve INDEX`` on a free loopback port, times the first answer, warms
+it, then for each connection count (1, 8, 32, 128 by default) runs wrk for a fixed time with text
+searches that are all different (captions of the collection under templates and modifiers: no
+answer cache can flatter the figures), and reads the server's Prometheus metrics before and after
+each run, so that each row says where a query's time went. Before the server starts, the encoder
+alone encodes the same queries in batches of the server's batch size, in this process: the most
+text queries a second these cores can embed, the limit a server could reach.
+
+    python scripts/load_wrk.py indexes/emoji-demo --out results/serve/wrk.md
+
+``--before DIR`` also serves the collection from another checkout of this repository (a git
+worktree of an older commit) first, loaded the same way, for a before/after table from one run.
+Only loopback is ever addressed; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from retrieval.evaluation.benchlib import report
+
+TEMPLATES = ("{}", "a picture of {}", "an emoji of {}", "{} icon", "a drawing of {}")
+MODIFIERS = ("", "red ", "small ", "happy ", "old ", "blue ", "big ", "green ", "dark ", "tiny ", "bright ",
+             "yellow ", "round ", "cute ", "sad ", "shiny ", "white ", "black ", "striped ", "wooden ")
+STAGES = ("wait", "encode", "captions", "relativise", "search", "labels", "respond")
+LUA = r"""
+local queries = {QUERIES}
+local counter = 0
+local stride = 1
+setup = function(thread)
+  counter = counter + 1
+  thread:set("offset", counter)
+end
+init = function(args)
+  stride = tonumber(offset) or 1
+end
+local n = 0
+request = function()
+  n = n + 1
+  local q = queries[((n * 7919 + stride * 104729) % #queries) + 1]
+  return wrk.format("POST", "{PATH}", {["Content-Type"] = "application/json"}, q)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests":%d,"socket_errors":%d,"status_errors":%d,"timeouts":%d,' ..
+    '"p50":%.3f,"p90":%.3f,"p99":%.3f,"max":%.3f,"seconds":%.3f}\n', summary.requests,
+    e.connect + e.read + e.write, e.status, e.timeout, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, summary.duration / 1e6))
+end
+"""
+
+
+def queries(captions: List[str], n: int, seed: int = 0) -> List[str]:
+    """``n`` distinct query texts made from the collection's own captions."""
+    rng = random.Random(seed)
+    base = sorted({" ".join(c.split()) for c in captions if c.strip()})
+    seen, out = set(), []
+    for _ in range(50 * n):
+        if len(out) >= n:
+            break
+        q = rng.choice(TEMPLATES).format(rng.choice(MODIFIERS) + rng.choice(base))
+        if q not in seen:
+            seen.add(q)
+            out.append(q)
+    return out
+
+
+def lua_script(texts: List[str], path: str, k: int) -> str:
+    bodies = ",\n".join(lua_string(json.dumps({"query": t, "k": k})) for t in texts)
+    return LUA.replace("{QUERIES}", "{\n" + bodies + "\n}").replace("{PATH}", path)
+
+
+def lua_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def encoder_limit(index: str, texts: List[str], batch: int, seconds: float) -> Dict:
+    """Text queries a second the collection's text encoder embeds alone, in batches of ``batch``."""
+    from retrieval.api import open_collection
+
+    enc = open_collection(index).encoder("text")
+    enc.encode(texts[:batch], batch_size=batch)  # warm
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds and done + batch <= len(texts):
+        enc.encode(texts[done:done + batch], batch_size=batch)
+        done += batch
+    wall = time.perf_counter() - t0
+    return {"queries": done, "seconds": wall, "per_s": done / wall, "ms_per_query": 1e3 * wall / done}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(index: str, checkout: Optional[str], extra: List[str], first_query: str) -> tuple:
+    """(process, url, seconds to the first answer) of `retrieval serve INDEX` from ``checkout``."""
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(Path(checkout).resolve())) if checkout else dict(os.environ)
+    cmd = [sys.executable, "-c", "import sys; from retrieval.cli import main; sys.exit(main())", "serve", index,
+           "--port", str(port), "--no-progress", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            cwd=checkout or None)
+    url, name = f"http://127.0.0.1:{port}", Path(index).name
+    while time.perf_counter() - t0 < 300:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            r = httpx.post(f"{url}/collections/{name}/search", json={"query": first_query, "k": 10}, timeout=30)
+            if r.status_code == 200:
+                return proc, url, time.perf_counter() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the server did not answer within 300 s")
+
+
+def scrape(url: str) -> Dict[str, float]:
+    """The server's stage and request histograms' sums and counts, by name."""
+    import httpx
+
+    out = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        m = re.match(r'retrieval_(stage_seconds|request_seconds|batch_queries)_(sum|count)\{(.*)\} (\S+)', line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3)))
+            key = labels.get("stage") or labels.get("endpoint") or "batch"
+            out[f"{m.group(1)}:{key}:{m.group(2)}"] = float(m.group(4))
+    return out
+
+
+def run_wrk(url: str, script: str, connections: int, seconds: float) -> Dict:
+    threads = max(1, min(connections, 2))
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "-s", script, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result: {out.stdout[-1000:]} {out.stderr[-1000:]}")
+    r = json.loads(line[len("RESULT "):])
+    r["per_s"] = r["requests"] / r["seconds"]
+    return r
+
+
+def breakdown(before: Dict[str, float], after: Dict[str, float]) -> Dict:
+    """Mean ms a query spent in each stage during a run, and the mean batch."""
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    queries = d.get("batch_queries:batch:sum", 0.0)
+    out = {"batches": d.get("batch_queries:batch:count", 0.0), "queries": queries}
+    out["mean_batch"] = queries / out["batches"] if out["batches"] else float("nan")
+    for s in STAGES:
+        # a stage observed once per batch is shared by its queries; 'wait' and 'respond' once per query
+        out[s] = 1e3 * d.get(f"stage_seconds:{s}:sum", 0.0) / queries if queries else float("nan")
+    return out
+
+
+def measure(label: str, a, checkout: Optional[str], texts: List[str], script: str) -> Dict:
+    proc, url, first = start(a.index, checkout, a.server_args, texts[0])
+    try:
+        for t in texts[1:200]:  # warm: the caches a long-running server has filled
+            import httpx
+            httpx.post(f"{url}/collections/{Path(a.index).name}/search", json={"query": t, "k": a.k}, timeout=30)
+        rows = []
+        for c in a.connections:
+            m0 = scrape(url)
+            r = run_wrk(url, script, c, a.seconds)
+            r.update(connections=c, stages=breakdown(m0, scrape(url)))
+            rows.append(r)
+            print(f"{label} c={c}: {r['per_s']:.0f} req/s p50 {r['p50']:.1f} p99 {r['p99']:.1f} ms", file=sys.stderr)
+        return {"label": label, "first_answer_s": first, "rows": rows}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def table(run: Dict, limit: Dict) -> List[str]:
+    lines = [f"**{run['label']}**: first answer {run['first_answer_s']:.2f} s after `retrieval serve` started.", "",
+             "| connections | req/s | share of encoder limit | p50 ms | p90 ms | p99 ms | max ms | errors | mean batch | "
+             + " | ".join(f"{s} ms/q" for s in STAGES) + " |",
+             "|---" * (9 + len(STAGES)) + "|"]
+    for r in run["rows"]:
+        st = r["stages"]
+        errors = r["socket_errors"] + r["status_errors"]
+        lines.append(f"| {r['connections']} | {r['per_s']:.0f} | {r['per_s'] / limit['per_s']:.2f} | {r['p50']:.1f} | "
+                     f"{r['p90']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {errors} | {st['mean_batch']:.1f} | "
+                     + " | ".join("-" if np.isnan(st[s]) or st[s] == 0 else f"{st[s]:.2f}" for s in STAGES) + " |")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("index", nargs="?", default="indexes/emoji-demo")
+    ap.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 128])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--limit-seconds", type=float, default=10.0, help="how long the encoder alone is timed")
+    ap.add_argument("--batch", type=int, default=32, help="the server's batch size (serve --batch-size)")
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--before", metavar="CHECKOUT", help="also serve from this checkout (an older commit), first")
+    ap.add_argument("--server-args", default="", help="more arguments for retrieval serve, one string")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    a.server_args, a.index = a.server_args.split(), str(Path(a.index).resolve())
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk (Debian's package)", file=sys.stderr)
+        return 2
+    from retrieval.api import open_collection
+
+    texts = queries(open_collection(a.index).texts["text"], 40000)
+    limit = encoder_limit(a.index, texts, a.batch, a.limit_seconds)
+    print(f"encoder alone: {limit['per_s']:.0f} queries/s", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        script = str(Path(tmp) / "search.lua")
+        Path(script).write_text(lua_script(texts, f"/collections/{Path(a.index).name}/search", a.k))
+        runs = ([measure(f"before ({a.before})", a, a.before, texts, script)] if a.before else [])
+        runs.append(measure("now", a, None, texts, script))
+    cmd = f"Command: `python scripts/load_wrk.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
+    head = (f"Text search (k={a.k}) on `{Path(a.index).name}` under wrk, {a.seconds:g} s per row, loopback, "
+            f"{os.cpu_count()} CPU cores shared by server and wrk; {len(texts)} distinct queries from the "
+            f"collection's captions. Encoder alone, batches of {a.batch}, same queries, same run: "
+            f"**{limit['per_s']:.0f} queries/s** ({limit['ms_per_query']:.2f} ms a query).")
+    lines = [head, "", cmd, ""]
+    for run in runs:
+        lines += table(run, limit) + [""]
+    lines.append("Stages are the server's own histograms (`/metrics`, `retrieval_stage_seconds`) over the run, "
+                 "per query: `wait` from a query's arrival at the micro-batcher to its batch's start, the batch "
+                 "stages shared by its queries, `respond` the hits made JSON.")
+    report(lines, a.out, {"encoder_limit": limit, "runs": runs, "seconds": a.seconds})
+    return 1 if any(r["socket_errors"] + r["status_errors"] for run in runs for r in run["rows"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
