@@ -193,3 +193,29 @@ def test_a_query_given_up_before_its_batch_is_not_answered():
     assert gone.cancel()  # its client timed out while it waited
     release.set()
     assert first.result(5) == 1 and kept.result(5) == 3 and seen == [1, 3]
+
+
+def test_a_text_query_asked_again_is_not_encoded_again(folder):
+    from retrieval.serve.querycache import QueryCache
+
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.array([[len(t), 1.0] for t in texts])
+
+    cache = QueryCache(max_entries=2)
+    np.testing.assert_array_equal(cache.encode("c1", "text", ["ab", "abc", "ab"], encode), [[2, 1], [3, 1], [2, 1]])
+    np.testing.assert_array_equal(cache.encode("c1", "text", ["abc", "x"], encode), [[3, 1], [1, 1]])
+    assert calls == [["ab", "abc"], ["x"]] and (cache.hits, cache.misses) == (2, 3)
+    cache.encode("c2", "text", ["x"], encode)  # another collection version: its own entry
+    assert calls[-1] == ["x"] and len(cache._rows) == 2  # the oldest went
+    # through the server: the same answers with the cache, and the hits counted
+    cold = TestClient(create_app({"c": str(folder)}, query_cache=0))
+    warm = TestClient(create_app({"c": str(folder)}))
+    for client in (cold, warm, warm):
+        got = [client.post("/collections/c/search", json={"query": q, "k": 4}).json() for q in QUERIES]
+        same(got, [cold.post("/collections/c/search", json={"query": q, "k": 4}).json() for q in QUERIES])
+    text = warm.get("/metrics").text
+    assert f'retrieval_query_cache_total{{result="hit"}} {float(len(QUERIES))}' in text
+    assert f'retrieval_query_cache_total{{result="miss"}} {float(len(QUERIES))}' in text

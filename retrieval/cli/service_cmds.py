@@ -14,7 +14,8 @@ def cmd_serve(a) -> int:
     for flag, value, least in (("--batch-wait-ms", a.batch_wait_ms, 0), ("--batch-size", a.batch_size, 1),
                                ("--queue", a.queue, 1), ("--dense-cache-mb", a.dense_cache_mb, 0),
                                ("--max-connections", a.max_connections, 1), ("--batch-workers", a.batch_workers, 1),
-                               ("--encoder-threads", a.encoder_threads or 1, 1)):
+                               ("--encoder-threads", a.encoder_threads or 1, 1),
+                               ("--query-cache", a.query_cache, 0)):
         if not value >= least:
             raise InputError(f"expected {flag} to be at least {least}, got {value}")
     if not a.reload_every >= 0:
@@ -28,7 +29,8 @@ def cmd_serve(a) -> int:
           reload_s=a.reload_every,
           batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue,
                     "workers": a.batch_workers},
-          dense_cache_mb=a.dense_cache_mb, captions=a.allow_captions, encoder_threads=a.encoder_threads)
+          dense_cache_mb=a.dense_cache_mb, captions=a.allow_captions, encoder_threads=a.encoder_threads,
+          query_cache=a.query_cache)
     return 0
 
 
@@ -68,6 +70,9 @@ def add_parsers(sub, common) -> None:
                     help="threads an exported encoder (ONNX Runtime, OpenVINO) runs on (default: "
                          "$RETRIEVAL_ENCODER_THREADS, else half the cores, at least 1: the rest answer requests "
                          "and search)")
+    sv.add_argument("--query-cache", type=int, default=4096, metavar="N",
+                    help="text queries whose embeddings are kept, so that a query asked again is not encoded "
+                         "again (default 4096; 0: none)")
     sv.add_argument("--queue", type=int, default=256,
                     help="most searches waiting; beyond it a request is answered 503 with Retry-After (default 256)")
     sv.add_argument("--max-connections", type=int, default=512, metavar="N",

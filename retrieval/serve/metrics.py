@@ -15,5 +15,7 @@ class Metrics:
                                  registry=self.registry)
         self.stages = Histogram("retrieval_stage_seconds", "query stage latency", ["collection", "stage"],
                                 registry=self.registry)
+        self.query_cache = Counter("retrieval_query_cache_total", "text queries found in (hit) or added to (miss) "
+                                   "the embedding cache", ["result"], registry=self.registry)
         self.batch_sizes = Histogram("retrieval_batch_queries", "queries answered by one batched search",
                                      ["collection"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)

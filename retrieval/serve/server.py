@@ -64,7 +64,7 @@ def _deps():
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
                warm: bool = True, shard_actors: Optional[str] = None, query_encoders: Optional[Dict[str, str]] = None,
                reload_s: float = 2.0, batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None,
-               captions: bool = False):
+               captions: bool = False, query_cache: Optional[int] = None):
     """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
     are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
     cluster) by Ray actors that each hold one shard. ``query_encoders`` (``{"image_encoder": SPEC}``...)
@@ -74,7 +74,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     (``batching``: see ``DEFAULT_BATCHING``; ``max_wait_ms=0`` answers one at a time).
     ``dense_cache_mb``: the memory each collection side may keep for items' dense relative vectors
     (retrieval/core/rowcache.py; default 128; 0 keeps none). ``captions``: whether a client may give
-    items captions, which rewrites their collection on disk (retrieval/serve/describe.py).
+    items captions, which rewrites their collection on disk (retrieval/serve/describe.py). ``query_cache``:
+    text queries whose embeddings are kept (retrieval/serve/querycache.py; default 4096; 0 keeps none).
 
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
@@ -97,7 +98,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
                                                   shard_actors=shard_actors, query_encoders=query_encoders,
                                                   dense_cache_mb=dense_cache_mb), every_s=reload_s)
               for name, folder in collections.items()}
-    served = Served(opened, lim, bat, metrics)
+    served = Served(opened, lim, bat, metrics, **({} if query_cache is None else {"query_cache": query_cache}))
     # What a request may name, from the collections served (models.py).
     first = [c.current() for c in opened.values()]
     encoders = [(m, e["dim"]) for c in first for m, e in c.manifest["encoders"].items()]
@@ -153,7 +154,7 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
           query_encoders: Optional[Dict[str, str]] = None,
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
           batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False,
-          encoder_threads: Optional[int] = None) -> None:
+          encoder_threads: Optional[int] = None, query_cache: Optional[int] = None) -> None:
     """Start the server (blocking). Collections are named by their folder names. ``encoder_threads``:
     the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores)."""
     import faulthandler
@@ -175,7 +176,8 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
             raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
         names[name] = str(f)
     app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders,
-                     reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb, captions=captions)
+                     reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb, captions=captions,
+                     query_cache=query_cache)
     # What start-up made (models, tables, modules: millions of objects) lives as long as the server; kept
     # out of the garbage collector's sweeps, which otherwise stall every request for tens of milliseconds.
     gc.collect()

@@ -13,13 +13,18 @@ from retrieval.errors import CollectionDamagedError
 from retrieval.serve.batching import MicroBatcher
 from retrieval.serve.live import LiveCollection
 from retrieval.serve.metrics import Metrics
+from retrieval.serve.querycache import QueryCache
+
+DEFAULT_QUERY_CACHE = 4096  # text queries whose embeddings a server keeps (0: none)
 
 
 class Served:
     """``cols``: name -> LiveCollection; ``lim``: the limits; ``bat``: the batching settings."""
 
-    def __init__(self, cols: Dict[str, LiveCollection], lim: Dict, bat: Dict, metrics: Metrics):
+    def __init__(self, cols: Dict[str, LiveCollection], lim: Dict, bat: Dict, metrics: Metrics,
+                 query_cache: int = DEFAULT_QUERY_CACHE):
         self.cols, self.lim, self.metrics = cols, lim, metrics
+        self.query_cache = QueryCache(query_cache)
         # Encoders are not guaranteed thread-safe, nor is a search's lazily filled state: one thread at a
         # time encodes and one searches, so that with two batch workers one batch is encoded while the
         # one before is searched. ``lock`` holds both (classify encodes and searches in one call).
@@ -55,7 +60,8 @@ class Served:
         texts = list(queries) if kind == "queries" and modality == "text" else None
         if kind == "queries" and hasattr(col, "encode_queries"):
             with self.encode_lock:
-                queries = col.encode_queries(queries, k=k, modality=modality, target=target, route=route, where=where)
+                queries = self._encode(col, name, queries, k=k, modality=modality, target=target, route=route,
+                                       where=where)
             kind = "encoded"
         with self.lock if kind == "queries" else self.search_lock:
             if kind == "encoded":
@@ -69,6 +75,18 @@ class Served:
                                        captions=captions)
             used = col.plan(modality, target, route).route
         return [(h, used) for h in hits]
+
+    def _encode(self, col, name: str, queries: List, **how):
+        """The queries encoded; text ones seen before for this collection version come from the cache."""
+        def encode(some):
+            return col.encode_queries(some, **how)
+        if how["modality"] != "text":
+            return encode(queries)
+        cache, hits = self.query_cache, self.query_cache.hits
+        out = cache.encode((name, col.manifest.get("manifest_sha256"), str(col.folder)), "text", queries, encode)
+        self.metrics.query_cache.labels("hit").inc(cache.hits - hits)
+        self.metrics.query_cache.labels("miss").inc(len(queries) - (cache.hits - hits))
+        return out
 
     async def answer_async(self, key, query):
         """``answer`` for a coroutine: it awaits the batch instead of holding a thread while it waits."""
