@@ -39,22 +39,24 @@ from retrieval.evaluation.benchlib import report
 TEMPLATES = ("{}", "a picture of {}", "an emoji of {}", "{} icon", "a drawing of {}")
 MODIFIERS = ("", "red ", "small ", "happy ", "old ", "blue ", "big ", "green ", "dark ", "tiny ", "bright ",
              "yellow ", "round ", "cute ", "sad ", "shiny ", "white ", "black ", "striped ", "wooden ")
+WARM = 200  # queries sent before the runs (the runs' queries come after them)
 STAGES = ("wait", "encode", "captions", "relativise", "search", "labels", "respond")
 LUA = r"""
 local queries = {QUERIES}
 local counter = 0
-local stride = 1
 setup = function(thread)
   counter = counter + 1
-  thread:set("offset", counter)
+  thread:set("id", counter)
 end
+local first, step, n = 0, 1, 0
 init = function(args)
-  stride = tonumber(offset) or 1
+  -- thread id of threads, from args[1] on: each request a query no thread and no earlier run has sent
+  first = tonumber(args[1]) + tonumber(id) - 1
+  step = tonumber(args[2])
 end
-local n = 0
 request = function()
+  local q = queries[((first + n * step) % #queries) + 1]
   n = n + 1
-  local q = queries[((n * 7919 + stride * 104729) % #queries) + 1]
   return wrk.format("POST", "{PATH}", {["Content-Type"] = "application/json"}, q)
 end
 done = function(summary, latency, requests)
@@ -143,6 +145,9 @@ def scrape(url: str) -> Dict[str, float]:
 
     out = {}
     for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        hit = re.match(r'retrieval_query_cache_total\{result="(\w+)"\} (\S+)', line)
+        if hit:
+            out[f"cache:{hit.group(1)}"] = float(hit.group(2))
         m = re.match(r'retrieval_(stage_seconds|request_seconds|batch_queries)_(sum|count)\{(.*)\} (\S+)', line)
         if m:
             labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3)))
@@ -151,9 +156,11 @@ def scrape(url: str) -> Dict[str, float]:
     return out
 
 
-def run_wrk(url: str, script: str, connections: int, seconds: float) -> Dict:
+def run_wrk(url: str, script: str, connections: int, seconds: float, first: int) -> Dict:
+    """One wrk run; its queries start at ``first`` in the script's list."""
     threads = max(1, min(connections, 2))
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "-s", script, url]
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "-s", script, url,
+           "--", str(first), str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
@@ -169,6 +176,7 @@ def breakdown(before: Dict[str, float], after: Dict[str, float]) -> Dict:
     queries = d.get("batch_queries:batch:sum", 0.0)
     out = {"batches": d.get("batch_queries:batch:count", 0.0), "queries": queries}
     out["mean_batch"] = queries / out["batches"] if out["batches"] else float("nan")
+    out["cache_hits"] = d.get("cache:hit", 0.0)  # text queries answered from the embedding cache
     for s in STAGES:
         # a stage observed once per batch is shared by its queries; 'wait' and 'respond' once per query
         out[s] = 1e3 * d.get(f"stage_seconds:{s}:sum", 0.0) / queries if queries else float("nan")
@@ -176,19 +184,23 @@ def breakdown(before: Dict[str, float], after: Dict[str, float]) -> Dict:
 
 
 def measure(label: str, a, checkout: Optional[str], texts: List[str], script: str) -> Dict:
-    proc, url, first = start(a.index, checkout, a.server_args, texts[0])
+    proc, url, first_answer = start(a.index, checkout, a.server_args, texts[0])
     try:
-        for t in texts[1:200]:  # warm: the caches a long-running server has filled
+        for t in texts[1:WARM]:  # warm: the caches a long-running server has filled
             import httpx
             httpx.post(f"{url}/collections/{Path(a.index).name}/search", json={"query": t, "k": a.k}, timeout=30)
-        rows = []
+        rows, first = [], WARM
         for c in a.connections:
             m0 = scrape(url)
-            r = run_wrk(url, script, c, a.seconds)
+            r = run_wrk(url, script, c, a.seconds, first)
+            # past every query sent: a thread may have sent them all (and those in flight at the end)
+            first += min(c, 2) * (r["requests"] + c)
+            if first > len(texts):
+                raise RuntimeError(f"the runs used more than the {len(texts)} distinct queries: fewer seconds")
             r.update(connections=c, stages=breakdown(m0, scrape(url)))
             rows.append(r)
             print(f"{label} c={c}: {r['per_s']:.0f} req/s p50 {r['p50']:.1f} p99 {r['p99']:.1f} ms", file=sys.stderr)
-        return {"label": label, "first_answer_s": first, "rows": rows}
+        return {"label": label, "first_answer_s": first_answer, "rows": rows}
     finally:
         proc.terminate()
         proc.wait(30)
@@ -197,13 +209,14 @@ def measure(label: str, a, checkout: Optional[str], texts: List[str], script: st
 def table(run: Dict, limit: Dict) -> List[str]:
     lines = [f"**{run['label']}**: first answer {run['first_answer_s']:.2f} s after `retrieval serve` started.", "",
              "| connections | req/s | share of encoder limit | p50 ms | p90 ms | p99 ms | max ms | errors | mean batch | "
-             + " | ".join(f"{s} ms/q" for s in STAGES) + " |",
-             "|---" * (9 + len(STAGES)) + "|"]
+             "cache hits | " + " | ".join(f"{s} ms/q" for s in STAGES) + " |",
+             "|---" * (10 + len(STAGES)) + "|"]
     for r in run["rows"]:
         st = r["stages"]
         errors = r["socket_errors"] + r["status_errors"]
         lines.append(f"| {r['connections']} | {r['per_s']:.0f} | {r['per_s'] / limit['per_s']:.2f} | {r['p50']:.1f} | "
                      f"{r['p90']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {errors} | {st['mean_batch']:.1f} | "
+                     f"{st['cache_hits']:.0f} | "
                      + " | ".join("-" if np.isnan(st[s]) or st[s] == 0 else f"{st[s]:.2f}" for s in STAGES) + " |")
     return lines
 

@@ -113,3 +113,25 @@ def test_the_planners_audio_priors_pool_the_audio_suites():
                   for route in ("relative", "translation", "fusion")}
         assert PAIR_PRIOR[pair] == pytest.approx(pooled, abs=5e-4), (direction, pooled)
         assert all(f["picks"][direction] == max(pooled, key=pooled.get) for f in found)
+
+
+@pytest.mark.slow
+def test_load_wrk_measures_the_served_demo(tmp_path):
+    """The wrk load script on the demo collection (built by the README's demo command), one short row:
+    it starts the server, loads it, reads the stages back, and reports no errors."""
+    import shutil
+
+    index = ROOT / "indexes" / "emoji-demo"
+    if shutil.which("wrk") is None or not (index / "manifest.json").exists():
+        pytest.skip("needs wrk (scripts/setup.sh installs it) and the demo collection (retrieval demo)")
+    out = tmp_path / "wrk.md"
+    res = run("scripts/load_wrk.py", str(index), "--connections", "2", "--seconds", "2", "--limit-seconds", "1",
+              "--out", str(out))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    data = json.loads(out.with_suffix(".json").read_text())
+    (run_,) = data["runs"]
+    row = run_["rows"][0]
+    assert row["requests"] > 0 and row["socket_errors"] == row["status_errors"] == 0
+    assert row["stages"]["encode"] > 0 and row["stages"]["queries"] >= row["requests"]
+    assert row["stages"]["cache_hits"] == 0  # every query a new text
+    assert data["encoder_limit"]["per_s"] > 0 and "| 2 |" in out.read_text()
