@@ -219,3 +219,17 @@ def test_a_text_query_asked_again_is_not_encoded_again(folder):
     text = warm.get("/metrics").text
     assert f'retrieval_query_cache_total{{result="hit"}} {float(len(QUERIES))}' in text
     assert f'retrieval_query_cache_total{{result="miss"}} {float(len(QUERIES))}' in text
+
+
+def test_a_query_alone_does_not_wait_for_company():
+    def run(key, payloads):
+        time.sleep(0.05)  # while one batch runs, the next gathers
+        return payloads
+
+    b = MicroBatcher(run, max_batch=8, max_wait_s=0.5, idle_exit_s=2)
+    for i in range(3):  # one client: each query answered without the half second's wait
+        t = time.monotonic()
+        assert b.submit("k", i) == i and time.monotonic() - t < 0.4
+    with ThreadPoolExecutor(8) as pool:  # company: the batches that follow wait for each other
+        assert list(pool.map(lambda i: b.submit("k", i), range(8))) == list(range(8))
+    assert list(b.batches)[:3] == [1, 1, 1] and max(b.batches) > 1 and b._company

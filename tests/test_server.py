@@ -170,9 +170,15 @@ def test_symlinks_out_of_the_corpus_are_not_served(client, tmp_path):
     assert r.status_code == 403 and "not for you" not in r.text
 
 
-def test_slow_requests_time_out_with_a_json_503(tiny_data, fake_encoders, tmp_path):
+def test_slow_requests_time_out_with_a_json_503(tiny_data, fake_encoders, tmp_path, monkeypatch):
+    import time
+
+    from retrieval.serve.state import Served
+
     col = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", **FAKE)
-    app = create_app({"c": str(col)}, limits={"request_timeout_s": 1e-6})
+    slow = Served.run_group
+    monkeypatch.setattr(Served, "run_group", lambda self, *a: (time.sleep(0.5), slow(self, *a))[1])
+    app = create_app({"c": str(col)}, limits={"request_timeout_s": 0.05})
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.post("/collections/c/search", json={"query": "a red square"})
     assert r.status_code == 503 and "took longer than" in r.json()["error"]

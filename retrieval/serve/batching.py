@@ -43,6 +43,7 @@ class MicroBatcher:
         self.waited = waited  # called with each query's seconds from submit to its batch's start
         self._queue: "queue.Queue[Tuple[Hashable, Any, Future]]" = queue.Queue(max_queue)
         self._alive = 0
+        self._company = False  # whether the last batch held more than one query (then the next waits)
         self._guard = threading.Lock()
         self.batches: "deque[int]" = deque(maxlen=1024)  # sizes of the latest calls (bounded: a server runs for weeks)
 
@@ -67,10 +68,12 @@ class MicroBatcher:
                 threading.Thread(target=self._work, name="micro-batcher", daemon=True).start()
 
     def _take(self) -> List[Tuple[Hashable, Any, Future]]:
-        """The first waiting query, and those that arrive within ``max_wait_s``, up to ``max_batch``."""
+        """The first waiting query, and those that arrive within ``max_wait_s``, up to ``max_batch``.
+        The wait is spent only when the last batch had company: a query alone (one client, a quiet
+        server) would only wait for nobody (at 1 connection, half its latency: results/serve/wrk.md)."""
         first = self._queue.get(timeout=self.idle_exit_s)
         taken = [first]
-        deadline = time.monotonic() + self.max_wait_s
+        deadline = time.monotonic() + (self.max_wait_s if self._company else 0.0)
         while len(taken) < self.max_batch:
             try:  # what is already waiting is taken without waiting
                 taken.append(self._queue.get_nowait())
@@ -84,6 +87,7 @@ class MicroBatcher:
                 taken.append(self._queue.get(timeout=left))
             except queue.Empty:
                 break
+        self._company = len(taken) > 1
         return taken
 
     def _work(self) -> None:
