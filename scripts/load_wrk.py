@@ -12,7 +12,8 @@ text queries a second these cores can embed, the limit a server could reach.
     python scripts/load_wrk.py indexes/emoji-demo --out results/serve/wrk.md
 
 ``--before DIR`` also serves the collection from another checkout of this repository (a git
-worktree of an older commit) first, loaded the same way, for a before/after table from one run.
+worktree of an older commit) first, loaded the same way, for a before/after table from one run;
+``--variant "ARGS"`` (repeatable) serves it again with other ``serve`` settings, to choose them.
 Only loopback is ever addressed; every loop is bounded in count and time.
 """
 
@@ -23,6 +24,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -183,11 +185,12 @@ def breakdown(before: Dict[str, float], after: Dict[str, float]) -> Dict:
     return out
 
 
-def measure(label: str, a, checkout: Optional[str], texts: List[str], script: str) -> Dict:
-    proc, url, first_answer = start(a.index, checkout, a.server_args, texts[0])
+def measure(label: str, a, checkout: Optional[str], texts: List[str], script: str, extra: List[str]) -> Dict:
+    import httpx
+
+    proc, url, first_answer = start(a.index, checkout, extra, texts[0])
     try:
         for t in texts[1:WARM]:  # warm: the caches a long-running server has filled
-            import httpx
             httpx.post(f"{url}/collections/{Path(a.index).name}/search", json={"query": t, "k": a.k}, timeout=30)
         rows, first = [], WARM
         for c in a.connections:
@@ -231,6 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--before", metavar="CHECKOUT", help="also serve from this checkout (an older commit), first")
     ap.add_argument("--server-args", default="", help="more arguments for retrieval serve, one string")
+    ap.add_argument("--variant", action="append", default=[], metavar="ARGS",
+                    help="also serve with these serve arguments (one string), after the default; repeatable")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     a.server_args, a.index = a.server_args.split(), str(Path(a.index).resolve())
@@ -245,9 +250,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         script = str(Path(tmp) / "search.lua")
         Path(script).write_text(lua_script(texts, f"/collections/{Path(a.index).name}/search", a.k))
-        runs = ([measure(f"before ({a.before})", a, a.before, texts, script)] if a.before else [])
-        runs.append(measure("now", a, None, texts, script))
-    cmd = f"Command: `python scripts/load_wrk.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
+        runs = ([measure(f"before ({a.before})", a, a.before, texts, script, a.server_args)] if a.before else [])
+        runs.append(measure("now", a, None, texts, script, a.server_args))
+        for v in a.variant:  # the same server with other settings, in the same run
+            runs.append(measure(f"now with `{v}`", a, None, texts, script, a.server_args + v.split()))
+    cmd = f"Command: `python scripts/load_wrk.py {shlex.join(sys.argv[1:] if argv is None else argv)}`"
     head = (f"Text search (k={a.k}) on `{Path(a.index).name}` under wrk, {a.seconds:g} s per row, loopback, "
             f"{os.cpu_count()} CPU cores shared by server and wrk; {len(texts)} distinct queries from the "
             f"collection's captions. Encoder alone, batches of {a.batch}, same queries, same run: "

@@ -228,3 +228,13 @@ def test_the_encoder_threads_setting_reaches_the_runtimes(tiny_bert, tmp_path, m
             rt.encoder_threads()
     monkeypatch.delenv("RETRIEVAL_ENCODER_THREADS")
     assert rt.encoder_threads() is None
+
+
+@pytest.mark.parametrize("flags, said", [(["--encoder-threads", "0"], "--encoder-threads to be at least 1, got 0"),
+                                         (["--query-cache", "-1"], "--query-cache to be at least 0, got -1"),
+                                         (["--batch-workers", "0"], "--batch-workers to be at least 1, got 0")])
+def test_serve_refuses_bad_settings_before_it_starts(flags, said, capsys, tmp_path):
+    from retrieval.cli import main
+
+    assert main(["serve", str(tmp_path), *flags]) != 0
+    assert said in capsys.readouterr().err

@@ -14,7 +14,7 @@ def cmd_serve(a) -> int:
     for flag, value, least in (("--batch-wait-ms", a.batch_wait_ms, 0), ("--batch-size", a.batch_size, 1),
                                ("--queue", a.queue, 1), ("--dense-cache-mb", a.dense_cache_mb, 0),
                                ("--max-connections", a.max_connections, 1), ("--batch-workers", a.batch_workers, 1),
-                               ("--encoder-threads", a.encoder_threads or 1, 1),
+                               ("--encoder-threads", 1 if a.encoder_threads is None else a.encoder_threads, 1),
                                ("--query-cache", a.query_cache, 0)):
         if not value >= least:
             raise InputError(f"expected {flag} to be at least {least}, got {value}")

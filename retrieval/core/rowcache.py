@@ -56,6 +56,8 @@ class RowCache:
                 self._slab = np.empty((self.n_rows, row.shape[1]), row.dtype)
                 self._have = np.zeros(self.n_rows, bool)
                 self._bytes = self._slab.nbytes
+            self._slab[ids[0]], self._have[ids[0]] = row[0], True  # computed: kept, not computed again
+            self.misses += 1
         return True
 
     def _from_slab(self, ids: np.ndarray) -> np.ndarray:

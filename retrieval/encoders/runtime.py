@@ -137,8 +137,9 @@ class OpenVinoModel:
         import openvino as ov
 
         config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-        if encoder_threads():
-            config["INFERENCE_NUM_THREADS"] = encoder_threads()
+        threads = encoder_threads()
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
         self.path = Path(path)
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()

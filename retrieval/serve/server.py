@@ -39,15 +39,15 @@ CONNECTION_HEADROOM = 2
 # Micro-batching of searches (batching.py): how long the first query of a batch waits for others
 # (0: one query at a time, as before batching), the most queries a batch takes, how many may wait.
 # workers: batches answered at once (2: one encoded while the one before is searched, state.py's two locks;
-# on 2 cores that measured slower than 1, 460 against 525 req/s: scripts/load_wrk.py).
+# on 2 cores slower than 1: 467 against 543 req/s at 32 connections, results/serve/wrk-settings.md).
 DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "workers": 1}
 SWITCH_INTERVAL_S = 0.0005
 
 
 def default_encoder_threads() -> int:
     """Half the cores, at least one: an encoder on every core fights the event loop and the search for them,
-    and on 2 cores its threads then wait on each other (scripts/load_wrk.py: 0.98 ms a query on one
-    thread under load against 1.48 on two)."""
+    and on 2 cores its threads then wait on each other (results/serve/wrk-settings.md, 32 connections:
+    543 req/s and p99 80 ms on one thread, 485 req/s and p99 172 ms on two)."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 
@@ -179,7 +179,8 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
                      reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb, captions=captions,
                      query_cache=query_cache)
     # What start-up made (models, tables, modules: millions of objects) lives as long as the server; kept
-    # out of the garbage collector's sweeps, which otherwise stall every request for tens of milliseconds.
+    # out of the garbage collector's sweeps, whose full passes over it stalled requests (seen as p99 spikes
+    # in exploratory wrk runs; not a setting, so not in results/).
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)  # a request makes thousands of short-lived objects: sweep less often
