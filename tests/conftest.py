@@ -233,3 +233,25 @@ def flat(manifest) -> dict:
     from retrieval.store.projectors import summary
 
     return summary(manifest)
+
+
+TINY_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "apple", "green", "pear", "dog", "the"]
+
+
+def write_tiny_bert(folder) -> None:
+    """A randomly initialised one-layer BERT and a lowercasing word-piece tokenizer over TINY_WORDS,
+    saved as a model folder. The tokenizer is built with the tokenizers library and handed to
+    transformers: given only a vocab.txt, transformers 5 writes a tokenizer.json without the words."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    raw = Tokenizer(WordPiece({w: i for i, w in enumerate(TINY_WORDS)}, unk_token="[UNK]"))
+    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    BertTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                      cls_token="[CLS]", mask_token="[MASK]").save_pretrained(folder)
+    BertModel(BertConfig(vocab_size=len(TINY_WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)

@@ -67,14 +67,13 @@ def test_bad_sound_files_are_named(enc, tmp_path):
         enc.encode([str(tmp_path / "missing.wav")])
 
 
-def test_a_checkpoint_that_is_not_the_pinned_one_is_never_loaded(monkeypatch, tmp_path):
+def test_a_checkpoint_that_is_not_the_pinned_one_is_never_loaded(tmp_path):
     from retrieval.encoders import audio as audio_mod
 
     fake = tmp_path / "checkpoint.pth"
     fake.write_bytes(b"not the aisfx checkpoint")  # torch.load would fail on this with another error
-    monkeypatch.setattr(aisfx, "get_path_modelWeights", lambda: str(fake))
     with pytest.raises(InputError, match=r"expected the aisfx 0\.1\.2 checkpoint .* reinstall aisfx==0\.1\.2"):
-        audio_mod.load_aisfx_model("cpu")
+        audio_mod.load_aisfx_model("cpu", str(fake))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from retrieval.encoders import DEFAULT_ENCODERS, load_encoder, parse_spec
 from retrieval.encoders.registry import REGISTRY
 from retrieval.errors import InputError, UnknownNameError
 
-from .conftest import FakeTextEncoder
+from .conftest import FakeTextEncoder, write_tiny_bert
 
 
 def check_contract(enc, inputs, modality):
@@ -53,15 +53,8 @@ def test_text_contract_rejects_bad_inputs():
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     folder = tmp_path_factory.mktemp("tiny-bert")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "apple", "green", "pear", "dog", "the"]
-    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    cfg = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64)
-    BertModel(cfg).save_pretrained(folder)
+    write_tiny_bert(folder)
     return folder
 
 

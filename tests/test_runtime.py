@@ -14,6 +14,8 @@ from retrieval.encoders import runtime as rt
 from retrieval.encoders.base import ImageEncoder, _one_ahead
 from retrieval.errors import InputError
 
+from .conftest import write_tiny_bert
+
 TEXTS = ["an emoji of a red apple", "dog", "a rocket flying to the moon over a city at night, drawn in flat colours",
          "two", "the sound of rain on a tin roof", "a smiling face with heart-shaped eyes"]
 
@@ -91,13 +93,7 @@ def test_runtime_errors_name_what_is_wrong(monkeypatch):
 
 @pytest.fixture
 def tiny_bert(tmp_path):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "apple", "green", "pear", "dog", "the"]
-    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
-    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
-    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(tmp_path)
+    write_tiny_bert(tmp_path)
     return f"hf:{tmp_path}"
 
 
@@ -238,3 +234,83 @@ def test_serve_refuses_bad_settings_before_it_starts(flags, said, capsys, tmp_pa
 
     assert main(["serve", str(tmp_path), *flags]) != 0
     assert said in capsys.readouterr().err
+
+
+NO_TORCH = """
+import json, sys
+import numpy as np
+from retrieval.encoders import load_encoder
+specs, out = json.loads(sys.argv[1]), sys.argv[2]
+vectors = {}
+for spec, modality, inputs in specs:
+    enc = load_encoder(spec, modality, runtime=sys.argv[3])
+    vectors[spec] = enc.encode(inputs, batch_size=4)
+np.savez(out, **vectors)
+print(json.dumps({m: m in sys.modules for m in ("torch", "transformers")}))
+"""
+
+
+def encode_elsewhere(specs, runtime, tmp_path, env=None):
+    """Each spec's vectors from a fresh process, and which of torch and transformers it imported."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "vectors.npz"
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, json.dumps(specs), str(out), runtime],
+                          capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(np.load(out)), json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_cached_export_of_a_model_folder_runs_without_torch_or_transformers(tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    texts = ["a red apple", "the dog", "A Red APPLE and the green pear", "pear"]
+    made = load_encoder(tiny_bert, "text", runtime="onnx")  # exports, checks the tokenizer, keeps both
+    (record,) = (tmp_path / "cache" / "onnx").glob("*.json")
+    assert json.loads(record.read_text())["info"]["raw_tokenizer"]["pad_token"] == "[PAD]"
+    vectors, imported = encode_elsewhere([[tiny_bert, "text", texts]], "onnx", tmp_path)
+    assert imported == {"torch": False, "transformers": False}
+    np.testing.assert_allclose(vectors[tiny_bert], made.encode(texts, batch_size=4), atol=1e-6)
+    torch_ = load_encoder(tiny_bert, "text", runtime="torch").encode(texts, batch_size=4)
+    assert cosines(vectors[tiny_bert], torch_).min() >= 0.9999
+
+
+def test_a_tokenizer_file_that_disagrees_with_transformers_is_not_used(tiny_bert, tmp_path, monkeypatch):
+    """transformers rebuilds a BERT tokenizer's normaliser from tokenizer_config.json's do_lower_case, so
+    the raw tokenizer.json (lowercasing) and transformers' tokenizer (not) differ on cased text."""
+    folder = tmp_path / "cased"
+    import shutil
+
+    shutil.copytree(tiny_bert[3:], folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps(dict(config, do_lower_case=False)))
+    spec = f"hf:{folder}"
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    load_encoder(spec, "text", runtime="onnx")
+    (record,) = (tmp_path / "cache" / "onnx").glob("*.json")
+    assert json.loads(record.read_text())["info"]["raw_tokenizer"] is None
+    texts = ["A Red APPLE", "a red apple"]
+    vectors, imported = encode_elsewhere([[spec, "text", texts]], "onnx", tmp_path)
+    assert imported["transformers"]  # transformers' own tokenizer
+    torch_ = load_encoder(spec, "text", runtime="torch").encode(texts)
+    assert cosines(vectors[spec], torch_).min() >= 0.9999 and cosines(vectors[spec][:1], vectors[spec][1:])[0] < 0.999
+
+
+@pytest.mark.slow
+def test_the_packaged_encoders_cached_exports_load_without_torch(real_images):
+    import glob
+
+    specs = [["minilm", "text", TEXTS], ["efficientnet-lite0-multi", "image", real_images[:6]]]
+    sounds = sorted(glob.glob("/usr/share/sounds/freedesktop/stereo/*.oga"))[:3]
+    if sounds and rt.missing_package("openvino") is None:
+        specs.append(["aisfx", "audio", sounds])
+    here = {spec: load_encoder(spec, modality).encode(inputs, batch_size=4) for spec, modality, inputs in specs}
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vectors, imported = encode_elsewhere(specs, "auto", Path(tmp))
+    assert imported == {"torch": False, "transformers": False}
+    for spec, _, _ in specs:
+        np.testing.assert_allclose(vectors[spec], here[spec], atol=1e-5)

@@ -35,13 +35,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _quiet_model_loading() -> None:
-    """transformers draws a bar for every checkpoint it loads; the CLI shows its own bars instead."""
+    """transformers draws a bar for every checkpoint it loads; the CLI shows its own bars instead.
+    Said through huggingface_hub, whose setting transformers takes when it is imported: importing
+    transformers here only to say it cost a server a second of start-up."""
+    transformers = sys.modules.get("transformers")
+    if transformers is not None:
+        transformers.utils.logging.disable_progress_bar()
+        return
     try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+        from huggingface_hub.utils import disable_progress_bars
     except ImportError:
-        pass
+        return
+    disable_progress_bars()
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -42,16 +42,18 @@ def _tokenize(texts: Sequence[str]) -> List[List[str]]:
     return bm25s.tokenize(list(texts), stopwords="en", token_pattern=TOKENS, return_ids=False, show_progress=False)
 
 
-def threshold(vectors: np.ndarray, texts: Sequence[str], seed: int = 0) -> float:
+def threshold(vectors: np.ndarray, texts: Sequence[str], seed: int = 0, block: int = 128) -> float:
     """How close a caption must be to count as the query's own: see the module's docstring."""
-    keys = np.array([" ".join(t.split()).casefold() for t in texts])
+    _, key = np.unique([" ".join(t.split()).casefold() for t in texts], return_inverse=True)
     rng = np.random.default_rng(seed)
-    sample = rng.choice(len(keys), min(SAMPLE, len(keys)), replace=False) if len(keys) else np.zeros(0, np.int64)
+    sample = rng.choice(len(key), min(SAMPLE, len(key)), replace=False) if len(key) else np.zeros(0, np.int64)
     nearest = []
-    for i in sample:
-        other = keys != keys[i]
-        if other.any():
-            nearest.append(float((vectors[other] @ vectors[i]).max()))
+    for start in range(0, len(sample), block):  # a block of sampled captions against all, bounded in memory
+        rows = sample[start:start + block]
+        sims = vectors[rows] @ vectors.T
+        sims[key[rows][:, None] == key[None, :]] = -np.inf  # the caption itself and its exact repeats
+        best = sims.max(axis=1)
+        nearest.extend(float(b) for b in best[np.isfinite(best)])
     if not nearest:  # one distinct caption: nothing says how close different captions come
         return MIN_THRESHOLD
     return float(np.clip(np.percentile(nearest, PERCENTILE), MIN_THRESHOLD, MAX_THRESHOLD))
@@ -75,11 +77,11 @@ class CaptionMatch:
         self.vectors, self.texts = l2_normalise(np.asarray(vectors, np.float32)), list(texts)
         self.rows, self.threshold = np.asarray(rows, np.int64), float(limit)
         self.bm25 = bm25s.BM25()
-        tokens = _tokenize(self.texts)
-        self.vocab = sorted({t for doc in tokens for t in doc})
+        _tokenize([])  # quietens bm25s's logger
+        tokens = bm25s.tokenize(self.texts, stopwords="en", token_pattern=TOKENS, show_progress=False)
+        self.vocab = sorted(tokens.vocab)
         if self.vocab:
-            self.bm25.index(bm25s.tokenize(self.texts, stopwords="en", token_pattern=TOKENS, show_progress=False),
-                            show_progress=False)
+            self.bm25.index(tokens, show_progress=False)
 
     @classmethod
     def fit(cls, vectors: np.ndarray, texts: Sequence[str], rows) -> "CaptionMatch":

@@ -12,12 +12,13 @@ file's SHA-256 is checked against the one published in aisfx 0.1.2, then it is r
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 import numpy as np
 
 from retrieval.encoders.base import AudioEncoder
-from retrieval.encoders.runtime import onnx_session
+from retrieval.encoders.runtime import Export, onnx_session, package_versions
 from retrieval.errors import InputError
 from retrieval.media.audio import load_audio
 from retrieval.store.arrow import sha256_file
@@ -52,21 +53,35 @@ def blocks_of(spec: np.ndarray) -> np.ndarray:
     return np.stack([spec[s:s + BLOCK] for s in starts])
 
 
-def load_aisfx_model(device: str):
-    try:
-        import aisfx.inference as inference
-        from aisfx.models.cnn2d import CrossNet, EmbeddingNet
-    except ImportError as exc:
-        raise InputError("the 'aisfx' encoder needs PyPI aisfx 0.1.2 (install with --no-deps: it pins old numpy) "
-                         "plus librosa and soundfile: pip install --no-deps aisfx==0.1.2 && pip install librosa "
-                         "soundfile") from exc
-    import torch
+AISFX_NEEDS = ("the 'aisfx' encoder needs PyPI aisfx 0.1.2 (install with --no-deps: it pins old numpy) plus librosa "
+               "and soundfile: pip install --no-deps aisfx==0.1.2 && pip install librosa soundfile")
 
-    path = inference.get_path_modelWeights()
-    digest = sha256_file(path)
+
+def aisfx_checkpoint(path: Optional[str] = None) -> str:
+    """``path`` (default: aisfx's own checkpoint, found without importing the package, which imports
+    torch), checked to be the checkpoint aisfx 0.1.2 published."""
+    if path is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("aisfx")
+        if spec is None or not spec.submodule_search_locations:
+            raise InputError(AISFX_NEEDS)
+        path = os.path.join(list(spec.submodule_search_locations)[0], "models", "checkpoint.pth")
+    digest = sha256_file(path) if os.path.isfile(path) else "missing"
     if digest != AISFX_CHECKPOINT_SHA256:
         raise InputError(f"expected the aisfx 0.1.2 checkpoint (sha256 {AISFX_CHECKPOINT_SHA256[:12]}…) at {path}, "
                          f"got sha256 {digest[:12]}…; reinstall aisfx==0.1.2")
+    return path
+
+
+def load_aisfx_model(device: str, path: Optional[str] = None):
+    """aiSFX's network with the checkpoint at ``path`` (default: the package's), checked first."""
+    path = aisfx_checkpoint(path)
+    try:
+        from aisfx.models.cnn2d import CrossNet, EmbeddingNet
+    except ImportError as exc:
+        raise InputError(AISFX_NEEDS) from exc
+    import torch
     from numpy._core.multiarray import scalar
 
     allowed = [(scalar, "numpy.core.multiarray.scalar"), np.dtype, type(np.dtype("int64"))]
@@ -80,30 +95,40 @@ def load_aisfx_model(device: str):
 class AisfxAudioEncoder(AudioEncoder):
     """Mean over ~2.3 s blocks of aiSFX's 512-d block embeddings. On a CPU the block network runs
     on OpenVINO, else ONNX Runtime (``runtime``: retrieval/encoders/runtime.py, results/bench/encoders.md);
-    decoding and spectrograms are made a batch ahead in a worker thread."""
+    decoding and spectrograms are made a batch ahead in a worker thread. A cached export runs
+    without torch: its key is the checkpoint's checked hash."""
 
     def __init__(self, *, name: str, device: str = "cpu", runtime: Optional[str] = None):
+        self._checkpoint = aisfx_checkpoint()
+        self.name, self.device, self.dim, self.model = name, device, 512, None
+        identity = {"weights": AISFX_CHECKPOINT_SHA256, "packages": package_versions("aisfx")}
+        # measured fastest on OpenVINO, cosine 0.99996 in bfloat16
+        self._onnx = onnx_session(runtime, device, Export("aisfx-blocks", identity, self._export_parts),
+                                  prefer=("openvino", "onnx"))
+        self.runtime = "torch" if self._onnx is None else self._onnx.runtime
+        if self._onnx is None:
+            self._load()
+
+    def _load(self) -> None:
+        if self.model is None:
+            self.model = load_aisfx_model(self.device, self._checkpoint)
+
+    def _export_parts(self):
         import torch
 
-        self.model = load_aisfx_model(device)
-        self.name, self.device, self.dim, self._torch = name, device, 512, torch
+        self._load()
         model = self.model
 
-        def blocks_module():
-            class Blocks(torch.nn.Module):
-                def __init__(self):
-                    super().__init__()
-                    self.model = model
+        class Blocks(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
 
-                def forward(self, x):
-                    return self.model.get_embedding(x)
+            def forward(self, x):
+                return self.model.get_embedding(x)
 
-            return Blocks().eval()
-
-        self._onnx = onnx_session(runtime, device, "aisfx-blocks", blocks_module, (torch.zeros(3, BLOCK, MELS),),
-                                  ["blocks"], ["embedding"], {"blocks": {0: "n"}, "embedding": {0: "n"}},
-                                  prefer=("openvino", "onnx"))  # measured fastest, cosine 0.99996 in bfloat16
-        self.runtime = "torch" if self._onnx is None else self._onnx.runtime
+        return (Blocks().eval(), (torch.zeros(3, BLOCK, MELS),), ["blocks"], ["embedding"],
+                {"blocks": {0: "n"}, "embedding": {0: "n"}}, {})
 
     def _prepare(self, batch: List):
         """Each clip's spectrogram blocks: decoding and librosa, a batch ahead of the network."""
@@ -115,8 +140,10 @@ class AisfxAudioEncoder(AudioEncoder):
         if self._onnx is not None:
             emb = self._onnx.run({"blocks": np.ascontiguousarray(np.concatenate(clips), np.float32)})[0]
         else:
-            with self._torch.inference_mode():
-                x = self._torch.from_numpy(np.concatenate(clips)).to(self.device)
+            import torch
+
+            with torch.inference_mode():
+                x = torch.from_numpy(np.concatenate(clips)).to(self.device)
                 emb = self.model.get_embedding(x).float().cpu().numpy()
         out, start = [], 0
         for n in sizes:

