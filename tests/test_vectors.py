@@ -215,3 +215,24 @@ def test_http_searches_a_vectors_collection_by_vector_and_by_text(tiny_data, fak
         assert r.status_code == 200 and len(r.json()["results"]) == 2
         r = c.post("/collections/vecs/search", json={"vector": q[:5], "modality": "image"})
         assert r.status_code == 422
+
+
+def test_vectors_are_checked_in_chunks_with_the_same_result_and_every_bad_row_named():
+    from retrieval.encoders.vectors import check_vectors
+
+    x = np.random.default_rng(0).standard_normal((10, 4)) * 1e3
+    np.testing.assert_array_equal(check_vectors(x, chunk=3), check_vectors(x))
+    np.testing.assert_array_equal(check_vectors(list(x), chunk=4), check_vectors(x))
+    x[1, 2], x[7, 0] = np.nan, np.inf
+    with pytest.raises(InputError, match=r"NaN or infinite values in row\(s\) \[1, 7\]"):
+        check_vectors(x, chunk=3)
+
+
+def test_a_column_of_vectors_is_read_as_one_array_unless_its_rows_differ():
+    from retrieval.media.tables import column_vectors
+
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6, dtype=np.float32)), 3)
+    got = column_vectors(pa.chunked_array([fixed, fixed]))
+    assert isinstance(got, np.ndarray) and got.shape == (4, 3) and got[3].tolist() == [3.0, 4.0, 5.0]
+    assert column_vectors(pa.array([[1.0, 2.0], [3.0]])) == [[1.0, 2.0], [3.0]]  # named row by row later
+    assert column_vectors(pa.array([[1.0, 2.0], None])) == [[1.0, 2.0], None]

@@ -25,30 +25,40 @@ def is_vectors(spec) -> bool:
     return isinstance(spec, str) and spec.strip().startswith(BACKEND + ":")
 
 
-def check_vectors(rows, *, dim: Optional[int] = None, what: str = "vectors") -> np.ndarray:
+def check_vectors(rows, *, dim: Optional[int] = None, what: str = "vectors", chunk: int = 1 << 16) -> np.ndarray:
     """``rows`` as a float32 (n, d) array, refused with the first bad rows' numbers when a row has
-    another width than ``dim`` (or than the first row), a NaN or infinite value, or only zeros."""
-    if isinstance(rows, np.ndarray) and rows.ndim == 2:
-        x = rows.astype(np.float64, copy=False)
-    else:
+    another width than ``dim`` (or than the first row), a NaN or infinite value, or only zeros.
+    Worked ``chunk`` rows at a time (each row alone decides its result): a million rows stay a
+    million rows of float32, not a float64 copy of them all."""
+    if not (isinstance(rows, np.ndarray) and rows.ndim == 2):
         rows = list(rows)
-        widths = [np.asarray(r).shape for r in rows]
+        widths = [np.shape(r) for r in rows]
         want = (dim,) if dim is not None else (widths[0] if widths else None)
         bad = [i for i, w in enumerate(widths) if w != want or len(w) != 1]
         if bad:
             raise InputError(f"expected {what} of width {want[0] if want else '?'} (one per row), got another width "
                              f"in row(s) {bad[:10]}{' …' if len(bad) > 10 else ''}, e.g. shape {widths[bad[0]]}")
-        x = np.asarray(rows, np.float64).reshape(len(rows), -1)
-    if dim is not None and x.shape[1] != dim:
-        raise InputError(f"expected {what} of width {dim}, got width {x.shape[1]}")
-    for why, bad in (("NaN or infinite values", ~np.isfinite(x).all(axis=1)),
-                     ("only zeros (no direction)", np.isfinite(x).all(axis=1) & ~(x != 0).any(axis=1))):
-        rows_bad = np.flatnonzero(bad)
-        if len(rows_bad):
-            raise InputError(f"expected finite, non-zero {what}, got {why} in row(s) {rows_bad[:10].tolist()}"
-                             f"{' …' if len(rows_bad) > 10 else ''}")
-    x = x / np.abs(x).max(axis=1, keepdims=True)  # no overflow in the norm
-    return l2_normalise(x.astype(np.float32))
+    n = len(rows)
+    width = (rows.shape[1] if isinstance(rows, np.ndarray) else (len(rows[0]) if n else dim or 0))
+    if dim is not None and width != dim:
+        raise InputError(f"expected {what} of width {dim}, got width {width}")
+    out = np.empty((n, width), np.float32)
+    unusable = {"NaN or infinite values": [], "only zeros (no direction)": []}
+    for start in range(0, n, chunk):
+        part = rows[start:start + chunk]
+        x = part.astype(np.float64, copy=False) if isinstance(part, np.ndarray) else np.asarray(part, np.float64)
+        x = x.reshape(len(x), width)
+        finite = np.isfinite(x).all(axis=1)
+        unusable["NaN or infinite values"].extend((start + np.flatnonzero(~finite)).tolist())
+        unusable["only zeros (no direction)"].extend((start + np.flatnonzero(finite & ~(x != 0).any(axis=1))).tolist())
+        if not any(unusable.values()):
+            x = x / np.abs(x).max(axis=1, keepdims=True)  # no overflow in the norm
+            out[start:start + len(x)] = l2_normalise(x.astype(np.float32))
+    for why, bad in unusable.items():
+        if bad:
+            raise InputError(f"expected finite, non-zero {what}, got {why} in row(s) {bad[:10]}"
+                             f"{' …' if len(bad) > 10 else ''}")
+    return out
 
 
 class VectorsEncoder(Encoder):

@@ -191,15 +191,33 @@ def with_sidecar_vectors(table: pa.Table, path: Path) -> pa.Table:
 def embedding_columns(table: pa.Table, modality: Optional[str]) -> Dict[str, list]:
     """modality -> each row's vector (a list of floats), from a table's embedding columns: ``embedding``
     is the media modality's (``modality``, or the one named by a ``*_embedding`` column beside it)."""
-    out = {c[:-len(EMBEDDING_SUFFIX)]: table.column(c).to_pylist() for c in table.column_names
+    out = {c[:-len(EMBEDDING_SUFFIX)]: column_vectors(table.column(c)) for c in table.column_names
            if c.endswith(EMBEDDING_SUFFIX) and c[:-len(EMBEDDING_SUFFIX)] in ("text",) + tuple(MEDIA_EXTENSIONS)}
     if EMBEDDING_COLUMN in table.column_names:
         media = modality or next((m for m in MEDIA_EXTENSIONS if m in out), "image")
         if media in out:
             raise InputError(f"expected one column of {media} vectors, got both {EMBEDDING_COLUMN!r} and "
                              f"'{media}{EMBEDDING_SUFFIX}'")
-        out[media] = table.column(EMBEDDING_COLUMN).to_pylist()
+        out[media] = column_vectors(table.column(EMBEDDING_COLUMN))
     return out
+
+
+def column_vectors(column):
+    """A column of vectors as one (rows, width) NumPy array (rows are views of it) when every row is
+    there and of one width; else each row as a list of floats, so that the rows that differ are named
+    where the vectors are checked (retrieval/encoders/vectors.py). As Python floats, a million rows of
+    1,472 took some 47 GB; as one array, their bytes."""
+    import numpy as np
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(arr.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)) and arr.null_count == 0:
+        flat = arr.flatten()
+        width = len(flat) // max(len(arr), 1)
+        lengths = arr.value_lengths().to_numpy(zero_copy_only=False) if len(arr) else np.zeros(0)
+        numbers = pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)
+        if numbers and flat.null_count == 0 and (lengths == width).all():
+            return flat.to_numpy(zero_copy_only=False).reshape(len(arr), width)
+    return column.to_pylist()
 
 
 def folder_rows(folder: Path, modality: Optional[str] = None) -> Tuple[str, List[Dict[str, Optional[str]]]]:
