@@ -203,14 +203,24 @@ def measure(label: str, a, checkout: Optional[str], texts: List[str], script: st
             r.update(connections=c, stages=breakdown(m0, scrape(url)))
             rows.append(r)
             print(f"{label} c={c}: {r['per_s']:.0f} req/s p50 {r['p50']:.1f} p99 {r['p99']:.1f} ms", file=sys.stderr)
-        return {"label": label, "first_answer_s": first_answer, "rows": rows}
+        return {"label": label, "first_answer_s": first_answer, "rows": rows, "memory": resident(proc.pid)}
     finally:
         proc.terminate()
         proc.wait(30)
 
 
+def resident(pid: int) -> Dict[str, float]:
+    """The server's resident memory now and at its peak, in GiB (Linux /proc; mapped file pages it
+    touched count)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    kib = {k: float(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) for k in ("VmRSS", "VmHWM")}
+    return {"rss_gib": kib["VmRSS"] / 2**20, "peak_gib": kib["VmHWM"] / 2**20}
+
+
 def table(run: Dict, limit: Dict) -> List[str]:
-    lines = [f"**{run['label']}**: first answer {run['first_answer_s']:.2f} s after `retrieval serve` started.", "",
+    mem = run["memory"]
+    lines = [f"**{run['label']}**: first answer {run['first_answer_s']:.2f} s after `retrieval serve` started; "
+             f"resident memory after the runs {mem['rss_gib']:.2f} GiB (peak {mem['peak_gib']:.2f} GiB).", "",
              "| connections | req/s | share of encoder limit | p50 ms | p90 ms | p99 ms | max ms | errors | mean batch | "
              "cache hits | " + " | ".join(f"{s} ms/q" for s in STAGES) + " |",
              "|---" * (10 + len(STAGES)) + "|"]
