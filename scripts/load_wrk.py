@@ -210,17 +210,29 @@ def measure(label: str, a, checkout: Optional[str], texts: List[str], script: st
 
 
 def resident(pid: int) -> Dict[str, float]:
-    """The server's resident memory now and at its peak, in GiB (Linux /proc; mapped file pages it
-    touched count)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    kib = {k: float(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) for k in ("VmRSS", "VmHWM")}
-    return {"rss_gib": kib["VmRSS"] / 2**20, "peak_gib": kib["VmHWM"] / 2**20}
+    """The server's resident memory now and at its peak, in GiB, summed over its process and its worker
+    processes (Linux /proc; mapped file pages each touched count in each, so shared pages count twice)."""
+    def status(p):
+        text = Path(f"/proc/{p}/status").read_text()
+        return [float(re.search(rf"^{k}:\s+(\d+) kB", text, re.M).group(1)) for k in ("VmRSS", "VmHWM")]
+
+    pids = [pid] + [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _parent(e) == pid]
+    kib = np.sum([status(p) for p in pids], axis=0)
+    return {"rss_gib": kib[0] / 2**20, "peak_gib": kib[1] / 2**20, "processes": len(pids)}
+
+
+def _parent(entry: Path) -> Optional[int]:
+    try:
+        return int(((entry / "stat").read_text()).rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def table(run: Dict, limit: Dict) -> List[str]:
     mem = run["memory"]
     lines = [f"**{run['label']}**: first answer {run['first_answer_s']:.2f} s after `retrieval serve` started; "
-             f"resident memory after the runs {mem['rss_gib']:.2f} GiB (peak {mem['peak_gib']:.2f} GiB).", "",
+             f"resident memory after the runs {mem['rss_gib']:.2f} GiB (peak {mem['peak_gib']:.2f} GiB; "
+             f"{mem.get('processes', 1)} process(es) summed).", "",
              "| connections | req/s | share of encoder limit | p50 ms | p90 ms | p99 ms | max ms | errors | mean batch | "
              "cache hits | " + " | ".join(f"{s} ms/q" for s in STAGES) + " |",
              "|---" * (10 + len(STAGES)) + "|"]

@@ -118,7 +118,7 @@ def collection_routes(served: Served, models: Models) -> APIRouter:
     @router.get("/metrics", response_class=Response,
                 responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     def metrics():
-        return Response(generate_latest(served.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(served.metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/", response_class=HTMLResponse)
     def page():

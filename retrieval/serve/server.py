@@ -44,11 +44,12 @@ DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "work
 SWITCH_INTERVAL_S = 0.0005
 
 
-def default_encoder_threads() -> int:
-    """Half the cores, at least one: an encoder on every core fights the event loop and the search for them,
-    and on 2 cores its threads then wait on each other (results/serve/wrk-settings.md, 32 connections:
-    543 req/s and p99 80 ms on one thread, 485 req/s and p99 172 ms on two)."""
-    return max(1, (os.cpu_count() or 2) // 2)
+def default_encoder_threads(workers: int = 1) -> int:
+    """Half the cores, shared among the worker processes, at least one each: an encoder on every core
+    fights the event loop and the search for them, and on 2 cores its threads then wait on each other
+    (results/serve/wrk-settings.md, 32 connections: 543 req/s and p99 80 ms on one thread, 485 req/s and
+    p99 172 ms on two)."""
+    return max(1, (os.cpu_count() or 2) // (2 * workers))
 
 
 def _deps():
@@ -94,6 +95,7 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     if not collections:
         raise InputError("expected at least one collection folder to serve, got none")
     metrics = Metrics()
+    metrics.starts.inc()
     opened = {name: LiveCollection(folder, opener(folder, metrics.stages.labels, name, device=device, warm=warm,
                                                   shard_actors=shard_actors, query_encoders=query_encoders,
                                                   dense_cache_mb=dense_cache_mb), every_s=reload_s)
@@ -154,12 +156,38 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
           query_encoders: Optional[Dict[str, str]] = None,
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
           batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False,
-          encoder_threads: Optional[int] = None, query_cache: Optional[int] = None) -> None:
+          encoder_threads: Optional[int] = None, query_cache: Optional[int] = None, workers: int = 1) -> None:
     """Start the server (blocking). Collections are named by their folder names. ``encoder_threads``:
-    the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores)."""
-    import faulthandler
-
+    the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores
+    shared among the workers). ``workers``: server processes on the one socket (workers.py)."""
     import uvicorn
+
+    if workers < 1:
+        raise InputError(f"expected at least 1 worker, got {workers}")
+    os.environ["RETRIEVAL_ENCODER_THREADS"] = str(encoder_threads or os.environ.get("RETRIEVAL_ENCODER_THREADS")
+                                                  or default_encoder_threads(workers))
+    names: Dict[str, str] = {}
+    for f in folders:
+        name = Path(f).name
+        if name in names:
+            raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
+        names[name] = str(f)
+    app_settings = dict(collections=names, device=device, limits=limits, shard_actors=shard_actors,
+                        query_encoders=query_encoders, reload_s=reload_s, batching=batching,
+                        dense_cache_mb=dense_cache_mb, captions=captions, query_cache=query_cache)
+    if workers > 1:
+        from retrieval.serve.workers import run_workers
+
+        run_workers(app_settings, workers, server_config, host=host, port=port, limits=limits)
+        return
+    app = create_app(**app_settings)
+    tune_process()
+    uvicorn.Server(server_config(app, host, port, limits)).run()
+
+
+def tune_process() -> None:
+    """Settings of a server process, once its collections are open."""
+    import faulthandler
 
     # A fatal signal (a memory-mapped file cut short during a query: store/mapped.py) leaves a traceback
     # in the log instead of a silent exit.
@@ -167,21 +195,9 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
     # The micro-batcher's thread gives the GIL up in every encoder call and numpy product, and must win it
     # back from the event loop each time; at Python's default 5 ms interval that wait was most of a batch's.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    os.environ["RETRIEVAL_ENCODER_THREADS"] = str(encoder_threads or os.environ.get("RETRIEVAL_ENCODER_THREADS")
-                                                  or default_encoder_threads())
-    names: Dict[str, str] = {}
-    for f in folders:
-        name = Path(f).name
-        if name in names:
-            raise InputError(f"expected collection folders with distinct names, got {name!r} twice")
-        names[name] = str(f)
-    app = create_app(names, device=device, limits=limits, shard_actors=shard_actors, query_encoders=query_encoders,
-                     reload_s=reload_s, batching=batching, dense_cache_mb=dense_cache_mb, captions=captions,
-                     query_cache=query_cache)
     # What start-up made (models, tables, modules: millions of objects) lives as long as the server; kept
     # out of the garbage collector's sweeps, whose full passes over it stalled requests (seen as p99 spikes
     # in exploratory wrk runs; not a setting, so not in results/).
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)  # a request makes thousands of short-lived objects: sweep less often
-    uvicorn.Server(server_config(app, host, port, limits)).run()
