@@ -185,6 +185,25 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
     uvicorn.Server(server_config(app, host, port, limits)).run()
 
 
+def app_from_environment():
+    """uvicorn's app factory in a worker process (workers.py): the app ``serve`` described in
+    ``$RETRIEVAL_SERVE_SETTINGS``. A worker that cannot build it says why once and exits with uvicorn's
+    start-up failure status, so that the supervisor stops instead of starting it again and again."""
+    import json
+
+    from uvicorn.config import STARTUP_FAILURE
+
+    from retrieval.serve.workers import SETTINGS
+
+    try:
+        app = create_app(**json.loads(os.environ[SETTINGS]))
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    tune_process()
+    return app
+
+
 def tune_process() -> None:
     """Settings of a server process, once its collections are open."""
     import faulthandler

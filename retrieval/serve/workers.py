@@ -5,14 +5,13 @@ another core does the same work beside it. uvicorn's supervisor binds the socket
 worker processes (each opens the collections itself: their files are memory-mapped, so the
 operating system shares their pages; the models are loaded once per process), pings them, and
 replaces one that dies. Each worker builds its app from the settings ``serve`` put in
-``$RETRIEVAL_SERVE_SETTINGS``; their metrics are summed across processes (metrics.py), and
-``retrieval_worker_starts_total`` above N counts the workers replaced.
+``$RETRIEVAL_SERVE_SETTINGS`` (``server.app_from_environment``); their metrics are summed across
+processes (metrics.py), and ``retrieval_worker_starts_total`` above N counts the workers replaced.
 """
 
 import json
 import os
 import shutil
-import sys
 import tempfile
 from typing import Callable, Dict, Optional
 
@@ -23,22 +22,7 @@ SETTINGS = "RETRIEVAL_SERVE_SETTINGS"
 # The thread pools of the numerical libraries a worker loads, each sized to every core by default:
 # with several workers they would oversubscribe the cores and spin against each other.
 THREAD_POOLS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-APP_FACTORY = "retrieval.serve.workers:app_from_environment"
-
-
-def app_from_environment():
-    """uvicorn's app factory in a worker process: the app ``serve`` described in ``$RETRIEVAL_SERVE_SETTINGS``."""
-    from uvicorn.config import STARTUP_FAILURE
-
-    from retrieval.serve.server import create_app, tune_process
-
-    try:
-        app = create_app(**json.loads(os.environ[SETTINGS]))
-    except Exception as exc:  # said once, and the supervisor stops instead of starting it again and again
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(STARTUP_FAILURE)
-    tune_process()
-    return app
+APP_FACTORY = "retrieval.serve.server:app_from_environment"  # named, not imported: server imports this module
 
 
 def run_workers(app_settings: Dict, workers: int, server_config: Callable, *, host: str, port: int,
