@@ -242,3 +242,54 @@ def test_faiss_filters_through_its_id_selector_when_many_rows_match(monkeypatch)
     tiny = FaissIndex("HNSW16").add(x)
     few = allowed[:3]  # a selective filter on a graph index: the rows the graph misses are scored exactly
     assert [h.ids.tolist() for h in tiny.search(q, 10, allowed=few)] == filtered_truth(x, q, few, 10, np.zeros(2000))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_inverted_dense_queries_score_bit_for_bit_as_the_touched_path(dtype, monkeypatch):
+    """The dense path (no record of touched items; float16 through a table) against the touched-item
+    path, forced each way: the same ids, the same float32 scores, with and without a filter."""
+    from retrieval.indexes import inverted
+    from retrieval.indexes.inverted import InvertedIndex
+
+    x, q = data("sparse", n=3000, m=25)
+    idx = InvertedIndex(dtype).add(x)
+    secondary = np.random.default_rng(2).random(x.shape[0])
+    allowed = np.sort(np.random.default_rng(3).choice(x.shape[0], 400, replace=False))
+    runs = {}
+    for mode, at in (("touched", np.inf), ("dense", 0.0)):
+        monkeypatch.setattr(inverted, "DENSE_AT", at)
+        runs[mode] = (idx.search(q, 10, lambda r, c: secondary[c]),
+                      idx.search(q, 10, lambda r, c: secondary[c], allowed=allowed))
+    for got, want in zip(runs["dense"], runs["touched"]):
+        for a, b in zip(got, want):
+            assert a.ids.tolist() == b.ids.tolist()
+            np.testing.assert_array_equal(a.scores, b.scores)
+    # both paths, and the choice between them, meet the exact backend
+    exact = ExactIndex().add(x).search(q, 10, lambda r, c: secondary[c]) if dtype == "float32" else None
+    monkeypatch.setattr(inverted, "DENSE_AT", 1.0)
+    for i, hits in enumerate(idx.search(q, 10, lambda r, c: secondary[c])):
+        assert hits.ids.tolist() == runs["touched"][0][i].ids.tolist()
+        if exact is not None:
+            assert hits.ids.tolist() == exact[i].ids.tolist()
+
+
+def test_inverted_dense_path_handles_few_touched_items_and_every_half(monkeypatch):
+    from retrieval.indexes import inverted
+
+    monkeypatch.setattr(inverted, "DENSE_AT", 0.0)
+    test_inverted_with_fewer_touched_items_than_k_falls_back_to_every_score()
+    test_inverted_decodes_every_float16_weight_exactly()
+
+
+def test_inverted_workspaces_outlive_the_threads_of_a_batch():
+    """A batch's queries run on new threads each time; their score buffers are the index's, reused."""
+    from retrieval.indexes.inverted import InvertedIndex
+
+    x, q = data("sparse", n=500, m=12)
+    idx = InvertedIndex("float32", threads=2).add(x)
+    first = idx.search(q, 10)
+    kept = {id(ws) for ws in idx._spares}
+    assert 1 <= len(kept) <= 2
+    again = idx.search(q, 10)
+    assert {id(ws) for ws in idx._spares} == kept
+    assert [h.ids.tolist() for h in first] == [h.ids.tolist() for h in again]

@@ -15,7 +15,8 @@ def cmd_serve(a) -> int:
                                ("--queue", a.queue, 1), ("--dense-cache-mb", a.dense_cache_mb, 0),
                                ("--max-connections", a.max_connections, 1), ("--batch-workers", a.batch_workers, 1),
                                ("--encoder-threads", 1 if a.encoder_threads is None else a.encoder_threads, 1),
-                               ("--query-cache", a.query_cache, 0), ("--workers", a.workers, 1)):
+                               ("--query-cache", a.query_cache, 0), ("--workers", a.workers, 1),
+                               ("--blas-threads", 1 if a.blas_threads is None else a.blas_threads, 1)):
         if not value >= least:
             raise InputError(f"expected {flag} to be at least {least}, got {value}")
     if not a.reload_every >= 0:
@@ -30,7 +31,7 @@ def cmd_serve(a) -> int:
           batching={"max_wait_ms": a.batch_wait_ms, "max_batch": a.batch_size, "max_queue": a.queue,
                     "workers": a.batch_workers},
           dense_cache_mb=a.dense_cache_mb, captions=a.allow_captions, encoder_threads=a.encoder_threads,
-          query_cache=a.query_cache, workers=a.workers)
+          query_cache=a.query_cache, workers=a.workers, blas_threads=a.blas_threads)
     return 0
 
 
@@ -73,6 +74,9 @@ def add_parsers(sub, common) -> None:
     sv.add_argument("--workers", type=int, default=1, metavar="N",
                     help="server processes on the one port, each with its own models, collections mapped once, "
                          "a worker that dies replaced (default 1)")
+    sv.add_argument("--blas-threads", type=int, default=None, metavar="N",
+                    help="threads of the BLAS library's matrix products in each server process (default: 1 when "
+                         "a collection has an inverted index, whose threads need every core; else BLAS's own)")
     sv.add_argument("--query-cache", type=int, default=4096, metavar="N",
                     help="text queries whose embeddings are kept, so that a query asked again is not encoded "
                          "again (default 4096; 0: none)")

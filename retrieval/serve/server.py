@@ -42,6 +42,9 @@ CONNECTION_HEADROOM = 2
 # on 2 cores slower than 1: 467 against 543 req/s at 32 connections, results/serve/wrk-settings.md).
 DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "workers": 1}
 SWITCH_INTERVAL_S = 0.0005
+# The BLAS library's threads in a server process (serve --blas-threads; to worker processes by the
+# environment): default_blas_threads decides.
+BLAS_THREADS = "RETRIEVAL_BLAS_THREADS"
 
 
 def default_encoder_threads(workers: int = 1) -> int:
@@ -50,6 +53,25 @@ def default_encoder_threads(workers: int = 1) -> int:
     (results/serve/wrk-settings.md, 32 connections: 543 req/s and p99 80 ms on one thread, 485 req/s and
     p99 172 ms on two)."""
     return max(1, (os.cpu_count() or 2) // (2 * workers))
+
+
+def default_blas_threads(folders: Sequence[str]) -> Optional[int]:
+    """1 when a served collection searches an inverted index, else None (BLAS's own default, every
+    core). The inverted index runs a batch's queries on a thread per core, and BLAS's threads, which
+    spin for a while after each matrix product, then took those cores: at a million items (k = 64)
+    109 req/s and p99 96 ms at 8 connections with one BLAS thread, 62 req/s and p99 211 ms with two
+    (results/serve/wrk-1m-k64.md). The demo collection (exact index) does better with BLAS's own
+    threads: 560 against 490 req/s at 32 connections (results/serve/wrk-blas.md)."""
+    from retrieval.store.format import read_manifest
+
+    for folder in folders:
+        try:
+            indexes = read_manifest(Path(folder), verify=False).get("indexes", {})
+        except Exception:  # a sharded collection, or one that does not open: opening it will say why
+            continue
+        if any(spec.get("backend") == "inverted" for spec in indexes.values()):
+            return 1
+    return None
 
 
 def _deps():
@@ -156,14 +178,20 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
           query_encoders: Optional[Dict[str, str]] = None,
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
           batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False,
-          encoder_threads: Optional[int] = None, query_cache: Optional[int] = None, workers: int = 1) -> None:
+          encoder_threads: Optional[int] = None, query_cache: Optional[int] = None, workers: int = 1,
+          blas_threads: Optional[int] = None) -> None:
     """Start the server (blocking). Collections are named by their folder names. ``encoder_threads``:
     the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores
-    shared among the workers). ``workers``: server processes on the one socket (workers.py)."""
+    shared among the workers). ``workers``: server processes on the one socket (workers.py).
+    ``blas_threads``: the threads of the BLAS library's matrix products in each server process
+    (default: :func:`default_blas_threads`)."""
     import uvicorn
 
-    if workers < 1:
-        raise InputError(f"expected at least 1 worker, got {workers}")
+    if workers < 1 or (blas_threads is not None and blas_threads < 1):
+        raise InputError(f"expected at least 1 worker and 1 BLAS thread, got {workers} and {blas_threads}")
+    blas_threads = blas_threads or default_blas_threads(folders)
+    if blas_threads:
+        os.environ[BLAS_THREADS] = str(blas_threads)
     os.environ["RETRIEVAL_ENCODER_THREADS"] = str(encoder_threads or os.environ.get("RETRIEVAL_ENCODER_THREADS")
                                                   or default_encoder_threads(workers))
     names: Dict[str, str] = {}
@@ -220,3 +248,7 @@ def tune_process() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)  # a request makes thousands of short-lived objects: sweep less often
+    if os.environ.get(BLAS_THREADS):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(os.environ[BLAS_THREADS]), user_api="blas")  # for as long as the process lives
