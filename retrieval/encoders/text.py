@@ -43,7 +43,7 @@ class TransformersTextEncoder(TextEncoder):
     def __init__(self, model: str, *, name: str, device: str = "cpu", max_length: int = 256,
                  runtime: Optional[str] = None):
         self.name, self.device, self.max_length, self.source = name, device, max_length, model
-        self.model = self.tokenizer = self._raw = None
+        self._model = self.tokenizer = self._raw = None
         folder = Path(model)
         if folder.is_dir():
             files = sorted(str(f) for f in folder.iterdir() if f.is_file() and f.suffix in MODEL_FILE_SUFFIXES)
@@ -72,8 +72,14 @@ class TransformersTextEncoder(TextEncoder):
 
         if self.tokenizer is None:
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)
-        if weights and self.model is None:
-            self.model = AutoModel.from_pretrained(self.source).to(self.device).eval()
+        if weights and self._model is None:
+            self._model = AutoModel.from_pretrained(self.source).to(self.device).eval()
+
+    @property
+    def model(self):
+        """The torch model (loaded on first use: a cached export runs without it)."""
+        self._load()
+        return self._model
 
     def _facts(self):
         """(width, the model inputs its tokenizer gives, in order) of the loaded model."""
