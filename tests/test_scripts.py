@@ -135,3 +135,52 @@ def test_load_wrk_measures_the_served_demo(tmp_path):
     assert row["stages"]["encode"] > 0 and row["stages"]["queries"] >= row["requests"]
     assert row["stages"]["cache_hits"] == 0  # every query a new text
     assert data["encoder_limit"]["per_s"] > 0 and "| 2 |" in out.read_text()
+
+
+def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
+    """scale_collection.py makes a larger collection from a built one's vectors (here a small source
+    with a vectors: image side and a tiny BERT for text), and bench_inverted_dense.py finds the dense
+    path's answers equal to the touched-item path's on it."""
+    import os
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retrieval import Collection
+    from retrieval.cli import main
+    from tests.conftest import TINY_WORDS, write_tiny_bert
+
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    write_tiny_bert(bert)
+    rng = np.random.default_rng(0)
+    words = TINY_WORDS[5:]
+    caption = lambda i: " ".join(words[(i * 7 + j) % len(words)] for j in range(3))  # noqa: E731
+    pq.write_table(pa.table({"caption": [caption(i) for i in range(60)],
+                             "image_embedding": rng.standard_normal((60, 16)).astype(np.float32).tolist()}),
+                   tmp_path / "pairs.parquet")
+    pq.write_table(pa.table({"label": [words[i % 4] for i in range(200)],
+                             "embedding": rng.standard_normal((200, 16)).astype(np.float32).tolist()}),
+                   tmp_path / "items.parquet")
+    source = tmp_path / "source"
+    env = dict(os.environ, RETRIEVAL_CACHE=str(tmp_path / "cache"))
+    os.environ["RETRIEVAL_CACHE"] = env["RETRIEVAL_CACHE"]
+    try:
+        assert main(["build", "--corpus", str(tmp_path / "items.parquet"), "--anchors", str(tmp_path / "pairs.parquet"),
+                     "--image-encoder", "vectors:src", "--text-encoder", f"hf:{bert}", "--background", "none",
+                     "--out", str(source), "--no-progress"]) == 0
+    finally:
+        os.environ.pop("RETRIEVAL_CACHE")
+    out = tmp_path / "scaled"
+    res = subprocess.run([sys.executable, "scripts/scale_collection.py", str(source), "--items", "3000", "--out", str(out),
+                          "--build-args", "-k 16"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "3,000 items" in res.stdout
+    col = Collection.open(out)
+    assert col.manifest["counts"]["items"] == 3000 and col.manifest["indexes"]["image_relative"]["backend"] == "inverted"
+    bench = tmp_path / "dense.md"
+    res = subprocess.run([sys.executable, "scripts/bench_inverted_dense.py", str(out), "--queries", "8", "--repeat", "1",
+                          "--out", str(bench)], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert json.loads(bench.with_suffix(".json").read_text())["same"] is True
