@@ -190,8 +190,9 @@ def measure(label: str, a, checkout: Optional[str], texts: List[str], script: st
 
     proc, url, first_answer = start(a.index, checkout, extra, texts[0])
     try:
-        for t in texts[1:WARM]:  # warm: the caches a long-running server has filled
-            httpx.post(f"{url}/collections/{Path(a.index).name}/search", json={"query": t, "k": a.k}, timeout=30)
+        with httpx.Client(timeout=30) as client:  # one client: a new one per request made a TLS context each time
+            for t in texts[1:WARM]:  # warm: the caches a long-running server has filled
+                client.post(f"{url}/collections/{Path(a.index).name}/search", json={"query": t, "k": a.k})
         rows, first = [], WARM
         for c in a.connections:
             m0 = scrape(url)
