@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from retrieval.api import open_collection
+from retrieval.errors import RetrievalError
 from retrieval.evaluation.benchlib import report
 from retrieval.indexes import inverted
 
@@ -39,7 +40,11 @@ def main(argv=None) -> int:
     ap.add_argument("--modality", default="image", help="the side whose inverted index is searched")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    col = open_collection(a.index, verify=False)
+    try:
+        col = open_collection(a.index, verify=False)
+    except RetrievalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     idx = col.sides[a.modality].index
     if not isinstance(idx, inverted.InvertedIndex):
         print(f"expected an inverted index on the {a.modality} side, got {type(idx).__name__}", file=sys.stderr)

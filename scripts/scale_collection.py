@@ -12,16 +12,20 @@ the source's text encoder), the inverted index, no background bank. No captions 
     python scripts/scale_collection.py indexes/emoji-demo --out indexes/scale-1m-k64 --build-args '-k 64'
 
 Writes its inputs under OUT.inputs/ (kept: they are the record of what was built) and the collection
-to OUT; prints the build's wall time and the peak resident memory of the build process.
+to OUT, refusing to replace either without ``--overwrite``; prints the build's wall time and the peak
+resident memory of the build process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,7 +55,6 @@ def write_inputs(source: Path, n: int, folder: Path, seed: int) -> tuple:
 
     from retrieval.store.arrow import dense_column
 
-    folder.mkdir(parents=True, exist_ok=True)
     real = np.load(source / "image_vectors.npy", mmap_mode="r").astype(np.float32)
     items = pq.read_table(source / "items.parquet", columns=["label"]).column("label").to_pylist()
     rng = np.random.default_rng(seed)
@@ -71,25 +74,61 @@ def write_inputs(source: Path, n: int, folder: Path, seed: int) -> tuple:
     return corpus, pairs
 
 
+def check_source(source: Path) -> dict:
+    """``source``'s manifest, once it is known to hold what this script reads; else an InputError."""
+    from retrieval.errors import InputError
+
+    need = ["manifest.json", "image_vectors.npy", "items.parquet", "anchors.parquet"]
+    missing = [f for f in need if not (source / f).is_file()]
+    if missing:
+        raise InputError(f"expected a built collection with an image side in {str(source)!r} (files {need}), "
+                         f"got none of {missing}")
+    return json.loads((source / "manifest.json").read_text())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", help="a built collection with an image side (its vectors and anchors are used)")
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--overwrite", action="store_true", help="replace --out (and its inputs) if they exist")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--build-args", default="", help="more arguments for retrieval build, one string (e.g. '-k 64')")
     a = ap.parse_args(argv)
     source, out = Path(a.source), Path(a.out)
-    manifest = json.loads((source / "manifest.json").read_text())
+    inputs = Path(str(out) + ".inputs")
+    from retrieval.errors import InputError
+
+    try:
+        if a.items < 1:
+            raise InputError(f"expected --items to be at least 1, got {a.items}")
+        if (out.exists() or inputs.exists()) and not a.overwrite:
+            raise InputError(f"expected {str(out)!r} and {str(inputs)!r} not to exist, got one of them; "
+                             f"pass --overwrite to replace them")
+        manifest = check_source(source)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
-    corpus, pairs = write_inputs(source, a.items, Path(str(out) + ".inputs"), a.seed)
+    # made beside their place and renamed into it: a run cut short leaves no half-written inputs
+    inputs.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".scale-inputs-", dir=inputs.parent))
+    try:
+        write_inputs(source, a.items, scratch, a.seed)
+        shutil.rmtree(inputs, ignore_errors=True)
+        os.replace(scratch, inputs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    corpus, pairs = inputs / "items.csv", inputs / "pairs.parquet"
     made = time.perf_counter() - t0
     cmd = [sys.executable, "-m", "retrieval", "build", "--corpus", str(corpus), "--anchors", str(pairs),
            "--image-encoder", f"vectors:{manifest['encoders']['image']['spec']}-mixtures",
            "--text-encoder", manifest["encoders"]["text"]["spec"], "--background", "none", "--index", "inverted",
-           "--out", str(out), "--overwrite", *a.build_args.split()]
+           "--out", str(out), *(["--overwrite"] if a.overwrite else []), *a.build_args.split()]
     t1 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    done = subprocess.run(cmd)
+    if done.returncode != 0:
+        return done.returncode
     built = time.perf_counter() - t1
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
     print(f"{a.items:,} items: inputs {made:.0f} s, build {built:.0f} s, peak resident memory of the build "

@@ -184,3 +184,13 @@ def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
                           "--out", str(bench)], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert json.loads(bench.with_suffix(".json").read_text())["same"] is True
+    # bad input: a second run over the same folder, a source that is no collection, no items
+    for args, said in ((["--out", str(out)], "pass --overwrite to replace them"),
+                       (["--out", str(tmp_path / "other"), "--items", "0"], "--items to be at least 1, got 0")):
+        res = subprocess.run([sys.executable, "scripts/scale_collection.py", str(source), *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert res.returncode == 2 and said in res.stderr
+    res = subprocess.run([sys.executable, "scripts/scale_collection.py", str(tmp_path / "bert"), "--out",
+                          str(tmp_path / "other")], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 2 and "expected a built collection with an image side" in res.stderr
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other.inputs").exists()

@@ -33,12 +33,16 @@ SAMPLE = 1000        # captions whose nearest other caption sets the threshold (
 TOKENS = r"(?u)\b\w+\b"  # single letters and digits are words here ("1 yen" is not "100 yen")
 
 
-def _tokenize(texts: Sequence[str]) -> List[List[str]]:
-    import bm25s
-
+def _quiet_bm25s() -> None:
     quiet = logging.getLogger("bm25s")
     if quiet.level != logging.WARNING:  # it logs every index built at DEBUG (setting it costs a cache clear)
         quiet.setLevel(logging.WARNING)
+
+
+def _tokenize(texts: Sequence[str]) -> List[List[str]]:
+    import bm25s
+
+    _quiet_bm25s()
     return bm25s.tokenize(list(texts), stopwords="en", token_pattern=TOKENS, return_ids=False, show_progress=False)
 
 
@@ -77,7 +81,7 @@ class CaptionMatch:
         self.vectors, self.texts = l2_normalise(np.asarray(vectors, np.float32)), list(texts)
         self.rows, self.threshold = np.asarray(rows, np.int64), float(limit)
         self.bm25 = bm25s.BM25()
-        _tokenize([])  # quietens bm25s's logger
+        _quiet_bm25s()
         tokens = bm25s.tokenize(self.texts, stopwords="en", token_pattern=TOKENS, show_progress=False)
         self.vocab = sorted(tokens.vocab)
         if self.vocab:

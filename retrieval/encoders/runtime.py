@@ -176,14 +176,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def files_identity(paths: Sequence[str]) -> str:
-    """SHA-256 over files' names and bytes: what a network's files say of it, read without loading it."""
-    h = hashlib.sha256()
-    for p in sorted(Path(x) for x in paths):
-        h.update(f"{p.name}|{p.stat().st_size}|".encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 over files' names and contents' hashes: what a network's files say of it, read without
+    loading it."""
+    parts = [f"{Path(p).name}|{sha256_file(str(p))}" for p in sorted(paths, key=lambda x: Path(x).name)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def package_versions(*names: str) -> Dict[str, Optional[str]]:

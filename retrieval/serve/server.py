@@ -59,9 +59,9 @@ def default_blas_threads(folders: Sequence[str]) -> Optional[int]:
     """1 when a served collection searches an inverted index, else None (BLAS's own default, every
     core). The inverted index runs a batch's queries on a thread per core, and BLAS's threads, which
     spin for a while after each matrix product, then took those cores: at a million items (k = 64)
-    109 req/s and p99 96 ms at 8 connections with one BLAS thread, 62 req/s and p99 211 ms with two
+    120 req/s and p99 77.5 ms at 8 connections with one BLAS thread, 60 req/s and p99 229 ms with two
     (results/serve/wrk-1m-k64.md). The demo collection (exact index) does better with BLAS's own
-    threads: 560 against 490 req/s at 32 connections (results/serve/wrk-blas.md)."""
+    threads: 569 against 513 req/s at 32 connections (results/serve/wrk-blas.md)."""
     from retrieval.store.format import read_manifest
 
     for folder in folders:
