@@ -16,6 +16,7 @@ need=()
 [ -d /usr/share/scratch/Media/Sounds ] || need+=(scratch)
 [ -d /usr/share/sounds/freedesktop/stereo ] || need+=(sound-theme-freedesktop)
 command -v fluidsynth >/dev/null || need+=(fluidsynth)  # renders General MIDI sounds (tests; the instruments suite)
+[ -f /usr/share/wordnet/data.noun ] || need+=(wordnet-base)  # classification's WordNet tree signal
 command -v wrk >/dev/null || need+=(wrk)  # the HTTP load generator of scripts/load_wrk.py (and its test)
 [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || need+=(chromium chromium-driver)  # browser tests
 command -v npm >/dev/null || need+=(npm)  # fetches the emoji drawings below (the npm registry)

@@ -3,6 +3,7 @@ type a query and see result images load, drop an image and see results, classify
 saved (to $RETRIEVAL_SCREENSHOTS if set, else the test's temporary folder)."""
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -104,7 +105,7 @@ def test_search_drop_and_classify_in_a_browser(server, browser, tiny_data, tmp_p
     browser.find_element("id", "cfile").send_keys(str(red))
     browser.find_element("id", "classify").click()
     result = wait_for(browser, lambda: browser.find_element("id", "cresult").text)
-    assert result.splitlines()[0].startswith("red")
+    assert re.fullmatch(r"red  \d+%", result.splitlines()[0])  # the top label with its probability
 
     out = Path(os.environ.get("RETRIEVAL_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)

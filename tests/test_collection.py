@@ -88,7 +88,15 @@ def test_zero_shot_classification(tiny_collection, tiny_data):
     with pytest.raises(InputError, match="distinct labels"):
         col.classify(None, ["red", "red"])
     with pytest.raises(InputError, match="exactly one {}"):
-        col.classify(None, ["red"], templates=["no placeholder"])
+        col.classify(None, ["red", "blue"], templates=["no placeholder"])
+    with pytest.raises(InputError, match=r"at least two labels to choose between, got \['red'\]"):
+        col.classify(None, ["red"])
+    # the tiny encoders have no classifier head: ASIF alone, and probabilities that sum to at most 1
+    assert preds.signals == ["asif"] and "signals: asif" in preds.about()
+    assert all(0 < sum(p.probabilities) <= 1 + 1e-9 and p.probabilities == sorted(p.probabilities, reverse=True)
+               for p in preds)
+    sure = col.classify(tiny_data["anchor_images"], tiny_data["colours"], templates=["a {} square"], k=2, abstain=1.0)
+    assert all(p.abstained and p.label is None for p in sure)  # no probability reaches 1 with 8 labels
 
 
 def test_corrupt_images_are_skipped_counted_and_named(tiny_data, fake_encoders, tmp_path):

@@ -2,6 +2,7 @@
 reproduced here through the CLI or the API as they ran it."""
 
 import json
+import re
 import os
 import shutil
 import stat
@@ -90,8 +91,17 @@ def test_classify_files_after_labels_as_the_readme_writes_it(tiny_collection, ti
     code, out, err = cli(capsys, "classify", tiny_collection, "--labels", labels, a, b, "-k", "1")
     assert code == 0, err
     assert [line.split()[1] for line in out.splitlines()] == ["red", "green"]
+    assert "signals: asif" in err and re.search(r"red \(0\.\d\d\)", out)  # what was used; probabilities
     code, out, _ = cli(capsys, "classify", tiny_collection, a, "--labels", labels, b, "--json", "-k", "1")
-    assert code == 0 and [json.loads(x)["labels"] for x in out.splitlines()] == [["red"], ["green"]]
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and [r["labels"] for r in rows] == [["red"], ["green"]]
+    assert all(0 < r["probabilities"][0] <= 1 and r["signals"] == ["asif"] and not r["abstained"] for r in rows)
+    code, out, _ = cli(capsys, "classify", tiny_collection, a, "--labels", labels, "--abstain", "1", "-k", "1")
+    assert code == 0 and "none of these (below 1: red (0." in out
+    one = tmp_path / "one.txt"
+    one.write_text("red\n")
+    code, _, err = cli(capsys, "classify", tiny_collection, a, "--labels", one)
+    assert code == 2 and "at least two labels" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as exc:  # argparse's own refusal, still exit 2
         main(["classify", str(tiny_collection), "--labels", str(labels), a, "--no-such-option"])
     assert exc.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err

@@ -75,6 +75,14 @@ def test_classify_and_explain(client):
     r = client.post("/collections/squares/classify", files={"file": ("q.png", png_bytes((30, 40, 220)), "image/png")},
                     data={"labels": "red, green, blue", "template": "a {} square", "k": "2"}).json()
     assert r["labels"][0] == "blue" and len(r["labels"]) == 2
+    assert r["signals"] == ["asif"] and r["abstained"] is False
+    assert r["probabilities"] == sorted(r["probabilities"], reverse=True) and 0 < sum(r["probabilities"]) <= 1
+    sure = client.post("/collections/squares/classify", files={"file": ("q.png", png_bytes((30, 40, 220)), "image/png")},
+                       data={"labels": "red, green, blue", "template": "a {} square", "abstain": "1"}).json()
+    assert sure["abstained"] is True and sure["labels"][0] == "blue"  # still says what it would have answered
+    one = client.post("/collections/squares/classify", files={"file": ("q.png", png_bytes(), "image/png")},
+                      data={"labels": "red"})
+    assert one.status_code == 400 and "expected 2 to" in one.json()["error"]
     e = client.get("/collections/squares/explain", params={"modality": "audio"}).json()
     assert e["route"] == "pivot" and e["via"] == "text" and "pivot into text" in e["text"]
 

@@ -1,19 +1,26 @@
-"""ASIF zero-shot classification: labels become prompts, prompts become relative vectors.
+"""Zero-shot classification: every signal the engine has, fused, calibrated, with abstention.
 
 Each label is written into several prompt templates; the prompts' text embeddings are averaged per
 class (prompt ensembling, as for CLIP) and relativised against the text anchors. An image is
-relativised against the image anchors, and its class is the label whose relative vector it matches
-best, ties broken by the dense relative cosine.
+relativised against the image anchors: the *asif* signal is how well its relative vector matches each
+label's. Where the image network has its own classifier head, its logits add the *tree* and *bridge*
+signals (:mod:`retrieval.api.head_signals`). Each signal is standardised over the labels, the signals
+are summed with weights (:data:`SIGNAL_WEIGHTS`), and a softmax at a temperature fitted for that set
+of signals (:data:`TEMPERATURES`) makes the sum a probability. Ties are broken by the dense relative
+cosine. An answer whose top probability is below ``abstain`` is "none of these".
 """
 
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from retrieval.api.head_signals import ClassHead, HeadSignals
+from retrieval.core.calibration import fuse, softmax_rows
 from retrieval.core.projector import Projector, Spec, fit_projector, is_blocks, spec_block, spec_without
 from retrieval.core.ranking import topk_with_ties
 from retrieval.encoders.base import Encoder, l2_normalise
@@ -25,6 +32,13 @@ DEFAULT_TEMPLATES = ("a photo of a {}", "an emoji of {}", "an image of {}")
 # would remove what tells them apart: the anchors' mean is used instead. A judgement, not a fit: the
 # suites' corpora (5,000 MNIST digits, 1,758 Twemoji drawings) are far above it.
 MIN_CORPUS = 100
+
+# How much each signal counts in the fused score (each standardised over the labels first), and the
+# temperature that makes the fused score a calibrated probability for each set of signals used: both
+# chosen on classification's validation folds in every labelled suite (results/experiments/classify_signals.md,
+# `.venv/bin/python scripts/classify_signals.py --out results/experiments/classify_signals.md`).
+SIGNAL_WEIGHTS = {"asif": 1.0, "tree": 0.25, "bridge": 0.0}
+TEMPERATURES = {"asif": 1.05, "asif+tree": 1.05, "asif+bridge": 1.05, "asif+bridge+tree": 1.05}
 
 
 @dataclass(frozen=True)
@@ -38,11 +52,36 @@ class CorpusMean:
 
 @dataclass
 class Prediction:
+    """An input's top labels, best first, with their fused scores and probabilities; ``abstained``
+    when the top probability is below the threshold asked for ("none of these")."""
     labels: List[str]
     scores: List[float]
+    probabilities: List[float] = field(default_factory=list)
+    abstained: bool = False
+
+    @property
+    def label(self) -> Optional[str]:
+        """The answer: the top label, or None when abstained."""
+        return None if self.abstained or not self.labels else self.labels[0]
 
     def to_dict(self) -> Dict:
-        return {"labels": self.labels, "scores": [round(float(s), 6) for s in self.scores]}
+        return {"labels": self.labels, "scores": [round(float(s), 6) for s in self.scores],
+                "probabilities": [round(float(p), 6) for p in self.probabilities], "abstained": self.abstained}
+
+
+class Classification(list):
+    """The predictions of a batch (a list, one :class:`Prediction` an input), with what made them:
+    ``signals`` fused, what the inputs were ``centred_on``, and the labels the WordNet tree reached."""
+
+    def __init__(self, predictions: Sequence[Prediction], signals: Sequence[str], centred_on: str = "anchors",
+                 tree_labels: Sequence[str] = ()):
+        super().__init__(predictions)
+        self.signals, self.centred_on, self.tree_labels = list(signals), centred_on, list(tree_labels)
+
+    def about(self) -> str:
+        """One line for a report: "signals: asif + tree (labels it reaches: animals, food)"."""
+        reach = f" (labels the WordNet tree reaches: {', '.join(self.tree_labels)})" if "tree" in self.signals else ""
+        return f"signals: {' + '.join(self.signals)}{reach}; inputs centred on the {self.centred_on}"
 
 
 def check_template(template) -> str:
@@ -67,14 +106,29 @@ def check_template(template) -> str:
 
 
 def check_labels(labels: Sequence[str]) -> List[str]:
-    """Labels stripped; refused when empty or repeated."""
+    """Labels stripped; refused when empty, repeated, or fewer than two (a classifier picks one of them)."""
     labels = [str(lab).strip() for lab in labels]
     if not labels or any(not lab for lab in labels):
         raise InputError(f"expected non-empty labels, got {labels[:5]!r}")
+    if len(labels) < 2:
+        raise InputError(f"expected at least two labels to choose between, got {labels!r}: for 'is it X or not', "
+                         f"add the alternatives (or a label such as 'something else') and use --abstain")
     if len(set(labels)) != len(labels):
         dup = sorted({lab for lab in labels if labels.count(lab) > 1})
         raise InputError(f"expected distinct labels, got duplicates {dup[:5]}")
     return labels
+
+
+def warn_too_long(text_encoder, prompts: Sequence[str], per_label: int) -> None:
+    """Warn, naming them, of the labels whose prompts the text encoder cuts at its window: what is cut
+    does not count, so two long labels that differ only at their end would score alike."""
+    cut = getattr(text_encoder, "too_long", lambda _: [])(prompts)
+    if cut:
+        shown = sorted({prompts[i] for i in cut})[:3]
+        warnings.warn(f"{len({i // per_label for i in cut})} label(s) make prompts longer than the text encoder's "
+                      f"window ({getattr(text_encoder, 'max_length', '?')} tokens), cut when encoded: "
+                      f"{', '.join(repr(p[:80]) for p in shown)}; shorter labels are compared whole",
+                      stacklevel=3)
 
 
 def check_templates(templates: Sequence[str]) -> List[str]:
@@ -119,7 +173,9 @@ class Side:
 
 class ZeroShotClassifier:
     def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder, image: Side,
-                 text: Side, style=None, corpus=None, keep_whitening: bool = False, use_background: bool = True):
+                 text: Side, style=None, corpus=None, keep_whitening: bool = False, use_background: bool = True,
+                 head: Optional[ClassHead] = None, weights: Optional[Dict[str, float]] = None,
+                 temperatures: Optional[Dict[str, float]] = None):
         """``image`` / ``text``: each side's spec and anchors (:class:`Side`); classification's variations
         are edits of those specs (:meth:`Side.edited`): the whitening left out unless ``keep_whitening``,
         the background bank kept unless ``use_background`` is False. ``style``: the collection's style
@@ -127,14 +183,21 @@ class ZeroShotClassifier:
         come from (a collection's items), or their CorpusMean: with at least MIN_CORPUS of them, inputs
         are centred on their mean instead of on the image anchors' mean, which on inputs of another
         domain than the anchors lifts top-1 (results/digits, results/emoji-groups). None or fewer: the
-        anchors' mean. Either way an input's labels never depend on the other inputs classified with it."""
+        anchors' mean. Either way an input's labels never depend on the other inputs classified with it.
+        ``head``: the image network's classifier head (:class:`ClassHead`), for the tree and bridge
+        signals of inputs that come with logits. ``weights`` / ``temperatures``: the signals' weights
+        and the fused score's temperatures (default :data:`SIGNAL_WEIGHTS`, :data:`TEMPERATURES`)."""
         self.labels, self.templates = check_labels(labels), check_templates(templates)
+        self.weights = dict(SIGNAL_WEIGHTS if weights is None else weights)
+        self.temperatures = dict(TEMPERATURES if temperatures is None else temperatures)
         edits = dict(keep_whitening=keep_whitening, use_background=use_background)
         prompts = [t.format(lab) for lab in self.labels for t in self.templates]
+        warn_too_long(text_encoder, prompts, len(self.templates))
         vecs = text_encoder.encode(prompts).reshape(len(self.labels), len(self.templates), -1)
         class_vecs = l2_normalise(vecs.mean(1))
         text_proj = text.fit(text.edited(**edits))
         self.class_rel, self.class_dense = text_proj.transform(class_vecs), text_proj.dense(class_vecs)
+        self.head = None if head is None else HeadSignals(head, self.labels, class_vecs)
         self.image_proj = image.fit(image.edited(**edits), style=style)
         # what the inputs were centred on, for reports: "corpus (N items)" or "anchors"
         self.centred_on = "anchors"
@@ -144,21 +207,54 @@ class ZeroShotClassifier:
             self.image_proj = self.image_proj.centred_on(mean)
             self.centred_on = f"corpus ({n_corpus} items)"
 
+    def signals_used(self, *, logits: bool = False, label_vectors: bool = False) -> List[str]:
+        """The signals a prediction fuses for inputs with (or without) logits or label vectors: asif
+        always, the head's where it and the inputs allow and their weight is not 0."""
+        extra = [] if self.head is None else self.head.available(logits=logits, label_vectors=label_vectors)
+        return ["asif"] + [s for s in extra if self.weights.get(s, 0.0)]
+
+    def signals(self, image_vectors: np.ndarray, logits: Optional[np.ndarray] = None,
+                label_vectors: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+        """Each signal's (n_images, n_labels) scores, unfused, whatever its weight."""
+        out = {"asif": self.scores(image_vectors)}
+        if self.head is not None:
+            out.update(self.head.scores(logits, label_vectors))
+        return out
+
     def scores(self, image_vectors: np.ndarray) -> np.ndarray:
         """(n_images, n_labels) ASIF similarities."""
         rel = self.image_proj.transform_rows(image_vectors)
         s = rel @ self.class_rel.T
         return np.asarray(s.toarray() if hasattr(s, "toarray") else s, np.float32)
 
-    def predict(self, image_vectors: np.ndarray, k: int = 5) -> List[Prediction]:
+    def fused(self, image_vectors: np.ndarray, logits: Optional[np.ndarray] = None,
+              label_vectors: Optional[np.ndarray] = None):
+        """(fused scores, probabilities, the signals used) for a batch of inputs."""
+        used = self.signals_used(logits=logits is not None, label_vectors=label_vectors is not None)
+        sig = self.signals(image_vectors, logits, label_vectors)
+        fused = fuse({s: sig[s] for s in used}, self.weights)
+        key = "+".join(sorted(used))
+        if key not in self.temperatures:
+            raise InputError(f"expected a temperature for the signals {key!r}, got temperatures for "
+                             f"{sorted(self.temperatures)}")
+        return fused, softmax_rows(fused, self.temperatures[key]), used
+
+    def predict(self, image_vectors: np.ndarray, k: int = 5, *, logits: Optional[np.ndarray] = None,
+                label_vectors: Optional[np.ndarray] = None, abstain: Optional[float] = None) -> List[Prediction]:
+        """Top-k labels of each input, with probabilities. ``logits``: the image network's classifier
+        logits for the inputs (the tree and bridge signals), or ``label_vectors`` (the bridge only);
+        ``abstain``: a top probability below it answers "none of these" (``Prediction.abstained``)."""
         if k < 1:
             raise InputError(f"expected k >= 1, got {k}")
-        scores = self.scores(image_vectors)
+        if abstain is not None and not 0.0 <= abstain <= 1.0:
+            raise InputError(f"expected an abstention threshold between 0 and 1 (a probability), got {abstain}")
+        scores, prob, _ = self.fused(image_vectors, logits, label_vectors)
         dense = self.image_proj.dense(image_vectors) @ self.class_dense.T
         out = []
-        for row, d in zip(scores, dense):
+        for row, d, pr in zip(scores, dense, prob):
             ids, s, _ = topk_with_ties(row, k, lambda c, d=d: d[c])
-            out.append(Prediction([self.labels[i] for i in ids], s.tolist()))
+            out.append(Prediction([self.labels[i] for i in ids], s.tolist(), pr[ids].tolist(),
+                                  abstain is not None and float(pr[ids[0]]) < abstain))
         return out
 
 

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from retrieval.api.classify import DEFAULT_TEMPLATES, CorpusMean, Side, ZeroShotClassifier
+from retrieval.api.classify import DEFAULT_TEMPLATES, Classification, CorpusMean, Side, ZeroShotClassifier
+from retrieval.api.head_signals import ClassHead
 from retrieval.api.sharded import ShardedCollection
 from retrieval.api.stitch import Stitched, stitch
 from retrieval.build.builder import build_collection
@@ -515,14 +516,15 @@ class Collection(StoredCollection):
 
     # ---- classification -----------------------------------------------------------------------
     def classifier(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotClassifier:
-        """An ASIF zero-shot classifier of this collection's modality over ``labels``, prompts
-        averaged over ``templates``. Inputs are centred on the mean of the collection's items (its
-        corpus) rather than the anchors' when it holds at least ``classify.MIN_CORPUS`` of them: the
-        collection is the domain its inputs are classified in."""
+        """A zero-shot classifier of this collection's modality over ``labels``, prompts averaged over
+        ``templates``. Inputs are centred on the mean of the collection's items (its corpus) rather than
+        the anchors' when it holds at least ``classify.MIN_CORPUS`` of them: the collection is the domain
+        its inputs are classified in. An image network with its own ImageNet head adds its signals."""
         sides = {m: Side(spec, *stored.parts(self.manifest, spec, self.anchor_vectors[m]))
                  for m, spec in stored.specs(self.manifest).items()}
+        head = ClassHead.of(self.encoder(self.modality), self.encoder("text")) if self.modality == "image" else None
         return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"), image=sides[self.modality],
-                                  text=sides["text"], style=self.style, corpus=self.corpus_mean())
+                                  text=sides["text"], style=self.style, corpus=self.corpus_mean(), head=head)
 
     def corpus_mean(self) -> CorpusMean:
         """The mean of this collection's items (unit rows, after its style normaliser), taken once per
@@ -536,17 +538,26 @@ class Collection(StoredCollection):
 
     def classify(self, inputs: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5, batch_size: int = 32,
-                 show_progress_bar: Optional[bool] = None):
-        """Top-k labels for each input (images, or sounds in an audio collection); ``inputs=None``
-        classifies the collection's own items (from their stored vectors, no re-encoding)."""
+                 show_progress_bar: Optional[bool] = None, abstain: Optional[float] = None) -> Classification:
+        """Top-k labels with probabilities for each input (images, or sounds in an audio collection);
+        ``inputs=None`` classifies the collection's own items (from their stored vectors, no re-encoding:
+        their stored label vectors serve the label bridge, but the WordNet tree needs the network's
+        logits, which a collection does not keep). ``abstain``: a top probability below it answers
+        "none of these". The result is the predictions, with the signals they used."""
         self.check_files()
         clf = self.classifier(labels, templates)
+        logits = label_vecs = None
         if inputs is None:
-            vecs = self.sides[self.modality].abs
+            vecs, label_vecs = self.sides[self.modality].abs, self.item_labels
+        elif clf.head is not None:
+            vecs, logits = self.encoder(self.modality).encode_labelled(
+                list(inputs), batch_size=batch_size, show_progress_bar=show_progress_bar)
         else:
             vecs = self.encoder(self.modality).encode(list(inputs), batch_size=batch_size,
                                                       show_progress_bar=show_progress_bar)
-        return clf.predict(vecs, k=k)
+        preds = clf.predict(vecs, k=k, logits=logits, label_vectors=label_vecs, abstain=abstain)
+        return Classification(preds, clf.signals_used(logits=logits is not None, label_vectors=label_vecs is not None),
+                              clf.centred_on, [] if clf.head is None else clf.head.covered)
 
     # ---- description --------------------------------------------------------------------------
     def info(self) -> Dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Dict, List
 
 from retrieval.api import (
@@ -133,14 +134,17 @@ def cmd_classify(a) -> int:
     templates = [check_template(t) for t in a.template] if a.template else list(DEFAULT_TEMPLATES)
     col = Collection.open(a.index, device=a.device)
     files = a.files or None
-    preds = col.classify(files, labels, templates=templates, k=a.k, show_progress_bar=a.progress)
+    preds = col.classify(files, labels, templates=templates, k=a.k, show_progress_bar=a.progress, abstain=a.abstain)
+    if not a.json:
+        print(preds.about(), file=sys.stderr)
     names = a.files if files else col.items["path"]
     for name, p in zip(names, preds):
         if a.json:
-            print_json({"path": name, **p.to_dict()})
+            print_json({"path": name, **p.to_dict(), "signals": preds.signals})
         else:
-            print(f"{short_path(name, 60):60}  " + ", ".join(f"{printable(lab)} ({s:.3f})"
-                                                               for lab, s in zip(p.labels, p.scores)))
+            top = ", ".join(f"{printable(lab)} ({pr:.2f})" for lab, pr in zip(p.labels, p.probabilities))
+            print(f"{short_path(name, 60):60}  " + (f"none of these (below {a.abstain:g}: {top})" if p.abstained
+                                                    else top))
     if files is None:
         truth = col.items["label"]
         known = [t for t in truth if t is not None]
@@ -255,6 +259,9 @@ def add_parsers(sub, common) -> None:
     c.add_argument("--labels", required=True, help="text file, one label a line")
     c.add_argument("--template", action="append", help="prompt template with {} (repeatable); default: a few generic ones")
     c.add_argument("-k", "--k", type=int, default=5)
+    c.add_argument("--abstain", type=float, default=None, metavar="P",
+                   help="answer 'none of these' when the top label's probability is below P (0 to 1; the "
+                        "probabilities are calibrated: results/categories)")
     c.add_argument("--json", action="store_true")
     common(c)
     c.set_defaults(func=cmd_classify)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -38,6 +38,7 @@ class Picture:
     path: str
     caption: str
     concept: str
+    category: str = ""  # the package's folder it sits in ("animals"), for classification suites
 
 
 def concept_of(caption: str) -> str:
@@ -64,7 +65,7 @@ def tuxpaint(root: Path = TUXPAINT_DIR) -> List[Picture]:
         first = txt.read_text(encoding="utf-8", errors="replace").splitlines()
         caption = first[0].strip() if first else ""
         if caption and "=" not in caption:
-            out.append(Picture(str(png), caption, concept_of(caption)))
+            out.append(Picture(str(png), caption, concept_of(caption), _category(png, root)))
     return out
 
 
@@ -87,13 +88,24 @@ def openclipart(root: Path = OPENCLIPART_DIR, limit: Optional[int] = 2000) -> Li
         title = _clean_title(m.group(1)) if m else ""
         if len(title) < 3 or title.lower() in ("untitled", "clipart", "clip art", "image", "drawing"):
             continue
-        out.append(Picture(str(svg), title, concept_of(title)))
+        out.append(Picture(str(svg), title, concept_of(title), _category(svg, root)))
     if limit is not None:  # at most ``limit`` concepts, chosen by a stable hash of the concept
         from retrieval.datasets.emoji import stable_hash
 
         keep = set(sorted({p.concept for p in out}, key=lambda c: stable_hash("openclipart:" + c))[:limit])
         out = [p for p in out if p.concept in keep]
     return out
+
+
+def _category(path: Path, root: Path) -> str:
+    """The top folder under the source's root, as words: "naturalforces" -> "natural forces",
+    "signs_and_symbols" -> "signs and symbols", "Animals" -> "animals"."""
+    folder = path.relative_to(root).parts[0].lower()
+    return CATEGORY_WORDS.get(folder, folder.replace("_", " "))
+
+
+# Folder names that are not words as they stand.
+CATEGORY_WORDS = {"naturalforces": "natural forces"}
 
 
 def _clean_title(title: str) -> str:
@@ -114,11 +126,32 @@ def scratch(root: Path = SCRATCH_COSTUMES) -> List[Picture]:
         name = re.sub(r"[\d_]+", " ", name).replace("-", " ")    # cat1 -> cat; car-blue -> car blue
         name = " ".join(name.split())
         if len(name) >= 2:
-            out.append(Picture(str(f), f"a picture of {name}", name))
+            out.append(Picture(str(f), f"a picture of {name}", name, _category(f, root)))
     return out
 
 
 SOURCES = {"tuxpaint": tuxpaint, "openclipart": openclipart, "scratch": scratch}
+
+# The categories of each source that name what their pictures show, for zero-shot classification
+# (chosen by their names, before any measurement): Tux Paint's and Scratch's folders with at least
+# ten pictures; Open Clip Art's less its folders of icons, shapes, symbols and leftovers ("computer",
+# "shapes", "signs and symbols", "special", "unsorted", "buttons", "logos", "decorations") and of few
+# pictures ("containers", "science", "education").
+CATEGORIES = {
+    "tuxpaint": ("animals", "clothes", "food", "hobbies", "household", "plants", "seasonal", "space", "sports",
+                 "symbols", "town", "vehicles"),
+    "scratch": ("animals", "fantasy", "people", "things", "transportation"),
+    "openclipart": ("animals", "buildings", "electronics", "food", "geography", "office", "people", "plants",
+                    "recreation", "tools", "transportation"),
+}
+
+
+def categorised(source: str, **kw) -> List[Picture]:
+    """The pictures of a source that sit in one of its :data:`CATEGORIES` (every picture, not one a concept)."""
+    keep = set(CATEGORIES[source]) if source in CATEGORIES else None
+    if keep is None:
+        raise InputError(f"expected a picture source with categories in {sorted(CATEGORIES)}, got {source!r}")
+    return [p for p in load(source, **kw) if p.category in keep]
 
 
 def load(source: str, **kw) -> List[Picture]:
@@ -166,5 +199,5 @@ def rendered(pictures: List[Picture], folder: Path, size: int = 256,
             continue
         dst = str(folder / (hashlib.sha256(p.path.encode()).hexdigest()[:20] + ".png"))
         if os.path.isfile(dst) or _render(p.path, dst, size):
-            out.append(Picture(dst, p.caption, p.concept))
+            out.append(replace(p, path=dst))
     return out

@@ -166,6 +166,11 @@ class TextEncoder(Encoder):
                 raise InputError(f"expected non-empty text, got an empty string at position {i}")
         return np.argsort([-len(t) for t in items], kind="stable")
 
+    def too_long(self, texts: Sequence[str]) -> List[int]:
+        """Positions of the texts longer than the encoder's window (their end is cut when encoded);
+        an encoder that cannot tell says none."""
+        return []
+
 
 class ImageEncoder(Encoder):
     modality = "image"

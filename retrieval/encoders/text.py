@@ -97,6 +97,13 @@ class TransformersTextEncoder(TextEncoder):
         axes = {k: {0: "n", 1: "tokens"} for k in inputs + ["hidden"]}
         return _hidden_module(self.model, inputs), tuple(example[k] for k in inputs), inputs, ["hidden"], axes, info
 
+    def too_long(self, texts: Sequence[str]) -> List[int]:
+        if self._raw is not None:
+            return [i for i, e in enumerate(self._raw.tokenizer.encode_batch(list(texts))) if e.overflowing]
+        self._load(weights=False)
+        ids = self.tokenizer(list(texts), truncation=False)["input_ids"]
+        return [i for i, x in enumerate(ids) if len(x) > self.max_length]
+
     def _encode_batch(self, batch: List[str]) -> np.ndarray:
         if self._onnx is not None:
             tok = self._raw(batch) if self._raw is not None else hf_arrays(self.tokenizer, batch, self.max_length)

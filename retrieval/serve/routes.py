@@ -165,11 +165,13 @@ def query_routes(served: Served, models: Models) -> APIRouter:
                        labels: str = Form(..., pattern=r"[^,\s]", description="labels, comma or newline separated"),
                        k: int = Form(5, **k_field),
                        template: Optional[str] = Form(None, pattern=TEMPLATE_PATTERN,
-                                                      description="prompt with exactly one {} for the label")):
+                                                      description="prompt with exactly one {} for the label"),
+                       abstain: Optional[float] = Form(None, ge=0.0, le=1.0,
+                                                       description="answer 'none of these' below this top probability")):
         col = served.collection(name)
         names = list(dict.fromkeys(x.strip() for x in labels.replace(",", "\n").splitlines() if x.strip()))
-        if len(names) > lim["max_labels"]:  # (a label typed twice is meant once)
-            raise InputError(f"expected 1 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
+        if not 2 <= len(names) <= lim["max_labels"]:  # (a label typed twice is meant once)
+            raise InputError(f"expected 2 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
         if template is not None:
             check_template(template)
         query, modality = as_query(await read_upload(file, lim), file.filename, lim)
@@ -179,11 +181,11 @@ def query_routes(served: Served, models: Models) -> APIRouter:
                 raise UnsupportedQueryError(f"expected {a[col.modality]} file to classify in this collection, got "
                                             f"{a[modality]} file")
             with served.lock, upload_named(query, modality, file.filename):
-                pred = col.classify([query], names, templates=[template] if template else DEFAULT_TEMPLATES,
-                                    k=min(k, len(names)))[0]
+                preds = col.classify([query], names, templates=[template] if template else DEFAULT_TEMPLATES,
+                                     k=min(k, len(names)), abstain=abstain)
         finally:
             if modality == "audio":
                 os.unlink(query)
-        return {"file": file.filename, **pred.to_dict()}
+        return {"file": file.filename, **preds[0].to_dict(), "signals": preds.signals}
 
     return router

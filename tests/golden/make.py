@@ -125,8 +125,12 @@ def answers(folder: Path) -> dict:
                 except Exception as exc:  # a route this collection cannot take: its refusal is an answer too
                     out[key] = type(exc).__name__
     for key, inputs in (("classify:items", None), ("classify:file", [str(DATA / "bank" / "green.png")])):
-        out[key] = [[[lab, np.float32(s).tobytes().hex()] for lab, s in zip(pred.labels, pred.scores)]
-                    for pred in col.classify(inputs, LABELS, k=3)]
+        # each top label with its ASIF similarity (what a prediction's score was when these were recorded;
+        # scores are now the signals' standardised sum, whose order the ASIF similarities still decide here)
+        vecs = col.sides[col.modality].abs if inputs is None else col.encoder(col.modality).encode(inputs)
+        asif = col.classifier(LABELS).scores(vecs)
+        out[key] = [[[lab, np.float32(a[LABELS.index(lab)]).tobytes().hex()] for lab in pred.labels]
+                    for pred, a in zip(col.classify(inputs, LABELS, k=3), asif)]
     return out
 
 

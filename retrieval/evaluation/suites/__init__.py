@@ -13,6 +13,7 @@ from retrieval.evaluation.report import Report
 from retrieval.evaluation.suites import (
     anchors,
     captions,
+    categories,
     digits,
     emoji_groups,
     emoji_xstyle,
@@ -22,7 +23,7 @@ from retrieval.evaluation.suites import (
 )
 
 SUITES = {s.name: s for s in (emoji_xstyle.SUITE, emoji_groups.SUITE, digits.SUITE, sounds.SUITE, instruments.SUITE,
-                                pictures.SUITE, anchors.SUITE, captions.SUITE)}
+                                pictures.SUITE, anchors.SUITE, captions.SUITE, categories.SUITE)}
 
 
 def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bool] = None,

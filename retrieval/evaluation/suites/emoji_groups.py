@@ -124,6 +124,43 @@ def classifier_configs(data, anchors, more: Optional[Dict] = None, bank=None) ->
     return configs
 
 
+def class_tasks(ctx, bank=None) -> Dict:
+    """{level: (validation tasks, one a fold of the anchor concepts; the test task)} of emoji groups and
+    subgroups, as a collection of Twemoji drawings built on the Noto anchors classifies them (its
+    corpus: every Twemoji drawing; its bank: ``bank``, default the picture sources' pairs)."""
+    import pyarrow.parquet as pq
+
+    from retrieval.api.classify import Side
+    from retrieval.build.options import BuildOptions
+    from retrieval.build.recipe import AnchorShape, recipe
+    from retrieval.evaluation.classification import ClassTask
+    from retrieval.evaluation.data import data_dir, load_emoji
+    from retrieval.evaluation.suites.pictures import background_bank, image_logits
+
+    data = load_emoji(ctx.image, ctx.text, [CAPTION], show_progress_bar=ctx.show_progress_bar)
+    bank = bank or background_bank("emoji", ctx.image, ctx.text, ctx.show_progress_bar)
+    bt, bi = (None, None) if bank is None else bank[:2]
+    paths = [r["image"] for r in pq.read_table(data_dir("emoji") / "corpus.parquet").to_pylist()]
+    logits = image_logits(paths, "emoji-twemoji", ctx.show_progress_bar)
+    s = emoji_splits(data.names)
+    T, In, It = data.texts[CAPTION], data.images["noto"], data.images["twemoji"]
+    out = {}
+    for level, truth in (("emoji groups", data.groups), ("emoji subgroups", data.subgroups)):
+        def task(anchors, inputs, name):
+            inputs = np.array([i for i in inputs if data.groups[i] != "None"])
+            labels = sorted({str(x).replace("-", " ") for x in truth[inputs]})
+            y = np.array([labels.index(str(truth[i]).replace("-", " ")) for i in inputs])
+            spec = recipe(AnchorShape(len(anchors), "image"), None, BuildOptions()).spec(n_bank=0 if bt is None else len(bt))
+            return ClassTask(name, labels, list(TEMPLATES_CLASSIFY), Side(spec, In[anchors], bi), Side(spec, T[anchors], bt),
+                             It[inputs], y, logits[inputs], It)
+        out[level] = ([task(a, h, f"{level} fold {i}") for i, (a, h) in enumerate(s["folds"])],
+                      task(s["anchor"], s["query"], level))
+    return out
+
+
+TEMPLATES_CLASSIFY = ("an emoji of {}", "an emoji from the category {}")
+
+
 def run(report: Report, ctx) -> Dict:
     from retrieval.encoders import load_encoder
     from retrieval.evaluation.data import load_emoji
@@ -138,7 +175,30 @@ def run(report: Report, ctx) -> Dict:
         ctx.encoders["image (last row)"] = LITE_PAIR
     from retrieval.evaluation.suites.pictures import background_bank
 
-    return emoji_groups(report, data, ctx.text, more, background_bank("emoji", ctx.image, ctx.text, ctx.show_progress_bar))
+    bank = background_bank("emoji", ctx.image, ctx.text, ctx.show_progress_bar)
+    out = emoji_groups(report, data, ctx.text, more, bank)
+    out.update(signals_section(report, ctx, bank))
+    report.data("summary.json", out)
+    return out
+
+
+def signals_section(report: Report, ctx, bank) -> Dict:
+    """The one-style default with every signal the image network's head adds, calibrated."""
+    from retrieval.api.head_signals import ClassHead
+    from retrieval.evaluation.classification import report_signals
+
+    report.text("""
+### Every signal, calibrated
+
+The one-style default (with its bank) as `retrieval classify` runs it on files: the ASIF signal fused
+with the image network's own head (the WordNet tree; the label bridge, weight 0), each standardised
+over the labels, made probabilities at the temperature chosen on validation folds
+(results/experiments/classify_signals.md; retrieval/api/classify.py). ECE: expected calibration error
+of the top answer's probability (15 bins). Ties counted fairly.""")
+    head = ClassHead.of(ctx.image, ctx.text)
+    return {f"signals {level}": report_signals(report, f"{level}: the query concepts' Twemoji drawings", test,
+                                               ctx.text, head)
+            for level, (_, test) in class_tasks(ctx, bank).items()}
 
 
 SUITE = Suite("emoji-groups", "zero-shot classification of emoji into Unicode groups and subgroups", run)

@@ -1,0 +1,75 @@
+"""Calibration: standardised signals, their weighted sum, a fitted temperature, ECE and abstention."""
+
+import numpy as np
+import pytest
+
+from retrieval.core.calibration import (
+    abstention_curve,
+    expected_calibration_error,
+    fit_temperature,
+    fuse,
+    softmax_rows,
+    standardise_rows,
+)
+
+
+def sampled(temperature, n=4000, labels=8, seed=0):
+    """Scores and labels drawn from softmax(scores / temperature): a task calibrated at that temperature."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(n, labels)) * 2.0
+    prob = softmax_rows(scores, temperature)
+    truth = np.array([rng.choice(labels, p=p) for p in prob])
+    return scores, truth
+
+
+def test_standardised_rows_have_zero_mean_and_unit_spread_and_keep_their_order():
+    x = np.random.default_rng(1).normal(size=(5, 7)) * 0.01 + 3.0
+    z = standardise_rows(x)
+    np.testing.assert_allclose(z.mean(1), 0, atol=1e-12)
+    np.testing.assert_allclose(z.std(1), 1, atol=1e-12)
+    assert (np.argsort(z, 1) == np.argsort(x, 1)).all()
+    assert (standardise_rows(np.ones((2, 3))) == 0).all()  # a flat row says nothing
+
+
+def test_fuse_weighs_standardised_signals_and_leaves_out_weight_zero():
+    a, b = np.array([[0.0, 1.0, 2.0]]), np.array([[30.0, 10.0, 20.0]])
+    np.testing.assert_allclose(fuse({"a": a, "b": b}, {"a": 1.0, "b": 0.0}), standardise_rows(a))
+    np.testing.assert_allclose(fuse({"a": a, "b": b}, {"a": 1.0, "b": 2.0}), standardise_rows(a) + 2 * standardise_rows(b))
+    with pytest.raises(ValueError, match="non-zero weight"):
+        fuse({"a": a}, {"b": 1.0})
+
+
+@pytest.mark.parametrize("true_t", [0.5, 2.0])
+def test_the_fitted_temperature_is_the_one_the_labels_were_drawn_at(true_t):
+    scores, truth = sampled(true_t)
+    for objective in ("likelihood", "worst-ece"):
+        got = fit_temperature([scores], [truth], objective=objective)
+        assert abs(np.log(got / true_t)) < np.log(1.3), (objective, got)
+    prob = softmax_rows(scores, fit_temperature([scores], [truth]))
+    top = prob.argmax(1)
+    assert expected_calibration_error(prob[np.arange(len(top)), top], (top == truth).astype(float)) < 0.03
+    # at a temperature ten times too low, the same answers are overconfident
+    wrong = softmax_rows(scores, true_t / 10)
+    assert expected_calibration_error(wrong[np.arange(len(top)), top], (top == truth).astype(float)) > 0.1
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="temperature > 0"):
+        softmax_rows(np.zeros((1, 2)), 0.0)
+    with pytest.raises(ValueError, match="objective"):
+        fit_temperature([np.zeros((1, 2))], [np.zeros(1, int)], objective="accuracy")
+    with pytest.raises(ValueError, match="as many truth arrays"):
+        fit_temperature([np.zeros((1, 2))], [])
+    with pytest.raises(ValueError, match="confidence and correctness"):
+        expected_calibration_error(np.zeros(2), np.zeros(3))
+
+
+def test_abstention_trades_coverage_for_accuracy():
+    scores, truth = sampled(1.0, n=2000)
+    prob = softmax_rows(scores, 1.0)
+    top = prob.argmax(1)
+    curve = abstention_curve(prob[np.arange(len(top)), top], (top == truth).astype(float), [0.0, 0.4, 0.6, 0.8])
+    cov = [c["coverage"] for c in curve]
+    acc = [c["accuracy"] for c in curve]
+    assert cov[0] == 1.0 and cov == sorted(cov, reverse=True) and acc == sorted(acc)
+    assert acc[-1] > acc[0] + 0.2
