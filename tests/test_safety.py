@@ -2,8 +2,8 @@
 reproduced here through the CLI or the API as they ran it."""
 
 import json
-import re
 import os
+import re
 import shutil
 import stat
 from pathlib import Path

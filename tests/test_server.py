@@ -82,7 +82,10 @@ def test_classify_and_explain(client):
     assert sure["abstained"] is True and sure["labels"][0] == "blue"  # still says what it would have answered
     one = client.post("/collections/squares/classify", files={"file": ("q.png", png_bytes(), "image/png")},
                       data={"labels": "red"})
-    assert one.status_code == 400 and "expected 2 to" in one.json()["error"]
+    assert one.status_code == 422 and "labels" in one.json()["error"]  # the schema asks for two or more
+    same = client.post("/collections/squares/classify", files={"file": ("q.png", png_bytes(), "image/png")},
+                       data={"labels": "red, red"})  # fits the schema, but is one label
+    assert same.status_code == 400 and "expected 2 to" in same.json()["error"]
     e = client.get("/collections/squares/explain", params={"modality": "audio"}).json()
     assert e["route"] == "pivot" and e["via"] == "text" and "pivot into text" in e["text"]
 

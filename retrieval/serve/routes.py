@@ -162,7 +162,8 @@ def query_routes(served: Served, models: Models) -> APIRouter:
 
     @router.post("/collections/{name}/classify", responses=documented(*POSTED))
     async def classify(name: str, file: UploadFile = File(...),
-                       labels: str = Form(..., pattern=r"[^,\s]", description="labels, comma or newline separated"),
+                       labels: str = Form(..., pattern=r"[^,\s][\s\S]*[,\n][\s\S]*[^,\s]",
+                                         description="two or more distinct labels, comma or newline separated"),
                        k: int = Form(5, **k_field),
                        template: Optional[str] = Form(None, pattern=TEMPLATE_PATTERN,
                                                       description="prompt with exactly one {} for the label"),
