@@ -99,10 +99,10 @@ def baseline_signals(task: ClassTask, text_encoder) -> TaskSignals:
     return TaskSignals(plain, text_encoder, None)
 
 
-def signal_rows(task: ClassTask, text_encoder, head) -> Tuple[List[List], Dict]:
+def signal_rows(task: ClassTask, text_encoder, head) -> Tuple[List[List], Dict, Dict[str, Dict]]:
     """The rows every classification suite reports for a test task: chance, the majority class, plain
-    ASIF, each head signal alone, the default before (ASIF alone) and the default; with the default's
-    gain over the one before and its abstention curve."""
+    ASIF, each head signal alone, the default before (ASIF alone) and the default; a summary with the
+    default's gain over the one before and its abstention curve; the measures of both defaults."""
     ts = TaskSignals(task, text_encoder, head)
     n_l = len(task.labels)
     default = ts.measure()
@@ -119,7 +119,8 @@ def signal_rows(task: ClassTask, text_encoder, head) -> Tuple[List[List], Dict]:
     curve = abstention_curve(default["confidence"], default["correct"], ABSTAIN_AT)
     return rows, {"rows": [dict(zip(["method", "top-1", "top-5", "ECE"], r)) for r in rows], "gain top-1": gain,
                   "abstention": curve, "labels": task.labels, "inputs": len(task.truth),
-                  "covered by the tree": ts.clf.head.covered if ts.clf.head else []}
+                  "covered by the tree": ts.clf.head.covered if ts.clf.head else []}, {"the default": default,
+                                                                                 "ASIF alone (the default before)": before}
 
 
 def _alone(ts: TaskSignals, signal: str) -> List:
@@ -130,9 +131,17 @@ def _alone(ts: TaskSignals, signal: str) -> List:
 
 
 def report_signals(report, title: str, task: ClassTask, text_encoder, head) -> Dict:
-    """:func:`signal_rows` as a table and a paragraph of a suite's report; returns its summary."""
-    rows, out = signal_rows(task, text_encoder, head)
+    """:func:`signal_rows` as a table, a paragraph and the abstention curve's plot in a suite's report;
+    returns its summary."""
+    rows, out, measures = signal_rows(task, text_encoder, head)
     report.table(title, ["method", "top-1", "top-5", "ECE"], rows)
+    series = {}
+    for name, m in measures.items():
+        curve = [c for c in abstention_curve(m["confidence"], m["correct"], np.linspace(0, 0.95, 39)) if c["coverage"]]
+        series[name] = ([c["coverage"] for c in curve], [c["accuracy"] for c in curve])
+    slug = "".join(ch if ch.isalnum() else "-" for ch in task.name.lower()).strip("-")
+    report.plot(f"abstention-{slug}.png", f"{task.name}: answering only above a probability", "coverage (share answered)",
+                "top-1 accuracy of the answers", series)
     g, cov = out["gain top-1"], out["covered by the tree"]
     report.text(f"Default against the default before, top-1: {g['gain']:+.3f}, 95% interval {g['low']:+.3f} … "
                 f"{g['high']:+.3f} (paired bootstrap, `retrieval.core.metrics.paired_interval`). Labels the WordNet "
