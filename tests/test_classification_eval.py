@@ -31,3 +31,22 @@ def test_ties_at_the_top_share_the_credit():
     np.testing.assert_allclose(m["correct"], [0.5, 1.0, 1 / 3])
     assert m["top-5"] == 1.0 and 0 <= m["ece"] <= 1
     assert majority(np.array([0, 0, 1, 2])) == 0.5
+
+
+def test_every_classification_suite_reports_the_same_rows_and_curve(tmp_path):
+    from retrieval.evaluation.classification import ClassTask, report_signals
+    from retrieval.evaluation.report import Report
+    from tests.test_classify import SPEC, domains, sides
+
+    enc, words, ta, ia, inputs, truth = domains()
+    s = sides(ta, ia, SPEC)
+    task = ClassTask("tiny task", words, ["a {}"], s["image"], s["text"], inputs, truth, None, inputs)
+    report = Report("tiny", "t", "cmd", {})
+    out = report_signals(report, "tiny", task, enc, None)
+    methods = [r["method"] for r in out["rows"]]
+    assert methods[:3] == ["chance", "majority class", "plain ASIF (k=64 p=8, raw)"] and "default" in methods[-1]
+    default = out["rows"][-1]
+    assert default["top-1"] > 0.9 and 0 <= default["ECE"] <= 1  # these domains are easy once centred
+    assert [r["top-1"] for r in out["rows"] if "alone" in r["method"]] == ["n/a", "n/a"]  # no head here
+    assert out["abstention"][0]["coverage"] == 1.0 and "abstention-tiny-task.png" in report.figures
+    assert (report.write(tmp_path) / "abstention-tiny-task.png").is_file()

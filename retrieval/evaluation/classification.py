@@ -93,7 +93,7 @@ def baseline_signals(task: ClassTask, text_encoder) -> TaskSignals:
     from retrieval.api.classify import Side
     from retrieval.core.projector import chain_spec
 
-    spec = chain_spec(k=64, p=8.0)
+    spec = chain_spec(k=min(64, len(task.image.anchors)), p=8.0)  # k=64, or every anchor when fewer
     plain = ClassTask(task.name, task.labels, task.templates, Side(spec, task.image.anchors),
                       Side(spec, task.text.anchors), task.inputs, task.truth)
     return TaskSignals(plain, text_encoder, None)
