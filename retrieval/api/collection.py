@@ -572,6 +572,7 @@ class Collection(StoredCollection):
                 "skipped": m.get("skipped", []), **({"style": m["style"]} if m.get("style") else {}),
                 **({"labels": m["labels"]} if m.get("labels") else {}),
                 **({"tuning": m["tuning"]} if m.get("tuning") else {}),
+                **({"anchor_rarity": m["anchor_rarity"]} if m.get("anchor_rarity") else {}),
                 "columns": [{"name": n, "type": ty} for n, ty in self.filter_columns()]}
 
 

@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
+import numpy as np
+
 from retrieval.build.anchors import AnchorSet
 from retrieval.encoders import DEFAULT_ENCODERS
 from retrieval.errors import InputError, UnknownNameError
@@ -51,6 +53,10 @@ DEFAULT_VIEWS_P = 2.0
 # demo's three and five drawing styles as views, validation chose k=32 p=2 for the opt-in pair of
 # networks too (it chose k=64 with two styles); the emoji-xstyle suite says "Stale" if that changes.
 VIEWS_K_P_BY_ENCODER: Dict[str, Tuple[int, float]] = {}
+# Anchor rarity (retrieval/core/rarity.py) is off unless asked for: with anchors of another domain it gained
+# +0.011 to +0.016 R@10 on Open Clip Art and stayed within +-0.010 elsewhere (the crossdomain suite), too
+# little, and measured on too few suites, to change every build (docs/research/README.md).
+DEFAULT_RARITY = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class BuildOptions:
     select: str = "random"                 # how: random, fps, kmeans or coverage (retrieval/core/selection.py)
     tune: bool = False                     # choose k, p, centring and whitening on the anchors' own folds (build/tuning.py)
     self_anchors: Optional[bool] = None    # captioned corpus items join the anchors (None: for images; build/self_anchors.py)
+    anchor_rarity: Optional[float] = None  # weigh anchors by their rarity in the corpus, this power (0: off; build/rarity.py)
     embedded_captions: bool = True         # an image without a caption takes its file's XMP / IPTC / EXIF one (media/metadata.py)
     captions_from: Optional[str] = None    # "names": a row still without a caption takes its file name's words (media/names.py)
     overwrite: bool = False                # replace an existing collection (atomically)
@@ -140,12 +147,14 @@ class BuildOptions:
         unsupported = [name for name, bad in (("pivots", bool(self.pivots)), ("dense_index", bool(self.dense_index)),
                                               ("background", self.background not in (None, "none")),
                                               ("kind", self.kind != "asif"), ("labels", self.labels is True),
-                                              ("n_anchors", self.n_anchors is not None), ("tune", self.tune))
+                                              ("n_anchors", self.n_anchors is not None), ("tune", self.tune),
+                                              ("anchor_rarity", bool(self.anchor_rarity)))
                        if bad]
         if unsupported:
             raise InputError(f"expected a plain ASIF build for a sharded collection, got {', '.join(unsupported)} "
-                             f"(--pivot-anchors, --dense-index, --kind cosine, --labels, --background and --n-anchors are not "
-                             f"supported with --ray yet); build without --ray for those")
+                             f"(--pivot-anchors, --dense-index, --kind cosine, --labels, --background, --n-anchors, --tune and "
+                             f"--anchor-rarity are not supported with --ray yet: each shard would weigh the anchors by "
+                             f"its own items); build without --ray for those")
 
 
 def default_k_p(anchor_set: AnchorSet, k: Optional[int], p: Optional[float],
@@ -170,6 +179,15 @@ def default_whiten(anchor_set: AnchorSet, whiten: Optional[float]) -> float:
     if whiten is not None:
         return check_lambda(whiten)
     return DEFAULT_WHITEN if anchor_set.modality == "image" and not anchor_set.has_views else 0.0
+
+
+def default_rarity(power: Optional[float]) -> float:
+    """The anchor rarity power: as given (checked: finite, >= 0), else DEFAULT_RARITY."""
+    if power is None:
+        return DEFAULT_RARITY
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not np.isfinite(power) or power < 0:
+        raise InputError(f"expected an anchor rarity power >= 0 (0: off, 1: the measured setting), got {power!r}")
+    return float(power)
 
 
 def parse_index_spec(spec: str) -> Dict:

@@ -164,6 +164,9 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     if corpus is not None and corpus.get("rows") is not None:  # captions given to the collection
         rows, captioned = corpus["rows"], corpus["captioned"]
     o = o if "self_anchors" in given else o.replace(self_anchors=bool(m["anchors"].get("self")))  # as built
+    if "anchor_rarity" not in given:  # as built: the weights are learnt again from the items, the power kept
+        o = o.replace(anchor_rarity=float((m.get("anchor_rarity") or {}).get("power", 0.0)))
+        rec = dataclasses.replace(rec, rarity=o.anchor_rarity)
     rec, anchors["self_anchors"] = _self_anchored(anchors, Corpus(rows, item_vecs, captioned, cap_vecs), rec, o,
                                                   specs[modality])
     rec, tuning = tuned(rec, anchors["anchor_set"], *anchors["anchor_vecs"], o)

@@ -24,6 +24,7 @@ from retrieval.build.options import (
     VIEWS_K_P_BY_ENCODER,
     BuildOptions,
     default_k_p,
+    default_rarity,
     default_whiten,
 )
 from retrieval.core.centre import Centre, Unit
@@ -70,6 +71,7 @@ class Recipe:
     label_weight: float        # weight of the label bridge's cosine
     background_weight: float   # weight of the background bank's score
     bank_k: int                # the bank block's k before it is capped at the bank's size
+    rarity: float = 0.0        # the items' anchors weighed by their rarity in the corpus, this power (0: off)
 
     def chain(self, *, style: bool, k: Optional[int] = None, p: Optional[float] = None,
               whiten: Optional[float] = None) -> List[Dict]:
@@ -129,4 +131,5 @@ def recipe(anchor_set: Union[AnchorSet, AnchorShape], media_encoder: Optional[st
                   pivot_k=DEFAULT_K if o.k is None else o.k, pivot_p=DEFAULT_P if o.p is None else o.p,
                   label_weight=label_weight(anchor_set, o),
                   background_weight=bg.check_weight(bg.DEFAULT_WEIGHT if o.background_weight is None
-                                                    else o.background_weight))
+                                                    else o.background_weight),
+                  rarity=default_rarity(o.anchor_rarity))

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from retrieval.build.anchors import AnchorSet
+from retrieval.build.rarity import weighted_specs
 from retrieval.build.recipe import Recipe
 from retrieval.core.projector import fit_projector
 from retrieval.core.style import StyleNormaliser
@@ -158,6 +159,7 @@ class _Relativised:
     text_rel: object
     kind: str
     stored: Tuple[AnchorSet, np.ndarray, np.ndarray]
+    rarity: Optional[Dict] = None  # what build/rarity.py did (None: not asked for)
 
 
 def write_collection(out, c: Contents, *, clock: Optional[Clock] = None, overwrite: bool = False) -> Path:
@@ -190,19 +192,28 @@ def relativise(c: Contents, out="") -> _Relativised:
         bank = {modality: b_med, "text": b_txt}
     specs = c.rec.specs(modality, style=c.style is not None, n_bank=len(c.background[0]) if c.background else 0)
     log.info("relativising (%s) and writing %s", specs[modality], out)
-    med, txt = (fit_projector(specs[m], a, bank=bank.get(m), style=c.style if m == modality else None)
-                for m, a in ((modality, a_med), ("text", a_txt)))
+    def fitted(m: str):
+        return fit_projector(specs[m], a_med if m == modality else a_txt, bank=bank.get(m),
+                             style=c.style if m == modality else None)
+
+    med = fitted(modality)
+    weighted, rarity = weighted_specs(specs, modality, med, c.item_vecs, c.rec.rarity,
+                                      None if c.rel is None else c.rel[0])
+    if weighted is not specs:
+        specs, med = weighted, None
+        med = fitted(modality)
+    txt = fitted("text")
     if c.rel is None:
         item_rel, text_rel = med.transform(c.item_vecs), txt.transform(text_vecs)
-    else:  # made elsewhere (a distributed build's workers); the anchor captions' are made here
+    else:  # made elsewhere (a distributed build's workers, without the weights); the anchor captions' are made here
         import scipy.sparse as sp
 
-        item_rel = c.rel[0]
+        item_rel = med.finish(c.rel[0])
         text_rel = (sp.vstack([c.rel[1], txt.transform(given_txt)], format="csr") if med.kind == "asif"
                     else txt.transform(text_vecs))
     return _Relativised(texts, ["corpus"] * len(c.captioned) + ["anchor"] * n_anchors,
                         [int(ids[i]) for i in c.captioned] + [-1] * n_anchors, text_vecs, specs, item_rel, text_rel,
-                        med.kind, stored)
+                        med.kind, stored, rarity)
 
 
 def _ids(c: Contents) -> np.ndarray:
@@ -269,6 +280,7 @@ def _manifest(c: Contents, r: _Relativised, files: Dict, clock: Clock) -> Dict:
         **({"labels": files["labels"]} if "labels" in files else {}),
         "pivots": files["pivots"],
         "projectors": r.specs,
+        **({"anchor_rarity": r.rarity} if r.rarity else {}),
         "corpus": {"source": c.corpus},
         "indexes": files["indexes"],
         **({"dense_indexes": files["dense_indexes"]} if "dense_indexes" in files else {}),

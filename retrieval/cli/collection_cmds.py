@@ -152,6 +152,11 @@ def _settings(sp, defaults: bool = True) -> None:
                     help="the corpus's captioned items join the anchors, the given anchors moved to the corpus's "
                          "domain first, unless validation on those captions says it loses (default: on for images, "
                          "off for sounds; reanchor keeps what the collection was built with)")
+    sp.add_argument("--anchor-rarity", type=float, default=d(None), metavar="POWER",
+                    help="weigh each anchor by its rarity among the corpus items' nearest anchors (an inverse document "
+                         "frequency) to this power: for anchors of another domain than the corpus; 1 is the measured "
+                         "setting, 0 (the default) is off; corpora under 200 items are left unweighted "
+                         "(docs/research/README.md; reanchor keeps what the collection was built with)")
     sp.add_argument("--background-weight", type=float, default=d(None), metavar="BETA",
                     help=f"weight of the background bank's score (default {DEFAULT_BACKGROUND_WEIGHT:g})")
     sp.add_argument("--index", default=d("exact"), help="exact (default), inverted (postings per anchor, float16 weights), inverted:float32, faiss, or faiss:FACTORY such as faiss:HNSW32")

@@ -188,6 +188,11 @@ def cmd_info(a) -> int:
         print(f"self-anchors {self_anchor_words(info['anchors']['self'])}")
     if info.get("tuning"):
         print(f"tuning       {tuning_words(info['tuning'])}")
+    rarity = info.get("anchor_rarity")
+    if rarity:
+        print("rarity       " + (f"anchors weighed by their rarity among {rarity['items']} items (power {rarity['power']:g}, "
+                                 f"largest weight {rarity['max_weight']:g})" if rarity["applied"]
+                                 else f"asked for (power {rarity['power']:g}), left out: {rarity['why']}"))
     lab = info.get("labels")
     if lab:
         print(f"labels       {lab['count']} {lab['names']} classes of the image encoder's head, weight {lab['weight']:g} "

@@ -18,6 +18,7 @@ import numpy as np
 
 from retrieval.core.centre import Centre, Unit
 from retrieval.core.normalise import l2_normalise
+from retrieval.core.rarity import Rarity  # noqa: F401  (registers the step)
 from retrieval.core.relative import KINDS
 from retrieval.core.relativisers import AsifTopK, CosineRelative, check_k_p
 from retrieval.core.step import Blocks, Chain, step_from_spec

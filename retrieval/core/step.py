@@ -107,13 +107,28 @@ class Chain:
     """Preparing steps, then a relativiser (a step with ``anchors_``, ``kind`` and ``relativise``)."""
 
     def __init__(self, steps: Sequence[Step]):
-        if not steps or not hasattr(steps[-1], "relativise"):
-            raise InputError(f"expected a chain of steps ending in a relativiser, got {list(steps)!r}")
-        self.steps: List[Step] = list(steps)
+        steps = list(steps)
+        at = max((i for i, s in enumerate(steps) if hasattr(s, "relativise")), default=-1)
+        if at < 0 or not all(getattr(s, "post", False) for s in steps[at + 1:]):
+            raise InputError(f"expected a chain of steps with a relativiser, then only steps that reweight relative "
+                             f"vectors (e.g. rarity), got {steps!r}")
+        self.steps: List[Step] = steps
+        self._at = at
 
     @property
     def relativiser(self) -> Step:
-        return self.steps[-1]
+        return self.steps[self._at]
+
+    @property
+    def preparing(self) -> List[Step]:
+        """The steps before the relativiser."""
+        return self.steps[:self._at]
+
+    def finish(self, rel):
+        """The relativiser's output through the steps after it (those that reweight relative vectors)."""
+        for step in self.steps[self._at + 1:]:
+            rel = step.transform(rel)
+        return rel
 
     @property
     def kind(self) -> str:
@@ -124,13 +139,15 @@ class Chain:
         if x.ndim != 2 or x.shape[0] == 0:
             raise InputError(f"expected anchors as a non-empty 2-D array, got shape {x.shape}")
         self.n_anchors_, self.dim_ = x.shape
-        for step in self.steps[:-1]:
+        for step in self.preparing:
             x = step.fit(x).transform(x)
         self.relativiser.fit(x)
+        for step in self.steps[self._at + 1:]:
+            step.fit_relative(len(x))
         return self
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
-        for step in self.steps[:-1]:
+        for step in self.preparing:
             x = step.transform(x)
         return x
 
@@ -144,7 +161,7 @@ class Chain:
         return x
 
     def transform(self, x: np.ndarray, *, block: Optional[int] = None):
-        return self.relativiser.relativise(self.check_input(x), self.prepare, block=block)
+        return self.finish(self.relativiser.relativise(self.check_input(x), self.prepare, block=block))
 
     def transform_rows(self, x: np.ndarray):
         """``transform`` a row at a time (see :func:`transform_rows`). When the relativiser selects each
@@ -155,7 +172,7 @@ class Chain:
         if x.ndim != 2 or len(x) < 2 or getattr(rel, "from_sims", None) is None or not rel.rowwise:
             return transform_rows(self, x)
         x = self.check_input(x)
-        return rel.from_sims(np.vstack([self.prepare(x[i:i + 1]) @ rel.anchors_.T for i in range(len(x))]))
+        return self.finish(rel.from_sims(np.vstack([self.prepare(x[i:i + 1]) @ rel.anchors_.T for i in range(len(x))])))
 
     def dense(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
         """Dense cosines to the prepared anchors (the secondary, tie-breaking score)."""
@@ -167,7 +184,7 @@ class Chain:
         return any(getattr(s, "centres", False) for s in self.steps)
 
     def _until_centre(self) -> List[Step]:
-        steps = self.steps[:-1]
+        steps = self.preparing
         for i, step in enumerate(steps):
             if getattr(step, "centres", False):
                 return steps[:i]
@@ -261,6 +278,19 @@ class Blocks:
         for n, chain in self.blocks.items():  # each block's rows as its transform_rows makes them
             rel, w = chain.transform_rows(x), self.weights[n]
             parts.append(rel if w == 1.0 else rel * np.float32(np.sqrt(w)))
+        if self.kind == "cosine":
+            return np.hstack(parts)
+        return sp.hstack(parts, format="csr").astype(np.float32)
+
+    def finish(self, rel):
+        """Relative vectors made without the chains' post steps (e.g. by a distributed build's workers)
+        as :meth:`transform` makes them: each block's columns through its chain's post steps."""
+        parts, at = [], 0
+        for n, chain in self.blocks.items():
+            scale = np.float32(np.sqrt(self.weights[n]))
+            part = rel[:, at:at + chain.n_anchors_]
+            parts.append(chain.finish(part / scale) * scale)
+            at += chain.n_anchors_
         if self.kind == "cosine":
             return np.hstack(parts)
         return sp.hstack(parts, format="csr").astype(np.float32)

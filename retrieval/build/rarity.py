@@ -1,0 +1,69 @@
+"""Weigh the anchors by their rarity in the corpus (retrieval/core/rarity.py), when a build has one.
+
+The weights are learnt from the corpus items' relative vectors (a seeded sample of at most SAMPLE of
+them) and stored in both modalities' specs, each side carrying their square root, so every route
+(text -> items, items -> items, text -> texts) compares relative vectors under the same weighted
+inner product. Below MIN_ITEMS items there is too little corpus to count on: the step is left out
+and the build says so. Build, reanchor and the distributed build reach it through
+retrieval/build/writer.py's ``relativise``; the suites through :func:`weighted_specs`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from retrieval.core.projector import Spec, is_blocks
+from retrieval.core.rarity import Rarity, rarity_weights
+
+log = logging.getLogger(__name__)
+
+MIN_ITEMS = 200
+SAMPLE = 20000
+
+
+def sample_rows(n: int) -> np.ndarray:
+    """The rows the weights are learnt from: all, or a seeded sample of SAMPLE in order."""
+    if n <= SAMPLE:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, SAMPLE, replace=False))
+
+
+def with_weights(spec: Spec, weights: Dict[str, np.ndarray]) -> Spec:
+    """``spec`` with a rarity step after each chain's relativiser (blocks by name; a chain is "anchors")."""
+    if is_blocks(spec):
+        return dict(spec, blocks={n: with_weights(c, {"anchors": weights[n]}) for n, c in spec["blocks"].items()})
+    steps = [s for s in spec if s.get("step") != "rarity"]
+    return steps + [Rarity(weights["anchors"]).to_spec()]
+
+
+def block_weights(projector, rel, power: float) -> Dict[str, np.ndarray]:
+    """Per block of the fitted ``projector``, the rarity weights of its columns of ``rel``."""
+    blocks = getattr(projector, "blocks", {"anchors": projector})
+    out, at = {}, 0
+    for name, chain in blocks.items():
+        out[name] = rarity_weights(rel[:, at:at + chain.n_anchors_], power)
+        at += chain.n_anchors_
+    return out
+
+
+def weighted_specs(specs: Dict[str, Spec], modality: str, fitted, items: np.ndarray, power: float,
+                   rel=None) -> Tuple[Dict[str, Spec], Optional[Dict]]:
+    """(``specs`` with the rarity step, the manifest's record), or (``specs`` unchanged, the record of
+    why not). ``fitted``: the items' projector fitted from ``specs[modality]``; ``rel``: the items'
+    relative vectors when they are already made (else a sample of ``items`` is relativised)."""
+    n = len(items) if rel is None else rel.shape[0]
+    if not power:
+        return specs, None
+    if n < MIN_ITEMS:
+        why = f"{n} corpus items, fewer than {MIN_ITEMS}: too few to tell the anchors every item keeps"
+        log.info("anchor rarity left out: %s", why)
+        return specs, {"power": power, "applied": False, "why": why}
+    rows = sample_rows(n)
+    sample = fitted.transform(np.asarray(items[rows], np.float32)) if rel is None else rel[rows]
+    weights = block_weights(fitted, sample, power)
+    return (dict(specs, **{modality: with_weights(specs[modality], weights)}),
+            {"power": power, "applied": True, "items": int(len(rows)),
+             "max_weight": round(float(max(w.max() for w in weights.values())), 4)})
