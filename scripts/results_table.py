@@ -1,7 +1,7 @@
 """The cross-suite table of results/README.md: suites as rows, methods as columns, the default marked.
 
 Reads the ``summary.json`` that ``retrieval eval --suite pictures``, ``--suite digits``, ``--suite
-sounds`` and ``--suite instruments`` write beside their READMEs and prints the table (Markdown); ``--write`` replaces the table
+sounds``, ``--suite instruments`` and ``--suite crossdomain`` write beside their READMEs and prints the table (Markdown); ``--write`` replaces the table
 between the markers in results/README.md. A method a suite does not measure is left blank.
 
     .venv/bin/python scripts/results_table.py --write
@@ -111,13 +111,25 @@ def sound_rows(summary, suite="sounds", what="named sounds"):
                f"`retrieval eval --suite {suite}`", cells)
 
 
+def crossdomain_rows(summary):
+    """Anchors of another domain than the corpus (the own-domain reference rows are the pictures suite's job)."""
+    for name, v in summary.items():
+        if "own domain" in name:
+            continue
+        cells = {"chance": f"{v['chance']:.3f}", COLUMNS[1]: f"{v['plain ASIF (baseline)']:.3f}",
+                 "**default**": f"{v['default build']:.3f}", GAIN: interval(v["default vs plain"])}
+        yield (f"{name.replace(': ', ' corpus, ')} of another domain ({v['items']} queries), text -> image, R@10",
+               "`retrieval eval --suite crossdomain`", cells)
+
+
 def table() -> str:
     rows = []
     pictures = RESULTS / "pictures" / "summary.json"
     if pictures.is_file():
         rows += list(picture_rows(json.loads(pictures.read_text())))
     for name, fn in (("digits", lambda s: [digit_row(s)]), ("sounds", sound_rows),
-                     ("instruments", lambda s: sound_rows(s, "instruments", "General MIDI sounds"))):
+                     ("instruments", lambda s: sound_rows(s, "instruments", "General MIDI sounds")),
+                     ("crossdomain", crossdomain_rows)):
         f = RESULTS / name / "summary.json"
         if f.is_file():
             rows += list(fn(json.loads(f.read_text())))

@@ -14,6 +14,7 @@ from retrieval.evaluation.suites import (
     anchors,
     captions,
     categories,
+    crossdomain,
     digits,
     emoji_groups,
     emoji_xstyle,
@@ -23,7 +24,7 @@ from retrieval.evaluation.suites import (
 )
 
 SUITES = {s.name: s for s in (emoji_xstyle.SUITE, emoji_groups.SUITE, digits.SUITE, sounds.SUITE, instruments.SUITE,
-                                pictures.SUITE, anchors.SUITE, captions.SUITE, categories.SUITE)}
+                                pictures.SUITE, anchors.SUITE, captions.SUITE, categories.SUITE, crossdomain.SUITE)}
 
 
 def run_suite(name: str, out: str = "results", *, show_progress_bar: Optional[bool] = None,
