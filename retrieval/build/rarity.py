@@ -11,7 +11,7 @@ retrieval/build/writer.py's ``relativise``; the suites through :func:`weighted_s
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -67,3 +67,18 @@ def weighted_specs(specs: Dict[str, Spec], modality: str, fitted, items: np.ndar
     return (dict(specs, **{modality: with_weights(specs[modality], weights)}),
             {"power": power, "applied": True, "items": int(len(rows)),
              "max_weight": round(float(max(w.max() for w in weights.values())), 4)})
+
+
+def relativised_items(specs: Dict[str, Spec], modality: str, fit: Callable, items: np.ndarray, power: float,
+                      raw=None):
+    """(specs, the items' projector, the items' relative vectors, the record of :func:`weighted_specs`):
+    what a build makes of its items. ``fit(spec)`` fits the items' projector; ``raw``: the items'
+    relative vectors without the weights, when made elsewhere. When the weights are learnt from every
+    item, the items are relativised once and only reweighted after."""
+    fitted = fit(specs[modality])
+    if raw is None and power and len(items) <= SAMPLE:
+        raw = fitted.transform(items)
+    weighted, record = weighted_specs(specs, modality, fitted, items, power, raw)
+    if weighted is not specs:
+        specs, fitted = weighted, fit(weighted[modality])
+    return specs, fitted, fitted.transform(items) if raw is None else fitted.finish(raw), record

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from retrieval.build.anchors import AnchorSet
-from retrieval.build.rarity import weighted_specs
+from retrieval.build.rarity import relativised_items
 from retrieval.build.recipe import Recipe
 from retrieval.core.projector import fit_projector
 from retrieval.core.style import StyleNormaliser
@@ -192,23 +192,19 @@ def relativise(c: Contents, out="") -> _Relativised:
         bank = {modality: b_med, "text": b_txt}
     specs = c.rec.specs(modality, style=c.style is not None, n_bank=len(c.background[0]) if c.background else 0)
     log.info("relativising (%s) and writing %s", specs[modality], out)
-    def fitted(m: str):
-        return fit_projector(specs[m], a_med if m == modality else a_txt, bank=bank.get(m),
+
+    def fit(spec, m: str = modality):
+        return fit_projector(spec, a_med if m == modality else a_txt, bank=bank.get(m),
                              style=c.style if m == modality else None)
 
-    med = fitted(modality)
-    weighted, rarity = weighted_specs(specs, modality, med, c.item_vecs, c.rec.rarity,
-                                      None if c.rel is None else c.rel[0])
-    if weighted is not specs:
-        specs, med = weighted, None
-        med = fitted(modality)
-    txt = fitted("text")
+    specs, med, item_rel, rarity = relativised_items(specs, modality, fit, c.item_vecs, c.rec.rarity,
+                                                     None if c.rel is None else c.rel[0])
+    txt = fit(specs["text"], "text")
     if c.rel is None:
-        item_rel, text_rel = med.transform(c.item_vecs), txt.transform(text_vecs)
-    else:  # made elsewhere (a distributed build's workers, without the weights); the anchor captions' are made here
+        text_rel = txt.transform(text_vecs)
+    else:  # the anchor captions' are made here
         import scipy.sparse as sp
 
-        item_rel = med.finish(c.rel[0])
         text_rel = (sp.vstack([c.rel[1], txt.transform(given_txt)], format="csr") if med.kind == "asif"
                     else txt.transform(text_vecs))
     return _Relativised(texts, ["corpus"] * len(c.captioned) + ["anchor"] * n_anchors,

@@ -41,12 +41,12 @@ def build_scores(rec: Recipe, given: C.Anchors, q, g, labels, *, bank: bool = Tr
     specs = rec.specs("image", n_bank=0 if bank is None else len(bank[1]))
     sides = {"image": (given.med, None if bank is None else bank[1]), "text": (given.txt, None if bank is None else bank[0])}
 
-    def fitted(m):
-        return fit_projector(specs[m], sides[m][0], bank=sides[m][1])
+    def fit(spec, m="image"):
+        return fit_projector(spec, sides[m][0], bank=sides[m][1])
 
-    specs, _ = rarity.weighted_specs(specs, "image", fitted("image"), g, rec.rarity)
-    pm, pt = fitted("image"), fitted("text")
-    primary = (pt.transform(q) @ pm.transform(g).T).toarray()
+    specs, pm, g_rel, _ = rarity.relativised_items(specs, "image", fit, g, rec.rarity)
+    pt = fit(specs["text"], "text")
+    primary = (pt.transform(q) @ g_rel.T).toarray()
     if rec.label_weight:
         primary = primary + rec.label_weight * labels(q)
     return lexicographic(primary, pt.dense(q) @ pm.dense(g).T)
