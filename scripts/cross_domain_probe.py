@@ -42,11 +42,8 @@ from retrieval.build.self_anchors import corpus_mean, merged
 from retrieval.core.metrics import lexicographic, paired_interval, query_recall
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.projector import fit_projector
-from retrieval.encoders import load_encoder
 from retrieval.encoders.labels import DEFAULT_WEIGHT as LABEL_WEIGHT
-from retrieval.encoders.labels import class_vectors, imagenet_names
 from retrieval.evaluation.benchlib import out_args, report
-from retrieval.evaluation.data import load_emoji, load_pictures
 from retrieval.evaluation.suites import captions as C
 from retrieval.evaluation.suites import crossdomain as X
 
@@ -169,11 +166,7 @@ def chosen(results, corpus_of, family: str, test_corpus: str) -> str:
 
 def main() -> None:
     args, start = out_args(__doc__)
-    img, txt = load_encoder("efficientnet-lite0-multi", "image"), load_encoder("minilm", "text")
-    classes = class_vectors(txt, imagenet_names())
-    em = load_emoji(img, txt, [C.TEMPLATE], False)
-    emoji = (em.texts[C.TEMPLATE], em.images["noto"])
-    data = {s: load_pictures(s, img, txt, False) for s in C.SOURCES}
+    data, emoji, classes = C.default_data()
     results, corpus_of, sizes = {}, {}, {}
     for corpus, regime_name, given, q, g, labels in X.regimes(data, emoji, classes):
         name = f"{regime_name} -> {corpus}"

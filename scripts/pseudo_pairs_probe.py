@@ -28,10 +28,8 @@ from retrieval.build.options import BuildOptions
 from retrieval.build.recipe import AnchorShape, recipe
 from retrieval.build.self_anchors import corpus_mean, merged
 from retrieval.core.metrics import paired_interval, query_recall
-from retrieval.encoders import load_encoder
-from retrieval.encoders.labels import class_vectors, imagenet_names, label_vectors
+from retrieval.encoders.labels import label_vectors
 from retrieval.evaluation.benchlib import out_args, report
-from retrieval.evaluation.data import load_emoji, load_pictures
 from retrieval.evaluation.suites import captions as C
 from retrieval.evaluation.suites.pictures import image_logits, label_bridge
 
@@ -63,7 +61,7 @@ def shape(n: int):
 def regime(given: C.Anchors, d, logits, classes) -> dict:
     labels = label_bridge(logits, classes, d.texts)
     base = r10(shape(len(given.med)), given.txt, given.med, given.bank, d, labels)
-    rows = {"plain ASIF": r10(C.PLAIN, given.txt, given.med, given.bank, d, labels), "default (given alone)": base}
+    rows = {"plain ASIF": r10(C.PLAIN, given.txt, given.med, None, d, labels), "default (given alone)": base}
     mean = corpus_mean(d.images)
     moved = np.asarray(given.med, np.float32) - given.med.mean(0) + mean
     rows["given moved to the corpus's mean"] = r10(shape(len(moved)), given.txt, moved.astype(np.float32),
@@ -82,11 +80,8 @@ def regime(given: C.Anchors, d, logits, classes) -> dict:
 
 def main() -> None:
     args, start = out_args(__doc__)
-    img, txt = load_encoder("efficientnet-lite0-multi", "image"), load_encoder("minilm", "text")
-    classes = class_vectors(txt, imagenet_names())
-    em = load_emoji(img, txt, [C.TEMPLATE], False)
-    emoji = (em.texts[C.TEMPLATE], em.images["noto"])
-    data = {s: load_pictures(s, img, txt, False) for s in SOURCES}
+    everything, emoji, classes = C.default_data()
+    data = {s: everything[s] for s in SOURCES}
     results = {}
     for name, d in data.items():
         logits = image_logits(d.paths, name)

@@ -176,6 +176,20 @@ def load(ctx):
     return data, (em.texts[TEMPLATE], em.images["noto"]), class_vectors(ctx.text, imagenet_names()), missing
 
 
+def default_data():
+    """What :func:`load` gives with the default encoders, no progress bars (the experiment scripts' data);
+    a source missing here is an error."""
+    from retrieval.encoders import DEFAULT_ENCODERS, load_encoder
+    from retrieval.errors import InputError
+    from retrieval.evaluation.harness import Context
+
+    image, text = load_encoder(DEFAULT_ENCODERS["image"], "image"), load_encoder(DEFAULT_ENCODERS["text"], "text")
+    data, emoji, classes, missing = load(Context(image, text, None, {}, False))
+    if missing:
+        raise InputError("expected every picture source installed, missing: " + "; ".join(missing))
+    return data, emoji, classes
+
+
 def run(report, ctx) -> Dict:
     data, emoji, classes, missing = load(ctx)
     report.text(__doc__.split("\n", 2)[2].split("\nBeside")[0] + "\n\nImage encoder `" + ctx.image.name
