@@ -1,11 +1,10 @@
-"""Weigh the anchors by their rarity in the corpus (retrieval/core/rarity.py), when a build has one.
+"""Weigh the anchors by their rarity in the corpus (retrieval/core/rarity.py), when a build asks for it.
 
-The weights are learnt from the corpus items' relative vectors (a seeded sample of at most SAMPLE of
-them) and stored in both modalities' specs, each side carrying their square root, so every route
-(text -> items, items -> items, text -> texts) compares relative vectors under the same weighted
-inner product. Below MIN_ITEMS items there is too little corpus to count on: the step is left out
-and the build says so. Build, reanchor and the distributed build reach it through
-retrieval/build/writer.py's ``relativise``; the suites through :func:`weighted_specs`.
+The weights are learnt from the corpus items' relative vectors (all of them, or a seeded sample of
+SAMPLE) and stored in the items' spec alone: text queries and the texts' vectors are unchanged, the
+items carry the weights (the form the crossdomain suite measures). Below MIN_ITEMS items there is too little corpus to count on: the step is
+left out and the build says so. Build, reanchor and the suites all reach it through
+:func:`relativised_items` (the build through retrieval/build/writer.py's ``relativise``).
 """
 
 from __future__ import annotations
@@ -35,8 +34,7 @@ def with_weights(spec: Spec, weights: Dict[str, np.ndarray]) -> Spec:
     """``spec`` with a rarity step after each chain's relativiser (blocks by name; a chain is "anchors")."""
     if is_blocks(spec):
         return dict(spec, blocks={n: with_weights(c, {"anchors": weights[n]}) for n, c in spec["blocks"].items()})
-    steps = [s for s in spec if s.get("step") != "rarity"]
-    return steps + [Rarity(weights["anchors"]).to_spec()]
+    return list(spec) + [Rarity(weights["anchors"]).to_spec()]
 
 
 def block_weights(projector, rel, power: float) -> Dict[str, np.ndarray]:

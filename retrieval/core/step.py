@@ -3,8 +3,10 @@
 Every quality idea of the relative projection is one :class:`Step`: it is fitted on the anchors of one
 modality (never the corpus, so a collection refits it exactly when opened), transforms vectors, and
 writes itself as a spec (``{"step": "whiten", "lam": 9.0}``) that :func:`step_from_spec` turns back into
-the step. A :class:`Chain` runs its steps in order on the anchors and on every input, and ends in a
-relativiser (ASIF's top k, or dense cosines) that turns prepared inputs into relative vectors.
+the step. A :class:`Chain` runs its steps in order on the anchors and on every input, up to a
+relativiser (ASIF's top k, or dense cosines) that turns prepared inputs into relative vectors; after it
+come only *post* steps, which reweight relative vectors and whose parameters are all in their spec
+(retrieval/core/rarity.py: weights a build learnt from the corpus, stored, so the refit is still exact).
 :class:`Blocks` puts chains side by side under names (``{"anchors": ..., "bank": ...}``), each
 relativised against its own anchors and weighted, as scikit-learn's ``FeatureUnion`` does.
 
@@ -104,7 +106,7 @@ def step_from_spec(spec: Mapping) -> Step:
 
 
 class Chain:
-    """Preparing steps, then a relativiser (a step with ``anchors_``, ``kind`` and ``relativise``)."""
+    """Preparing steps, a relativiser (a step with ``anchors_``, ``kind`` and ``relativise``), then post steps."""
 
     def __init__(self, steps: Sequence[Step]):
         steps = list(steps)
