@@ -11,6 +11,7 @@ from retrieval import Collection, build_collection
 from retrieval.build import tuning
 from retrieval.build.options import BuildOptions
 from retrieval.build.recipe import AnchorShape, recipe
+from retrieval.build.tune_routes import choose_route
 from retrieval.core.folds import validation_folds
 from retrieval.core.metrics import lexicographic, query_recall
 from retrieval.core.projector import fit_projector
@@ -67,6 +68,82 @@ def test_a_small_edge_keeps_the_defaults():
     assert tuning.choose([rec, other], [base, better], 2, 1.0, 100).recipe == other
 
 
+def shared_pairs(n, seed, noise=3.0):
+    """Like :func:`pairs`, but every call draws from the same two maps: a second set is a bank for the first."""
+    rng, maps = np.random.default_rng(seed), np.random.default_rng(99)
+    z = rng.normal(size=(n, 16))
+    media = z @ maps.normal(size=(16, 40)) + noise * rng.normal(size=(n, 40))
+    text = z @ maps.normal(size=(16, 24)) + noise * rng.normal(size=(n, 24))
+    return media.astype(np.float32), text.astype(np.float32), [f"concept {i}" for i in range(n)]
+
+
+def test_the_bank_block_is_scored_as_a_build_scores_it():
+    media, text, concepts = shared_pairs(120, 0)
+    bank_media, bank_text, _ = shared_pairs(90, 5, noise=1.0)
+    rec = dataclasses.replace(recipe(AnchorShape(len(concepts)), None, BuildOptions()), background_weight=3.0)
+    folds = validation_folds(concepts, np.arange(len(concepts)), tuning.FOLDS)
+    prepared = tuning.Prepared(media, text, folds, (bank_media, bank_text))
+    for f, (fit, held) in enumerate(folds):
+        spec = dataclasses.replace(rec, k=min(rec.k, len(fit))).spec(n_bank=len(bank_media))
+        pt = fit_projector(spec, text[fit], bank=bank_text)
+        pm = fit_projector(spec, media[fit], bank=bank_media)
+        s = lexicographic((pt.transform(text[held]) @ pm.transform(media[held]).T).toarray(),
+                          pt.dense(text[held]) @ pm.dense(media[held]).T)
+        at, truth = tuning.depth(len(held), len(held) + len(fit)), np.arange(len(held))
+        want = np.concatenate([query_recall(s, truth, at), query_recall(s.T, truth, at)])
+        np.testing.assert_allclose(tuning.fold_hits(rec, prepared, f, 3.0), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("bank_noise, heavier", [(1.0, True), (30.0, False)])
+def test_the_bank_weight_follows_what_the_bank_is_worth_on_the_folds(bank_noise, heavier):
+    media, text, concepts = shared_pairs(100, 0)
+    bank = shared_pairs(400, 5, noise=bank_noise)[:2]  # the same two spaces: clean pairs help, noise hurts
+    rec = recipe(AnchorShape(len(concepts)), None, BuildOptions())
+    got = tuning.tune(media, text, concepts, rec, bank=bank)
+    b = got.record["bank"]
+    assert b["default"] == rec.background_weight and got.recipe.background_weight == b["chosen"]
+    assert (b["chosen"] > b["default"]) if heavier else (b["chosen"] < b["default"])
+    scores = {w["weight"]: w["score"] for w in b["weights"]}
+    assert scores[b["chosen"]] - scores[b["default"]] > b["standard_error"] - 1e-4  # both rounded to 4 places
+
+
+def test_a_route_that_wins_on_the_folds_is_taken_by_the_planner():
+    from retrieval.planning.planner import Bridge, plan
+
+    media, text, concepts = pairs()  # linear maps of a shared cause: the orthogonal translator does well
+    got = tuning.tune(media, text, concepts, recipe(AnchorShape(len(concepts)), None, BuildOptions()))
+    routes = got.record["routes"]
+    assert set(routes) == {"text->image", "image->text"}
+    for r in routes.values():
+        assert r["default"] == "relative" and r["route"] == "translation" and r["queries"] == len(concepts)
+        assert r["scores"]["translation"] > r["scores"]["relative"] + r["standard_error"]
+    spaces = {"image": "img", "text": "txt"}
+    bridges = [Bridge("anchors", ("image", "text")), Bridge("translator", ("text", "image")),
+               Bridge("translator", ("image", "text")), Bridge("labels", ("text", "image"))]
+    assert plan("text", "image", spaces, bridges).route == "relative+labels"  # the priors
+    p = plan("text", "image", spaces, bridges, measured=routes)
+    assert p.route == "translation" and "validation folds" in p.explain() and p.to_dict()["measured"] == routes["text->image"]
+    assert plan("image", "text", spaces, bridges, measured=routes).route == "translation"
+    assert plan("text", "image", spaces, bridges, measured=routes, route="relative").route == "relative"
+    # a stitched query (another encoder) is not what the folds measured: the priors decide
+    assert plan("text", "image", spaces, bridges, measured=routes, query_encoder="other").route != "translation"
+    kept = {"text->image": dict(routes["text->image"], route="relative")}
+    assert plan("text", "image", spaces, bridges, measured=kept).route == "relative+labels"
+
+
+def test_another_route_must_win_by_a_standard_error_and_the_label_gain():
+    rng = np.random.default_rng(0)
+    base = (rng.random(400) < 0.5).astype(float)
+    close = base.copy()
+    close[np.flatnonzero(base == 0)[:3]] = 1.0  # 3 of 400 better, 2 worse: inside the noise
+    close[np.flatnonzero(base == 1)[:2]] = 0.0
+    far = np.where(rng.random(400) < 0.3, 1.0, base)  # ~15 % better
+    assert choose_route({"relative": base, "translation": close, "fusion": base}, "relative", 0.0)["route"] == "relative"
+    assert choose_route({"relative": base, "translation": far, "fusion": base}, "relative", 0.0)["route"] == "translation"
+    assert choose_route({"relative": base, "translation": far, "fusion": base}, "relative", 0.5)["route"] == "relative"
+    assert choose_route({"relative": far, "translation": base, "fusion": base}, "fusion", 0.0)["route"] == "relative"
+
+
 def test_the_budget_stops_after_the_default():
     media, text, concepts = pairs()
     got = tuning.tune(media, text, concepts, recipe(AnchorShape(len(concepts)), None, BuildOptions()), budget_s=0.0)
@@ -95,19 +172,25 @@ def test_a_tuned_build_equals_a_build_given_the_chosen_settings(tiny_data, fake_
 
     anchors = colour_anchors(tmp_path, tuning.needed_concepts() + 8)
     # without self-anchoring: tuned on the given and the corpus's pairs, k may exceed what the given alone allow
-    kw = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", background="none", labels=False,
-              self_anchors=False)
+    kw = dict(image_encoder="fake-image", text_encoder="fake-text", cache_dir="", background=tiny_data["anchors"],
+              labels=False, self_anchors=False)
     tuned = Collection.open(build_collection(tiny_data["corpus"], anchors, tmp_path / "tuned", tune=True, **kw))
-    c = tuned.manifest["tuning"]["chosen"]
+    c, bank = tuned.manifest["tuning"]["chosen"], tuned.manifest["tuning"]["bank"]
     given = Collection.open(build_collection(tiny_data["corpus"], anchors, tmp_path / "given", k=c["k"], p=c["p"],
-                                             center=c["center"], whiten=c["whiten"], **kw))
+                                             center=c["center"], whiten=c["whiten"], background_weight=bank["chosen"],
+                                             **kw))
+    assert tuned.manifest["projectors"] == given.manifest["projectors"]
     queries = [f"a {x} thing" for x in tiny_data["colours"]]
+    route = tuned.plan("text").route  # the tuned collection's own route (the given one takes the priors')
+    assert route == tuned.manifest["tuning"]["routes"]["text->image"]["route"]
     assert ([[(h.path, round(h.score, 6)) for h in hs] for hs in tuned.search_many(queries, k=4)]
-            == [[(h.path, round(h.score, 6)) for h in hs] for hs in given.search_many(queries, k=4)])
+            == [[(h.path, round(h.score, 6)) for h in hs] for hs in given.search_many(queries, k=4, route=route)])
     assert main(["info", str(tmp_path / "tuned")]) == 0
-    assert "tuning       " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "tuning       " in out and f"text->image route {route}" in out and "bank weight" in out
     assert main(["explain", str(tmp_path / "tuned"), "a red thing"]) == 0
-    assert "anchor concepts: validation" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "anchor concepts: validation" in out and f"taken: {route}" in out
 
 
 def test_tune_refuses_what_it_cannot_choose_around(tiny_data, fake_encoders, tmp_path):
@@ -117,7 +200,9 @@ def test_tune_refuses_what_it_cannot_choose_around(tiny_data, fake_encoders, tmp
     anchors = colour_anchors(tmp_path, tuning.needed_concepts() + 8)
     with pytest.raises(InputError, match="got k given as well"):
         build_collection(tiny_data["corpus"], anchors, tmp_path / "o2", tune=True, k=8, **kw)
-    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    with pytest.raises(InputError, match="got background_weight given as well"):
+        build_collection(tiny_data["corpus"], anchors, tmp_path / "o3", tune=True, background_weight=2.0, **kw)
+    assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3"))
 
 
 def test_reanchor_tunes_to_the_new_anchors_as_a_build_does(tiny_data, fake_encoders, tmp_path):
@@ -133,4 +218,5 @@ def test_reanchor_tunes_to_the_new_anchors_as_a_build_does(tiny_data, fake_encod
     assert main(["reanchor", str(tmp_path / "col"), "--anchors", anchors, "--tune", "--no-progress"]) == 0
     moved, fresh = Collection.open(tmp_path / "col"), Collection.open(tmp_path / "fresh")
     assert moved.manifest["tuning"]["chosen"] == fresh.manifest["tuning"]["chosen"]
+    assert moved.manifest["tuning"]["routes"] == fresh.manifest["tuning"]["routes"]
     assert moved.manifest["projectors"] == fresh.manifest["projectors"]

@@ -205,7 +205,8 @@ class Collection(StoredCollection):
                  **{f"anchors_{pv['modalities'][0]}_text": pv["count"] for pv in self.manifest.get("pivots", [])}}
         st = self.stitched.get(query_modality)
         return plan(query_modality, target, spaces, self.bridges, route=route, sizes=sizes,
-                    query_encoder=st.encoder.name if st else None, captions=captions)
+                    query_encoder=st.encoder.name if st else None, captions=captions,
+                    measured=(self.manifest.get("tuning") or {}).get("routes"))
 
     def search(self, query: Union[str, ImageLike], *, k: int = 10, modality: Optional[str] = None,
                target: Optional[str] = None, route: Optional[str] = None, where: Optional[str] = None,

@@ -274,7 +274,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     if sa.record and sa.record["kept"]:
         anchor_set, a_med, a_txt, rec, views = sa.anchor_set, sa.a_med, sa.a_txt, sa.rec, len(sa.anchor_set)
         clock.lap("self_anchors")
-    rec, tuning = tuned(rec, anchor_set, a_med, a_txt, o)
+    rec, tuning = tuned(rec, anchor_set, a_med, a_txt, o, bank=background, labels=label_cfg is not None)
     if tuning:
         clock.lap("tune")
     contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, anchor_set=anchor_set,

@@ -169,7 +169,8 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
         rec = dataclasses.replace(rec, rarity=o.anchor_rarity)
     rec, anchors["self_anchors"] = _self_anchored(anchors, Corpus(rows, item_vecs, captioned, cap_vecs), rec, o,
                                                   specs[modality])
-    rec, tuning = tuned(rec, anchors["anchor_set"], *anchors["anchor_vecs"], o)
+    rec, tuning = tuned(rec, anchors["anchor_set"], *anchors["anchor_vecs"], o, bank=anchors["background"],
+                        labels=bool(keep_labels))
     record = dict(record, **({"tuning": tuning} if tuning else {}))
     labels = _labels(col, corpus, rec) if keep_labels else None
     enc_meta = {x: dict(e) for x, e in m["encoders"].items()}

@@ -137,12 +137,14 @@ def _anchors(src: Path, col: StoredCollection) -> AnchorSet:
 
 
 def _keep_bank(m: Dict, o: BuildOptions, given) -> BuildOptions:
-    """The background bank as built (or none), unless another was given."""
+    """The background bank as built (or none), unless another was given; its weight as built too,
+    unless given or chosen again by --tune."""
     bank = m["anchors"].get("background")
     if "background" in given:
         return o
+    keep_weight = bank and "background_weight" not in given and not o.tune
     return o.replace(background=bank["source"] if bank else "none",
-                     **({"background_weight": bank["weight"]} if bank and "background_weight" not in given else {}))
+                     **({"background_weight": bank["weight"]} if keep_weight else {}))
 
 
 def _check_files(col: StoredCollection) -> None:

@@ -14,7 +14,11 @@ error of the paired per-query difference: choosing the best of a hundred setting
 held-out pairs flatters the winner, and a setting that wins by less than the folds can tell should
 not replace one measured on many suites. The folds' table goes into the manifest (``tuning``).
 
-The background bank and the label bridge keep their defaults: tuning sees the anchors block alone.
+Then, with the chosen recipe, the same folds weigh the background bank (when the build has one: its
+block's weight among BANK_WEIGHTS, the same guard against the default) and measure each direction's
+route (retrieval/build/tune_routes.py), which the planner takes before its global priors. The
+recipe's grid sees the anchors block alone; the label bridge keeps its default weight (the anchors'
+pictures are not run through the classifier head here).
 """
 
 from __future__ import annotations
@@ -25,14 +29,13 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import scipy.sparse as sp
 
+# depth and relative: tuning's own names for the fold scoring it is tested through
+from retrieval.build.fold_scores import AT, Prepared, depth, fold_hits, paired_se, relative  # noqa: F401
 from retrieval.build.options import DEFAULT_WHITEN
 from retrieval.build.recipe import Recipe
+from retrieval.build.tune_routes import measure_routes
 from retrieval.core.folds import validation_folds
-from retrieval.core.metrics import lexicographic, query_recall
-from retrieval.core.projector import projector_from_spec
-from retrieval.core.relative import cosine_relative
 from retrieval.errors import InputError
 from retrieval.progress import progress
 
@@ -41,8 +44,8 @@ MIN_HELD = 8                     # held-out concepts a fold needs at the least
 KS = (16, 32, 64, 128, 256, 512)
 PS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 BUDGET_S = 120.0
-AT = 10                          # the recall depth the settings are chosen for, both directions
 GUARD = 1.0                      # standard errors a candidate must beat the default by
+BANK_WEIGHTS = (0.25, 0.75, 1.5, 3.0, 6.0)  # the bank block's weights tried (the default's first)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,22 +77,26 @@ def check_tune(anchor_set, o) -> None:
     """--tune with what it cannot choose around is refused before anything is encoded (no --tune: nothing to check)."""
     if not o.tune:
         return
-    given = [name for name, v in (("k", o.k), ("p", o.p), ("whiten", o.whiten)) if v is not None]
+    given = [name for name, v in (("k", o.k), ("p", o.p), ("whiten", o.whiten),
+                                  ("background_weight", o.background_weight)) if v is not None]
     if given:
-        raise InputError(f"expected --tune to choose k, p, centring and whitening itself, got {', '.join(given)} "
-                         f"given as well; drop them, or drop --tune")
+        raise InputError(f"expected --tune to choose k, p, centring, whitening and the bank's weight itself, got "
+                         f"{', '.join(given)} given as well; drop them, or drop --tune")
     if anchor_set.has_views or o.kind != "asif" or o.n_anchors is not None:
         raise InputError("expected --tune with a single-view anchor set (no repeated 'concept'), the asif kind and "
                          "no --n-anchors budget; those are not tuned yet, build without --tune")
     check_enough(concepts_of(anchor_set.captions))
 
 
-def tuned(rec: Recipe, anchor_set, media: np.ndarray, text: np.ndarray, o) -> Tuple[Recipe, Optional[Dict]]:
+def tuned(rec: Recipe, anchor_set, media: np.ndarray, text: np.ndarray, o, *, bank=None,
+          labels: bool = False) -> Tuple[Recipe, Optional[Dict]]:
     """(the recipe to build with, the manifest's ``tuning`` record or None): what build and reanchor
-    call once their anchors are encoded; without ``o.tune``, the recipe as it is."""
+    call once their anchors are encoded; without ``o.tune``, the recipe as it is. ``bank``: the
+    build's (bank, media vectors, text vectors) or None; ``labels``: the build makes a label bridge."""
     if not o.tune:
         return rec, None
-    got = tune(media, text, concepts_of(anchor_set.captions), rec, show_progress_bar=o.show_progress_bar)
+    got = tune(media, text, concepts_of(anchor_set.captions), rec, bank=None if bank is None else bank[1:],
+               modality=anchor_set.modality, labels=labels, show_progress_bar=o.show_progress_bar)
     return got.recipe, got.record
 
 
@@ -105,97 +112,52 @@ def candidates(rec: Recipe, n_fit: int) -> List[Recipe]:
     return out
 
 
-def tune(media: np.ndarray, text: np.ndarray, concepts: Sequence[str], rec: Recipe, *, budget_s: float = BUDGET_S,
-         salt: str = "", show_progress_bar: Optional[bool] = None) -> Tuning:
+def tune(media: np.ndarray, text: np.ndarray, concepts: Sequence[str], rec: Recipe, *,
+         bank: Optional[Tuple[np.ndarray, np.ndarray]] = None, modality: str = "image", labels: bool = False,
+         budget_s: float = BUDGET_S, salt: str = "", show_progress_bar: Optional[bool] = None) -> Tuning:
     """Choose among :func:`candidates` on concept folds of the pairs (``media[i]``, ``text[i]``); the
-    candidates not reached within ``budget_s`` seconds are left out (the record says so)."""
+    candidates not reached within ``budget_s`` seconds are left out (the record says so). Then the
+    bank's weight (``bank``: its media and text vectors) and each direction's route, on the same folds."""
     check_enough(concepts)
     if rec.kind != "asif":
         raise InputError(f"expected --tune with the asif kind of relative vectors, got kind {rec.kind!r}")
     folds = [f for f in validation_folds(concepts, np.arange(len(concepts)), FOLDS, salt) if len(f[1]) >= 2]
     cands = candidates(rec, min(len(fit) for fit, _ in folds))
-    prepared = Prepared(np.asarray(media, np.float32), np.asarray(text, np.float32), folds)
+    prepared = Prepared(np.asarray(media, np.float32), np.asarray(text, np.float32), folds, bank)
     start, hits = time.perf_counter(), []
     for r in progress(cands, total=len(cands), desc="tune: settings", show=show_progress_bar):
         if hits and time.perf_counter() - start > budget_s:
             break
         hits.append(np.concatenate([fold_hits(r, prepared, f) for f in range(len(folds))]))
-    return choose(cands[:len(hits)], hits, len(cands), time.perf_counter() - start, len(set(concepts)))
+    got = choose(cands[:len(hits)], hits, len(cands), time.perf_counter() - start, len(set(concepts)))
+    chosen, record = got.recipe, dict(got.record)
+    if bank is not None:
+        chosen, record["bank"] = weigh_bank(chosen, prepared)
+    record["routes"] = measure_routes(chosen, prepared, chosen.background_weight if bank is not None else None,
+                                      modality, labels)
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    return Tuning(chosen, got.table, record)
 
 
-class Prepared:
-    """Each fold's held-out rows ranked against its anchors, as a chain's steps before its relativiser
-    prepare both, kept for the candidates that share those steps: k and p only cut and bend these
-    rankings, so the whitening is fitted and the cosines computed once per fold and preparation."""
-
-    def __init__(self, media: np.ndarray, text: np.ndarray, folds):
-        self.sides, self.folds, self.key, self.cache = {"media": media, "text": text}, folds, None, {}
-
-    def n_fit(self, f: int) -> int:
-        return len(self.folds[f][0])
-
-    def prepared(self, r: Recipe, side: str, f: int):
-        """(prepared anchors, prepared held-out rows) of one side of fold ``f``."""
-        key = (r.center or bool(r.whiten), r.whiten)
-        if key != self.key:  # candidates come grouped by preparation: keep one group's at a time
-            self.key, self.cache = key, {}
-        if (side, f) not in self.cache:
-            fit, held = self.folds[f]
-            x = self.sides[side]
-            chain = projector_from_spec(r.chain(style=False, k=1), style=None).fit(x[fit])
-            self.cache[side, f] = (chain.relativiser.anchors_, chain.prepare(x[held]))
-        return self.cache[side, f]
-
-    def ranked(self, r: Recipe, side: str, f: int):
-        """(each held-out row's anchors by falling cosine, those cosines)."""
-        anchors, x = self.prepared(r, side, f)
-        if ("ranked", side, f) not in self.cache:
-            sims = x @ anchors.T
-            order = np.argsort(-sims, axis=1, kind="stable")
-            self.cache["ranked", side, f] = (order, np.take_along_axis(sims, order, axis=1))
-        return self.cache["ranked", side, f]
-
-    def secondary(self, r: Recipe, f: int) -> np.ndarray:
-        """The dense tie-break of fold ``f``'s held-out texts against its media (the same for every k and p)."""
-        if ("secondary", f) not in self.cache:
-            (ta, tx), (ma, mx) = self.prepared(r, "text", f), self.prepared(r, "media", f)
-            self.cache["secondary", f] = cosine_relative(tx, ta) @ cosine_relative(mx, ma).T
-        return self.cache["secondary", f]
-
-
-def fold_hits(r: Recipe, prepared: Prepared, f: int) -> np.ndarray:
-    """Per held-out pair of fold ``f``: R@10 of its text finding its media, then of its media finding
-    its text, scored as a build with recipe ``r`` scores (top-k relative vectors, dense tie-break)."""
-    text, media = (relative(*prepared.ranked(r, side, f), r.k, r.p) for side in ("text", "media"))
-    prim = (text @ media.T).toarray()
-    scores, truth = lexicographic(prim, prepared.secondary(r, f)), np.arange(len(prim))
-    at = depth(len(prim), len(prim) + prepared.n_fit(f))
-    return np.concatenate([query_recall(scores, truth, at), query_recall(scores.T, truth, at)])
-
-
-def relative(order: np.ndarray, sims: np.ndarray, k: int, p: float) -> sp.csr_matrix:
-    """ASIF relative vectors from each row's anchors ranked by cosine (``order``, ``sims``): the
-    top ``k`` (capped at the anchors, as a build caps it), negatives clamped to 0, to the power ``p``,
-    unit rows; what retrieval/core/relativisers.py's AsifTopK gives for the same rows."""
-    k = min(k, order.shape[1])
-    vals = np.maximum(sims[:, :k], 0.0) ** p
-    vals /= np.maximum(np.linalg.norm(vals, axis=1, keepdims=True), 1e-12)
-    n = order.shape[0]
-    return sp.csr_matrix((vals.ravel(), order[:, :k].ravel(), np.arange(0, n * k + 1, k)), shape=(n, order.shape[1]))
-
-
-def depth(n_held: int, n_pairs: int) -> int:
-    """The recall depth among ``n_held`` held-out pairs that stands for R@AT among ``n_pairs`` items:
-    a fold's pairs are found among a quarter of the set, where R@10 would be four times easier."""
-    return max(1, int(np.ceil(AT * n_held / n_pairs)))
+def weigh_bank(r: Recipe, prepared: Prepared) -> Tuple[Recipe, Dict]:
+    """(``r`` with the bank block's weight chosen among BANK_WEIGHTS, the record): the default kept
+    unless a weight beats it by more than one standard error, as for the recipe."""
+    weights = [r.background_weight] + [w for w in BANK_WEIGHTS if w != r.background_weight]
+    hits = [np.concatenate([fold_hits(r, prepared, f, w) for f in range(len(prepared.folds))]) for w in weights]
+    means = [float(h.mean()) for h in hits]
+    best = int(np.argmax(means))
+    se = paired_se(hits[0], hits[best])
+    chosen = best if means[best] - means[0] > GUARD * se else 0
+    return dataclasses.replace(r, background_weight=weights[chosen]), {
+        "weights": [{"weight": w, "score": round(m, 4)} for w, m in zip(weights, means)],
+        "default": weights[0], "chosen": weights[chosen], "standard_error": round(se, 4)}
 
 
 def choose(cands: List[Recipe], hits: List[np.ndarray], n_cands: int, seconds: float, n_concepts: int) -> Tuning:
     """The best candidate if it beats the default (``cands[0]``) by more than one standard error."""
     means = [float(h.mean()) for h in hits]
     best = int(np.argmax(means))
-    diff = hits[best] - hits[0]
-    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    se = paired_se(hits[0], hits[best])
     chosen = best if means[best] - means[0] > GUARD * se else 0
     table = [{"k": r.k, "p": r.p, "center": r.center or bool(r.whiten), "whiten": r.whiten, "score": round(m, 4)}
              for r, m in zip(cands, means)]

@@ -88,6 +88,12 @@ def tuning_words(tu: dict) -> str:
         return f"k={r['k']} p={r['p']:g}" + (f" whitened {r['whiten']:g}" if r["whiten"] else " centred" if r["center"]
                                              else "")
     kept = "kept the defaults" if tu["chosen"] == tu["default"] else f"chose {said(tu['chosen'])}"
+    bank = tu.get("bank")
+    weighed = "" if not bank else (f"; bank weight {bank['chosen']:g}" + (" (the default)" if bank["chosen"] == bank["default"]
+                                                                          else f" (default {bank['default']:g})"))
+    routes = "".join(f"; {d} route {r['route']}" + (" (the priors')" if r["route"] == r["default"] else
+                                                    f" (priors: {r['default']})")
+                     for d, r in (tu.get("routes") or {}).items())
     return (f"{kept} on {tu['folds']} folds over {tu['concepts']} anchor concepts: validation {tu['chosen']['score']:.3f} "
             f"against the defaults' ({said(tu['default'])}) {tu['default']['score']:.3f}; {tu['tried']} of "
-            f"{tu['candidates']} settings tried in {tu['seconds']:g} s")
+            f"{tu['candidates']} settings tried{weighed}{routes}; {tu['seconds']:g} s")

@@ -64,3 +64,17 @@ def rank_candidates(cand: np.ndarray, primary: np.ndarray, k: int,
     # lexsort: last key is the primary key; ids ascending make the order fully deterministic.
     order = np.lexsort((cand, -sec_bucket, -bucket))[:k]
     return cand[order], primary[order], sec[order]
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """0-based rank of every item in every row (ties by position; used for fusion only)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    r = np.empty_like(order)
+    np.put_along_axis(r, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
+    return r
+
+
+def rrf(*score_mats: np.ndarray, c: float = 60.0) -> np.ndarray:
+    """Reciprocal-rank fusion of several score matrices (rows: queries): the fusion route's score,
+    as the suites and ``build --tune`` measure it."""
+    return sum(1.0 / (c + 1 + ranks(s)) for s in score_mats)

@@ -13,6 +13,7 @@ import numpy as np
 from retrieval.core.metrics import lexicographic
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.projector import RelativeProjector
+from retrieval.core.ranking import ranks, rrf  # noqa: F401  (the fusion route's, for the suites)
 from retrieval.core.selection import farthest_point, kmeans_select  # noqa: F401  (build --select's, for the suites)
 from retrieval.core.translation import Translator
 
@@ -49,19 +50,6 @@ def csls(aq, ag, q, g, *, k=64, p=8.0, center=True, neighbours=10) -> np.ndarray
     s = (rq @ rg.T).toarray()
     hub = np.sort((ra @ rg.T).toarray(), axis=0)[-neighbours:].mean(0)
     return lexicographic(2 * s - hub[None, :], pq_.dense(q) @ pg.dense(g).T)
-
-
-def ranks(scores: np.ndarray) -> np.ndarray:
-    """0-based rank of every item in every row (ties by position; used for fusion only)."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    r = np.empty_like(order)
-    np.put_along_axis(r, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
-    return r
-
-
-def rrf(*score_mats: np.ndarray, c: float = 60.0) -> np.ndarray:
-    """Reciprocal-rank fusion of several score matrices."""
-    return sum(1.0 / (c + 1 + ranks(s)) for s in score_mats)
 
 
 SIMILARITIES = ("cosine", "euclidean", "l1", "linf")

@@ -31,7 +31,9 @@ Routes:
   sees them, it is compared with the stored relative vectors (for its own modality too).
 
 Among possible routes the planner picks the highest estimated quality, then the lowest cost. The
-quality priors are measured, not guessed (see QUALITY_PRIOR).
+quality priors are measured, not guessed (see QUALITY_PRIOR). A collection built with ``--tune``
+measured its own routes on validation folds of its pairs (retrieval/build/tune_routes.py): for a
+query in its own spaces, the route it chose comes first (``measured``), the priors after.
 """
 
 from __future__ import annotations
@@ -135,13 +137,14 @@ class Plan:
     via: Optional[str] = None
     then: Optional[str] = None
     captions: bool = False  # the items' own captions are matched too (caption_match.py)
+    measured: Optional[Dict] = None  # this direction's routes measured on the collection's own pairs (--tune)
 
     def to_dict(self) -> Dict:
         """The plan as JSON-ready data (``retrieval explain --json`` and the HTTP API print this)."""
         return {"query": {"modality": self.query.modality, "encoder": self.query.encoder},
                 "target": {"modality": self.target.modality, "encoder": self.target.encoder},
                 "route": self.route, "via": self.via, "then": self.then, "steps": list(self.steps),
-                "captions": self.captions,
+                "captions": self.captions, "measured": self.measured,
                 "alternatives": [{"route": r.route, "via": r.via, "then": r.then, "est_quality": r.quality,
                                   "est_cost": r.cost} for r in self.alternatives]}
 
@@ -158,7 +161,24 @@ class Plan:
         lines.append("  (quality: measured R@10 of the route, results/emoji-xstyle, results/pictures, results/sounds or "
                      "results/stitching; a pivot's or a stitch's is its hop factor times its continuation's; cost: "
                      "multiply-adds a query)")
+        if self.measured:
+            lines.append(_measured_words(self.measured))
         return "\n".join(lines)
+
+
+def _measured_words(m: Dict) -> str:
+    """EXPLAIN's line for the routes a collection measured on its own pairs (build --tune)."""
+    scores = ", ".join(f"{r} {v:.3f}" for r, v in m["scores"].items())
+    best, default, se = max(m["scores"], key=m["scores"].get), m["default"], m["standard_error"]
+    gain = f" plus the label bridge's gain {m['label_gain']:.2f}" if m.get("label_gain") else ""
+    if m["route"] == default == best or m["scores"][best] == m["scores"][default]:
+        why = "the priors' choice, and the best on the folds"
+    elif m["route"] == best:
+        why = f"it beat the priors' choice, {default}, by more than one standard error ({se:.3f}){gain}"
+    else:
+        why = f"the priors' choice: {best}'s lead is within one standard error ({se:.3f}){gain}"
+    return (f"  this collection's own pairs (build --tune, validation folds, {m['queries']} queries): {scores}; "
+            f"taken: {m['route']} ({why})")
 
 
 def _direct(q: Space, t: Space, bridges: Sequence[Bridge], sizes: Dict[str, int]) -> Dict[str, RouteEstimate]:
@@ -274,16 +294,29 @@ def _caption_steps(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence
             "matched items first (by cosine, then BM25), the rest in the route's order")
 
 
+def _measured_choice(est: Dict[str, RouteEstimate], m: Optional[Dict]) -> Optional[RouteEstimate]:
+    """The route a collection measured for this direction (``relative`` stands for ``relative+labels``
+    where the label bridge exists: the folds could not measure it, the priors say it adds), if possible."""
+    if not m:
+        return None
+    if m["route"] == "relative" and "relative+labels" in est:
+        return est["relative+labels"]
+    return est.get(m["route"])
+
+
 def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], bridges: Sequence[Bridge],
          *, route: Optional[str] = None, sizes: Optional[Dict[str, int]] = None,
-         query_encoder: Optional[str] = None, captions: bool = True) -> Plan:
+         query_encoder: Optional[str] = None, captions: bool = True,
+         measured: Optional[Dict[str, Dict]] = None) -> Plan:
     """Choose a route from a query modality to a target modality of a collection.
 
     ``spaces`` maps each modality the collection has an encoder for to its spec; ``bridges`` are
     the anchor sets and translators it holds; ``sizes`` (items, anchors, k, dim_<modality>,
     anchors_<from>_<via>) feed the cost estimates. ``query_encoder``: the query's encoder when it is
     not the collection's for that modality (a stitched query). ``captions=False`` leaves out the
-    caption match a captions bridge offers.
+    caption match a captions bridge offers. ``measured``: the collection's own route per direction
+    (``{"text->image": {"route": ..., "scores": {...}, ...}}``, build --tune's record), taken before
+    the priors for queries in the collection's own spaces.
 
     >>> plan("text", "image", {"image": "efficientnet-lite0", "text": "minilm"},
     ...      [Bridge("anchors", ("image", "text"))]).route
@@ -307,7 +340,9 @@ def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], brid
     if route is not None and route not in est:
         raise UnsupportedQueryError(f"route {route!r} is impossible from {query_modality} to {target_modality}; "
                          f"possible: {list(est)}")
-    chosen = est[route] if route else _best(est)
+    own = None if query_encoder not in (None, spaces[query_modality]) else \
+        (measured or {}).get(f"{query_modality}->{target_modality}")
+    chosen = est[route] if route else _measured_choice(est, own) or _best(est)
     alternatives = tuple(sorted(est.values(), key=lambda r: (-r.quality, r.cost)))
     extra = _caption_steps(q, t, spaces, bridges) if captions else ()
-    return Plan(q, t, chosen.route, chosen.steps + extra, alternatives, chosen.via, chosen.then, bool(extra))
+    return Plan(q, t, chosen.route, chosen.steps + extra, alternatives, chosen.via, chosen.then, bool(extra), own)
