@@ -80,6 +80,41 @@ def test_both_sides_as_vectors(tiny_data, fake_encoders, tmp_path):
     assert names(vecs, vecs.search_vectors(q, modality="text", k=3)) == names(files, files.search_vectors(q, modality="text", k=3))
 
 
+def test_the_model_a_side_is_named_after_encodes_its_queries_without_stitching(tiny_data, fake_encoders, tmp_path,
+                                                                                capsys):
+    from retrieval.cli.main import main
+
+    corpus, anchors = tables(tiny_data, tmp_path, text=True)
+    built = build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:fake-image",
+                             text_encoder="vectors:fake-text", cache_dir="", **KW)
+    plain = Collection.open(built)
+    named = Collection.open(built, image_encoder="fake-image", text_encoder="fake-text")
+    assert not named.stitched  # the same space: no map through the anchors
+    texts = [f"a {c} thing" for c in tiny_data["colours"]]
+    q = load_encoder("fake-text", "text").encode(texts)
+    assert names(named, named.search_many(texts, k=3)) == names(plain, plain.search_vectors(q, modality="text", k=3))
+    pics = tiny_data["corpus_images"][:3]
+    img = load_encoder("fake-image", "image").encode(pics)
+    assert (names(named, named.search_many(pics, modality="image", k=3))
+            == names(plain, plain.search_vectors(img, modality="image", k=3)))
+    assert named.plan("text").route == plain.plan("text").route
+    with pytest.raises(InputError, match="--text-encoder fake-text"):
+        plain.search("a red thing")
+    assert main(["search", str(built), "a red thing", "--text-encoder", "fake-text", "-k", "2", "--json"]) == 0
+    assert '"rank": 1' in capsys.readouterr().out
+
+
+def test_a_model_of_another_width_is_not_the_side_it_is_named_after(tiny_data, fake_encoders, tmp_path):
+    narrow = load_encoder("fake-image", "image")
+    narrow.dim = 12  # named as the side, another width: not what made the vectors
+    corpus, anchors = tables(tiny_data, tmp_path)
+    built = build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:fake-image",
+                             text_encoder="fake-text", cache_dir="", **KW)
+    with pytest.raises(InputError, match=r"made this collection's 'vectors:fake-image' vectors \(width 24\), got "
+                                         r"the image encoder 'fake-image' of width 12"):
+        Collection.open(built, image_encoder=narrow)
+
+
 @pytest.mark.parametrize("spoil, match", [
     (lambda v: np.where(np.arange(len(v))[:, None] == 2, np.nan, v), r"NaN or infinite values in row\(s\) \[2\]"),
     (lambda v: np.where(np.arange(len(v))[:, None] == 1, 0.0, v), r"only zeros .* row\(s\) \[1\]"),

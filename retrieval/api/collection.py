@@ -27,6 +27,7 @@ from retrieval.core.ranking import TIE_EPS, rank_candidates
 from retrieval.core.rowcache import DEFAULT_BYTES as DENSE_CACHE_BYTES
 from retrieval.core.rowcache import RowCache
 from retrieval.encoders import Encoder, load_encoder, load_encoder_as_built
+from retrieval.encoders.vectors import space_of
 from retrieval.errors import InputError, UnsupportedQueryError
 from retrieval.indexes import ExactIndex, Hits, make_index
 from retrieval.media.images import ImageLike
@@ -160,6 +161,9 @@ class Collection(StoredCollection):
                              f"{sorted(self.manifest['encoders'])}, got one for {modality!r}")
         want = self.manifest["encoders"][modality]
         spec = enc if isinstance(enc, str) else enc.name
+        if spec == space_of(want["spec"]):  # the model that made the brought vectors: the same space
+            self._same_space(modality, enc, want)
+            return
         if spec != want["spec"]:  # another encoder: its queries reach the collection through the anchors
             enc = load_encoder(enc, modality, device=self.device) if isinstance(enc, str) else enc
             if enc.modality != modality:
@@ -173,6 +177,16 @@ class Collection(StoredCollection):
                 raise InputError(f"expected a {modality} encoder of dimension {want['dim']}, got {enc.modality} "
                                  f"encoder {enc.name!r} of dimension {enc.dim}")
             self._encoders[modality] = enc
+
+    def _same_space(self, modality: str, enc: Union[str, Encoder], want: Dict) -> None:
+        """Take ``enc``, named as the ``vectors:NAME`` side's NAME, as that side's own encoder: its
+        queries need no stitching. Only its width can be checked: the name is the user's word that
+        the vectors came from it."""
+        enc = load_encoder(enc, modality, device=self.device) if isinstance(enc, str) else enc
+        if enc.modality != modality or enc.dim != want["dim"]:
+            raise InputError(f"expected the {modality} encoder that made this collection's {want['spec']!r} vectors "
+                             f"(width {want['dim']}), got the {enc.modality} encoder {enc.name!r} of width {enc.dim}")
+        self._encoders[modality] = enc
 
     def _require(self, modality: str) -> None:
         if modality not in self.manifest["encoders"]:

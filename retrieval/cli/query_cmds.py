@@ -212,7 +212,8 @@ def add_query_encoder_options(sp) -> None:
         sp.add_argument(f"--{m}-encoder", default=None, metavar="SPEC",
                         help=f"encode {m} queries with this encoder instead of the collection's: they reach it "
                              f"through its anchors, encoded by both (zero-shot stitching; the anchors' files must "
-                             f"be readable)")
+                             f"be readable); for a vectors:NAME side, NAME itself encodes them in the side's own "
+                             f"space")
 
 
 def add_parsers(sub, common) -> None:

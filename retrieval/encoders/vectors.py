@@ -25,6 +25,11 @@ def is_vectors(spec) -> bool:
     return isinstance(spec, str) and spec.strip().startswith(BACKEND + ":")
 
 
+def space_of(spec) -> Optional[str]:
+    """NAME of a ``vectors:NAME`` spec (None for any other spec)."""
+    return spec.strip()[len(BACKEND) + 1:].strip() if is_vectors(spec) else None
+
+
 def check_vectors(rows, *, dim: Optional[int] = None, what: str = "vectors", chunk: int = 1 << 16) -> np.ndarray:
     """``rows`` as a float32 (n, d) array, refused with the first bad rows' numbers when a row has
     another width than ``dim`` (or than the first row), a NaN or infinite value, or only zeros.
@@ -79,7 +84,9 @@ class VectorsEncoder(Encoder):
         if len(items) and not isinstance(items, np.ndarray) and isinstance(items[0], (str, bytes)):
             raise InputError(f"expected {self.modality} vectors for the {self.name!r} side (no model is loaded for "
                              f"it), got {type(items[0]).__name__} {str(items[0])[:60]!r}; give query vectors "
-                             f"('retrieval search --vector-file q.npy', Collection.search_vectors)")
+                             f"('retrieval search --vector-file q.npy', Collection.search_vectors), or, if "
+                             f"{self.space!r} is the encoder that made the vectors, encode queries with it "
+                             f"(--{self.modality}-encoder {self.space})")
         if not len(items):
             return np.zeros((0, self.dim), np.float32)
         x = check_vectors(items, dim=self.dim or None, what=f"{self.modality} vectors of {self.name!r}")
