@@ -115,6 +115,30 @@ def test_a_model_of_another_width_is_not_the_side_it_is_named_after(tiny_data, f
         Collection.open(built, image_encoder=narrow)
 
 
+def test_reencode_moves_a_collection_from_vectors_to_the_model_and_refuses_the_other_way(tiny_data, fake_encoders,
+                                                                                         tmp_path):
+    from retrieval.build.reencode import reencode
+
+    img = load_encoder("fake-image", "image")
+    pairs = dict(pq.read_table(tiny_data["anchors"]).to_pydict(), image=tiny_data["anchor_images"],
+                 image_embedding=img.encode(tiny_data["anchor_images"]).tolist())
+    pq.write_table(pa.table(pairs), tmp_path / "a.parquet")
+    items = {"path": tiny_data["corpus_images"], "embedding": img.encode(tiny_data["corpus_images"]).tolist(),
+             "caption": [open(p[:-4] + ".txt").read().strip() for p in tiny_data["corpus_images"]]}
+    pq.write_table(pa.table(items), tmp_path / "c.parquet")  # files named by path: they can be encoded again
+    built = build_collection(str(tmp_path / "c.parquet"), str(tmp_path / "a.parquet"), tmp_path / "vecs",
+                             image_encoder="vectors:colours", text_encoder="fake-text", cache_dir="", **KW)
+    files = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "files",
+                                             image_encoder="fake-image", text_encoder="fake-text", cache_dir="", **KW))
+    moved = Collection.open(reencode(built, tmp_path / "moved", image_encoder="fake-image", cache_dir=""))
+    assert moved.manifest["encoders"]["image"]["spec"] == "fake-image"
+    queries = [f"a {c} thing" for c in tiny_data["colours"]]
+    assert answers(moved, queries) == answers(files, queries)
+    with pytest.raises(InputError, match="expected a model to reencode with, got 'vectors:x'"):
+        reencode(files.folder, tmp_path / "back", image_encoder="vectors:x", cache_dir="")
+    assert not (tmp_path / "back").exists() and not (tmp_path / ".files.reencode").exists()
+
+
 @pytest.mark.parametrize("spoil, match", [
     (lambda v: np.where(np.arange(len(v))[:, None] == 2, np.nan, v), r"NaN or infinite values in row\(s\) \[2\]"),
     (lambda v: np.where(np.arange(len(v))[:, None] == 1, 0.0, v), r"only zeros .* row\(s\) \[1\]"),

@@ -32,6 +32,7 @@ from retrieval.build.reanchor import _given, remake
 from retrieval.build.recipe import label_weight
 from retrieval.build.self_anchors import given_count
 from retrieval.encoders import load_encoder
+from retrieval.encoders.vectors import is_vectors
 from retrieval.errors import InputError
 from retrieval.progress import progress
 from retrieval.store.format import now_iso
@@ -120,6 +121,11 @@ def _settings(col: StoredCollection, o: BuildOptions, given) -> Tuple[BuildOptio
     if not new:
         raise InputError(f"expected an encoder other than the collection's ({specs}) to reencode with, got none; "
                          f"pass --{modality}-encoder or --text-encoder (pivot sets keep their own encoders)")
+    brought = [spec for spec in new.values() if is_vectors(spec)]
+    if brought:
+        raise InputError(f"expected a model to reencode with, got {brought[0]!r}: reencode encodes the collection's "
+                         f"files again; for vectors made elsewhere, build from tables with an embedding column "
+                         f"(docs/cli.md, 'Your own vectors')")
     return o, new
 
 
