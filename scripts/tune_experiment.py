@@ -4,12 +4,14 @@ Each data set is split by concept (retrieval/core/folds.py, as the suites split)
 anchors, the other half the test queries (text -> media and media -> text, R@10, both directions'
 queries pooled). ``retrieval.build.tuning.tune`` sees the anchor half only (its own concept folds),
 as ``build --tune`` does; the test half decides nothing. Rows: plain ASIF (k=64, p=8, no centring,
-no bank), the recipe's default for that encoder and those anchors, and the tuned recipe, with the
-paired 95 % interval of tuned - default. Tux Paint and Scratch have the build's default emoji bank
-beside their anchors (its weight is tuned too); the emoji set and the sounds have none (a build on
-sounds adds none; on emoji anchors the bank would hold the test concepts). The label bridge is part
-of no row. The second table takes the relative route of the tuned recipe, the translation route and
-their fusion per direction: the route the planner's priors take against the route --tune chose.
+no bank, no label bridge, the relative route), the default build (the recipe's default for that
+encoder and those anchors, each direction by the planner's priors), and the tuned build (the tuned
+recipe and weights, each direction by the route --tune chose), with the paired 95 % interval of
+tuned - default. Tux Paint and Scratch have the build's default emoji bank beside their anchors;
+the emoji set and the sounds have none (a build on sounds adds none; on emoji anchors the bank would
+hold the test concepts). The label bridge (ImageNet head of EfficientNet-Lite0) is part of the
+default and tuned rows of Tux Paint and Scratch where the image network is Lite0 (lite0, lite0-multi);
+the Lite2 rows and the emoji set have none. The second table takes every route per direction.
 
     .venv/bin/python scripts/tune_experiment.py --out results/experiments/tune/README.md
 """
@@ -23,7 +25,7 @@ import numpy as np
 
 from retrieval.build.options import BuildOptions
 from retrieval.build.recipe import AnchorShape, recipe
-from retrieval.build.tune_routes import ROUTES, priors_choice
+from retrieval.build.tune_routes import LABELLED, priors_choice
 from retrieval.build.tuning import tune
 from retrieval.core.folds import concept_split
 from retrieval.core.metrics import lexicographic, paired_interval, query_recall
@@ -32,10 +34,13 @@ from retrieval.core.ranking import rrf
 from retrieval.core.translation import Translator
 from retrieval.datasets.sounds import CAPTION as SOUND_CAPTION
 from retrieval.encoders import DEFAULT_ENCODERS, load_encoder
+from retrieval.encoders.labels import class_vectors, imagenet_names, label_vectors
 from retrieval.evaluation.benchlib import out_args, report
 from retrieval.evaluation.data import load_emoji, load_pictures, load_sounds
+from retrieval.evaluation.suites.pictures import image_logits
 
 IMAGE_ENCODERS = ("efficientnet-lite0-multi", "efficientnet-lite0", "efficientnet-lite2")
+LITE0_HEAD = ("efficientnet-lite0-multi", "efficientnet-lite0")  # the networks image_logits's head belongs to
 PICTURES = ("tuxpaint", "scratch", "emoji")
 CAPTION = "an emoji of {}"
 
@@ -45,80 +50,94 @@ def relative_scores(rec, at, am, qt, qm, bank) -> np.ndarray:
     spec = rec.spec(n_bank=0 if bank is None else len(bank[0]))
     pt = fit_projector(spec, at, bank=None if bank is None else bank[1])
     pm = fit_projector(spec, am, bank=None if bank is None else bank[0])
-    return lexicographic((pt.transform(qt) @ pm.transform(qm).T).toarray(), pt.dense(qt) @ pm.dense(qm).T)
+    return (pt.transform(qt) @ pm.transform(qm).T).toarray(), pt.dense(qt) @ pm.dense(qm).T
 
 
-def hits(rec, at, am, qt, qm, bank=None) -> np.ndarray:
-    """Per test query (texts first, then media): R@10 as a build with ``rec`` scores it."""
-    s, truth = relative_scores(rec, at, am, qt, qm, bank), np.arange(len(qt))
-    return np.concatenate([query_recall(s, truth, 10), query_recall(s.T, truth, 10)])
-
-
-def route_hits(rec, at, am, qt, qm, bank) -> dict:
-    """{direction: {route: R@10 per test query}}: relative (``rec``), translation and their fusion."""
-    rel, truth, out = relative_scores(rec, at, am, qt, qm, bank), np.arange(len(qt)), {}
+def route_hits(rec, at, am, qt, qm, bank, qlab) -> dict:
+    """{direction: {route: R@10 per test query}}: relative (``rec``), translation, their fusion, and
+    relative+labels for texts where the test media have label vectors (``qlab``)."""
+    prim, sec = relative_scores(rec, at, am, qt, qm, bank)
+    rel, truth, out = lexicographic(prim, sec), np.arange(len(qt)), {}
     for d, (xa, ya, xq, yq, s) in (("text->media", (at, am, qt, qm, rel)), ("media->text", (am, at, qm, qt, rel.T))):
         t = Translator("orthogonal").fit(xa, ya)
         tr = t.transform_scaled(xq) @ t.scale_target(yq).T
         out[d] = {r: query_recall(x, truth, 10) for r, x in (("relative", s), ("translation", tr),
                                                              ("fusion", rrf(s, tr)))}
+    if qlab is not None:
+        qn = qt / np.linalg.norm(qt, axis=1, keepdims=True)
+        out["text->media"][LABELLED] = query_recall(lexicographic(prim + rec.label_weight * (qn @ qlab.T), sec), truth, 10)
     return out
 
 
 def data_sets(image_encoder: str):
-    """(name, modality, concepts, media of anchors' rows, media of queries' rows, texts, bank or None) of each set."""
+    """(name, modality, concepts, media of anchors' rows, media of queries' rows, texts, bank or None,
+    label vectors of the media rows or None) of each set."""
     img, txt = load_encoder(image_encoder, "image"), load_encoder(DEFAULT_ENCODERS["text"], "text")
     em = load_emoji(img, txt, [CAPTION], False)
     bank = (em.images["noto"], em.texts[CAPTION])  # the build's default bank: every Noto emoji, "an emoji of {}"
+    classes = class_vectors(txt, imagenet_names())
     for source in PICTURES:
         if source == "emoji":  # anchors drawn by Noto, queries' pictures by Twemoji, as the pictures suite
-            yield source, "image", em.names, em.images["noto"], em.images["twemoji"], em.texts[CAPTION], None
+            yield source, "image", em.names, em.images["noto"], em.images["twemoji"], em.texts[CAPTION], None, None
         else:
             d = load_pictures(source, img, txt, False)
-            yield source, "image", d.names, d.images, d.images, d.texts, bank
+            labels = (label_vectors(image_logits(d.paths, source), classes) if image_encoder in LITE0_HEAD
+                      else None)
+            yield source, "image", d.names, d.images, d.images, d.texts, bank, labels
     if image_encoder == IMAGE_ENCODERS[0]:  # sounds once: their encoder is the same in every pass
         s = load_sounds(load_encoder(DEFAULT_ENCODERS["audio"], "audio"), txt, SOUND_CAPTION, False)
-        yield "sounds", "audio", s.words, s.audio, s.audio, s.captions, None
+        yield "sounds", "audio", s.words, s.audio, s.audio, s.captions, None, None
 
 
-def measure(encoder, name, modality, concepts, media_a, media_q, text, bank) -> dict:
+def answered(got: dict, routes: dict) -> np.ndarray:
+    """Per test query (texts first, then media): R@10 of the route taken in each direction."""
+    return np.concatenate([got[d][routes[d]] for d in ("text->media", "media->text")])
+
+
+def measure(encoder, name, modality, concepts, media_a, media_q, text, bank, labels) -> dict:
     anchor, query, _ = concept_split([str(c) for c in concepts], 4, salt=name + ":")
     at, am, qt, qm = text[anchor], media_a[anchor], text[query], media_q[query]
+    alab, qlab = (None, None) if labels is None else (labels[anchor], labels[query])
     rec = recipe(AnchorShape(len(anchor), modality), encoder if modality == "image" else DEFAULT_ENCODERS["audio"],
                  BuildOptions())
     t0 = time.perf_counter()
-    tuned = tune(am, at, [str(c) for c in concepts[anchor]], rec, bank=bank, modality=modality)
+    tuned = tune(am, at, [str(c) for c in concepts[anchor]], rec, bank=bank, modality=modality, labels=alab)
     seconds = time.perf_counter() - t0
     plain = dataclasses.replace(rec, k=min(64, len(anchor)), p=8.0, center=False, whiten=0.0)
-    h = {"plain": hits(plain, at, am, qt, qm), "default": hits(rec, at, am, qt, qm, bank),
-         "tuned": hits(tuned.recipe, at, am, qt, qm, bank)}
+    got = {"plain": route_hits(plain, at, am, qt, qm, None, None), "default": route_hits(rec, at, am, qt, qm, bank, qlab),
+           "tuned": route_hits(tuned.recipe, at, am, qt, qm, bank, qlab)}
+    names = {"text->media": ("text", modality), "media->text": (modality, "text")}
+    taken = {"plain": {d: "relative" for d in names},
+             "default": {d: priors_choice(*names[d], got["default"][d]) for d in names},
+             "tuned": {d: tuned.record["routes"]["{}->{}".format(*names[d])]["route"] for d in names}}
+    h = {label: answered(got[label], taken[label]) for label in got}
     return {"encoder": encoder, "data": name, "anchors": len(anchor), "queries": 2 * len(query),
-            **{label: float(v.mean()) for label, v in h.items()},
+            "labels": labels is not None, **{label: float(v.mean()) for label, v in h.items()},
             "gain": paired_interval(h["default"], h["tuned"]), "record": tuned.record, "tune_s": seconds,
-            "routes": routes_row(tuned, route_hits(tuned.recipe, at, am, qt, qm, bank), modality)}
+            "routes": routes_row(tuned, got["tuned"], taken, names)}
 
 
-def routes_row(tuned, got: dict, modality: str) -> dict:
-    """Per direction: each route's test R@10, the priors' route and --tune's, and tuned - priors."""
+def routes_row(tuned, got: dict, taken: dict, names: dict) -> dict:
+    """Per direction: each route's test R@10 (tuned recipe), the priors' route and --tune's, and tuned - priors."""
     out = {}
-    for d, (q, t) in (("text->media", ("text", modality)), ("media->text", (modality, "text"))):
-        prior_route, chosen = priors_choice(q, t, False), tuned.record["routes"][f"{q}->{t}"]["route"]
-        out[f"{q}->{t}"] = {**{r: float(got[d][r].mean()) for r in ROUTES}, "priors": prior_route, "tuned": chosen,
-                            "validation": tuned.record["routes"][f"{q}->{t}"]["scores"],
+    for d, (q, t) in names.items():
+        prior_route, chosen = taken["default"][d], taken["tuned"][d]
+        out[f"{q}->{t}"] = {"scores": {r: float(v.mean()) for r, v in got[d].items()}, "priors": prior_route,
+                            "tuned": chosen, "validation": tuned.record["routes"][f"{q}->{t}"]["scores"],
                             "gain": paired_interval(got[d][prior_route], got[d][chosen])}
     return out
 
 
 def routes_table(rows) -> list:
-    lines = ["| image encoder | data | direction | relative | translation | fusion | priors' route | --tune's route "
-             "(validation R@10 of the three) | tuned - priors [95 % CI] |", "|---|---|---|---:|---:|---:|---|---|---|"]
+    lines = ["| image encoder | data | direction | relative | relative+labels | translation | fusion | priors' route | "
+             "--tune's route (its validation R@10) | tuned - priors [95 % CI] |", "|---|---|---|---:|---:|---:|---:|---|---|---|"]
     for r in rows:
         for d, x in r["routes"].items():
-            g, v = x["gain"], x["validation"]
-            lines.append(f"| {r['encoder']} | {r['data']} | {d} | {x['relative']:.3f} | {x['translation']:.3f} | "
-                         f"{x['fusion']:.3f} | {x['priors']} | {x['tuned']} ({v['relative']:.3f} / "
-                         f"{v['translation']:.3f} / {v['fusion']:.3f}) | {g['gain']:+.3f} [{g['low']:+.3f}, "
-                         f"{g['high']:+.3f}] |")
+            g, v, sc = x["gain"], x["validation"], x["scores"]
+            lab = f"{sc[LABELLED]:.3f}" if LABELLED in sc else "-"
+            lines.append(f"| {r['encoder']} | {r['data']} | {d} | {sc['relative']:.3f} | {lab} | {sc['translation']:.3f} | "
+                         f"{sc['fusion']:.3f} | {x['priors']} | {x['tuned']} ({v[x['tuned']]:.3f}) | "
+                         f"{g['gain']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}] |")
     return lines
 
 
@@ -131,8 +150,9 @@ def table(rows) -> list:
         g, rec = r["gain"], r["record"]
         chosen = ("kept the default" if rec["chosen"] == rec["default"] else
                   f"{said(rec['default'])} -> {said(rec['chosen'])}")
-        if rec.get("bank"):
-            chosen += f"; bank weight {rec['bank']['default']:g} -> {rec['bank']['chosen']:g}"
+        for what, key in (("bank weight", "bank"), ("label weight", "labels")):
+            if rec.get(key):
+                chosen += f"; {what} {rec[key]['default']:g} -> {rec[key]['chosen']:g}"
         lines.append(f"| {r['encoder']} | {r['data']} | {r['anchors']} | {r['queries']} | {r['plain']:.3f} | "
                      f"{r['default']:.3f} | **{r['tuned']:.3f}** | {g['gain']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}] | "
                      f"{chosen} ({rec['default']['score']:.3f} -> {rec['chosen']['score']:.3f}) | {r['tune_s']:.1f} |")

@@ -77,10 +77,12 @@ def shared_pairs(n, seed, noise=3.0):
     return media.astype(np.float32), text.astype(np.float32), [f"concept {i}" for i in range(n)]
 
 
-def test_the_bank_block_is_scored_as_a_build_scores_it():
+@pytest.mark.parametrize("k, p, center, whiten", [(256, 2.0, True, 9.0), (16, 8.0, False, 0.0), (32, 1.0, True, 0.0)])
+def test_the_bank_block_is_scored_as_a_build_scores_it(k, p, center, whiten):
     media, text, concepts = shared_pairs(120, 0)
     bank_media, bank_text, _ = shared_pairs(90, 5, noise=1.0)
-    rec = dataclasses.replace(recipe(AnchorShape(len(concepts)), None, BuildOptions()), background_weight=3.0)
+    rec = dataclasses.replace(recipe(AnchorShape(len(concepts)), None, BuildOptions()), background_weight=3.0, k=k,
+                              p=p, center=center, whiten=whiten, bank_k=64)  # the bank's k below its 90 rows
     folds = validation_folds(concepts, np.arange(len(concepts)), tuning.FOLDS)
     prepared = tuning.Prepared(media, text, folds, (bank_media, bank_text))
     for f, (fit, held) in enumerate(folds):
@@ -99,12 +101,35 @@ def test_the_bank_weight_follows_what_the_bank_is_worth_on_the_folds(bank_noise,
     media, text, concepts = shared_pairs(100, 0)
     bank = shared_pairs(400, 5, noise=bank_noise)[:2]  # the same two spaces: clean pairs help, noise hurts
     rec = recipe(AnchorShape(len(concepts)), None, BuildOptions())
-    got = tuning.tune(media, text, concepts, rec, bank=bank)
-    b = got.record["bank"]
-    assert b["default"] == rec.background_weight and got.recipe.background_weight == b["chosen"]
+    prepared = tuning.Prepared(media, text, validation_folds(concepts, np.arange(len(concepts)), tuning.FOLDS), bank)
+    chosen, b = tuning.weigh(rec, prepared, "background_weight", tuning.BANK_WEIGHTS,
+                             lambda r, f: tuning.fold_hits(r, prepared, f, r.background_weight))
+    assert b["default"] == rec.background_weight and chosen.background_weight == b["chosen"]
+    assert tuning.tune(media, text, concepts, rec, bank=bank).record["bank"]["default"] == rec.background_weight
     assert (b["chosen"] > b["default"]) if heavier else (b["chosen"] < b["default"])
     scores = {w["weight"]: w["score"] for w in b["weights"]}
     assert scores[b["chosen"]] - scores[b["default"]] > b["standard_error"] - 1e-4  # both rounded to 4 places
+
+
+@pytest.mark.parametrize("label_noise, useful", [(0.5, True), (None, False)])
+def test_the_label_weight_follows_what_the_bridge_is_worth_on_the_folds(label_noise, useful):
+    media, text, concepts = pairs()
+    rng = np.random.default_rng(7)
+    # the media's label vectors: near their own caption's text vector, or unrelated points of text space
+    labels = text + label_noise * rng.normal(size=text.shape) if label_noise else rng.normal(size=text.shape)
+    labels = (labels / np.linalg.norm(labels, axis=1, keepdims=True)).astype(np.float32)
+    rec = recipe(AnchorShape(len(concepts)), None, BuildOptions())
+    got = tuning.tune(media, text, concepts, rec, labels=labels)
+    lab, routes = got.record["labels"], got.record["routes"]
+    assert lab["default"] == rec.label_weight and got.recipe.label_weight == lab["chosen"]
+    scores = routes["text->image"]["scores"]
+    if useful:  # the bridge at its default weight already finds every caption's picture: kept
+        assert lab["chosen"] >= lab["default"] and scores["relative+labels"] > scores["relative"] + 0.1
+        assert routes["text->image"]["route"] == "relative+labels"
+    else:  # unrelated label points only add noise: lighter, and another route
+        assert lab["chosen"] < lab["default"] and routes["text->image"]["route"] != "relative+labels"
+    assert "relative+labels" not in routes["image->text"]["scores"]
+    assert routes["text->image"]["default"] == "relative+labels"  # the priors' choice where the bridge exists
 
 
 def test_a_route_that_wins_on_the_folds_is_taken_by_the_planner():
@@ -127,21 +152,22 @@ def test_a_route_that_wins_on_the_folds_is_taken_by_the_planner():
     assert plan("text", "image", spaces, bridges, measured=routes, route="relative").route == "relative"
     # a stitched query (another encoder) is not what the folds measured: the priors decide
     assert plan("text", "image", spaces, bridges, measured=routes, query_encoder="other").route != "translation"
-    kept = {"text->image": dict(routes["text->image"], route="relative")}
+    kept = {"text->image": dict(routes["text->image"], route="relative+labels")}
     assert plan("text", "image", spaces, bridges, measured=kept).route == "relative+labels"
+    gone = {"text->image": dict(routes["text->image"], route="fusion")}  # not possible here: the priors decide
+    assert plan("text", "image", spaces, bridges[:1], measured=gone).route == "relative"
 
 
-def test_another_route_must_win_by_a_standard_error_and_the_label_gain():
+def test_another_route_must_win_by_a_standard_error():
     rng = np.random.default_rng(0)
     base = (rng.random(400) < 0.5).astype(float)
     close = base.copy()
     close[np.flatnonzero(base == 0)[:3]] = 1.0  # 3 of 400 better, 2 worse: inside the noise
     close[np.flatnonzero(base == 1)[:2]] = 0.0
     far = np.where(rng.random(400) < 0.3, 1.0, base)  # ~15 % better
-    assert choose_route({"relative": base, "translation": close, "fusion": base}, "relative", 0.0)["route"] == "relative"
-    assert choose_route({"relative": base, "translation": far, "fusion": base}, "relative", 0.0)["route"] == "translation"
-    assert choose_route({"relative": base, "translation": far, "fusion": base}, "relative", 0.5)["route"] == "relative"
-    assert choose_route({"relative": far, "translation": base, "fusion": base}, "fusion", 0.0)["route"] == "relative"
+    assert choose_route({"relative": base, "translation": close, "fusion": base}, "relative")["route"] == "relative"
+    assert choose_route({"relative": base, "translation": far, "fusion": base}, "relative")["route"] == "translation"
+    assert choose_route({"relative": far, "translation": base, "fusion": base}, "fusion")["route"] == "relative"
 
 
 def test_the_budget_stops_after_the_default():
@@ -191,6 +217,30 @@ def test_a_tuned_build_equals_a_build_given_the_chosen_settings(tiny_data, fake_
     assert main(["explain", str(tmp_path / "tuned"), "a red thing"]) == 0
     out = capsys.readouterr().out
     assert "anchor concepts: validation" in out and f"taken: {route}" in out
+
+
+def test_a_tuned_build_weighs_the_label_bridge_with_the_anchors_own_label_vectors(tiny_data, fake_encoders, tmp_path):
+    from retrieval.build.reanchor import reanchor
+
+    anchors = colour_anchors(tmp_path, tuning.needed_concepts() + 8)
+    kw = dict(image_encoder="fake-labelled-image", text_encoder="fake-text", cache_dir=str(tmp_path / "cache"),
+              background="none", labels=True, self_anchors=False)
+    tuned = Collection.open(build_collection(tiny_data["corpus"], anchors, tmp_path / "tuned", tune=True, **kw))
+    t = tuned.manifest["tuning"]
+    assert tuned.manifest["labels"]["weight"] == t["labels"]["chosen"]
+    assert "relative+labels" in t["routes"]["text->image"]["scores"]
+    c = t["chosen"]
+    given = Collection.open(build_collection(tiny_data["corpus"], anchors, tmp_path / "given", k=c["k"], p=c["p"],
+                                             center=c["center"], whiten=c["whiten"],
+                                             label_weight=t["labels"]["chosen"], **kw))
+    route = tuned.plan("text").route
+    assert route == t["routes"]["text->image"]["route"]
+    queries = [f"a {x} thing" for x in tiny_data["colours"]]
+    assert ([[(h.path, round(h.score, 6)) for h in hs] for hs in tuned.search_many(queries, k=4)]
+            == [[(h.path, round(h.score, 6)) for h in hs] for hs in given.search_many(queries, k=4, route=route)])
+    # reanchor --tune makes the anchors' label vectors with the network the collection was built with
+    moved = Collection.open(reanchor(tmp_path / "given", anchors, tmp_path / "moved", tune=True))
+    assert moved.manifest["tuning"]["labels"] == t["labels"] and moved.manifest["tuning"]["routes"] == t["routes"]
 
 
 def test_tune_refuses_what_it_cannot_choose_around(tiny_data, fake_encoders, tmp_path):

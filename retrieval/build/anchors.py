@@ -203,6 +203,29 @@ def encode_anchors(anchors: AnchorSet, encoder: Encoder, modality: str, *, cache
     return vecs
 
 
+def encode_anchor_labels(anchors: AnchorSet, encoder: Encoder, label_cfg: Dict, *, cache_dir: Optional[str] = None,
+                         batch_size: int = 32, show_progress_bar: Optional[bool] = None) -> np.ndarray:
+    """The anchor pictures' label vectors (retrieval/encoders/labels.py): each as the point in text
+    space its network's classifier head names, as a build stores them for its items. ``build --tune``
+    weighs the label bridge with them. Cached like the anchors' vectors (``cache_dir=""``: not)."""
+    from retrieval.encoders.labels import label_vectors
+
+    classes = np.ascontiguousarray(label_cfg["classes"], np.float32)
+    raw = f"{_cache_key(anchors, encoder, 'labels')}|{label_cfg['temperature']}|".encode() + classes.tobytes()
+    key = hashlib.sha256(raw).hexdigest()[:32]
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    path = os.path.join(cache_dir, f"anchor-labels-{key}.parquet") if cache_dir else None
+    if path and os.path.isfile(path):
+        cached = _read_cache(path, key, len(anchors), classes.shape[1])
+        if cached is not None:
+            return cached
+    _, logits = encoder.encode_labelled(anchors.paths, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    vecs = label_vectors(logits, classes, label_cfg["temperature"])
+    if path:
+        write_parquet_atomic(pa.table({"vector": dense_column(vecs)}), path, {"retrieval.cache_key": key})
+    return vecs
+
+
 def _read_cache(path: str, key: str, n: int, dim: int) -> Optional[np.ndarray]:
     try:
         table = pq.read_table(path)

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
+from retrieval.build.anchors import AnchorSet, encode_anchor_labels, encode_anchors, load_anchor_set, prepare_views
 from retrieval.build.options import BuildOptions, check_captions_from, parse_index_spec
 from retrieval.build.recipe import recipe
 from retrieval.build.self_anchors import Corpus, self_anchored
@@ -274,8 +274,10 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
     if sa.record and sa.record["kept"]:
         anchor_set, a_med, a_txt, rec, views = sa.anchor_set, sa.a_med, sa.a_txt, sa.rec, len(sa.anchor_set)
         clock.lap("self_anchors")
-    rec, tuning = tuned(rec, anchor_set, a_med, a_txt, o, bank=background, labels=label_cfg is not None)
+    a_lab = anchor_labels(anchor_set, encoders[modality], label_cfg, o)
+    rec, tuning = tuned(rec, anchor_set, a_med, a_txt, o, bank=background, labels=a_lab)
     if tuning:
+        label_cfg = label_cfg and dict(label_cfg, weight=rec.label_weight)
         clock.lap("tune")
     contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, anchor_set=anchor_set,
                         anchor_vecs=(a_med, a_txt), encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
@@ -285,6 +287,15 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
                         skipped=skipped, extra={"tuning": tuning} if tuning else None, self_anchors=sa.record,
                         given_text_vecs=sa.given_txt)
     return write_collection(out, contents, clock=clock, overwrite=overwrite)
+
+
+def anchor_labels(anchor_set: AnchorSet, encoder, label_cfg: Optional[Dict], o: BuildOptions) -> Optional[np.ndarray]:
+    """The anchors' label vectors, which --tune weighs the label bridge with: None without --tune or
+    without a label bridge."""
+    if not o.tune or label_cfg is None:
+        return None
+    return encode_anchor_labels(anchor_set, encoder, label_cfg, cache_dir=o.cache_dir, batch_size=o.batch_size,
+                                show_progress_bar=o.show_progress_bar)
 
 
 def load_pivot_sets(pivots, modality: str) -> List[AnchorSet]:

@@ -17,7 +17,8 @@ import scipy.sparse as sp
 
 from retrieval.build.recipe import Recipe
 from retrieval.core.metrics import lexicographic, query_recall
-from retrieval.core.projector import fit_projector, projector_from_spec
+from retrieval.core.normalise import l2_normalise
+from retrieval.core.projector import projector_from_spec
 from retrieval.core.relative import cosine_relative
 
 AT = 10  # the recall depth the settings are chosen for, both directions
@@ -27,13 +28,14 @@ class Prepared:
     """Each fold's held-out rows ranked against its anchors, as a chain's steps before its relativiser
     prepare both, kept for the candidates that share those steps: k and p only cut and bend these
     rankings, so the whitening is fitted and the cosines computed once per fold and preparation.
-    ``bank``: the background bank's (media, text) vectors, the second block a build relativises against."""
+    ``bank``: the background bank's (media, text) vectors, the second block a build relativises against;
+    ``labels``: the media rows' label vectors (the label bridge's points in text space), or None."""
 
     def __init__(self, media: np.ndarray, text: np.ndarray, folds,
-                 bank: Optional[Tuple[np.ndarray, np.ndarray]] = None):
+                 bank: Optional[Tuple[np.ndarray, np.ndarray]] = None, labels: Optional[np.ndarray] = None):
         self.sides, self.folds, self.key, self.cache = {"media": media, "text": text}, folds, None, {}
         self.bank = None if bank is None else {"media": bank[0], "text": bank[1]}
-        self.bank_cache = {}
+        self.labels = labels
 
     def n_fit(self, f: int) -> int:
         return len(self.folds[f][0])
@@ -66,30 +68,47 @@ class Prepared:
             self.cache["secondary", f] = cosine_relative(tx, ta) @ cosine_relative(mx, ma).T
         return self.cache["secondary", f]
 
+    def bank_ranked(self, r: Recipe, side: str, f: int):
+        """(each held-out row's bank anchors by falling cosine, those cosines): the bank's chain with
+        ``r``'s preparation, fitted on the bank, as a build's second block (kept per preparation)."""
+        self.prepared(r, side, f)  # keeps the cache to r's preparation group
+        if ("bank", side, f) not in self.cache:
+            chain = projector_from_spec(r.chain(style=False, k=1), style=None).fit(self.bank[side])
+            x = chain.prepare(self.sides[side][self.folds[f][1]])
+            sims = x @ chain.relativiser.anchors_.T
+            order = np.argsort(-sims, axis=1, kind="stable")
+            self.cache["bank", side, f] = (order, np.take_along_axis(sims, order, axis=1))
+        return self.cache["bank", side, f]
+
     def bank_scores(self, r: Recipe, f: int) -> Optional[np.ndarray]:
         """The bank block's scores of fold ``f``'s held-out texts against its media (None without a
-        bank): the bank's chain with ``r``'s settings, fitted on the bank, as a build's second block."""
+        bank), with ``r``'s p and the bank block's k (``r.bank_k``, capped at the bank)."""
         if self.bank is None:
             return None
-        key = (r.k, r.p, r.center, r.whiten, r.bank_k, f)
-        if key not in self.bank_cache:
-            held = self.folds[f][1]
-            n = len(self.bank["media"])
-            spec = r.chain(style=False, k=min(n, r.bank_k))
-            text, media = (fit_projector(spec, self.bank[s]).transform(self.sides[s][held]) for s in ("text", "media"))
-            self.bank_cache[key] = (text @ media.T).toarray().astype(np.float64)
-        return self.bank_cache[key]
+        k = min(len(self.bank["media"]), r.bank_k)
+        text, media = (relative(*self.bank_ranked(r, side, f), k, r.p) for side in ("text", "media"))
+        return (text @ media.T).toarray()
+
+    def label_scores(self, f: int) -> np.ndarray:
+        """The label bridge's cosines of fold ``f``'s held-out texts with its media's label vectors."""
+        held = self.folds[f][1]
+        text = l2_normalise(self.sides["text"][held], dtype=np.float64)  # queries are unit rows, as search makes them
+        return text @ self.labels[held].astype(np.float64).T
 
 
-def relative_scores(r: Recipe, prepared: Prepared, f: int, bank_weight: Optional[float] = None) -> np.ndarray:
+def relative_scores(r: Recipe, prepared: Prepared, f: int, bank_weight: Optional[float] = None,
+                    label_weight: Optional[float] = None) -> np.ndarray:
     """Fold ``f``'s held-out texts (rows) against its media (columns), ordered as a build with recipe
     ``r`` orders them: the anchors' top-k relative vectors, plus the bank's block at ``bank_weight``
-    (None: without the bank), then the dense tie-break."""
+    (None: without the bank), plus the label bridge at ``label_weight`` (the relative+labels route;
+    None: without it), then the dense tie-break."""
     text, media = (relative(*prepared.ranked(r, side, f), r.k, r.p) for side in ("text", "media"))
     prim = (text @ media.T).toarray()
     bank = prepared.bank_scores(r, f) if bank_weight else None
     if bank is not None:
         prim = prim + bank_weight * bank
+    if label_weight and prepared.labels is not None:
+        prim = prim + label_weight * prepared.label_scores(f)
     return lexicographic(prim, prepared.secondary(r, f))
 
 
@@ -99,11 +118,16 @@ def hits(scores: np.ndarray, at: int) -> np.ndarray:
     return np.concatenate([query_recall(scores, truth, at), query_recall(scores.T, truth, at)])
 
 
-def fold_hits(r: Recipe, prepared: Prepared, f: int, bank_weight: Optional[float] = None) -> np.ndarray:
+def fold_hits(r: Recipe, prepared: Prepared, f: int, bank_weight: Optional[float] = None,
+              label_weight: Optional[float] = None) -> np.ndarray:
     """Per held-out pair of fold ``f``: R@10 of its text finding its media, then of its media finding
-    its text, scored as a build with recipe ``r`` scores (top-k relative vectors, dense tie-break)."""
-    scores = relative_scores(r, prepared, f, bank_weight)
-    return hits(scores, depth(len(scores), len(scores) + prepared.n_fit(f)))
+    its text, scored as a build with recipe ``r`` scores (top-k relative vectors, dense tie-break).
+    With ``label_weight``, its texts finding their media only (the label bridge serves text queries)."""
+    scores = relative_scores(r, prepared, f, bank_weight, label_weight)
+    at = depth(len(scores), len(scores) + prepared.n_fit(f))
+    if label_weight is not None:
+        return query_recall(scores, np.arange(len(scores)), at)
+    return hits(scores, at)
 
 
 def relative(order: np.ndarray, sims: np.ndarray, k: int, p: float) -> sp.csr_matrix:

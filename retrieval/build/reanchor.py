@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from retrieval.build.anchors import AnchorSet, encode_anchors, load_anchor_set, prepare_views
-from retrieval.build.builder import apply_budget, background_bank, dense_spec, encode_bank
+from retrieval.build.builder import anchor_labels, apply_budget, background_bank, dense_spec, encode_bank, label_setup
 from retrieval.build.options import BuildOptions, parse_index_spec
 from retrieval.build.recipe import recipe
 from retrieval.build.self_anchors import Corpus, self_anchored
@@ -66,10 +66,21 @@ class _AsBuilt:
         self.name, self.dim = manifest["encoders"][modality]["spec"], int(manifest["encoders"][modality]["dim"])
         self._encoder = None
 
-    def encode(self, *args, **kwargs):
+    @property
+    def model(self):
         if self._encoder is None:
             self._encoder = load_encoder_as_built(self.manifest, self.modality, device=self.device)
-        return self._encoder.encode(*args, **kwargs)
+        return self._encoder
+
+    def encode(self, *args, **kwargs):
+        return self.model.encode(*args, **kwargs)
+
+    def encode_labelled(self, *args, **kwargs):
+        return self.model.encode_labelled(*args, **kwargs)
+
+    @property
+    def label_names(self):
+        return self.model.label_names
 
 
 def _pivots(col: StoredCollection, text_encoder=None) -> List:
@@ -169,8 +180,10 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
         rec = dataclasses.replace(rec, rarity=o.anchor_rarity)
     rec, anchors["self_anchors"] = _self_anchored(anchors, Corpus(rows, item_vecs, captioned, cap_vecs), rec, o,
                                                   specs[modality])
+    a_lab = anchor_labels(anchors["anchor_set"], encoders[modality], _label_cfg(encoders, modality, corpus, o, rec)
+                          if keep_labels else None, o)
     rec, tuning = tuned(rec, anchors["anchor_set"], *anchors["anchor_vecs"], o, bank=anchors["background"],
-                        labels=bool(keep_labels))
+                        labels=a_lab)
     record = dict(record, **({"tuning": tuning} if tuning else {}))
     labels = _labels(col, corpus, rec) if keep_labels else None
     enc_meta = {x: dict(e) for x, e in m["encoders"].items()}
@@ -262,6 +275,15 @@ def stored_corpus(col: StoredCollection) -> Tuple[List[Dict], List[int], np.ndar
     cap_vecs = (np.asarray(text_abs[np.asarray(corpus_texts)[order]], np.float32) if corpus_texts
                 else np.zeros((0, text_abs.shape[1]), np.float32))
     return rows, [captioned[i] for i in order], cap_vecs
+
+
+def _label_cfg(encoders: Dict, modality: str, corpus: Optional[Dict], o: BuildOptions, rec) -> Optional[Dict]:
+    """The label bridge's settings with its class vectors, for --tune (a reencode's, else made again as a build makes them)."""
+    if not o.tune:
+        return None
+    if corpus is not None and corpus.get("label_cfg") is not None:
+        return corpus["label_cfg"]
+    return label_setup(encoders, modality, True, rec.label_weight, o.cache_dir)
 
 
 def _labels(col: StoredCollection, corpus: Optional[Dict], rec) -> Tuple[np.ndarray, Dict]:

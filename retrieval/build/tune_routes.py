@@ -8,10 +8,10 @@ media and media -> text by the relative route (the chosen recipe, bank and tie-b
 orthogonal translator fitted on the fold's other pairs (as a build fits its translators), and by
 reciprocal-rank fusion of the two (as the suites fuse them).
 
+Where the collection has a label bridge (text queries into images), relative+labels is measured too:
+the relative route plus the bridge at its chosen weight, with the anchor pictures' own label vectors.
 The route the priors would take stays unless another beats it by more than one standard error of
-the paired per-query difference. The label bridge cannot be measured here (the anchors' pictures
-are not run through the classifier head), so where a collection has one, the relative route is
-credited with the label bridge's measured gain from the priors before another route may replace it.
+the paired per-query difference.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from retrieval.core.translation import Translator
 from retrieval.planning.planner import prior
 
 ROUTES = ("relative", "translation", "fusion")
+LABELLED = "relative+labels"
 GUARD = 1.0  # standard errors another route must beat the priors' choice by
 
 
@@ -41,47 +42,41 @@ def translated(prepared: Prepared, src: str, dst: str, f: int) -> np.ndarray:
 
 
 def route_hits(r: Recipe, prepared: Prepared, bank_weight: Optional[float]) -> Dict[str, Dict[str, np.ndarray]]:
-    """{"text->media" / "media->text": {route: R@10 (scaled) per held-out query, all folds}}."""
-    out: Dict[str, Dict[str, List[np.ndarray]]] = {d: {route: [] for route in ROUTES}
-                                                   for d in ("text->media", "media->text")}
+    """{"text->media" / "media->text": {route: R@10 (scaled) per held-out query, all folds}}; text -> media
+    also has relative+labels where ``prepared`` holds label vectors (at ``r.label_weight``)."""
+    out: Dict[str, Dict[str, List[np.ndarray]]] = {d: {} for d in ("text->media", "media->text")}
     for f in range(len(prepared.folds)):
         rel = relative_scores(r, prepared, f, bank_weight)  # texts x media
         at, truth = depth(len(rel), len(rel) + prepared.n_fit(f)), np.arange(len(rel))
         for d, src, dst, scores in (("text->media", "text", "media", rel), ("media->text", "media", "text", rel.T)):
             tr = translated(prepared, src, dst, f)
-            for route, s in (("relative", scores), ("translation", tr), ("fusion", rrf(scores, tr))):
-                out[d][route].append(query_recall(s, truth, at))
+            routes = [("relative", scores), ("translation", tr), ("fusion", rrf(scores, tr))]
+            if d == "text->media" and prepared.labels is not None:
+                routes.append((LABELLED, relative_scores(r, prepared, f, bank_weight, r.label_weight)))
+            for route, s in routes:
+                out[d].setdefault(route, []).append(query_recall(s, truth, at))
     return {d: {route: np.concatenate(v) for route, v in routes.items()} for d, routes in out.items()}
 
 
-def priors_choice(query: str, target: str, labels: bool) -> str:
-    """The route the global priors take from ``query`` to ``target`` among :data:`ROUTES` (relative
-    standing for relative+labels where the collection has a label bridge that way)."""
-    def estimate(route):
-        return prior("relative+labels" if labels and route == "relative" else route, query, target)
-    return max(ROUTES, key=estimate)
+def priors_choice(query: str, target: str, routes) -> str:
+    """The route the global priors take from ``query`` to ``target`` among ``routes``."""
+    return max(routes, key=lambda route: prior(route, query, target))
 
 
-def choose_route(hits: Dict[str, np.ndarray], default: str, label_gain: float) -> Dict:
+def choose_route(hits: Dict[str, np.ndarray], default: str) -> Dict:
     """The manifest's record of one direction: each route's mean, the priors' choice and the route taken."""
     means = {route: float(h.mean()) for route, h in hits.items()}
-    best = max(ROUTES, key=lambda route: means[route])
+    best = max(hits, key=lambda route: means[route])
     se = paired_se(hits[default], hits[best])
-    margin = label_gain if default == "relative" and best != "relative" else 0.0
-    taken = best if means[best] - means[default] - margin > GUARD * se else default
+    taken = best if means[best] - means[default] > GUARD * se else default
     return {"scores": {route: round(m, 4) for route, m in means.items()}, "queries": int(len(hits[default])),
-            "default": default, "route": taken, "standard_error": round(se, 4),
-            **({"label_gain": label_gain} if margin else {})}
+            "default": default, "route": taken, "standard_error": round(se, 4)}
 
 
-def measure_routes(r: Recipe, prepared: Prepared, bank_weight: Optional[float], modality: str,
-                   labels: bool) -> Dict[str, Dict]:
-    """Each direction's record, keyed as the planner reads it (``"text->image"``, ``"image->text"``).
-    ``labels``: the collection has a label bridge for text queries into its items."""
+def measure_routes(r: Recipe, prepared: Prepared, bank_weight: Optional[float], modality: str) -> Dict[str, Dict]:
+    """Each direction's record, keyed as the planner reads it (``"text->image"``, ``"image->text"``)."""
     got = route_hits(r, prepared, bank_weight)
     out = {}
     for d, (query, target) in (("text->media", ("text", modality)), ("media->text", (modality, "text"))):
-        with_labels = labels and query == "text"
-        gain = prior("relative+labels", query, target) - prior("relative", query, target) if with_labels else 0.0
-        out[f"{query}->{target}"] = choose_route(got[d], priors_choice(query, target, with_labels), round(gain, 4))
+        out[f"{query}->{target}"] = choose_route(got[d], priors_choice(query, target, got[d]))
     return out

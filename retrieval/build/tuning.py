@@ -15,10 +15,13 @@ held-out pairs flatters the winner, and a setting that wins by less than the fol
 not replace one measured on many suites. The folds' table goes into the manifest (``tuning``).
 
 Then, with the chosen recipe, the same folds weigh the background bank (when the build has one: its
-block's weight among BANK_WEIGHTS, the same guard against the default) and measure each direction's
-route (retrieval/build/tune_routes.py), which the planner takes before its global priors. The
-recipe's grid sees the anchors block alone; the label bridge keeps its default weight (the anchors'
-pictures are not run through the classifier head here).
+block's weight among BANK_WEIGHTS) and the label bridge (when it has one: its weight among
+LABEL_WEIGHTS, on text queries only, with the anchor pictures' own label vectors), each with the same
+guard against its default, and measure each direction's route (retrieval/build/tune_routes.py),
+which the planner takes before its global priors. The recipe's grid is scored with the bank at its
+default weight, as a build with each setting would score: without it, settings that suit the anchors
+alone were chosen and lost on held-out queries once the bank was beside them
+(results/experiments/tune).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ PS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 BUDGET_S = 120.0
 GUARD = 1.0                      # standard errors a candidate must beat the default by
 BANK_WEIGHTS = (0.25, 0.75, 1.5, 3.0, 6.0)  # the bank block's weights tried (the default's first)
+LABEL_WEIGHTS = (0.0, 0.15, 0.3, 0.6, 1.2, 2.4)  # the label bridge's weights tried (the default's first)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +82,11 @@ def check_tune(anchor_set, o) -> None:
     if not o.tune:
         return
     given = [name for name, v in (("k", o.k), ("p", o.p), ("whiten", o.whiten),
-                                  ("background_weight", o.background_weight)) if v is not None]
+                                  ("background_weight", o.background_weight), ("label_weight", o.label_weight))
+             if v is not None]
     if given:
-        raise InputError(f"expected --tune to choose k, p, centring, whitening and the bank's weight itself, got "
+        raise InputError(f"expected --tune to choose k, p, centring, whitening and the bank's and the label bridge's "
+                         f"weights itself, got "
                          f"{', '.join(given)} given as well; drop them, or drop --tune")
     if anchor_set.has_views or o.kind != "asif" or o.n_anchors is not None:
         raise InputError("expected --tune with a single-view anchor set (no repeated 'concept'), the asif kind and "
@@ -89,10 +95,11 @@ def check_tune(anchor_set, o) -> None:
 
 
 def tuned(rec: Recipe, anchor_set, media: np.ndarray, text: np.ndarray, o, *, bank=None,
-          labels: bool = False) -> Tuple[Recipe, Optional[Dict]]:
+          labels: Optional[np.ndarray] = None) -> Tuple[Recipe, Optional[Dict]]:
     """(the recipe to build with, the manifest's ``tuning`` record or None): what build and reanchor
     call once their anchors are encoded; without ``o.tune``, the recipe as it is. ``bank``: the
-    build's (bank, media vectors, text vectors) or None; ``labels``: the build makes a label bridge."""
+    build's (bank, media vectors, text vectors) or None; ``labels``: the anchors' label vectors
+    where the build makes a label bridge (builder.anchor_labels), else None."""
     if not o.tune:
         return rec, None
     got = tune(media, text, concepts_of(anchor_set.captions), rec, bank=None if bank is None else bank[1:],
@@ -113,44 +120,52 @@ def candidates(rec: Recipe, n_fit: int) -> List[Recipe]:
 
 
 def tune(media: np.ndarray, text: np.ndarray, concepts: Sequence[str], rec: Recipe, *,
-         bank: Optional[Tuple[np.ndarray, np.ndarray]] = None, modality: str = "image", labels: bool = False,
+         bank: Optional[Tuple[np.ndarray, np.ndarray]] = None, modality: str = "image",
+         labels: Optional[np.ndarray] = None,
          budget_s: float = BUDGET_S, salt: str = "", show_progress_bar: Optional[bool] = None) -> Tuning:
     """Choose among :func:`candidates` on concept folds of the pairs (``media[i]``, ``text[i]``); the
     candidates not reached within ``budget_s`` seconds are left out (the record says so). Then the
-    bank's weight (``bank``: its media and text vectors) and each direction's route, on the same folds."""
+    bank's weight (``bank``: its media and text vectors), the label bridge's (``labels``: the media rows'
+    label vectors) and each direction's route, on the same folds."""
     check_enough(concepts)
     if rec.kind != "asif":
         raise InputError(f"expected --tune with the asif kind of relative vectors, got kind {rec.kind!r}")
     folds = [f for f in validation_folds(concepts, np.arange(len(concepts)), FOLDS, salt) if len(f[1]) >= 2]
     cands = candidates(rec, min(len(fit) for fit, _ in folds))
-    prepared = Prepared(np.asarray(media, np.float32), np.asarray(text, np.float32), folds, bank)
+    prepared = Prepared(np.asarray(media, np.float32), np.asarray(text, np.float32), folds, bank, labels)
     start, hits = time.perf_counter(), []
     for r in progress(cands, total=len(cands), desc="tune: settings", show=show_progress_bar):
         if hits and time.perf_counter() - start > budget_s:
             break
-        hits.append(np.concatenate([fold_hits(r, prepared, f) for f in range(len(folds))]))
+        hits.append(np.concatenate([fold_hits(r, prepared, f, r.background_weight if bank is not None else None)
+                                    for f in range(len(folds))]))
     got = choose(cands[:len(hits)], hits, len(cands), time.perf_counter() - start, len(set(concepts)))
     chosen, record = got.recipe, dict(got.record)
     if bank is not None:
-        chosen, record["bank"] = weigh_bank(chosen, prepared)
-    record["routes"] = measure_routes(chosen, prepared, chosen.background_weight if bank is not None else None,
-                                      modality, labels)
+        chosen, record["bank"] = weigh(chosen, prepared, "background_weight", BANK_WEIGHTS,
+                                       lambda r, f: fold_hits(r, prepared, f, r.background_weight))
+    bank_weight = chosen.background_weight if bank is not None else None
+    if labels is not None:
+        chosen, record["labels"] = weigh(chosen, prepared, "label_weight", LABEL_WEIGHTS,
+                                         lambda r, f: fold_hits(r, prepared, f, bank_weight, r.label_weight))
+    record["routes"] = measure_routes(chosen, prepared, bank_weight, modality)
     record["seconds"] = round(time.perf_counter() - start, 1)
     return Tuning(chosen, got.table, record)
 
 
-def weigh_bank(r: Recipe, prepared: Prepared) -> Tuple[Recipe, Dict]:
-    """(``r`` with the bank block's weight chosen among BANK_WEIGHTS, the record): the default kept
-    unless a weight beats it by more than one standard error, as for the recipe."""
-    weights = [r.background_weight] + [w for w in BANK_WEIGHTS if w != r.background_weight]
-    hits = [np.concatenate([fold_hits(r, prepared, f, w) for f in range(len(prepared.folds))]) for w in weights]
+def weigh(r: Recipe, prepared: Prepared, field: str, options, hits_of) -> Tuple[Recipe, Dict]:
+    """(``r`` with its weight ``field`` chosen among ``options``, the record): ``hits_of(recipe, fold)``
+    scores one; the default (``r``'s) is kept unless a weight beats it by more than one standard
+    error, as for the recipe."""
+    default = getattr(r, field)
+    cands = [dataclasses.replace(r, **{field: w}) for w in [default] + [w for w in options if w != default]]
+    hits = [np.concatenate([hits_of(c, f) for f in range(len(prepared.folds))]) for c in cands]
     means = [float(h.mean()) for h in hits]
     best = int(np.argmax(means))
     se = paired_se(hits[0], hits[best])
     chosen = best if means[best] - means[0] > GUARD * se else 0
-    return dataclasses.replace(r, background_weight=weights[chosen]), {
-        "weights": [{"weight": w, "score": round(m, 4)} for w, m in zip(weights, means)],
-        "default": weights[0], "chosen": weights[chosen], "standard_error": round(se, 4)}
+    return cands[chosen], {"weights": [{"weight": getattr(c, field), "score": round(m, 4)} for c, m in zip(cands, means)],
+                           "default": default, "chosen": getattr(cands[chosen], field), "standard_error": round(se, 4)}
 
 
 def choose(cands: List[Recipe], hits: List[np.ndarray], n_cands: int, seconds: float, n_concepts: int) -> Tuning:

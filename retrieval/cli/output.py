@@ -88,9 +88,9 @@ def tuning_words(tu: dict) -> str:
         return f"k={r['k']} p={r['p']:g}" + (f" whitened {r['whiten']:g}" if r["whiten"] else " centred" if r["center"]
                                              else "")
     kept = "kept the defaults" if tu["chosen"] == tu["default"] else f"chose {said(tu['chosen'])}"
-    bank = tu.get("bank")
-    weighed = "" if not bank else (f"; bank weight {bank['chosen']:g}" + (" (the default)" if bank["chosen"] == bank["default"]
-                                                                          else f" (default {bank['default']:g})"))
+    weighed = "".join(f"; {what} {w['chosen']:g}" + (" (the default)" if w["chosen"] == w["default"]
+                                                     else f" (default {w['default']:g})")
+                      for what, w in (("bank weight", tu.get("bank")), ("label weight", tu.get("labels"))) if w)
     routes = "".join(f"; {d} route {r['route']}" + (" (the priors')" if r["route"] == r["default"] else
                                                     f" (priors: {r['default']})")
                      for d, r in (tu.get("routes") or {}).items())

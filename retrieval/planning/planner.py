@@ -170,13 +170,12 @@ def _measured_words(m: Dict) -> str:
     """EXPLAIN's line for the routes a collection measured on its own pairs (build --tune)."""
     scores = ", ".join(f"{r} {v:.3f}" for r, v in m["scores"].items())
     best, default, se = max(m["scores"], key=m["scores"].get), m["default"], m["standard_error"]
-    gain = f" plus the label bridge's gain {m['label_gain']:.2f}" if m.get("label_gain") else ""
     if m["route"] == default == best or m["scores"][best] == m["scores"][default]:
         why = "the priors' choice, and the best on the folds"
     elif m["route"] == best:
-        why = f"it beat the priors' choice, {default}, by more than one standard error ({se:.3f}){gain}"
+        why = f"it beat the priors' choice, {default}, by more than one standard error ({se:.3f})"
     else:
-        why = f"the priors' choice: {best}'s lead is within one standard error ({se:.3f}){gain}"
+        why = f"the priors' choice: {best}'s lead is within one standard error ({se:.3f})"
     return (f"  this collection's own pairs (build --tune, validation folds, {m['queries']} queries): {scores}; "
             f"taken: {m['route']} ({why})")
 
@@ -295,13 +294,8 @@ def _caption_steps(q: Space, t: Space, spaces: Dict[str, str], bridges: Sequence
 
 
 def _measured_choice(est: Dict[str, RouteEstimate], m: Optional[Dict]) -> Optional[RouteEstimate]:
-    """The route a collection measured for this direction (``relative`` stands for ``relative+labels``
-    where the label bridge exists: the folds could not measure it, the priors say it adds), if possible."""
-    if not m:
-        return None
-    if m["route"] == "relative" and "relative+labels" in est:
-        return est["relative+labels"]
-    return est.get(m["route"])
+    """The route a collection measured best for this direction (build --tune), if it is possible here."""
+    return est.get(m["route"]) if m else None
 
 
 def plan(query_modality: str, target_modality: str, spaces: Dict[str, str], bridges: Sequence[Bridge],
