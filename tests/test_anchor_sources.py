@@ -80,6 +80,30 @@ def test_a_split_is_chosen_by_name_and_bad_columns_list_what_there_is(tiny_data,
         load_anchor_set(f"hf:{folder}:train#colour=words")
 
 
+def data_folder(tiny_data, tmp_path):
+    """The anchors as a folder of Parquet data files, as a dataset repository on the hub holds them."""
+    datasets = pytest.importorskip("datasets")
+    t = pq.read_table(tiny_data["anchors"]).to_pydict()
+    ds = datasets.Dataset.from_dict({"img": tiny_data["anchor_images"], "words": t["caption"]})
+    ds = ds.cast_column("img", datasets.Image())
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    ds.to_parquet(str(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet"))
+    return str(tmp_path / "repo")
+
+
+def test_a_data_folder_is_streamed_and_rows_takes_the_first_pairs(tiny_data, fake_encoders, tmp_path, monkeypatch):
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    folder = data_folder(tiny_data, tmp_path)
+    table = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "table", **KW))
+    col = Collection.open(build_collection(tiny_data["corpus"], f"hf:{folder}:train#caption=words", tmp_path / "ds",
+                                           **KW))
+    assert answers(col, tiny_data["colours"]) == answers(table, tiny_data["colours"])
+    first = load_anchor_set(f"hf:{folder}:train#caption=words,rows=5")
+    assert len(first) == 5 and first.captions == pq.read_table(tiny_data["anchors"]).to_pydict()["caption"][:5]
+    with pytest.raises(InputError, match=r"rows=N with N >= 1 .* got rows='0'"):
+        load_anchor_set(f"hf:{folder}:train#caption=words,rows=0")
+
+
 def test_a_hub_name_offline_says_what_to_do():
     pytest.importorskip("datasets")
     with pytest.raises(InputError, match="save_to_disk"):
