@@ -43,7 +43,7 @@ from retrieval.build.recipe import Recipe, recipe
 from retrieval.build.self_anchors import wanted
 from retrieval.build.writer import Clock, Contents, write_collection
 from retrieval.core.projector import fit_projector, spec_summary
-from retrieval.encoders import load_encoder
+from retrieval.encoders import encoder_meta, load_encoder
 from retrieval.errors import CollectionFormatError, InputError
 from retrieval.media.tables import rows_from
 from retrieval.progress import progress
@@ -333,7 +333,7 @@ def _encoded_anchors(job: _Job) -> Contents:
     anchor_set, a_med, a_txt, style = prepare_views(job.anchor_set, a_med, a_txt)  # fitted once, here
     return Contents(rows=[], item_vecs=np.zeros((0, a_med.shape[1]), np.float32), captioned=[], cap_vecs=None,
                     anchor_set=anchor_set, anchor_vecs=(a_med, a_txt),
-                    encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()}, rec=job.rec,
+                    encoders={m: encoder_meta(e) for m, e in encoders.items()}, rec=job.rec,
                     index_spec=job.index_spec, style=style, anchor_views=views, corpus=str(job.corpus))
 
 

@@ -133,6 +133,21 @@ def test_a_collection_built_with_an_onnx_image_model_answers_from_anywhere(tiny_
     assert hits[0].path == tiny_data["corpus_images"][0]
 
 
+def test_a_model_file_replaced_under_the_same_path_is_noticed(tiny_data, fake_encoders, tmp_path):
+    path = image_model(tmp_path / "img.onnx")
+    out = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "col", image_encoder=f"onnx:{path}",
+                           text_encoder="fake-text", cache_dir="", k=3, p=2.0, background="none", labels=False)
+    built = Collection.open(out).manifest["encoders"]["image"]
+    assert len(built["fingerprint"]) == 64
+    assert Collection.open(out).search(tiny_data["corpus_images"][0], k=1)[0].path == tiny_data["corpus_images"][0]
+    sidecar = Path(path).with_suffix(".json")
+    sidecar.write_text(json.dumps({"channels": "BGR"}))  # other settings, same file, same width
+    with pytest.raises(InputError, match=r"to be the model the collection was built with .* 'retrieval reencode'"):
+        Collection.open(out).search(tiny_data["corpus_images"][0], k=1)
+    sidecar.unlink()
+    assert Collection.open(out).search(tiny_data["corpus_images"][0], k=1)[0].path == tiny_data["corpus_images"][0]
+
+
 @pytest.mark.parametrize("settings, match", [
     ({"colour": "RGB"}, r"unknown \['colour'\]"),
     ({"layout": "CHW"}, "layout='CHW'"),

@@ -26,7 +26,7 @@ from retrieval.core.projector import Projector, pivot
 from retrieval.core.ranking import TIE_EPS, rank_candidates
 from retrieval.core.rowcache import DEFAULT_BYTES as DENSE_CACHE_BYTES
 from retrieval.core.rowcache import RowCache
-from retrieval.encoders import Encoder, load_encoder, load_encoder_as_built
+from retrieval.encoders import Encoder, check_as_built, load_encoder, load_encoder_as_built
 from retrieval.encoders.vectors import space_of
 from retrieval.errors import InputError, UnsupportedQueryError
 from retrieval.indexes import ExactIndex, Hits, make_index
@@ -176,7 +176,7 @@ class Collection(StoredCollection):
             if enc.dim != want["dim"] or enc.modality != modality:
                 raise InputError(f"expected a {modality} encoder of dimension {want['dim']}, got {enc.modality} "
                                  f"encoder {enc.name!r} of dimension {enc.dim}")
-            self._encoders[modality] = enc
+            self._encoders[modality] = check_as_built(enc, want)
 
     def _same_space(self, modality: str, enc: Union[str, Encoder], want: Dict) -> None:
         """Take ``enc``, named as the ``vectors:NAME`` side's NAME, as that side's own encoder: its

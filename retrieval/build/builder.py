@@ -17,7 +17,7 @@ from retrieval.build.self_anchors import Corpus, self_anchored
 from retrieval.build.tuning import check_tune, tuned
 from retrieval.build.writer import Clock, Contents, write_collection
 from retrieval.core.selection import select
-from retrieval.encoders import load_encoder
+from retrieval.encoders import encoder_meta, load_encoder
 from retrieval.encoders.vectors import is_vectors
 from retrieval.errors import InputError
 from retrieval.media.audio import load_audio
@@ -280,7 +280,7 @@ def build_collection(corpus, anchors, out, options: Optional[BuildOptions] = Non
         label_cfg = label_cfg and dict(label_cfg, weight=rec.label_weight)
         clock.lap("tune")
     contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, anchor_set=anchor_set,
-                        anchor_vecs=(a_med, a_txt), encoders={m: {"spec": e.name, "dim": e.dim} for m, e in encoders.items()},
+                        anchor_vecs=(a_med, a_txt), encoders={m: encoder_meta(e) for m, e in encoders.items()},
                         rec=rec, index_spec=index_spec, dspec=dspec, pivots=list(zip(pivot_sets, pivot_vecs)), style=style,
                         anchor_views=views, anchors_selected=selected, background=background,
                         labels=None if item_labels is None else (item_labels, label_cfg), corpus=str(corpus),

@@ -30,7 +30,7 @@ from retrieval.build.recipe import recipe
 from retrieval.build.self_anchors import Corpus, self_anchored
 from retrieval.build.tuning import check_tune, tuned
 from retrieval.build.writer import HASH_COLUMN, Clock, Contents, write_collection
-from retrieval.encoders import DEFAULT_ENCODERS, load_encoder_as_built
+from retrieval.encoders import DEFAULT_ENCODERS, encoder_meta, load_encoder_as_built
 from retrieval.errors import InputError
 from retrieval.media.tables import RESERVED_COLUMNS
 from retrieval.store.arrow import dense_from_column
@@ -187,7 +187,7 @@ def remake(col: StoredCollection, anchor_set: AnchorSet, out, o: BuildOptions, g
     record = dict(record, **({"tuning": tuning} if tuning else {}))
     labels = _labels(col, corpus, rec) if keep_labels else None
     enc_meta = {x: dict(e) for x, e in m["encoders"].items()}
-    enc_meta.update({x: {"spec": e.name, "dim": e.dim} for x, e in encoders.items()})
+    enc_meta.update({x: encoder_meta(e) for x, e in encoders.items() if not isinstance(e, _AsBuilt)})
     next_items = max(int(m.get("next_ids", {}).get("items", 0)), int(col.item_ids.max(initial=-1)) + 1)
     contents = Contents(rows=rows, item_vecs=item_vecs, captioned=captioned, cap_vecs=cap_vecs, encoders=enc_meta,
                         rec=rec, index_spec=index_spec, dspec=dspec, pivots=_pivots(col, encoders["text"]),

@@ -6,6 +6,8 @@ from retrieval.encoders.registry import (
                                          ENTRY_POINT_GROUP,
                                          REGISTRY,
                                          Backend,
+                                         check_as_built,
+                                         encoder_meta,
                                          load_encoder,
                                          load_encoder_as_built,
                                          parse_spec,
@@ -13,4 +15,4 @@ from retrieval.encoders.registry import (
 
 __all__ = ["AudioEncoder", "Encoder", "ImageEncoder", "TextEncoder", "l2_normalise", "DEFAULT_ENCODERS", "REGISTRY",
            "Backend", "ENTRY_POINT_GROUP",
-           "load_encoder", "load_encoder_as_built", "parse_spec"]
+           "check_as_built", "encoder_meta", "load_encoder", "load_encoder_as_built", "parse_spec"]

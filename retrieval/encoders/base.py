@@ -63,6 +63,10 @@ class Encoder(abc.ABC):
     # The names of the classes of the encoder's own classifier head, when it has one (the packaged
     # ImageNet networks): the anchor-free label bridge (retrieval/encoders/labels.py) uses its logits.
     label_names: Optional[List[str]] = None
+    # What names the model's content where the spec alone does not (a model file's bytes and
+    # settings): kept in the manifest, so a file replaced under the same path is noticed. None: the
+    # spec says it all (a packaged or hub model, whose exports are keyed by their own files).
+    fingerprint: Optional[str] = None
 
     def encode(self, inputs: Sequence[Any], *, batch_size: int = 32,
                show_progress_bar: Optional[bool] = None) -> np.ndarray:

@@ -14,6 +14,8 @@ a (n, c, h, w) one over its positions.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, fields
@@ -141,11 +143,24 @@ class _OnnxFile:
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.name, self.device = f"onnx:{self.path}", device  # absolute: the manifest finds it from anywhere
         self._ready()
+        self.fingerprint = self._fingerprint()
         self.dim = 0
         self.dim = int(self._encode_batch(self._prepare(self._probe())).shape[1])
 
     def _ready(self) -> None:
         """What a modality needs beyond the session and settings (the text side's tokenizer)."""
+
+    def _files(self) -> List[Path]:
+        """The files besides the model whose content decides its vectors (the text side's tokenizer)."""
+        return []
+
+    def _fingerprint(self) -> str:
+        """SHA-256 of the model's bytes, its settings and the files beside it that it reads."""
+        from retrieval.store.arrow import sha256_file
+
+        parts = [sha256_file(str(self.path)), json.dumps(dataclasses.asdict(self.config), sort_keys=True, default=str)]
+        parts += [sha256_file(str(f)) for f in self._files()]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def _output(self, feeds: Dict[str, np.ndarray]) -> np.ndarray:
         names = [o.name for o in self.session.get_outputs()]
@@ -214,9 +229,12 @@ class OnnxTextEncoder(_OnnxFile, TextEncoder):
         if not file.is_file():
             raise InputError(f"expected a tokenizer.json beside the text model {str(self.path)!r} (or in the folder "
                              f"named by its 'tokenizer' setting), found none at {str(file)!r}")
-        self.tokenizer = Tokenizer.from_file(str(file))
+        self.tokenizer, self.tokenizer_file = Tokenizer.from_file(str(file)), file
         self.tokenizer.enable_truncation(self.config.max_length)
         self.tokenizer.enable_padding()
+
+    def _files(self) -> List[Path]:
+        return [self.tokenizer_file]
 
     def _probe(self):
         return ["a"]

@@ -215,14 +215,30 @@ def load_encoder(spec: str, modality: str, *, device: Optional[str] = "cpu", run
     return enc
 
 
+def encoder_meta(enc: Encoder) -> Dict:
+    """What a manifest keeps of an encoder: its spec and width, and its fingerprint where it has one."""
+    return {"spec": enc.name, "dim": int(enc.dim), **({"fingerprint": enc.fingerprint} if enc.fingerprint else {})}
+
+
+def check_as_built(enc: Encoder, want: Dict) -> Encoder:
+    """``enc`` if it gives the vectors the manifest entry ``want`` describes (width, and the model's
+    fingerprint where both have one): a model that changed since is refused, not mixed in."""
+    if enc.dim != want["dim"]:
+        raise InputError(f"expected encoder {want['spec']!r} to give {want['dim']}-d vectors as when the "
+                         f"collection was built, got {enc.dim}-d; the model changed, rebuild the collection")
+    built, now = want.get("fingerprint"), getattr(enc, "fingerprint", None)
+    if built and now and built != now:
+        raise InputError(f"expected encoder {want['spec']!r} to be the model the collection was built with "
+                         f"(fingerprint {built[:12]}…), got {now[:12]}…: its file, settings or tokenizer changed; "
+                         f"put the old one back, or 'retrieval reencode' the collection with the new one")
+    return enc
+
+
 def load_encoder_as_built(manifest: Dict, modality: str, *, device: Optional[str] = "cpu") -> Encoder:
-    """The ``modality`` encoder a collection was built with (its manifest's spec), checked to give
-    vectors of the width the collection stores: a model that changed since is refused, not mixed in."""
+    """The ``modality`` encoder a collection was built with (its manifest's spec), checked by
+    :func:`check_as_built`."""
     want = manifest["encoders"][modality]
     enc = load_encoder(want["spec"], modality, device=device)
     if not enc.dim:  # a vectors: side: the width the collection stores
         enc.dim = int(want["dim"])
-    if enc.dim != want["dim"]:
-        raise InputError(f"expected encoder {want['spec']!r} to give {want['dim']}-d vectors as when the "
-                         f"collection was built, got {enc.dim}-d; the model changed, rebuild the collection")
-    return enc
+    return check_as_built(enc, want)
