@@ -96,9 +96,9 @@ def test_the_bank_block_is_scored_as_a_build_scores_it(k, p, center, whiten):
         np.testing.assert_allclose(tuning.fold_hits(rec, prepared, f, 3.0), want, atol=1e-6)
 
 
-@pytest.mark.parametrize("bank_noise, heavier", [(1.0, True), (30.0, False)])
-def test_the_bank_weight_follows_what_the_bank_is_worth_on_the_folds(bank_noise, heavier):
-    media, text, concepts = shared_pairs(100, 0)
+@pytest.mark.parametrize("n, noise, bank_noise, heavier", [(100, 5.0, 1.0, True), (200, 5.0, 30.0, False)])
+def test_the_bank_weight_follows_what_the_bank_is_worth_on_the_folds(n, noise, bank_noise, heavier):
+    media, text, concepts = shared_pairs(n, 0, noise=noise)
     bank = shared_pairs(400, 5, noise=bank_noise)[:2]  # the same two spaces: clean pairs help, noise hurts
     rec = recipe(AnchorShape(len(concepts)), None, BuildOptions())
     prepared = tuning.Prepared(media, text, validation_folds(concepts, np.arange(len(concepts)), tuning.FOLDS), bank)
@@ -108,7 +108,7 @@ def test_the_bank_weight_follows_what_the_bank_is_worth_on_the_folds(bank_noise,
     assert tuning.tune(media, text, concepts, rec, bank=bank).record["bank"]["default"] == rec.background_weight
     assert (b["chosen"] > b["default"]) if heavier else (b["chosen"] < b["default"])
     scores = {w["weight"]: w["score"] for w in b["weights"]}
-    assert scores[b["chosen"]] - scores[b["default"]] > b["standard_error"] - 1e-4  # both rounded to 4 places
+    assert scores[b["chosen"]] - scores[b["default"]] > b["margin"] * b["standard_error"] - 1e-4  # rounded to 4 places
 
 
 @pytest.mark.parametrize("label_noise, useful", [(0.5, True), (None, False)])

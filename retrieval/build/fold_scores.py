@@ -147,6 +147,26 @@ def depth(n_held: int, n_pairs: int) -> int:
     return max(1, int(np.ceil(AT * n_held / n_pairs)))
 
 
+LEVEL = 0.05  # the chance, over all the candidates tried, that noise alone replaces a default
+
+
+def margin(n_alternatives: int) -> float:
+    """Standard errors a candidate must beat the default by when it is the best of ``n_alternatives``:
+    a one-sided test at LEVEL, Bonferroni-corrected over them. The best of many noisy candidates
+    beats the default by a standard error or two by chance alone; with one standard error, --tune
+    replaced defaults that then lost on held-out queries (results/experiments/tune)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(1.0 - LEVEL / max(1, n_alternatives)))
+
+
+def beats(best: np.ndarray, default: np.ndarray, n_alternatives: int) -> Tuple[bool, float]:
+    """(whether per-query scores ``best`` beat ``default`` by more than :func:`margin` standard errors
+    of their paired difference, that standard error)."""
+    se, gain = paired_se(default, best), float(np.mean(best) - np.mean(default))
+    return gain > margin(n_alternatives) * se and gain > 0, se
+
+
 def paired_se(a: np.ndarray, b: np.ndarray) -> float:
     """The standard error of the mean of ``b - a`` (one entry per query, the same queries)."""
     diff = np.asarray(b, np.float64) - np.asarray(a, np.float64)

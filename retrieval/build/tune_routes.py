@@ -10,8 +10,8 @@ reciprocal-rank fusion of the two (as the suites fuse them).
 
 Where the collection has a label bridge (text queries into images), relative+labels is measured too:
 the relative route plus the bridge at its chosen weight, with the anchor pictures' own label vectors.
-The route the priors would take stays unless another beats it by more than one standard error of
-the paired per-query difference.
+The route the priors would take stays unless another beats it by more than fold_scores.margin
+standard errors of the paired per-query difference (a 5 % test, corrected for the routes tried).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from retrieval.build.fold_scores import Prepared, depth, paired_se, relative_scores
+from retrieval.build.fold_scores import Prepared, beats, depth, margin, relative_scores
 from retrieval.build.recipe import Recipe
 from retrieval.core.metrics import query_recall
 from retrieval.core.ranking import rrf
@@ -29,7 +29,6 @@ from retrieval.planning.planner import prior
 
 ROUTES = ("relative", "translation", "fusion")
 LABELLED = "relative+labels"
-GUARD = 1.0  # standard errors another route must beat the priors' choice by
 
 
 def translated(prepared: Prepared, src: str, dst: str, f: int) -> np.ndarray:
@@ -67,10 +66,11 @@ def choose_route(hits: Dict[str, np.ndarray], default: str) -> Dict:
     """The manifest's record of one direction: each route's mean, the priors' choice and the route taken."""
     means = {route: float(h.mean()) for route, h in hits.items()}
     best = max(hits, key=lambda route: means[route])
-    se = paired_se(hits[default], hits[best])
-    taken = best if means[best] - means[default] > GUARD * se else default
+    won, se = beats(hits[best], hits[default], len(hits) - 1)
+    taken = best if won else default
     return {"scores": {route: round(m, 4) for route, m in means.items()}, "queries": int(len(hits[default])),
-            "default": default, "route": taken, "standard_error": round(se, 4)}
+            "default": default, "route": taken, "standard_error": round(se, 4),
+            "margin": round(margin(len(hits) - 1), 2)}
 
 
 def measure_routes(r: Recipe, prepared: Prepared, bank_weight: Optional[float], modality: str) -> Dict[str, Dict]:

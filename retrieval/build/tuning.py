@@ -9,10 +9,12 @@ that setting would score them (the recipe's preparing steps, then top-k relative
 dense tie-break; tests/test_tuning.py checks they equal a build's scores). The cosines are computed
 once per fold and preparation, so k and p cost a cut and a power each.
 
-The default is the first candidate and is kept unless a candidate beats it by more than one standard
-error of the paired per-query difference: choosing the best of a hundred settings on a few hundred
-held-out pairs flatters the winner, and a setting that wins by less than the folds can tell should
-not replace one measured on many suites. The folds' table goes into the manifest (``tuning``).
+The default is the first candidate and is kept unless a candidate beats it by more than
+fold_scores.margin standard errors of the paired per-query difference (a one-sided 5 % test,
+Bonferroni-corrected over the candidates tried: about 3.3 for the grid): choosing the best of a
+hundred settings on a few hundred held-out pairs flatters the winner, and a setting that wins by
+less than the folds can tell should not replace one measured on many suites. The folds' table goes
+into the manifest (``tuning``).
 
 Then, with the chosen recipe, the same folds weigh the background bank (when the build has one: its
 block's weight among BANK_WEIGHTS) and the label bridge (when it has one: its weight among
@@ -34,7 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 # depth and relative: tuning's own names for the fold scoring it is tested through
-from retrieval.build.fold_scores import AT, Prepared, depth, fold_hits, paired_se, relative  # noqa: F401
+from retrieval.build.fold_scores import AT, Prepared, beats, depth, fold_hits, margin, relative  # noqa: F401
 from retrieval.build.options import DEFAULT_WHITEN
 from retrieval.build.recipe import Recipe
 from retrieval.build.tune_routes import measure_routes
@@ -47,7 +49,6 @@ MIN_HELD = 8                     # held-out concepts a fold needs at the least
 KS = (16, 32, 64, 128, 256, 512)
 PS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 BUDGET_S = 120.0
-GUARD = 1.0                      # standard errors a candidate must beat the default by
 BANK_WEIGHTS = (0.25, 0.75, 1.5, 3.0, 6.0)  # the bank block's weights tried (the default's first)
 LABEL_WEIGHTS = (0.0, 0.15, 0.3, 0.6, 1.2, 2.4)  # the label bridge's weights tried (the default's first)
 
@@ -155,25 +156,25 @@ def tune(media: np.ndarray, text: np.ndarray, concepts: Sequence[str], rec: Reci
 
 def weigh(r: Recipe, prepared: Prepared, field: str, options, hits_of) -> Tuple[Recipe, Dict]:
     """(``r`` with its weight ``field`` chosen among ``options``, the record): ``hits_of(recipe, fold)``
-    scores one; the default (``r``'s) is kept unless a weight beats it by more than one standard
-    error, as for the recipe."""
+    scores one; the default (``r``'s) is kept unless a weight beats it by the margin, as for the recipe."""
     default = getattr(r, field)
     cands = [dataclasses.replace(r, **{field: w}) for w in [default] + [w for w in options if w != default]]
     hits = [np.concatenate([hits_of(c, f) for f in range(len(prepared.folds))]) for c in cands]
     means = [float(h.mean()) for h in hits]
     best = int(np.argmax(means))
-    se = paired_se(hits[0], hits[best])
-    chosen = best if means[best] - means[0] > GUARD * se else 0
+    won, se = beats(hits[best], hits[0], len(cands) - 1)
+    chosen = best if won else 0
     return cands[chosen], {"weights": [{"weight": getattr(c, field), "score": round(m, 4)} for c, m in zip(cands, means)],
-                           "default": default, "chosen": getattr(cands[chosen], field), "standard_error": round(se, 4)}
+                           "default": default, "chosen": getattr(cands[chosen], field), "standard_error": round(se, 4),
+                           "margin": round(margin(len(cands) - 1), 2)}
 
 
 def choose(cands: List[Recipe], hits: List[np.ndarray], n_cands: int, seconds: float, n_concepts: int) -> Tuning:
-    """The best candidate if it beats the default (``cands[0]``) by more than one standard error."""
+    """The best candidate if it beats the default (``cands[0]``) by more than the margin for them all."""
     means = [float(h.mean()) for h in hits]
     best = int(np.argmax(means))
-    se = paired_se(hits[0], hits[best])
-    chosen = best if means[best] - means[0] > GUARD * se else 0
+    won, se = beats(hits[best], hits[0], len(cands) - 1)
+    chosen = best if won else 0
     table = [{"k": r.k, "p": r.p, "center": r.center or bool(r.whiten), "whiten": r.whiten, "score": round(m, 4)}
              for r, m in zip(cands, means)]
     order = sorted(range(len(table)), key=lambda i: -means[i])
@@ -181,5 +182,6 @@ def choose(cands: List[Recipe], hits: List[np.ndarray], n_cands: int, seconds: f
               "metric": f"R@{AT} (scaled to the fold's share of the pairs), text->media and media->text, held-out pairs",
               "candidates": n_cands, "tried": len(cands), "seconds": round(seconds, 1),
               "default": table[0], "best": table[best], "chosen": table[chosen], "standard_error": round(se, 4),
+              "margin": round(margin(len(cands) - 1), 2),
               "top": [table[i] for i in order[:10]]}
     return Tuning(cands[chosen], table, record)

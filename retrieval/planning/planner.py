@@ -173,9 +173,9 @@ def _measured_words(m: Dict) -> str:
     if m["route"] == default == best or m["scores"][best] == m["scores"][default]:
         why = "the priors' choice, and the best on the folds"
     elif m["route"] == best:
-        why = f"it beat the priors' choice, {default}, by more than one standard error ({se:.3f})"
+        why = f"it beat the priors' choice, {default}, by more than {m['margin']:g} standard errors ({se:.3f})"
     else:
-        why = f"the priors' choice: {best}'s lead is within one standard error ({se:.3f})"
+        why = f"the priors' choice: {best}'s lead is within {m['margin']:g} standard errors ({se:.3f})"
     return (f"  this collection's own pairs (build --tune, validation folds, {m['queries']} queries): {scores}; "
             f"taken: {m['route']} ({why})")
 
