@@ -42,7 +42,7 @@ class Prepared:
 
     def prepared(self, r: Recipe, side: str, f: int):
         """(prepared anchors, prepared held-out rows) of one side of fold ``f``."""
-        key = (r.center or bool(r.whiten), r.whiten)
+        key = preparation(r)
         if key != self.key:  # candidates come grouped by preparation: keep one group's at a time
             self.key, self.cache = key, {}
         if (side, f) not in self.cache:
@@ -94,6 +94,11 @@ class Prepared:
         held = self.folds[f][1]
         text = l2_normalise(self.sides["text"][held], dtype=np.float64)  # queries are unit rows, as search makes them
         return text @ self.labels[held].astype(np.float64).T
+
+
+def preparation(r: Recipe):
+    """What the steps before the relativiser depend on: candidates that share it share the caches."""
+    return r.center or bool(r.whiten), r.whiten
 
 
 def relative_scores(r: Recipe, prepared: Prepared, f: int, bank_weight: Optional[float] = None,

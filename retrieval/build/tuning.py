@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 # depth and relative: tuning's own names for the fold scoring it is tested through
-from retrieval.build.fold_scores import AT, Prepared, beats, depth, fold_hits, margin, relative  # noqa: F401
+from retrieval.build.fold_scores import AT, Prepared, beats, depth, fold_hits, margin, preparation, relative  # noqa: F401
 from retrieval.build.options import DEFAULT_WHITEN
 from retrieval.build.recipe import Recipe
 from retrieval.build.tune_routes import measure_routes
@@ -125,7 +125,8 @@ def tune(media: np.ndarray, text: np.ndarray, concepts: Sequence[str], rec: Reci
          labels: Optional[np.ndarray] = None,
          budget_s: float = BUDGET_S, salt: str = "", show_progress_bar: Optional[bool] = None) -> Tuning:
     """Choose among :func:`candidates` on concept folds of the pairs (``media[i]``, ``text[i]``); the
-    candidates not reached within ``budget_s`` seconds are left out (the record says so). Then the
+    candidates not reached within ``budget_s`` seconds, less the time the later steps will take
+    (estimated from the grid's own pace), are left out (the record says so). Then the
     bank's weight (``bank``: its media and text vectors), the label bridge's (``labels``: the media rows'
     label vectors) and each direction's route, on the same folds."""
     check_enough(concepts)
@@ -134,12 +135,19 @@ def tune(media: np.ndarray, text: np.ndarray, concepts: Sequence[str], rec: Reci
     folds = [f for f in validation_folds(concepts, np.arange(len(concepts)), FOLDS, salt) if len(f[1]) >= 2]
     cands = candidates(rec, min(len(fit) for fit, _ in folds))
     prepared = Prepared(np.asarray(media, np.float32), np.asarray(text, np.float32), folds, bank, labels)
-    start, hits = time.perf_counter(), []
+    # the weights after the grid cost about a grid setting each, the routes (translators fitted) about eight:
+    # the budget keeps room for them
+    later = (len(BANK_WEIGHTS) if bank is not None else 0) + (len(LABEL_WEIGHTS) if labels is not None else 0) + 8
+    start, hits, took = time.perf_counter(), [], {"fill": [0.0], "cut": [0.0]}
     for r in progress(cands, total=len(cands), desc="tune: settings", show=show_progress_bar):
-        if hits and time.perf_counter() - start > budget_s:
+        # what is left after the grid: one fill of the chosen preparation's caches, then a cut a step
+        left = max(took["fill"]) + later * float(np.median(took["cut"]))
+        if hits and time.perf_counter() - start + left > budget_s:
             break
+        t0, fills = time.perf_counter(), preparation(r) != prepared.key
         hits.append(np.concatenate([fold_hits(r, prepared, f, r.background_weight if bank is not None else None)
                                     for f in range(len(folds))]))
+        took["fill" if fills else "cut"].append(time.perf_counter() - t0)
     got = choose(cands[:len(hits)], hits, len(cands), time.perf_counter() - start, len(set(concepts)))
     chosen, record = got.recipe, dict(got.record)
     if bank is not None:
