@@ -36,6 +36,7 @@ class Prepared:
         self.sides, self.folds, self.key, self.cache = {"media": media, "text": text}, folds, None, {}
         self.bank = None if bank is None else {"media": bank[0], "text": bank[1]}
         self.labels = labels
+        self.last = (None, {})  # one setting's block scores per fold (blocks)
 
     def n_fit(self, f: int) -> int:
         return len(self.folds[f][0])
@@ -89,6 +90,19 @@ class Prepared:
         text, media = (relative(*self.bank_ranked(r, side, f), k, r.p) for side in ("text", "media"))
         return (text @ media.T).toarray()
 
+    def blocks(self, r: Recipe, f: int, bank: bool):
+        """(the anchors block's scores, the bank block's or None) of fold ``f``'s held-out texts against
+        its media with ``r``'s k and p. The last setting's are kept: the weights and routes tried after
+        the grid score one setting many times, with only the blocks' weights changing."""
+        key = (preparation(r), r.k, r.p, r.bank_k, bank)
+        if self.last[0] != key:
+            self.last = (key, {})
+        parts = self.last[1]
+        if f not in parts:
+            text, media = (relative(*self.ranked(r, side, f), r.k, r.p) for side in ("text", "media"))
+            parts[f] = ((text @ media.T).toarray(), self.bank_scores(r, f) if bank else None)
+        return parts[f]
+
     def label_scores(self, f: int) -> np.ndarray:
         """The label bridge's cosines of fold ``f``'s held-out texts with its media's label vectors."""
         held = self.folds[f][1]
@@ -107,9 +121,7 @@ def relative_scores(r: Recipe, prepared: Prepared, f: int, bank_weight: Optional
     ``r`` orders them: the anchors' top-k relative vectors, plus the bank's block at ``bank_weight``
     (None: without the bank), plus the label bridge at ``label_weight`` (the relative+labels route;
     None: without it), then the dense tie-break."""
-    text, media = (relative(*prepared.ranked(r, side, f), r.k, r.p) for side in ("text", "media"))
-    prim = (text @ media.T).toarray()
-    bank = prepared.bank_scores(r, f) if bank_weight else None
+    prim, bank = prepared.blocks(r, f, bool(bank_weight) and prepared.bank is not None)
     if bank is not None:
         prim = prim + bank_weight * bank
     if label_weight and prepared.labels is not None:
