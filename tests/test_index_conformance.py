@@ -291,5 +291,7 @@ def test_inverted_workspaces_outlive_the_threads_of_a_batch():
     kept = {id(ws) for ws in idx._spares}
     assert 1 <= len(kept) <= 2
     again = idx.search(q, 10)
-    assert {id(ws) for ws in idx._spares} == kept
+    # The first batch may have run on one thread; the second may need one more buffer, never more than threads.
+    after = {id(ws) for ws in idx._spares}
+    assert kept <= after and len(after) <= 2
     assert [h.ids.tolist() for h in first] == [h.ids.tolist() for h in again]
