@@ -3,6 +3,7 @@ packaged encoders. (The full demo is run by tests/test_readme.py, as the README 
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -95,12 +96,6 @@ def test_explain_and_forced_routes(emoji_subset, capsys):
     assert code == 2 and "route 'absolute' is impossible" in err
 
 
-def wordnet_installed() -> bool:
-    from retrieval.encoders.wordnet import load_wordnet
-
-    return load_wordnet() is not None
-
-
 def test_classify_own_items_and_given_images(emoji_subset, capsys):
     code, out, _ = run(capsys, "classify", emoji_subset["out"], "--labels", emoji_subset["labels"], "-k", "3",
                        "--json", "--template", "an emoji of {}")
@@ -112,8 +107,9 @@ def test_classify_own_items_and_given_images(emoji_subset, capsys):
     assert lines[0]["signals"] == ["asif"]  # stored items: no logits kept, so no WordNet tree
     code, out, err = run(capsys, "classify", emoji_subset["out"], img, "--labels", emoji_subset["labels"])
     assert code == 0 and img[-40:] in out  # a long path keeps its end, where the file name is
-    if wordnet_installed():  # a file goes through the network's head: the tree reaches 'Animals & Nature'
-        assert "signals: asif + tree (labels the WordNet tree reaches: Animals & Nature" in err
+    # the default weighs the WordNet tree 0 (SIGNAL_WEIGHTS), so a file too is classified by ASIF alone,
+    # centred on the collection's items with their labels weighing alike
+    assert re.search(r"signals: asif; inputs centred on the corpus \(\d+ items, its labels weighing alike\)", err)
 
 
 @pytest.mark.parametrize("argv,match", [

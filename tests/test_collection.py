@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retrieval import Collection, build_collection
-from retrieval.api import DEFAULT_WHITEN
+from retrieval.api import DEFAULT_WHITEN, collection
 from retrieval.errors import CollectionFormatError, InputError
 from tests.conftest import flat
 
@@ -82,9 +82,15 @@ def test_zero_shot_classification(tiny_collection, tiny_data):
     assert [p.labels[0] for p in preds] == tiny_data["colours"]
     own = col.classify(None, tiny_data["colours"], templates=["a {} square"], k=1)
     assert len(own) == 8
-    # the items' mean is taken once per opened collection; 8 items are too few to centre on
-    assert col.corpus_mean() is col.corpus_mean() and col.corpus_mean().count == 8
+    # the items' sample is taken once per opened collection; 8 items are too few to centre on
+    assert col.corpus_sample() is col.corpus_sample() and col.corpus_sample().count == 8
     assert col.classifier(tiny_data["colours"]).centred_on == "anchors"
+    # a repeated request's classifier is kept; the oldest goes past KEPT_CLASSIFIERS
+    first = col.classifier(tiny_data["colours"], ["a {} square"])
+    assert col.classifier(tiny_data["colours"], ["a {} square"]) is first
+    for i in range(collection.KEPT_CLASSIFIERS):
+        col.classifier(tiny_data["colours"], [f"a {{}} square {i}"])
+    assert col.classifier(tiny_data["colours"], ["a {} square"]) is not first
     with pytest.raises(InputError, match="distinct labels"):
         col.classify(None, ["red", "red"])
     with pytest.raises(InputError, match="exactly one {}"):

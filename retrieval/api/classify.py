@@ -21,6 +21,7 @@ import numpy as np
 
 from retrieval.api.head_signals import ClassHead, HeadSignals
 from retrieval.core.calibration import fuse, softmax_rows
+from retrieval.core.centre import label_balanced_mean
 from retrieval.core.projector import Projector, Spec, fit_projector, is_blocks, spec_block, spec_without
 from retrieval.core.ranking import topk_with_ties
 from retrieval.encoders.base import Encoder, l2_normalise
@@ -33,21 +34,33 @@ DEFAULT_TEMPLATES = ("a photo of a {}", "an emoji of {}", "an image of {}")
 # suites' corpora (5,000 MNIST digits, 1,758 Twemoji drawings) are far above it.
 MIN_CORPUS = 100
 
+# Rounds of label-balanced centring (core.centre.label_balanced_mean), from the anchors' mean: 1 and 3
+# were measured on classification's validation tasks, 3 kept (results/experiments/classify_centring.md).
+BALANCE_ROUNDS = 3
+
+# A corpus is centred on through at most this many of its items, evenly spaced: the balanced mean
+# classifies them once per round, and a few thousand settle a mean as well as a million do.
+CORPUS_SAMPLE = 4096
+
 # How much each signal counts in the fused score (each standardised over the labels first), and the
 # temperature that makes the fused score a calibrated probability for each set of signals used: both
 # chosen on classification's validation folds in every labelled suite (results/experiments/classify_signals.md,
 # `.venv/bin/python scripts/classify_signals.py --out results/experiments/classify_signals.md`).
-SIGNAL_WEIGHTS = {"asif": 1.0, "tree": 0.25, "bridge": 0.0}
-TEMPERATURES = {"asif": 1.05, "asif+tree": 1.05, "asif+bridge": 1.05, "asif+bridge+tree": 1.05}
+SIGNAL_WEIGHTS = {"asif": 1.0, "tree": 0.0, "bridge": 0.0}
+TEMPERATURES = {"asif": 1.105, "asif+tree": 1.105, "asif+bridge": 1.105, "asif+bridge+tree": 1.105}
 
 
 @dataclass(frozen=True)
-class CorpusMean:
-    """A corpus's mean, taken once (``core.relative.unit_mean`` of its vectors, after the style
-    normaliser the classifier uses), and how many vectors it is the mean of: what a collection hands
-    its classifiers so that each request does not read every item again."""
-    mean: np.ndarray
+class CorpusSample:
+    """Vectors of a corpus's items, at most CORPUS_SAMPLE of them evenly spaced, and how many items
+    the corpus has: what a collection hands its classifiers so that a request does not read every item."""
+    vectors: np.ndarray
     count: int
+
+    @classmethod
+    def of(cls, items: np.ndarray) -> "CorpusSample":
+        step = max(1, -(-len(items) // CORPUS_SAMPLE))
+        return cls(np.asarray(items[::step], np.float32), len(items))
 
 
 @dataclass
@@ -171,19 +184,28 @@ class Side:
         return fit_projector(spec, self.anchors, bank=self.bank if is_blocks(spec) else None, style=style)
 
 
+def label_scores(proj: Projector, image_vectors: np.ndarray, class_rel) -> np.ndarray:
+    """(n_images, n_labels) ASIF similarities of inputs relativised by ``proj`` to the labels' relative vectors."""
+    s = proj.transform_rows(image_vectors) @ class_rel.T
+    return np.asarray(s.toarray() if hasattr(s, "toarray") else s, np.float32)
+
+
 class ZeroShotClassifier:
     def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder, image: Side,
                  text: Side, style=None, corpus=None, keep_whitening: bool = False, use_background: bool = True,
                  head: Optional[ClassHead] = None, weights: Optional[Dict[str, float]] = None,
-                 temperatures: Optional[Dict[str, float]] = None):
+                 temperatures: Optional[Dict[str, float]] = None, balance_rounds: int = BALANCE_ROUNDS):
         """``image`` / ``text``: each side's spec and anchors (:class:`Side`); classification's variations
         are edits of those specs (:meth:`Side.edited`): the whitening left out unless ``keep_whitening``,
         the background bank kept unless ``use_background`` is False. ``style``: the collection's style
         normaliser, for a ``style`` step of the image side. ``corpus``: vectors of the corpus the inputs
-        come from (a collection's items), or their CorpusMean: with at least MIN_CORPUS of them, inputs
-        are centred on their mean instead of on the image anchors' mean, which on inputs of another
-        domain than the anchors lifts top-1 (results/digits, results/emoji-groups). None or fewer: the
-        anchors' mean. Either way an input's labels never depend on the other inputs classified with it.
+        come from (a collection's items), or a CorpusSample of them: with at least MIN_CORPUS items,
+        inputs are centred on the corpus's mean with its predicted labels weighing alike
+        (core.centre.label_balanced_mean) instead of on the image anchors' mean, which on inputs of
+        another domain than the anchors lifts top-1 (results/digits, results/categories). None or fewer:
+        the anchors' mean. ``balance_rounds``: the balancing's rounds; 0 takes the corpus's plain mean
+        (every item weighing alike, the classifier's centring before 2026-12-07). Either way an input's
+        labels never depend on the other inputs classified with it.
         ``head``: the image network's classifier head (:class:`ClassHead`), for the tree and bridge
         signals of inputs that come with logits. ``weights`` / ``temperatures``: the signals' weights
         and the fused score's temperatures (default :data:`SIGNAL_WEIGHTS`, :data:`TEMPERATURES`)."""
@@ -199,13 +221,28 @@ class ZeroShotClassifier:
         self.class_rel, self.class_dense = text_proj.transform(class_vecs), text_proj.dense(class_vecs)
         self.head = None if head is None else HeadSignals(head, self.labels, class_vecs)
         self.image_proj = image.fit(image.edited(**edits), style=style)
-        # what the inputs were centred on, for reports: "corpus (N items)" or "anchors"
+        # what the inputs were centred on, for reports: "corpus (N items, ...)" or "anchors"
         self.centred_on = "anchors"
-        n_corpus = 0 if corpus is None else corpus.count if isinstance(corpus, CorpusMean) else len(corpus)
-        if n_corpus >= MIN_CORPUS and self.image_proj.centres:
-            mean = corpus.mean if isinstance(corpus, CorpusMean) else self.image_proj.input_mean(corpus)
+        sample = None if corpus is None else corpus if isinstance(corpus, CorpusSample) else CorpusSample.of(corpus)
+        if sample is not None and sample.count >= MIN_CORPUS and self.image_proj.centres:
+            if balance_rounds:
+                mean = self._balanced_mean(sample.vectors, image.anchors, balance_rounds)
+                how = ", its labels weighing alike"
+            else:
+                mean, how = self.image_proj.input_mean(sample.vectors), ""
             self.image_proj = self.image_proj.centred_on(mean)
-            self.centred_on = f"corpus ({n_corpus} items)"
+            self.centred_on = f"corpus ({sample.count} items{how})"
+
+    def _balanced_mean(self, corpus: np.ndarray, anchors: np.ndarray, rounds: int) -> np.ndarray:
+        proj = self.image_proj
+
+        def predict(mean):  # the corpus in one batch: its labels only steer a mean, not an answer
+            s = proj.centred_on(mean).transform(corpus) @ self.class_rel.T
+            return np.asarray(s.toarray() if hasattr(s, "toarray") else s).argmax(1)
+
+        # each label's mean is taken of the rows as they reach the centring step, prepared once
+        return label_balanced_mean(lambda rows: rows.mean(0, dtype=np.float64), predict,
+                                   proj.at_centre(corpus), proj.input_mean(anchors), rounds)
 
     def signals_used(self, *, logits: bool = False, label_vectors: bool = False) -> List[str]:
         """The signals a prediction fuses for inputs with (or without) logits or label vectors: asif
@@ -223,9 +260,7 @@ class ZeroShotClassifier:
 
     def scores(self, image_vectors: np.ndarray) -> np.ndarray:
         """(n_images, n_labels) ASIF similarities."""
-        rel = self.image_proj.transform_rows(image_vectors)
-        s = rel @ self.class_rel.T
-        return np.asarray(s.toarray() if hasattr(s, "toarray") else s, np.float32)
+        return label_scores(self.image_proj, image_vectors, self.class_rel)
 
     def fused(self, image_vectors: np.ndarray, logits: Optional[np.ndarray] = None,
               label_vectors: Optional[np.ndarray] = None):

@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from retrieval.api.classify import DEFAULT_TEMPLATES, Classification, CorpusMean, Side, ZeroShotClassifier
+from retrieval.api.classify import DEFAULT_TEMPLATES, Classification, CorpusSample, Side, ZeroShotClassifier
 from retrieval.api.head_signals import ClassHead
 from retrieval.api.sharded import ShardedCollection
 from retrieval.api.stitch import Stitched, stitch
@@ -71,6 +72,9 @@ class Hit:
 
 
 HIT_FIELDS = tuple(f.name for f in fields(Hit))
+
+# Classifiers an opened collection keeps, the most recently built (Collection.classifier).
+KEPT_CLASSIFIERS = 8
 
 
 class Collection(StoredCollection):
@@ -534,22 +538,30 @@ class Collection(StoredCollection):
         """A zero-shot classifier of this collection's modality over ``labels``, prompts averaged over
         ``templates``. Inputs are centred on the mean of the collection's items (its corpus) rather than
         the anchors' when it holds at least ``classify.MIN_CORPUS`` of them: the collection is the domain
-        its inputs are classified in. An image network with its own ImageNet head adds its signals."""
+        its inputs are classified in. An image network with its own ImageNet head adds its signals.
+        The last few classifiers are kept: centring on the corpus classifies a sample of it, about a
+        second that a repeated request need not pay again."""
+        key = (tuple(labels), tuple(templates))
+        kept = self.__dict__.setdefault("_classifiers", OrderedDict())
+        if key not in kept:
+            kept[key] = self._new_classifier(labels, templates)
+            while len(kept) > KEPT_CLASSIFIERS:
+                kept.popitem(last=False)
+        return kept[key]
+
+    def _new_classifier(self, labels: Sequence[str], templates: Sequence[str]) -> ZeroShotClassifier:
         sides = {m: Side(spec, *stored.parts(self.manifest, spec, self.anchor_vectors[m]))
                  for m, spec in stored.specs(self.manifest).items()}
         head = ClassHead.of(self.encoder(self.modality), self.encoder("text")) if self.modality == "image" else None
         return ZeroShotClassifier(labels, templates, text_encoder=self.encoder("text"), image=sides[self.modality],
-                                  text=sides["text"], style=self.style, corpus=self.corpus_mean(), head=head)
+                                  text=sides["text"], style=self.style, corpus=self.corpus_sample(), head=head)
 
-    def corpus_mean(self) -> CorpusMean:
-        """The mean of this collection's items (unit rows, after its style normaliser), taken once per
+    def corpus_sample(self) -> CorpusSample:
+        """Up to ``classify.CORPUS_SAMPLE`` of this collection's item vectors, evenly spaced, taken once per
         opened collection: a collection never changes in place (``add`` and ``delete`` return a new one)."""
-        if getattr(self, "_corpus_mean", None) is None:
-            items = self.sides[self.modality].abs
-            proj = self.projectors[self.modality]
-            self._corpus_mean = CorpusMean(proj.input_mean(items) if len(items) else np.zeros(items.shape[1]),
-                                           len(items))
-        return self._corpus_mean
+        if getattr(self, "_corpus_sample", None) is None:
+            self._corpus_sample = CorpusSample.of(self.sides[self.modality].abs)
+        return self._corpus_sample
 
     def classify(self, inputs: Optional[Sequence[ImageLike]], labels: Sequence[str], *,
                  templates: Sequence[str] = DEFAULT_TEMPLATES, k: int = 5, batch_size: int = 32,

@@ -211,6 +211,9 @@ class RelativeProjector:
     def input_mean(self, x: np.ndarray, *, block: int = 65536) -> np.ndarray:
         return self._fitted().input_mean(x, block=block)
 
+    def at_centre(self, x: np.ndarray) -> np.ndarray:
+        return self._fitted().at_centre(x)
+
     def centred_on(self, mean: np.ndarray) -> Projector:
         return self._fitted().centred_on(mean)
 

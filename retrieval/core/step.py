@@ -200,11 +200,15 @@ class Chain:
             raise InputError(f"expected at least one vector to take a mean of, got shape {tuple(x.shape)}")
         total = np.zeros(x.shape[1], np.float64)
         for i in range(0, len(x), block):
-            part = np.asarray(x[i:i + block], np.float32)
-            for step in self._until_centre():
-                part = step.transform(part)
-            total += part.sum(0, dtype=np.float64)
+            total += self.at_centre(x[i:i + block]).sum(0, dtype=np.float64)
         return total / len(x)
+
+    def at_centre(self, x: np.ndarray) -> np.ndarray:
+        """``x``'s rows as they reach the centring step (their mean is :meth:`input_mean`)."""
+        part = self.check_input(x)
+        for step in self._until_centre():
+            part = step.transform(part)
+        return part
 
     def centred_on(self, mean: np.ndarray) -> "Chain":
         """A copy whose centring step centres inputs on ``mean`` (see :meth:`input_mean`) instead of the
@@ -302,6 +306,9 @@ class Blocks:
 
     def input_mean(self, x: np.ndarray, *, block: int = 65536) -> np.ndarray:
         return self.main.input_mean(x, block=block)
+
+    def at_centre(self, x: np.ndarray) -> np.ndarray:
+        return self.main.at_centre(x)
 
     @property
     def centres(self) -> bool:
