@@ -113,7 +113,7 @@ def main():
           lambda task, a: blended_top1(ctx, task, a))
     table("ASIF top-1, inputs centred on the corpus's mean with its predicted labels weighing alike", tasks,
           "centred on", BALANCED, lambda task, how: balanced_top1(ctx, task, how))
-    table("The default (ASIF + tree 0.25) with plain ASIF fused in", tasks, "plain weight", PLAIN,
+    table("ASIF + tree 0.25 (the weights before 2026-12-07) with plain ASIF fused in", tasks, "plain weight", PLAIN,
           lambda task, w: plain_fused_top1(ctx, head, task, w))
 
 
