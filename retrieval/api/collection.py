@@ -543,11 +543,12 @@ class Collection(StoredCollection):
         second that a repeated request need not pay again."""
         key = (tuple(labels), tuple(templates))
         kept = self.__dict__.setdefault("_classifiers", OrderedDict())
-        if key not in kept:
-            kept[key] = self._new_classifier(labels, templates)
+        clf = kept.get(key)
+        if clf is None:  # requests in other threads may build the same one: the same answer, kept once
+            clf = kept[key] = self._new_classifier(labels, templates)
             while len(kept) > KEPT_CLASSIFIERS:
                 kept.popitem(last=False)
-        return kept[key]
+        return clf
 
     def _new_classifier(self, labels: Sequence[str], templates: Sequence[str]) -> ZeroShotClassifier:
         sides = {m: Side(spec, *stored.parts(self.manifest, spec, self.anchor_vectors[m]))
