@@ -256,3 +256,11 @@ def test_the_packaged_text_encoder_tells_which_texts_its_window_cuts():
 
     enc = load_encoder("minilm", "text")
     assert enc.too_long(["a cat", "word " * 300, "a dog"]) == [1]
+
+
+def test_negative_balance_rounds_are_refused():
+    from retrieval.errors import InputError
+
+    enc, words, ta, ia, inputs, truth = domains()
+    with pytest.raises(InputError, match="balance_rounds >= 0"):
+        ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), corpus=inputs, balance_rounds=-1)

@@ -209,6 +209,8 @@ class ZeroShotClassifier:
         ``head``: the image network's classifier head (:class:`ClassHead`), for the tree and bridge
         signals of inputs that come with logits. ``weights`` / ``temperatures``: the signals' weights
         and the fused score's temperatures (default :data:`SIGNAL_WEIGHTS`, :data:`TEMPERATURES`)."""
+        if balance_rounds < 0:
+            raise InputError(f"expected balance_rounds >= 0 (0: the corpus's plain mean), got {balance_rounds}")
         self.labels, self.templates = check_labels(labels), check_templates(templates)
         self.weights = dict(SIGNAL_WEIGHTS if weights is None else weights)
         self.temperatures = dict(TEMPERATURES if temperatures is None else temperatures)
