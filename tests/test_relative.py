@@ -45,6 +45,23 @@ def test_tied_anchors_do_not_depend_on_the_batch():
     np.testing.assert_array_equal(rowwise[:50].toarray(), np.vstack([proj.transform(o[None]).toarray() for o in others]))
 
 
+@pytest.mark.parametrize("params", [dict(k=3, p=2.0), dict(k=5, p=8.0, center=True, whiten=0.5),
+                                    dict(k=4, p=3.0, center=True, background=10, background_weight=0.3)])
+def test_the_queries_dense_rows_do_not_depend_on_the_batch(params):
+    """dense_rows (the tie-break of served queries) takes one float64 product for all rows: each row
+    equals the row computed alone within far less than the tie-break's tolerance, and dense's values."""
+    from retrieval.core.ranking import SECONDARY_EPS
+
+    rng = np.random.default_rng(11)
+    anchors, x = rng.normal(size=(60, 16)).astype(np.float32), rng.normal(size=(33, 16)).astype(np.float32)
+    proj = RelativeProjector(**params).fit(anchors)
+    rows = proj.dense_rows(x)
+    assert rows.dtype == np.float64 and rows.shape == proj.dense(x).shape  # a bank's anchors are not in it
+    alone = np.vstack([proj.dense_rows(x[i:i + 1]) for i in range(len(x))])
+    np.testing.assert_allclose(rows, alone, rtol=0, atol=SECONDARY_EPS / 100)
+    np.testing.assert_allclose(rows, proj.dense(x, np.float64), atol=1e-6)
+
+
 def test_blocked_transform_equals_single_block():
     rng = np.random.default_rng(1)
     proj = RelativeProjector(k=7, p=4.0).fit(rng.normal(size=(30, 8)))

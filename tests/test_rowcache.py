@@ -2,6 +2,7 @@
 budget, and leaves every search answer as it was without it."""
 
 import numpy as np
+import pytest
 
 from retrieval import Collection
 from retrieval.core.rowcache import RowCache
@@ -25,6 +26,33 @@ def test_rows_are_computed_once_and_the_budget_holds():
     cache([4])
     assert asked[-1] == [4] and cache([]).shape == (0, 4)
     assert RowCache(compute, max_bytes=0)([3]).tolist() == [(table[3] * 2).tolist()]  # budget 0: nothing kept
+
+
+def test_filling_computes_every_row_once_in_blocks_when_they_fit():
+    table = np.arange(40, dtype=np.float64).reshape(10, 4)
+    asked = []
+
+    def compute(ids):
+        asked.append(ids.tolist())
+        return table[ids] * 2
+
+    cache = RowCache(compute, max_bytes=10 * 4 * 8, n_rows=10)
+    assert cache.fill(block=4)
+    assert asked == [[0], [1, 2, 3], [4, 5, 6, 7], [8, 9]]  # the first row computed to see the width
+    np.testing.assert_array_equal(cache([9, 0, 5]), table[[9, 0, 5]] * 2)
+    assert len(asked) == 4 and cache.fill() and len(asked) == 4  # nothing computed again
+    too_small = RowCache(compute, max_bytes=9 * 4 * 8, n_rows=10)
+    assert not too_small.fill() and asked[-1] == [0]  # one row computed to learn that they do not fit
+    assert not RowCache(compute, n_rows=0).fill()
+
+
+def test_a_served_collection_fills_its_tie_break_rows_when_warmed(tiny_collection):
+    pytest.importorskip("fastapi")
+    from retrieval.serve.server import opener
+
+    col = opener(str(tiny_collection), lambda *a: None, "c", device="cpu", warm=True, shard_actors=None,
+                 query_encoders=None, dense_cache_mb=None)()
+    assert col._dense_cache and all(c._have is not None and c._have.all() for c in col._dense_cache.values())
 
 
 def test_search_answers_are_the_same_with_and_without_the_cache(tiny_collection):

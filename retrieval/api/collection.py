@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -67,7 +68,7 @@ class Hit:
         # every key always present (null when not applicable): a stable schema; plain Python values
         d = {f: getattr(self, f) for f in HIT_FIELDS}
         d["score"] = float(self.score)
-        d["secondary"] = None if np.isnan(self.secondary) else float(self.secondary)
+        d["secondary"] = None if math.isnan(self.secondary) else float(self.secondary)
         return d
 
 
@@ -353,8 +354,7 @@ class Collection(StoredCollection):
         out = []
         for m, h in zip(matches, hits):
             ids, scores, secondary, how = promote(m, h.ids, h.scores, h.secondary, k)
-            found = self._hits(Hits(ids, scores, secondary), self.modality)
-            out.append([dataclasses.replace(hit, matched=w) for hit, w in zip(found, how)])
+            out.append(self._hits(Hits(ids, scores, secondary), self.modality, matched=how))
         return out
 
     def _distinct_texts(self, run, k: int, n: int) -> List[List[Hit]]:
@@ -422,7 +422,9 @@ class Collection(StoredCollection):
         proj, t_proj = self.projectors[modality], self.projectors[target]
         with self._stage("relativise"):
             dense = self._query_dense(proj, q)
-        first = self._relative(q, modality, target, depth, allowed=allowed, q_dense=dense)
+        # The first list's own order is not used: the final ranking below breaks ties itself, and the
+        # items tied at its end that it leaves out are scored as "extra" items when they could matter.
+        first = self._relative(q, modality, target, depth, allowed=allowed, tie_break=False)
         out = []
         with self._stage("labels"):
             for r, h in enumerate(first):
@@ -443,6 +445,13 @@ class Collection(StoredCollection):
                                                  lambda c, r=r: self._dense_rows(target)(c) @ dense[r])))
         return out
 
+    def fill_dense_rows(self) -> None:
+        """Computes every item's dense relative vector (the tie-break) now, for each target whose rows
+        fit the cache's budget (``dense_cache_bytes``): a server's first queries then cost what later
+        ones do."""
+        for target in self.sides:
+            self._dense_rows(target).fill()
+
     def _dense_rows(self, target: str) -> RowCache:
         """The ``target`` items' dense relative vectors (float64), kept once computed (core/rowcache.py)."""
         cache = self._dense_cache.get(target)
@@ -460,24 +469,25 @@ class Collection(StoredCollection):
 
     @staticmethod
     def _query_dense(proj, q: np.ndarray) -> np.ndarray:
-        """The queries' dense relative vectors (the tie-break), a row at a time: batch-independent."""
-        return np.vstack([proj.dense(q[i:i + 1], np.float64) for i in range(len(q))])
+        """The queries' dense relative vectors (the tie-break), batch-independent (``dense_rows``)."""
+        return proj.dense_rows(q)
 
     def _relative(self, q: np.ndarray, modality: str, target: str, k: int, extra: int = 0,
                   allowed: Optional[np.ndarray] = None, projector: Optional[Projector] = None,
-                  q_dense: Optional[np.ndarray] = None) -> List[Hits]:
+                  tie_break: bool = True) -> List[Hits]:
+        """The relative route's top k (+ ``extra``); ``tie_break=False``: equal scores in storage order."""
         side = self.sides[target]
         proj = projector or self.projectors[modality]
         with self._stage("relativise"):
             q_rel = proj.transform_rows(q)  # batch-independent, see retrieval.core.step.transform_rows
-            q_dense = self._query_dense(proj, q) if q_dense is None else q_dense
+            q_dense = self._query_dense(proj, q) if tie_break else None
 
         def secondary(row: int, cand: np.ndarray) -> np.ndarray:
             # float64: the same candidate gets the same score whichever other candidates a backend passes
             return self._dense_rows(target)(cand) @ q_dense[row]
 
         with self._stage("search"):
-            return side.index.search(q_rel, k + extra, secondary, allowed=allowed)
+            return side.index.search(q_rel, k + extra, secondary if tie_break else None, allowed=allowed)
 
     def _translated(self, q: np.ndarray, modality: str, target: str, k: int,
                     allowed: Optional[np.ndarray] = None) -> List[Hits]:
@@ -509,12 +519,14 @@ class Collection(StoredCollection):
             out.append(Hits(*rank_candidates(cand, fused, k)))
         return out
 
-    def _hits(self, h: Hits, target: str) -> List[Hit]:
+    def _hits(self, h: Hits, target: str, matched: Optional[Sequence] = None) -> List[Hit]:
+        """``matched``: per hit, how its own caption matched the query (items only), or None."""
         out = []
         for rank, (i, s, s2) in enumerate(zip(h.ids.tolist(), h.scores.tolist(), h.secondary.tolist()), 1):
             if target != "text":
                 out.append(Hit(rank, int(self.item_ids[i]), s, s2, target, path=self.items["path"][i],
-                               caption=self.items["caption"][i], label=self.items["label"][i]))
+                               caption=self.items["caption"][i], label=self.items["label"][i],
+                               matched=None if matched is None else matched[rank - 1]))
             else:
                 item = self.texts["item_id"][i]
                 out.append(Hit(rank, int(self.text_ids[i]), s, s2, "text", caption=self.texts["text"][i],

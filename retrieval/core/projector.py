@@ -205,6 +205,9 @@ class RelativeProjector:
     def dense(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
         return self._fitted().dense(x, dtype)
 
+    def dense_rows(self, x: np.ndarray) -> np.ndarray:
+        return self._fitted().dense_rows(x)
+
     def transform_rows(self, x: np.ndarray):
         return self._fitted().transform_rows(x)
 

@@ -60,18 +60,32 @@ class RowCache:
             self.misses += 1
         return True
 
-    def _from_slab(self, ids: np.ndarray) -> np.ndarray:
+    def fill(self, block: int = 4096) -> bool:
+        """Computes every row now, in blocks, when all of them fit the budget (False when they do not):
+        the first queries then cost what later ones do, not a row computation per candidate."""
+        if not self.n_rows or (self._slab is None and not self._start_slab(np.zeros(1, np.int64))):
+            return False
+        for start in range(0, self.n_rows, block):
+            self._complete(np.arange(start, min(start + block, self.n_rows)))
+        return True
+
+    def _complete(self, ids: np.ndarray) -> int:
+        """Computes and keeps the rows of ``ids`` the slab lacks; how many there were."""
         with self._lock:
             missing = np.unique(ids[~self._have[ids]])
         if len(missing):
             new = np.asarray(self.compute(missing))
             if new.ndim != 2 or len(new) != len(missing):
                 raise RuntimeError(f"expected {len(missing)} rows, got an array of shape {new.shape}")
-        with self._lock:
-            if len(missing):
+            with self._lock:
                 self._slab[missing], self._have[missing] = new, True
-            self.hits += len(ids) - len(missing)
-            self.misses += len(missing)
+        return len(missing)
+
+    def _from_slab(self, ids: np.ndarray) -> np.ndarray:
+        computed = self._complete(ids)
+        with self._lock:
+            self.hits += len(ids) - computed
+            self.misses += computed
             return self._slab[ids]
 
     def _from_dict(self, ids: np.ndarray) -> np.ndarray:

@@ -180,6 +180,15 @@ class Chain:
         """Dense cosines to the prepared anchors (the secondary, tie-breaking score)."""
         return cosine_relative(self.prepare(self.check_input(x)), anchors_as(self.relativiser, dtype), dtype)
 
+    def dense_rows(self, x: np.ndarray) -> np.ndarray:
+        """``dense(x, float64)`` for queries: each row prepared alone (a float32 product, as in
+        :meth:`transform_rows`, would differ in another batch by ~1e-8), then every row's float64 product
+        with the anchors in one call: its batch noise, ~1e-16, is far below the tolerance a tie-break
+        uses (``ranking.SECONDARY_EPS``), and one product instead of one per row reads the anchors once."""
+        x = self.check_input(x)
+        prepared = np.vstack([self.prepare(x[i:i + 1]) for i in range(len(x))]) if len(x) else self.prepare(x)
+        return cosine_relative(prepared, anchors_as(self.relativiser, np.float64), np.float64)
+
     @property
     def centres(self) -> bool:
         """Whether a step centres its inputs (so that :meth:`centred_on` changes anything)."""
@@ -303,6 +312,9 @@ class Blocks:
 
     def dense(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
         return self.main.dense(x, dtype)
+
+    def dense_rows(self, x: np.ndarray) -> np.ndarray:
+        return self.main.dense_rows(x)
 
     def input_mean(self, x: np.ndarray, *, block: int = 65536) -> np.ndarray:
         return self.main.input_mean(x, block=block)

@@ -152,7 +152,8 @@ def settings(limits: Optional[Dict], batching: Optional[Dict]):
 def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_actors: Optional[str],
            query_encoders: Optional[Dict[str, str]], dense_cache_mb: Optional[float]) -> Callable[[], Searchable]:
     """How the collection in ``folder`` is opened, at start and on every reload: timed per query stage
-    (``stage(name, stage_name)`` gives the histogram), its encoders loaded at once when ``warm``."""
+    (``stage(name, stage_name)`` gives the histogram), its encoders loaded and its items' tie-break rows
+    computed at once when ``warm``."""
     def open_warm() -> Searchable:
         col = open_collection(folder, device=device, shard_actors=shard_actors, **(query_encoders or {}))
         col.timer = (lambda step, s: stage(name, step).observe(s))
@@ -161,6 +162,8 @@ def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_acto
         if warm:
             for m in col.manifest["encoders"]:
                 col.encoder(m)
+            if hasattr(col, "fill_dense_rows"):  # (a sharded collection's shards fill theirs as they are asked)
+                col.fill_dense_rows()
         return col
     return open_warm
 
