@@ -14,6 +14,10 @@ text queries a second these cores can embed, the limit a server could reach.
 ``--before DIR`` also serves the collection from another checkout of this repository (a git
 worktree of an older commit) first, loaded the same way, for a before/after table from one run;
 ``--variant "ARGS"`` (repeatable) serves it again with other ``serve`` settings, to choose them.
+Every server is started (one after another, each timed to its first answer) before any is measured,
+and their rows are interleaved: each connection count is run against each server in turn, so that
+cores that slow down for a while (they are shared) slow every server alike. ``--repeat N`` runs
+everything N times (the encoder's limit too); each row is then the run with the median throughput.
 Only loopback is ever addressed; every loop is bounded in count and time.
 """
 
@@ -185,29 +189,50 @@ def breakdown(before: Dict[str, float], after: Dict[str, float]) -> Dict:
     return out
 
 
-def measure(label: str, a, checkout: Optional[str], texts: List[str], script: str, extra: List[str]) -> Dict:
+def started(label: str, a, checkout: Optional[str], texts: List[str], extra: List[str]) -> Dict:
+    """A server started, timed to its first answer and warmed; its runs are added by :func:`run_row`."""
     import httpx
 
     proc, url, first_answer = start(a.index, checkout, extra, texts[0])
-    try:
-        with httpx.Client(timeout=30) as client:  # one client: a new one per request made a TLS context each time
-            for t in texts[1:WARM]:  # warm: the caches a long-running server has filled
-                client.post(f"{url}/collections/{Path(a.index).name}/search", json={"query": t, "k": a.k})
-        rows, first = [], WARM
+    with httpx.Client(timeout=30) as client:  # one client: a new one per request made a TLS context each time
+        for t in texts[1:WARM]:  # warm: the caches a long-running server has filled
+            client.post(f"{url}/collections/{Path(a.index).name}/search", json={"query": t, "k": a.k})
+    return {"label": label, "first_answer_s": first_answer, "runs": {}, "proc": proc, "url": url, "first": WARM}
+
+
+def run_row(server: Dict, a, texts: List[str], script: str, c: int) -> None:
+    """One wrk run of ``c`` connections against ``server``, with queries it has not been sent yet."""
+    m0 = scrape(server["url"])
+    r = run_wrk(server["url"], script, c, a.seconds, server["first"])
+    # past every query sent: a thread may have sent them all (and those in flight at the end)
+    server["first"] += min(c, 2) * (r["requests"] + c)
+    if server["first"] > len(texts):
+        raise RuntimeError(f"the runs used more than the {len(texts)} distinct queries: fewer seconds")
+    r.update(connections=c, stages=breakdown(m0, scrape(server["url"])))
+    server["runs"].setdefault(c, []).append(r)
+    print(f"{server['label']} c={c}: {r['per_s']:.0f} req/s p50 {r['p50']:.1f} p99 {r['p99']:.1f} ms", file=sys.stderr)
+
+
+def measure_all(servers: List[Dict], a, texts: List[str], script: str, limits: List[Dict]) -> None:
+    """Every server's rows, interleaved: for each repetition and connection count, each server in turn,
+    so that shared cores that slow down for a while slow every server alike; the encoder's limit is
+    measured again before each repetition."""
+    for rep in range(a.repeat):
+        if rep:
+            limits.append(encoder_limit(a.index, texts, a.batch, a.limit_seconds))
         for c in a.connections:
-            m0 = scrape(url)
-            r = run_wrk(url, script, c, a.seconds, first)
-            # past every query sent: a thread may have sent them all (and those in flight at the end)
-            first += min(c, 2) * (r["requests"] + c)
-            if first > len(texts):
-                raise RuntimeError(f"the runs used more than the {len(texts)} distinct queries: fewer seconds")
-            r.update(connections=c, stages=breakdown(m0, scrape(url)))
-            rows.append(r)
-            print(f"{label} c={c}: {r['per_s']:.0f} req/s p50 {r['p50']:.1f} p99 {r['p99']:.1f} ms", file=sys.stderr)
-        return {"label": label, "first_answer_s": first_answer, "rows": rows, "memory": resident(proc.pid)}
-    finally:
-        proc.terminate()
-        proc.wait(30)
+            for server in servers:
+                run_row(server, a, texts, script, c)
+
+
+def summary(server: Dict) -> Dict:
+    """A server's rows, each the run with the median throughput among its repetitions; its memory."""
+    rows = []
+    for c, runs in server["runs"].items():
+        mid = sorted(runs, key=lambda r: r["per_s"])[(len(runs) - 1) // 2]
+        rows.append(dict(mid, repeats=[round(r["per_s"], 1) for r in runs]))
+    return {"label": server["label"], "first_answer_s": server["first_answer_s"], "rows": rows,
+            "memory": resident(server["proc"].pid)}
 
 
 def resident(pid: int) -> Dict[str, float]:
@@ -234,13 +259,14 @@ def table(run: Dict, limit: Dict) -> List[str]:
     lines = [f"**{run['label']}**: first answer {run['first_answer_s']:.2f} s after `retrieval serve` started; "
              f"resident memory after the runs {mem['rss_gib']:.2f} GiB (peak {mem['peak_gib']:.2f} GiB; "
              f"{mem.get('processes', 1)} process(es) summed).", "",
-             "| connections | req/s | share of encoder limit | p50 ms | p90 ms | p99 ms | max ms | errors | mean batch | "
+             "| connections | req/s | each repetition's req/s | share of encoder limit | p50 ms | p90 ms | p99 ms | max ms | errors | mean batch | "
              "cache hits | " + " | ".join(f"{s} ms/q" for s in STAGES) + " |",
-             "|---" * (10 + len(STAGES)) + "|"]
+             "|---" * (11 + len(STAGES)) + "|"]
     for r in run["rows"]:
         st = r["stages"]
         errors = r["socket_errors"] + r["status_errors"]
-        lines.append(f"| {r['connections']} | {r['per_s']:.0f} | {r['per_s'] / limit['per_s']:.2f} | {r['p50']:.1f} | "
+        lines.append(f"| {r['connections']} | {r['per_s']:.0f} | {', '.join(f'{x:.0f}' for x in r['repeats'])} | "
+                     f"{r['per_s'] / limit['per_s']:.2f} | {r['p50']:.1f} | "
                      f"{r['p90']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {errors} | {st['mean_batch']:.1f} | "
                      f"{st['cache_hits']:.0f} | "
                      + " | ".join("-" if np.isnan(st[s]) or st[s] == 0 else f"{st[s]:.2f}" for s in STAGES) + " |")
@@ -259,6 +285,8 @@ def main(argv=None) -> int:
     ap.add_argument("--server-args", default="", help="more arguments for retrieval serve, one string")
     ap.add_argument("--variant", action="append", default=[], metavar="ARGS",
                     help="also serve with these serve arguments (one string), after the default; repeatable")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each row, interleaved across the servers; a row reports the median (default 1)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     a.server_args, a.index = a.server_args.split(), str(Path(a.index).resolve())
@@ -267,28 +295,45 @@ def main(argv=None) -> int:
         return 2
     from retrieval.api import open_collection
 
-    texts = queries(open_collection(a.index).texts["text"], 40000)
-    limit = encoder_limit(a.index, texts, a.batch, a.limit_seconds)
-    print(f"encoder alone: {limit['per_s']:.0f} queries/s", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp:
-        script = str(Path(tmp) / "search.lua")
-        Path(script).write_text(lua_script(texts, f"/collections/{Path(a.index).name}/search", a.k))
-        runs = ([measure(f"before ({a.before})", a, a.before, texts, script, a.server_args)] if a.before else [])
-        runs.append(measure("now", a, None, texts, script, a.server_args))
-        for v in a.variant:  # the same server with other settings, in the same run
-            runs.append(measure(f"now with `{v}`", a, None, texts, script, a.server_args + v.split()))
+    if a.repeat < 1:
+        print(f"expected --repeat of at least 1, got {a.repeat}", file=sys.stderr)
+        return 2
+    texts = queries(open_collection(a.index).texts["text"], 40000 * a.repeat)
+    limits = [encoder_limit(a.index, texts, a.batch, a.limit_seconds)]
+    print(f"encoder alone: {limits[0]['per_s']:.0f} queries/s", file=sys.stderr)
+    servers: List[Dict] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = str(Path(tmp) / "search.lua")
+            Path(script).write_text(lua_script(texts, f"/collections/{Path(a.index).name}/search", a.k))
+            if a.before:
+                servers.append(started(f"before ({a.before})", a, a.before, texts, a.server_args))
+            servers.append(started("now", a, None, texts, a.server_args))
+            for v in a.variant:  # the same server with other settings, in the same run
+                servers.append(started(f"now with `{v}`", a, None, texts, a.server_args + v.split()))
+            measure_all(servers, a, texts, script, limits)
+            runs = [summary(s) for s in servers]
+    finally:
+        for server in servers:
+            server["proc"].terminate()
+            server["proc"].wait(30)
+    limit = sorted(limits, key=lambda x: x["per_s"])[(len(limits) - 1) // 2]
+    each = ", ".join(f"{x['per_s']:.0f}" for x in limits)
     cmd = f"Command: `python scripts/load_wrk.py {shlex.join(sys.argv[1:] if argv is None else argv)}`"
     head = (f"Text search (k={a.k}) on `{Path(a.index).name}` under wrk, {a.seconds:g} s per row, loopback, "
             f"{os.cpu_count()} CPU cores shared by server and wrk; {len(texts)} distinct queries from the "
             f"collection's captions. Encoder alone, batches of {a.batch}, same queries, same run: "
-            f"**{limit['per_s']:.0f} queries/s** ({limit['ms_per_query']:.2f} ms a query).")
+            f"**{limit['per_s']:.0f} queries/s** ({limit['ms_per_query']:.2f} ms a query"
+            + (f"; the median of {len(limits)} measurements, one before each repetition: {each}" if len(limits) > 1
+               else "") + ").")
     lines = [head, "", cmd, ""]
     for run in runs:
         lines += table(run, limit) + [""]
     lines.append("Stages are the server's own histograms (`/metrics`, `retrieval_stage_seconds`) over the run, "
                  "per query: `wait` from a query's arrival at the micro-batcher to its batch's start, the batch "
                  "stages shared by its queries, `respond` the hits made JSON.")
-    report(lines, a.out, {"encoder_limit": limit, "runs": runs, "seconds": a.seconds})
+    report(lines, a.out, {"encoder_limit": limit, "encoder_limits": limits, "runs": runs, "seconds": a.seconds,
+                          "repeat": a.repeat})
     return 1 if any(r["socket_errors"] + r["status_errors"] for run in runs for r in run["rows"]) else 0
 
 

@@ -52,6 +52,52 @@ def test_a_failing_query_fails_alone():
             futs[1].result()
 
 
+def test_with_a_prepare_step_the_next_batch_is_prepared_while_one_is_answered():
+    prepared_twice, threads = threading.Event(), {"prepare": set(), "run": set()}
+    calls = []
+
+    def prepare(key, payloads):
+        threads["prepare"].add(threading.get_ident())
+        calls.append(list(payloads))
+        if len(calls) == 2:
+            prepared_twice.set()
+        return [p * 10 for p in payloads]
+
+    def run(key, prepared):
+        threads["run"].add(threading.get_ident())
+        # the first batch is answered only once the second is prepared: a pipeline, not one after the other
+        assert prepared_twice.wait(5), "the second batch was not prepared while the first was answered"
+        return [p + 1 for p in prepared]
+
+    b = MicroBatcher(run, prepare=prepare, max_batch=4, max_wait_s=0.01)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(b.submit, "k", 0)
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:  # the first batch is taken alone
+            time.sleep(0.005)
+        rest = list(pool.map(lambda i: b.submit("k", i), range(1, 8)))
+    assert first.result() == 1 and rest == [10 * i + 1 for i in range(1, 8)]
+    assert threads["prepare"].isdisjoint(threads["run"]) and len(calls) >= 2
+
+
+def test_with_a_prepare_step_a_query_that_fails_to_prepare_fails_alone():
+    def prepare(key, payloads):
+        if "bad" in payloads:
+            raise ValueError(f"cannot prepare {payloads}")
+        return [p.upper() for p in payloads]
+
+    b = MicroBatcher(lambda key, prepared: [p + "!" for p in prepared], prepare=prepare, max_batch=8,
+                     max_wait_s=0.05)
+    with ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(b.submit, "k", p) for p in ("a", "bad", "c", "d")]
+        assert [futs[i].result() for i in (0, 2, 3)] == ["A!", "C!", "D!"]
+        with pytest.raises(ValueError, match=r"cannot prepare \['bad'\]"):
+            futs[1].result()
+    alone = MicroBatcher(lambda key, prepared: prepared, prepare=prepare, max_batch=8, max_wait_s=0.001)
+    with pytest.raises(ValueError, match="cannot prepare"):  # a batch of one: its error is its answer
+        alone.submit("k", "bad", timeout=5)
+
+
 def test_a_full_queue_refuses_at_once_and_an_idle_worker_exits():
     release = threading.Event()
 

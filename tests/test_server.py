@@ -187,8 +187,8 @@ def test_slow_requests_time_out_with_a_json_503(tiny_data, fake_encoders, tmp_pa
     from retrieval.serve.state import Served
 
     col = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "c", **FAKE)
-    slow = Served.run_group
-    monkeypatch.setattr(Served, "run_group", lambda self, *a: (time.sleep(0.5), slow(self, *a))[1])
+    slow = Served.search_group  # the batcher's answering stage
+    monkeypatch.setattr(Served, "search_group", lambda self, *a: (time.sleep(0.5), slow(self, *a))[1])
     app = create_app({"c": str(col)}, limits={"request_timeout_s": 0.05})
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.post("/collections/c/search", json={"query": "a red square"})

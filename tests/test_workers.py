@@ -125,17 +125,8 @@ def test_workers_that_cannot_start_stop_the_server_with_their_error(tmp_path):
     assert "expected every worker to start, got worker(s)" in done.stderr
 
 
-def test_blas_threads_default_to_one_only_beside_an_inverted_index(tiny_data, fake_encoders, tmp_path, capsys):
-    """default_blas_threads reads the served collections' manifests; the CLI refuses 0."""
+def test_the_cli_refuses_zero_blas_threads(tmp_path, capsys):
     from retrieval.cli import main
-    from retrieval.serve.server import default_blas_threads
 
-    made = {index: str(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / index,
-                                        image_encoder="fake-image", text_encoder="fake-text", cache_dir="",
-                                        index=index, **KW))
-            for index in ("exact", "inverted")}
-    assert default_blas_threads([made["exact"]]) is None
-    assert default_blas_threads([made["exact"], made["inverted"]]) == 1
-    assert default_blas_threads([str(tmp_path / "missing")]) is None  # opening it will say why
-    assert main(["serve", made["exact"], "--blas-threads", "0"]) != 0
+    assert main(["serve", str(tmp_path), "--blas-threads", "0"]) != 0
     assert "--blas-threads to be at least 1, got 0" in capsys.readouterr().err

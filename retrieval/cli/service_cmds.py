@@ -75,8 +75,8 @@ def add_parsers(sub, common) -> None:
                     help="server processes on the one port, each with its own models, collections mapped once, "
                          "a worker that dies replaced (default 1)")
     sv.add_argument("--blas-threads", type=int, default=None, metavar="N",
-                    help="threads of the BLAS library's matrix products in each server process (default: 1 when "
-                         "a collection has an inverted index, whose threads need every core; else BLAS's own)")
+                    help="threads of the BLAS library's matrix products in each server process (default 1: the "
+                         "encoding and searching threads and the event loop need the other cores)")
     sv.add_argument("--query-cache", type=int, default=4096, metavar="N",
                     help="text queries whose embeddings are kept, so that a query asked again is not encoded "
                          "again (default 4096; 0: none)")

@@ -10,6 +10,13 @@ one at a time, so that one bad query (an image that does not decode) fails alone
 error. The queue is bounded: when it is full, a request is refused at once (the server answers 503
 with ``Retry-After``) instead of waiting without end.
 
+With a ``prepare`` step (the server's: encoding the queries), a batch is answered in two stages on two
+threads, a pipeline: while one batch is answered (searched), the next is taken and prepared (encoded).
+The encoder releases the interpreter's lock while it computes, so the two overlap on two cores; the
+next batch is taken only when the preparing thread is free, so it gathers every query that arrived
+meanwhile (two batch workers instead split the waiting queries into halves:
+results/serve/wrk-settings.md).
+
 The worker exits when it has been idle for a while and is started again by the next query, so an
 app that is no longer used holds no thread.
 """
@@ -30,15 +37,17 @@ class QueueFull(Exception):
 
 class MicroBatcher:
     """``submit(key, payload)`` blocks until ``run(key, payloads)`` has answered the payload (or
-    raised for it). ``run`` returns one result per payload, in order."""
+    raised for it). ``run`` returns one result per payload, in order. With ``prepare``, ``run`` is
+    given ``prepare(key, payloads)`` instead of the payloads, on another thread (see above)."""
 
-    def __init__(self, run: Callable[[Hashable, List[Any]], List[Any]], *, max_batch: int = 32,
+    def __init__(self, run: Callable[[Hashable, Any], List[Any]], *, max_batch: int = 32,
                  max_wait_s: float = 0.005, max_queue: int = 256, workers: int = 1, idle_exit_s: float = 5.0,
-                 waited: Optional[Callable[[float], None]] = None):
+                 waited: Optional[Callable[[float], None]] = None,
+                 prepare: Optional[Callable[[Hashable, List[Any]], Any]] = None):
         if max_batch < 1 or max_wait_s < 0 or max_queue < 1 or workers < 1:
             raise ValueError(f"expected max_batch, max_queue and workers >= 1 and max_wait_s >= 0, got {max_batch}, "
                              f"{max_queue}, {workers} and {max_wait_s}")
-        self.run, self.max_batch, self.max_wait_s = run, max_batch, max_wait_s
+        self.run, self.prepare, self.max_batch, self.max_wait_s = run, prepare, max_batch, max_wait_s
         self.workers, self.idle_exit_s = workers, idle_exit_s
         self.waited = waited  # called with each query's seconds from submit to its batch's start
         self._queue: "queue.Queue[Tuple[Hashable, Any, Future]]" = queue.Queue(max_queue)
@@ -65,7 +74,12 @@ class MicroBatcher:
         with self._guard:
             while self._alive < self.workers:
                 self._alive += 1
-                threading.Thread(target=self._work, name="micro-batcher", daemon=True).start()
+                handoff: "Optional[queue.Queue]" = None
+                if self.prepare is not None:  # bounded: at most two prepared batches wait to be answered
+                    handoff = queue.Queue(1)
+                    threading.Thread(target=self._finish, args=(handoff,), name="micro-batcher-answer",
+                                     daemon=True).start()
+                threading.Thread(target=self._work, args=(handoff,), name="micro-batcher", daemon=True).start()
 
     def _take(self) -> List[Tuple[Hashable, Any, Future]]:
         """The first waiting query, and those that arrive within ``max_wait_s``, up to ``max_batch``.
@@ -90,7 +104,7 @@ class MicroBatcher:
         self._company = len(taken) > 1
         return taken
 
-    def _work(self) -> None:
+    def _work(self, handoff: "Optional[queue.Queue]" = None) -> None:
         while True:
             try:
                 taken = self._take()
@@ -98,6 +112,8 @@ class MicroBatcher:
                 with self._guard:  # idle: exit, unless a query arrived meanwhile
                     if self._queue.empty():
                         self._alive -= 1
+                        if handoff is not None:
+                            handoff.put(None)  # the answering thread exits after what it holds
                         return
                 continue
             # a query whose client gave up (its future cancelled) is not answered
@@ -110,12 +126,39 @@ class MicroBatcher:
             for key, payload, fut in taken:
                 groups.setdefault(key, []).append((payload, fut))
             for key, items in groups.items():
-                self._answer(key, items)
+                if handoff is None:
+                    self._answer(key, items)
+                else:
+                    handoff.put((key, items, self._prepared(key, items)))
 
-    def _answer(self, key: Hashable, items: List[Tuple[Any, Future]]) -> None:
+    def _prepared(self, key: Hashable, items: List[Tuple[Any, Future]]) -> Optional[Tuple[Any, ...]]:
+        """``(prepare(key, payloads),)``; ``()`` when that failed for several queries (each is then
+        prepared and answered alone); None when it failed for the only one (its error is its answer)."""
+        try:
+            return (self.prepare(key, [p for p, _ in items]),)
+        except BaseException as exc:
+            if len(items) == 1:
+                items[0][1].set_exception(exc)
+                return None
+            return ()
+
+    def _finish(self, handoff: "queue.Queue") -> None:
+        """The answering stage: runs each prepared batch, in the order they were taken."""
+        while True:
+            job = handoff.get()
+            if job is None:
+                return
+            key, items, prepared = job
+            if prepared is not None:
+                self._answer(key, items, prepared)
+
+    def _answer(self, key: Hashable, items: List[Tuple[Any, Future]], prepared: Tuple[Any, ...] = ()) -> None:
         try:
             self.batches.append(len(items))
-            results = self.run(key, [p for p, _ in items])
+            payloads = [p for p, _ in items]
+            if self.prepare is not None:
+                payloads = prepared[0] if prepared else self.prepare(key, payloads)
+            results = self.run(key, payloads)
             if len(results) != len(items):
                 raise RuntimeError(f"a batched call gave {len(results)} answers for {len(items)} queries")
         except BaseException as exc:

@@ -51,7 +51,7 @@ def hits_json(col_name: str, hits) -> List[Dict]:
     out = []
     for h in hits:
         d = h.to_dict()
-        d["file"] = None if h.path is None else Path(h.path).name
+        d["file"] = None if h.path is None else os.path.basename(h.path)  # not a Path per hit: this runs on the event loop
         del d["path"]
         if h.path is not None:
             item = h.item_id if h.kind == "text" else h.id

@@ -38,13 +38,19 @@ DEFAULT_LIMITS = {"max_body_bytes": 10 * 1024 * 1024, "max_query_chars": 1000, "
 CONNECTION_HEADROOM = 2
 # Micro-batching of searches (batching.py): how long the first query of a batch waits for others
 # (0: one query at a time, as before batching), the most queries a batch takes, how many may wait.
-# workers: batches answered at once (2: one encoded while the one before is searched, state.py's two locks;
-# on 2 cores slower than 1: 467 against 543 req/s at 32 connections, results/serve/wrk-settings.md).
+# workers: batch pipelines at once (each encodes a batch while it searches the one before, batching.py;
+# two split the waiting queries into smaller batches: 467 against 543 req/s at 32 connections before the
+# pipeline, results/serve/wrk-settings.md).
 DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "workers": 1}
 SWITCH_INTERVAL_S = 0.0005
 # The BLAS library's threads in a server process (serve --blas-threads; to worker processes by the
-# environment): default_blas_threads decides.
+# environment). One by default: a batch is encoded on one thread while the batch before is searched on
+# another and the event loop answers HTTP, and BLAS's own threads, which spin for a while after each
+# product, took the cores from them: on the demo 396 against 329 req/s at 32 connections and 549
+# against 273 at 128 (results/serve/wrk-pipeline.md); at a million items (inverted index, k = 64) 120
+# against 60 req/s at 8 connections (results/serve/wrk-1m-k64.md).
 BLAS_THREADS = "RETRIEVAL_BLAS_THREADS"
+DEFAULT_BLAS_THREADS = 1
 
 
 def default_encoder_threads(workers: int = 1) -> int:
@@ -53,25 +59,6 @@ def default_encoder_threads(workers: int = 1) -> int:
     (results/serve/wrk-settings.md, 32 connections: 543 req/s and p99 80 ms on one thread, 485 req/s and
     p99 172 ms on two)."""
     return max(1, (os.cpu_count() or 2) // (2 * workers))
-
-
-def default_blas_threads(folders: Sequence[str]) -> Optional[int]:
-    """1 when a served collection searches an inverted index, else None (BLAS's own default, every
-    core). The inverted index runs a batch's queries on a thread per core, and BLAS's threads, which
-    spin for a while after each matrix product, then took those cores: at a million items (k = 64)
-    120 req/s and p99 77.5 ms at 8 connections with one BLAS thread, 60 req/s and p99 229 ms with two
-    (results/serve/wrk-1m-k64.md). The demo collection (exact index) does better with BLAS's own
-    threads: 569 against 513 req/s at 32 connections (results/serve/wrk-blas.md)."""
-    from retrieval.store.format import read_manifest
-
-    for folder in folders:
-        try:
-            indexes = read_manifest(Path(folder), verify=False).get("indexes", {})
-        except Exception:  # a sharded collection, or one that does not open: opening it will say why
-            continue
-        if any(spec.get("backend") == "inverted" for spec in indexes.values()):
-            return 1
-    return None
 
 
 def _deps():
@@ -187,14 +174,12 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
     the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores
     shared among the workers). ``workers``: server processes on the one socket (workers.py).
     ``blas_threads``: the threads of the BLAS library's matrix products in each server process
-    (default: :func:`default_blas_threads`)."""
+    (default ``DEFAULT_BLAS_THREADS``)."""
     import uvicorn
 
     if workers < 1 or (blas_threads is not None and blas_threads < 1):
         raise InputError(f"expected at least 1 worker and 1 BLAS thread, got {workers} and {blas_threads}")
-    blas_threads = blas_threads or default_blas_threads(folders)
-    if blas_threads:
-        os.environ[BLAS_THREADS] = str(blas_threads)
+    os.environ[BLAS_THREADS] = str(blas_threads or DEFAULT_BLAS_THREADS)
     os.environ["RETRIEVAL_ENCODER_THREADS"] = str(encoder_threads or os.environ.get("RETRIEVAL_ENCODER_THREADS")
                                                   or default_encoder_threads(workers))
     names: Dict[str, str] = {}

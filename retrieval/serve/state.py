@@ -30,7 +30,8 @@ class Served:
         # one before is searched. ``lock`` holds both (classify encodes and searches in one call).
         self.encode_lock, self.search_lock = threading.Lock(), threading.Lock()
         self.lock = Both(self.encode_lock, self.search_lock)
-        self.batcher = (MicroBatcher(self.run_group, max_batch=int(bat["max_batch"]),
+        # two stages: a batch is encoded while the one before is searched (batching.py's pipeline)
+        self.batcher = (MicroBatcher(self.search_group, prepare=self.encode_group, max_batch=int(bat["max_batch"]),
                                      max_wait_s=bat["max_wait_ms"] / 1000, max_queue=int(bat["max_queue"]),
                                      workers=int(bat["workers"]), waited=self._waited)
                         if bat["max_wait_ms"] > 0 else None)
@@ -53,8 +54,12 @@ class Served:
 
     def run_group(self, key, queries: List) -> List:
         """One batched search: every query of ``queries`` shares ``key``'s settings."""
-        name, kind, modality, k, target, route, where, *rest = key
-        captions = rest[0] if rest else True  # the caption match (text queries to the items), on unless asked
+        return self.search_group(key, self.encode_group(key, queries))
+
+    def encode_group(self, key, queries: List) -> tuple:
+        """The first stage of a batched search: (collection, kind, queries, texts), text and file
+        queries encoded where the collection can encode them apart from its search."""
+        name, kind, modality, k, target, route, where, *_ = key
         col = self.collection(name)
         self.metrics.batch_sizes.labels(name).observe(len(queries))
         texts = list(queries) if kind == "queries" and modality == "text" else None
@@ -63,6 +68,14 @@ class Served:
                 queries = self._encode(col, name, queries, k=k, modality=modality, target=target, route=route,
                                        where=where)
             kind = "encoded"
+        return col, kind, queries, texts
+
+    def search_group(self, key, encoded: tuple) -> List:
+        """The second stage: the encoded queries searched, one (hits, route) per query. The collection is
+        the one they were encoded for, even if a newer version was swapped in between the stages."""
+        _, _, modality, k, target, route, where, *rest = key
+        captions = rest[0] if rest else True  # the caption match (text queries to the items), on unless asked
+        col, kind, queries, texts = encoded
         with self.lock if kind == "queries" else self.search_lock:
             if kind == "encoded":
                 hits = col.search_vectors(queries, k=k, modality=modality, target=target, route=route, where=where,
