@@ -1,6 +1,8 @@
 """The cache of items' dense relative vectors: it returns what computing them gives, stays within its
 budget, and leaves every search answer as it was without it."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -52,7 +54,32 @@ def test_a_served_collection_fills_its_tie_break_rows_when_warmed(tiny_collectio
 
     col = opener(str(tiny_collection), lambda *a: None, "c", device="cpu", warm=True, shard_actors=None,
                  query_encoders=None, dense_cache_mb=None)()
-    assert col._dense_cache and all(c._have is not None and c._have.all() for c in col._dense_cache.values())
+
+    def filled():
+        return col._dense_cache and all(c._have is not None and c._have.all() for c in col._dense_cache.values())
+    deadline = time.monotonic() + 30
+    while not filled() and time.monotonic() < deadline:  # in the background: the server answers meanwhile
+        time.sleep(0.02)
+    assert filled() and set(col._dense_cache) == set(col.sides)
+
+
+def test_a_row_kept_meanwhile_by_another_caller_is_not_replaced():
+    table = np.arange(40, dtype=np.float64).reshape(10, 4)
+    times = {"n": 2}
+
+    def compute(ids):
+        out = table[ids] * times["n"]
+        if len(ids) > 1 and times["n"] == 2:  # the fill's block: meanwhile a query keeps row 5, made otherwise
+            times["n"] = 5
+            cache([5])
+            times["n"] = 2
+        return out
+
+    cache = RowCache(compute, n_rows=10)
+    assert cache.fill()
+    np.testing.assert_array_equal(cache([0, 5, 6]), table[[0, 5, 6]] * [[2], [5], [2]])
+    times["n"] = 7
+    np.testing.assert_array_equal(cache([5, 9]), table[[5, 9]] * [[5], [2]])  # kept: never computed again
 
 
 def test_search_answers_are_the_same_with_and_without_the_cache(tiny_collection):

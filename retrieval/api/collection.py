@@ -455,11 +455,11 @@ class Collection(StoredCollection):
     def _dense_rows(self, target: str) -> RowCache:
         """The ``target`` items' dense relative vectors (float64), kept once computed (core/rowcache.py)."""
         cache = self._dense_cache.get(target)
-        if cache is None:
+        if cache is None:  # setdefault: a server's filling thread and a query may both get here first
             side, t_proj = self.sides[target], self.projectors[target]
-            cache = self._dense_cache[target] = RowCache(
+            cache = self._dense_cache.setdefault(target, RowCache(
                 lambda ids: t_proj.dense(np.asarray(side.abs[ids]), np.float64), self.dense_cache_bytes,
-                n_rows=len(side.abs))
+                n_rows=len(side.abs)))
         return cache
 
     def _pivot(self, q: np.ndarray, modality: str) -> np.ndarray:

@@ -77,8 +77,9 @@ class RowCache:
             new = np.asarray(self.compute(missing))
             if new.ndim != 2 or len(new) != len(missing):
                 raise RuntimeError(f"expected {len(missing)} rows, got an array of shape {new.shape}")
-            with self._lock:
-                self._slab[missing], self._have[missing] = new, True
+            with self._lock:  # a row another thread kept meanwhile stays as it is: a row never changes once kept
+                fresh = ~self._have[missing]
+                self._slab[missing[fresh]], self._have[missing[fresh]] = new[fresh], True
         return len(missing)
 
     def _from_slab(self, ids: np.ndarray) -> np.ndarray:

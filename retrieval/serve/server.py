@@ -21,6 +21,7 @@ time limits; request metrics), ``models`` (request bodies stated from the served
 import gc
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
@@ -139,8 +140,8 @@ def settings(limits: Optional[Dict], batching: Optional[Dict]):
 def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_actors: Optional[str],
            query_encoders: Optional[Dict[str, str]], dense_cache_mb: Optional[float]) -> Callable[[], Searchable]:
     """How the collection in ``folder`` is opened, at start and on every reload: timed per query stage
-    (``stage(name, stage_name)`` gives the histogram), its encoders loaded and its items' tie-break rows
-    computed at once when ``warm``."""
+    (``stage(name, stage_name)`` gives the histogram), its encoders loaded at once and its items'
+    tie-break rows computed in the background when ``warm``."""
     def open_warm() -> Searchable:
         col = open_collection(folder, device=device, shard_actors=shard_actors, **(query_encoders or {}))
         col.timer = (lambda step, s: stage(name, step).observe(s))
@@ -150,9 +151,22 @@ def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_acto
             for m in col.manifest["encoders"]:
                 col.encoder(m)
             if hasattr(col, "fill_dense_rows"):  # (a sharded collection's shards fill theirs as they are asked)
-                col.fill_dense_rows()
+                fill_in_background(col, name)
         return col
     return open_warm
+
+
+def fill_in_background(col, name: str) -> threading.Thread:
+    """The collection's tie-break rows computed beside the first queries, not before them (half a second
+    on the demo, and the time to a first answer counts)."""
+    def fill():
+        try:
+            col.fill_dense_rows()
+        except Exception as exc:  # a query that needs a row computes it, and answers with the error if any
+            print(f"warning: {name}: its tie-break rows were not computed ahead: {exc}", file=sys.stderr)
+    thread = threading.Thread(target=fill, name="fill-tie-break-rows", daemon=True)
+    thread.start()
+    return thread
 
 
 def server_config(app, host: str = "127.0.0.1", port: int = 8000, limits: Optional[Dict] = None, **kwargs):
