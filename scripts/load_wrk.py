@@ -226,7 +226,8 @@ def measure_all(servers: List[Dict], a, texts: List[str], script: str, limits: L
 
 
 def summary(server: Dict) -> Dict:
-    """A server's rows, each the run with the median throughput among its repetitions; its memory."""
+    """A server's rows, each the run with the median throughput among its repetitions (of an even number,
+    the lower middle one); its memory."""
     rows = []
     for c, runs in server["runs"].items():
         mid = sorted(runs, key=lambda r: r["per_s"])[(len(runs) - 1) // 2]
