@@ -226,6 +226,20 @@ def test_the_encoder_threads_setting_reaches_the_runtimes(tiny_bert, tmp_path, m
     assert rt.encoder_threads() is None
 
 
+def test_openvino_keeps_what_it_compiled_and_survives_a_damaged_blob(tiny_bert, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    texts = ["a red apple", "the dog"]
+    first = load_encoder(tiny_bert, "text", runtime="openvino").encode(texts)
+    blobs = list((tmp_path / "cache" / "openvino").glob("*.blob"))
+    assert blobs, "OpenVINO kept no compiled blob beside the exports"
+    np.testing.assert_array_equal(load_encoder(tiny_bert, "text", runtime="openvino").encode(texts), first)
+    for blob in blobs:  # damaged: the encoder still loads (compiled again) and answers the same
+        blob.chmod(0o600)
+        blob.write_bytes(b"not a compiled model")
+    np.testing.assert_allclose(load_encoder(tiny_bert, "text", runtime="openvino").encode(texts), first, atol=1e-6)
+
+
 @pytest.mark.parametrize("flags, said", [(["--encoder-threads", "0"], "--encoder-threads to be at least 1, got 0"),
                                          (["--query-cache", "-1"], "--query-cache to be at least 0, got -1"),
                                          (["--batch-workers", "0"], "--batch-workers to be at least 1, got 0")])

@@ -132,11 +132,16 @@ class OnnxModel:
 class OpenVinoModel:
     """The same exported graph compiled by OpenVINO for the CPU. ``precision=None`` keeps OpenVINO's
     default (bfloat16 where the CPU has bfloat16 units, else float32); ``"f32"`` forces float32.
-    One infer request: callers run it one batch at a time (the server holds a lock around encoding)."""
+    One infer request: callers run it one batch at a time (the server holds a lock around encoding).
+
+    ``compiled_cache``: a folder where OpenVINO keeps what it compiled (its own cache: blobs keyed by
+    the graph, the settings and OpenVINO's version), so that the next process compiles nothing:
+    compiling was most of a server's encoder loading. If compiling through the cache fails (a damaged
+    blob), the graph is compiled without it."""
 
     runtime = "openvino"
 
-    def __init__(self, path: Path, precision: Optional[str] = None):
+    def __init__(self, path: Path, precision: Optional[str] = None, compiled_cache: Optional[Path] = None):
         import openvino as ov
 
         config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
@@ -144,7 +149,15 @@ class OpenVinoModel:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.path = Path(path)
-        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        try:
+            cached = dict(config, CACHE_DIR=str(compiled_cache)) if compiled_cache else config
+            self.compiled = ov.Core().compile_model(str(path), "CPU", cached)
+        except Exception as exc:
+            if not compiled_cache:
+                raise
+            log.warning("OpenVINO's compiled cache in %s did not serve %s (%s); compiling without it",
+                        compiled_cache, self.path.name, exc)
+            self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.outputs = len(self.compiled.outputs)
 
@@ -260,7 +273,8 @@ def onnx_session(runtime: Optional[str], device: str, export: Export, *, prefer:
         return None
     try:
         path, info = exported(export, cache_dir=cache_dir)
-        session = OnnxModel(path) if chosen == "onnx" else OpenVinoModel(path, openvino_precision)
+        session = (OnnxModel(path) if chosen == "onnx"  # OpenVINO's compiled blobs beside the exports
+                   else OpenVinoModel(path, openvino_precision, compiled_cache=path.parent.parent / "openvino"))
         session.info = info
         return session
     except InputError:
