@@ -69,7 +69,7 @@ def test_with_a_prepare_step_the_next_batch_is_prepared_while_one_is_answered():
         assert prepared_twice.wait(5), "the second batch was not prepared while the first was answered"
         return [p + 1 for p in prepared]
 
-    b = MicroBatcher(run, prepare=prepare, max_batch=4, max_wait_s=0.01)
+    b = MicroBatcher(run, prepare=prepare, max_batch=4, max_wait_s=0.01, idle_exit_s=0.2)
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(b.submit, "k", 0)
         deadline = time.monotonic() + 5
@@ -78,6 +78,12 @@ def test_with_a_prepare_step_the_next_batch_is_prepared_while_one_is_answered():
         rest = list(pool.map(lambda i: b.submit("k", i), range(1, 8)))
     assert first.result() == 1 and rest == [10 * i + 1 for i in range(1, 8)]
     assert threads["prepare"].isdisjoint(threads["run"]) and len(calls) >= 2
+    deadline = time.monotonic() + 5
+    ours = threads["prepare"] | threads["run"]
+    while any(t.ident in ours for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b._alive == 0 and not any(t.ident in ours for t in threading.enumerate())  # idle: both stages exit
+    assert b.submit("k", 9) == 91  # and start again on demand
 
 
 def test_with_a_prepare_step_a_query_that_fails_to_prepare_fails_alone():

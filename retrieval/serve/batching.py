@@ -110,12 +110,14 @@ class MicroBatcher:
                 taken = self._take()
             except queue.Empty:
                 with self._guard:  # idle: exit, unless a query arrived meanwhile
-                    if self._queue.empty():
+                    idle = self._queue.empty()
+                    if idle:
                         self._alive -= 1
-                        if handoff is not None:
-                            handoff.put(None)  # the answering thread exits after what it holds
-                        return
-                continue
+                if not idle:
+                    continue
+                if handoff is not None:  # (outside the guard: a request's submit never waits on this put)
+                    handoff.put(None)  # the answering thread exits after what it holds
+                return
             # a query whose client gave up (its future cancelled) is not answered
             taken = [t for t in taken if t[2].set_running_or_notify_cancel()]
             if self.waited is not None:
