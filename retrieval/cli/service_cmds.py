@@ -65,8 +65,8 @@ def add_parsers(sub, common) -> None:
                          "(default 5; 0: one at a time)")
     sv.add_argument("--batch-size", type=int, default=32, help="most searches answered together (default 32)")
     sv.add_argument("--batch-workers", type=int, default=1, metavar="N",
-                    help="batches answered at once: with 2, one batch is encoded while the one before is "
-                         "searched, which helps with more than 2 cores (default 1)")
+                    help="batch pipelines at once (each encodes a batch while it searches the one before); "
+                         "more than 1 splits the waiting queries into smaller batches, for more cores (default 1)")
     sv.add_argument("--encoder-threads", type=int, default=None, metavar="N",
                     help="threads an exported encoder (ONNX Runtime, OpenVINO) runs on (default: "
                          "$RETRIEVAL_ENCODER_THREADS, else half the cores, at least 1: the rest answer requests "
