@@ -273,8 +273,9 @@ def onnx_session(runtime: Optional[str], device: str, export: Export, *, prefer:
         return None
     try:
         path, info = exported(export, cache_dir=cache_dir)
-        session = (OnnxModel(path) if chosen == "onnx"  # OpenVINO's compiled blobs beside the exports
-                   else OpenVinoModel(path, openvino_precision, compiled_cache=path.parent.parent / "openvino"))
+        compiled = Path(cache_dir or default_cache_dir()) / "openvino"  # OpenVINO's own blobs, beside the exports
+        session = (OnnxModel(path) if chosen == "onnx"
+                   else OpenVinoModel(path, openvino_precision, compiled_cache=compiled))
         session.info = info
         return session
     except InputError:

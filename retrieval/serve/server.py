@@ -47,8 +47,8 @@ SWITCH_INTERVAL_S = 0.0005
 # The BLAS library's threads in a server process (serve --blas-threads; to worker processes by the
 # environment). One by default: a batch is encoded on one thread while the batch before is searched on
 # another and the event loop answers HTTP, and BLAS's own threads, which spin for a while after each
-# product, took the cores from them: on the demo 396 against 329 req/s at 32 connections and 549
-# against 273 at 128 (results/serve/wrk-pipeline.md); at a million items (inverted index, k = 64) 120
+# product, took the cores from them: on the demo 408 against 312 req/s at 32 connections and 607
+# against 414 at 128 (results/serve/wrk-pipeline.md, --blas-threads 2 against the default); at a million items (inverted index, k = 64) 120
 # against 60 req/s at 8 connections (results/serve/wrk-1m-k64.md).
 BLAS_THREADS = "RETRIEVAL_BLAS_THREADS"
 DEFAULT_BLAS_THREADS = 1
@@ -157,8 +157,8 @@ def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_acto
 
 
 def fill_in_background(col, name: str) -> threading.Thread:
-    """The collection's tie-break rows computed beside the first queries, not before them (half a second
-    on the demo, and the time to a first answer counts)."""
+    """The collection's tie-break rows computed beside the first queries, not before them: the time
+    to a first answer counts, and filling them there lengthened it."""
     def fill():
         try:
             col.fill_dense_rows()
