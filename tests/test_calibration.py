@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from retrieval.core.calibration import (
+    LabelTemperature,
     abstention_curve,
     expected_calibration_error,
+    fit_label_temperature,
     fit_temperature,
     fuse,
     softmax_rows,
@@ -51,6 +53,39 @@ def test_the_fitted_temperature_is_the_one_the_labels_were_drawn_at(true_t):
     # at a temperature ten times too low, the same answers are overconfident
     wrong = softmax_rows(scores, true_t / 10)
     assert expected_calibration_error(wrong[np.arange(len(top)), top], (top == truth).astype(float)) > 0.1
+
+
+def test_a_temperature_that_follows_the_number_of_labels_is_found_where_each_task_was_drawn_at_its_own():
+    # tasks of 4 and 40 labels drawn at 2.0 x (L/10)^-0.5: 3.16 and 1.0; no one temperature fits both
+    rule = LabelTemperature(2.0, -0.5)
+    tasks = [sampled(rule(labels), n=3000, labels=labels, seed=labels) for labels in (4, 40)]
+    scores, truths = [s for s, _ in tasks], [t for _, t in tasks]
+    grid, powers = np.geomspace(0.5, 8.0, 41), np.linspace(-1.0, 0.5, 31)  # coarser than the defaults: quicker
+    got = fit_label_temperature(scores, truths, grid, powers, objective="likelihood")
+    assert abs(got.power - rule.power) <= 0.15 and abs(np.log(got.scale / rule.scale)) < np.log(1.3), got
+    one = fit_label_temperature(scores, truths, grid, (0.0,), objective="worst-ece")
+    assert one.power == 0.0 and one.scale == fit_temperature(scores, truths, grid, objective="worst-ece")
+
+    def worst(r):
+        eces = []
+        for s, t in tasks:
+            prob = softmax_rows(s, r(s.shape[1]))
+            top = prob.argmax(1)
+            eces.append(expected_calibration_error(prob[np.arange(len(top)), top], (top == t).astype(float)))
+        return max(eces)
+    assert worst(fit_label_temperature(scores, truths, grid, powers, objective="worst-ece")) < worst(one) - 0.02
+
+
+def test_label_temperature_reads_numbers_and_specs_and_refuses_nonsense():
+    assert LabelTemperature.of(1.5)(3) == LabelTemperature.of(1.5)(300) == 1.5
+    rule = LabelTemperature(1.2, -0.25)
+    assert LabelTemperature.of(rule.to_spec()) == rule and LabelTemperature.of(rule) is rule
+    assert rule(10) == pytest.approx(1.2) and rule(160) == pytest.approx(0.6)
+    for bad in (0.0, -1.0, "warm", float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            LabelTemperature.of(bad)
+    with pytest.raises(ValueError, match="at least one label"):
+        rule(0)
 
 
 def test_bad_arguments_are_refused():

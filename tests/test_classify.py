@@ -264,3 +264,21 @@ def test_negative_balance_rounds_are_refused():
     enc, words, ta, ia, inputs, truth = domains()
     with pytest.raises(InputError, match="balance_rounds >= 0"):
         ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), corpus=inputs, balance_rounds=-1)
+
+
+def test_probabilities_are_the_fused_scores_at_the_temperature_for_that_many_labels():
+    from retrieval.core.calibration import LabelTemperature, softmax_rows
+    from retrieval.errors import InputError
+
+    enc, words, ta, ia, inputs, truth = domains()
+    rule = LabelTemperature(1.5, -0.5)  # 6 labels: 1.5 x 0.6^-0.5 = 1.94
+    by_rule = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), temperatures={"asif": rule})
+    fused, prob, used = by_rule.fused(inputs[:20])
+    np.testing.assert_allclose(prob, softmax_rows(fused, rule(len(words))))
+    as_number = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia),
+                                   temperatures={"asif": rule(len(words))})
+    np.testing.assert_allclose(as_number.fused(inputs[:20])[1], prob)
+    flatter = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), temperatures={"asif": 3.0})
+    assert (flatter.fused(inputs[:20])[1].max(1) < prob.max(1)).all()
+    with pytest.raises(InputError, match="temperatures by set of signals"):
+        ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), temperatures={"asif": -1.0})

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from retrieval.api.head_signals import ClassHead, HeadSignals
-from retrieval.core.calibration import fuse, softmax_rows
+from retrieval.core.calibration import LabelTemperature, fuse, softmax_rows
 from retrieval.core.centre import label_balanced_mean
 from retrieval.core.projector import Projector, Spec, fit_projector, is_blocks, spec_block, spec_without
 from retrieval.core.ranking import topk_with_ties
@@ -43,11 +43,12 @@ BALANCE_ROUNDS = 3
 CORPUS_SAMPLE = 4096
 
 # How much each signal counts in the fused score (each standardised over the labels first), and the
-# temperature that makes the fused score a calibrated probability for each set of signals used: both
-# chosen on classification's validation folds in every labelled suite (results/experiments/classify_signals.md,
+# temperature, as a function of the number of labels, that makes the fused score a calibrated
+# probability for each set of signals used: both chosen on classification's validation folds in every
+# labelled suite (results/experiments/classify_signals.md,
 # `.venv/bin/python scripts/classify_signals.py --out results/experiments/classify_signals.md`).
 SIGNAL_WEIGHTS = {"asif": 1.0, "tree": 0.0, "bridge": 0.0}
-TEMPERATURES = {"asif": 1.105, "asif+tree": 1.105, "asif+bridge": 1.105, "asif+bridge+tree": 1.105}
+TEMPERATURES = {key: LabelTemperature(1.1616, -0.175) for key in ("asif", "asif+tree", "asif+bridge", "asif+bridge+tree")}
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,14 @@ class Side:
         return fit_projector(spec, self.anchors, bank=self.bank if is_blocks(spec) else None, style=style)
 
 
+def temperature_rules(temperatures: Dict) -> Dict[str, LabelTemperature]:
+    """Each set of signals' temperature as a LabelTemperature (a number: the same for every number of labels)."""
+    try:
+        return {key: LabelTemperature.of(value) for key, value in dict(temperatures).items()}
+    except ValueError as exc:
+        raise InputError(f"expected temperatures by set of signals, e.g. {{'asif': 1.1}}: {exc}") from None
+
+
 def label_scores(proj: Projector, image_vectors: np.ndarray, class_rel) -> np.ndarray:
     """(n_images, n_labels) ASIF similarities of inputs relativised by ``proj`` to the labels' relative vectors."""
     s = proj.transform_rows(image_vectors) @ class_rel.T
@@ -194,7 +203,7 @@ class ZeroShotClassifier:
     def __init__(self, labels: Sequence[str], templates: Sequence[str], *, text_encoder: Encoder, image: Side,
                  text: Side, style=None, corpus=None, keep_whitening: bool = False, use_background: bool = True,
                  head: Optional[ClassHead] = None, weights: Optional[Dict[str, float]] = None,
-                 temperatures: Optional[Dict[str, float]] = None, balance_rounds: int = BALANCE_ROUNDS):
+                 temperatures: Optional[Dict] = None, balance_rounds: int = BALANCE_ROUNDS):
         """``image`` / ``text``: each side's spec and anchors (:class:`Side`); classification's variations
         are edits of those specs (:meth:`Side.edited`): the whitening left out unless ``keep_whitening``,
         the background bank kept unless ``use_background`` is False. ``style``: the collection's style
@@ -208,12 +217,13 @@ class ZeroShotClassifier:
         labels never depend on the other inputs classified with it.
         ``head``: the image network's classifier head (:class:`ClassHead`), for the tree and bridge
         signals of inputs that come with logits. ``weights`` / ``temperatures``: the signals' weights
-        and the fused score's temperatures (default :data:`SIGNAL_WEIGHTS`, :data:`TEMPERATURES`)."""
+        and the fused score's temperatures, each a number or a LabelTemperature (default
+        :data:`SIGNAL_WEIGHTS`, :data:`TEMPERATURES`)."""
         if balance_rounds < 0:
             raise InputError(f"expected balance_rounds >= 0 (0: the corpus's plain mean), got {balance_rounds}")
         self.labels, self.templates = check_labels(labels), check_templates(templates)
         self.weights = dict(SIGNAL_WEIGHTS if weights is None else weights)
-        self.temperatures = dict(TEMPERATURES if temperatures is None else temperatures)
+        self.temperatures = temperature_rules(TEMPERATURES if temperatures is None else temperatures)
         edits = dict(keep_whitening=keep_whitening, use_background=use_background)
         prompts = [t.format(lab) for lab in self.labels for t in self.templates]
         warn_too_long(text_encoder, prompts, len(self.templates))
@@ -274,7 +284,7 @@ class ZeroShotClassifier:
         if key not in self.temperatures:
             raise InputError(f"expected a temperature for the signals {key!r}, got temperatures for "
                              f"{sorted(self.temperatures)}")
-        return fused, softmax_rows(fused, self.temperatures[key]), used
+        return fused, softmax_rows(fused, self.temperatures[key](len(self.labels))), used
 
     def predict(self, image_vectors: np.ndarray, k: int = 5, *, logits: Optional[np.ndarray] = None,
                 label_vectors: Optional[np.ndarray] = None, abstain: Optional[float] = None) -> List[Prediction]:

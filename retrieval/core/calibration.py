@@ -3,13 +3,14 @@
 A classifier's signals (ASIF similarities, the label bridge's cosines) live on unrelated scales that
 also move with the number of labels and the anchors. Each row of a signal is standardised over the
 labels (zero mean, unit spread), so that signals add with a weight that means the same everywhere,
-and the sum divided by a temperature goes through a softmax. The temperature is fitted once, on
-validation folds, by the lowest negative log-likelihood of the true labels; the expected calibration
-error (ECE) says how far a confidence of c is from being right c of the time.
+and the sum divided by a temperature goes through a softmax. The temperature follows the number of
+labels (:class:`LabelTemperature`: a scale and a power), fitted once on validation folds; the expected
+calibration error (ECE) says how far a confidence of c is from being right c of the time.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ def fuse(signals: Dict[str, np.ndarray], weights: Dict[str, float]) -> np.ndarra
     or with weight 0, is left out.
 
     >>> fuse({"a": np.array([[0.0, 1.0]]), "b": np.array([[5.0, 1.0]])}, {"a": 1.0, "b": 0.5})
-    array([[ 0.5, -0.5]])
+    array([[-0.5,  0.5]])
     """
     used = [(name, float(weights.get(name, 0.0))) for name in signals if weights.get(name, 0.0)]
     if not used:
@@ -68,35 +69,96 @@ def log_likelihood(scores: np.ndarray, truth: np.ndarray, temperature: float) ->
 # Temperatures tried: geometric from 0.05 to 20, about 5 % apart: finer than any ECE a suite can resolve.
 GRID = np.geomspace(0.05, 20.0, 121)
 
+# Powers of the number of labels tried (0 included: one temperature whatever the labels), 0.025 apart.
+POWERS = np.round(np.linspace(-0.6, 0.3, 37), 4)
+
+
+@dataclass(frozen=True)
+class LabelTemperature:
+    """A temperature that follows the number of labels: ``scale x (labels / REFERENCE_LABELS) ** power``.
+
+    Each signal is standardised over the labels, so every task's scores have the same spread whatever
+    its number of labels; but the more labels, the more competitors share the probability, and a task
+    of 97 labels came out underconfident where one of 5 came out overconfident at one temperature
+    (results/experiments/classify_signals.md). ``power`` 0 is one temperature for every task.
+
+    >>> LabelTemperature(1.2, -0.5)(40)
+    0.6
+    """
+    scale: float
+    power: float = 0.0
+
+    def __post_init__(self):
+        if not (np.isfinite(self.scale) and self.scale > 0 and np.isfinite(self.power)):
+            raise ValueError(f"expected a temperature scale > 0 and a finite power, got scale {self.scale} and "
+                             f"power {self.power}")
+
+    def __call__(self, n_labels: int) -> float:
+        if n_labels < 1:
+            raise ValueError(f"expected at least one label, got {n_labels}")
+        return float(self.scale * (n_labels / REFERENCE_LABELS) ** self.power)
+
+    def to_spec(self) -> Dict[str, float]:
+        return {"scale": float(self.scale), "power": float(self.power)}
+
+    @classmethod
+    def of(cls, value) -> "LabelTemperature":
+        """A LabelTemperature as it is, a number as one temperature for every number of labels."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(float(value["scale"]), float(value.get("power", 0.0)))
+        try:
+            return cls(float(value))
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a temperature (a number > 0, or a LabelTemperature), got {value!r}") from None
+
+
+# The number of labels at which a LabelTemperature is its scale: about the suites' typical task.
+REFERENCE_LABELS = 10
+
 
 def fit_temperature(scores: Sequence[np.ndarray], truths: Sequence[np.ndarray], grid=GRID,
                     objective: str = "likelihood") -> float:
-    """The temperature of the grid that does best over several tasks (one scores matrix and its true
-    columns each, every task weighing the same whatever its size): ``"likelihood"``, the highest mean
-    log-likelihood of the true labels; ``"worst-ece"``, the lowest expected calibration error of the
-    worst-calibrated task.
+    """The one temperature of the grid that does best over several tasks (one scores matrix and its
+    true columns each, every task weighing the same whatever its size): ``"likelihood"``, the highest
+    mean log-likelihood of the true labels; ``"worst-ece"``, the lowest expected calibration error of
+    the worst-calibrated task.
 
     >>> fit_temperature([np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])], [np.array([0, 0, 0])]) > 1
     True
     """
+    return fit_label_temperature(scores, truths, grid, (0.0,), objective).scale
+
+
+def fit_label_temperature(scores: Sequence[np.ndarray], truths: Sequence[np.ndarray], grid=GRID, powers=POWERS,
+                          objective: str = "likelihood") -> LabelTemperature:
+    """The :class:`LabelTemperature` (a scale of ``grid``, a power of ``powers``) that does best over
+    several tasks, by ``objective`` as in :func:`fit_temperature`; a tie goes to the power nearest 0."""
     if not len(scores) or len(scores) != len(truths):
         raise ValueError(f"expected as many truth arrays as score matrices (at least one), got {len(scores)} "
                          f"and {len(truths)}")
     if objective not in OBJECTIVES:
         raise ValueError(f"expected an objective in {sorted(OBJECTIVES)}, got {objective!r}")
-    fits = [OBJECTIVES[objective](scores, truths, float(t)) for t in grid]
-    return float(grid[int(np.argmax(fits))])
+    best, best_fit = None, -np.inf
+    for power in sorted(powers, key=abs):
+        for scale in grid:
+            rule = LabelTemperature(float(scale), float(power))
+            fit = OBJECTIVES[objective](scores, truths, [rule(np.shape(s)[1]) for s in scores])
+            if fit > best_fit:
+                best, best_fit = rule, fit
+    return best
 
 
-def _likelihood(scores, truths, temperature: float) -> float:
-    return float(np.mean([log_likelihood(s, np.asarray(t), temperature) for s, t in zip(scores, truths)]))
+def _likelihood(scores, truths, temperatures) -> float:
+    return float(np.mean([log_likelihood(s, np.asarray(t), temp) for s, t, temp in zip(scores, truths, temperatures)]))
 
 
-def _worst_ece(scores, truths, temperature: float) -> float:
+def _worst_ece(scores, truths, temperatures) -> float:
     """Minus the worst task's ECE (so that higher is better, as for the likelihood)."""
     worst = 0.0
-    for s, t in zip(scores, truths):
-        prob = softmax_rows(s, temperature)
+    for s, t, temp in zip(scores, truths, temperatures):
+        prob = softmax_rows(s, temp)
         top = prob.argmax(1)
         worst = max(worst, expected_calibration_error(prob[np.arange(len(prob)), top], top == np.asarray(t)))
     return -worst

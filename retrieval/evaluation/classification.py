@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from retrieval.api.classify import SIGNAL_WEIGHTS, TEMPERATURES, Side, ZeroShotClassifier
+from retrieval.api.classify import SIGNAL_WEIGHTS, TEMPERATURES, Side, ZeroShotClassifier, temperature_rules
 from retrieval.api.head_signals import ClassHead
 from retrieval.core.calibration import abstention_curve, expected_calibration_error, fuse, softmax_rows
 from retrieval.core.metrics import paired_interval, query_recall
@@ -55,14 +55,14 @@ class TaskSignals:
     def fused(self, weights: Dict[str, float], signals: Optional[Sequence[str]] = None) -> np.ndarray:
         return fuse({s: self.signals[s] for s in self.used(weights, signals)}, weights)
 
-    def measure(self, weights: Optional[Dict[str, float]] = None, temperatures: Optional[Dict[str, float]] = None,
+    def measure(self, weights: Optional[Dict[str, float]] = None, temperatures: Optional[Dict] = None,
                 signals: Optional[Sequence[str]] = None) -> Dict:
         """top-1, top-5, expected calibration error, and the per-input correctness and confidence."""
         weights = SIGNAL_WEIGHTS if weights is None else weights
-        temperatures = TEMPERATURES if temperatures is None else temperatures
+        temperatures = temperature_rules(TEMPERATURES if temperatures is None else temperatures)
         scores = self.fused(weights, signals)
         key = "+".join(sorted(self.used(weights, signals)))
-        prob = softmax_rows(scores, temperatures[key]) if key in temperatures else None
+        prob = softmax_rows(scores, temperatures[key](len(self.task.labels))) if key in temperatures else None
         return measure_scores(scores, self.task.truth, prob)
 
 
