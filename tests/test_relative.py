@@ -245,14 +245,20 @@ def test_centring_errors_say_expected_and_received():
 
 @pytest.mark.parametrize("params", [dict(k=3, p=2.0), dict(k=5, p=8.0, center=True, whiten=0.5),
                                     dict(k=4, p=3.0, center=True, background=10, background_weight=0.3)])
-def test_rows_at_once_equal_rows_one_by_one(params):
-    """Queries are relativised a row at a time (batch-independent); selecting the anchors for all rows
-    at once after the per-row products must give exactly those rows, ties included."""
+@pytest.mark.parametrize("shape", [(40, 6, 1), (700, 384, None)])
+def test_rows_at_once_equal_rows_one_by_one(params, shape):
+    """Queries are relativised a row at a time (batch-independent); preparing the rows together where
+    the steps allow it, a stack of one-row products, and selecting the anchors for all rows at once must
+    give exactly those rows, ties included (small rounded vectors: ties at the k-th; an encoder's width
+    and a real number of anchors: the BLAS kernels a served query meets)."""
     from retrieval.core.step import transform_rows
 
+    n_anchors, width, decimals = shape
     rng = np.random.default_rng(7)
-    anchors = np.round(rng.normal(size=(40, 6)), 1).astype(np.float32)  # rounded: ties at the k-th occur
-    x = np.round(rng.normal(size=(30, 6)), 1).astype(np.float32)
+    anchors, x = rng.normal(size=(n_anchors, width)), rng.normal(size=(30, width))
+    if decimals is not None:
+        anchors, x = np.round(anchors, decimals), np.round(x, decimals)
+    anchors, x = anchors.astype(np.float32), x.astype(np.float32)
     proj = RelativeProjector(**params).fit(anchors)._fitted()
     fast, slow = proj.transform_rows(x), transform_rows(proj, x)
     assert (fast != slow).nnz == 0 and fast.dtype == slow.dtype == np.float32

@@ -130,3 +130,23 @@ def test_the_cli_refuses_zero_blas_threads(tmp_path, capsys):
 
     assert main(["serve", str(tmp_path), "--blas-threads", "0"]) != 0
     assert "--blas-threads to be at least 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [[], ["--access-log"]])
+def test_a_line_per_request_is_logged_only_when_asked(vector_collection, flags):
+    folder, queries = vector_collection
+    port = free_port()
+    url, name = f"http://127.0.0.1:{port}", Path(folder).name
+    proc = subprocess.Popen([sys.executable, "-m", "retrieval", "serve", str(folder), "--port", str(port), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    try:
+        until(lambda: httpx.get(f"{url}/health", timeout=5).status_code == 200)
+        r = httpx.post(f"{url}/collections/{name}/search", json={"vector": queries[0].tolist(), "modality": "text"},
+                       timeout=30)
+        assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[0]  # uvicorn's access log goes to stdout, the rest to stderr
+    assert (f'"POST /collections/{name}/search HTTP/1.1" 200' in err) == bool(flags), err[-2000:]
+    assert '"GET /health HTTP/1.1" 200' in err if flags else "GET /health" not in err

@@ -22,6 +22,7 @@ class Unit(Step):
     """Rows scaled to unit length."""
 
     name = "unit"
+    row_independent = True
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return l2_normalise(x)
@@ -31,6 +32,7 @@ class Centre(Step):
     """Subtract the mean of the rows it was fitted on (float32, as the anchors are)."""
 
     name = "centre"
+    row_independent = True
     centres = True  # the step Chain.centred_on replaces the mean of
 
     def fit(self, x: np.ndarray) -> "Centre":

@@ -69,6 +69,10 @@ class Step:
 
     name: ClassVar[str] = ""
     PARAMS: ClassVar[Sequence[str]] = ()
+    # Whether transforming a batch gives each row exactly (bit for bit) what transforming that row alone
+    # gives: true of elementwise steps and per-row norms, not of a matrix product (BLAS computes a batch
+    # in other blocks than a single row). Queries' rows are prepared together only through such steps.
+    row_independent: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -153,6 +157,16 @@ class Chain:
             x = step.transform(x)
         return x
 
+    def prepare_rows(self, x: np.ndarray) -> np.ndarray:
+        """``prepare`` with each row's result what that row alone gives: a row-independent step runs on
+        the whole batch at once, any other a row at a time."""
+        for step in self.preparing:
+            if step.row_independent or len(x) < 2:
+                x = step.transform(x)
+            else:
+                x = np.vstack([step.transform(x[i:i + 1]) for i in range(len(x))])
+        return x
+
     def check_input(self, x) -> np.ndarray:
         if not hasattr(self, "n_anchors_"):
             raise InputError("this projector is not fitted yet; call fit(anchor_vectors) first")
@@ -167,14 +181,17 @@ class Chain:
 
     def transform_rows(self, x: np.ndarray):
         """``transform`` a row at a time (see :func:`transform_rows`). When the relativiser selects each
-        row's anchors by itself (``from_sims``), only the preparation and the product are taken a row at
-        a time: they are what BLAS computes differently in another batch; the selection after them
-        (a Python step per row otherwise) runs once over all rows, with the same result."""
+        row's anchors by itself (``from_sims``), only the preparation and the product are taken as for a
+        row alone (:meth:`prepare_rows`, a stack of one-row products): they are what BLAS computes
+        differently in another batch; the selection after them runs once over all rows, with the same
+        result."""
         rel, x = self.relativiser, np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or len(x) < 2 or getattr(rel, "from_sims", None) is None or not rel.rowwise:
             return transform_rows(self, x)
-        x = self.check_input(x)
-        return self.finish(rel.from_sims(np.vstack([self.prepare(x[i:i + 1]) @ rel.anchors_.T for i in range(len(x))])))
+        prepared = self.prepare_rows(self.check_input(x))
+        # a stack of one-row products: numpy's matmul runs each through the kernel a lone row gets
+        sims = np.matmul(prepared[:, None, :], rel.anchors_.T)[:, 0, :]
+        return self.finish(rel.from_sims(sims))
 
     def dense(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
         """Dense cosines to the prepared anchors (the secondary, tie-breaking score)."""
@@ -185,8 +202,7 @@ class Chain:
         :meth:`transform_rows`, would differ in another batch by ~1e-8), then every row's float64 product
         with the anchors in one call: its batch noise, ~1e-16, is far below the tolerance a tie-break
         uses (``ranking.SECONDARY_EPS``), and one product instead of one per row reads the anchors once."""
-        x = self.check_input(x)
-        prepared = np.vstack([self.prepare(x[i:i + 1]) for i in range(len(x))]) if len(x) else self.prepare(x)
+        prepared = self.prepare_rows(self.check_input(x))
         return cosine_relative(prepared, anchors_as(self.relativiser, np.float64), np.float64)
 
     @property

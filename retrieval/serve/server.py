@@ -51,6 +51,10 @@ SWITCH_INTERVAL_S = 0.0005
 # against 414 at 128 (results/serve/wrk-pipeline.md, --blas-threads 2 against the default); at a million items (inverted index, k = 64) 120
 # against 60 req/s at 8 connections (results/serve/wrk-1m-k64.md).
 BLAS_THREADS = "RETRIEVAL_BLAS_THREADS"
+# uvicorn's access log (a line per request) is off unless asked for (serve --access-log): formatting and
+# writing it was an eighth of the event loop's time under load (a profile at 32 connections); requests
+# are counted and timed in /metrics, and errors are logged either way.
+ACCESS_LOG = False
 DEFAULT_BLAS_THREADS = 1
 
 
@@ -169,12 +173,13 @@ def fill_in_background(col, name: str) -> threading.Thread:
     return thread
 
 
-def server_config(app, host: str = "127.0.0.1", port: int = 8000, limits: Optional[Dict] = None, **kwargs):
+def server_config(app, host: str = "127.0.0.1", port: int = 8000, limits: Optional[Dict] = None,
+                  access_log: bool = ACCESS_LOG, **kwargs):
     """The uvicorn configuration ``serve`` runs ``app`` with (tests run the same one)."""
     import uvicorn
 
     most = dict(DEFAULT_LIMITS, **(limits or {}))["max_connections"]
-    return uvicorn.Config(app, host=host, port=port, timeout_keep_alive=5,
+    return uvicorn.Config(app, host=host, port=port, timeout_keep_alive=5, access_log=access_log,
                           limit_concurrency=CONNECTION_HEADROOM * int(most), **kwargs)
 
 
@@ -183,12 +188,13 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
           batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False,
           encoder_threads: Optional[int] = None, query_cache: Optional[int] = None, workers: int = 1,
-          blas_threads: Optional[int] = None) -> None:
+          blas_threads: Optional[int] = None, access_log: bool = False) -> None:
     """Start the server (blocking). Collections are named by their folder names. ``encoder_threads``:
     the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores
     shared among the workers). ``workers``: server processes on the one socket (workers.py).
     ``blas_threads``: the threads of the BLAS library's matrix products in each server process
-    (default ``DEFAULT_BLAS_THREADS``)."""
+    (default ``DEFAULT_BLAS_THREADS``). ``access_log``: a log line per request (uvicorn's access log);
+    off by default, see ``ACCESS_LOG``."""
     import uvicorn
 
     if workers < 1 or (blas_threads is not None and blas_threads < 1):
@@ -208,11 +214,11 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
     if workers > 1:
         from retrieval.serve.workers import run_workers
 
-        run_workers(app_settings, workers, server_config, host=host, port=port, limits=limits)
+        run_workers(app_settings, workers, server_config, host=host, port=port, limits=limits, access_log=access_log)
         return
     app = create_app(**app_settings)
     tune_process()
-    uvicorn.Server(server_config(app, host, port, limits)).run()
+    uvicorn.Server(server_config(app, host, port, limits, access_log=access_log)).run()
 
 
 def app_from_environment():

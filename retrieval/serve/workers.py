@@ -26,7 +26,7 @@ APP_FACTORY = "retrieval.serve.server:app_from_environment"  # named, not import
 
 
 def run_workers(app_settings: Dict, workers: int, server_config: Callable, *, host: str, port: int,
-                limits: Optional[Dict]) -> None:
+                limits: Optional[Dict], access_log: bool = False) -> None:
     """Serve ``app_settings`` from ``workers`` processes until stopped (blocking). A worker that fails
     to start stops them all and is an error here."""
     from uvicorn.config import STARTUP_FAILURE
@@ -40,7 +40,7 @@ def run_workers(app_settings: Dict, workers: int, server_config: Callable, *, ho
     for pool in THREAD_POOLS:  # a worker's share of the cores, unless the user set them
         os.environ.setdefault(pool, share)
     try:
-        config = server_config(APP_FACTORY, host, port, limits, factory=True, workers=workers)
+        config = server_config(APP_FACTORY, host, port, limits, access_log=access_log, factory=True, workers=workers)
         supervisor = Multiprocess(config, sockets=[config.bind_socket()])
         supervisor.run()
         failed = [p.pid for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
