@@ -108,3 +108,18 @@ def test_abstention_trades_coverage_for_accuracy():
     acc = [c["accuracy"] for c in curve]
     assert cov[0] == 1.0 and cov == sorted(cov, reverse=True) and acc == sorted(acc)
     assert acc[-1] > acc[0] + 0.2
+
+
+def test_the_ece_of_a_calibrated_classifier_on_few_inputs_is_its_floor():
+    from retrieval.core.calibration import calibrated_ece
+
+    rng = np.random.default_rng(5)
+    conf = rng.uniform(0.2, 0.9, 150)
+    floors = [calibrated_ece(conf[:n]) for n in (30, 150)]
+    assert floors[0] > floors[1] > 0.03  # biased upwards, the more so on fewer inputs
+    assert calibrated_ece(rng.uniform(0.2, 0.9, 20000)) < 0.015
+    honest = [expected_calibration_error(conf, (rng.random(150) < conf).astype(float)) for _ in range(200)]
+    assert abs(np.median(honest) - floors[1]) < 0.01  # a calibrated classifier measures at its floor
+    overconfident = (rng.random(150) < conf - 0.2).astype(float)
+    assert expected_calibration_error(conf, overconfident) > floors[1] + 0.1
+    assert calibrated_ece(conf, seed=1) == calibrated_ece(conf, seed=1)
