@@ -18,7 +18,8 @@ Every server is started (one after another, each timed to its first answer) befo
 and their rows are interleaved: each connection count is run against each server in turn, so that
 cores that slow down for a while (they are shared) slow every server alike. ``--repeat N`` runs
 everything N times (the encoder's limit too); each row is then the run with the median throughput.
-Only loopback is ever addressed; every loop is bounded in count and time.
+``--ceilings`` then measures what each server answers without its encoder: ``GET /health`` and the
+same few searches again and again (answered from the query cache). Only loopback is ever addressed; every loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ MODIFIERS = ("", "red ", "small ", "happy ", "old ", "blue ", "big ", "green ", 
              "yellow ", "round ", "cute ", "sad ", "shiny ", "white ", "black ", "striped ", "wooden ")
 WARM = 200  # queries sent before the runs (the runs' queries come after them)
 STAGES = ("wait", "encode", "captions", "relativise", "search", "labels", "respond")
+DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests":%d,"socket_errors":%d,"status_errors":%d,"timeouts":%d,' ..
+    '"p50":%.3f,"p90":%.3f,"p99":%.3f,"max":%.3f,"seconds":%.3f}\n', summary.requests,
+    e.connect + e.read + e.write, e.status, e.timeout, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, summary.duration / 1e6))
+end
+"""
 LUA = r"""
 local queries = {QUERIES}
 local counter = 0
@@ -64,13 +74,6 @@ request = function()
   local q = queries[((first + n * step) % #queries) + 1]
   n = n + 1
   return wrk.format("POST", "{PATH}", {["Content-Type"] = "application/json"}, q)
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests":%d,"socket_errors":%d,"status_errors":%d,"timeouts":%d,' ..
-    '"p50":%.3f,"p90":%.3f,"p99":%.3f,"max":%.3f,"seconds":%.3f}\n', summary.requests,
-    e.connect + e.read + e.write, e.status, e.timeout, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
-    latency:percentile(99) / 1000, latency.max / 1000, summary.duration / 1e6))
 end
 """
 
@@ -92,7 +95,7 @@ def queries(captions: List[str], n: int, seed: int = 0) -> List[str]:
 
 def lua_script(texts: List[str], path: str, k: int) -> str:
     bodies = ",\n".join(lua_string(json.dumps({"query": t, "k": k})) for t in texts)
-    return LUA.replace("{QUERIES}", "{\n" + bodies + "\n}").replace("{PATH}", path)
+    return LUA.replace("{QUERIES}", "{\n" + bodies + "\n}").replace("{PATH}", path) + DONE
 
 
 def lua_string(s: str) -> str:
@@ -225,6 +228,40 @@ def measure_all(servers: List[Dict], a, texts: List[str], script: str, limits: L
                 run_row(server, a, texts, script, c)
 
 
+REPEATED = 64  # the queries of the cached-search ceiling, sent again and again
+
+
+def ceilings(server: Dict, a, texts: List[str], tmp: str) -> List[Dict]:
+    """What ``server`` answers without its encoder, at the most connections: ``GET /health`` (the HTTP
+    stack and wrk alone) and the same few searches again and again (answered from the query cache once
+    asked: everything a search costs but the encoder)."""
+    health, repeated = str(Path(tmp) / "health.lua"), str(Path(tmp) / "repeated.lua")
+    Path(health).write_text(DONE)
+    Path(repeated).write_text(lua_script(texts[:REPEATED], f"/collections/{Path(a.index).name}/search", a.k))
+    c, out = max(a.connections), []
+    for what, url, script in (("GET /health", server["url"] + "/health", health),
+                              (f"the same {REPEATED} searches again and again", server["url"], repeated)):
+        m0 = scrape(server["url"])
+        r = run_wrk(url, script, c, a.seconds, 0)
+        r.update(what=what, connections=c, stages=breakdown(m0, scrape(server["url"])))
+        out.append(r)
+        print(f"{server['label']} {what}: {r['per_s']:.0f} req/s", file=sys.stderr)
+    return out
+
+
+def ceiling_table(runs: List[Dict]) -> List[str]:
+    lines = ["Without the encoder, after the rows above (`--ceilings`):", "",
+             "| server | requests | connections | req/s | p50 ms | p99 ms | errors | searches answered from the query cache |",
+             "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for r in run.get("ceilings", []):
+            st = r["stages"]
+            cached = f"{st['cache_hits'] / st['queries']:.2f}" if st["queries"] else "-"
+            lines.append(f"| {run['label']} | {r['what']} | {r['connections']} | {r['per_s']:.0f} | {r['p50']:.1f} | "
+                         f"{r['p99']:.1f} | {r['socket_errors'] + r['status_errors']} | {cached} |")
+    return lines + [""]
+
+
 def summary(server: Dict) -> Dict:
     """A server's rows, each the run with the median throughput among its repetitions (of an even number,
     the lower middle one); its memory."""
@@ -233,7 +270,7 @@ def summary(server: Dict) -> Dict:
         mid = sorted(runs, key=lambda r: r["per_s"])[(len(runs) - 1) // 2]
         rows.append(dict(mid, repeats=[round(r["per_s"], 1) for r in runs]))
     return {"label": server["label"], "first_answer_s": server["first_answer_s"], "rows": rows,
-            "memory": resident(server["proc"].pid)}
+            "memory": resident(server["proc"].pid), "ceilings": server.get("ceilings", [])}
 
 
 def resident(pid: int) -> Dict[str, float]:
@@ -288,6 +325,9 @@ def main(argv=None) -> int:
                     help="also serve with these serve arguments (one string), after the default; repeatable")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of each row, interleaved across the servers; a row reports the median (default 1)")
+    ap.add_argument("--ceilings", action="store_true",
+                    help="then, at the most connections, GET /health and the same few searches again and again "
+                         "(answered from the query cache): what each server answers without its encoder")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     a.server_args, a.index = a.server_args.split(), str(Path(a.index).resolve())
@@ -313,6 +353,8 @@ def main(argv=None) -> int:
             for v in a.variant:  # the same server with other settings, in the same run
                 servers.append(started(f"now with `{v}`", a, None, texts, a.server_args + v.split()))
             measure_all(servers, a, texts, script, limits)
+            for server in servers if a.ceilings else []:
+                server["ceilings"] = ceilings(server, a, texts, tmp)
             runs = [summary(s) for s in servers]
     finally:
         for server in servers:
@@ -330,6 +372,8 @@ def main(argv=None) -> int:
     lines = [head, "", cmd, ""]
     for run in runs:
         lines += table(run, limit) + [""]
+    if a.ceilings:
+        lines += ceiling_table(runs)
     lines.append("Stages are the server's own histograms (`/metrics`, `retrieval_stage_seconds`) over the run, "
                  "per query: `wait` from a query's arrival at the micro-batcher to its batch's start, the batch "
                  "stages shared by its queries, `respond` the hits made JSON.")

@@ -126,7 +126,7 @@ def test_load_wrk_measures_the_served_demo(tmp_path):
         pytest.skip("needs wrk (scripts/setup.sh installs it) and the demo collection (retrieval demo)")
     out = tmp_path / "wrk.md"
     res = run("scripts/load_wrk.py", str(index), "--connections", "2", "--seconds", "2", "--limit-seconds", "1",
-              "--repeat", "2", "--variant", "--batch-size 8", "--out", str(out))
+              "--repeat", "2", "--variant", "--batch-size 8", "--ceilings", "--out", str(out))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     data = json.loads(out.with_suffix(".json").read_text())
     assert [r["label"] for r in data["runs"]] == ["now", "now with `--batch-size 8`"]
@@ -136,10 +136,17 @@ def test_load_wrk_measures_the_served_demo(tmp_path):
         assert row["stages"]["encode"] > 0 and row["stages"]["queries"] >= row["requests"]
         assert row["stages"]["cache_hits"] == 0  # every query a new text, in every repetition
         assert len(row["repeats"]) == 2 and round(row["per_s"], 1) in row["repeats"]  # the median's own run
+        health, cached = run_["ceilings"]
+        assert health["what"] == "GET /health" and health["stages"]["queries"] == 0
+        assert all(c["requests"] > 0 and c["socket_errors"] == c["status_errors"] == 0 for c in (health, cached))
+        # the repeated searches are encoded at most once each, the rest answered from the query cache
+        stages = cached["stages"]
+        assert stages["queries"] >= cached["requests"] and stages["cache_hits"] >= stages["queries"] - 64
     # the rows interleaved: each server's runs alternate with the other's
     order = [ln.split(" c=")[0] for ln in res.stderr.splitlines() if " c=2: " in ln]
     assert order == ["now", "now with `--batch-size 8`"] * 2
     assert len(data["encoder_limits"]) == 2 and data["encoder_limit"]["per_s"] > 0 and "| 2 |" in out.read_text()
+    assert "| now with `--batch-size 8` | GET /health | 2 |" in out.read_text()
 
 
 def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
