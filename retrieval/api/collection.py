@@ -433,7 +433,9 @@ class Collection(StoredCollection):
                 combined = np.asarray(h.scores, np.float64) + w * lab[ids]
                 if len(ids) < n:  # items outside the list: ASIF score <= the list's last
                     kth = np.sort(combined)[::-1][min(k, len(combined)) - 1]
-                    extra = np.setdiff1d(np.flatnonzero(h.scores[-1] + w * lab >= kth - TIE_EPS), ids)
+                    reach = h.scores[-1] + w * lab >= kth - TIE_EPS
+                    reach[ids] = False  # the list's own items (a mask: setdiff1d sorted them on every query)
+                    extra = np.flatnonzero(reach)
                     if allowed is not None:
                         extra = np.intersect1d(extra, allowed)
                     if len(extra):

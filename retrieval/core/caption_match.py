@@ -122,9 +122,9 @@ class CaptionMatch:
             first = np.flatnonzero(close)[np.argsort(-cos[r][close], kind="stable")]
             then = np.flatnonzero(words)[np.argsort(-score[words], kind="stable")] if words.any() else first[:0]
             idx = np.concatenate([first, then])
-            # an item with two captions that both match is promoted once, at its best place
-            _, once = np.unique(self.rows[idx], return_index=True)
-            idx = idx[np.sort(once)]
+            if len(idx) > 1:  # an item with two captions that both match is promoted once, at its best place
+                _, once = np.unique(self.rows[idx], return_index=True)
+                idx = idx[np.sort(once)]
             out.append(Match(self.rows[idx], cos[r][idx].astype(np.float64),
                              ["caption" if close[i] else "keywords" for i in idx]))
         return out
@@ -135,6 +135,9 @@ def promote(match: Match, ids: np.ndarray, scores: np.ndarray, secondary: np.nda
     """The top ``k``: the promoted items first, then the route's list (``ids`` with their scores) without
     them. A promoted item's score is its caption's cosine, its secondary NaN; ``how`` says which were."""
     head = match.rows[:k]
+    if not len(head):  # nothing promoted (most queries): the route's list as it is
+        ids = np.asarray(ids, np.int64)[:k]
+        return ids, np.asarray(scores, np.float64)[:k], np.asarray(secondary, np.float64)[:k], [None] * len(ids)
     rest = ~np.isin(ids, head)
     n = k - len(head)
     out_ids = np.concatenate([head, np.asarray(ids, np.int64)[rest][:n]])

@@ -60,7 +60,7 @@ def rank_candidates(cand: np.ndarray, primary: np.ndarray, k: int,
         # those at or above the k-th best bucket. The rest sort after them whatever it would be.
         need = slice(None) if len(cand) <= k else bucket >= np.partition(bucket, len(cand) - k)[len(cand) - k]
         sec[need] = np.asarray(secondary(cand[need]), dtype=np.float64)
-    sec_bucket = np.round(np.nan_to_num(sec, nan=-np.inf) / SECONDARY_EPS)
+    sec_bucket = np.round(np.where(np.isnan(sec), -np.inf, sec) / SECONDARY_EPS)
     # lexsort: last key is the primary key; ids ascending make the order fully deterministic.
     order = np.lexsort((cand, -sec_bucket, -bucket))[:k]
     return cand[order], primary[order], sec[order]
