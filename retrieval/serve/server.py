@@ -43,7 +43,11 @@ CONNECTION_HEADROOM = 2
 # two split the waiting queries into smaller batches: 467 against 543 req/s at 32 connections before the
 # pipeline, results/serve/wrk-settings.md).
 DEFAULT_BATCHING = {"max_wait_ms": 5.0, "max_batch": 32, "max_queue": 256, "workers": 1}
-SWITCH_INTERVAL_S = 0.0005
+# How often a thread waiting for the interpreter's lock asks for it: 0.1 ms. The encoding thread asks for it
+# back after every OpenVINO call and numpy product while the event loop and the answering thread hold it:
+# 0.1 ms against 0.5 ms, 699-737 against 664-674 req/s at 32 connections, alike at 8 and 128
+# (results/serve/wrk-switch-interval.md); 0.05 ms no better than 0.1 (wrk-switch-interval-2.md).
+SWITCH_INTERVAL_S = 0.0001
 # The BLAS library's threads in a server process (serve --blas-threads; to worker processes by the
 # environment). One by default: a batch is encoded on one thread while the batch before is searched on
 # another and the event loop answers HTTP, and BLAS's own threads, which spin for a while after each
