@@ -56,7 +56,7 @@ SWITCH_INTERVAL_S = 0.0001
 # against 60 req/s at 8 connections (results/serve/wrk-1m-k64.md).
 BLAS_THREADS = "RETRIEVAL_BLAS_THREADS"
 # uvicorn's access log (a line per request) is off unless asked for (serve --access-log): formatting and
-# writing it was an eighth of the event loop's time under load (a profile at 32 connections); requests
+# writing it was an eighth of the event loop's time under load (a py-spy profile at 32 connections, docs/serving.md); requests
 # are counted and timed in /metrics, and errors are logged either way.
 ACCESS_LOG = False
 DEFAULT_BLAS_THREADS = 1
