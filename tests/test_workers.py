@@ -132,7 +132,7 @@ def test_the_cli_refuses_zero_blas_threads(tmp_path, capsys):
     assert "--blas-threads to be at least 1, got 0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags", [[], ["--access-log"]])
+@pytest.mark.parametrize("flags", [[], ["--access-log"], ["--access-log", "--workers", "2"]])
 def test_a_line_per_request_is_logged_only_when_asked(vector_collection, flags):
     folder, queries = vector_collection
     port = free_port()
