@@ -56,8 +56,8 @@ SWITCH_INTERVAL_S = 0.0001
 # against 60 req/s at 8 connections (results/serve/wrk-1m-k64.md).
 BLAS_THREADS = "RETRIEVAL_BLAS_THREADS"
 # uvicorn's access log (a line per request) is off unless asked for (serve --access-log): formatting and
-# writing it was an eighth of the event loop's time under load (a py-spy profile at 32 connections, docs/serving.md); requests
-# are counted and timed in /metrics, and errors are logged either way.
+# writing it was an eighth of the event loop's time under load (a py-spy profile at 32 connections,
+# docs/serving.md); requests are counted and timed in /metrics, and errors are logged either way.
 ACCESS_LOG = False
 DEFAULT_BLAS_THREADS = 1
 
@@ -192,7 +192,7 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
           batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False,
           encoder_threads: Optional[int] = None, query_cache: Optional[int] = None, workers: int = 1,
-          blas_threads: Optional[int] = None, access_log: bool = False) -> None:
+          blas_threads: Optional[int] = None, access_log: bool = ACCESS_LOG) -> None:
     """Start the server (blocking). Collections are named by their folder names. ``encoder_threads``:
     the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores
     shared among the workers). ``workers``: server processes on the one socket (workers.py).

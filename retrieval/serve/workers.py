@@ -26,7 +26,7 @@ APP_FACTORY = "retrieval.serve.server:app_from_environment"  # named, not import
 
 
 def run_workers(app_settings: Dict, workers: int, server_config: Callable, *, host: str, port: int,
-                limits: Optional[Dict], access_log: bool = False) -> None:
+                limits: Optional[Dict], access_log: bool) -> None:
     """Serve ``app_settings`` from ``workers`` processes until stopped (blocking). A worker that fails
     to start stops them all and is an error here."""
     from uvicorn.config import STARTUP_FAILURE
