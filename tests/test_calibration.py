@@ -123,3 +123,7 @@ def test_the_ece_of_a_calibrated_classifier_on_few_inputs_is_its_floor():
     overconfident = (rng.random(150) < conf - 0.2).astype(float)
     assert expected_calibration_error(conf, overconfident) > floors[1] + 0.1
     assert calibrated_ece(conf, seed=1) == calibrated_ece(conf, seed=1)
+    with pytest.raises(ValueError, match="at least one draw"):
+        calibrated_ece(conf, draws=0)
+    with pytest.raises(ValueError, match="non-empty"):
+        calibrated_ece(np.zeros(0))

@@ -195,6 +195,8 @@ def calibrated_ece(confidence: np.ndarray, draws: int = 200, seed: int = 0, bins
     >>> calibrated_ece(np.full(10000, 0.7)) < 0.02 < calibrated_ece(np.full(50, 0.7))
     True
     """
+    if draws < 1:
+        raise ValueError(f"expected at least one draw, got {draws}")
     conf = np.asarray(confidence, np.float64)
     rng = np.random.default_rng(seed)
     return float(np.median([expected_calibration_error(conf, (rng.random(len(conf)) < conf).astype(float), bins)
