@@ -19,9 +19,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.api import open_collection
-from retrieval.errors import RetrievalError
-from retrieval.evaluation.benchlib import report
+from retrieval.evaluation.benchlib import inverted_side, report
 from retrieval.indexes import inverted
 
 
@@ -40,16 +38,11 @@ def main(argv=None) -> int:
     ap.add_argument("--modality", default="image", help="the side whose inverted index is searched")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    try:
-        col = open_collection(a.index, verify=False)
-    except RetrievalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    opened, error = inverted_side(a.index, a.modality)
+    if error:
+        print(error, file=sys.stderr)
         return 2
-    idx = col.sides[a.modality].index
-    if not isinstance(idx, inverted.InvertedIndex):
-        print(f"expected an inverted index on the {a.modality} side, got {type(idx).__name__}", file=sys.stderr)
-        return 2
-    idx.threads = 1
+    col, idx = opened
     texts = list(dict.fromkeys(col.texts["text"]))[:a.queries]
     q = sp.csr_matrix(col.projectors["text"].transform_rows(col.encoder("text").encode(texts)), dtype=np.float32)
     postings = np.array([np.sum(np.diff(idx.indptr)[q.indices[q.indptr[r]:q.indptr[r + 1]]]) for r in range(q.shape[0])])

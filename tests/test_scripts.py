@@ -151,8 +151,8 @@ def test_load_wrk_measures_the_served_demo(tmp_path):
 
 def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
     """scale_collection.py makes a larger collection from a built one's vectors (here a small source
-    with a vectors: image side and a tiny BERT for text), and bench_inverted_dense.py finds the dense
-    path's answers equal to the touched-item path's on it."""
+    with a vectors: image side and a tiny BERT for text), and bench_inverted_dense.py and
+    bench_inverted_bounded.py find their paths' answers equal to the full path's on it."""
     import os
 
     import numpy as np
@@ -196,6 +196,13 @@ def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
                           "--out", str(bench)], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert json.loads(bench.with_suffix(".json").read_text())["same"] is True
+    bench = tmp_path / "bounded.md"  # the collection is below the bounded path's size: only the forced subsets take it
+    res = subprocess.run([sys.executable, "scripts/bench_inverted_bounded.py", str(out), "--queries", "8", "--repeat", "1",
+                          "--subsets", "2000", "--out", str(bench)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    got = json.loads(bench.with_suffix(".json").read_text())
+    assert got["same"] is True and got["subsets"]["2000"]["same"] is True
     # bad input: a second run over the same folder, a source that is no collection, no items
     for args, said in ((["--out", str(out)], "pass --overwrite to replace them"),
                        (["--out", str(tmp_path / "other"), "--items", "0"], "--items to be at least 1, got 0")):

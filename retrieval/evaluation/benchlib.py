@@ -49,6 +49,25 @@ def emoji_data_args(ap) -> None:
     ap.add_argument("--limit", type=int, default=None, help="the first N concepts by stable hash (default: all)")
 
 
+def inverted_side(folder: str, modality: str, need_bounds: bool = False):
+    """(the collection, its inverted index on ``modality``'s side set to one thread), or an error
+    message saying what was found instead: the inverted index's benchmarks start here."""
+    from retrieval.api import open_collection
+    from retrieval.errors import RetrievalError
+    from retrieval.indexes.inverted import InvertedIndex
+
+    try:
+        col = open_collection(folder, verify=False)
+    except RetrievalError as exc:
+        return None, f"error: {exc}"
+    idx = col.sides[modality].index
+    if not isinstance(idx, InvertedIndex) or (need_bounds and idx.bounds is None):
+        what = type(idx).__name__ + (" without bounds (build it again)" if isinstance(idx, InvertedIndex) else "")
+        return None, f"expected an inverted index{' with bounds' if need_bounds else ''} on the {modality} side, got {what}"
+    idx.threads = 1
+    return (col, idx), None
+
+
 def report(lines: Sequence[str], out: Optional[str], data: Optional[dict] = None) -> str:
     """Print the Markdown report and write it to ``out``; ``data`` (the same numbers, unformatted)
     goes beside it as ``out`` with a ``.json`` suffix, so that tests and tools read numbers rather

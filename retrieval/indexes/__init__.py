@@ -3,7 +3,9 @@ conformance test suite; one module per backend, and :func:`make_index` to build 
 
 * ``exact`` (:mod:`.exact`): brute force, the default: exact and, at the sizes of this release, fast.
 * ``inverted``: postings per anchor for sparse relative vectors (:mod:`retrieval.indexes.inverted`): exact,
-  and its cost grows with the items that share an anchor with the query, not with the collection.
+  and its cost grows with the items that share an anchor with the query, not with the collection;
+  a query that shares anchors with nearly every item is answered from part of its postings
+  (:mod:`.bounded`).
 * ``torch``: brute force with torch on a device (a CUDA GPU when there is one); for GPUs without
   faiss-gpu. Like ``faiss``, it re-ranks ``k + TIE_MARGIN`` candidates.
 * ``faiss``: a FAISS index (factory string, default ``"Flat"``, inner product) over the densified
@@ -37,7 +39,7 @@ def make_index(spec: Dict) -> Index:
         return FaissIndex(spec.get("factory", "Flat"), spec.get("use_gpu"), spec.get("params", ""),
                           spec.get("tie_margin", TIE_MARGIN), spec.get("rerank", 0))
     if backend == "inverted":
-        return InvertedIndex(spec.get("dtype", "float16"), items=spec.get("items"))
+        return InvertedIndex(spec.get("dtype", "float16"), items=spec.get("items"), bounds=spec.get("bounds", False))
     if backend == "torch":
         return TorchIndex(spec.get("device"))
     return ExactIndex()

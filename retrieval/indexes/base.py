@@ -49,6 +49,19 @@ def check_allowed(allowed, n: int) -> Optional[np.ndarray]:
     return ids
 
 
+def own_rows(x) -> sp.csr_matrix:
+    """Sparse rows as float32 CSR with sorted indices and no stored zeros, safe to keep. scipy's
+    conversions share ``indices`` with their input, so sorting them in place would scramble the
+    caller's matrix: a copy is made whenever anything must change."""
+    x = sp.csr_matrix(x, dtype=np.float32)
+    if x.has_sorted_indices and not np.any(x.data == 0):
+        return x
+    x = x.copy()
+    x.eliminate_zeros()
+    x.sort_indices()
+    return x
+
+
 def as_matrix(x):
     """Vectors as float32 CSR (if sparse) or a 2-D float32 array; anything else is refused."""
     if sp.issparse(x):

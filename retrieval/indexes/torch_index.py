@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from retrieval.core.ranking import rank_candidates
-from retrieval.indexes.base import QUERY_BLOCK, TIE_MARGIN, Hits, Index, Secondary, as_matrix, check_allowed, no_hits
+from retrieval.indexes.base import QUERY_BLOCK, TIE_MARGIN, Hits, Index, Secondary, as_matrix, check_allowed, no_hits, own_rows
 
 
 class TorchIndex(Index):
@@ -47,7 +47,7 @@ class TorchIndex(Index):
             if any(sp.issparse(p) for p in self._parts):
                 import warnings
 
-                x = sp.vstack([sp.csr_matrix(p) for p in self._parts], format="csr")
+                x = sp.vstack([own_rows(p) for p in self._parts], format="csr")  # torch wants sorted indices
                 with warnings.catch_warnings():  # "sparse CSR support is in beta": it is used for one product
                     warnings.simplefilter("ignore", UserWarning)
                     self._x = torch.sparse_csr_tensor(torch.from_numpy(x.indptr.astype(np.int64)),
