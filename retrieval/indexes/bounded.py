@@ -113,16 +113,21 @@ def _kernels():
             return size
 
         @njit(nogil=True, cache=True)
-        def candidates(acc, norms, q_rest, low_rest, high_rest, tol, slack, k, heap, lower, upper, cand):
-            """Items whose upper bound reaches the k-th best lower bound; returns how many. The
-            bounds first, in a loop the compiler vectorises (one pass that also kept the heap and the
-            candidates was slower)."""
+        def candidates(acc, norms, q_rest, low_rest, high_rest, tol, slack, k, heap, lower, upper, cand, allowed):
+            """Items (among ``allowed``, a mask, unless it is empty) whose upper bound reaches the k-th
+            best lower bound; returns how many. The bounds first, in a loop the compiler vectorises
+            (one pass that also kept the heap and the candidates was slower)."""
             q_rest, low_rest, high_rest, tol = np.float32(q_rest), np.float32(low_rest), np.float32(high_rest), np.float32(tol)
             for i in range(acc.shape[0]):
                 s = acc[i, 0]
                 r = q_rest * np.sqrt(max(norms[i] - acc[i, 1], np.float32(0.0)) + tol * norms[i])
                 lower[i] = max(s - r, s + low_rest)
                 upper[i] = s + min(r, high_rest)
+            if allowed.shape[0]:
+                for i in range(acc.shape[0]):
+                    if not allowed[i]:
+                        lower[i] = -np.inf
+                        upper[i] = -np.inf
             size = 0
             for i in range(acc.shape[0]):
                 if size < k or lower[i] > heap[0]:
@@ -193,14 +198,17 @@ class Bounds:
 # Postings read in the time one entry of a candidate's row is rescored (exploratory, 1M items: ~3 us a
 # row of 256 entries, which lie at random, against ~2.2 ns a posting, read in order).
 ROW_COST = 5
+EVERY = np.zeros(0, np.bool_)  # no filter: every item may be a candidate
 
 
 def search(postings: Tuple, bounds: Bounds, q_idx: np.ndarray, q_val: np.ndarray, k: int,
-           acc: np.ndarray, limits: np.ndarray, cand: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """(items, exact scores): every item scoring within TIE_EPS of the k-th best or above, or None
-    when the bounds leave too many candidates (the caller then reads every posting). ``postings``:
-    ``(indptr, ids, weights as stored or their float16 bits, decode table)``; workspaces: ``acc``
-    (n, 2) and ``limits`` (2, n) float32, ``cand`` n int64."""
+           acc: np.ndarray, limits: np.ndarray, cand: np.ndarray,
+           allowed: Optional[np.ndarray] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(items, exact scores): every item scoring within TIE_EPS of the k-th best or above (among the
+    items ``allowed``, a boolean mask, marks; k at most their number), or None when the bounds leave
+    too many candidates (the caller then reads every posting). ``postings``: ``(indptr, ids, weights
+    as stored or their float16 bits, decode table)``; workspaces: ``acc`` (n, 2) and ``limits`` (2, n)
+    float32, ``cand`` n int64."""
     indptr, ids, weights, table = postings
     kernels = _kernels()
     partial, rescore = kernels["float16" if len(table) else "float32"]
@@ -226,7 +234,8 @@ def search(postings: Tuple, bounds: Bounds, q_idx: np.ndarray, q_val: np.ndarray
         max_cand = max(min(1024, n), int(ahead / (ROW_COST * row)))
         count = kernels["candidates"](acc, bounds.norms, float(np.sqrt(q_sq[read:].sum())), float(low[read:].sum()),
                                       float(high[read:].sum()), (read + 4) * 2 * ULP,
-                                      4 * (read + terms + 4) * ULP * scale + TIE_EPS, k, heap, limits[0], limits[1], cand)
+                                      4 * (read + terms + 4) * ULP * scale + TIE_EPS, k, heap, limits[0], limits[1], cand,
+                                      EVERY if allowed is None else allowed)
         if count <= max_cand:
             return _exact(bounds, rescore, table, q_idx, q_val, cand[:count], k)
     return None

@@ -283,17 +283,20 @@ class InvertedIndex(Index):
             return self.indptr, self.ids, self.weights.view(np.uint16), table_f16
         return self.indptr, self.ids, self.weights, NO_TABLE
 
-    def _bounded(self, ws: _Workspace, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary) -> Optional[tuple]:
-        """A dense query's answer from part of its postings (:mod:`retrieval.indexes.bounded`), or None."""
-        if self.bounds is None or self.n < bounded.MIN_ITEMS or not self._dense(q_idx):
+    def _bounded(self, ws: _Workspace, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary,
+                 mask: Optional[np.ndarray] = None) -> Optional[tuple]:
+        """A dense query's answer (among the rows ``mask`` marks, if given) from part of its postings
+        (:mod:`retrieval.indexes.bounded`), or None."""
+        if k == 0 or self.bounds is None or self.n < bounded.MIN_ITEMS or not self._dense(q_idx):
             return None
-        found = bounded.search(self._postings(HALF_VALUES), self.bounds, q_idx, q_val, k, *ws.bounded(), ws.cand_ids)
+        found = bounded.search(self._postings(HALF_VALUES), self.bounds, q_idx, q_val, k, *ws.bounded(), ws.cand_ids,
+                               mask)
         return None if found is None else rank_candidates(found[0], found[1], k, secondary)
 
     def _one(self, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary) -> tuple:
         with self._workspace() as ws:
             k = min(k, self.n)
-            answer = self._bounded(ws, q_idx, q_val, k, secondary) if k > 0 else None
+            answer = self._bounded(ws, q_idx, q_val, k, secondary)
             if answer is not None:
                 return answer
             touched_list, t = self._accumulate(ws, q_idx, q_val)
@@ -314,13 +317,16 @@ class InvertedIndex(Index):
         """One query among ``allowed`` rows (``mask`` marks them). The postings give the touched rows'
         scores; an allowed row not touched scores exactly 0, so when the k-th best allowed touched
         score is above 0 no such row can enter or tie, as in :meth:`_one`; otherwise every allowed
-        row is a candidate."""
+        row is a candidate. A dense query is first tried from part of its postings, as in :meth:`_one`."""
         with self._workspace() as ws:
+            k = min(k, allowed.size)
+            answer = self._bounded(ws, q_idx, q_val, k, secondary, mask)
+            if answer is not None:
+                return answer
             touched_list, t = self._accumulate(ws, q_idx, q_val)
             touched = touched_list[:t].astype(np.int64)
             touched = touched[mask[touched]]
             scores = ws.acc[touched].astype(np.float32)
-            k = min(k, allowed.size)
             if len(touched) >= k and k > 0:
                 kth = np.partition(scores, len(scores) - k)[len(scores) - k]
                 if kth > TIE_EPS:
