@@ -394,3 +394,32 @@ def test_adding_and_searching_leave_the_callers_matrices_as_they_were(spec):
     ref = brute(xs.toarray().astype(np.float32), qs.toarray().astype(np.float32))
     for r, ids in enumerate(first):
         np.testing.assert_allclose(np.sort(ref[r][ids])[::-1], np.sort(ref[r])[::-1][:10], atol=1e-5)
+
+
+def test_inverted_kernels_are_compiled_once_across_processes(tmp_path):
+    """numba's disk cache serves the kernels to the next process (closures over a decoder were compiled
+    again in every process and added to the cache each time): a second process saves nothing new."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, scipy.sparse as sp\n"
+            "from retrieval.indexes import bounded, inverted\n"
+            "from retrieval.indexes.inverted import InvertedIndex\n"
+            "bounded.MIN_ITEMS = 0\n"
+            "x = sp.random(3000, 64, density=0.3, format='csr', dtype=np.float32, random_state=0)\n"
+            "for dtype in ('float16', 'float32'):\n"
+            "    idx = InvertedIndex(dtype, threads=1).add(x)\n"
+            "    for at in (0.0, float('inf')):\n"
+            "        inverted.DENSE_AT = at\n"
+            "        idx.search(x[:3], 5); idx.search(x[:3], 5, allowed=np.arange(0, 3000, 2))\n"
+            "    idx.bounds = None\n"
+            "    inverted.DENSE_AT = 0.0\n"
+            "    idx.search(x[:3], 5)\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), NUMBA_DEBUG_CACHE="1")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    assert "data saved" in runs[0].stdout + runs[0].stderr  # the first compiles and saves
+    second = runs[1].stdout + runs[1].stderr
+    assert "data loaded" in second and "data saved" not in second, second[-2000:]

@@ -37,122 +37,6 @@ ULP = 2.0 ** -23  # float32's relative precision, for the slack
 BLOCK = 1 << 17  # items whose partial sums (1 MiB) are written at a time (1.2 x one pass at 1M items, exploratory)
 
 
-def _kernels():
-    """The numba kernels, compiled on first use (see :func:`retrieval.indexes.inverted._kernels`)."""
-    global _KERNELS
-    if _KERNELS is None:
-        from numba import njit
-
-        @njit(inline="always")
-        def as_is(w, table):
-            return w
-
-        @njit(inline="always")
-        def from_table(w, table):
-            return table[w]
-
-        def make(decode):
-            @njit(nogil=True, cache=True)
-            def partial(indptr, ids, weights, table, q_idx, q_val, start, stop, acc, cursor, block):
-                """Add terms start..stop of the query into ``acc[:, 0]``, their weights' squares into
-                ``acc[:, 1]``: a block of items at a time, each term's postings (ascending ids) read on
-                from where the last block left them, so that the writes stay in the core's cache."""
-                for j in range(start, stop):
-                    cursor[j] = indptr[q_idx[j]]
-                for top in range(block, acc.shape[0] + block, block):
-                    for j in range(start, stop):
-                        qv = q_val[j]
-                        p, end = cursor[j], indptr[q_idx[j] + 1]
-                        while p < end and ids[p] < top:
-                            w = decode(weights[p], table)
-                            i = ids[p]
-                            acc[i, 0] += qv * w
-                            acc[i, 1] += w * w
-                            p += 1
-                        cursor[j] = p
-
-            @njit(nogil=True, cache=True)
-            def rescore(ptr, anchors, weights, table, in_query, q_dense, cand, out):
-                """Each candidate's score from its row, in ascending anchor order as the postings add it."""
-                for c in range(cand.shape[0]):
-                    i = cand[c]
-                    s = np.float32(0.0)
-                    for p in range(ptr[i], ptr[i + 1]):
-                        a = anchors[p]
-                        if in_query[a]:
-                            s += q_dense[a] * decode(weights[p], table)
-                    out[c] = s
-            return partial, rescore
-
-        @njit(inline="always")
-        def push(heap, size, k, v):
-            """Keep the k largest values seen in a min-heap; returns its new size."""
-            if size < k:
-                pos = size
-                size += 1
-                while pos > 0:
-                    parent = (pos - 1) >> 1
-                    if heap[parent] <= v:
-                        break
-                    heap[pos] = heap[parent]
-                    pos = parent
-                heap[pos] = v
-            elif v > heap[0]:
-                pos = 0
-                while True:
-                    child = 2 * pos + 1
-                    if child >= k:
-                        break
-                    if child + 1 < k and heap[child + 1] < heap[child]:
-                        child += 1
-                    if heap[child] >= v:
-                        break
-                    heap[pos] = heap[child]
-                    pos = child
-                heap[pos] = v
-            return size
-
-        @njit(nogil=True, cache=True)
-        def candidates(acc, norms, q_rest, low_rest, high_rest, tol, slack, k, heap, lower, upper, cand, allowed):
-            """Items (among ``allowed``, a mask, unless it is empty) whose upper bound reaches the k-th
-            best lower bound; returns how many. The bounds first, in a loop the compiler vectorises
-            (one pass that also kept the heap and the candidates was slower)."""
-            q_rest, low_rest, high_rest, tol = np.float32(q_rest), np.float32(low_rest), np.float32(high_rest), np.float32(tol)
-            for i in range(acc.shape[0]):
-                s = acc[i, 0]
-                r = q_rest * np.sqrt(max(norms[i] - acc[i, 1], np.float32(0.0)) + tol * norms[i])
-                lower[i] = max(s - r, s + low_rest)
-                upper[i] = s + min(r, high_rest)
-            if allowed.shape[0]:
-                for i in range(acc.shape[0]):
-                    if not allowed[i]:
-                        lower[i] = -np.inf
-                        upper[i] = -np.inf
-            size = 0
-            for i in range(acc.shape[0]):
-                if size < k or lower[i] > heap[0]:
-                    size = push(heap, size, k, lower[i])
-            cut = heap[0] - slack
-            count = 0
-            for i in range(acc.shape[0]):
-                if upper[i] >= cut:
-                    cand[count] = i
-                    count += 1
-            return count
-
-        _KERNELS = {"float32": make(as_is), "float16": make(from_table), "candidates": candidates, "push": push}
-    return _KERNELS
-
-
-_KERNELS = None
-
-
-def heap_push():
-    """The compiled ``push(heap, size, k, v) -> size`` that keeps the k largest values seen in a
-    min-heap (``heap[0]`` the k-th best), for the other kernels of the indexes."""
-    return _kernels()["push"]
-
-
 class Bounds:
     """What the bounded search needs beside the postings: the rows (``ptr``, ``anchors``, ``weights``,
     item by item, anchors ascending), each row's squared norm and each anchor's weight range."""
@@ -209,9 +93,9 @@ def search(postings: Tuple, bounds: Bounds, q_idx: np.ndarray, q_val: np.ndarray
     too many candidates (the caller then reads every posting). ``postings``: ``(indptr, ids, weights
     as stored or their float16 bits, decode table)``; workspaces: ``acc`` (n, 2) and ``limits`` (2, n)
     float32, ``cand`` n int64."""
+    from retrieval.indexes import kernels  # numba: imported once a search needs it
+
     indptr, ids, weights, table = postings
-    kernels = _kernels()
-    partial, rescore = kernels["float16" if len(table) else "float32"]
     order = np.argsort(-np.abs(q_val), kind="stable")
     t_idx, t_val = q_idx[order], q_val[order]
     lo, hi = bounds.ranges[t_idx, 0] * t_val, bounds.ranges[t_idx, 1] * t_val
@@ -227,17 +111,17 @@ def search(postings: Tuple, bounds: Bounds, q_idx: np.ndarray, q_val: np.ndarray
     read = 0
     stops = sorted({max(1, -(-terms // part)) for part in STAGES})
     for stage, stop in enumerate(stops):
-        partial(indptr, ids, weights, table, t_idx, t_val, read, stop, acc, cursor, BLOCK)
+        kernels.partial(indptr, ids, weights, table, t_idx, t_val, read, stop, acc, cursor, BLOCK)
         read = stop
         # rescore when the candidates' rows cost less than reading on: the next stage, or every posting
         ahead = lengths[read:stops[stage + 1]].sum() + n if stage + 1 < len(stops) else lengths.sum()
         max_cand = max(min(1024, n), int(ahead / (ROW_COST * row)))
-        count = kernels["candidates"](acc, bounds.norms, float(np.sqrt(q_sq[read:].sum())), float(low[read:].sum()),
+        count = kernels.candidates(acc, bounds.norms, float(np.sqrt(q_sq[read:].sum())), float(low[read:].sum()),
                                       float(high[read:].sum()), (read + 4) * 2 * ULP,
                                       4 * (read + terms + 4) * ULP * scale + TIE_EPS, k, heap, limits[0], limits[1], cand,
                                       EVERY if allowed is None else allowed)
         if count <= max_cand:
-            return _exact(bounds, rescore, table, q_idx, q_val, cand[:count], k)
+            return _exact(bounds, kernels.rescore, table, q_idx, q_val, cand[:count], k)
     return None
 
 

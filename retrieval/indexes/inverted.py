@@ -57,93 +57,16 @@ INT32_MAX = np.iinfo(np.int32).max
 
 
 def _kernels():
-    """The numba kernels (float32 weights, float16 weights), compiled on first use (a few seconds;
-    cached on disk afterwards). Long because the kernels are defined inside it: importing numba and
-    compiling wait until an inverted index is first searched, and a machine without numba still
+    """:mod:`retrieval.indexes.kernels`, imported when an inverted index is first searched (numba
+    compiles its kernels then, or reads them from its cache), so that a machine without numba still
     imports this module."""
-    global _KERNELS
-    if _KERNELS is None:
-        try:
-            from numba import njit
-        except ImportError as exc:
-            raise InputError("the 'inverted' index backend needs numba; pip install numba") from exc
-
-        def make(decode):
-            @njit(nogil=True, cache=True)
-            def accumulate(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched):
-                """Add the query's postings into ``acc``; list each touched item once; return how many."""
-                n_touched = 0
-                for j in range(q_idx.shape[0]):
-                    a = q_idx[j]
-                    qv = q_val[j]
-                    for p in range(indptr[a], indptr[a + 1]):
-                        i = ids[p]
-                        if stamp[i] != tag:
-                            stamp[i] = tag
-                            acc[i] = 0.0
-                            touched[n_touched] = i
-                            n_touched += 1
-                        acc[i] += qv * decode(weights[p], lut)
-                return n_touched
-            return accumulate
-
-        @njit(inline="always")
-        def as_is(w, lut):
-            return w
-
-        @njit(inline="always")
-        def from_half_bits(w, lut):
-            # numba has no float16: weights arrive as their bit patterns (uint16). A normal half is
-            # (1024 + mantissa) x 2^(exponent - 25), with the 32 powers of two in ``lut`` (in L1
-            # cache; a full 65,536-entry table was slower); subnormals are mantissa x 2^-24.
-            e = (w >> 10) & 0x1F
-            mant = np.float32(w & 0x3FF)
-            v = mant * np.float32(5.9604645e-08) if e == 0 else (np.float32(1024.0) + mant) * lut[e]
-            return -v if w & 0x8000 else v
-
-        push = bounded.heap_push()
-
-        @njit(nogil=True, cache=True)
-        def select(acc, touched, n_touched, k, eps, heap, cand_ids, cand_scores):
-            """The k-th best touched score (a size-k min-heap: most items fail one comparison), then
-            every touched item within ``eps`` of it or above; returns (k-th score, candidates)."""
-            size = 0
-            for j in range(n_touched):
-                v = acc[touched[j]]
-                if size < k or v > heap[0]:
-                    size = push(heap, size, k, v)
-            kth = heap[0]
-            n_cand = 0
-            for j in range(n_touched):
-                i = touched[j]
-                if acc[i] >= kth - eps:
-                    cand_ids[n_cand] = i
-                    cand_scores[n_cand] = acc[i]
-                    n_cand += 1
-            return kth, n_cand
-
-        def make_all(decode):
-            @njit(nogil=True, cache=True)
-            def accumulate_all(indptr, ids, weights, table, q_idx, q_val, acc):
-                """Every item's score into ``acc`` (zeroed first): no record of touched items."""
-                acc[:] = 0.0
-                for j in range(q_idx.shape[0]):
-                    a = q_idx[j]
-                    qv = q_val[j]
-                    for p in range(indptr[a], indptr[a + 1]):
-                        acc[ids[p]] += qv * decode(weights[p], table)
-            return accumulate_all
-
-        @njit(inline="always")
-        def from_table(w, table):  # each float16 bit pattern's value, read from a 65,536-entry table
-            return table[w]
-
-        _KERNELS = {"float32": make(as_is), "float16": make(from_half_bits), "select": select,
-                    "all:float32": make_all(as_is), "all:float16": make_all(from_table)}
-    return _KERNELS
+    try:
+        from retrieval.indexes import kernels
+    except ImportError as exc:
+        raise InputError("the 'inverted' index backend needs numba; pip install numba") from exc
+    return kernels
 
 
-_KERNELS = None
 HALF_TABLE = (2.0 ** (np.arange(32) - 25)).astype(np.float32)  # 2^(e-25) for each float16 exponent e
 NO_TABLE = np.zeros(0, np.float32)
 HALF_VALUES = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
@@ -262,15 +185,15 @@ class InvertedIndex(Index):
         query's postings are as many as the items."""
         half = self.weights.dtype == np.float16
         if self._dense(q_idx):
-            _kernels()["all:float16" if half else "all:float32"](*self._postings(HALF_VALUES), q_idx, q_val, ws.acc)
+            _kernels().accumulate_all(*self._postings(HALF_VALUES), q_idx, q_val, ws.acc)
             return ws.every(), self.n
         ws.tag += 1
         if ws.tag == np.iinfo(np.int32).max:  # stamps would wrap: start over
             ws.stamp[:] = 0
             ws.tag = 1
         weights, lut = (self.weights.view(np.uint16), HALF_TABLE) if half else (self.weights, NO_TABLE)
-        t = _kernels()["float16" if half else "float32"](self.indptr, self.ids, weights, lut, q_idx, q_val, ws.acc,
-                                                         ws.stamp, ws.tag, ws.touched)
+        t = _kernels().accumulate(self.indptr, self.ids, weights, lut, q_idx, q_val, ws.acc, ws.stamp, ws.tag,
+                                  ws.touched)
         return ws.touched, t
 
     def _dense(self, q_idx: np.ndarray) -> bool:
@@ -303,7 +226,7 @@ class InvertedIndex(Index):
             if t >= k and t > 0:
                 if len(ws.heap) < k:
                     ws.heap = np.empty(k, np.float32)
-                kth, n_cand = _kernels()["select"](ws.acc, touched_list, t, k, np.float32(TIE_EPS), ws.heap,
+                kth, n_cand = _kernels().select(ws.acc, touched_list, t, k, np.float32(TIE_EPS), ws.heap,
                                                    ws.cand_ids, ws.cand_scores)
                 if t == self.n or kth > TIE_EPS:  # untouched items (score 0), if any, can neither enter nor tie
                     return rank_candidates(ws.cand_ids[:n_cand].copy(), ws.cand_scores[:n_cand].copy(), k, secondary)
