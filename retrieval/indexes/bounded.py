@@ -19,8 +19,8 @@ path's and so is the answer. When they are many, more terms are read; past half 
 caller falls back to the full path. Floating-point error is covered by a slack of a few units in
 the last place per term on both bounds, so the candidates are never too few.
 
-Measured: ``python scripts/bench_inverted_bounded.py DIR`` (results/bench/inverted-bounded.md): 2.44 x
-at a million items, 2.22 x at 100,000, 1.63 x at 30,000 and 0.59 x at 5,000, hence ``MIN_ITEMS``.
+Measured: ``python scripts/bench_inverted_bounded.py DIR`` (results/bench/inverted-bounded.md): 2.48 x
+at a million items, 2.21 x at 100,000, 1.68 x at 30,000 and 0.59 x at 5,000, hence ``MIN_ITEMS``.
 """
 
 from __future__ import annotations

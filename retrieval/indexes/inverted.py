@@ -23,7 +23,7 @@ results/bench/inverted-dense.md).
 
 Bounded queries. From 20,000 items on, a dense query is first answered from part of its postings
 with bounds on what the rest can add (:mod:`retrieval.indexes.bounded`): bit-identical again
-(tested), 2.45 x faster at a million items (results/bench/inverted-bounded.md).
+(tested), 2.48 x faster at a million items (results/bench/inverted-bounded.md); filtered searches too.
 
 Storage: ``indptr`` (int64, anchors + 1), ``ids`` (int32), ``weights`` (float16 by default, or
 float32): 6 bytes a stored entry with float16. Beside them, for the bounded search: the same
