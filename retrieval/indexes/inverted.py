@@ -30,9 +30,9 @@ float32): 6 bytes a stored entry with float16. Beside them, for the bounded sear
 entries item by item (``rows_ptr`` int64, ``rows_anchors`` uint16 up to 65,536 anchors else int32,
 ``rows_weights``), each item's squared norm (``norms``, float32) and each anchor's weight range
 (``ranges``, anchors x 2): 4 more bytes an entry with float16. A collection written before these
-existed has no ``"bounds"`` in its index spec and is searched without them. With float16 the index is exact for the weights it
-stores, which differ from float32 by at most 2^-11 relatively; ``dtype="float32"`` gives bit-for-bit
-the scores of the exact backend. Saved as ``.npy`` files (no pickle) that are memory-mapped
+existed has no ``"bounds"`` in its index spec and is searched without them. With float16 the index
+is exact for the weights it stores, which differ from float32 by at most 2^-11 relatively;
+``dtype="float32"`` gives bit-for-bit the scores of the exact backend. Saved as ``.npy`` files (no pickle) that are memory-mapped
 on load, so a collection larger than RAM is searched from the page cache.
 """
 
@@ -185,7 +185,7 @@ class InvertedIndex(Index):
         query's postings are as many as the items."""
         half = self.weights.dtype == np.float16
         if self._dense(q_idx):
-            _kernels().accumulate_all(*self._postings(HALF_VALUES), q_idx, q_val, ws.acc)
+            _kernels().accumulate_all(*self._postings(), q_idx, q_val, ws.acc)
             return ws.every(), self.n
         ws.tag += 1
         if ws.tag == np.iinfo(np.int32).max:  # stamps would wrap: start over
@@ -200,10 +200,11 @@ class InvertedIndex(Index):
         """Whether a query's postings are as many as the items (module docstring: dense queries)."""
         return bool(np.sum(self.indptr[q_idx + 1] - self.indptr[q_idx]) >= DENSE_AT * self.n)
 
-    def _postings(self, table_f16: np.ndarray) -> tuple:
-        """(indptr, ids, weights, decode table): float16 weights as their bits with ``table_f16``."""
+    def _postings(self) -> tuple:
+        """(indptr, ids, weights, decode table): float16 weights as their bits, with every bit
+        pattern's value."""
         if self.weights.dtype == np.float16:
-            return self.indptr, self.ids, self.weights.view(np.uint16), table_f16
+            return self.indptr, self.ids, self.weights.view(np.uint16), HALF_VALUES
         return self.indptr, self.ids, self.weights, NO_TABLE
 
     def _bounded(self, ws: _Workspace, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary,
@@ -212,7 +213,7 @@ class InvertedIndex(Index):
         (:mod:`retrieval.indexes.bounded`), or None."""
         if k == 0 or self.bounds is None or self.n < bounded.MIN_ITEMS or not self._dense(q_idx):
             return None
-        found = bounded.search(self._postings(HALF_VALUES), self.bounds, q_idx, q_val, k, *ws.bounded(), ws.cand_ids,
+        found = bounded.search(self._postings(), self.bounds, q_idx, q_val, k, *ws.bounded(), ws.cand_ids,
                                mask)
         return None if found is None else rank_candidates(found[0], found[1], k, secondary)
 
