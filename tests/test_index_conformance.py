@@ -347,16 +347,23 @@ def test_inverted_bounded_search_answers_bit_for_bit_as_every_posting(dtype, sig
     assert sum(found is not None for found in answered) >= len(answered) // 2, "the bounds pruned too little to test"
 
 
-def test_inverted_bounds_survive_adding_in_parts_and_saving(tmp_path):
+def test_inverted_bounds_survive_adding_in_parts_and_saving(tmp_path, monkeypatch):
     """Rows and bounds of an index built in two parts equal those built at once; they are saved,
-    named in the spec, memory-mapped on load; a spec without them (a collection written before they
-    existed) loads without them and still answers."""
+    named in the spec, memory-mapped on load, counted in its memory; a spec without them (a collection
+    written before they existed) loads without them and still answers. Kept only where they pay."""
+    from retrieval.indexes import bounded
+
     x, q = clustered(n=1000)
+    assert make_index({"backend": "inverted"}).add(x).bounds is None  # fewer items than the bounded path needs
+    monkeypatch.setattr(bounded, "MIN_ITEMS", 0)
+    sparse_rows = sp.random(1000, 4000, density=0.002, format="csr", dtype=np.float32, random_state=0)
+    assert make_index({"backend": "inverted"}).add(sparse_rows).bounds is None  # 8^2 < 4,000 anchors: never dense
     once = make_index({"backend": "inverted"}).add(x)
     parts = make_index({"backend": "inverted"}).add(x[:300]).add(x[300:])
     for a, b in zip(once.bounds.arrays(), parts.bounds.arrays()):
         np.testing.assert_array_equal(a, b)
     assert once.spec()["bounds"] is True
+    assert once.memory_bytes() == sum(a.nbytes for a in once.bounds.arrays()) + x.nnz * 6 + 8 * (x.shape[1] + 1)
     files = once.save(str(tmp_path), "stem")
     assert {f"stem.{p}.npy" for p in ("rows_ptr", "rows_anchors", "rows_weights", "norms", "ranges")} <= set(files)
     again = make_index(once.spec()).load(str(tmp_path), "stem", x)

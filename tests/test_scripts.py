@@ -185,18 +185,19 @@ def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
     finally:
         os.environ.pop("RETRIEVAL_CACHE")
     out = tmp_path / "scaled"
-    res = subprocess.run([sys.executable, "scripts/scale_collection.py", str(source), "--items", "3000", "--out", str(out),
+    res = subprocess.run([sys.executable, "scripts/scale_collection.py", str(source), "--items", "20000", "--out", str(out),
                           "--build-args", "-k 16"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "3,000 items" in res.stdout
+    assert "20,000 items" in res.stdout  # as many as the bounded search needs
     col = Collection.open(out)
-    assert col.manifest["counts"]["items"] == 3000 and col.manifest["indexes"]["image_relative"]["backend"] == "inverted"
+    spec = col.manifest["indexes"]["image_relative"]
+    assert col.manifest["counts"]["items"] == 20000 and spec["backend"] == "inverted" and spec["bounds"] is True
     bench = tmp_path / "dense.md"
     res = subprocess.run([sys.executable, "scripts/bench_inverted_dense.py", str(out), "--queries", "8", "--repeat", "1",
                           "--out", str(bench)], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert json.loads(bench.with_suffix(".json").read_text())["same"] is True
-    bench = tmp_path / "bounded.md"  # the collection is below the bounded path's size: only the forced subsets take it
+    bench = tmp_path / "bounded.md"
     res = subprocess.run([sys.executable, "scripts/bench_inverted_bounded.py", str(out), "--queries", "8", "--repeat", "1",
                           "--subsets", "2000", "--allow", "0.3", "--out", str(bench)], cwd=ROOT, capture_output=True, text=True,
                          timeout=600, env=env)

@@ -37,6 +37,13 @@ ULP = 2.0 ** -23  # float32's relative precision, for the slack
 BLOCK = 1 << 17  # items whose partial sums (1 MiB) are written at a time (1.2 x one pass at 1M items, exploratory)
 
 
+def pays(n: int, dim: int, nnz: int) -> bool:
+    """Whether an index of ``n`` rows over ``dim`` anchors with ``nnz`` entries keeps the rows and
+    bounds (4 to 6 bytes an entry more): only when it is large enough for the bounded path and a query
+    with as many anchors as a row would be dense (its postings, about row^2 x n / dim, at least n)."""
+    return n >= MIN_ITEMS and n > 0 and (nnz / n) ** 2 >= dim
+
+
 class Bounds:
     """What the bounded search needs beside the postings: the rows (``ptr``, ``anchors``, ``weights``,
     item by item, anchors ascending), each row's squared norm and each anchor's weight range."""
