@@ -108,6 +108,11 @@ def main(argv=None) -> int:
                     help="also time a filtered search: this share of the items, drawn at random (seed 0), allowed")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
+    sizes = [x.strip() for x in a.subsets.split(",") if x.strip()]
+    if a.queries < 1 or a.repeat < 1 or a.k < 1 or not 0.0 <= a.allow <= 1.0 or not all(x.isdigit() and int(x) > 0
+                                                                                          for x in sizes):
+        ap.error(f"expected --queries, --repeat and -k of at least 1, --allow within 0..1 and --subsets as positive "
+                 f"item counts separated by commas, got {a.queries}, {a.repeat}, {a.k}, {a.allow} and {a.subsets!r}")
     opened, error = inverted_side(a.index, a.modality, need_bounds=True)
     if error:
         print(error, file=sys.stderr)
@@ -127,7 +132,7 @@ def main(argv=None) -> int:
     try:
         ms, same = paths(idx, q, a.k, a.repeat)
         found = (sum(answered) // a.repeat, len(answered) // a.repeat)
-        sizes, agree = subsets(idx.bounds, [int(x) for x in a.subsets.split(",") if x.strip()], q, a.k, a.repeat)
+        sizes, agree = subsets(idx.bounds, [int(x) for x in sizes], q, a.k, a.repeat)
         if a.allow:
             allowed = np.flatnonzero(np.random.default_rng(0).random(idx.n) < a.allow)
             filtered, agree_f = paths(idx, q, a.k, a.repeat, allowed)

@@ -204,6 +204,10 @@ def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     got = json.loads(bench.with_suffix(".json").read_text())
     assert got["same"] is True and got["subsets"]["2000"]["same"] is True
+    for bad in (["--allow", "2"], ["--subsets", "many"], ["--queries", "0"]):  # refused before any work, nothing written
+        res = subprocess.run([sys.executable, "scripts/bench_inverted_bounded.py", str(out), *bad, "--out",
+                              str(tmp_path / "bad.md")], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+        assert res.returncode == 2 and "expected --queries" in res.stderr and not (tmp_path / "bad.md").exists()
     # bad input: a second run over the same folder, a source that is no collection, no items
     for args, said in ((["--out", str(out)], "pass --overwrite to replace them"),
                        (["--out", str(tmp_path / "other"), "--items", "0"], "--items to be at least 1, got 0")):
