@@ -1,9 +1,10 @@
 """Classification's signal weights and temperatures, chosen on validation folds in every labelled suite.
 
 The classifier fuses the ASIF signal with the image network's head (the WordNet tree, the label
-bridge: retrieval/api/head_signals.py), each standardised over the labels, then makes the sum a
-probability at a temperature per set of signals (retrieval/api/classify.py). Both are chosen here on
-validation data only:
+bridge: retrieval/api/head_signals.py) and with its corpus's neighbour votes (each input's nearest
+corpus items' ASIF probabilities: retrieval/core/neighbour_votes.py), each standardised over the
+labels, then makes the sum a probability at a temperature per set of signals
+(retrieval/api/classify.py). Both are chosen here on validation data only:
 
 * emoji groups and subgroups: the emoji suite's 4 validation folds of the *anchor* concepts (each
   fold's Twemoji drawings classified with the Noto anchors of the other three; corpus: every Twemoji
@@ -14,8 +15,10 @@ validation data only:
   the concept) with the emoji pack as anchors (results/categories reports the other half).
 
 Weights: of the grid points where no validation task scores below ASIF alone (the project's rule:
-a default never below the baseline anywhere), the one with the best mean validation top-1. Temperatures: for each
-set of signals, a scale and a power of the number of labels (core.calibration.LabelTemperature) whose
+a default never below the baseline anywhere), the one with the best mean validation top-1; then, at
+those weights, how many neighbours vote and at what temperature, shown beside the setting used.
+Temperatures: for each set of signals, a scale and a power of the number of labels
+(core.calibration.LabelTemperature) whose
 worst validation task has the lowest expected calibration error, over the tasks that have those
 signals (the best mean log-likelihood is shown beside it, and one temperature for every task, power
 0, as before). Then the held-out figures (emoji-groups' query concepts, MNIST's other half, the
@@ -36,7 +39,11 @@ from retrieval.evaluation.benchlib import out_args, report
 
 TREE = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 BRIDGE = (0.0, 0.1, 0.25, 0.5)
-KEYS = (["asif"], ["asif", "tree"], ["asif", "bridge"], ["asif", "bridge", "tree"])
+NEIGHBOURS = (0.0, 0.5, 1.0, 2.0, 3.0)
+VOTERS = (5, 10, 20, 40)
+VOTE_TEMPERATURES = (0.5, 1.0, 2.0)
+KEYS = tuple(sorted(k + n) for k in (["asif"], ["asif", "tree"], ["asif", "bridge"], ["asif", "bridge", "tree"])
+             for n in ([], ["neighbours"]))
 
 
 class Ctx:
@@ -45,6 +52,7 @@ class Ctx:
 
 
 def main():
+    from retrieval.api.classify import NEIGHBOUR_VOTES
     from retrieval.api.head_signals import ClassHead
     from retrieval.core.calibration import calibrated_ece, fit_label_temperature
     from retrieval.encoders import load_encoder
@@ -71,13 +79,17 @@ def main():
         return float(np.mean([s.measure(weights, {}, only)["top-1"] for s in signals]))
 
     grid = []
-    for wt, wb in itertools.product(TREE, BRIDGE):
-        w = {"asif": 1.0, "tree": wt, "bridge": wb}
+    for wn, wt, wb in itertools.product(NEIGHBOURS, TREE, BRIDGE):
+        w = {"asif": 1.0, "tree": wt, "bridge": wb, "neighbours": wn}
         per = {name: top1(s, w) for name, s in sig.items()}
         grid.append((w, per, float(np.mean(list(per.values())))))
-    alone = grid[0][1]  # tree 0, bridge 0: ASIF alone
+    alone = grid[0][1]  # every other weight 0: ASIF alone
     allowed = [g for g in grid if all(g[1][n] >= alone[n] for n in alone)]
     best_w, best_per, best_mean = max(allowed, key=lambda g: g[2])
+    votes = []  # the votes' own settings at the chosen weights: how many neighbours, at what temperature
+    for m, temp in itertools.product(VOTERS, VOTE_TEMPERATURES):
+        per = {name: top1([revoted(x, m, temp) for x in s], best_w) for name, s in sig.items()}
+        votes.append((m, temp, per, float(np.mean(list(per.values())))))
     fits = {}
 
     def fit(tasks, key, **how):  # sets of signals whose weight is 0 fuse alike: each distinct one fitted once
@@ -99,13 +111,21 @@ def main():
              f"`.venv/bin/python scripts/classify_signals.py --out results/experiments/classify_signals.md` "
              f"({time.strftime('%Y-%m-%d')}, {time.time() - t0:.0f} s). " + __doc__.split("\n\n")[1].replace("\n", " "),
              "", "## Validation top-1 over the grid (asif weight 1)", "",
-             "| tree | bridge | " + " | ".join(sig) + " | mean |", "|---|---|" + "---|" * (len(sig) + 1)]
+             "| neighbours | tree | bridge | " + " | ".join(sig) + " | mean |", "|---|---|---|" + "---|" * (len(sig) + 1)]
     for w, per, mean in grid:
         mark = "**" if w == best_w else "" if (w, per, mean) in allowed else "~~"
-        lines.append(f"| {w['tree']:g} | {w['bridge']:g} | " + " | ".join(f"{per[n]:.3f}" for n in sig)
+        lines.append(f"| {w['neighbours']:g} | {w['tree']:g} | {w['bridge']:g} | " + " | ".join(f"{per[n]:.3f}" for n in sig)
                      + f" | {mark}{mean:.3f}{mark} |")
-    lines += ["", "Struck through: below ASIF alone in some validation task.",
-              f"Chosen: tree {best_w['tree']:g}, bridge {best_w['bridge']:g} (mean validation top-1 {best_mean:.3f}).",
+    lines += ["", "Struck through: below ASIF alone in some validation task.", "",
+              f"The votes' settings (retrieval.api.classify.NEIGHBOUR_VOTES: {NEIGHBOUR_VOTES}) at the chosen "
+              "weights, validation top-1:", "", "| neighbours voting | temperature | " + " | ".join(sig) + " | mean |",
+              "|---|---|" + "---|" * (len(sig) + 1)]
+    for m, temp, per, mean in votes:
+        mark = "~~" if any(per[n] < alone[n] for n in alone) else ""
+        lines.append(f"| {m} | {temp:g} | " + " | ".join(f"{per[n]:.3f}" for n in sig) + f" | {mark}{mean:.3f}{mark} |")
+    lines += ["",
+              f"Chosen: neighbours {best_w['neighbours']:g}, tree {best_w['tree']:g}, bridge {best_w['bridge']:g} "
+              f"(mean validation top-1 {best_mean:.3f}).",
               "Temperatures, scale x (labels / 10) ** power (the lowest worst-task validation ECE, as the goal "
               "is ECE <= 0.10 in every suite): " + _rules(temps) + "; by the best mean log-likelihood instead: "
               + _rules(by_likelihood) + "; one temperature for every task (power 0): " + _rules(one) + ".", "",
@@ -139,6 +159,20 @@ def main():
               "many inputs (retrieval.core.calibration.calibrated_ece, median of 200 draws): ECE's upward bias on "
               "few inputs, the floor a measured ECE is read against."]
     report(lines, a.out, out)
+
+
+def revoted(signals, m: int, temperature: float):
+    """A task's signals with its corpus's votes made again by ``m`` neighbours at ``temperature``."""
+    import copy
+
+    from retrieval.api.classify import CorpusSample
+    from retrieval.core.neighbour_votes import NeighbourVotes
+
+    out, clf, task = copy.copy(signals), signals.clf, signals.task
+    sample = CorpusSample.of(task.corpus).vectors
+    votes = NeighbourVotes(m, temperature).fit(sample, clf.scores(sample))
+    out.signals = {**signals.signals, "neighbours": votes.transform(task.inputs)}
+    return out
 
 
 def _rules(temps) -> str:

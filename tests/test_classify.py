@@ -129,7 +129,7 @@ def test_a_corpus_mostly_of_one_label_does_not_push_its_inputs_off_that_label():
     the mean with each predicted label weighing alike keeps the domain's offset and not the majority."""
     enc, words, ta, ia, inputs, truth = domains(noise=1.0)  # classes that overlap, as real ones do
     corpus = np.concatenate([inputs] + [inputs[truth == 0]] * 30)  # class 0: 1,240 of 1,440 items
-    kw = dict(text_encoder=enc, **sides(ta, ia))
+    kw = dict(text_encoder=enc, **sides(ta, ia), weights={"asif": 1.0})  # the centring alone, without votes
     plain = ZeroShotClassifier(words, ["a {}"], corpus=corpus, balance_rounds=0, **kw)
     assert plain.centred_on == f"corpus ({len(corpus)} items)"
     balanced = ZeroShotClassifier(words, ["a {}"], corpus=corpus, **kw)
@@ -282,3 +282,20 @@ def test_probabilities_are_the_fused_scores_at_the_temperature_for_that_many_lab
     assert (flatter.fused(inputs[:20])[1].max(1) < prob.max(1)).all()
     with pytest.raises(InputError, match="temperatures by set of signals"):
         ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), temperatures={"asif": -1.0})
+
+
+def test_a_corpus_adds_its_neighbours_votes_which_decide_when_weighed_heavily():
+    enc, words, ta, ia, inputs, truth = domains(noise=1.5, per_class=60)
+    kw = dict(text_encoder=enc, **sides(ta, ia))
+    off = ZeroShotClassifier(words, ["a {}"], corpus=inputs, weights={"asif": 1.0, "neighbours": 0.0}, **kw)
+    assert off.signals_used() == ["asif"] and "neighbours" in off.signals(inputs[:3])
+    few = ZeroShotClassifier(words, ["a {}"], corpus=inputs[:MIN_CORPUS - 1], weights={"asif": 1.0, "neighbours": 1.0},
+                             **kw)
+    assert few.votes is None and few.signals_used() == ["asif"]  # too small a corpus: no votes
+    heavy = ZeroShotClassifier(words, ["a {}"], corpus=inputs, weights={"asif": 1.0, "neighbours": 50.0}, **kw)
+    assert heavy.signals_used() == ["asif", "neighbours"]
+    votes = heavy.votes.transform(inputs)
+    batch = heavy.predict(inputs, k=2)
+    assert [p.labels[0] for p in batch] == [words[i] for i in votes.argmax(1)]
+    assert [p.labels[0] for p in batch] != [p.labels[0] for p in off.predict(inputs, k=2)]
+    assert [p.labels for p in batch[:25]] == [heavy.predict(inputs[i:i + 1], k=2)[0].labels for i in range(25)]

@@ -104,12 +104,14 @@ def test_classify_own_items_and_given_images(emoji_subset, capsys):
     assert code == 0 and summary["items_with_label"] >= 100
     assert summary["top1"] > summary["chance_top1"]  # real signal on real data, not a fixed number
     img = lines[0]["path"]
-    assert lines[0]["signals"] == ["asif"]  # stored items: no logits kept, so no WordNet tree
+    # stored items: no logits kept, so no WordNet tree; the collection's other items vote
+    assert lines[0]["signals"] == ["asif", "neighbours"]
     code, out, err = run(capsys, "classify", emoji_subset["out"], img, "--labels", emoji_subset["labels"])
     assert code == 0 and img[-40:] in out  # a long path keeps its end, where the file name is
-    # the default weighs the WordNet tree 0 (SIGNAL_WEIGHTS), so a file too is classified by ASIF alone,
-    # centred on the collection's items with their labels weighing alike
-    assert re.search(r"signals: asif; inputs centred on the corpus \(\d+ items, its labels weighing alike\)", err)
+    # a file comes with logits: the WordNet tree too, where it reaches a label (SIGNAL_WEIGHTS), centred
+    # on the collection's items with their labels weighing alike
+    assert re.search(r"signals: asif( \+ tree)? \+ neighbours.*; inputs centred on the corpus \(\d+ items, its labels "
+                     r"weighing alike\)", err)
 
 
 @pytest.mark.parametrize("argv,match", [

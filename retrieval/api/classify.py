@@ -4,10 +4,12 @@ Each label is written into several prompt templates; the prompts' text embedding
 class (prompt ensembling, as for CLIP) and relativised against the text anchors. An image is
 relativised against the image anchors: the *asif* signal is how well its relative vector matches each
 label's. Where the image network has its own classifier head, its logits add the *tree* and *bridge*
-signals (:mod:`retrieval.api.head_signals`). Each signal is standardised over the labels, the signals
-are summed with weights (:data:`SIGNAL_WEIGHTS`), and a softmax at a temperature fitted for that set
-of signals (:data:`TEMPERATURES`) makes the sum a probability. Ties are broken by the dense relative
-cosine. An answer whose top probability is below ``abstain`` is "none of these".
+signals (:mod:`retrieval.api.head_signals`); where the inputs come from a corpus of at least
+MIN_CORPUS items, the *neighbours* signal is the votes of each input's nearest corpus items in the
+encoder's own space (:mod:`retrieval.core.neighbour_votes`). Each signal is standardised over the
+labels, the signals are summed with weights (:data:`SIGNAL_WEIGHTS`), and a softmax at a temperature
+fitted for that set of signals (:data:`TEMPERATURES`) makes the sum a probability. Ties are broken by
+the dense relative cosine. An answer whose top probability is below ``abstain`` is "none of these".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from retrieval.api.head_signals import ClassHead, HeadSignals
 from retrieval.core.calibration import LabelTemperature, fuse, softmax_rows
 from retrieval.core.centre import label_balanced_mean
+from retrieval.core.neighbour_votes import NeighbourVotes
 from retrieval.core.projector import Projector, Spec, fit_projector, is_blocks, spec_block, spec_without
 from retrieval.core.ranking import topk_with_ties
 from retrieval.encoders.base import Encoder, l2_normalise
@@ -47,8 +50,16 @@ CORPUS_SAMPLE = 4096
 # probability for each set of signals used: both chosen on classification's validation folds in every
 # labelled suite (results/experiments/classify_signals.md,
 # `.venv/bin/python scripts/classify_signals.py --out results/experiments/classify_signals.md`).
-SIGNAL_WEIGHTS = {"asif": 1.0, "tree": 0.0, "bridge": 0.0}
-TEMPERATURES = {key: LabelTemperature(1.1616, -0.175) for key in ("asif", "asif+tree", "asif+bridge", "asif+bridge+tree")}
+SIGNAL_WEIGHTS = {"asif": 1.0, "tree": 2.0, "bridge": 0.0, "neighbours": 2.0}
+TEMPERATURES = {"asif": LabelTemperature(1.1616, -0.175), "asif+tree": LabelTemperature(1.6475, 0.025),
+                "asif+neighbours": LabelTemperature(3.85, 0.0), "asif+neighbours+tree": LabelTemperature(3.4841, 0.125)}
+# the bridge's weight is 0: a set with it fuses as the same set without it
+TEMPERATURES.update({key.replace("asif", "asif+bridge"): rule for key, rule in list(TEMPERATURES.items())})
+
+# How many corpus items vote for an input's labels, and the temperature that makes their ASIF scores
+# the probabilities they vote with (core.neighbour_votes): a small grid measured on the same
+# validation folds (results/experiments/classify_signals.md).
+NEIGHBOUR_VOTES = {"neighbours": 10, "temperature": 1.0}
 
 
 @dataclass(frozen=True)
@@ -211,10 +222,11 @@ class ZeroShotClassifier:
         come from (a collection's items), or a CorpusSample of them: with at least MIN_CORPUS items,
         inputs are centred on the corpus's mean with its predicted labels weighing alike
         (core.centre.label_balanced_mean) instead of on the image anchors' mean, which on inputs of
-        another domain than the anchors lifts top-1 (results/digits, results/categories). None or fewer:
-        the anchors' mean. ``balance_rounds``: the balancing's rounds; 0 takes the corpus's plain mean
-        (every item weighing alike, the classifier's centring before 2026-12-07). Either way an input's
-        labels never depend on the other inputs classified with it.
+        another domain than the anchors lifts top-1 (results/digits, results/categories), and its items
+        vote for the inputs' labels (the *neighbours* signal, :data:`NEIGHBOUR_VOTES`). None or fewer:
+        the anchors' mean, and no votes. ``balance_rounds``: the balancing's rounds; 0 takes the
+        corpus's plain mean (every item weighing alike, the classifier's centring before 2026-12-07).
+        Either way an input's labels never depend on the other inputs classified with it.
         ``head``: the image network's classifier head (:class:`ClassHead`), for the tree and bridge
         signals of inputs that come with logits. ``weights`` / ``temperatures``: the signals' weights
         and the fused score's temperatures, each a number or a LabelTemperature (default
@@ -244,6 +256,9 @@ class ZeroShotClassifier:
                 mean, how = self.image_proj.input_mean(sample.vectors), ""
             self.image_proj = self.image_proj.centred_on(mean)
             self.centred_on = f"corpus ({sample.count} items{how})"
+        self.votes = None
+        if sample is not None and sample.count >= MIN_CORPUS:
+            self.votes = NeighbourVotes(**NEIGHBOUR_VOTES).fit(sample.vectors, self.scores(sample.vectors))
 
     def _balanced_mean(self, corpus: np.ndarray, anchors: np.ndarray, rounds: int) -> np.ndarray:
         proj = self.image_proj
@@ -258,16 +273,22 @@ class ZeroShotClassifier:
 
     def signals_used(self, *, logits: bool = False, label_vectors: bool = False) -> List[str]:
         """The signals a prediction fuses for inputs with (or without) logits or label vectors: asif
-        always, the head's where it and the inputs allow and their weight is not 0."""
+        always, the head's where it and the inputs allow, the neighbours' where there is a corpus, each
+        only where its weight is not 0."""
         extra = [] if self.head is None else self.head.available(logits=logits, label_vectors=label_vectors)
+        extra += [] if self.votes is None else ["neighbours"]
         return ["asif"] + [s for s in extra if self.weights.get(s, 0.0)]
 
     def signals(self, image_vectors: np.ndarray, logits: Optional[np.ndarray] = None,
-                label_vectors: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
-        """Each signal's (n_images, n_labels) scores, unfused, whatever its weight."""
+                label_vectors: Optional[np.ndarray] = None, votes: bool = True) -> Dict[str, np.ndarray]:
+        """Each signal's (n_images, n_labels) scores, unfused, whatever its weight (the neighbours'
+        votes unless ``votes`` is False: a product with the corpus sample that a prediction skips when
+        their weight is 0)."""
         out = {"asif": self.scores(image_vectors)}
         if self.head is not None:
             out.update(self.head.scores(logits, label_vectors))
+        if self.votes is not None and votes:
+            out["neighbours"] = self.votes.transform(image_vectors)
         return out
 
     def scores(self, image_vectors: np.ndarray) -> np.ndarray:
@@ -278,7 +299,7 @@ class ZeroShotClassifier:
               label_vectors: Optional[np.ndarray] = None):
         """(fused scores, probabilities, the signals used) for a batch of inputs."""
         used = self.signals_used(logits=logits is not None, label_vectors=label_vectors is not None)
-        sig = self.signals(image_vectors, logits, label_vectors)
+        sig = self.signals(image_vectors, logits, label_vectors, votes="neighbours" in used)
         fused = fuse({s: sig[s] for s in used}, self.weights)
         key = "+".join(sorted(used))
         if key not in self.temperatures:

@@ -30,6 +30,7 @@ results/experiments/classify_validation.md, which also chose to keep the bank)."
     from retrieval.build.options import BuildOptions
     from retrieval.build.recipe import AnchorShape, recipe
     from retrieval.core.projector import chain_spec
+    from retrieval.evaluation.classification import ASIF_ONLY
 
     # what a build makes of these anchors (whitened for retrieval), from the build's own recipe
     rec = recipe(AnchorShape(len(data.sk_images), "image"), None, BuildOptions())
@@ -57,7 +58,8 @@ results/experiments/classify_validation.md, which also chose to keep the bank)."
         bt, bi = bank if n_bank else (None, None)
         clf = ZeroShotClassifier(list(DIGIT_WORDS), [data.caption_template], text_encoder=text_encoder,
                                  image=Side(spec, data.sk_images, bi), text=Side(spec, data.sk_captions, bt),
-                                 corpus=data.mnist if on_corpus else None, keep_whitening=whitened)
+                                 corpus=data.mnist if on_corpus else None, keep_whitening=whitened,
+                                 weights=ASIF_ONLY)
         preds = clf.predict(data.mnist, k=5)
         y = [DIGIT_WORDS[i] for i in data.mnist_labels]
         correct.append(np.array([p.labels[0] == t for p, t in zip(preds, y)], float))

@@ -25,6 +25,7 @@ from retrieval.evaluation.report import Report
 def emoji_groups(report: Report, data, text_encoder, more: Optional[Dict] = None, bank=None) -> Dict:
     """``bank``: (texts, images, what it is) of a background bank whose concepts are not emoji, or None."""
     from retrieval.api.classify import Side, ZeroShotClassifier
+    from retrieval.evaluation.classification import ASIF_ONLY
 
     s = emoji_splits(data.names)
     # A few Twemoji concepts are missing from emoji-test.txt and have no group: not evaluated.
@@ -60,7 +61,7 @@ leaves a collection's whitening out unless a row says otherwise, and keeps its b
             clf = ZeroShotClassifier([pretty[x] for x in labels_all], templates, text_encoder=text_encoder,
                                      image=Side(spec, a_img, bi), text=Side(text_spec, a_txt, bt), style=style,
                                      corpus=None if "(the default before)" in name else d.images["twemoji"],
-                                     keep_whitening=whitened)
+                                     keep_whitening=whitened, weights=ASIF_ONLY)
             preds = clf.predict(It[evaluated], k=5)
             y = [pretty[str(x)] for x in truth[evaluated]]
             correct.append(np.array([p.labels[0] == t for p, t in zip(preds, y)], float))

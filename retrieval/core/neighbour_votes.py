@@ -1,0 +1,80 @@
+"""Neighbour votes: a classification signal from the corpus's own structure, in the input encoder's space.
+
+The ASIF signal judges each input alone, through anchors that may be of another domain. The input's
+encoder, though, is good in its own domain: pictures of one class lie near each other there. So each
+corpus item is classified once (its ASIF probabilities over the labels), and an input's votes are its
+nearest corpus items' probabilities, each weighted by its cosine to the input (corpus and inputs
+centred on the corpus's mean first). A classifier adds the votes as one more signal
+(``retrieval.api.classify``, weight chosen on validation folds). An input never votes for itself: a
+corpus item at cosine 1 to it (the same vector) is left out, so an item of the collection is
+classified as a new picture would be. The votes depend only on the fitted corpus, never on the other
+inputs of a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+
+from retrieval.core.calibration import softmax_rows, standardise_rows
+from retrieval.core.normalise import l2_normalise
+from retrieval.errors import InputError
+
+# A cosine at or above this is the input itself (or an exact copy of it) in the corpus.
+SELF = 1.0 - 1e-5
+
+# Inputs compared with the corpus this many at a time: a block's cosines stay a few tens of MB.
+BLOCK = 2048
+
+
+class NeighbourVotes:
+    """``neighbours`` nearest corpus items vote for their labels with the probabilities the ASIF signal
+    gives them (its standardised scores through a softmax at ``temperature``).
+
+    >>> corpus = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> scores = np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 2.0]])
+    >>> votes = NeighbourVotes(neighbours=2).fit(corpus, scores).transform(np.array([[0.95, 0.05]]))
+    >>> bool(votes[0, 0] > votes[0, 1])
+    True
+    """
+
+    def __init__(self, neighbours: int = 10, temperature: float = 1.0):
+        self.neighbours, self.temperature = int(neighbours), float(temperature)
+        if self.neighbours < 1 or not self.temperature > 0:
+            raise InputError(f"expected neighbours >= 1 and a temperature > 0, got {neighbours} and {temperature}")
+
+    def fit(self, corpus: np.ndarray, scores: np.ndarray) -> "NeighbourVotes":
+        """``corpus``: (n, dim) input-encoder vectors; ``scores``: their (n, labels) ASIF scores."""
+        corpus, scores = np.asarray(corpus, np.float32), np.asarray(scores, np.float64)
+        if corpus.ndim != 2 or scores.ndim != 2 or len(corpus) != len(scores) or len(corpus) <= self.neighbours:
+            raise InputError(f"expected more than {self.neighbours} corpus vectors with one score row each, got "
+                             f"vectors of shape {corpus.shape} and scores of shape {scores.shape}")
+        self.mean_ = corpus.mean(0)
+        self.corpus_ = l2_normalise(corpus - self.mean_, dtype=np.float64)
+        self.probabilities_ = softmax_rows(standardise_rows(scores), self.temperature).astype(np.float32)
+        return self
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, labels) votes of ``vectors``' nearest corpus items."""
+        if not hasattr(self, "corpus_"):
+            raise InputError("expected NeighbourVotes to be fitted on a corpus first (fit), got an unfitted one")
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.corpus_.shape[1]:
+            raise InputError(f"expected vectors of width {self.corpus_.shape[1]} (the corpus's), got shape "
+                             f"{vectors.shape}")
+        return np.vstack([self._votes(vectors[i:i + BLOCK]) for i in range(0, len(vectors), BLOCK)]
+                         or [np.zeros((0, self.probabilities_.shape[1]))])
+
+    def _votes(self, block: np.ndarray) -> np.ndarray:
+        # cosines in float64 rounded to float32: a row's then do not depend on how many rows BLAS was
+        # handed with it (its last bits do), so an input votes alike alone or in a batch
+        sims = (l2_normalise(block - self.mean_, dtype=np.float64) @ self.corpus_.T).astype(np.float32)
+        sims[sims >= SELF] = -np.inf  # an input does not vote for itself
+        m = self.neighbours
+        near = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+        weight = np.maximum(np.take_along_axis(sims, near, 1), 0.0).astype(np.float64)
+        return np.einsum("nm,nml->nl", weight, self.probabilities_[near].astype(np.float64))
+
+    def to_spec(self) -> Dict:
+        return {"neighbours": self.neighbours, "temperature": self.temperature}
