@@ -299,3 +299,15 @@ def test_a_corpus_adds_its_neighbours_votes_which_decide_when_weighed_heavily():
     assert [p.labels[0] for p in batch] == [words[i] for i in votes.argmax(1)]
     assert [p.labels[0] for p in batch] != [p.labels[0] for p in off.predict(inputs, k=2)]
     assert [p.labels for p in batch[:25]] == [heavy.predict(inputs[i:i + 1], k=2)[0].labels for i in range(25)]
+
+
+def test_classifiers_of_one_corpus_sample_share_its_prepared_neighbours():
+    from retrieval.api.classify import CorpusSample
+
+    enc, words, ta, ia, inputs, truth = domains()
+    sample = CorpusSample.of(inputs)
+    a = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), corpus=sample)
+    b = ZeroShotClassifier(words[:3], ["a {}"], text_encoder=enc, **sides(ta, ia), corpus=sample)
+    assert a.votes.corpus_ is b.votes.corpus_ is sample.neighbours  # one float64 copy, whatever the labels
+    fresh = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), corpus=inputs)
+    np.testing.assert_array_equal(a.signals(inputs)["neighbours"], fresh.signals(inputs)["neighbours"])

@@ -5,7 +5,7 @@ import pytest
 
 from retrieval.core import neighbour_votes
 from retrieval.core.calibration import softmax_rows, standardise_rows
-from retrieval.core.neighbour_votes import NeighbourVotes
+from retrieval.core.neighbour_votes import CorpusNeighbours, NeighbourVotes
 from retrieval.errors import InputError
 
 
@@ -64,7 +64,7 @@ def test_bad_settings_and_inputs_are_refused_with_what_was_given():
         NeighbourVotes(0)
     with pytest.raises(InputError, match="temperature > 0, got 5 and -1"):
         NeighbourVotes(5, -1)
-    with pytest.raises(InputError, match=r"more than 30 corpus vectors .* shape \(20, 8\)"):
+    with pytest.raises(InputError, match=r"more than 30 corpus vectors .* got 20 vectors"):
         NeighbourVotes(30).fit(items, scores)
     with pytest.raises(InputError, match=r"scores of shape \(19, 4\)"):
         NeighbourVotes(5).fit(items, scores[:19])
@@ -72,3 +72,16 @@ def test_bad_settings_and_inputs_are_refused_with_what_was_given():
         NeighbourVotes(5).transform(items)
     with pytest.raises(InputError, match=r"width 8 \(the corpus's\), got shape \(2, 3\)"):
         NeighbourVotes(5).fit(items, scores).transform(np.zeros((2, 3)))
+    with pytest.raises(InputError, match=r"non-empty \(n, dim\) corpus, got shape \(0, 8\)"):
+        CorpusNeighbours(items[:0])
+
+
+def test_one_prepared_corpus_serves_every_label_set():
+    items, scores = corpus(n=80)
+    near = CorpusNeighbours(items)
+    inputs = np.random.default_rng(3).normal(size=(9, 8)).astype(np.float32)
+    for labels in (3, 5):
+        shared = NeighbourVotes(7).fit(near, scores[:, :labels])
+        assert shared.corpus_ is near
+        np.testing.assert_array_equal(shared.transform(inputs), NeighbourVotes(7).fit(items, scores[:, :labels])
+                                      .transform(inputs))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import string
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from retrieval.api.head_signals import ClassHead, HeadSignals
 from retrieval.core.calibration import LabelTemperature, fuse, softmax_rows
 from retrieval.core.centre import label_balanced_mean
-from retrieval.core.neighbour_votes import NeighbourVotes
+from retrieval.core.neighbour_votes import CorpusNeighbours, NeighbourVotes
 from retrieval.core.projector import Projector, Spec, fit_projector, is_blocks, spec_block, spec_without
 from retrieval.core.ranking import topk_with_ties
 from retrieval.encoders.base import Encoder, l2_normalise
@@ -68,6 +69,11 @@ class CorpusSample:
     the corpus has: what a collection hands its classifiers so that a request does not read every item."""
     vectors: np.ndarray
     count: int
+
+    @cached_property
+    def neighbours(self) -> CorpusNeighbours:
+        """The sample prepared for the neighbours' votes once, whatever the labels (a float64 copy)."""
+        return CorpusNeighbours(self.vectors)
 
     @classmethod
     def of(cls, items: np.ndarray) -> "CorpusSample":
@@ -258,7 +264,7 @@ class ZeroShotClassifier:
             self.centred_on = f"corpus ({sample.count} items{how})"
         self.votes = None
         if sample is not None and sample.count >= MIN_CORPUS:
-            self.votes = NeighbourVotes(**NEIGHBOUR_VOTES).fit(sample.vectors, self.scores(sample.vectors))
+            self.votes = NeighbourVotes(**NEIGHBOUR_VOTES).fit(sample.neighbours, self.scores(sample.vectors))
 
     def _balanced_mean(self, corpus: np.ndarray, anchors: np.ndarray, rounds: int) -> np.ndarray:
         proj = self.image_proj
