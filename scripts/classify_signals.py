@@ -15,7 +15,8 @@ labels, then makes the sum a probability at a temperature per set of signals
   the concept) with the emoji pack as anchors (results/categories reports the other half).
 
 Weights: of the grid points where no validation task scores below ASIF alone (the project's rule:
-a default never below the baseline anywhere), the one with the best mean validation top-1; then, at
+a default never below the baseline anywhere), the one with the best mean validation top-1, and the
+same among the points without votes (for inputs that come without a corpus); then, at
 those weights, how many neighbours vote and at what temperature, shown beside the setting used.
 Temperatures: for each set of signals, a scale and a power of the number of labels
 (core.calibration.LabelTemperature) whose
@@ -86,6 +87,8 @@ def main():
     alone = grid[0][1]  # every other weight 0: ASIF alone
     allowed = [g for g in grid if all(g[1][n] >= alone[n] for n in alone)]
     best_w, best_per, best_mean = max(allowed, key=lambda g: g[2])
+    # inputs without a corpus have no votes: their weights are chosen among the points without them
+    lone_w, _, lone_mean = max((g for g in allowed if not g[0]["neighbours"]), key=lambda g: g[2])
     votes = []  # the votes' own settings at the chosen weights: how many neighbours, at what temperature
     for m, temp in itertools.product(VOTERS, VOTE_TEMPERATURES):
         per = {name: top1([revoted(x, m, temp) for x in s], best_w) for name, s in sig.items()}
@@ -93,11 +96,11 @@ def main():
     fits = {}
 
     def fit(tasks, key, **how):  # sets of signals whose weight is 0 fuse alike: each distinct one fitted once
-        used = tuple(tuple(s.used(best_w, key)) for s in tasks)
+        w = best_w if "neighbours" in key else lone_w
+        used = tuple(tuple(s.used(w, key)) for s in tasks)
         memo = (tuple(id(s) for s in tasks), used, tuple(sorted(how.items())))
         if memo not in fits:
-            fits[memo] = fit_label_temperature([s.fused(best_w, key) for s in tasks], [s.task.truth for s in tasks],
-                                               **how)
+            fits[memo] = fit_label_temperature([s.fused(w, key) for s in tasks], [s.task.truth for s in tasks], **how)
         return fits[memo]
 
     temps, by_likelihood, one = {}, {}, {}
@@ -125,7 +128,9 @@ def main():
         lines.append(f"| {m} | {temp:g} | " + " | ".join(f"{per[n]:.3f}" for n in sig) + f" | {mark}{mean:.3f}{mark} |")
     lines += ["",
               f"Chosen: neighbours {best_w['neighbours']:g}, tree {best_w['tree']:g}, bridge {best_w['bridge']:g} "
-              f"(mean validation top-1 {best_mean:.3f}).",
+              f"(mean validation top-1 {best_mean:.3f}). Without a corpus (no votes; "
+              f"retrieval.api.classify.WEIGHTS_WITHOUT_VOTES): tree {lone_w['tree']:g}, bridge {lone_w['bridge']:g} "
+              f"(mean validation top-1 {lone_mean:.3f}).",
               "Temperatures, scale x (labels / 10) ** power (the lowest worst-task validation ECE, as the goal "
               "is ECE <= 0.10 in every suite): " + _rules(temps) + "; by the best mean log-likelihood instead: "
               + _rules(by_likelihood) + "; one temperature for every task (power 0): " + _rules(one) + ".", "",
@@ -134,6 +139,7 @@ def main():
               "chosen ECE | ECE if calibrated | ECE at one temperature | ECE, rule fitted without this suite | signals |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     out = {"grid": [{"weights": w, "validation": per, "mean": m} for w, per, m in grid], "weights": best_w,
+           "weights without votes": lone_w,
            "temperatures": _specs(temps), "temperatures by likelihood": _specs(by_likelihood),
            "one temperature": _specs(one), "held out": {}}
     for name, ss in held.items():

@@ -311,3 +311,15 @@ def test_classifiers_of_one_corpus_sample_share_its_prepared_neighbours():
     assert a.votes.corpus_ is b.votes.corpus_ is sample.neighbours  # one float64 copy, whatever the labels
     fresh = ZeroShotClassifier(words, ["a {}"], text_encoder=enc, **sides(ta, ia), corpus=inputs)
     np.testing.assert_array_equal(a.signals(inputs)["neighbours"], fresh.signals(inputs)["neighbours"])
+
+
+def test_without_a_corpus_the_weights_chosen_without_votes_apply():
+    from retrieval.api.classify import SIGNAL_WEIGHTS, WEIGHTS_WITHOUT_VOTES
+
+    enc, words, ta, ia, inputs, truth = domains()
+    kw = dict(text_encoder=enc, **sides(ta, ia))
+    assert ZeroShotClassifier(words, ["a {}"], **kw).weights == WEIGHTS_WITHOUT_VOTES
+    assert ZeroShotClassifier(words, ["a {}"], corpus=inputs[:MIN_CORPUS - 1], **kw).weights == WEIGHTS_WITHOUT_VOTES
+    assert ZeroShotClassifier(words, ["a {}"], corpus=inputs, **kw).weights == SIGNAL_WEIGHTS
+    given = {"asif": 1.0, "tree": 0.5}
+    assert ZeroShotClassifier(words, ["a {}"], weights=given, **kw).weights == given  # as given, with or without

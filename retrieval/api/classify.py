@@ -52,10 +52,17 @@ CORPUS_SAMPLE = 4096
 # labelled suite (results/experiments/classify_signals.md,
 # `.venv/bin/python scripts/classify_signals.py --out results/experiments/classify_signals.md`).
 SIGNAL_WEIGHTS = {"asif": 1.0, "tree": 2.0, "bridge": 0.0, "neighbours": 2.0}
-TEMPERATURES = {"asif": LabelTemperature(1.1616, -0.175), "asif+tree": LabelTemperature(1.6475, 0.025),
-                "asif+neighbours": LabelTemperature(3.85, 0.0), "asif+neighbours+tree": LabelTemperature(3.4841, 0.125)}
-# the bridge's weight is 0: a set with it fuses as the same set without it
+TEMPERATURES = {"asif": LabelTemperature(1.1616, -0.175), "asif+neighbours": LabelTemperature(3.85, 0.0),
+                "asif+neighbours+tree": LabelTemperature(3.4841, 0.125)}
+# without votes the tree weighs 0 (WEIGHTS_WITHOUT_VOTES), and the bridge always does: a set with either
+# fuses as the set without it
+TEMPERATURES["asif+tree"] = TEMPERATURES["asif"]
 TEMPERATURES.update({key.replace("asif", "asif+bridge"): rule for key, rule in list(TEMPERATURES.items())})
+
+# Without a corpus of MIN_CORPUS items there are no votes, and the tree at the weight chosen beside them
+# lowered validation top-1 where it stood alone (emoji subgroups 0.325 -> 0.169 at tree 2): these are the
+# best grid point without votes, chosen by the same rule (results/experiments/classify_signals.md).
+WEIGHTS_WITHOUT_VOTES = {"asif": 1.0, "tree": 0.0, "bridge": 0.0}
 
 # How many corpus items vote for an input's labels, and the temperature that makes their ASIF scores
 # the probabilities they vote with (core.neighbour_votes): a small grid measured on the same
@@ -236,11 +243,10 @@ class ZeroShotClassifier:
         ``head``: the image network's classifier head (:class:`ClassHead`), for the tree and bridge
         signals of inputs that come with logits. ``weights`` / ``temperatures``: the signals' weights
         and the fused score's temperatures, each a number or a LabelTemperature (default
-        :data:`SIGNAL_WEIGHTS`, :data:`TEMPERATURES`)."""
+        :data:`SIGNAL_WEIGHTS` with votes, :data:`WEIGHTS_WITHOUT_VOTES` without, :data:`TEMPERATURES`)."""
         if balance_rounds < 0:
             raise InputError(f"expected balance_rounds >= 0 (0: the corpus's plain mean), got {balance_rounds}")
         self.labels, self.templates = check_labels(labels), check_templates(templates)
-        self.weights = dict(SIGNAL_WEIGHTS if weights is None else weights)
         self.temperatures = temperature_rules(TEMPERATURES if temperatures is None else temperatures)
         edits = dict(keep_whitening=keep_whitening, use_background=use_background)
         prompts = [t.format(lab) for lab in self.labels for t in self.templates]
@@ -265,6 +271,8 @@ class ZeroShotClassifier:
         self.votes = None
         if sample is not None and sample.count >= MIN_CORPUS:
             self.votes = NeighbourVotes(**NEIGHBOUR_VOTES).fit(sample.neighbours, self.scores(sample.vectors))
+        default = SIGNAL_WEIGHTS if self.votes is not None else WEIGHTS_WITHOUT_VOTES
+        self.weights = dict(default if weights is None else weights)
 
     def _balanced_mean(self, corpus: np.ndarray, anchors: np.ndarray, rounds: int) -> np.ndarray:
         proj = self.image_proj

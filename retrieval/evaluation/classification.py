@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from retrieval.api.classify import SIGNAL_WEIGHTS, TEMPERATURES, Side, ZeroShotClassifier, temperature_rules
+from retrieval.api.classify import TEMPERATURES, Side, ZeroShotClassifier, temperature_rules
 from retrieval.api.head_signals import ClassHead
 from retrieval.core.calibration import abstention_curve, expected_calibration_error, fuse, softmax_rows
 from retrieval.core.metrics import paired_interval, query_recall
@@ -58,7 +58,7 @@ class TaskSignals:
     def measure(self, weights: Optional[Dict[str, float]] = None, temperatures: Optional[Dict] = None,
                 signals: Optional[Sequence[str]] = None) -> Dict:
         """top-1, top-5, expected calibration error, and the per-input correctness and confidence."""
-        weights = SIGNAL_WEIGHTS if weights is None else weights
+        weights = self.clf.weights if weights is None else weights
         temperatures = temperature_rules(TEMPERATURES if temperatures is None else temperatures)
         scores = self.fused(weights, signals)
         key = "+".join(sorted(self.used(weights, signals)))
@@ -120,7 +120,7 @@ def signal_rows(task: ClassTask, text_encoder, head) -> Tuple[List[List], Dict, 
             ["the label bridge alone", *_alone(ts, "bridge")], ["the WordNet tree alone", *_alone(ts, "tree")],
             ["the default before (2026-12-06: the corpus's plain mean, tree 0.25, temperature 1.05)",
              before["top-1"], before["top-5"], before["ece"]],
-            [f"**default** (signals {', '.join(ts.used(SIGNAL_WEIGHTS))}, calibrated)", default["top-1"],
+            [f"**default** (signals {', '.join(ts.used(ts.clf.weights))}, calibrated)", default["top-1"],
              default["top-5"], default["ece"]]]
     gain = paired_interval(before["correct"], default["correct"])
     curve = abstention_curve(default["confidence"], default["correct"], ABSTAIN_AT)
