@@ -16,11 +16,10 @@ labels, then makes the sum a probability at a temperature per set of signals
 
 Weights: of the grid points where no validation task scores below ASIF alone (the project's rule:
 a default never below the baseline anywhere), the one with the best mean validation top-1, and the
-same among the points without votes (for inputs that come without a corpus); then, at
-those weights, how many neighbours vote and at what temperature, shown beside the setting used.
-Temperatures: for each set of signals, a scale and a power of the number of labels
-(core.calibration.LabelTemperature) whose
-worst validation task has the lowest expected calibration error, over the tasks that have those
+same among the points without votes (for inputs that come without a corpus); then, at those weights,
+how many neighbours vote and at what temperature, shown beside the setting used. Temperatures: for
+each set of signals, a scale and a power of the number of labels (core.calibration.LabelTemperature)
+whose worst validation task has the lowest expected calibration error, over the tasks that have those
 signals (the best mean log-likelihood is shown beside it, and one temperature for every task, power
 0, as before). Then the held-out figures (emoji-groups' query concepts, MNIST's other half, the
 categories' test halves) for the chosen point and for ASIF alone, and whether the rule carries to a

@@ -86,10 +86,10 @@ def majority(truth: np.ndarray) -> float:
 
 # The classifier's default before label-balanced centring (2026-12-06), the suites' comparison row.
 BEFORE_WEIGHTS = {"asif": 1.0, "tree": 0.25, "bridge": 0.0}
+BEFORE_TEMPERATURES = {"asif": 1.05, "asif+tree": 1.05}
 
 # The ASIF signal alone: the suites' tables of projector variants compare ASIF with ASIF, not fusions.
 ASIF_ONLY = {"asif": 1.0}
-BEFORE_TEMPERATURES = {"asif": 1.05, "asif+tree": 1.05}
 
 # Abstention thresholds of the curves the suites report: answer only when the top probability is at least t.
 ABSTAIN_AT = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
