@@ -82,6 +82,31 @@ def test_a_failed_render_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_a_silent_instrument_is_played_lower_and_silence_everywhere_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / "fake.sf2"
+    fake.write_bytes(b"RIFF\x00\x00\x00\x00sfbk")
+    monkeypatch.setattr(gm.shutil, "which", lambda name: "/usr/bin/fluidsynth")
+    monkeypatch.setattr(gm, "clips", lambda: [("program043", "Contrabass", "instrument", gm.program_clip(43)),
+                                              ("drum056", "Cowbell", "percussion", gm.drum_clip(56))])
+    played = []
+
+    def silent_until_an_octave_down(exe, soundfont, folder, stem, data):
+        played.append((stem, data))
+        (folder / f"{stem}.flac").write_bytes(b"")
+        return data != gm.program_clip(43)
+
+    monkeypatch.setattr(gm, "_render_one", silent_until_an_octave_down)
+    assert [s.words for s in gm.render(tmp_path / "out", fake)] == ["contrabass", "cowbell"]
+    assert played == [("program043", gm.program_clip(43)), ("program043", gm.program_clip(43, -1)),
+                      ("drum056", gm.drum_clip(56))]
+    assert gm.lower_clips("drum056") == gm.lower_clips("program125") == []  # drums and sound effects keep their pitch
+
+    monkeypatch.setattr(gm, "_render_one", lambda *a: False)
+    with pytest.raises(InputError, match="rendered program043 through .* as silence, at every pitch tried"):
+        gm.render(tmp_path / "again", fake)
+    assert list((tmp_path / "again").iterdir()) == []
+
+
 def test_rendered_clips_are_sound_and_rendered_once(tmp_path, monkeypatch):
     sf2 = next((p for p in SOUNDFONTS if p.is_file()), None)
     if sf2 is None or gm.shutil.which("fluidsynth") is None:
@@ -89,11 +114,12 @@ def test_rendered_clips_are_sound_and_rendered_once(tmp_path, monkeypatch):
     import soundfile
 
     few = [("program040", "Violin", "instrument", gm.program_clip(40)),
+           ("program043", "Contrabass", "instrument", gm.program_clip(43)),  # Fluid R3's stops below C4
            ("program125", "Helicopter", "sound effect", gm.program_clip(125)),
            ("drum056", "Cowbell", "percussion", gm.drum_clip(56))]
     monkeypatch.setattr(gm, "clips", lambda: few)
     sounds = gm.render(tmp_path, sf2, show_progress_bar=False)
-    assert [s.words for s in sounds] == ["violin", "helicopter", "cowbell"]
+    assert [s.words for s in sounds] == ["violin", "contrabass", "helicopter", "cowbell"]
     for s in sounds:
         audio, rate = soundfile.read(s.path)
         assert rate == 44100 and len(audio) > 2 * rate and np.abs(audio).max() > 1e-3

@@ -4,7 +4,8 @@ The General MIDI standard names 128 instruments ("Church Organ", "Tubular Bells"
 47 percussion sounds ("Cowbell", "Open Triangle"). Debian's ``fluid-soundfont-gm`` holds recorded
 samples for every one of them (Fluid R3, 148 MB) and ``fluidsynth`` plays a MIDI file through it into
 a sound file, so each name becomes a clip with no download: instruments play a C-major arpeggio
-(C4 E4 G4 C5, half a second each), the sound effects (programs 120-127) one note held 2.5 s, and each
+(C4 E4 G4 C5, half a second each; an instrument whose samples stop below C4, as Fluid R3's Contrabass
+does, an octave lower, or two), the sound effects (programs 120-127) one note held 2.5 s, and each
 drum four hits. The names are the standard's, not this project's, and so are the captions' words
 ("Acoustic Guitar (nylon)" -> "acoustic guitar nylon"); numbered variants share their words ("Electric
 Piano 1" and "2" -> "electric piano") and are scored as twins, like the Debian sounds' ``Dog1``/``Dog2``.
@@ -90,16 +91,26 @@ def midi_file(events: Sequence[Tuple[int, bytes]]) -> bytes:
     return b"MThd" + struct.pack(">IHHH", 6, 0, 1, TICKS) + b"MTrk" + struct.pack(">I", len(track)) + track
 
 
-def program_clip(program: int) -> bytes:
-    """The MIDI for one instrument: a C-major arpeggio, or one held note for a sound effect."""
+def program_clip(program: int, octave: int = 0) -> bytes:
+    """The MIDI for one instrument: a C-major arpeggio from C4 (moved by ``octave`` octaves), or one
+    held note for a sound effect."""
     if not 0 <= program < len(PROGRAMS):
         raise InputError(f"expected a General MIDI program 0..{len(PROGRAMS) - 1}, got {program}")
     events = [(0, bytes([0xC0, program]))]
     if program in SOUND_EFFECTS:
         return midi_file(events + [(0, bytes([0x90, 60, 100])), (5 * TICKS, bytes([0x80, 60, 0]))])
-    for i, note in enumerate((60, 64, 67, 72)):
+    for i, note in enumerate(n + 12 * octave for n in (60, 64, 67, 72)):
         events += [(i * TICKS, bytes([0x90, note, 100])), (i * TICKS + 440, bytes([0x80, note, 0]))]
     return midi_file(events)
+
+
+def lower_clips(stem: str) -> List[bytes]:
+    """An instrument's arpeggio an octave lower, then two: what is played when a soundfont's samples
+    for it stop below C4 (Fluid R3's Contrabass is silent from about B3 up). Nothing for a drum or a
+    sound effect."""
+    if not stem.startswith("program") or int(stem[len("program"):]) in SOUND_EFFECTS:
+        return []
+    return [program_clip(int(stem[len("program"):]), octave) for octave in (-1, -2)]
 
 
 def drum_clip(key: int) -> bytes:
@@ -137,6 +148,19 @@ def _silent(path: Path) -> bool:
     return not audio.size or int(abs(audio).max()) == 0
 
 
+def _render_one(exe: str, soundfont: Path, folder: Path, stem: str, data: bytes) -> bool:
+    """``data`` (MIDI) played into ``folder/stem.flac``; False when the clip came out silent."""
+    mid, flac = folder / f"{stem}.mid", folder / f"{stem}.flac"
+    mid.write_bytes(data)
+    done = subprocess.run([exe, "-ni", "-q", "-r", "44100", "-T", "flac", "-F", str(flac), str(soundfont), str(mid)],
+                          capture_output=True, text=True)
+    mid.unlink()
+    if done.returncode != 0 or "error" in done.stderr.lower() or not flac.is_file():
+        raise InputError(f"fluidsynth could not render {stem} through {soundfont} (exit {done.returncode}): "
+                         f"{(done.stderr or done.stdout).strip()[-400:] or 'no output'}")
+    return not _silent(flac)
+
+
 def render(folder, soundfont=FLUID_R3, show_progress_bar: Optional[bool] = None) -> List[Sound]:
     """Every General MIDI sound rendered through ``soundfont`` into a FLAC file under ``folder`` (once:
     a later call finds them), as :class:`~retrieval.datasets.sounds.Sound` records."""
@@ -161,15 +185,12 @@ def render(folder, soundfont=FLUID_R3, show_progress_bar: Optional[bool] = None)
         try:
             for stem, _, _, data in progress(items, total=len(items), desc="render General MIDI sounds",
                                              show=show_progress_bar):
-                mid = tmp / f"{stem}.mid"
-                mid.write_bytes(data)
-                flac = tmp / f"{stem}.flac"
-                done = subprocess.run([exe, "-ni", "-q", "-r", "44100", "-T", "flac", "-F", str(flac),
-                                       str(soundfont), str(mid)], capture_output=True, text=True)
-                if done.returncode != 0 or "error" in done.stderr.lower() or not flac.is_file() or _silent(flac):
-                    raise InputError(f"fluidsynth could not render {stem} through {soundfont} (exit "
-                                     f"{done.returncode}): {(done.stderr or done.stdout).strip()[-400:] or 'silence'}")
-                mid.unlink()
+                lower = lower_clips(stem)
+                while not _render_one(exe, soundfont, tmp, stem, data):
+                    if not lower:
+                        raise InputError(f"fluidsynth rendered {stem} through {soundfont} as silence, at every "
+                                         f"pitch tried")
+                    data = lower.pop(0)
             os.replace(tmp, final)  # whole or not at all
         finally:
             if tmp.exists():
