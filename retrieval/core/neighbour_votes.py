@@ -5,8 +5,8 @@ encoder, though, is good in its own domain: pictures of one class lie near each 
 corpus item is classified once (its ASIF probabilities over the labels), and an input's votes are its
 nearest corpus items' probabilities, each weighted by its cosine to the input (corpus and inputs
 centred on the corpus's mean first). A classifier adds the votes as one more signal
-(``retrieval.api.classify``, weight chosen on validation folds). An input never votes for itself: a
-corpus item at cosine 1 to it (the same vector) is left out, so an item of the collection is
+(``retrieval.api.classify``, weight chosen on validation folds). An item never votes for itself: a
+corpus item at cosine 1 to the input (the same vector) is left out, so an item of the collection is
 classified as a new picture would be. The votes depend only on the fitted corpus, never on the other
 inputs of a batch.
 """
@@ -24,7 +24,8 @@ from retrieval.errors import InputError
 # A cosine at or above this is the input itself (or an exact copy of it) in the corpus.
 SELF = 1.0 - 1e-5
 
-# Inputs compared with the corpus this many at a time: a block's cosines stay a few tens of MB.
+# Inputs compared with the corpus this many at a time: a block's cosines against a 4,096-item sample
+# take about 100 MB (float64, then float32).
 BLOCK = 2048
 
 
