@@ -85,3 +85,11 @@ def test_one_prepared_corpus_serves_every_label_set():
         assert shared.corpus_ is near
         np.testing.assert_array_equal(shared.transform(inputs), NeighbourVotes(7).fit(items, scores[:, :labels])
                                       .transform(inputs))
+
+
+def test_copies_of_the_input_fill_no_vote_even_when_they_are_most_of_the_corpus():
+    items, scores = corpus(n=12)
+    items[:8] = items[0]  # eight copies of the input, four other items, five neighbours asked for
+    votes = NeighbourVotes(5).fit(items, scores).transform(items[:1])
+    np.testing.assert_allclose(votes, brute_force(items[:1], items, scores, 5, 1.0), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(votes).all()

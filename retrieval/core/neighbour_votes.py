@@ -19,6 +19,7 @@ import numpy as np
 
 from retrieval.core.calibration import softmax_rows, standardise_rows
 from retrieval.core.normalise import l2_normalise
+from retrieval.core.topk import topk_rows
 from retrieval.errors import InputError
 
 # A cosine at or above this is the input itself (or an exact copy of it) in the corpus.
@@ -50,7 +51,7 @@ class CorpusNeighbours:
 
     def nearest(self, vectors: np.ndarray, m: int):
         """(indices, cosines), each (n, m): every input's ``m`` nearest corpus rows but itself (a row at
-        cosine 1 is the input, or an exact copy of it)."""
+        cosine 1 is the input, or an exact copy of it), ties to the lowest row (core.topk)."""
         vectors = np.asarray(vectors, np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.rows.shape[1]:
             raise InputError(f"expected vectors of width {self.rows.shape[1]} (the corpus's), got shape "
@@ -64,9 +65,9 @@ class CorpusNeighbours:
         # cosines in float64 rounded to float32: a row's then do not depend on how many rows BLAS was
         # handed with it (its last bits do), so an input votes alike alone or in a batch
         sims = (l2_normalise(block - self.mean, dtype=np.float64) @ self.rows.T).astype(np.float32)
-        sims[sims >= SELF] = -np.inf  # an input does not vote for itself
-        near = np.argpartition(-sims, m - 1, axis=1)[:, :m]
-        return near, np.take_along_axis(sims, near, 1)
+        # an input does not vote for itself: below any cosine, it is kept only if nothing else is, at weight 0
+        sims[sims >= SELF] = -2.0
+        return topk_rows(sims, m)
 
 
 class NeighbourVotes:
