@@ -138,6 +138,38 @@ def test_bad_requests_get_json_errors(client, method, url, kwargs, status, messa
         assert r.headers["allow"] == "GET"
 
 
+def test_the_fast_lane_answers_as_the_route_does(client, monkeypatch):
+    """A JSON search is answered by the fast lane (fastlane.py); the same body as another JSON type
+    (``application/...+json``, which FastAPI parses as JSON) goes through FastAPI's route: same status,
+    headers and answer."""
+    import json
+
+    from retrieval import Collection
+    from retrieval.serve.fastlane import FastLane
+
+    taken = []
+    parsed = FastLane._parsed
+    monkeypatch.setattr(FastLane, "_parsed", lambda self, raw: taken.append(raw) or parsed(self, raw))
+    vec = Collection.open(client.data["folder"]).encoder("text").encode(["a blue square"])[0].tolist()
+    bodies = [("squares", {"query": "a red square", "k": 3}), ("squares", {"query": "a red square", "k": 20}),
+              ("squares", {"vector": vec, "modality": "text", "k": 4}),
+              ("squares", {"query": "a", "target": "text", "route": "fusion"}),  # 409 while answering
+              ("tones", {"query": "a yellow noise", "k": 2, "caption_match": False}),
+              ("nope", {"query": "a"}),  # 404
+              ("squares", {"query": "a", "k": 0})]  # 422: invalid, handed on to FastAPI
+    for name, body in bodies:
+        raw = json.dumps(body).encode()
+        fast = client.post(f"/collections/{name}/search", content=raw, headers={"content-type": "application/json"})
+        assert taken and taken.pop() == raw
+        routed = client.post(f"/collections/{name}/search", content=raw,
+                             headers={"content-type": "application/x-search+json"})
+        assert not taken  # not the fast lane's
+        assert (fast.status_code, fast.json(), fast.headers["content-type"]) == \
+            (routed.status_code, routed.json(), routed.headers["content-type"]), body
+        assert fast.status_code == {"nope": 404}.get(name, 409 if "route" in body else 422 if body.get("k") == 0
+                                                       else 200)
+
+
 def test_bad_uploads(client):
     url = "/collections/squares/search/file"
     r = client.post(url, files={"file": ("notes.txt", b"just text", "text/plain")})

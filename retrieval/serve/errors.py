@@ -2,7 +2,7 @@
 never a stack trace; and the OpenAPI spec documents each status an endpoint may answer."""
 
 import logging
-from typing import Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -101,18 +101,37 @@ async def _unexpected(request, exc):  # never a stack trace to the client
     return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
-def install_error_handlers(app, modalities: Sequence[str]) -> None:
-    """Map each kind of error to its status (FastAPI takes the handler of the most specific class)."""
-    app.add_exception_handler(RetrievalError, _status(400))
-    app.add_exception_handler(FilterError, _status(422))  # a where filter that does not parse or names no column
-    app.add_exception_handler(UnsupportedQueryError, _status(409))  # well formed, not something it holds
-    app.add_exception_handler(CollectionDamagedError, _status(503))  # that collection alone; the others answer on
-    app.add_exception_handler(QueueFull, _status(  # refused at once, never left to hang
-        503, lambda exc: f"the server is busy ({exc}); retry in a second", retry_after=True))
-
+def handlers(modalities: Sequence[str]) -> Dict[type, Callable]:
+    """Each kind of error and its handler (the most specific class of an exception's MRO applies)."""
     async def invalid(request, exc):
         return invalid_request(exc, modalities)
 
-    app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(HTTPException, _http)
-    app.add_exception_handler(Exception, _unexpected)
+    return {RetrievalError: _status(400),
+            FilterError: _status(422),  # a where filter that does not parse or names no column
+            UnsupportedQueryError: _status(409),  # well formed, not something it holds
+            CollectionDamagedError: _status(503),  # that collection alone; the others answer on
+            QueueFull: _status(503, lambda exc: f"the server is busy ({exc}); retry in a second",
+                               retry_after=True),  # refused at once, never left to hang
+            RequestValidationError: invalid,
+            HTTPException: _http,
+            Exception: _unexpected}
+
+
+def install_error_handlers(app, modalities: Sequence[str]) -> Dict[type, Callable]:
+    """Map each kind of error to its status (FastAPI takes the handler of the most specific class);
+    returns the table, for what answers outside FastAPI's routes (fastlane.py)."""
+    table = handlers(modalities)
+    for cls, handle in table.items():
+        app.add_exception_handler(cls, handle)
+    return table
+
+
+def handler_for(exc: BaseException, table: Dict[type, Callable]) -> Optional[Callable]:
+    """The handler FastAPI's exception middleware would call for ``exc``, or None. ``Exception``'s is
+    not one: Starlette leaves the catch-all to its outermost middleware, which answers 500 and logs."""
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        if cls in table:
+            return table[cls]
+    return None

@@ -127,23 +127,29 @@ def collection_routes(served: Served, models: Models) -> APIRouter:
     return router
 
 
+async def search_response(served: Served, name: str, body) -> FastJSON:
+    """The answer to a search ``body`` (a validated ``SearchBody``) in collection ``name``: the route's,
+    and the fast lane's (fastlane.py) for the same request."""
+    if hasattr(body, "query"):
+        modality, kind, query = "text", "queries", body.query
+    else:
+        modality, kind, query = body.modality, "vectors", body.vector
+    # awaited on the event loop: the micro-batcher's thread answers it, no worker thread waits for it
+    hits, used = await served.answer_async((name, kind, modality, body.k, body.target, body.route, body.where,
+                                            getattr(body, "caption_match", True)), query)
+    with served.metrics.stages.labels(name, "respond").time():
+        return FastJSON({"query": getattr(body, "query", None), "modality": modality, "route": used,
+                         "results": hits_json(name, hits)})
+
+
 def query_routes(served: Served, models: Models) -> APIRouter:
     router = APIRouter()
-    Target, Route, SearchBody, TextQuery = models.Target, models.Route, models.SearchBody, models.TextQuery
+    Target, Route, SearchBody = models.Target, models.Route, models.SearchBody
     k_field, where_field, lim = models.k_field, models.where_field, served.lim
 
     @router.post("/collections/{name}/search", responses=documented(*POSTED), response_class=FastJSON)
     async def search(name: str, body: SearchBody):
-        if isinstance(body, TextQuery):
-            modality, kind, query = "text", "queries", body.query
-        else:
-            modality, kind, query = body.modality, "vectors", body.vector
-        # awaited on the event loop: the micro-batcher's thread answers it, no worker thread waits for it
-        hits, used = await served.answer_async((name, kind, modality, body.k, body.target, body.route, body.where,
-                                                getattr(body, "caption_match", True)), query)
-        with served.metrics.stages.labels(name, "respond").time():
-            return FastJSON({"query": getattr(body, "query", None), "modality": modality, "route": used,
-                             "results": hits_json(name, hits)})
+        return await search_response(served, name, body)
 
     @router.post("/collections/{name}/search/file", responses=documented(*POSTED))
     async def search_file(name: str, file: UploadFile = File(...), k: int = Form(10, **k_field),

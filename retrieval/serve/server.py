@@ -99,14 +99,18 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
     _deps()
+    from functools import partial
+
     from fastapi_offline import FastAPIOffline  # /docs from packaged assets: Swagger UI's CDN is not reachable offline
+    from pydantic import TypeAdapter
 
     from retrieval.serve.describe import describe_routes
     from retrieval.serve.errors import install_error_handlers
+    from retrieval.serve.fastlane import install_fast_lane
     from retrieval.serve.guard import install_guard
     from retrieval.serve.metrics import Metrics
     from retrieval.serve.models import request_models
-    from retrieval.serve.routes import collection_routes, query_routes
+    from retrieval.serve.routes import collection_routes, query_routes, search_response
     from retrieval.serve.state import Served
 
     lim, bat = settings(limits, batching)
@@ -128,8 +132,10 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     app = FastAPIOffline(title="retrieval", version="1",
                          description="Cross-modal search with encoders never trained together (ASIF relative "
                                      "representations). Every error is JSON {\"error\": message}.")
-    install_error_handlers(app, sorted({m for m, _ in encoders}))
-    install_guard(app, lim, metrics)
+    errors = install_error_handlers(app, sorted({m for m, _ in encoders}))
+    body = TypeAdapter(models.SearchBody)
+    install_fast_lane(app, partial(search_response, served), body.validate_python, errors)
+    install_guard(app, lim, metrics)  # added last: outermost, so the fast lane is behind its limits too
     app.include_router(collection_routes(served, models))
     app.include_router(query_routes(served, models))
     app.include_router(describe_routes(served, captions))
