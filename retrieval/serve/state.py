@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from retrieval.api import Searchable
 from retrieval.errors import CollectionDamagedError
 from retrieval.serve.batching import MicroBatcher
+from retrieval.serve.guard import within
 from retrieval.serve.live import LiveCollection
 from retrieval.serve.metrics import Metrics
 from retrieval.serve.querycache import QueryCache
@@ -108,7 +109,7 @@ class Served:
             return (await run_in_threadpool(self.run_group, key, [query]))[0]
         fut = self.batcher.submit_future(key, query)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), self.lim["request_timeout_s"])
+            return await within(self.lim["request_timeout_s"], asyncio.wrap_future(fut))
         except asyncio.TimeoutError:
             fut.cancel()
             raise
