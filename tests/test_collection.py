@@ -38,6 +38,11 @@ def test_text_to_image_finds_the_matching_colour(tiny_collection, tiny_data):
         assert os.path.basename(hits[0].path) == f"{colour}.png"
         assert [h.rank for h in hits] == [1, 2, 3]
         assert hits[0].score >= hits[1].score
+    # a hit as JSON: every field, in order, plain Python numbers (NaN secondary as None)
+    for hit in hits + col.search("a red square", k=2, target="text"):
+        d = hit.to_dict()
+        assert tuple(d) == collection.HIT_FIELDS and type(d["score"]) is float
+        assert d["secondary"] is None or type(d["secondary"]) is float
 
 
 def test_image_queries_use_the_absolute_route_for_images_and_relative_for_texts(tiny_collection, tiny_data):

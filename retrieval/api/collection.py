@@ -66,7 +66,7 @@ class Hit:
 
     def to_dict(self) -> Dict:
         # every key always present (null when not applicable): a stable schema; plain Python values
-        d = {f: getattr(self, f) for f in HIT_FIELDS}
+        d = dict(vars(self))  # the fields in their order: a plain dataclass holds nothing else (a server's hot path)
         d["score"] = float(self.score)
         d["secondary"] = None if math.isnan(self.secondary) else float(self.secondary)
         return d
