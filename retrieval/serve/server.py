@@ -59,6 +59,11 @@ BLAS_THREADS = "RETRIEVAL_BLAS_THREADS"
 # writing it was an eighth of the event loop's time under load (a py-spy profile at 32 connections,
 # docs/serving.md); requests are counted and timed in /metrics, and errors are logged either way.
 ACCESS_LOG = False
+# The tokenizers library tokenizes a batch on a thread pool of its own unless told not to; a server's
+# batches are a few short queries, and its pool's threads, like BLAS's, took the cores the encoding and
+# answering threads and the event loop need (results/serve/wrk-tokenizers.md). Off in a server unless
+# the environment says otherwise.
+TOKENIZERS_PARALLEL = "TOKENIZERS_PARALLELISM"
 DEFAULT_BLAS_THREADS = 1
 
 
@@ -210,6 +215,7 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
     if workers < 1 or (blas_threads is not None and blas_threads < 1):
         raise InputError(f"expected at least 1 worker and 1 BLAS thread, got {workers} and {blas_threads}")
     os.environ[BLAS_THREADS] = str(blas_threads or DEFAULT_BLAS_THREADS)
+    os.environ.setdefault(TOKENIZERS_PARALLEL, "false")  # see TOKENIZERS_PARALLEL (to worker processes too)
     os.environ["RETRIEVAL_ENCODER_THREADS"] = str(encoder_threads or os.environ.get("RETRIEVAL_ENCODER_THREADS")
                                                   or default_encoder_threads(workers))
     names: Dict[str, str] = {}
