@@ -83,11 +83,14 @@ class MicroBatcher:
 
     def _take(self) -> List[Tuple[Hashable, Any, Future]]:
         """The first waiting query, and those that arrive within ``max_wait_s``, up to ``max_batch``.
-        The wait is spent only when the last batch had company: a query alone (one client, a quiet
-        server) would only wait for nobody (at 1 connection, half its latency: results/serve/wrk.md)."""
+        The wait is spent only when the last batch had company and the first query came alone: a query
+        alone (one client, a quiet server) would only wait for nobody (at 1 connection, half its latency:
+        results/serve/wrk.md), and queries that queued while the worker was busy are already a batch,
+        which waiting would only hold back while the encoder idles (results/serve/wrk-backlog.md)."""
         first = self._queue.get(timeout=self.idle_exit_s)
         taken = [first]
-        deadline = time.monotonic() + (self.max_wait_s if self._company else 0.0)
+        backlog = not self._queue.empty()
+        deadline = time.monotonic() + (self.max_wait_s if self._company and not backlog else 0.0)
         while len(taken) < self.max_batch:
             try:  # what is already waiting is taken without waiting
                 taken.append(self._queue.get_nowait())
