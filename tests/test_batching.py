@@ -285,3 +285,23 @@ def test_a_query_alone_does_not_wait_for_company():
     with ThreadPoolExecutor(8) as pool:  # company: the batches that follow wait for each other
         assert list(pool.map(lambda i: b.submit("k", i), range(8))) == list(range(8))
     assert list(b.batches)[:3] == [1, 1, 1] and max(b.batches) > 1 and b._company
+
+
+def test_a_backlog_is_taken_at_once_and_a_lone_query_after_company_waits():
+    """After a batch with company, the next first query waits ``max_wait_s`` for others only when it
+    came alone; queries already queued (they arrived while the worker was busy) go at once."""
+    import queue
+    from concurrent.futures import Future
+
+    b = MicroBatcher(lambda key, payloads: payloads, max_batch=8, max_wait_s=0.3)
+    b._company = True
+    for i in range(3):
+        b._queue.put(("k", i, Future()))
+    t = time.monotonic()
+    assert [p for _, p, _ in b._take()] == [0, 1, 2] and time.monotonic() - t < 0.2
+    b._queue.put(("k", 3, Future()))
+    t = time.monotonic()
+    assert [p for _, p, _ in b._take()] == [3] and time.monotonic() - t >= 0.29  # alone after company: waited
+    assert not b._company
+    with pytest.raises(queue.Empty):
+        b._queue.get_nowait()
