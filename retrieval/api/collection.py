@@ -25,13 +25,13 @@ from retrieval.build.reanchor import reanchor
 from retrieval.core.caption_match import CaptionMatch, promote
 from retrieval.core.normalise import l2_normalise
 from retrieval.core.projector import Projector, pivot
-from retrieval.core.ranking import TIE_EPS, rank_candidates
+from retrieval.core.ranking import TIE_EPS, rank_candidates, topk_with_ties
 from retrieval.core.rowcache import DEFAULT_BYTES as DENSE_CACHE_BYTES
 from retrieval.core.rowcache import RowCache
 from retrieval.encoders import Encoder, check_as_built, load_encoder, load_encoder_as_built
 from retrieval.encoders.vectors import space_of
 from retrieval.errors import InputError, UnsupportedQueryError
-from retrieval.indexes import ExactIndex, Hits, make_index
+from retrieval.indexes import QUERY_BLOCK, ExactIndex, Hits, make_index
 from retrieval.media.images import ImageLike
 from retrieval.media.tables import check_texts, guess_modality
 from retrieval.planning.planner import Bridge, Plan, plan
@@ -415,13 +415,16 @@ class Collection(StoredCollection):
 
         The relative index gives the best ``depth`` items by ASIF score; an item outside them scores
         at most the depth-th ASIF score plus its own label term, so every item whose label term
-        could lift it into the top k is scored too (its ASIF score from its stored embedding)."""
+        could lift it into the top k is scored too (its ASIF score from its stored embedding). An index
+        that scores every item anyway (the exact one) is asked for all of them instead."""
         side, w = self.sides[target], float(self.manifest["labels"]["weight"])
         n = len(side.abs) if allowed is None else len(allowed)
         depth = min(n, max(4 * k, 100))
         proj, t_proj = self.projectors[modality], self.projectors[target]
         with self._stage("relativise"):
             dense = self._query_dense(proj, q)
+        if isinstance(side.index, ExactIndex):
+            return self._labelled_everywhere(q, proj, dense, target, w, k, allowed)
         # The first list's own order is not used: the final ranking below breaks ties itself, and the
         # items tied at its end that it leaves out are scored as "extra" items when they could matter.
         first = self._relative(q, modality, target, depth, allowed=allowed, tie_break=False)
@@ -445,6 +448,28 @@ class Collection(StoredCollection):
                         combined = np.concatenate([combined, prim + w * lab[extra]])
                 out.append(Hits(*rank_candidates(ids, combined, k,
                                                  lambda c, r=r: self._dense_rows(target)(c) @ dense[r])))
+        return out
+
+    def _labelled_everywhere(self, q: np.ndarray, proj, dense: np.ndarray, target: str, w: float, k: int,
+                             allowed: Optional[np.ndarray]) -> List[Hits]:
+        """:meth:`_labelled` on an index that scores every item anyway (the exact one): every item's
+        combined score at once, without the list and the reach the general path needs for an index
+        that cannot (blocks of queries as the index's own search takes them, to bound the scores)."""
+        with self._stage("relativise"):
+            q_rel = proj.transform_rows(q)
+        out = []
+        for start in range(0, len(q), QUERY_BLOCK):
+            with self._stage("search"):
+                block = self.sides[target].index.scores(q_rel[start:start + QUERY_BLOCK])
+            with self._stage("labels"):
+                for j, asif in enumerate(block):
+                    r = start + j
+                    combined = asif.astype(np.float64) + w * np.asarray(
+                        self.item_labels @ q[r].astype(np.float32), np.float64)
+                    def tie(c, r=r):
+                        return self._dense_rows(target)(c) @ dense[r]
+                    out.append(Hits(*(topk_with_ties(combined, k, tie) if allowed is None
+                                      else rank_candidates(allowed, combined[allowed], k, tie))))
         return out
 
     def fill_dense_rows(self) -> None:
