@@ -120,7 +120,7 @@ def test_classify_own_items_and_given_images(emoji_subset, capsys):
     (["search", "{out}", "--image", "{root}/missing.png"], "does not exist"),
     (["search", "{root}/no-such-collection", "apple"], "does not exist"),
     (["search", "{out}", "apple", "-k", "0"], "k >= 1"),
-    (["classify", "{out}", "--labels", "{root}/missing.txt"], "readable labels file"),
+    (["classify", "{out}", "--labels", "{root}/missing.txt"], "no such file, and no comma"),
     (["build", "--corpus", "{root}/none", "--anchors", "{anchors}", "--out", "{root}/x"], "does not exist"),
     (["build", "--corpus", "{corpus}", "--anchors", "{anchors}", "--out", "{out}"], "exists"),
     (["build", "--corpus", "{corpus}", "--anchors", "{anchors}", "--out", "{root}/y", "-k", "100000"], "k <= number of anchors"),

@@ -107,6 +107,23 @@ def test_classify_files_after_labels_as_the_readme_writes_it(tiny_collection, ti
     assert exc.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
+def test_classify_takes_labels_separated_by_commas(tiny_collection, tiny_data, capsys, tmp_path, monkeypatch):
+    a, b = tiny_data["anchor_images"][:2]
+    inline = ", ".join(tiny_data["colours"])
+    code, out, err = cli(capsys, "classify", tiny_collection, "--labels", inline, a, b, "-k", "1")
+    assert code == 0, err
+    assert [line.split()[1] for line in out.splitlines()] == ["red", "green"]
+    code, _, err = cli(capsys, "classify", tiny_collection, a, "--labels", "red,,green")
+    assert code == 2 and "non-empty labels" in err and "Traceback" not in err
+    code, _, err = cli(capsys, "classify", tiny_collection, a, "--labels", "red")  # no file, no comma
+    assert code == 2 and "labels separated by commas" in err and "'red'" in err
+    monkeypatch.chdir(tmp_path)  # a file whose name has a comma is read, not split
+    (tmp_path / "red,green").write_text("red\nblue\n")
+    code, out, err = cli(capsys, "classify", tiny_collection, a, "--labels", "red,green", "--json", "-k", "2")
+    assert code == 0, err
+    assert sorted(json.loads(out.splitlines()[0])["labels"]) == ["blue", "red"]
+
+
 @pytest.mark.parametrize("template", ["a {} of {}", "{} {}", "{}{", "{} {0}", "no slot", "{x}"])
 def test_bad_templates_are_clear_errors(tiny_collection, tiny_data, capsys, tmp_path, template):
     labels = tmp_path / "labels.txt"

@@ -21,6 +21,7 @@ from retrieval.api.classify import (
     ZeroShotClassifier,
     accuracy,
     check_template,
+    labels_given,
     read_labels,
 )
 from retrieval.api.collection import Collection, Hit
@@ -122,7 +123,7 @@ def open_collection(folder, *, device: str = "cpu", verify: bool = True, shard_a
 
 __all__ = ["anchor_packs", "prepare_anchors", "given_count", "Collection", "Hit", "Searchable", "ShardedCollection", "open_collection", "build_collection",
            "BuildOptions", "apply_captions", "suggest", "write_todo", "add_items", "delete_items", "reanchor", "reencode", "ZeroShotClassifier", "Prediction", "DEFAULT_TEMPLATES",
-           "accuracy", "check_template", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
+           "accuracy", "check_template", "labels_given", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P", "DEFAULT_WHITEN",
            "DEFAULT_BACKGROUND_WEIGHT", "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",
            "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded", "FilterError", "SELECTORS"]

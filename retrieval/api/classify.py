@@ -14,6 +14,7 @@ the dense relative cosine. An answer whose top probability is below ``abstain`` 
 
 from __future__ import annotations
 
+import os
 import string
 import warnings
 from dataclasses import dataclass, field
@@ -173,6 +174,19 @@ def check_templates(templates: Sequence[str]) -> List[str]:
     if isinstance(templates, str) or not templates:
         raise InputError(f"expected a list of prompt templates, each with one {{}}, got {templates!r}")
     return [check_template(t) for t in templates]
+
+
+def labels_given(value: str) -> List[str]:
+    """Labels as a command line gives them: a file's (:func:`read_labels`) when ``value`` names one,
+    else ``value`` split at its commas ("cat, dog, bird"), as the server's form takes them. A file
+    wins, so one whose name has a comma is still read; blanks between commas are kept, for
+    :func:`check_labels` to refuse with what was given."""
+    if os.path.exists(value):
+        return read_labels(value)
+    if "," in value:
+        return [part.strip() for part in value.split(",")]
+    raise InputError(f"expected a labels file (one label a line) or labels separated by commas ('cat, dog, bird'), "
+                     f"got {value!r}: no such file, and no comma")
 
 
 def read_labels(path) -> List[str]:

@@ -12,7 +12,7 @@ from retrieval.api import (
     accuracy,
     check_template,
     given_count,
-    read_labels,
+    labels_given,
 )
 from retrieval.cli.output import (
     SCORE_NOTE,
@@ -130,7 +130,7 @@ def cmd_explain(a) -> int:
 
 
 def cmd_classify(a) -> int:
-    labels = read_labels(a.labels)
+    labels = labels_given(a.labels)
     templates = [check_template(t) for t in a.template] if a.template else list(DEFAULT_TEMPLATES)
     col = Collection.open(a.index, device=a.device)
     files = a.files or None
@@ -262,7 +262,8 @@ def add_parsers(sub, common) -> None:
     c.add_argument("index")
     c.add_argument("files", nargs="*", help="files of the collection's modality (images or sounds); none = classify "
                                              "the collection's own items and score their labels")
-    c.add_argument("--labels", required=True, help="text file, one label a line")
+    c.add_argument("--labels", required=True, help="a text file, one label a line, or labels separated by commas "
+                   "('cat, dog, bird'; a file of that name wins)")
     c.add_argument("--template", action="append", help="prompt template with {} (repeatable); default: a few generic ones")
     c.add_argument("-k", "--k", type=int, default=5)
     c.add_argument("--abstain", type=float, default=None, metavar="P",
