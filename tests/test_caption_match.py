@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from retrieval.core import caption_match
 from retrieval.core.caption_match import MAX_THRESHOLD, MIN_THRESHOLD, CaptionMatch, promote, threshold
 
 CAPTIONS = ["1 japanese yen", "100 japanese yen", "a red apple", "a penguin waving", "a red apple"]
@@ -37,6 +38,24 @@ def test_every_query_word_in_a_caption_promotes_it_after_the_cosine_matches(fitt
     assert sorted(m.rows.tolist()) == [3, 4] and m.how == ["keywords", "keywords"]
     assert cm.match(far, ["yen dollar"])[0].rows.tolist() == []  # one word missing: no match
     assert cm.match(far, None)[0].rows.tolist() == []  # vectors only: no words to match
+
+
+def test_kept_word_scores_answer_as_bm25_does_and_stay_bounded(fitted, monkeypatch):
+    vecs, cm = fitted
+    words = [["yen"], ["japanese", "yen"], ["red", "apple"], ["yen"], ["penguin"]]
+    first = [cm._keywords(w) for w in words]
+    for w, (hit, score) in zip(words, first):  # what BM25 itself gives, word by word
+        per_word = np.vstack([cm.bm25.get_scores([x]) for x in sorted(set(w))])
+        assert np.array_equal(hit, (per_word > 0).all(axis=0)) and np.array_equal(score, per_word.sum(axis=0))
+    assert cm._scores.cache_info().hits >= 1  # "yen" asked again was kept
+    kept = cm._word_scores("yen")
+    with pytest.raises(ValueError):
+        kept[0] = 1.0  # a kept vector is read-only: no caller can change another query's scores
+    monkeypatch.setattr(caption_match, "WORD_CACHE_BYTES", 0)
+    small = CaptionMatch.fit(vecs, CAPTIONS, [3, 4, 7, 9, 11])
+    for w in ["yen", "japanese", "red", "apple", "penguin"] * 5:
+        small._word_scores(w)
+    assert small._scores.cache_info().maxsize == 16  # the floor, whatever the budget
 
 
 def test_a_filter_keeps_promoted_items_to_the_rows_it_allows(fitted):

@@ -19,6 +19,7 @@ the order of the cross-modal route. Measured on both populations in ``retrieval 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -30,6 +31,7 @@ from retrieval.core.normalise import l2_normalise
 MIN_THRESHOLD, MAX_THRESHOLD = 0.90, 0.99
 PERCENTILE = 99.0
 SAMPLE = 1000        # captions whose nearest other caption sets the threshold (seeded sample)
+WORD_CACHE_BYTES = 32 << 20  # the words' score vectors kept (_word_scores)
 TOKENS = r"(?u)\b\w+\b"  # single letters and digits are words here ("1 yen" is not "100 yen")
 
 
@@ -84,6 +86,7 @@ class CaptionMatch:
         _quiet_bm25s()
         tokens = bm25s.tokenize(self.texts, stopwords="en", token_pattern=TOKENS, show_progress=False)
         self.vocab = sorted(tokens.vocab)
+        self._scores = None
         if self.vocab:
             self.bm25.index(tokens, show_progress=False)
 
@@ -104,8 +107,22 @@ class CaptionMatch:
         words = sorted(set(tokens)) if self.vocab else []
         if not words or any(w not in self.bm25.vocab_dict for w in words):
             return np.zeros(len(self.texts), bool), np.zeros(len(self.texts))
-        per_word = np.vstack([self.bm25.get_scores([w]) for w in words])
+        per_word = np.vstack([self._word_scores(w) for w in words])
         return (per_word > 0).all(axis=0), per_word.sum(axis=0)
+
+    def _word_scores(self, word: str) -> np.ndarray:
+        """Every caption's BM25 score for one word, kept: a server sees the same words again and again,
+        and asking BM25 for them cost more than the rest of the keyword match (results/bench/labelled.md
+        measures the answer stage with it). At most WORD_CACHE_BYTES of them, the least recent dropped."""
+        if self._scores is None:  # lru_cache: thread-safe, and bounded by the captions' count
+            size = max(16, WORD_CACHE_BYTES // max(1, 4 * len(self.texts)))
+            self._scores = functools.lru_cache(maxsize=size)(self._score_word)
+        return self._scores(word)
+
+    def _score_word(self, word: str) -> np.ndarray:
+        scores = np.asarray(self.bm25.get_scores([word]))
+        scores.setflags(write=False)
+        return scores
 
     def match(self, q: np.ndarray, texts: Optional[Sequence[str]] = None,
               allowed: Optional[np.ndarray] = None) -> List[Match]:
