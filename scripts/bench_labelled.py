@@ -92,8 +92,8 @@ def main() -> int:
             times.setdefault(name + " hits", hits)
     med = {n: float(np.median(times[n])) for n in cols}
     same = times["general hits"] == times["everywhere hits"] == times["unkept hits"]
-    lines = [f"The relative+labels route's answer stage on `{a.index}` ({len(everywhere.item_ids):,} items, exact "
-             f"index): {len(texts)} text queries in batches of {a.batch}, encoded before the timing; the two "
+    lines = [f"A text search's answer stage on `{a.index}` ({len(everywhere.item_ids):,} items, exact "
+             f"index): {len(texts)} text queries in batches of {a.batch}, encoded before the timing; the three "
              f"variants alternate, {a.repeat} times each, in one process.", "",
              f"Command: `python scripts/bench_labelled.py {' '.join(sys.argv[1:])}`", "",
              "| path | ms a query, each repetition | median ms a query |", "|---|---|---:|"]

@@ -418,13 +418,13 @@ class Collection(StoredCollection):
         could lift it into the top k is scored too (its ASIF score from its stored embedding). An index
         that scores every item anyway (the exact one) is asked for all of them instead."""
         side, w = self.sides[target], float(self.manifest["labels"]["weight"])
-        n = len(side.abs) if allowed is None else len(allowed)
-        depth = min(n, max(4 * k, 100))
         proj, t_proj = self.projectors[modality], self.projectors[target]
         with self._stage("relativise"):
             dense = self._query_dense(proj, q)
         if isinstance(side.index, ExactIndex):
             return self._labelled_everywhere(q, proj, dense, target, w, k, allowed)
+        n = len(side.abs) if allowed is None else len(allowed)
+        depth = min(n, max(4 * k, 100))
         # The first list's own order is not used: the final ranking below breaks ties itself, and the
         # items tied at its end that it leaves out are scored as "extra" items when they could matter.
         first = self._relative(q, modality, target, depth, allowed=allowed, tie_break=False)
