@@ -228,6 +228,23 @@ def test_the_dense_vector_cache_is_bounded_by_the_server_setting(folder):
     assert create_app({"c": str(folder)}).state.collections["c"].current().dense_cache_bytes == 128 * 2**20
 
 
+def test_the_server_sets_inverted_indexes_to_search_approximately(tiny_data, fake_encoders, tmp_path):
+    """serve --approximate reaches every inverted index of the served collections (the search itself is
+    tested against the exact one in tests/test_index_conformance.py); without it they stay exact."""
+    from retrieval.api import Approximate
+
+    inv = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "inv", index="inverted", **FAKE)
+    app = create_app({"c": str(inv)}, approximate={"terms": 8, "head": 0.1, "candidates": 64})
+    assert TestClient(app).post("/collections/c/search", json={"query": "red", "k": 3}).status_code == 200
+    col = app.state.collections["c"].current()
+    assert {m: s.index.approximate for m, s in col.sides.items()} == {m: Approximate(8, 0.1, 64) for m in col.sides}
+    assert col.search_approximately(None) == sorted(col.sides) and col.sides["image"].index.approximate is None
+    exact = create_app({"c": str(inv)}).state.collections["c"].current()
+    assert all(s.index.approximate is None for s in exact.sides.values())
+    with pytest.raises(Exception, match="expected approximate settings among terms, head and candidates, got"):
+        create_app({"c": str(inv)}, approximate={"rows": 3})
+
+
 def test_a_query_given_up_before_its_batch_is_not_answered():
     release, seen = threading.Event(), []
 

@@ -430,3 +430,91 @@ def test_inverted_kernels_are_compiled_once_across_processes(tmp_path):
     assert "data saved" in runs[0].stdout + runs[0].stderr  # the first compiles and saves
     second = runs[1].stdout + runs[1].stderr
     assert "data loaded" in second and "data saved" not in second, second[-2000:]
+
+
+def approximate_pair(dtype="float32", setting=None, monkeypatch=None):
+    """An inverted index set to search approximately, and the same index searching exactly, over
+    clustered items whose queries are dense from the first item on (the bounded path's conditions)."""
+    from retrieval.indexes import bounded, inverted
+    from retrieval.indexes.inverted import InvertedIndex
+
+    monkeypatch.setattr(inverted, "DENSE_AT", 0.0)
+    monkeypatch.setattr(bounded, "MIN_ITEMS", 0)
+    x, q = clustered()
+    approx = InvertedIndex(dtype, threads=1, approximate=setting).add(x)
+    exact = InvertedIndex(dtype, threads=1).add(x)
+    assert approx.bounds is not None and exact.bounds is not None
+    return x, q, approx, exact
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_inverted_approximate_search_finds_most_of_the_exact_top_k_with_exact_scores(dtype, monkeypatch):
+    """The heads' candidates (retrieval/indexes/heads.py) against the exact search: most of the top 10
+    found, every hit's score the exact search's own score for that item, in the engine's order; and
+    the approximate path did answer (a spy counts it), or the comparison would test nothing."""
+    from retrieval.indexes import heads
+    from retrieval.indexes.heads import Approximate
+
+    x, q, approx, exact = approximate_pair(dtype, Approximate(terms=6, head=0.05, candidates=100), monkeypatch)
+    answered = []
+    search = heads.search
+    monkeypatch.setattr(heads, "search", lambda *a: answered.append(search(*a)) or answered[-1])
+    every = exact.search(q, x.shape[0])  # every item's exact score, to look the hits' scores up
+    found = recall = 0
+    for got, want, full in zip(approx.search(q, 10), exact.search(q, 10), every):
+        score_of = dict(zip(full.ids.tolist(), full.scores.tolist()))
+        assert [score_of[i] for i in got.ids.tolist()] == got.scores.tolist()
+        assert (np.diff(got.scores) <= 0).all()
+        recall += len(set(got.ids.tolist()) & set(want.ids.tolist()))
+        found += 10
+    assert sum(a is not None for a in answered) == q.shape[0]
+    assert 0.85 <= recall / found < 1.0, recall / found  # approximate, and close: not the exact path in disguise
+
+
+def test_inverted_approximate_search_that_reads_everything_is_the_exact_search(monkeypatch):
+    """Every term, every posting and every touched item rescored: the same ids, scores and secondary
+    scores as the exact search, ties included; and a filtered search is answered exactly."""
+    from retrieval.indexes.heads import Approximate
+
+    x, q, approx, exact = approximate_pair("float32", Approximate(terms=10_000, head=1.0, candidates=x_rows()),
+                                           monkeypatch)
+    secondary = np.random.default_rng(2).random(x.shape[0])
+    allowed = np.flatnonzero(np.random.default_rng(3).random(x.shape[0]) < 0.3)
+    for k in (1, 10, 50):
+        for where in (None, allowed):
+            for a, b in zip(approx.search(q, k, lambda r, c: secondary[c], allowed=where),
+                            exact.search(q, k, lambda r, c: secondary[c], allowed=where)):
+                assert a.ids.tolist() == b.ids.tolist()
+                np.testing.assert_array_equal(a.scores, b.scores)
+                np.testing.assert_array_equal(a.secondary, b.secondary)
+
+
+def x_rows() -> int:
+    return clustered()[0].shape[0]
+
+
+def test_inverted_approximate_setting_is_checked_kept_and_changed(tmp_path, monkeypatch):
+    """Settings out of range are refused with what was given; the setting survives save and load in
+    the spec; setting it to None searches exactly again, and a new setting remakes the heads."""
+    from retrieval.indexes.heads import Approximate
+
+    for bad in ({"terms": 0}, {"head": 0.0}, {"head": 1.5}, {"candidates": 2.5}, {"rows": 3}):
+        with pytest.raises(InputError, match="expected"):
+            Approximate.of(bad)
+    with pytest.raises(InputError, match="TERMS,HEAD,CANDIDATES"):
+        Approximate.parse("16,0.02")
+    assert Approximate.parse("default") == Approximate() == Approximate.of(True)
+    assert Approximate.of(None) is None and Approximate.of(False) is None
+    x, q, approx, exact = approximate_pair("float16", {"terms": 4, "head": 0.05, "candidates": 30}, monkeypatch)
+    assert approx.spec()["approximate"] == {"terms": 4, "head": 0.05, "candidates": 30}
+    approx.save(str(tmp_path), "rel")
+    loaded = make_index(approx.spec()).load(str(tmp_path), "rel")
+    assert loaded.approximate == approx.approximate
+    assert [h.ids.tolist() for h in loaded.search(q, 10)] == [h.ids.tolist() for h in approx.search(q, 10)]
+    approx.search(q[:1], 10)
+    first = approx._heads[1]
+    approx.approximate = Approximate(terms=4, head=0.5, candidates=30)
+    approx.search(q[:1], 10)
+    assert approx._heads[1] is not first and len(approx._heads[1].ids) > len(first.ids)
+    approx.approximate = None
+    assert [h.ids.tolist() for h in approx.search(q, 10)] == [h.ids.tolist() for h in exact.search(q, 10)]

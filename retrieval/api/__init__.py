@@ -49,6 +49,7 @@ from retrieval.encoders.labels import DEFAULT_VIEWS_WEIGHT as DEFAULT_VIEWS_LABE
 from retrieval.encoders.labels import DEFAULT_WEIGHT as DEFAULT_LABEL_WEIGHT
 from retrieval.encoders.registry import describe as describe_encoders
 from retrieval.errors import InputError
+from retrieval.indexes.heads import Approximate
 from retrieval.media.images import open_image
 from retrieval.media.tables import guess_modality, media_modality
 from retrieval.planning.planner import ROUTES, Plan
@@ -82,6 +83,8 @@ class Searchable(Protocol):
     def item_path(self, item_id: int) -> str: ...
 
     def info(self) -> Dict: ...
+
+    def search_approximately(self, setting=True) -> List[str]: ...
 
 
 def anchor_packs() -> List[Dict]:
@@ -126,4 +129,5 @@ __all__ = ["anchor_packs", "prepare_anchors", "given_count", "Collection", "Hit"
            "accuracy", "check_template", "labels_given", "read_labels", "ROUTES", "Plan", "DEFAULT_ENCODERS", "describe_encoders",
            "open_image", "guess_modality", "media_modality", "DEFAULT_K", "DEFAULT_P", "DEFAULT_IMAGE_P", "DEFAULT_WHITEN",
            "DEFAULT_BACKGROUND_WEIGHT", "DEFAULT_CENTER", "DEFAULT_VIEWS_K", "DEFAULT_VIEWS_P", "DEFAULT_LABEL_WEIGHT",
-           "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded", "FilterError", "SELECTORS"]
+           "DEFAULT_VIEWS_LABEL_WEIGHT", "is_sharded", "FilterError", "SELECTORS",
+           "Approximate"]

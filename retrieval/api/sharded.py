@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -84,6 +84,13 @@ class ShardedCollection:
     def dense_cache_bytes(self, n: int):  # each shard in this process keeps its own rows (core/rowcache.py)
         for c in self._local or [self.first]:
             c.dense_cache_bytes = n
+
+    def search_approximately(self, setting=True) -> List[str]:
+        """As :meth:`retrieval.Collection.search_approximately`, on every shard held in this process."""
+        if self._local is None:
+            raise InputError("expected shards held in this process to search approximately, got shards in Ray "
+                             "actors; open the collection without actors")
+        return sorted({m for c in self._local for m in c.search_approximately(setting)})
 
     def encoder(self, modality: str):
         return self.first.encoder(modality)

@@ -39,7 +39,8 @@ def make_index(spec: Dict) -> Index:
         return FaissIndex(spec.get("factory", "Flat"), spec.get("use_gpu"), spec.get("params", ""),
                           spec.get("tie_margin", TIE_MARGIN), spec.get("rerank", 0))
     if backend == "inverted":
-        return InvertedIndex(spec.get("dtype", "float16"), items=spec.get("items"), bounds=spec.get("bounds", False))
+        return InvertedIndex(spec.get("dtype", "float16"), items=spec.get("items"), bounds=spec.get("bounds", False),
+                             approximate=spec.get("approximate"))
     if backend == "torch":
         return TorchIndex(spec.get("device"))
     return ExactIndex()

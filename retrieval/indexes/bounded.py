@@ -128,12 +128,13 @@ def search(postings: Tuple, bounds: Bounds, q_idx: np.ndarray, q_val: np.ndarray
                                       4 * (read + terms + 4) * ULP * scale + TIE_EPS, k, heap, limits[0], limits[1], cand,
                                       EVERY if allowed is None else allowed)
         if count <= max_cand:
-            return _exact(bounds, kernels.rescore, table, q_idx, q_val, cand[:count], k)
+            return exact_scores(bounds, kernels.rescore, table, q_idx, q_val, cand[:count], k)
     return None
 
 
-def _exact(bounds: Bounds, rescore, table, q_idx, q_val, cand, k) -> Tuple[np.ndarray, np.ndarray]:
-    """The candidates' exact scores, cut to those within TIE_EPS of the k-th best."""
+def exact_scores(bounds: Bounds, rescore, table, q_idx, q_val, cand, k) -> Tuple[np.ndarray, np.ndarray]:
+    """The candidates' exact scores (from their rows, bit for bit the postings' sums), cut to those
+    within TIE_EPS of the k-th best."""
     dim = len(bounds.ranges)
     in_query = np.zeros(dim, np.bool_)
     in_query[q_idx] = True

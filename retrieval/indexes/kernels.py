@@ -93,6 +93,31 @@ def accumulate(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched
 
 
 @njit(nogil=True, cache=True)
+def accumulate_blocked(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched, cursor, block):
+    """:func:`accumulate` a block of items at a time (each term's postings, ascending ids, read on from
+    where the last block left them), so that the random writes into ``acc`` and ``stamp`` stay in the
+    core's cache; items are listed block by block."""
+    n_touched = 0
+    for j in range(q_idx.shape[0]):
+        cursor[j] = indptr[q_idx[j]]
+    for top in range(block, acc.shape[0] + block, block):
+        for j in range(q_idx.shape[0]):
+            qv = q_val[j]
+            p, end = cursor[j], indptr[q_idx[j] + 1]
+            while p < end and ids[p] < top:
+                i = ids[p]
+                if stamp[i] != tag:
+                    stamp[i] = tag
+                    acc[i] = 0.0
+                    touched[n_touched] = i
+                    n_touched += 1
+                acc[i] += qv * from_bits(weights[p], lut)
+                p += 1
+            cursor[j] = p
+    return n_touched
+
+
+@njit(nogil=True, cache=True)
 def accumulate_all(indptr, ids, weights, table, q_idx, q_val, acc):
     """Every item's score into ``acc`` (zeroed first): no record of touched items."""
     acc[:] = 0.0

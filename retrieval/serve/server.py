@@ -90,7 +90,7 @@ def _deps():
 def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Optional[Dict] = None,
                warm: bool = True, shard_actors: Optional[str] = None, query_encoders: Optional[Dict[str, str]] = None,
                reload_s: float = 2.0, batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None,
-               captions: bool = False, query_cache: Optional[int] = None):
+               captions: bool = False, query_cache: Optional[int] = None, approximate=None):
     """A FastAPI app serving ``{name: collection folder}``. Sharded collections (``build --ray``)
     are searched in this process, or with ``shard_actors`` set (a Ray address; ``""`` for a local
     cluster) by Ray actors that each hold one shard. ``query_encoders`` (``{"image_encoder": SPEC}``...)
@@ -102,6 +102,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     (retrieval/core/rowcache.py; default 128; 0 keeps none). ``captions``: whether a client may give
     items captions, which rewrites their collection on disk (retrieval/serve/describe.py). ``query_cache``:
     text queries whose embeddings are kept (retrieval/serve/querycache.py; default 4096; 0 keeps none).
+    ``approximate``: dense queries of the collections' inverted indexes answered approximately
+    (retrieval/indexes/heads.py: True for the defaults, or a setting's spec; None: exact).
 
     >>> app = create_app({"emoji": "indexes/emoji-demo"})  # doctest: +SKIP
     """
@@ -127,7 +129,8 @@ def create_app(collections: Dict[str, str], *, device: str = "cpu", limits: Opti
     metrics.starts.inc()
     opened = {name: LiveCollection(folder, opener(folder, metrics.stages.labels, name, device=device, warm=warm,
                                                   shard_actors=shard_actors, query_encoders=query_encoders,
-                                                  dense_cache_mb=dense_cache_mb), every_s=reload_s)
+                                                  dense_cache_mb=dense_cache_mb, approximate=approximate),
+                                  every_s=reload_s)
               for name, folder in collections.items()}
     served = Served(opened, lim, bat, metrics, **({} if query_cache is None else {"query_cache": query_cache}))
     # What a request may name, from the collections served (models.py).
@@ -159,7 +162,8 @@ def settings(limits: Optional[Dict], batching: Optional[Dict]):
 
 
 def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_actors: Optional[str],
-           query_encoders: Optional[Dict[str, str]], dense_cache_mb: Optional[float]) -> Callable[[], Searchable]:
+           query_encoders: Optional[Dict[str, str]], dense_cache_mb: Optional[float],
+           approximate=None) -> Callable[[], Searchable]:
     """How the collection in ``folder`` is opened, at start and on every reload: timed per query stage
     (``stage(name, stage_name)`` gives the histogram), its encoders loaded at once and its items'
     tie-break rows computed in the background when ``warm``."""
@@ -168,6 +172,8 @@ def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_acto
         col.timer = (lambda step, s: stage(name, step).observe(s))
         if dense_cache_mb is not None:
             col.dense_cache_bytes = int(dense_cache_mb * 2**20)
+        if approximate is not None:
+            col.search_approximately(approximate)
         if warm:
             for m in col.manifest["encoders"]:
                 col.encoder(m)
@@ -205,14 +211,20 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
           limits: Optional[Dict] = None, shard_actors: Optional[str] = None, reload_s: float = 2.0,
           batching: Optional[Dict] = None, dense_cache_mb: Optional[float] = None, captions: bool = False,
           encoder_threads: Optional[int] = None, query_cache: Optional[int] = None, workers: int = 1,
-          blas_threads: Optional[int] = None, access_log: bool = ACCESS_LOG) -> None:
+          blas_threads: Optional[int] = None, access_log: bool = ACCESS_LOG, approximate=None) -> None:
     """Start the server (blocking). Collections are named by their folder names. ``encoder_threads``:
     the threads exported encoders run on (default ``$RETRIEVAL_ENCODER_THREADS``, else half the cores
     shared among the workers). ``workers``: server processes on the one socket (workers.py).
     ``blas_threads``: the threads of the BLAS library's matrix products in each server process
     (default ``DEFAULT_BLAS_THREADS``). ``access_log``: a log line per request (uvicorn's access log);
-    off by default, see ``ACCESS_LOG``."""
+    off by default, see ``ACCESS_LOG``. ``approximate``: as for :func:`create_app`, or the text
+    ``serve --approximate`` takes (``"TERMS,HEAD,CANDIDATES"`` or ``"default"``)."""
     import uvicorn
+
+    from retrieval.api import Approximate
+
+    if isinstance(approximate, str):  # JSON for worker processes: the setting's spec
+        approximate = Approximate.parse(approximate).to_spec()
 
     if workers < 1 or (blas_threads is not None and blas_threads < 1):
         raise InputError(f"expected at least 1 worker and 1 BLAS thread, got {workers} and {blas_threads}")
@@ -228,7 +240,8 @@ def serve(folders: Sequence[str], host: str = "127.0.0.1", port: int = 8000, dev
         names[name] = str(f)
     app_settings = dict(collections=names, device=device, limits=limits, shard_actors=shard_actors,
                         query_encoders=query_encoders, reload_s=reload_s, batching=batching,
-                        dense_cache_mb=dense_cache_mb, captions=captions, query_cache=query_cache)
+                        dense_cache_mb=dense_cache_mb, captions=captions, query_cache=query_cache,
+                        approximate=approximate)
     if workers > 1:
         from retrieval.serve.workers import run_workers
 

@@ -9,7 +9,7 @@ it loads no encoder and answers no query.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from retrieval.errors import CollectionFormatError, RetrievalError
 from retrieval.indexes import ExactIndex, make_index
+from retrieval.indexes.heads import Approximate
 from retrieval.store.arrow import dense_from_column, sparse_from_columns
 from retrieval.store.bridges import load_style, load_translator
 from retrieval.store.format import open_vectors, read_manifest, read_parquet, vectors_file
@@ -132,6 +133,18 @@ class StoredCollection:
         lm = manifest.get("labels")
         self.item_labels = (open_vectors(self.folder, self.modality, len(self.item_ids), int(lm["dim"]), lm["file"])
                             if lm else None)
+
+    def search_approximately(self, setting=True) -> List[str]:
+        """Answer dense queries approximately on the sides whose index can (the inverted index with the
+        bounded search's rows; :mod:`retrieval.indexes.heads`): ``setting`` True for the defaults, an
+        ``Approximate`` or its spec, or None for exact search again. Returns the sides it applies to."""
+        setting = Approximate.of(setting)
+        done = []
+        for m, side in self.sides.items():
+            if hasattr(side.index, "approximate"):
+                side.index.approximate = setting
+                done.append(m)
+        return done
 
     def check_files(self) -> None:
         """Refuse to go on (:class:`~retrieval.errors.CollectionDamagedError`) if a memory-mapped file
