@@ -5,7 +5,8 @@ conformance test suite; one module per backend, and :func:`make_index` to build 
 * ``inverted``: postings per anchor for sparse relative vectors (:mod:`retrieval.indexes.inverted`): exact,
   and its cost grows with the items that share an anchor with the query, not with the collection;
   a query that shares anchors with nearly every item is answered from part of its postings
-  (:mod:`.bounded`).
+  (:mod:`.bounded`), or, when asked (``approximate``), approximately from its heaviest anchors'
+  heaviest postings, the candidates scored exactly (:mod:`.heads`; tested against the exact search).
 * ``torch``: brute force with torch on a device (a CUDA GPU when there is one); for GPUs without
   faiss-gpu. Like ``faiss``, it re-ranks ``k + TIE_MARGIN`` candidates.
 * ``faiss``: a FAISS index (factory string, default ``"Flat"``, inner product) over the densified
