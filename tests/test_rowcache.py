@@ -110,5 +110,8 @@ def test_rows_that_all_fit_are_held_in_one_array():
     assert cache._slab is not None and cache._slab.shape == (10, 4)
     assert asked == [[4], [1], [2]] and cache.misses == 3  # the first row computed to see the width is kept
     small = RowCache(compute, max_bytes=9 * 4 * 8, n_rows=10)  # all ten do not fit: rows kept one by one
+    asked.clear()
     np.testing.assert_array_equal(small([3, 5]), table[[3, 5]] * 2)
     assert small._slab is None and sorted(small._rows) == [3, 5]
+    np.testing.assert_array_equal(small([6, 3]), table[[6, 3]] * 2)
+    assert asked == [[3], [3, 5], [6]]  # one row computed to see they do not fit, the first time only

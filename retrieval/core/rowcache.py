@@ -37,6 +37,7 @@ class RowCache:
         self.hits = self.misses = 0
         self._slab: Optional[np.ndarray] = None  # all rows, when they fit (n_rows known)
         self._have: Optional[np.ndarray] = None
+        self._too_many = False  # the rows were seen not to fit: no slab, and no row computed to see again
 
     def __call__(self, ids) -> np.ndarray:
         ids = np.asarray(ids, np.int64).ravel()
@@ -47,9 +48,14 @@ class RowCache:
         return self._from_dict(ids)
 
     def _start_slab(self, ids: np.ndarray) -> bool:
-        """Holds every row in one array when ``n_rows`` of them fit the budget (one row computed to see)."""
+        """Holds every row in one array when ``n_rows`` of them fit the budget (one row computed to see,
+        once: at a million items a row computed only to see it did not fit was a third of a query's
+        tie-break)."""
+        if self._too_many:
+            return False
         row = np.asarray(self.compute(ids[:1]))
         if row.ndim != 2 or len(row) != 1 or self.n_rows * row[0].nbytes > self.max_bytes:
+            self._too_many = True
             return False
         with self._lock:
             if self._slab is None:
