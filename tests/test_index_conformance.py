@@ -495,7 +495,9 @@ def x_rows() -> int:
 
 def test_inverted_approximate_setting_is_checked_kept_and_changed(tmp_path, monkeypatch):
     """Settings out of range are refused with what was given; the setting survives save and load in
-    the spec; setting it to None searches exactly again, and a new setting remakes the heads."""
+    the spec; a new setting remakes the heads; fewer candidates than the k asked for still answer
+    approximately, with k candidates; setting it to None searches exactly again."""
+    from retrieval.indexes import heads
     from retrieval.indexes.heads import Approximate
 
     for bad in ({"terms": 0}, {"head": 0.0}, {"head": 1.5}, {"candidates": 2.5}, {"rows": 3}):
@@ -516,5 +518,10 @@ def test_inverted_approximate_setting_is_checked_kept_and_changed(tmp_path, monk
     approx.approximate = Approximate(terms=4, head=0.5, candidates=30)
     approx.search(q[:1], 10)
     assert approx._heads[1] is not first and len(approx._heads[1].ids) > len(first.ids)
+    approx.approximate = Approximate(terms=4, head=0.05, candidates=5)  # fewer candidates than asked for
+    answered = []
+    search = heads.search
+    monkeypatch.setattr(heads, "search", lambda *a: answered.append(search(*a)) or answered[-1])
+    assert all(len(h.ids) == 20 for h in approx.search(q, 20)) and all(a is not None for a in answered)
     approx.approximate = None
     assert [h.ids.tolist() for h in approx.search(q, 10)] == [h.ids.tolist() for h in exact.search(q, 10)]

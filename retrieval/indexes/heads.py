@@ -129,11 +129,11 @@ def head_size(setting: Approximate, n: int) -> int:
 
 
 def candidates(heads: Heads, q_idx: np.ndarray, q_val: np.ndarray, setting: Approximate, ws,
-               lut: np.ndarray) -> np.ndarray:
+               lut: np.ndarray, k: int = 0) -> np.ndarray:
     """The items whose partial sums over the query's ``terms`` heaviest anchors' heads are among the
-    ``candidates`` best (ties at the cut included). ``ws``: an inverted index workspace (its score
-    buffer, stamps, touched list and candidate buffers); ``lut``: the float16 decoding table, or an
-    empty one for float32 weights."""
+    ``candidates`` best, or the ``k`` best when more are asked for (ties at the cut included).
+    ``ws``: an inverted index workspace (its score buffer, stamps, touched list and candidate
+    buffers); ``lut``: the float16 decoding table, or an empty one for float32 weights."""
     from retrieval.indexes import kernels  # numba: imported once a search needs it
 
     top = np.argsort(-np.abs(q_val), kind="stable")[:setting.terms]
@@ -144,11 +144,11 @@ def candidates(heads: Heads, q_idx: np.ndarray, q_val: np.ndarray, setting: Appr
     weights = heads.weights.view(np.uint16) if heads.weights.dtype == np.float16 else heads.weights
     t = kernels.accumulate_blocked(heads.ptr, heads.ids, weights, lut, q_idx[top], q_val[top], ws.acc, ws.stamp,
                                    ws.tag, ws.touched, np.empty(len(top), np.int64), BLOCK)
-    if t <= setting.candidates:
+    wanted = max(setting.candidates, k)
+    if t <= wanted:
         return ws.touched[:t].astype(np.int64)
-    heap = np.empty(setting.candidates, np.float32)
-    _, count = kernels.select(ws.acc, ws.touched, t, setting.candidates, np.float32(0.0), heap, ws.cand_ids,
-                              ws.cand_scores)
+    heap = np.empty(wanted, np.float32)
+    _, count = kernels.select(ws.acc, ws.touched, t, wanted, np.float32(0.0), heap, ws.cand_ids, ws.cand_scores)
     return ws.cand_ids[:count].copy()
 
 
@@ -158,7 +158,7 @@ def search(heads: Heads, bounds, table, q_idx: np.ndarray, q_val: np.ndarray, k:
     :func:`retrieval.core.ranking.rank_candidates`. ``bounds``: the bounded search's rows."""
     from retrieval.indexes import bounded, kernels
 
-    found = candidates(heads, q_idx, q_val, setting, ws, lut)
+    found = candidates(heads, q_idx, q_val, setting, ws, lut, k)
     if len(found) < k:  # fewer touched items than asked: the rest are the full path's business
         return None
     return bounded.exact_scores(bounds, kernels.rescore, table, q_idx, q_val, found, k)
