@@ -469,6 +469,9 @@ def test_inverted_approximate_search_finds_most_of_the_exact_top_k_with_exact_sc
         found += 10
     assert sum(a is not None for a in answered) == q.shape[0]
     assert 0.85 <= recall / found < 1.0, recall / found  # approximate, and close: not the exact path in disguise
+    approx.threads = 2  # a batch on two threads answers as each query alone
+    alone = [approx.search(q[r], 10)[0] for r in range(q.shape[0])]
+    assert [h.ids.tolist() for h in approx.search(q, 10)] == [h.ids.tolist() for h in alone]
 
 
 def test_inverted_approximate_search_that_reads_everything_is_the_exact_search(monkeypatch):
