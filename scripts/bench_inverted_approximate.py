@@ -23,9 +23,8 @@ import time
 from typing import Dict, List
 
 import numpy as np
-import scipy.sparse as sp
 
-from retrieval.evaluation.benchlib import inverted_side, report
+from retrieval.evaluation.benchlib import inverted_side, report, text_queries
 from retrieval.indexes.heads import Approximate
 
 TERMS, HEADS, CANDIDATES = (8, 16, 32), (0.005, 0.01, 0.02, 0.05), (256, 512, 1024)
@@ -129,9 +128,11 @@ def main(argv=None) -> int:
         print(error, file=sys.stderr)
         return 2
     col, idx = opened
-    texts = list(dict.fromkeys(col.texts["text"]))
-    texts = [texts[i] for i in np.linspace(0, len(texts) - 1, min(a.queries, len(texts))).astype(int)]
-    q = sp.csr_matrix(col.projectors["text"].transform_rows(col.encoder("text").encode(texts)), dtype=np.float32)
+    q = text_queries(col, a.queries)
+    if q.shape[0] < 2:
+        print(f"error: expected at least 2 distinct texts in {a.index} (one to validate, one to test), got "
+              f"{q.shape[0]}", file=sys.stderr)
+        return 2
     qv, qt = q[0::2], q[1::2]
     exact_v = [answer(idx, qv[r], a.k, None)[1] for r in range(qv.shape[0])]
     rows = validate(idx, qv, a.k, exact_v)

@@ -21,7 +21,7 @@ from typing import List
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.evaluation.benchlib import inverted_side, report
+from retrieval.evaluation.benchlib import inverted_side, report, text_queries
 from retrieval.indexes import bounded, inverted
 
 
@@ -118,9 +118,7 @@ def main(argv=None) -> int:
         print(error, file=sys.stderr)
         return 2
     col, idx = opened
-    texts = list(dict.fromkeys(col.texts["text"]))
-    texts = [texts[i] for i in np.linspace(0, len(texts) - 1, min(a.queries, len(texts))).astype(int)]
-    q = sp.csr_matrix(col.projectors["text"].transform_rows(col.encoder("text").encode(texts)), dtype=np.float32)
+    q = text_queries(col, a.queries)
     answered, search = [], bounded.search
 
     def counted(*args):

@@ -17,9 +17,8 @@ import sys
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
-from retrieval.evaluation.benchlib import inverted_side, report
+from retrieval.evaluation.benchlib import inverted_side, report, text_queries
 from retrieval.indexes import inverted
 
 
@@ -44,8 +43,7 @@ def main(argv=None) -> int:
         return 2
     col, idx = opened
     idx.bounds = None  # this measures the dense path itself, not the bounded search (bench_inverted_bounded.py)
-    texts = list(dict.fromkeys(col.texts["text"]))[:a.queries]
-    q = sp.csr_matrix(col.projectors["text"].transform_rows(col.encoder("text").encode(texts)), dtype=np.float32)
+    q = text_queries(col, a.queries, spread=False)
     postings = np.array([np.sum(np.diff(idx.indptr)[q.indices[q.indptr[r]:q.indptr[r + 1]]]) for r in range(q.shape[0])])
     best = {"touched": np.inf, "dense": np.inf}
     for _ in range(a.repeat):

@@ -152,7 +152,8 @@ def test_load_wrk_measures_the_served_demo(tmp_path):
 def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
     """scale_collection.py makes a larger collection from a built one's vectors (here a small source
     with a vectors: image side and a tiny BERT for text), and bench_inverted_dense.py and
-    bench_inverted_bounded.py find their paths' answers equal to the full path's on it."""
+    bench_inverted_bounded.py find their paths' answers equal to the full path's on it;
+    bench_inverted_approximate.py measures every setting and writes its tables."""
     import os
 
     import numpy as np
@@ -168,7 +169,7 @@ def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
     write_tiny_bert(bert)
     rng = np.random.default_rng(0)
     words = TINY_WORDS[5:]
-    caption = lambda i: " ".join(words[(i * 7 + j) % len(words)] for j in range(3))  # noqa: E731
+    caption = lambda i: " ".join(words[(i * 3 + j) % len(words)] for j in range(3))  # noqa: E731  (7 distinct)
     pq.write_table(pa.table({"caption": [caption(i) for i in range(60)],
                              "image_embedding": rng.standard_normal((60, 16)).astype(np.float32).tolist()}),
                    tmp_path / "pairs.parquet")
@@ -204,6 +205,13 @@ def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     got = json.loads(bench.with_suffix(".json").read_text())
     assert got["same"] is True and got["subsets"]["2000"]["same"] is True
+    bench = tmp_path / "approximate.md"
+    res = subprocess.run([sys.executable, "scripts/bench_inverted_approximate.py", str(out), "--queries", "8", "--repeat",
+                          "1", "--out", str(bench)], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    got = json.loads(bench.with_suffix(".json").read_text())
+    assert len(got["validation"]) == 36 and all(0.0 <= r["recall"] <= 1.0 for r in got["validation"])
+    assert "approximate, chosen" in got["test_ms"] and "recall@10 mean" in bench.read_text()
     for bad in (["--allow", "2"], ["--subsets", "many"], ["--queries", "0"]):  # refused before any work, nothing written
         res = subprocess.run([sys.executable, "scripts/bench_inverted_bounded.py", str(out), *bad, "--out",
                               str(tmp_path / "bad.md")], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)

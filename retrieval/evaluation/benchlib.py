@@ -68,6 +68,17 @@ def inverted_side(folder: str, modality: str, need_bounds: bool = False):
     return (col, idx), None
 
 
+def text_queries(col, count: int, spread: bool = True):
+    """``count`` of the collection's distinct texts (evenly spaced over them, or the first ones),
+    encoded by its text encoder and made relative as a text search makes them: a CSR matrix."""
+    import scipy.sparse as sp
+
+    texts = list(dict.fromkeys(col.texts["text"]))
+    texts = ([texts[i] for i in np.linspace(0, len(texts) - 1, min(count, len(texts))).astype(int)] if spread
+             else texts[:count])
+    return sp.csr_matrix(col.projectors["text"].transform_rows(col.encoder("text").encode(texts)), dtype=np.float32)
+
+
 def report(lines: Sequence[str], out: Optional[str], data: Optional[dict] = None) -> str:
     """Print the Markdown report and write it to ``out``; ``data`` (the same numbers, unformatted)
     goes beside it as ``out`` with a ``.json`` suffix, so that tests and tools read numbers rather

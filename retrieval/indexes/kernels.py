@@ -74,6 +74,19 @@ def push(heap, size, k, v):
     return size
 
 
+@njit(inline="always")
+def add_touched(i, v, acc, stamp, tag, touched, n_touched):
+    """Add ``v`` to item ``i``'s score, its buffer entry zeroed and the item listed the first time
+    this query (``tag``) touches it; returns how many are listed."""
+    if stamp[i] != tag:
+        stamp[i] = tag
+        acc[i] = 0.0
+        touched[n_touched] = i
+        n_touched += 1
+    acc[i] += v
+    return n_touched
+
+
 @njit(nogil=True, cache=True)
 def accumulate(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched):
     """Add the query's postings into ``acc``; list each touched item once; return how many."""
@@ -82,13 +95,7 @@ def accumulate(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched
         a = q_idx[j]
         qv = q_val[j]
         for p in range(indptr[a], indptr[a + 1]):
-            i = ids[p]
-            if stamp[i] != tag:
-                stamp[i] = tag
-                acc[i] = 0.0
-                touched[n_touched] = i
-                n_touched += 1
-            acc[i] += qv * from_bits(weights[p], lut)
+            n_touched = add_touched(ids[p], qv * from_bits(weights[p], lut), acc, stamp, tag, touched, n_touched)
     return n_touched
 
 
@@ -105,13 +112,7 @@ def accumulate_blocked(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag,
             qv = q_val[j]
             p, end = cursor[j], indptr[q_idx[j] + 1]
             while p < end and ids[p] < top:
-                i = ids[p]
-                if stamp[i] != tag:
-                    stamp[i] = tag
-                    acc[i] = 0.0
-                    touched[n_touched] = i
-                    n_touched += 1
-                acc[i] += qv * from_bits(weights[p], lut)
+                n_touched = add_touched(ids[p], qv * from_bits(weights[p], lut), acc, stamp, tag, touched, n_touched)
                 p += 1
             cursor[j] = p
     return n_touched
