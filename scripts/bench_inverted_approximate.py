@@ -24,7 +24,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from retrieval.evaluation.benchlib import inverted_side, report, text_queries
+from retrieval.evaluation.benchlib import inverted_args, inverted_side, report, text_queries
 from retrieval.indexes.heads import Approximate
 
 TERMS, HEADS, CANDIDATES = (8, 16, 32), (0.005, 0.01, 0.02, 0.05), (256, 512, 1024)
@@ -112,12 +112,8 @@ def lines_of(a, idx, qv, qt, rows, chosen, measured, argv) -> List[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("index")
-    ap.add_argument("--queries", type=int, default=400)
-    ap.add_argument("-k", type=int, default=10)
-    ap.add_argument("--repeat", type=int, default=2)
+    inverted_args(ap, queries=400)
     ap.add_argument("--target", type=float, default=0.99, help="validation recall the chosen setting must reach")
-    ap.add_argument("--modality", default="image", help="the side whose inverted index is searched")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     if a.queries < 2 or a.repeat < 1 or a.k < 1 or not 0.0 < a.target <= 1.0:

@@ -21,7 +21,7 @@ from typing import List
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.evaluation.benchlib import inverted_side, report, text_queries
+from retrieval.evaluation.benchlib import inverted_args, inverted_side, report, text_queries
 from retrieval.indexes import bounded, inverted
 
 
@@ -97,11 +97,7 @@ def table(a, idx, q, ms, found, same, sizes, argv) -> List[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("index")
-    ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("-k", type=int, default=10)
-    ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--modality", default="image", help="the side whose inverted index is searched")
+    inverted_args(ap, queries=200)
     ap.add_argument("--subsets", default="5000,30000,100000",
                     help="also time both paths on indexes of the first N items (comma-separated; '' for none)")
     ap.add_argument("--allow", type=float, default=0.0,

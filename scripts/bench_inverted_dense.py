@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from retrieval.evaluation.benchlib import inverted_side, report, text_queries
+from retrieval.evaluation.benchlib import inverted_args, inverted_side, report, text_queries
 from retrieval.indexes import inverted
 
 
@@ -31,10 +31,7 @@ def timed(idx, q, at: float) -> tuple:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("index")
-    ap.add_argument("--queries", type=int, default=32)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--modality", default="image", help="the side whose inverted index is searched")
+    inverted_args(ap, queries=32, repeat=3, k=False)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     opened, error = inverted_side(a.index, a.modality)

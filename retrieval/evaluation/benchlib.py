@@ -49,6 +49,17 @@ def emoji_data_args(ap) -> None:
     ap.add_argument("--limit", type=int, default=None, help="the first N concepts by stable hash (default: all)")
 
 
+def inverted_args(ap, queries: int, repeat: int = 2, k: bool = True) -> None:
+    """The options every inverted index benchmark takes: the collection, how many of its texts to
+    query with, each query's repetitions (its best time kept), top ``-k`` and the side searched."""
+    ap.add_argument("index")
+    ap.add_argument("--queries", type=int, default=queries)
+    ap.add_argument("--repeat", type=int, default=repeat)
+    if k:
+        ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--modality", default="image", help="the side whose inverted index is searched")
+
+
 def inverted_side(folder: str, modality: str, need_bounds: bool = False):
     """(the collection, its inverted index on ``modality``'s side set to one thread), or an error
     message saying what was found instead: the inverted index's benchmarks start here."""
