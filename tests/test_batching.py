@@ -238,9 +238,11 @@ def test_the_server_sets_inverted_indexes_to_search_approximately(tiny_data, fak
     assert TestClient(app).post("/collections/c/search", json={"query": "red", "k": 3}).status_code == 200
     col = app.state.collections["c"].current()
     assert {m: s.index.approximate for m, s in col.sides.items()} == {m: Approximate(8, 0.1, 64) for m in col.sides}
+    said = TestClient(app).get("/collections/c").json()["approximate"]  # answers are not taken for exact ones
+    assert said == {m: {"terms": 8, "head": 0.1, "candidates": 64} for m in col.sides}
     assert col.search_approximately(None) == sorted(col.sides) and col.sides["image"].index.approximate is None
     exact = create_app({"c": str(inv)}).state.collections["c"].current()
-    assert all(s.index.approximate is None for s in exact.sides.values())
+    assert all(s.index.approximate is None for s in exact.sides.values()) and "approximate" not in exact.info()
     with pytest.raises(Exception, match="expected approximate settings among terms, head and candidates, got"):
         create_app({"c": str(inv)}, approximate={"rows": 3})
 
