@@ -30,10 +30,10 @@ from retrieval.indexes.heads import Approximate
 TERMS, HEADS, CANDIDATES = (8, 16, 32), (0.005, 0.01, 0.02, 0.05), (256, 512, 1024)
 
 
-def answer(idx, row, k: int, setting):
+def answer(idx, row, k: int, setting, allowed=None):
     idx.approximate = setting
     t0 = time.perf_counter()
-    hits = idx.search(row, k)[0]
+    hits = idx.search(row, k, allowed=allowed)[0]
     return time.perf_counter() - t0, hits.ids
 
 
@@ -69,19 +69,34 @@ def own_heads(idx, setting):
     return twin, setting
 
 
-def test(q, k: int, paths: Dict, repeat: int) -> Dict:
-    """Each path's per-query best ms and ids on the test queries, the paths alternating."""
+def test(q, k: int, paths: Dict, repeat: int, allowed=None) -> Dict:
+    """Each path's per-query best ms and ids on the test queries (among the ``allowed`` items, if
+    given), the paths alternating."""
     ms = {name: np.full(q.shape[0], np.inf) for name in paths}
     ids = {name: [None] * q.shape[0] for name in paths}
     for _ in range(repeat):
         for r in range(q.shape[0]):
             for name, (idx, setting) in paths.items():
-                t, got = answer(idx, q[r], k, setting)
+                t, got = answer(idx, q[r], k, setting, allowed)
                 ms[name][r], ids[name][r] = min(ms[name][r], 1e3 * t), got
     return {"ms": ms, "ids": ids}
 
 
-def lines_of(a, idx, qv, qt, rows, chosen, measured, argv) -> List[str]:
+def test_table(measured: Dict, k: int) -> List[str]:
+    """Each path's recall against the exact path's answers and its times, and the ratios."""
+    out = [f"| path | recall@{k} mean | queries with recall 1 | min | mean ms | p50 | p90 | p99 | max |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    exact = measured["ids"]["exact"]
+    for name, t in measured["ms"].items():
+        rec = np.array([recall(g, e, k) for g, e in zip(measured["ids"][name], exact)])
+        out.append(f"| {name} | {rec.mean():.4f} | {np.mean(rec == 1.0):.2f} | {rec.min():.2f} | {t.mean():.2f} | "
+                   f"{np.percentile(t, 50):.2f} | {np.percentile(t, 90):.2f} | {np.percentile(t, 99):.2f} | {t.max():.2f} |")
+    base = measured["ms"]["exact"].mean()
+    return out + ["", "Exact / approximate, mean time a query: " + "; ".join(
+        f"{name} **{base / t.mean():.2f} x**" for name, t in measured["ms"].items() if name != "exact") + "."]
+
+
+def lines_of(a, idx, qv, qt, rows, chosen, measured, filtered, argv) -> List[str]:
     cmd = "python scripts/bench_inverted_approximate.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = [f"Inverted index of `{a.index}` ({idx.n:,} items, {idx.weights.dtype} weights, {len(idx.indptr) - 1:,} "
            f"anchors), text queries of {np.mean(np.diff(qt.indptr)):.0f} anchors each, top {a.k}, one thread: "
@@ -96,17 +111,10 @@ def lines_of(a, idx, qv, qt, rows, chosen, measured, argv) -> List[str]:
         out.append(f"| {mark}{s['terms']}{mark} | {s['head']:g} | {s['candidates']} | {r['recall']:.4f} | {r['ms']:.2f} | "
                    f"{r['heads_mb']:.0f} | {r['make_s']:.1f} |")
     out += ["", f"Chosen: {chosen.to_spec()}; the module's default (retrieval.indexes.heads.Approximate()): "
-            f"{Approximate().to_spec()}.", "", "## Test queries", "",
-            f"| path | recall@{a.k} mean | queries with recall 1 | min | mean ms | p50 | p90 | p99 | max |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    exact = measured["ids"]["exact"]
-    for name, t in measured["ms"].items():
-        rec = np.array([recall(g, e, a.k) for g, e in zip(measured["ids"][name], exact)])
-        out.append(f"| {name} | {rec.mean():.4f} | {np.mean(rec == 1.0):.2f} | {rec.min():.2f} | {t.mean():.2f} | "
-                   f"{np.percentile(t, 50):.2f} | {np.percentile(t, 90):.2f} | {np.percentile(t, 99):.2f} | {t.max():.2f} |")
-    base = measured["ms"]["exact"].mean()
-    out += ["", "Exact / approximate, mean time a query: " + "; ".join(
-        f"{name} **{base / t.mean():.2f} x**" for name, t in measured["ms"].items() if name != "exact") + "."]
+            f"{Approximate().to_spec()}.", "", "## Test queries", ""] + test_table(measured, a.k)
+    if filtered is not None:
+        out += ["", f"## Test queries, filtered: {a.allow:g} of the items allowed (at random, seed 0)", "",
+                *test_table(filtered, a.k)]
     return out
 
 
@@ -114,11 +122,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     inverted_args(ap, queries=400)
     ap.add_argument("--target", type=float, default=0.99, help="validation recall the chosen setting must reach")
+    ap.add_argument("--allow", type=float, default=0.0,
+                    help="also test a filtered search: this share of the items, drawn at random (seed 0), allowed")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    if a.queries < 2 or a.repeat < 1 or a.k < 1 or not 0.0 < a.target <= 1.0:
-        ap.error(f"expected --queries >= 2, --repeat and -k >= 1 and --target in (0, 1], got {a.queries}, {a.repeat}, "
-                 f"{a.k} and {a.target}")
+    if a.queries < 2 or a.repeat < 1 or a.k < 1 or not 0.0 < a.target <= 1.0 or not 0.0 <= a.allow <= 1.0:
+        ap.error(f"expected --queries >= 2, --repeat and -k >= 1, --target in (0, 1] and --allow in [0, 1], got "
+                 f"{a.queries}, {a.repeat}, {a.k}, {a.target} and {a.allow}")
     opened, error = inverted_side(a.index, a.modality, need_bounds=True)
     if error:
         print(error, file=sys.stderr)
@@ -137,10 +147,16 @@ def main(argv=None) -> int:
     paths = {"exact": None, "approximate, chosen": chosen}
     if chosen != Approximate():
         paths["approximate, default"] = Approximate()
-    measured = test(qt, a.k, {name: own_heads(idx, setting) for name, setting in paths.items()}, a.repeat)
-    lines = lines_of(a, idx, qv, qt, rows, chosen, measured, argv)
+    twins = {name: own_heads(idx, setting) for name, setting in paths.items()}
+    measured = test(qt, a.k, twins, a.repeat)
+    filtered = None
+    if a.allow:
+        filtered = test(qt, a.k, twins, a.repeat, np.flatnonzero(np.random.default_rng(0).random(idx.n) < a.allow))
+    lines = lines_of(a, idx, qv, qt, rows, chosen, measured, filtered, argv)
     report(lines, a.out, {"validation": rows, "chosen": chosen.to_spec(), "default": Approximate().to_spec(),
-                          "test_ms": {n: t.tolist() for n, t in measured["ms"].items()}, "k": a.k})
+                          "test_ms": {n: t.tolist() for n, t in measured["ms"].items()}, "k": a.k,
+                          **({"filtered_ms": {n: t.tolist() for n, t in filtered["ms"].items()}, "allow": a.allow}
+                             if filtered else {})})
     return 0
 
 

@@ -469,6 +469,15 @@ def test_inverted_approximate_search_finds_most_of_the_exact_top_k_with_exact_sc
         found += 10
     assert sum(a is not None for a in answered) == q.shape[0]
     assert 0.85 <= recall / found < 1.0, recall / found  # approximate, and close: not the exact path in disguise
+    allowed = np.flatnonzero(np.random.default_rng(5).random(x.shape[0]) < 0.3)  # a filter: candidates among its rows
+    answered.clear()
+    every = exact.search(q, len(allowed), allowed=allowed)
+    recall = 0
+    for got, want, full in zip(approx.search(q, 10, allowed=allowed), exact.search(q, 10, allowed=allowed), every):
+        score_of = dict(zip(full.ids.tolist(), full.scores.tolist()))
+        assert np.isin(got.ids, allowed).all() and [score_of[i] for i in got.ids.tolist()] == got.scores.tolist()
+        recall += len(set(got.ids.tolist()) & set(want.ids.tolist()))
+    assert sum(a is not None for a in answered) == q.shape[0] and 0.85 <= recall / found <= 1.0, recall / found
     approx.threads = 2  # a batch on two threads answers as each query alone
     alone = [approx.search(q[r], 10)[0] for r in range(q.shape[0])]
     assert [h.ids.tolist() for h in approx.search(q, 10)] == [h.ids.tolist() for h in alone]
@@ -476,13 +485,17 @@ def test_inverted_approximate_search_finds_most_of_the_exact_top_k_with_exact_sc
 
 def test_inverted_approximate_search_that_reads_everything_is_the_exact_search(monkeypatch):
     """Every term, every posting and every touched item rescored: the same ids, scores and secondary
-    scores as the exact search, ties included; and a filtered search is answered exactly."""
+    scores as the exact search, ties included, filtered or not (the approximate path answering)."""
+    from retrieval.indexes import heads
     from retrieval.indexes.heads import Approximate
 
     x, q, approx, exact = approximate_pair("float32", Approximate(terms=10_000, head=1.0, candidates=x_rows()),
                                            monkeypatch)
     secondary = np.random.default_rng(2).random(x.shape[0])
     allowed = np.flatnonzero(np.random.default_rng(3).random(x.shape[0]) < 0.3)
+    answered = []
+    search = heads.search
+    monkeypatch.setattr(heads, "search", lambda *a: answered.append(search(*a)) or answered[-1])
     for k in (1, 10, 50):
         for where in (None, allowed):
             for a, b in zip(approx.search(q, k, lambda r, c: secondary[c], allowed=where),
@@ -490,6 +503,7 @@ def test_inverted_approximate_search_that_reads_everything_is_the_exact_search(m
                 assert a.ids.tolist() == b.ids.tolist()
                 np.testing.assert_array_equal(a.scores, b.scores)
                 np.testing.assert_array_equal(a.secondary, b.secondary)
+    assert len(answered) == 6 * q.shape[0] and all(a is not None for a in answered)
 
 
 def x_rows() -> int:

@@ -207,11 +207,13 @@ def test_scale_collection_and_the_dense_path_bench_small(tmp_path):
     assert got["same"] is True and got["subsets"]["2000"]["same"] is True
     bench = tmp_path / "approximate.md"
     res = subprocess.run([sys.executable, "scripts/bench_inverted_approximate.py", str(out), "--queries", "8", "--repeat",
-                          "1", "--out", str(bench)], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+                          "1", "--allow", "0.5", "--out", str(bench)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     got = json.loads(bench.with_suffix(".json").read_text())
     assert len(got["validation"]) == 36 and all(0.0 <= r["recall"] <= 1.0 for r in got["validation"])
-    assert "approximate, chosen" in got["test_ms"] and "recall@10 mean" in bench.read_text()
+    assert "approximate, chosen" in got["test_ms"] and "approximate, chosen" in got["filtered_ms"]
+    assert "recall@10 mean" in bench.read_text() and "filtered: 0.5 of the items" in bench.read_text()
     for bad in (["--allow", "2"], ["--subsets", "many"], ["--queries", "0"]):  # refused before any work, nothing written
         res = subprocess.run([sys.executable, "scripts/bench_inverted_bounded.py", str(out), *bad, "--out",
                               str(tmp_path / "bad.md")], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)

@@ -14,8 +14,9 @@ that weigh most on the query's heaviest anchors. So, for a dense query:
 
 What it returns is exact for the items it returns (their scores are the full path's, bit for bit), but
 an item can be missed: recall against the exact search is measured, never assumed
-(``scripts/bench_inverted_approximate.py``). A query that is not dense, a filtered search and an index
-without the bounded search's rows are answered exactly, as without this setting.
+(``scripts/bench_inverted_approximate.py``). A filtered search takes its candidates among the rows
+the filter allows. A query that is not dense, one whose heads touch fewer than k (allowed) items and
+an index without the bounded search's rows are answered exactly, as without this setting.
 """
 
 from __future__ import annotations
@@ -129,11 +130,12 @@ def head_size(setting: Approximate, n: int) -> int:
 
 
 def candidates(heads: Heads, q_idx: np.ndarray, q_val: np.ndarray, setting: Approximate, ws,
-               lut: np.ndarray, k: int = 0) -> np.ndarray:
-    """The items whose partial sums over the query's ``terms`` heaviest anchors' heads are among the
-    ``candidates`` best, or the ``k`` best when more are asked for (ties at the cut included).
-    ``ws``: an inverted index workspace (its score buffer, stamps, touched list and candidate
-    buffers); ``lut``: the float16 decoding table, or an empty one for float32 weights."""
+               lut: np.ndarray, k: int = 0, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """The items (among those ``mask`` marks, if given) whose partial sums over the query's ``terms``
+    heaviest anchors' heads are among the ``candidates`` best, or the ``k`` best when more are asked
+    for (ties at the cut included). ``ws``: an inverted index workspace (its score buffer, stamps,
+    touched list and candidate buffers); ``lut``: the float16 decoding table, or an empty one for
+    float32 weights."""
     from retrieval.indexes import kernels  # numba: imported once a search needs it
 
     top = np.argsort(-np.abs(q_val), kind="stable")[:setting.terms]
@@ -144,21 +146,26 @@ def candidates(heads: Heads, q_idx: np.ndarray, q_val: np.ndarray, setting: Appr
     weights = heads.weights.view(np.uint16) if heads.weights.dtype == np.float16 else heads.weights
     t = kernels.accumulate_blocked(heads.ptr, heads.ids, weights, lut, q_idx[top], q_val[top], ws.acc, ws.stamp,
                                    ws.tag, ws.touched, np.empty(len(top), np.int64), BLOCK)
+    touched = ws.touched
+    if mask is not None:  # a filter: only its rows compete for the candidates' places
+        touched = touched[:t][mask[touched[:t]]]
+        t = len(touched)
     wanted = max(setting.candidates, k)
     if t <= wanted:
-        return ws.touched[:t].astype(np.int64)
+        return touched[:t].astype(np.int64)
     heap = np.empty(wanted, np.float32)
-    _, count = kernels.select(ws.acc, ws.touched, t, wanted, np.float32(0.0), heap, ws.cand_ids, ws.cand_scores)
+    _, count = kernels.select(ws.acc, touched, t, wanted, np.float32(0.0), heap, ws.cand_ids, ws.cand_scores)
     return ws.cand_ids[:count].copy()
 
 
 def search(heads: Heads, bounds, table, q_idx: np.ndarray, q_val: np.ndarray, k: int, setting: Approximate, ws,
-           lut: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(items, exact scores): the candidates within the tie tolerance of the k-th best of them, for
-    :func:`retrieval.core.ranking.rank_candidates`. ``bounds``: the bounded search's rows."""
+           lut: np.ndarray, mask: Optional[np.ndarray] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(items, exact scores): the candidates (among the rows ``mask`` marks, if given) within the tie
+    tolerance of the k-th best of them, for :func:`retrieval.core.ranking.rank_candidates`; None when
+    the heads touch fewer than k (the exact search answers then). ``bounds``: the bounded search's rows."""
     from retrieval.indexes import bounded, kernels
 
-    found = candidates(heads, q_idx, q_val, setting, ws, lut, k)
+    found = candidates(heads, q_idx, q_val, setting, ws, lut, k, mask)
     if len(found) < k:  # fewer touched items than asked: the rest are the full path's business
         return None
     return bounded.exact_scores(bounds, kernels.rescore, table, q_idx, q_val, found, k)

@@ -233,15 +233,16 @@ class InvertedIndex(Index):
                                mask)
         return None if found is None else rank_candidates(found[0], found[1], k, secondary)
 
-    def _approximate(self, ws: _Workspace, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary) -> Optional[tuple]:
-        """A dense query's answer from its heaviest anchors' heads (:mod:`retrieval.indexes.heads`) when
-        the index is set to search approximately, else None."""
+    def _approximate(self, ws: _Workspace, q_idx: np.ndarray, q_val: np.ndarray, k: int, secondary,
+                     mask: Optional[np.ndarray] = None) -> Optional[tuple]:
+        """A dense query's answer (among the rows ``mask`` marks, if given) from its heaviest anchors'
+        heads (:mod:`retrieval.indexes.heads`) when the index is set to search approximately, else None."""
         if (self.approximate is None or k == 0 or self.bounds is None or self.n < bounded.MIN_ITEMS
                 or not self._dense(q_idx)):
             return None
         half = self.weights.dtype == np.float16
         found = heads.search(self._made_heads(), self.bounds, self._postings()[3], q_idx, q_val, k, self.approximate,
-                             ws, HALF_TABLE if half else NO_TABLE)
+                             ws, HALF_TABLE if half else NO_TABLE, mask)
         return None if found is None else rank_candidates(found[0], found[1], k, secondary)
 
     def _made_heads(self) -> heads.Heads:
@@ -280,9 +281,13 @@ class InvertedIndex(Index):
         """One query among ``allowed`` rows (``mask`` marks them). The postings give the touched rows'
         scores; an allowed row not touched scores exactly 0, so when the k-th best allowed touched
         score is above 0 no such row can enter or tie, as in :meth:`_one`; otherwise every allowed
-        row is a candidate. A dense query is first tried from part of its postings, as in :meth:`_one`."""
+        row is a candidate. A dense query is first tried approximately when so set, then from part of
+        its postings, as in :meth:`_one`."""
         with self._workspace() as ws:
             k = min(k, allowed.size)
+            answer = self._approximate(ws, q_idx, q_val, k, secondary, mask)
+            if answer is not None:
+                return answer
             answer = self._bounded(ws, q_idx, q_val, k, secondary, mask)
             if answer is not None:
                 return answer
