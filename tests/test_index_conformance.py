@@ -221,8 +221,13 @@ def test_a_filter_applies_before_the_top_k_is_cut(spec, kind, selective):
         if spec.get("factory", "Flat") == "Flat" or spec.get("rerank"):
             assert hits.ids.tolist() == want
     assert all(len(h.ids) == 0 for h in idx.search(q, 10, allowed=np.array([], np.int64)))
+    shuffled = np.concatenate([allowed[::-1], allowed[:3]])  # out of order, some twice: the same rows allowed
+    again = idx.search(q, 10, lambda row, c: secondary[c], allowed=shuffled)
+    assert [h.ids.tolist() for h in again] == [h.ids.tolist() for h in got]
     with pytest.raises(InputError, match="allowed row ids within"):
         idx.search(q, 10, allowed=[x.shape[0]])
+    with pytest.raises(InputError, match="allowed row ids within"):
+        idx.search(q, 10, allowed=[-1, 0])
 
 
 def test_faiss_filters_through_its_id_selector_when_many_rows_match(monkeypatch):

@@ -43,7 +43,11 @@ def check_allowed(allowed, n: int) -> Optional[np.ndarray]:
     """``allowed`` as ascending unique int64 row ids within 0..n-1 (None: every row)."""
     if allowed is None:
         return None
-    ids = np.unique(np.asarray(allowed, np.int64))
+    ids = np.asarray(allowed, np.int64)
+    # what a filter makes is already ascending and unique: checked in one pass, where np.unique hashed
+    # a tenth of a million rows for every search (tens of ms a query on these cores)
+    if ids.ndim != 1 or (ids.size > 1 and not (ids[1:] > ids[:-1]).all()):
+        ids = np.unique(ids)
     if ids.size and (ids[0] < 0 or ids[-1] >= n):
         raise InputError(f"expected allowed row ids within 0..{n - 1}, got {ids[0]}..{ids[-1]}")
     return ids
