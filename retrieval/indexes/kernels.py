@@ -74,19 +74,6 @@ def push(heap, size, k, v):
     return size
 
 
-@njit(inline="always")
-def add_touched(i, v, acc, stamp, tag, touched, n_touched):
-    """Add ``v`` to item ``i``'s score, its buffer entry zeroed and the item listed the first time
-    this query (``tag``) touches it; returns how many are listed."""
-    if stamp[i] != tag:
-        stamp[i] = tag
-        acc[i] = 0.0
-        touched[n_touched] = i
-        n_touched += 1
-    acc[i] += v
-    return n_touched
-
-
 @njit(nogil=True, cache=True)
 def accumulate(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched):
     """Add the query's postings into ``acc``; list each touched item once; return how many."""
@@ -95,7 +82,13 @@ def accumulate(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched
         a = q_idx[j]
         qv = q_val[j]
         for p in range(indptr[a], indptr[a + 1]):
-            n_touched = add_touched(ids[p], qv * from_bits(weights[p], lut), acc, stamp, tag, touched, n_touched)
+            i = ids[p]
+            if stamp[i] != tag:
+                stamp[i] = tag
+                acc[i] = 0.0
+                touched[n_touched] = i
+                n_touched += 1
+            acc[i] += qv * from_bits(weights[p], lut)
     return n_touched
 
 
@@ -103,7 +96,8 @@ def accumulate(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched
 def accumulate_blocked(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag, touched, cursor, block):
     """:func:`accumulate` a block of items at a time (each term's postings, ascending ids, read on from
     where the last block left them), so that the random writes into ``acc`` and ``stamp`` stay in the
-    core's cache; items are listed block by block."""
+    core's cache; items are listed block by block. Its loop body is :func:`accumulate`'s, written out:
+    shared through an inlined helper, both ran 4 to 5 x slower (exploratory, scale-1m)."""
     n_touched = 0
     for j in range(q_idx.shape[0]):
         cursor[j] = indptr[q_idx[j]]
@@ -112,7 +106,13 @@ def accumulate_blocked(indptr, ids, weights, lut, q_idx, q_val, acc, stamp, tag,
             qv = q_val[j]
             p, end = cursor[j], indptr[q_idx[j] + 1]
             while p < end and ids[p] < top:
-                n_touched = add_touched(ids[p], qv * from_bits(weights[p], lut), acc, stamp, tag, touched, n_touched)
+                i = ids[p]
+                if stamp[i] != tag:
+                    stamp[i] = tag
+                    acc[i] = 0.0
+                    touched[n_touched] = i
+                    n_touched += 1
+                acc[i] += qv * from_bits(weights[p], lut)
                 p += 1
             cursor[j] = p
     return n_touched
