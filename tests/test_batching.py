@@ -228,7 +228,7 @@ def test_the_dense_vector_cache_is_bounded_by_the_server_setting(folder):
     assert create_app({"c": str(folder)}).state.collections["c"].current().dense_cache_bytes == 128 * 2**20
 
 
-def test_the_server_sets_inverted_indexes_to_search_approximately(tiny_data, fake_encoders, tmp_path):
+def test_the_server_sets_inverted_indexes_to_search_approximately(tiny_data, fake_encoders, tmp_path, caplog):
     """serve --approximate reaches every inverted index of the served collections (the search itself is
     tested against the exact one in tests/test_index_conformance.py); without it they stay exact."""
     from retrieval.api import Approximate
@@ -245,6 +245,9 @@ def test_the_server_sets_inverted_indexes_to_search_approximately(tiny_data, fak
     assert all(s.index.approximate is None for s in exact.sides.values()) and "approximate" not in exact.info()
     with pytest.raises(Exception, match="expected approximate settings among terms, head and candidates, got"):
         create_app({"c": str(inv)}, approximate={"rows": 3})
+    plain = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "plain", **FAKE)
+    create_app({"p": str(plain)}, approximate=True)  # an exact index: said, and served exactly
+    assert "p has no inverted index" in caplog.text and "stay exact" in caplog.text
 
 
 def test_a_query_given_up_before_its_batch_is_not_answered():

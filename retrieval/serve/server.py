@@ -19,6 +19,7 @@ time limits; request metrics), ``models`` (request bodies stated from the served
 # No "from __future__ import annotations" in the serve modules: FastAPI reads endpoint annotations
 # at run time.
 import gc
+import logging
 import os
 import sys
 import threading
@@ -67,6 +68,8 @@ ACCESS_LOG = False
 # environment says otherwise.
 TOKENIZERS_PARALLEL = "TOKENIZERS_PARALLELISM"
 DEFAULT_BLAS_THREADS = 1
+
+log = logging.getLogger("retrieval.serve")
 
 
 def default_encoder_threads(workers: int = 1) -> int:
@@ -172,8 +175,9 @@ def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_acto
         col.timer = (lambda step, s: stage(name, step).observe(s))
         if dense_cache_mb is not None:
             col.dense_cache_bytes = int(dense_cache_mb * 2**20)
-        if approximate is not None:
-            col.search_approximately(approximate)
+        if approximate is not None and not col.search_approximately(approximate):
+            log.warning("--approximate: %s has no inverted index (build it with --index inverted); its searches "
+                        "stay exact", name)
         if warm:
             for m in col.manifest["encoders"]:
                 col.encoder(m)
