@@ -7,7 +7,7 @@ results/bench/inverted-bounded.md). An item in the top 10 of a query is almost a
 that weigh most on the query's heaviest anchors. So, for a dense query:
 
 1. the postings of each anchor are cut to its ``head`` share of the items with the largest |weight|
-   (made once, when the setting is given: a second, small copy of the postings);
+   (made on the first approximate search and kept: a second, small copy of the postings);
 2. the query's ``terms`` heaviest anchors (by |weight|) add up their heads' postings, touched items only;
 3. the ``candidates`` best partial sums are scored exactly from their rows (the bounded search's
    forward copy), and the engine's tie-break ranks them as every backend does.
@@ -139,10 +139,7 @@ def candidates(heads: Heads, q_idx: np.ndarray, q_val: np.ndarray, setting: Appr
     from retrieval.indexes import kernels  # numba: imported once a search needs it
 
     top = np.argsort(-np.abs(q_val), kind="stable")[:setting.terms]
-    ws.tag += 1
-    if ws.tag == np.iinfo(np.int32).max:  # stamps would wrap: start over
-        ws.stamp[:] = 0
-        ws.tag = 1
+    ws.new_tag()
     weights = heads.weights.view(np.uint16) if heads.weights.dtype == np.float16 else heads.weights
     t = kernels.accumulate_blocked(heads.ptr, heads.ids, weights, lut, q_idx[top], q_val[top], ws.acc, ws.stamp,
                                    ws.tag, ws.touched, np.empty(len(top), np.int64), BLOCK)

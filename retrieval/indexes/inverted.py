@@ -94,6 +94,14 @@ class _Workspace:
         self._every = None
         self._bounded = None
 
+    def new_tag(self) -> int:
+        """A new query's stamp: items stamped with another are untouched by it."""
+        self.tag += 1
+        if self.tag == np.iinfo(np.int32).max:  # stamps would wrap: start over
+            self.stamp[:] = 0
+            self.tag = 1
+        return self.tag
+
     def bounded(self) -> tuple:
         """A bounded search's workspaces (made once): (n, 2) partial scores and squared weights,
         (2, n) lower and upper bounds."""
@@ -204,10 +212,7 @@ class InvertedIndex(Index):
         if self._dense(q_idx):
             _kernels().accumulate_all(*self._postings(), q_idx, q_val, ws.acc)
             return ws.every(), self.n
-        ws.tag += 1
-        if ws.tag == np.iinfo(np.int32).max:  # stamps would wrap: start over
-            ws.stamp[:] = 0
-            ws.tag = 1
+        ws.new_tag()
         weights, lut = (self.weights.view(np.uint16), HALF_TABLE) if half else (self.weights, NO_TABLE)
         t = _kernels().accumulate(self.indptr, self.ids, weights, lut, q_idx, q_val, ws.acc, ws.stamp, ws.tag,
                                   ws.touched)
