@@ -535,7 +535,7 @@ def test_inverted_approximate_setting_is_checked_kept_and_changed(tmp_path, monk
     loaded = make_index(approx.spec()).load(str(tmp_path), "rel")
     assert loaded.approximate == approx.approximate
     assert [h.ids.tolist() for h in loaded.search(q, 10)] == [h.ids.tolist() for h in approx.search(q, 10)]
-    approx.search(q[:1], 10)
+    assert approx.prepare_approximate() and approx._heads is not None  # made before any query
     first = approx._heads[1]
     approx.approximate = Approximate(terms=4, head=0.5, candidates=30)
     approx.search(q[:1], 10)

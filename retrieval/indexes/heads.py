@@ -7,7 +7,8 @@ results/bench/inverted-bounded.md). An item in the top 10 of a query is almost a
 that weigh most on the query's heaviest anchors. So, for a dense query:
 
 1. the postings of each anchor are cut to its ``head`` share of the items with the largest |weight|
-   (made on the first approximate search and kept: a second, small copy of the postings);
+   (made when the setting is given, or on the first approximate search, and kept: a second, small
+   copy of the postings);
 2. the query's ``terms`` heaviest anchors (by |weight|) add up their heads' postings, touched items only;
 3. the ``candidates`` best partial sums are scored exactly from their rows (the bounded search's
    forward copy), and the engine's tie-break ranks them as every backend does.

@@ -134,7 +134,7 @@ class InvertedIndex(Index):
         self.indptr = self.ids = self.weights = None
         self.bounds: Optional[bounded.Bounds] = None  # the rows and bounds of a bounded search, if held
         self.approximate: Optional[heads.Approximate] = heads.Approximate.of(approximate)
-        self._heads = None  # (entries an anchor, heads): made on the first approximate search, until the index changes
+        self._heads = None  # (entries an anchor, heads): made by prepare_approximate or the first approximate search
         self._heads_lock = threading.Lock()
         self._spares: List[_Workspace] = []
         self._spares_lock = threading.Lock()
@@ -250,6 +250,14 @@ class InvertedIndex(Index):
         found = heads.search(self._made_heads(), self.bounds, self._postings()[3], q_idx, q_val, k, self.approximate,
                              ws, HALF_TABLE if half else NO_TABLE, mask)
         return None if found is None else rank_candidates(found[0], found[1], k, secondary)
+
+    def prepare_approximate(self) -> bool:
+        """Make what the approximate search reads now rather than on its first query, where it applies
+        (set to search approximately, with the bounded search's rows, from MIN_ITEMS items); whether it did."""
+        if self.approximate is None or self.bounds is None or self.n < bounded.MIN_ITEMS:
+            return False
+        self._made_heads()
+        return True
 
     def _made_heads(self) -> heads.Heads:
         """The heads for the current setting's size, made once (a search that comes meanwhile waits):
