@@ -228,26 +228,39 @@ def test_the_dense_vector_cache_is_bounded_by_the_server_setting(folder):
     assert create_app({"c": str(folder)}).state.collections["c"].current().dense_cache_bytes == 128 * 2**20
 
 
-def test_the_server_sets_inverted_indexes_to_search_approximately(tiny_data, fake_encoders, tmp_path, caplog):
-    """serve --approximate reaches every inverted index of the served collections (the search itself is
-    tested against the exact one in tests/test_index_conformance.py); without it they stay exact."""
+def test_the_server_sets_inverted_indexes_to_search_approximately(tiny_data, fake_encoders, tmp_path, caplog,
+                                                                   monkeypatch):
+    """serve --approximate reaches every inverted index large enough for it (here every size: the
+    threshold is lowered), says so on the collection's page, and says when a collection has none; the
+    search itself is tested against the exact one in tests/test_index_conformance.py."""
+    from retrieval import Collection
     from retrieval.api import Approximate
+    from retrieval.indexes import bounded
 
-    inv = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "inv", index="inverted", **FAKE)
+    monkeypatch.setattr(bounded, "MIN_ITEMS", 0)  # so the tiny collection has the bounded search's rows
+    # k = 4 of 16 anchors: a row squared (16) reaches the anchors, as the bounded search's rows need (bounded.pays)
+    inv = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "inv", index="inverted",
+                           **dict(FAKE, k=4))
+    assert Collection.open(inv).manifest["indexes"]["image_relative"]["bounds"] is True
     app = create_app({"c": str(inv)}, approximate={"terms": 8, "head": 0.1, "candidates": 64})
     assert TestClient(app).post("/collections/c/search", json={"query": "red", "k": 3}).status_code == 200
     col = app.state.collections["c"].current()
     assert {m: s.index.approximate for m, s in col.sides.items()} == {m: Approximate(8, 0.1, 64) for m in col.sides}
     said = TestClient(app).get("/collections/c").json()["approximate"]  # answers are not taken for exact ones
-    assert said == {m: {"terms": 8, "head": 0.1, "candidates": 64} for m in col.sides}
-    assert col.search_approximately(None) == sorted(col.sides) and col.sides["image"].index.approximate is None
+    assert said["image"] == {"terms": 8, "head": 0.1, "candidates": 64}
+    assert set(said) == {m for m, side in col.sides.items() if side.index.bounds is not None}
+    assert col.search_approximately(None) == [] and col.sides["image"].index.approximate is None
+    assert "approximate" not in col.info()
     exact = create_app({"c": str(inv)}).state.collections["c"].current()
     assert all(s.index.approximate is None for s in exact.sides.values()) and "approximate" not in exact.info()
     with pytest.raises(Exception, match="expected approximate settings among terms, head and candidates, got"):
         create_app({"c": str(inv)}, approximate={"rows": 3})
     plain = build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "plain", **FAKE)
     create_app({"p": str(plain)}, approximate=True)  # an exact index: said, and served exactly
-    assert "p has no inverted index" in caplog.text and "stay exact" in caplog.text
+    assert "p has no inverted index of 20,000 items or more" in caplog.text and "stay exact" in caplog.text
+    monkeypatch.setattr(bounded, "MIN_ITEMS", 20_000)  # at its real size, the tiny inverted collection is too small
+    small = create_app({"c": str(inv)}, approximate=True).state.collections["c"].current()
+    assert small.search_approximately(True) == [] and "approximate" not in small.info()
 
 
 def test_a_query_given_up_before_its_batch_is_not_answered():

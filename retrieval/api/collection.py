@@ -647,7 +647,7 @@ class Collection(StoredCollection):
         """The sides set to search approximately (:meth:`search_approximately`), with their settings:
         what ``info`` and the server's collection page say, so that nobody takes such answers for exact."""
         return {m: side.index.approximate.to_spec() for m, side in self.sides.items()
-                if getattr(side.index, "approximate", None) is not None}
+                if getattr(side.index, "approximates", lambda: False)()}
 
 
 # The shards of a sharded collection are collections: wired here rather than imported there, so that

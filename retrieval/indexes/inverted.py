@@ -243,21 +243,24 @@ class InvertedIndex(Index):
                      mask: Optional[np.ndarray] = None) -> Optional[tuple]:
         """A dense query's answer (among the rows ``mask`` marks, if given) from its heaviest anchors'
         heads (:mod:`retrieval.indexes.heads`) when the index is set to search approximately, else None."""
-        if (self.approximate is None or k == 0 or self.bounds is None or self.n < bounded.MIN_ITEMS
-                or not self._dense(q_idx)):
+        if k == 0 or not self.approximates() or not self._dense(q_idx):
             return None
         half = self.weights.dtype == np.float16
         found = heads.search(self._made_heads(), self.bounds, self._postings()[3], q_idx, q_val, k, self.approximate,
                              ws, HALF_TABLE if half else NO_TABLE, mask)
         return None if found is None else rank_candidates(found[0], found[1], k, secondary)
 
+    def approximates(self) -> bool:
+        """Whether dense queries are answered approximately: so set, with the bounded search's rows,
+        from MIN_ITEMS items (smaller indexes are searched exactly)."""
+        return self.approximate is not None and self.bounds is not None and self.n >= bounded.MIN_ITEMS
+
     def prepare_approximate(self) -> bool:
-        """Make what the approximate search reads now rather than on its first query, where it applies
-        (set to search approximately, with the bounded search's rows, from MIN_ITEMS items); whether it did."""
-        if self.approximate is None or self.bounds is None or self.n < bounded.MIN_ITEMS:
-            return False
-        self._made_heads()
-        return True
+        """Make what the approximate search reads now rather than on its first query, where it
+        :meth:`approximates`; whether it does."""
+        if self.approximates():
+            self._made_heads()
+        return self.approximates()
 
     def _made_heads(self) -> heads.Heads:
         """The heads for the current setting's size, made once (a search that comes meanwhile waits):

@@ -176,8 +176,8 @@ def opener(folder: str, stage, name: str, *, device: str, warm: bool, shard_acto
         if dense_cache_mb is not None:
             col.dense_cache_bytes = int(dense_cache_mb * 2**20)
         if approximate is not None and not col.search_approximately(approximate):
-            log.warning("--approximate: %s has no inverted index (build it with --index inverted); its searches "
-                        "stay exact", name)
+            log.warning("--approximate: %s has no inverted index of 20,000 items or more (built with --index "
+                        "inverted) to search approximately; its searches stay exact", name)
         if warm:
             for m in col.manifest["encoders"]:
                 col.encoder(m)

@@ -138,14 +138,15 @@ class StoredCollection:
         """Answer dense queries approximately on the sides whose index can (the inverted index with the
         bounded search's rows; :mod:`retrieval.indexes.heads`): ``setting`` True for the defaults, an
         ``Approximate`` or its spec, or None for exact search again. What the search reads is made
-        now (about 2 s at a million items), not on the first query. Returns the sides it applies to."""
+        now (about 2 s at a million items), not on the first query. Returns the sides it applies to
+        (an inverted index of at least 20,000 items built with the bounded search's rows)."""
         setting = Approximate.of(setting)
         done = []
         for m, side in self.sides.items():
             if hasattr(side.index, "approximate"):
                 side.index.approximate = setting
-                side.index.prepare_approximate()
-                done.append(m)
+                if side.index.prepare_approximate():
+                    done.append(m)
         return done
 
     def check_files(self) -> None:
