@@ -49,8 +49,8 @@ class RowCache:
 
     def _start_slab(self, ids: np.ndarray) -> bool:
         """Holds every row in one array when ``n_rows`` of them fit the budget (one row computed to see,
-        once: at a million items a row computed only to see it did not fit was a third of a query's
-        tie-break)."""
+        once: at a million items a row computed only to see it did not fit was a fifth of a query's
+        tie-break, 8.4 against 6.6 ms in an exploratory profile)."""
         if self._too_many:
             return False
         row = np.asarray(self.compute(ids[:1]))
