@@ -2,14 +2,15 @@
 built collection's own queries, in one process: the setting chosen on validation queries, then
 recall@k against the exact answers and milliseconds a query on test queries the choice never saw.
 
-    python scripts/bench_inverted_approximate.py /work/scale/scale-1m --out results/bench/inverted-approximate.md
+    python scripts/bench_inverted_approximate.py DIR --queries 400 --allow 0.1 --out results/bench/inverted-approximate.md
 
 Queries: ``--queries`` of the collection's distinct texts, evenly spaced, encoded by its text encoder and
 made relative by its projector, as a text search would; the even-numbered ones validate, the odd ones
 test. Every setting of the grid is measured on the validation queries; the chosen one is the fastest
 whose mean validation recall@k is at least ``--target`` (a tie in time goes to the higher recall).
 Test: the exact search and the chosen and default settings alternate query by query on one thread
-(the host's drift falls on all), ``--repeat`` times, each query's best time per path kept.
+(the host's drift falls on all), ``--repeat`` times, each query's best time per path kept; with
+``--allow`` a share, the same again with a filter allowing that share of the items.
 """
 
 from __future__ import annotations
