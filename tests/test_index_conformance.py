@@ -522,7 +522,8 @@ def test_inverted_approximate_setting_is_checked_kept_and_changed(tmp_path, monk
     from retrieval.indexes import heads
     from retrieval.indexes.heads import Approximate
 
-    for bad in ({"terms": 0}, {"head": 0.0}, {"head": 1.5}, {"candidates": 2.5}, {"rows": 3}):
+    assert Approximate(head=np.float32(0.5)).head == np.float32(0.5)  # numpy numbers are numbers
+    for bad in ({"terms": 0}, {"head": 0.0}, {"head": 1.5}, {"head": True}, {"candidates": 2.5}, {"rows": 3}):
         with pytest.raises(InputError, match="expected"):
             Approximate.of(bad)
     with pytest.raises(InputError, match="TERMS,HEAD,CANDIDATES"):
@@ -535,7 +536,10 @@ def test_inverted_approximate_setting_is_checked_kept_and_changed(tmp_path, monk
     loaded = make_index(approx.spec()).load(str(tmp_path), "rel")
     assert loaded.approximate == approx.approximate
     assert [h.ids.tolist() for h in loaded.search(q, 10)] == [h.ids.tolist() for h in approx.search(q, 10)]
-    assert approx.prepare_approximate() and approx._heads is not None  # made before any query
+    assert approx.search_approximately(approx.approximate) and approx._heads is not None  # made before any query
+    assert approx.approximate_spec() == {"terms": 4, "head": 0.05, "candidates": 30}
+    assert not exact.search_approximately(None) and exact.approximate_spec() is None
+    assert not make_index({"backend": "exact"}).search_approximately(Approximate())  # exact backends stay exact
     first = approx._heads[1]
     approx.approximate = Approximate(terms=4, head=0.5, candidates=30)
     approx.search(q[:1], 10)

@@ -640,14 +640,13 @@ class Collection(StoredCollection):
                 **({"labels": m["labels"]} if m.get("labels") else {}),
                 **({"tuning": m["tuning"]} if m.get("tuning") else {}),
                 **({"anchor_rarity": m["anchor_rarity"]} if m.get("anchor_rarity") else {}),
-                **({"approximate": self.approximate_sides()} if self.approximate_sides() else {}),
+                **({"approximate": approximate} if (approximate := self.approximate_sides()) else {}),
                 "columns": [{"name": n, "type": ty} for n, ty in self.filter_columns()]}
 
     def approximate_sides(self) -> Dict:
         """The sides set to search approximately (:meth:`search_approximately`), with their settings:
         what ``info`` and the server's collection page say, so that nobody takes such answers for exact."""
-        return {m: side.index.approximate.to_spec() for m, side in self.sides.items()
-                if getattr(side.index, "approximates", lambda: False)()}
+        return {m: spec for m, side in self.sides.items() if (spec := side.index.approximate_spec()) is not None}
 
 
 # The shards of a sharded collection are collections: wired here rather than imported there, so that

@@ -118,3 +118,13 @@ class Index(abc.ABC):
     def spec(self) -> Dict:
         """The manifest entry that :func:`retrieval.indexes.make_index` turns back into this index."""
         return {"backend": self.name}
+
+    def search_approximately(self, setting) -> bool:
+        """Answer with ``setting`` (a :class:`retrieval.indexes.heads.Approximate`, or None: exactly) where
+        this backend and its size allow it, preparing what that reads now; whether it will. Exact
+        backends never do (the inverted index can: retrieval/indexes/heads.py)."""
+        return False
+
+    def approximate_spec(self) -> Optional[Dict]:
+        """The setting this index answers with, when it answers approximately; else None."""
+        return None

@@ -53,7 +53,8 @@ class Approximate:
     def __post_init__(self):
         whole = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
                     for v in (self.terms, self.candidates))
-        if not whole or not (isinstance(self.head, (int, float)) and 0.0 < float(self.head) <= 1.0):
+        share = isinstance(self.head, (int, float, np.integer, np.floating)) and not isinstance(self.head, bool)
+        if not whole or not (share and 0.0 < float(self.head) <= 1.0):
             raise InputError(f"expected an approximate search with terms and candidates whole numbers >= 1 and head "
                              f"a share of the items in (0, 1], got terms {self.terms!r}, head {self.head!r}, "
                              f"candidates {self.candidates!r}")

@@ -134,7 +134,7 @@ class InvertedIndex(Index):
         self.indptr = self.ids = self.weights = None
         self.bounds: Optional[bounded.Bounds] = None  # the rows and bounds of a bounded search, if held
         self.approximate: Optional[heads.Approximate] = heads.Approximate.of(approximate)
-        self._heads = None  # (entries an anchor, heads): made by prepare_approximate or the first approximate search
+        self._heads = None  # (entries an anchor, heads): made by search_approximately or the first approximate search
         self._heads_lock = threading.Lock()
         self._spares: List[_Workspace] = []
         self._spares_lock = threading.Lock()
@@ -255,12 +255,16 @@ class InvertedIndex(Index):
         from MIN_ITEMS items (smaller indexes are searched exactly)."""
         return self.approximate is not None and self.bounds is not None and self.n >= bounded.MIN_ITEMS
 
-    def prepare_approximate(self) -> bool:
-        """Make what the approximate search reads now rather than on its first query, where it
-        :meth:`approximates`; whether it does."""
+    def search_approximately(self, setting) -> bool:
+        """Set (or, with None, clear) the approximate setting; the heads are made now, not on the first
+        query, where it :meth:`approximates`; whether it does."""
+        self.approximate = heads.Approximate.of(setting)
         if self.approximates():
             self._made_heads()
         return self.approximates()
+
+    def approximate_spec(self) -> Optional[Dict]:
+        return self.approximate.to_spec() if self.approximates() else None
 
     def _made_heads(self) -> heads.Heads:
         """The heads for the current setting's size, made once (a search that comes meanwhile waits):

@@ -140,14 +140,8 @@ class StoredCollection:
         ``Approximate`` or its spec, or None for exact search again. What the search reads is made
         now (about 2 s at a million items), not on the first query. Returns the sides it applies to
         (an inverted index of at least 20,000 items built with the bounded search's rows)."""
-        setting = Approximate.of(setting)
-        done = []
-        for m, side in self.sides.items():
-            if hasattr(side.index, "approximate"):
-                side.index.approximate = setting
-                if side.index.prepare_approximate():
-                    done.append(m)
-        return done
+        setting = Approximate.of(setting)  # checked even where no side can use it
+        return [m for m, side in self.sides.items() if side.index.search_approximately(setting)]
 
     def check_files(self) -> None:
         """Refuse to go on (:class:`~retrieval.errors.CollectionDamagedError`) if a memory-mapped file
