@@ -56,11 +56,12 @@ def test_a_served_collection_fills_its_tie_break_rows_when_warmed(tiny_collectio
                  query_encoders=None, dense_cache_mb=None)()
 
     def filled():
-        return col._dense_cache and all(c._have is not None and c._have.all() for c in col._dense_cache.values())
+        return set(col._dense_cache) == set(col.sides) and all(
+            c._have is not None and c._have.all() for c in col._dense_cache.values())
     deadline = time.monotonic() + 30
     while not filled() and time.monotonic() < deadline:  # in the background: the server answers meanwhile
         time.sleep(0.02)
-    assert filled() and set(col._dense_cache) == set(col.sides)
+    assert filled()
 
 
 def test_a_row_kept_meanwhile_by_another_caller_is_not_replaced():
