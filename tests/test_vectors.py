@@ -274,6 +274,8 @@ def test_http_searches_a_vectors_collection_by_vector_and_by_text(tiny_data, fak
         assert r.status_code == 200 and len(r.json()["results"]) == 2
         r = c.post("/collections/vecs/search", json={"vector": q[:5], "modality": "image"})
         assert r.status_code == 422
+        r = c.post("/collections/vecs/search", json={"vector": [0.0] * len(q), "modality": "image"})
+        assert r.status_code == 400 and "not all zeros" in r.json()["error"]  # no direction to search along
 
 
 def test_vectors_are_checked_in_chunks_with_the_same_result_and_every_bad_row_named():
@@ -295,3 +297,68 @@ def test_a_column_of_vectors_is_read_as_one_array_unless_its_rows_differ():
     assert isinstance(got, np.ndarray) and got.shape == (4, 3) and got[3].tolist() == [3.0, 4.0, 5.0]
     assert column_vectors(pa.array([[1.0, 2.0], [3.0]])) == [[1.0, 2.0], [3.0]]  # named row by row later
     assert column_vectors(pa.array([[1.0, 2.0], None])) == [[1.0, 2.0], None]
+
+
+def test_classify_vectors_answers_as_classifying_the_files(tiny_data, fake_encoders, tmp_path, capsys):
+    import json
+
+    from retrieval.cli.main import main
+
+    files = Collection.open(build_collection(tiny_data["corpus"], tiny_data["anchors"], tmp_path / "files",
+                                             image_encoder="fake-image", text_encoder="fake-text", cache_dir="", **KW))
+    corpus, anchors = tables(tiny_data, tmp_path)
+    col = build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:colours",
+                           text_encoder="fake-text", cache_dir="", **KW)
+    vecs = Collection.open(col)
+    labels = [f"{c} thing" for c in tiny_data["colours"]]
+    images = tiny_data["corpus_images"][:4]
+    q = load_encoder("fake-image", "image").encode(images)
+    want, got = files.classify(images, labels, k=3), vecs.classify_vectors(q, labels, k=3)
+    assert got.signals == want.signals
+    for g, w in zip(got, want):
+        assert g.labels == w.labels
+        np.testing.assert_allclose(g.probabilities, w.probabilities, atol=1e-6)
+    assert vecs.classify_vectors(q, labels, k=3, abstain=1.0)[0].abstained
+    for bad, match in ((q[:, :5], "width 24"), (np.zeros_like(q), "not all zeros, got 4 such row"),
+                       (np.full_like(q, np.nan), "finite"), (q[:0], "at least one")):
+        with pytest.raises(Exception, match=match):
+            vecs.classify_vectors(bad, labels)
+    np.save(tmp_path / "q.npy", q)
+    capsys.readouterr()
+    assert main(["classify", str(col), "--vector-file", str(tmp_path / "q.npy"), "--labels", ",".join(labels),
+                 "-k", "2", "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in lines] == [f"{tmp_path / 'q.npy'}[{i}]" for i in range(4)]
+    assert [r["labels"] for r in lines] == [p.labels[:2] for p in want]
+    assert main(["classify", str(col), images[0], "--vector-file", str(tmp_path / "q.npy"), "--labels",
+                 ",".join(labels)]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_http_classifies_a_vector(tiny_data, fake_encoders, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from retrieval.serve.server import create_app
+
+    corpus, anchors = tables(tiny_data, tmp_path)
+    col = build_collection(corpus, anchors, tmp_path / "vecs", image_encoder="vectors:colours",
+                           text_encoder="fake-text", cache_dir="", **KW)
+    q = load_encoder("fake-image", "image").encode(tiny_data["corpus_images"][:1])
+    labels = [f"{c} thing" for c in tiny_data["colours"]]
+    want = Collection.open(col).classify_vectors(q, labels, k=2)[0]
+    with TestClient(create_app({"vecs": str(col)}), raise_server_exceptions=False) as c:
+        r = c.post("/collections/vecs/classify/vector", json={"vector": q[0].tolist(), "labels": labels, "k": 2})
+        assert r.status_code == 200, r.text
+        assert r.json()["labels"] == want.labels and r.json()["signals"] == ["asif"]
+        np.testing.assert_allclose(r.json()["probabilities"], want.probabilities, atol=1e-6)
+        r = c.post("/collections/vecs/classify/vector", json={"vector": q[0, :5].tolist(), "labels": labels})
+        assert r.status_code in (409, 422) and "width 24" in r.json()["error"]
+        for labels_given in (["a", "a"], ["a", " b"], [""] * 2, ["a"]):
+            r = c.post("/collections/vecs/classify/vector", json={"vector": q[0].tolist(), "labels": labels_given})
+            assert r.status_code == 422, labels_given
+        assert "expected distinct labels" in c.post("/collections/vecs/classify/vector", json={
+            "vector": q[0].tolist(), "labels": ["a", "a"]}).json()["error"]
+        r = c.post("/collections/vecs/classify/vector", json={"vector": q[0].tolist(), "labels": labels,
+                                                              "template": "no braces"})
+        assert r.status_code == 422

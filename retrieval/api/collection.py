@@ -307,16 +307,7 @@ class Collection(StoredCollection):
             raise UnsupportedQueryError(f"expected vectors of one of this collection's modalities "
                              f"{sorted(self.manifest['encoders'])}, got {modality!r}")
         st = self.stitched.get(modality)
-        dim = st.encoder.dim if st else self.manifest["encoders"][modality]["dim"]
-        q = np.asarray(vectors, dtype=np.float64)  # float64 first: 1e300 is a direction, not an overflow
-        spec = st.encoder.name if st else self.manifest["encoders"][modality]["spec"]
-        if q.ndim != 2 or q.shape[1] != dim:
-            raise UnsupportedQueryError(f"expected {modality} vectors of width {dim} (the {spec} encoder's), got "
-                                        f"an array of shape {q.shape}")
-        if not np.all(np.isfinite(q)):
-            raise InputError(f"expected finite {modality} vectors, got NaN or infinite values")
-        q = q / np.maximum(np.abs(q).max(axis=1, keepdims=True), 1e-300)  # no overflow in the norm below
-        q = l2_normalise(q)
+        q = self._checked_vectors(vectors, modality, st.encoder.dim if st else None, st.encoder.name if st else None)
         p = self.plan(modality, target, route, captions)
         with self._stage("filter"):
             allowed = self._allowed(where, target)
@@ -336,6 +327,25 @@ class Collection(StoredCollection):
             return self._with_captions(q, texts, k, allowed, lambda depth: self._run(route, q, modality, target, depth,
                                                                                   allowed, projector))
         return [self._hits(h, target) for h in self._run(route, q, modality, target, k, allowed, projector)]
+
+    def _checked_vectors(self, vectors, modality: str, dim: Optional[int] = None,
+                         spec: Optional[str] = None) -> np.ndarray:
+        """Query vectors of ``modality`` as unit float32 rows, or the error that says what was expected:
+        ``dim`` wide (by default the width of the collection's own ``modality`` encoder, ``spec``), finite."""
+        dim = dim or self.manifest["encoders"][modality]["dim"]
+        spec = spec or self.manifest["encoders"][modality]["spec"]
+        q = np.asarray(vectors, dtype=np.float64)  # float64 first: 1e300 is a direction, not an overflow
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise UnsupportedQueryError(f"expected {modality} vectors of width {dim} (the {spec} encoder's), got "
+                                        f"an array of shape {q.shape}")
+        if not np.all(np.isfinite(q)):
+            raise InputError(f"expected finite {modality} vectors, got NaN or infinite values")
+        zero = np.flatnonzero(~np.any(q, axis=1))
+        if len(zero):  # no direction: nothing to compare
+            raise InputError(f"expected {modality} vectors that are not all zeros, got {len(zero)} such row(s): "
+                             f"{zero[:10].tolist()}")
+        q = q / np.abs(q).max(axis=1, keepdims=True)  # no overflow in the norm below
+        return l2_normalise(q)
 
     def caption_match(self) -> CaptionMatch:
         """The items' own captions as a :class:`CaptionMatch` (fitted once per opened collection)."""
@@ -625,6 +635,19 @@ class Collection(StoredCollection):
         preds = clf.predict(vecs, k=k, logits=logits, label_vectors=label_vecs, abstain=abstain)
         return Classification(preds, clf.signals_used(logits=logits is not None, label_vectors=label_vecs is not None),
                               clf.centred_on, [] if clf.head is None else clf.head.covered)
+
+    def classify_vectors(self, vectors, labels: Sequence[str], *, templates: Sequence[str] = DEFAULT_TEMPLATES,
+                         k: int = 5, abstain: Optional[float] = None) -> Classification:
+        """:meth:`classify` for inputs already embedded by this collection's items' encoder (one a row; a
+        ``vectors:NAME`` side's own space): no model is loaded for them, so the signals are those that
+        need no network's logits (ASIF and the corpus's votes; ``Classification.signals`` says which)."""
+        self.check_files()
+        if not len(np.shape(vectors)) or not np.shape(vectors)[0]:
+            raise InputError(f"expected at least one {self.modality} vector to classify, got shape {np.shape(vectors)}")
+        q = self._checked_vectors(vectors, self.modality)
+        clf = self.classifier(labels, templates)
+        preds = clf.predict(q, k=k, abstain=abstain)
+        return Classification(preds, clf.signals_used(), clf.centred_on, [] if clf.head is None else clf.head.covered)
 
     # ---- description --------------------------------------------------------------------------
     def info(self) -> Dict:

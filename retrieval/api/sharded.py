@@ -107,6 +107,10 @@ class ShardedCollection:
                              "classify a shard folder (NAME/shard-00000, ...) to label its items")
         return self.first.classify(inputs, labels, **kwargs)
 
+    def classify_vectors(self, vectors, labels, **kwargs):
+        """Classify embedded inputs (the first shard answers, as for files)."""
+        return self.first.classify_vectors(vectors, labels, **kwargs)
+
     def _target(self, target: Optional[str]) -> str:
         target = target or "items"
         if target not in ("items", self.modality):

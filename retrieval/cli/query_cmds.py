@@ -132,12 +132,21 @@ def cmd_explain(a) -> int:
 def cmd_classify(a) -> int:
     labels = labels_given(a.labels)
     templates = [check_template(t) for t in a.template] if a.template else list(DEFAULT_TEMPLATES)
+    if a.vector_file and a.files:
+        raise InputError(f"expected files or --vector-file to classify, not both; got {len(a.files)} file(s) and "
+                         f"{a.vector_file!r}")
     col = Collection.open(a.index, device=a.device)
     files = a.files or None
-    preds = col.classify(files, labels, templates=templates, k=a.k, show_progress_bar=a.progress, abstain=a.abstain)
+    if a.vector_file:
+        vectors = read_vectors(a.vector_file)
+        preds = col.classify_vectors(vectors, labels, templates=templates, k=a.k, abstain=a.abstain)
+        names = [f"{a.vector_file}[{i}]" for i in range(len(vectors))]
+    else:
+        preds = col.classify(files, labels, templates=templates, k=a.k, show_progress_bar=a.progress,
+                             abstain=a.abstain)
+        names = a.files if files else col.items["path"]
     if not a.json:
         print(preds.about(), file=sys.stderr)
-    names = a.files if files else col.items["path"]
     for name, p in zip(names, preds):
         if a.json:
             print_json({"path": name, **p.to_dict(), "signals": preds.signals})
@@ -145,7 +154,7 @@ def cmd_classify(a) -> int:
             top = ", ".join(f"{printable(lab)} ({pr:.2f})" for lab, pr in zip(p.labels, p.probabilities))
             print(f"{short_path(name, 60):60}  " + (f"none of these (below {a.abstain:g}: {top})" if p.abstained
                                                     else top))
-    if files is None:
+    if files is None and not a.vector_file:
         truth = col.items["label"]
         known = [t for t in truth if t is not None]
         top1, topk = accuracy(preds, truth, 1), accuracy(preds, truth, a.k)
@@ -262,6 +271,8 @@ def add_parsers(sub, common) -> None:
     c.add_argument("index")
     c.add_argument("files", nargs="*", help="files of the collection's modality (images or sounds); none = classify "
                                              "the collection's own items and score their labels")
+    c.add_argument("--vector-file", metavar="NPY", help="inputs embedded elsewhere by the items' encoder (.npy, one a "
+                   "row), e.g. for a collection built with --image-encoder vectors:NAME")
     c.add_argument("--labels", required=True, help="a text file, one label a line, or labels separated by commas "
                    "('cat, dog, bird'; a file of that name wins)")
     c.add_argument("--template", action="append", help="prompt template with {} (repeatable); default: a few generic ones")

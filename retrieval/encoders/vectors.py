@@ -84,7 +84,8 @@ class VectorsEncoder(Encoder):
         if len(items) and not isinstance(items, np.ndarray) and isinstance(items[0], (str, bytes)):
             raise InputError(f"expected {self.modality} vectors for the {self.name!r} side (no model is loaded for "
                              f"it), got {type(items[0]).__name__} {str(items[0])[:60]!r}; give query vectors "
-                             f"('retrieval search --vector-file q.npy', Collection.search_vectors), or, if "
+                             f"('retrieval search|classify --vector-file q.npy', Collection.search_vectors or "
+                             f"classify_vectors), or, if "
                              f"{self.space!r} is the encoder that made the vectors, encode queries with it "
                              f"(--{self.modality}-encoder {self.space})")
         if not len(items):

@@ -2,15 +2,19 @@
 allows is one the server can answer (a collection lacking what another has answers 409)."""
 
 from dataclasses import dataclass
-from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Annotated, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
 
 from retrieval.api import ROUTES
 from retrieval.store.filters import MAX_LENGTH as MAX_FILTER_CHARS
 
 # A prompt template: exactly one {} where the label goes, literal braces doubled (classify.check_template).
 TEMPLATE_PATTERN = r"^(?:[^{}]|\{\{|\}\})*\{\}(?:[^{}]|\{\{|\}\})*$"
+
+
+# An embedding has a direction: one of all zeros is refused (400), and the spec says so.
+NOT_ALL_ZEROS = {"not": {"items": {"const": 0}}}
 
 
 @dataclass
@@ -22,6 +26,7 @@ class Models:
     Route: object
     TextQuery: object
     SearchBody: object
+    ClassifyVectorBody: object
     k_field: Dict
     where_field: Dict
 
@@ -52,7 +57,7 @@ def request_models(lim: Dict, encoders: Sequence[Tuple[str, int]], targets: Sequ
         """A body carrying an embedding of ``modality``: its width is stated when every collection
         served agrees on it."""
         dims = [d for m, d in encoders if m == modality]
-        width = dict(min_length=min(dims), max_length=max(dims))
+        width = dict(min_length=min(dims), max_length=max(dims), json_schema_extra=NOT_ALL_ZEROS)
         return create_model(
             f"VectorQuery_{modality}", __config__=ConfigDict(extra="forbid"),
             vector=(List[float], Field(..., description=f"an embedding from the collection's {modality} encoder",
@@ -62,4 +67,32 @@ def request_models(lim: Dict, encoders: Sequence[Tuple[str, int]], targets: Sequ
             where=(Optional[str], Field(None, **where_field)))
 
     SearchBody = Union[(TextQuery,) + tuple(vector_query(m) for m in modalities)]
-    return Models(Modality, Target, Route, TextQuery, SearchBody, k_field, where_field)
+
+    # a label as the classifier takes it: not empty, nothing str.strip() would remove at either end (the
+    # characters named, as \s differs between regex engines), so that distinct items are distinct labels
+    edge = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    Label = Annotated[str, StringConstraints(min_length=1, max_length=lim["max_query_chars"],
+                                             pattern=f"^{edge}(?:[\\s\\S]*{edge})?$")]
+
+    class ClassifyVectorBody(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        vector: List[float] = Field(..., min_length=1, json_schema_extra=NOT_ALL_ZEROS,
+                                    description="an embedding from the collection's items' encoder (e.g. of a side "
+                                    "built with vectors:NAME)")
+        labels: List[Label] = Field(..., min_length=2, max_length=lim["max_labels"],
+                                    json_schema_extra={"uniqueItems": True},
+                                    description=f"two to {lim['max_labels']} distinct labels")
+        k: int = Field(5, **k_field)
+        template: Optional[str] = Field(None, pattern=TEMPLATE_PATTERN, description="prompt with exactly one {} "
+                                        "for the label")
+        abstain: Optional[float] = Field(None, ge=0.0, le=1.0, description="answer 'none of these' below this top "
+                                         "probability")
+
+        @field_validator("labels")
+        @classmethod
+        def distinct(cls, labels: List[str]) -> List[str]:
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"expected distinct labels, got {len(labels) - len(set(labels))} repeated")
+            return labels
+
+    return Models(Modality, Target, Route, TextQuery, SearchBody, ClassifyVectorBody, k_field, where_field)
