@@ -331,13 +331,14 @@ class Collection(StoredCollection):
     def _checked_vectors(self, vectors, modality: str, dim: Optional[int] = None,
                          spec: Optional[str] = None) -> np.ndarray:
         """Query vectors of ``modality`` as unit float32 rows, or the error that says what was expected:
-        ``dim`` wide (by default the width of the collection's own ``modality`` encoder, ``spec``), finite."""
+        ``dim`` wide (by default the width of the collection's own ``modality`` encoder, ``spec``), finite,
+        and not all zeros (a direction to compare)."""
         dim = dim or self.manifest["encoders"][modality]["dim"]
         spec = spec or self.manifest["encoders"][modality]["spec"]
         q = np.asarray(vectors, dtype=np.float64)  # float64 first: 1e300 is a direction, not an overflow
         if q.ndim != 2 or q.shape[1] != dim:
-            raise UnsupportedQueryError(f"expected {modality} vectors of width {dim} (the {spec} encoder's), got "
-                                        f"an array of shape {q.shape}")
+            raise UnsupportedQueryError(f"expected {modality} vectors of width {dim} (the {spec} encoder's), one a "
+                                        f"row, got an array of shape {q.shape}")
         if not np.all(np.isfinite(q)):
             raise InputError(f"expected finite {modality} vectors, got NaN or infinite values")
         zero = np.flatnonzero(~np.any(q, axis=1))
