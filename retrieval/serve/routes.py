@@ -176,7 +176,9 @@ def query_routes(served: Served, models: Models) -> APIRouter:
                        abstain: Optional[float] = Form(None, ge=0.0, le=1.0,
                                                        description="answer 'none of these' below this top probability")):
         col = served.collection(name)
-        names = distinct_labels(labels.replace(",", "\n").splitlines(), lim, "(comma or newline separated)")
+        names = list(dict.fromkeys(x.strip() for x in labels.replace(",", "\n").splitlines() if x.strip()))
+        if not 2 <= len(names) <= lim["max_labels"]:  # (a label typed twice is meant once)
+            raise InputError(f"expected 2 to {lim['max_labels']} labels (comma or newline separated), got {len(names)}")
         if template is not None:
             check_template(template)
         query, modality = as_query(await read_upload(file, lim), file.filename, lim)
@@ -196,19 +198,10 @@ def query_routes(served: Served, models: Models) -> APIRouter:
     @router.post("/collections/{name}/classify/vector", responses=documented(*POSTED))
     def classify_vector(name: str, body: models.ClassifyVectorBody):
         col = served.collection(name)
-        names = distinct_labels(body.labels, lim, "(a list)")
+        names = body.labels  # the spec holds them to what the classifier takes: 2 or more, distinct, stripped
         with served.lock:
             preds = col.classify_vectors([body.vector], names, k=min(body.k, len(names)), abstain=body.abstain,
                                          templates=[check_template(body.template)] if body.template else DEFAULT_TEMPLATES)
         return {**preds[0].to_dict(), "signals": preds.signals}
 
     return router
-
-
-def distinct_labels(labels, lim: Dict, form: str) -> List[str]:
-    """The labels stripped, each once (a label typed twice is meant once), or the error: 2 to
-    ``max_labels`` of them."""
-    names = list(dict.fromkeys(x.strip() for x in labels if x.strip()))
-    if not 2 <= len(names) <= lim["max_labels"]:
-        raise InputError(f"expected 2 to {lim['max_labels']} distinct labels {form}, got {len(names)}")
-    return names
